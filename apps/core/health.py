@@ -1,0 +1,93 @@
+"""Dependency checks behind /readyz and the console's status page."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from apps.core.clickhouse import get_clickhouse
+from apps.core.redis import get_redis
+
+HEARTBEAT_KEY = "tessera:worker:heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    up: bool
+    latency_ms: float
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        result: dict[str, object] = {
+            "status": "up" if self.up else "down",
+            "latency_ms": self.latency_ms,
+        }
+        if self.detail:
+            result["detail"] = self.detail
+        return result
+
+
+def _database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return connection.vendor
+
+
+def _redis() -> str:
+    get_redis().ping()
+    return ""
+
+
+def _broker() -> str:
+    from idp.celery import app  # the composition root owns the Celery app
+
+    # A pooled connection: a probe every few seconds must not open a new one each time.
+    conn: Any = app.pool.acquire(block=True, timeout=settings.HEALTH_CHECK_TIMEOUT)
+    with conn:
+        conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT)
+        conn.default_channel.client.ping()
+    return ""
+
+
+def _clickhouse() -> str:
+    get_clickhouse().execute("SELECT 1")
+    return ""
+
+
+def _worker() -> str:
+    raw = get_redis().get(HEARTBEAT_KEY)
+    if raw is None:
+        raise LookupError("no heartbeat yet: is the Celery worker (and beat) running?")
+    age = time.time() - float(raw)
+    if age > settings.WORKER_HEARTBEAT_MAX_AGE:
+        raise LookupError(f"last heartbeat {age:.0f}s ago: the worker or beat has stopped")
+    return f"last heartbeat {age:.0f}s ago"
+
+
+def _run(name: str, check: Callable[[], str]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        up = True
+    except Exception as exc:  # a health check reports every failure instead of raising it
+        detail, up = f"{type(exc).__name__}: {exc}"[:300], False
+    return CheckResult(name, up, round((time.perf_counter() - started) * 1000, 2), detail)
+
+
+def readiness() -> list[CheckResult]:
+    """Each configured dependency with its state; ClickHouse only when CLICKHOUSE_URL is set."""
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("database", _database),
+        ("redis", _redis),
+        ("broker", _broker),
+        ("worker", _worker),
+    ]
+    if settings.CLICKHOUSE_URL:
+        checks.append(("clickhouse", _clickhouse))
+    return [_run(name, check) for name, check in checks]

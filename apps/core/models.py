@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any, NoReturn
+
+from django.db import models
+from django.utils import timezone
+
+
+class SecurityEvent(models.Model):
+    """One row of the security-event outbox; written by core.events.emit() only.
+
+    Append-only: a saved event is never updated or deleted one by one (authentik's Event and
+    Zulip's RealmAuditLog do the same); the audit shipper removes rows in bulk once shipped.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    event_type = models.CharField(max_length=64)
+    user_id = models.CharField(max_length=64, blank=True)
+    actor_id = models.CharField(max_length=64, blank=True)
+    session_id = models.CharField(max_length=64, blank=True)
+    resource_type = models.CharField(max_length=64, blank=True)
+    resource_id = models.CharField(max_length=128, blank=True)
+    success = models.BooleanField(default=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "core_security_event"
+        indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.Index(fields=["occurred_at"], name="core_event_occurred_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("security events are append-only and cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ValueError("security events are append-only and cannot be deleted one by one")

@@ -1,0 +1,108 @@
+"""Who is asking, from where, under which request id — for logs and security events.
+
+The client IP is REMOTE_ADDR unless that is a trusted proxy (IDP_TRUSTED_PROXIES); then
+X-Forwarded-For is read right to left and the first address that is not a trusted proxy is the
+client (OWASP ASVS 4.0 V7.1: log the real source of a request, never a spoofable header from an
+untrusted peer).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+access_log = logging.getLogger("tessera.access")
+
+_REQUEST_ID_FORM = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request_id: str
+    client_ip: str | None
+    user_agent: str
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("tessera_request", default=None)
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(address in network for network in settings.TRUSTED_PROXIES)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
+    if peer is None or not _is_trusted(peer):
+        return str(peer) if peer else None
+    client = peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    for hop in reversed(forwarded.split(",")):
+        address = _parse_ip(hop)
+        if address is None:
+            break  # a malformed hop: trust nothing to its left
+        client = address
+        if not _is_trusted(address):
+            break
+    return str(client)
+
+
+def _request_id(request: HttpRequest, ip: str | None) -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
+    if incoming and peer is not None and _is_trusted(peer) and _REQUEST_ID_FORM.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Sets the request context, returns X-Request-ID, and writes one access log line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        ip = client_ip(request)
+        context = RequestContext(
+            request_id=_request_id(request, ip),
+            client_ip=ip,
+            user_agent=request.headers.get("User-Agent", "")[:512],
+        )
+        token = _current.set(context)
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = context.request_id
+            access_log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path[:512],
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client_ip": ip,
+                },
+            )
+            return response
+        finally:
+            _current.reset(token)

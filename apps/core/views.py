@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from apps.core import request_context
+from apps.core.health import readiness
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Says nothing about dependencies (see readyz)."""
+    return JsonResponse({"status": "alive"})
+
+
+@require_safe
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    results = readiness()
+    ready = all(r.up for r in results)
+    return JsonResponse(
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": {r.name: r.as_dict() for r in results},
+        },
+        status=200 if ready else 503,
+    )
+
+
+_ERRORS = {
+    400: ("bad_request", "The request could not be understood. Check its parameters."),
+    403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
+    404: ("not_found", "There is nothing at this address. Check the URL."),
+    500: ("server_error", "Something went wrong on our side. Try again; quote the request id."),
+}
+
+
+def error_response(request: HttpRequest, status: int) -> HttpResponse:
+    """JSON or HTML by the Accept header; never a stack trace."""
+    code, message = _ERRORS[status]
+    context = request_context.current()
+    request_id = context.request_id if context else ""
+    if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
+        return JsonResponse(
+            {"error": code, "error_description": message, "request_id": request_id},
+            status=status,
+        )
+    return render(
+        request,
+        "errors/error.html",
+        {"status": status, "message": message, "request_id": request_id},
+        status=status,
+    )
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_response(request, 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_response(request, 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return error_response(request, 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(request, 500)

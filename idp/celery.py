@@ -1,0 +1,21 @@
+"""The Celery app. Tasks live in each app's tasks.py and are found by autodiscovery."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import beat_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
+
+app = Celery("tessera")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@beat_init.connect
+def _first_heartbeat(sender: Any, **kwargs: Any) -> None:
+    """Beat's schedule first fires after one interval; send one now so /readyz is prompt."""
+    sender.app.send_task("apps.core.tasks.heartbeat", expires=60)

@@ -1,0 +1,22 @@
+"""Gunicorn settings for `make run` and the container image; values come from idp.settings."""
+
+import os
+
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
+
+bind = f"{settings.BIND_HOST}:{settings.PORT}"
+workers = settings.WEB_WORKERS
+worker_class = "gthread"
+threads = 4
+graceful_timeout = 10
+timeout = 30
+keepalive = 5
+# The request-context middleware writes the access log as JSON; gunicorn's own is off.
+accesslog = None
+logconfig_dict = settings.LOGGING
+# Runtime control belongs to the process supervisor, not a socket in $HOME.
+control_socket_disable = True
+limit_request_line = 8190
+limit_request_fields = 100

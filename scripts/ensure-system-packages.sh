@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite starts real PostgreSQL, Redis and ClickHouse servers and drives Chromium.
+# Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
+set -euo pipefail
+
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tessera: the tests need these system packages: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "tessera: installing system packages for the test servers: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/tessera-apt.log 2>&1 || {
+  tail -n 20 /tmp/tessera-apt.log >&2
+  echo "tessera: apt-get install failed (full log: /tmp/tessera-apt.log)" >&2
+  exit 1
+}
