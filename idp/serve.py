@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15
 READY_TIMEOUT_SECONDS = 90
 
@@ -42,7 +43,7 @@ class Tree:
 
     def start(self, name: str, argv: list[str]) -> None:
         process = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
-            argv, start_new_session=True, preexec_fn=_die_with_parent
+            argv, cwd=ROOT, start_new_session=True, preexec_fn=_die_with_parent
         )
         self.children.append((name, process))
 
@@ -113,22 +114,25 @@ def start_embedded_redis(tree: Tree, socket_path: Path) -> None:
         time.sleep(0.05)
 
 
-def wait_until_ready(tree: Tree, url: str) -> dict[str, object]:
+def wait_until_ready(tree: Tree, url: str) -> bool:
+    """True once /readyz answers 200; False if asked to stop first."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    last: dict[str, object] = {}
-    while time.monotonic() < deadline and not tree.stopping:
+    last: object = "no answer"
+    while not tree.stopping:
         dead = tree.dead_child()
         if dead:
             raise ChildProcessError(f"{dead[0]} exited with status {dead[1]} during startup")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {json.dumps(last)}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our URL
-                return dict(json.load(response))
+            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - our URL
+                return True
         except urllib.error.HTTPError as error:
-            last = dict(json.load(error))
+            last = json.load(error)
         except (urllib.error.URLError, OSError, ValueError):
             pass
-        time.sleep(0.5)
-    raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {json.dumps(last)}")
+        time.sleep(0.2)
+    return False
 
 
 def main() -> int:
@@ -168,7 +172,14 @@ def main() -> int:
         say(f"starting web server on {settings.BIND_HOST}:{settings.PORT}, worker and beat")
         tree.start(
             "web",
-            [python, "-m", "gunicorn", "-c", "python:idp.gunicorn_conf", "idp.wsgi:application"],
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "deploy" / "gunicorn.conf.py"),
+                "idp.wsgi:application",
+            ],
         )
         tree.start(
             "worker",
@@ -206,7 +217,8 @@ def main() -> int:
                 str(settings.DATA_DIR / "celerybeat-schedule"),
             ],
         )
-        wait_until_ready(tree, f"{health}/readyz")
+        if not wait_until_ready(tree, f"{health}/readyz"):
+            return 0
         say(f"ready in {time.monotonic() - started:.1f}s")
         say(f"  issuer   {settings.ISSUER}")
         say(f"  console  {settings.ISSUER}/console/")

@@ -1,4 +1,5 @@
-"""Gunicorn settings for `make run` and the container image; values come from idp.settings."""
+"""Gunicorn settings for `make run` and production: `gunicorn -c deploy/gunicorn.conf.py
+idp.wsgi:application`. Every value comes from idp.settings (the environment)."""
 
 import os
 

@@ -1,0 +1,164 @@
+"""Fixtures over the suite's real servers (started by tests/servers.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from clickhouse_driver import Client
+from django.conf import settings
+
+from tests.servers import SERVERS, TestServers, _die_with_parent, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # the suite may run as root (CI); the page is our own
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def servers(request: pytest.FixtureRequest) -> TestServers:
+    return request.config.stash[SERVERS]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files() -> None:
+    """Pages render through the hashed-manifest storage, as in production."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest) -> Iterator[object]:
+    """pytest-django's live server, minus its finder-based static handler: WhiteNoise in the
+    middleware serves the collected, hashed files, exactly as the production server does."""
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer("localhost", start=False)
+    server.thread.static_handler = lambda handler: handler
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis(servers: TestServers) -> None:
+    """Each test starts with an empty application Redis (the broker's database is separate)."""
+    if not servers.redis.running:  # a test that stopped Redis and failed before restarting it
+        servers.redis.start()
+    redis.Redis.from_url(servers.redis.url(0)).flushdb()
+
+
+@pytest.fixture
+def redis_client(servers: TestServers) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis.url(0))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clickhouse_client(servers: TestServers) -> Iterator[Client]:
+    client = Client.from_url(servers.clickhouse.url())
+    yield client
+    client.disconnect()
+
+
+class WorkerProcess:
+    """A real `celery worker` process consuming from the suite's broker."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from idp.celery import app
+
+        hostname = f"tessera-test-{os.getpid()}@localhost"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "idp", "worker", "--pool", "solo",
+                 "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", hostname],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+
+        def answers() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.log.read_text()[-2000:]}")
+            return bool(app.control.ping(destination=[hostname], timeout=0.5))
+
+        wait_for(answers, 60, "the Celery worker did not answer a ping")
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies mid-task, as in a crash or an OOM kill."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    servers: TestServers, django_db_setup: None, django_db_blocker: object
+) -> Iterator[WorkerProcess]:
+    """A worker process on the test database; tests that use it with the database must be
+    `transaction=True` so that their rows are committed where the worker can see them."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
+    }
+    worker = WorkerProcess(env, servers.base / "celery-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Screenshots and other files a person may want to look at after the run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise pytest.UsageError("chromium not found: run `make test`, which installs it")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()

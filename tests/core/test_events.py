@@ -1,0 +1,80 @@
+"""The security-event catalog and its transactional outbox (foundation issue)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory
+
+from apps.core.events import EventType, emit
+from apps.core.models import SecurityEvent
+from apps.core.request_context import RequestContextMiddleware
+
+
+def test_every_catalog_event_has_a_dotted_name_and_one_line_of_doc() -> None:
+    for event in EventType:
+        assert event.value == event.value.lower()
+        assert " " not in event.value
+        assert event.label.endswith(".")
+        assert "\n" not in event.label
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_commits_with_the_change_it_records() -> None:
+    with transaction.atomic():
+        emit(EventType.CLIENT_CREATED, resource_type="client", resource_id="c1")
+
+    assert SecurityEvent.objects.filter(event_type="client.created", resource_id="c1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_change_leaves_no_event() -> None:
+    class ChangeFailed(Exception):
+        pass
+
+    @transaction.atomic
+    def failing_change() -> None:
+        emit(EventType.CLIENT_CREATED, resource_type="client", resource_id="c2")
+        raise ChangeFailed
+
+    with pytest.raises(ChangeFailed):
+        failing_change()
+
+    assert not SecurityEvent.objects.filter(resource_id="c2").exists()
+
+
+@pytest.mark.django_db
+def test_events_are_append_only() -> None:
+    event = emit(EventType.LOGOUT, user_id="u")
+    event.user_id = "someone-else"
+
+    with pytest.raises(ValueError, match="append-only"):
+        event.save()
+    with pytest.raises(ValueError, match="append-only"):
+        event.delete()
+    assert SecurityEvent.objects.get(id=event.id).user_id == "u"
+
+
+@pytest.mark.django_db
+def test_emit_refuses_anything_outside_the_catalog() -> None:
+    with pytest.raises(TypeError, match="catalog"):
+        emit("login.succeeded")  # type: ignore[arg-type]
+    assert not SecurityEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_event_inside_a_request_carries_its_ip_user_agent_and_request_id() -> None:
+    def view(request: HttpRequest) -> HttpResponse:
+        emit(EventType.LOGIN_FAILED, success=False, metadata={"reason": "bad_password"})
+        return HttpResponse()
+
+    request = RequestFactory().get("/", REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="probe/1.0")
+    response = RequestContextMiddleware(view)(request)
+
+    event = SecurityEvent.objects.get()
+    assert event.ip_address == "203.0.113.7"
+    assert event.user_agent == "probe/1.0"
+    assert event.request_id == response["X-Request-ID"]
+    assert event.success is False
+    assert event.metadata == {"reason": "bad_password"}

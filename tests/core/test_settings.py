@@ -1,0 +1,97 @@
+"""Startup refuses malformed or unsafe configuration with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 64
+
+
+def _check(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "PORT"))}
+    env.update({"IDP_DATA_DIR": str(tmp_path), **environ})
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("PORT", "eighty", "an integer from 1 to 65535"),
+        ("PORT", "70000", "an integer from 1 to 65535"),
+        ("IDP_DEBUG", "maybe", "one of true/false"),
+        ("IDP_ENV", "staging", "one of development, production"),
+        ("IDP_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "IP addresses or CIDR networks"),
+        ("DATABASE_URL", "mysql://db/idp", "postgres:// or postgresql:// or sqlite://"),
+        ("REDIS_URL", "localhost:6379", "redis://"),
+        ("IDP_ISSUER", "idp.example.com", "http:// or https://"),
+        ("IDP_ALLOWED_HOSTS", "a.example.com, http://b", "host names"),
+    ],
+)
+def test_malformed_value_stops_startup_naming_the_variable(
+    tmp_path, variable, value, expected
+) -> None:
+    result = _check(tmp_path, **{variable: value})
+
+    assert result.returncode != 0
+    assert f"configuration error: {variable}={value!r} is not valid" in result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"IDP_ISSUER": "https://idp.example.com"}, "IDP_SECRET_KEY is not set"),
+        ({"IDP_ISSUER": "https://idp.example.com", "IDP_SECRET_KEY": "short"}, "IDP_SECRET_KEY"),
+        ({"IDP_ISSUER": "http://idp.example.com", "IDP_SECRET_KEY": GOOD_KEY}, "IDP_ISSUER"),
+        (
+            {"IDP_ISSUER": "https://idp.example.com", "IDP_SECRET_KEY": GOOD_KEY, "IDP_DEBUG": "1"},
+            "IDP_DEBUG must be off",
+        ),
+    ],
+)
+def test_production_refuses_unsafe_settings(tmp_path, environ, named) -> None:
+    result = _check(tmp_path, IDP_ENV="production", **environ)
+
+    assert result.returncode != 0
+    assert named in result.stderr
+
+
+def test_issuer_with_a_query_is_refused(tmp_path) -> None:
+    # OIDC Discovery 1.0 §3: the issuer has no query or fragment.
+    result = _check(tmp_path, IDP_ISSUER="https://idp.example.com/?tenant=1")
+
+    assert result.returncode != 0
+    assert "must not have a query or fragment" in result.stderr
+
+
+def test_production_with_safe_settings_starts(tmp_path) -> None:
+    result = _check(
+        tmp_path,
+        IDP_ENV="production",
+        IDP_ISSUER="https://idp.example.com",
+        IDP_SECRET_KEY=GOOD_KEY,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "secret_key").exists()  # production never invents a key
+
+
+def test_development_generates_a_private_secret_key_once(tmp_path) -> None:
+    assert _check(tmp_path).returncode == 0
+    key_file = tmp_path / "secret_key"
+    first = key_file.read_text()
+
+    assert _check(tmp_path).returncode == 0
+    assert key_file.read_text() == first
+    assert len(first) >= 64
+    assert key_file.stat().st_mode & 0o077 == 0

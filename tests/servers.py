@@ -1,0 +1,299 @@
+"""Throwaway PostgreSQL, Redis and ClickHouse servers for one pytest session.
+
+Loaded with `-p tests.servers` so that it runs before pytest-django reads the settings: it
+starts each server on a free loopback port in its own temp dir and points the environment
+(DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CLICKHOUSE_URL) at them. Nothing here relies on a
+service that is already running or on a default port, so two runs at once do not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+STARTUP_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """A server outlives no pytest process, even one killed with SIGKILL."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _binary(name: str, *extra_dirs: str) -> str:
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *extra_dirs]))
+    if found is None:
+        raise pytest.UsageError(f"{name} not found: run `make test`, which installs it")
+    return found
+
+
+class Server:
+    """One server process: started, probed until ready, stopped, restartable on the same port."""
+
+    name = ""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base / self.name
+        self.dir.mkdir(parents=True)
+        self.port = free_port()
+        self.log = self.dir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        raise TypeError("each server defines its command line")
+
+    def ready(self) -> bool:
+        raise TypeError("each server defines its readiness probe")
+
+    def popen_user(self) -> str | None:
+        return None
+
+    def spawn(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=self.popen_user(),
+                preexec_fn=_die_with_parent,
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.ready():
+            assert self.process is not None
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise pytest.UsageError(f"{self.name} did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Postgres(Server):
+    name = "postgres"
+    user = "tessera"
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key)
+        self.bindir = Path(versions[-1]) if versions else Path(_binary("initdb")).parent
+        self.data = self.dir / "data"
+        # PostgreSQL refuses to run as root; under root it runs as the package's postgres user.
+        self.os_user = "postgres" if os.geteuid() == 0 else None
+        if self.os_user:
+            account = pwd.getpwnam(self.os_user)
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+        subprocess.run(
+            [str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user,
+             "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self.os_user,
+        )  # fmt: skip
+
+    def popen_user(self) -> str | None:
+        return self.os_user
+
+    def argv(self) -> list[str]:
+        # Durability is traded for speed: this cluster lives for one test run.
+        return [
+            str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=200",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        probe = subprocess.run(
+            [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            check=False,
+        )
+        return probe.returncode == 0
+
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> None:  # SIGINT = fast shutdown
+        super().stop(sig)
+
+    def url(self, database: str = "tessera") -> str:
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{database}"
+
+
+def _version_key(path: str) -> float:
+    try:
+        return float(Path(path).parent.name)
+    except ValueError:
+        return 0.0
+
+
+class Redis(Server):
+    name = "redis"
+
+    def argv(self) -> list[str]:
+        # `save` makes a SIGTERM shutdown write its data, so a restart keeps what was there.
+        return [
+            _binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "3600 1", "--appendonly", "no",
+            "--daemonize", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+class ClickHouse(Server):
+    name = "clickhouse"
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.http_port = free_port()
+        self.config = self.dir / "config.xml"
+        self.config.write_text(
+            f"""<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{self.dir}/clickhouse.log</log>
+    <errorlog>{self.dir}/clickhouse.err.log</errorlog></logger>
+  <tcp_port>{self.port}</tcp_port>
+  <http_port>{self.http_port}</http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{self.dir}/data/</path>
+  <tmp_path>{self.dir}/tmp/</tmp_path>
+  <user_files_path>{self.dir}/user_files/</user_files_path>
+  <format_schema_path>{self.dir}/format_schemas/</format_schema_path>
+  <users_config>{self.dir}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>67108864</mark_cache_size>
+  <uncompressed_cache_size>67108864</uncompressed_cache_size>
+  <timezone>UTC</timezone>
+</yandex>
+"""
+        )
+        (self.dir / "users.xml").write_text(
+            """<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+"""
+        )
+
+    def argv(self) -> list[str]:
+        return [_binary("clickhouse-server", "/usr/sbin"), f"--config-file={self.config}"]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/ping", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def url(self) -> str:
+        return f"clickhouse://default:@127.0.0.1:{self.port}/default"
+
+
+class TestServers:
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="tessera-test-"))
+        self.base.chmod(0o755)  # the postgres user must reach its own folder inside
+        self.postgres = Postgres(self.base)
+        self.redis = Redis(self.base)
+        self.clickhouse = ClickHouse(self.base)
+        self.all: list[Server] = [self.postgres, self.redis, self.clickhouse]
+
+    def start(self) -> None:
+        for server in self.all:  # spawn all, then wait: they start in parallel
+            server.spawn()
+        for server in self.all:
+            server.wait_ready()
+
+    def stop(self) -> None:
+        for server in self.all:
+            server.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.postgres.url(),
+            "REDIS_URL": self.redis.url(0),
+            # The broker gets its own Redis database so flushing app state between tests
+            # never drops a queued task or kombu's routing tables.
+            "CELERY_BROKER_URL": self.redis.url(1),
+            "CLICKHOUSE_URL": self.clickhouse.url(),
+            "IDP_DATA_DIR": str(self.base / "data"),
+            "IDP_SECRET_KEY": secrets.token_urlsafe(64),
+            # Playwright's sync API runs an event loop in the test thread; Django's ORM guard
+            # would otherwise refuse the test's own database calls made beside it.
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+        }
+
+
+SERVERS = pytest.StashKey[TestServers]()
+_OWN_SETTINGS = ("IDP_", "PORT", "DATABASE_URL", "REDIS_URL", "CELERY_", "CLICKHOUSE_URL")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    for name in list(os.environ):  # the suite's settings come from here alone
+        if name.startswith(_OWN_SETTINGS):
+            del os.environ[name]
+    servers = TestServers()
+    early_config.add_cleanup(servers.stop)
+    servers.start()
+    os.environ.update(servers.environ())
+    early_config.stash[SERVERS] = servers
+
+
+def wait_for(condition: Callable[[], object], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout}s)")
+        time.sleep(0.05)
