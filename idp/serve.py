@@ -170,53 +170,14 @@ def main() -> int:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         say(f"starting web server on {settings.BIND_HOST}:{settings.PORT}, worker and beat")
-        tree.start(
-            "web",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "deploy" / "gunicorn.conf.py"),
-                "idp.wsgi:application",
-            ],
-        )
-        tree.start(
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "idp",
-                "--quiet",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--without-mingle",
-                "--without-gossip",
-                "-n",
-                "tessera@%h",
-            ],
-        )
-        tree.start(
-            "beat",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "idp",
-                "--quiet",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(settings.DATA_DIR / "celerybeat-schedule"),
-            ],
-        )
+        gunicorn_conf = str(ROOT / "deploy" / "gunicorn.conf.py")
+        celery = [python, "-m", "celery", "-A", "idp", "--quiet"]
+        schedule = str(settings.DATA_DIR / "celerybeat-schedule")
+        tree.start("web", [python, "-m", "gunicorn", "-c", gunicorn_conf, "idp.wsgi:application"])
+        # One local worker: mingle and gossip (worker-to-worker sync) only cost startup time.
+        worker = ["worker", "--concurrency", "2", "--without-mingle", "--without-gossip"]
+        tree.start("worker", [*celery, *worker, "--loglevel", "INFO", "-n", "tessera@%h"])
+        tree.start("beat", [*celery, "beat", "--loglevel", "INFO", "-s", schedule])
         if not wait_until_ready(tree, f"{health}/readyz"):
             return 0
         say(f"ready in {time.monotonic() - started:.1f}s")
