@@ -7,7 +7,9 @@ checks that refuse an unsafe deployment.
 
 from __future__ import annotations
 
+import base64
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +70,26 @@ _broker_env = env.url("CELERY_BROKER_URL", None, schemes=("redis", "rediss", "re
 CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickhouses"))
 # Accept http:// redirect URIs (RFC 8252 loopback apps, local development); off in production.
 ALLOW_HTTP_REDIRECT_URIS = env.boolean("IDP_ALLOW_HTTP_REDIRECT_URIS", not PRODUCTION)
+# Access-token lifetime in seconds (RFC 9068 JWTs; short-lived, DESIGN security stance).
+ACCESS_TOKEN_LIFETIME = env.integer("IDP_ACCESS_TOKEN_LIFETIME", 900, minimum=60, maximum=86400)
+# Refresh-token absolute lifetime in seconds; rotated on every use (RFC 9700 §4.14.2).
+REFRESH_TOKEN_LIFETIME = env.integer(
+    "IDP_REFRESH_TOKEN_LIFETIME", 7 * 86400, minimum=300, maximum=90 * 86400
+)
+# ID-token lifetime in seconds (OIDC Core §2).
+ID_TOKEN_LIFETIME = env.integer("IDP_ID_TOKEN_LIFETIME", 3600, minimum=60, maximum=86400)
+# Algorithm of access tokens (RFC 9068); ID tokens default to RS256, the OIDC default.
+ACCESS_TOKEN_ALG = env.choice("IDP_ACCESS_TOKEN_ALG", "ES256", ("ES256", "RS256", "EdDSA"))
+# Days a signing key signs before the next one takes over (automatic rotation).
+KEY_ROTATION_DAYS = env.integer("IDP_KEY_ROTATION_DAYS", 30, minimum=1, maximum=365)
+# Seconds JWKS responses may be cached; a new key is published at least this long (and a
+# day at least) before it signs anything, so no relying party meets an unknown kid.
+JWKS_MAX_AGE = env.integer("IDP_JWKS_MAX_AGE", 600, minimum=0, maximum=86400)
+# AES-256 key-encryption key (base64url, 32 bytes) sealing signing keys at rest; development
+# generates one into the data dir, production requires it. Old keys, comma-separated, in
+# IDP_KEY_ENCRYPTION_KEYS_OLD still decrypt while keys are re-sealed.
+_kek_env = env.optional_string("IDP_KEY_ENCRYPTION_KEY")
+_old_keks_env = env.optional_string("IDP_KEY_ENCRYPTION_KEYS_OLD") or ""
 # Log level of the JSON log lines on stdout.
 LOG_LEVEL = env.choice(
     "IDP_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
@@ -95,19 +117,60 @@ def _secret_key() -> str:
             "IDP_SECRET_KEY is not set: production needs a secret key of at least 50 random "
             'characters (python3 -c "import secrets; print(secrets.token_urlsafe(64))").'
         )
-    key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
+    return _data_file("secret_key", lambda: secrets.token_urlsafe(64))
+
+
+def _data_file(name: str, generate: Callable[[], str]) -> str:
+    """A development secret generated once into the data dir, readable by its owner only."""
+    path = DATA_DIR / name
+    if not path.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         try:
-            with key_file.open("x", encoding="ascii") as handle:
-                key_file.chmod(0o600)
-                handle.write(secrets.token_urlsafe(64))
+            with path.open("x", encoding="ascii") as handle:
+                path.chmod(0o600)
+                handle.write(generate())
         except FileExistsError:
             pass  # another process of the same tree created it first
-    return key_file.read_text(encoding="ascii").strip()
+    return path.read_text(encoding="ascii").strip()
 
 
 SECRET_KEY = _secret_key()
+SECRET_KEY_FALLBACKS: list[str] = []
+
+
+def _key_encryption_key() -> bytes:
+    raw = _kek_env
+    if raw is None:
+        if PRODUCTION:
+            raise ImproperlyConfigured(
+                "IDP_KEY_ENCRYPTION_KEY is not set: production needs a base64url AES-256 key "
+                '(python3 -c "import secrets,base64; '
+                'print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())").'
+            )
+        raw = _data_file("key_encryption_key", lambda: _b64(secrets.token_bytes(32)))
+    return _aes_key("IDP_KEY_ENCRYPTION_KEY", raw)
+
+
+def _aes_key(name: str, raw: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ImproperlyConfigured(f"{name} is not valid: expected 32 bytes, base64url-encoded.")
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+KEY_ENCRYPTION_KEY = _key_encryption_key()
+KEY_ENCRYPTION_KEYS_OLD = tuple(
+    _aes_key("IDP_KEY_ENCRYPTION_KEYS_OLD", raw.strip())
+    for raw in _old_keks_env.split(",")
+    if raw.strip()
+)
 
 if PRODUCTION:
     if DEBUG:
@@ -217,8 +280,9 @@ CACHES = {
 AUTH_USER_MODEL = "accounts.User"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "apps.accounts.hashers.OwaspArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "apps.tokens.hashers.ClientSecretHasher",  # client secrets only (CLIENT_SECRET_HASHER)
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -307,7 +371,13 @@ LOGGING = {
 
 # --- OAuth 2.0 (django-oauth-toolkit): every RFC 9700 gate on --------------------------
 
+OAUTH2_PROVIDER_APPLICATION_MODEL = "tokens.Client"
 OAUTH2_PROVIDER = {
+    "CLIENT_SECRET_HASHER": "hmac_sha256",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_LIFETIME,
+    "ID_TOKEN_EXPIRE_SECONDS": ID_TOKEN_LIFETIME,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,  # RFC 6749 §4.1.2: short-lived, single use
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,  # §2.1.2: no implicit grant
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,  # §2.4: no password grant
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # §2.1.1: S256 only, never "plain"

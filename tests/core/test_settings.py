@@ -11,6 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k" * 64
+GOOD_KEK = "A" * 43  # 32 bytes, base64url
+SAFE_PRODUCTION = {
+    "IDP_ENV": "production",
+    "IDP_ISSUER": "https://idp.example.com",
+    "IDP_SECRET_KEY": GOOD_KEY,
+    "IDP_KEY_ENCRYPTION_KEY": GOOD_KEK,
+}
 
 
 def _check(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -48,19 +55,18 @@ def test_malformed_value_stops_startup_naming_the_variable(
 
 
 @pytest.mark.parametrize(
-    ("environ", "named"),
+    ("change", "named"),
     [
-        ({"IDP_ISSUER": "https://idp.example.com"}, "IDP_SECRET_KEY is not set"),
-        ({"IDP_ISSUER": "https://idp.example.com", "IDP_SECRET_KEY": "short"}, "IDP_SECRET_KEY"),
-        ({"IDP_ISSUER": "http://idp.example.com", "IDP_SECRET_KEY": GOOD_KEY}, "IDP_ISSUER"),
-        (
-            {"IDP_ISSUER": "https://idp.example.com", "IDP_SECRET_KEY": GOOD_KEY, "IDP_DEBUG": "1"},
-            "IDP_DEBUG must be off",
-        ),
+        ({"IDP_SECRET_KEY": ""}, "IDP_SECRET_KEY is not set"),
+        ({"IDP_SECRET_KEY": "short"}, "IDP_SECRET_KEY is too short"),
+        ({"IDP_ISSUER": "http://idp.example.com"}, "IDP_ISSUER"),
+        ({"IDP_DEBUG": "1"}, "IDP_DEBUG must be off"),
+        ({"IDP_KEY_ENCRYPTION_KEY": ""}, "IDP_KEY_ENCRYPTION_KEY is not set"),
+        ({"IDP_KEY_ENCRYPTION_KEY": "c2hvcnQ"}, "expected 32 bytes, base64url-encoded"),
     ],
 )
-def test_production_refuses_unsafe_settings(tmp_path, environ, named) -> None:
-    result = _check(tmp_path, IDP_ENV="production", **environ)
+def test_production_refuses_unsafe_settings(tmp_path, change, named) -> None:
+    result = _check(tmp_path, **{**SAFE_PRODUCTION, **change})
 
     assert result.returncode != 0
     assert named in result.stderr
@@ -75,23 +81,19 @@ def test_issuer_with_a_query_is_refused(tmp_path) -> None:
 
 
 def test_production_with_safe_settings_starts(tmp_path) -> None:
-    result = _check(
-        tmp_path,
-        IDP_ENV="production",
-        IDP_ISSUER="https://idp.example.com",
-        IDP_SECRET_KEY=GOOD_KEY,
-    )
+    result = _check(tmp_path, **SAFE_PRODUCTION)
 
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "secret_key").exists()  # production never invents a key
+    assert list(tmp_path.iterdir()) == []  # production never invents a key
 
 
-def test_development_generates_a_private_secret_key_once(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["secret_key", "key_encryption_key"])
+def test_development_generates_its_private_keys_once(tmp_path, name) -> None:
     assert _check(tmp_path).returncode == 0
-    key_file = tmp_path / "secret_key"
+    key_file = tmp_path / name
     first = key_file.read_text()
 
     assert _check(tmp_path).returncode == 0
     assert key_file.read_text() == first
-    assert len(first) >= 64
+    assert len(first) >= 43
     assert key_file.stat().st_mode & 0o077 == 0
