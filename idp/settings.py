@@ -349,6 +349,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"expires": 10.0},
     },
+    "rotate-signing-keys": {
+        "task": "apps.tokens.tasks.rotate_signing_keys",
+        "schedule": 3600.0,  # publishes, activates and retires keys on their schedule
+        "options": {"expires": 3600.0},
+    },
 }
 
 # --- Logging: one JSON object per line on stdout -----------------------------------------
