@@ -3,9 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
 from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -34,7 +37,8 @@ class UserManager(DjangoUserManager["User"]):
         return self._create_user(email, password, **extra)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+# django-stubs cannot see the reverse manager of django-oauth-toolkit's untyped Client.user.
+class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     """A person who signs in. The UUID is the stable `sub`; the email may change."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -52,6 +56,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ("email",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            # Writers store emails lowercased; this makes "one account per address" hold even
+            # for a row written another way.
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_uniq")
+        ]
 
     def __str__(self) -> str:
         return self.email
@@ -61,3 +70,226 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name.split(" ")[0] if self.name else self.email
+
+
+class Organization(models.Model):
+    """A tenant: the top of the organization → workspace → group tree."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Workspace(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="workspaces"
+    )
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["organization", "slug"], name="accounts_workspace_org_slug_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Group(models.Model):
+    """A set of people inside one workspace (not django.contrib.auth's Group)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["workspace", "name"], name="accounts_group_workspace_name_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PermissionScope(models.TextChoices):
+    """How far a permission reaches from the membership that grants it."""
+
+    OWN = "own"
+    WORKSPACE = "workspace"
+    ORGANIZATION = "organization"
+    GLOBAL = "global"
+
+
+class Permission(models.Model):
+    """One grant, `resource:action:scope`, as it appears in tokens (not auth's Permission)."""
+
+    Scope = PermissionScope
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    resource = models.CharField(max_length=100)
+    action = models.CharField(max_length=100)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("resource", "action", "scope")
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["resource", "action", "scope"], name="accounts_permission_uniq"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope__in=PermissionScope.values),
+                name="accounts_permission_scope_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource}:{self.action}:{self.scope}"
+
+
+class Role(models.Model):
+    """A named set of permissions: an organization's own, or built-in (no organization)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="roles",
+        help_text="Empty for a built-in role, available in every organization.",
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    permissions = models.ManyToManyField(Permission, related_name="roles", blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="accounts_role_org_name_uniq"
+            ),
+            # NULLs are distinct in a unique index, so built-in names need their own rule.
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(organization__isnull=True),
+                name="accounts_role_builtin_name_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_available_in(self, organization_id: uuid.UUID | None) -> bool:
+        return self.organization_id is None or self.organization_id == organization_id
+
+
+# A role defined by one organization must never grant anything in another.
+_FOREIGN_ROLE = "This role belongs to another organization."
+
+
+class OrganizationMembership(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: the unique (user, organization) index leads with user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="organization_memberships",
+        db_index=False,
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    # RESTRICT, not PROTECT: a role in use cannot be deleted, except with its organization.
+    role = models.ForeignKey(
+        Role, on_delete=models.RESTRICT, related_name="organization_memberships"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["user", "organization"], name="accounts_org_membership_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} as {self.role}"
+
+    def clean(self) -> None:
+        if self.role_id is not None and not self.role.is_available_in(self.organization_id):
+            raise ValidationError({"role": _FOREIGN_ROLE}, code="foreign_role")
+
+
+class WorkspaceMembership(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: the unique (user, workspace) index leads with user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="workspace_memberships",
+        db_index=False,
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.ForeignKey(Role, on_delete=models.RESTRICT, related_name="workspace_memberships")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["user", "workspace"], name="accounts_workspace_membership_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace} as {self.role}"
+
+    def clean(self) -> None:
+        if (
+            self.role_id is not None
+            and self.workspace_id is not None
+            and not self.role.is_available_in(self.workspace.organization_id)
+        ):
+            raise ValidationError({"role": _FOREIGN_ROLE}, code="foreign_role")
+
+
+class GroupMembership(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: the unique (user, group) index leads with user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="group_memberships",
+        db_index=False,
+    )
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(fields=["user", "group"], name="accounts_group_membership_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group}"

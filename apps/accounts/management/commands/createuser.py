@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import sys
+from argparse import ArgumentParser
+from typing import Any, TextIO
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.accounts.services import user_create
+
+
+class Command(BaseCommand):
+    help = "Create an account and print its id. Passwords come on stdin, never in argv."
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--email", required=True, help="the account's email address")
+        parser.add_argument("--name", default="", help="the person's display name")
+        parser.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from standard input (without it: no usable password)",
+        )
+        parser.add_argument(
+            "--staff", action="store_true", help="may sign in to the console (not a superuser)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = None
+        if options["password_stdin"]:
+            password = _read_password(options.get("stdin") or sys.stdin)
+        try:
+            user = user_create(
+                email=options["email"],
+                name=options["name"],
+                password=password,
+                is_staff=options["staff"],
+            )
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from None
+        self.stdout.write(str(user.id))
+
+
+def _read_password(stream: TextIO) -> str:
+    password = stream.read()
+    if password.endswith("\n"):  # the one newline `echo` or a here-string adds
+        password = password[:-1].removesuffix("\r")
+    if not password:
+        raise CommandError("--password-stdin: no password on standard input.")
+    return password
