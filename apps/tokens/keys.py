@@ -1,0 +1,590 @@
+"""Signing keys of ID tokens and JWT access tokens (RFC 9068): sealed at rest, rotated on a
+schedule, published in the JWKS, served to the token code from an in-process snapshot.
+
+Write side: keys_rotate() is the only writer of SigningKey rows. One key chain per algorithm
+(every alg a client may pick for ID tokens plus settings.ACCESS_TOKEN_ALG, i.e. all three).
+The timeline of a key, read from its timestamps only:
+
+    created_at      published in the JWKS (the next key: publish_ahead() before it signs)
+    activates_at    signs, until a newer key of its alg activates
+    retired_at      stops signing (= the activates_at of the key that replaced it)
+    retired_at + retired_publication()   its last token has expired: unpublished and deleted
+
+Read side: signing_key(), verification_key(), jwks() and jwks_json() read one immutable
+snapshot of the table holding the already parsed key objects. It is reloaded at most every
+CACHE_MAX_AGE seconds (so a rotation made by another process is seen within that bound), on
+a verification_key() miss (at most once per MISS_RELOAD_INTERVAL), and after keys_rotate() in
+this process. Between reloads the hot path runs no query and parses no key.
+
+Lazy bootstrap: when a snapshot finds an algorithm with no signing key (a fresh install, before
+beat first runs the rotation task), it runs keys_rotate() once, which creates the missing keys
+in their own transaction, so callers never have to bootstrap first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any, Protocol, TypeVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.events import EventType, emit
+from apps.tokens.models import Client, SigningKey
+
+logger = logging.getLogger(__name__)
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+# Every algorithm a token can be signed with; each keeps its own key chain.
+ALGORITHMS: tuple[str, ...] = tuple(Client.SigningAlg.values)
+CACHE_MAX_AGE = 30.0  # seconds a snapshot serves before it is reloaded
+MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
+DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
+TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `exp`
+ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
+
+_NONCE_BYTES = 12  # 96-bit GCM nonce (NIST SP 800-38D §8.2)
+_THUMBPRINT_MEMBERS = {  # RFC 7638 §3.2, RFC 8037 §2: required members, lexicographic order
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+class SigningKeyError(Exception):
+    """No usable signing key: the message says why and what to do."""
+
+
+class NoSigningKey(SigningKeyError):
+    pass
+
+
+class KeyUnsealError(SigningKeyError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveKey:
+    """Signs: jwt.encode(claims, key=private_key, algorithm=alg, headers={"kid": kid})."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    kid: str
+    alg: str
+    public_key: PublicKey
+
+
+# --- timeline ----------------------------------------------------------------------------
+
+
+def publish_ahead() -> timedelta:
+    """A new key is in the JWKS this long before it signs, so every relying party's cached
+    JWKS (JWKS_MAX_AGE) already holds it, and a day at least."""
+    return max(timedelta(seconds=settings.JWKS_MAX_AGE), timedelta(days=1))
+
+
+def retired_publication() -> timedelta:
+    """A retired key stays published until the last token it signed has expired."""
+    longest = max(settings.ACCESS_TOKEN_LIFETIME, settings.ID_TOKEN_LIFETIME)
+    return timedelta(seconds=longest) + TOKEN_LEEWAY
+
+
+class _Lifecycle(Protocol):
+    @property
+    def activates_at(self) -> datetime: ...
+    @property
+    def retired_at(self) -> datetime | None: ...
+    @property
+    def generation(self) -> int: ...
+
+
+_L = TypeVar("_L", bound=_Lifecycle)
+
+
+def _signer(keys: Iterable[_L], now: datetime) -> _L | None:
+    """The newest activated key that is not retired: the one that signs at `now`."""
+    signing = [
+        key
+        for key in keys
+        if key.activates_at <= now and (key.retired_at is None or now < key.retired_at)
+    ]
+    return max(signing, key=lambda key: (key.activates_at, key.generation), default=None)
+
+
+def _published(key: _Lifecycle, now: datetime) -> bool:
+    return key.retired_at is None or now < key.retired_at + retired_publication()
+
+
+def signing_key_at(*, alg: str, now: datetime) -> SigningKey | None:
+    """The row that signs tokens of `alg` at `now` (a database read; tokens use signing_key)."""
+    return _signer(SigningKey.objects.filter(alg=alg), now)
+
+
+def published_keys_at(*, now: datetime) -> list[SigningKey]:
+    """The rows whose public keys are in the JWKS at `now`."""
+    return [
+        key for key in SigningKey.objects.order_by("alg", "-generation") if _published(key, now)
+    ]
+
+
+# --- keys, JWKs and sealing --------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _uint(value: int) -> str:
+    """RFC 7518 §6.3.1: a big-endian unsigned integer in as few octets as it needs."""
+    return _b64(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def _generate(alg: str) -> PrivateKey:
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise SigningKeyError(f"unsupported signing algorithm {alg!r}: use one of {ALGORITHMS}")
+
+
+def public_jwk(public_key: PublicKey) -> dict[str, str]:
+    """The key's required JWK members (RFC 7518 §6, RFC 8037 §2), without kid, alg or use."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        numbers = public_key.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64(numbers.x.to_bytes(32, "big")),
+            "y": _b64(numbers.y.to_bytes(32, "big")),
+        }
+    if isinstance(public_key, rsa.RSAPublicKey):
+        rsa_numbers = public_key.public_numbers()
+        return {"kty": "RSA", "n": _uint(rsa_numbers.n), "e": _uint(rsa_numbers.e)}
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3: SHA-256 of the required members as compact, sorted JSON, base64url."""
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def _public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
+    if jwk["kty"] == "EC" and jwk["crv"] == "P-256":
+        x, y = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("x", "y"))
+        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+    if jwk["kty"] == "RSA":
+        n, e = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("n", "e"))
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    if jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(_b64decode(jwk["x"]))
+    raise SigningKeyError(f"unsupported JWK (kty={jwk.get('kty')!r}, crv={jwk.get('crv')!r})")
+
+
+def kek_id(kek: bytes) -> str:
+    """Names a key-encryption key without revealing it: 8 hex digits of its SHA-256."""
+    return hashlib.sha256(kek).hexdigest()[:8]
+
+
+def _aad(kid: str, alg: str) -> bytes:
+    """Binds a sealed key to its row: a ciphertext copied to another kid or alg won't open."""
+    return f"tessera signing key\x00{kid}\x00{alg}".encode()
+
+
+def _seal(plaintext: bytes, *, kid: str, alg: str) -> tuple[bytes, str]:
+    kek = settings.KEY_ENCRYPTION_KEY
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(kek).encrypt(nonce, plaintext, _aad(kid, alg)), kek_id(kek)
+
+
+def private_key_unseal(*, key: SigningKey) -> PrivateKey:
+    """Open the sealed private key with IDP_KEY_ENCRYPTION_KEY or one of the old keys."""
+    keks = {
+        kek_id(kek): kek for kek in (*settings.KEY_ENCRYPTION_KEYS_OLD, settings.KEY_ENCRYPTION_KEY)
+    }
+    kek = keks.get(key.kek_id)
+    if kek is None:
+        raise KeyUnsealError(
+            f"signing key {key.kid} was sealed under key-encryption key {key.kek_id}, which is "
+            "neither IDP_KEY_ENCRYPTION_KEY nor one of IDP_KEY_ENCRYPTION_KEYS_OLD: configure "
+            "that key (as an old key) or rotate with `manage.py rotate_keys`"
+        )
+    sealed = bytes(key.sealed_private_key)
+    try:
+        plaintext = AESGCM(kek).decrypt(
+            sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _aad(key.kid, key.alg)
+        )
+    except InvalidTag:
+        raise KeyUnsealError(
+            f"signing key {key.kid} does not decrypt under key-encryption key {key.kek_id}: "
+            "the stored row was altered"
+        ) from None
+    private_key = serialization.load_der_private_key(plaintext, password=None)
+    if (
+        not isinstance(private_key, PrivateKey)
+        or jwk_thumbprint(public_jwk(private_key.public_key())) != key.kid
+    ):
+        raise KeyUnsealError(f"signing key {key.kid} does not hold the key its kid names")
+    return private_key
+
+
+# --- rotation (the write side) -----------------------------------------------------------
+
+
+def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list[SigningKey]:
+    """Bring every algorithm's key chain up to date at `now`; returns the keys it created.
+
+    Scheduled (the hourly beat task): bootstrap an algorithm without a key; publish the next
+    key publish_ahead() before the current one has signed KEY_ROTATION_DAYS; retire a key once
+    its successor has activated; delete keys whose last token has expired; re-seal keys still
+    sealed under an old key-encryption key. immediate=True (after a suspected compromise): a
+    new key signs from `now` and every other key of its algorithm is retired at `now` (and
+    stays published until its tokens have expired).
+    """
+    now = now or timezone.now()
+    for attempt in range(1, ROTATE_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                created = _rotate(now=now, immediate=immediate)
+        except IntegrityError:
+            # Another process added the same generation first: re-read its rows and go on.
+            if attempt == ROTATE_ATTEMPTS:
+                raise
+            continue
+        break
+    keys_cache_clear()
+    transaction.on_commit(keys_cache_clear)
+    return created
+
+
+def _rotate(*, now: datetime, immediate: bool) -> list[SigningKey]:
+    # Row locks serialize concurrent rotations over existing keys; the (alg, generation)
+    # unique constraint catches the one race locks can't, two processes inserting a key.
+    rows = list(SigningKey.objects.select_for_update().order_by("id"))
+    created: list[SigningKey] = []
+    for alg in ALGORITHMS:
+        chain = [key for key in rows if key.alg == alg]
+        new_key = _rotate_chain(alg, chain, now=now, immediate=immediate)
+        if new_key is not None:
+            created.append(new_key)
+            rows.append(new_key)
+    _delete_unpublished(rows, now=now)
+    _reseal(rows)
+    return created
+
+
+def _rotate_chain(
+    alg: str, chain: Sequence[SigningKey], *, now: datetime, immediate: bool
+) -> SigningKey | None:
+    generation = max((key.generation for key in chain), default=0) + 1
+    _retire_superseded(chain, now=now)
+    signer = _signer(chain, now)
+    if signer is None or immediate:
+        reason = "bootstrap" if signer is None else "immediate"
+        new_key = _create(alg, generation=generation, now=now, activates_at=now, reason=reason)
+        for key in chain:
+            if key.retired_at is None:  # the signer, and a published-ahead key: both suspect
+                _retire(key, at=now, replaced_by=new_key)
+        _emit(new_key, "activated", replaces=signer.kid if signer else None)
+        return new_key
+
+    pending = [key for key in chain if key.activates_at > now and key.retired_at is None]
+    rotation = timedelta(days=settings.KEY_ROTATION_DAYS)
+    if not pending and now >= signer.activates_at + rotation - publish_ahead():
+        return _create(
+            alg,
+            generation=generation,
+            now=now,
+            activates_at=now + publish_ahead(),
+            reason="scheduled",
+        )
+    return None
+
+
+def _retire_superseded(chain: Sequence[SigningKey], *, now: datetime) -> None:
+    """A key stops signing when the next key activates: record that moment as retired_at."""
+    activated = sorted(
+        (
+            key
+            for key in chain
+            if key.activates_at <= now
+            and (key.retired_at is None or key.retired_at > key.activates_at)
+        ),
+        key=lambda key: (key.activates_at, key.generation),
+    )
+    for key, successor in pairwise(activated):
+        if key.retired_at is None:
+            _retire(key, at=successor.activates_at, replaced_by=successor)
+            _emit(successor, "activated", replaces=key.kid)
+
+
+def _create(
+    alg: str, *, generation: int, now: datetime, activates_at: datetime, reason: str
+) -> SigningKey:
+    private_key = _generate(alg)
+    jwk = public_jwk(private_key.public_key())
+    kid = jwk_thumbprint(jwk)
+    der = private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    sealed, sealed_by = _seal(der, kid=kid, alg=alg)
+    key = SigningKey.objects.create(
+        kid=kid,
+        alg=alg,
+        generation=generation,
+        public_jwk={**jwk, "kid": kid, "alg": alg, "use": "sig"},
+        sealed_private_key=sealed,
+        kek_id=sealed_by,
+        created_at=now,
+        activates_at=activates_at,
+    )
+    _emit(key, "created", reason=reason, activates_at=activates_at.isoformat())
+    return key
+
+
+def _retire(key: SigningKey, *, at: datetime, replaced_by: SigningKey) -> None:
+    key.retired_at = at
+    key.save(update_fields=["retired_at"])
+    published_until = at + retired_publication()
+    _emit(key, "retired", replaced_by=replaced_by.kid, published_until=published_until.isoformat())
+
+
+def _delete_unpublished(rows: list[SigningKey], *, now: datetime) -> None:
+    for key in [key for key in rows if not _published(key, now)]:
+        _emit(key, "removed")
+        key.delete()
+        rows.remove(key)
+
+
+def _reseal(rows: Iterable[SigningKey]) -> None:
+    """Keys sealed under an old key-encryption key move to the current one."""
+    current = kek_id(settings.KEY_ENCRYPTION_KEY)
+    for key in rows:
+        if key.kek_id == current:
+            continue
+        try:
+            private_key = private_key_unseal(key=key)
+        except KeyUnsealError as error:
+            logger.error("cannot re-seal a signing key: %s", error)
+            continue
+        der = private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        previous = key.kek_id
+        key.sealed_private_key, key.kek_id = _seal(der, kid=key.kid, alg=key.alg)
+        key.save(update_fields=["sealed_private_key", "kek_id"])
+        _emit(key, "resealed", previous_kek_id=previous, kek_id=key.kek_id)
+
+
+def _emit(key: SigningKey, action: str, **metadata: Any) -> None:
+    emit(
+        EventType.KEY_ROTATED,
+        resource_type="signing_key",
+        resource_id=key.kid,
+        metadata={"action": action, "alg": key.alg, "generation": key.generation, **metadata},
+    )
+
+
+# --- the in-process snapshot (the read side) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A key that may sign: its timeline and its opened private key (or why it won't open)."""
+
+    activates_at: datetime
+    retired_at: datetime | None
+    generation: int
+    active: ActiveKey | None
+    unseal_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    loaded_at: float  # _clock() time
+    signers: Mapping[str, tuple[_Entry, ...]]  # alg -> keys not retired when loaded
+    published: Mapping[str, PublishedKey]  # kid -> key in the JWKS
+    jwks_keys: tuple[Mapping[str, Any], ...]
+    jwks_json: bytes
+
+
+_clock = time.monotonic
+_lock = threading.Lock()
+_snapshot: _Snapshot | None = None
+_epoch = 0  # bumped by keys_cache_clear(); a load that straddles it is born stale
+_last_miss_reload = float("-inf")
+
+
+def signing_key(alg: str) -> ActiveKey:
+    """The key that signs tokens of `alg` now. Raises SigningKeyError when there is none."""
+    entries = _current().signers.get(alg)
+    if entries is None:
+        raise NoSigningKey(f"unsupported signing algorithm {alg!r}: use one of {ALGORITHMS}")
+    entry = _signer(entries, timezone.now())
+    if entry is None:
+        raise NoSigningKey(f"no {alg} signing key: run `manage.py rotate_keys`")
+    if entry.active is None:
+        raise KeyUnsealError(entry.unseal_error)
+    return entry.active
+
+
+def verification_key(kid: str) -> PublishedKey | None:
+    """The published key named `kid`, or None. An unknown kid reloads the snapshot (a key
+    created by another process), at most once per MISS_RELOAD_INTERVAL."""
+    global _last_miss_reload
+    snapshot = _current()
+    found = snapshot.published.get(kid)
+    if found is not None:
+        return found
+    with _lock:
+        snapshot = _snapshot or snapshot
+        if _clock() - max(_last_miss_reload, snapshot.loaded_at) < MISS_RELOAD_INTERVAL:
+            return snapshot.published.get(kid)
+        _last_miss_reload = _clock()
+        return _reload().published.get(kid)
+
+
+def jwks() -> dict[str, list[dict[str, Any]]]:
+    """RFC 7517 §5 JWK Set of every published key (a fresh copy the caller may change)."""
+    return {"keys": [dict(jwk) for jwk in _current().jwks_keys]}
+
+
+def jwks_json() -> bytes:
+    """jwks() serialized once per snapshot: the JWKS endpoint's response body."""
+    return _current().jwks_json
+
+
+def keys_cache_clear() -> None:
+    """Drop this process's snapshot: the next read reloads it from the database."""
+    global _snapshot, _epoch, _last_miss_reload
+    _epoch += 1
+    _snapshot = None
+    _last_miss_reload = float("-inf")
+
+
+def _current() -> _Snapshot:
+    snapshot = _snapshot
+    if snapshot is not None and _clock() - snapshot.loaded_at < CACHE_MAX_AGE:
+        return snapshot
+    if snapshot is None:
+        _lock.acquire()
+    elif not _lock.acquire(blocking=False):
+        return snapshot  # another thread is reloading: serve the previous snapshot meanwhile
+    try:
+        latest = _snapshot
+        if latest is not None and _clock() - latest.loaded_at < CACHE_MAX_AGE:
+            return latest
+        return _reload()
+    finally:
+        _lock.release()
+
+
+def _reload() -> _Snapshot:
+    """Load a new snapshot; the caller holds _lock."""
+    global _snapshot
+    previous = _snapshot
+    try:
+        epoch, now, rows = _epoch, timezone.now(), _rows()
+        if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
+            keys_rotate(now=now)  # lazy bootstrap: see the module docstring
+            epoch, now, rows = _epoch, timezone.now(), _rows()
+    except DatabaseError:
+        if previous is None:
+            raise
+        logger.exception("signing keys: reload failed, serving the previous snapshot")
+        retry_at = _clock() - CACHE_MAX_AGE + DB_RETRY_INTERVAL
+        _snapshot = replace(previous, loaded_at=retry_at)
+        return _snapshot
+    snapshot = _build(rows, now=now, previous=previous)
+    if epoch != _epoch:  # keys_cache_clear() ran meanwhile: serve this once, reload next time
+        snapshot = replace(snapshot, loaded_at=float("-inf"))
+    _snapshot = snapshot
+    return snapshot
+
+
+def _rows() -> list[SigningKey]:
+    return list(SigningKey.objects.order_by("alg", "-generation"))
+
+
+def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | None) -> _Snapshot:
+    """Parse each key once per process: a kid seen before reuses its key objects."""
+    known_private = {
+        entry.active.kid: entry.active
+        for entries in (previous.signers.values() if previous else ())
+        for entry in entries
+        if entry.active is not None
+    }
+    known_public = dict(previous.published) if previous else {}
+    signers: dict[str, list[_Entry]] = {alg: [] for alg in ALGORITHMS}
+    published: dict[str, PublishedKey] = {}
+    jwks_keys: list[Mapping[str, Any]] = []
+    for key in rows:
+        if _published(key, now):
+            public = known_public.get(key.kid)
+            if public is None:
+                try:
+                    public = _published_key(key)
+                except (SigningKeyError, KeyError, ValueError) as error:
+                    logger.error("signing key %s left out of the JWKS: %s", key.kid, error)
+                    continue
+            published[key.kid] = public
+            jwks_keys.append(key.public_jwk)
+        if key.alg in signers and (key.retired_at is None or now < key.retired_at):
+            active, unseal_error = known_private.get(key.kid), ""
+            if active is None:
+                try:
+                    active = ActiveKey(key.kid, key.alg, private_key_unseal(key=key))
+                except (SigningKeyError, ValueError) as error:
+                    unseal_error = str(error)
+                    logger.error("signing key %s cannot sign: %s", key.kid, error)
+            signers[key.alg].append(
+                _Entry(key.activates_at, key.retired_at, key.generation, active, unseal_error)
+            )
+    document = {"keys": jwks_keys}
+    return _Snapshot(
+        loaded_at=_clock(),
+        signers={alg: tuple(entries) for alg, entries in signers.items()},
+        published=published,
+        jwks_keys=tuple(jwks_keys),
+        jwks_json=json.dumps(document, separators=(",", ":")).encode("utf-8"),
+    )
+
+
+def _published_key(key: SigningKey) -> PublishedKey:
+    if jwk_thumbprint(key.public_jwk) != key.kid or key.public_jwk.get("alg") != key.alg:
+        raise SigningKeyError("its stored JWK does not match its kid and alg")
+    return PublishedKey(key.kid, key.alg, _public_key_from_jwk(key.public_jwk))
