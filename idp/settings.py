@@ -78,6 +78,14 @@ REFRESH_TOKEN_LIFETIME = env.integer(
 )
 # ID-token lifetime in seconds (OIDC Core §2).
 ID_TOKEN_LIFETIME = env.integer("IDP_ID_TOKEN_LIFETIME", 3600, minimum=60, maximum=86400)
+# Seconds a login session lives at most before the person must sign in again.
+LOGIN_SESSION_LIFETIME = env.integer(
+    "IDP_LOGIN_SESSION_LIFETIME", 12 * 3600, minimum=300, maximum=30 * 86400
+)
+# Default `aud` of access tokens (RFC 9068 §3); a client may ask for others (RFC 8707).
+ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
+# Oldest access-token format version the validators accept (raise to retire old tokens).
+ACCESS_TOKEN_MIN_VERSION = env.integer("IDP_ACCESS_TOKEN_MIN_VERSION", 1, minimum=1, maximum=1000)
 # Algorithm of access tokens (RFC 9068); ID tokens default to RS256, the OIDC default.
 ACCESS_TOKEN_ALG = env.choice("IDP_ACCESS_TOKEN_ALG", "ES256", ("ES256", "RS256", "EdDSA"))
 # Days a signing key signs before the next one takes over (automatic rotation).
@@ -303,7 +311,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
 
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 
@@ -376,13 +384,38 @@ LOGGING = {
 
 # --- OAuth 2.0 (django-oauth-toolkit): every RFC 9700 gate on --------------------------
 
+# Scopes a client may ask for, with the words the consent page shows (OIDC Core §5.4).
+SCOPES: dict[str, str] = {
+    "openid": "Sign you in with your account",
+    "profile": "See your name",
+    "email": "See your email address",
+}
+# Our own models behind DOT's: clients with several grant types, tokens tied to login sessions.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tokens.Client"
+OAUTH2_PROVIDER_GRANT_MODEL = "tokens.Grant"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "tokens.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "tokens.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "tokens.IDToken"
+# RFC 6749 §4.1.2: authorization codes are short-lived and single-use.
+AUTHORIZATION_CODE_LIFETIME = 60
 OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "apps.tokens.oauth_validator.TesseraValidator",
+    "OAUTH2_SERVER_CLASS": "oauthlib.openid.Server",
+    "OIDC_ENABLED": True,
+    "OIDC_ISS_ENDPOINT": ISSUER,
+    "OIDC_USERINFO_ENDPOINT": f"{ISSUER}/oauth/userinfo",
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    # RFC 9068 JWT access tokens; refresh tokens stay opaque random strings (oauthlib would
+    # otherwise reuse the access-token generator for them).
+    "ACCESS_TOKEN_GENERATOR": "apps.tokens.oauth_validator.generate_access_token",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
+    "SCOPES": SCOPES,
+    "DEFAULT_SCOPES": ["openid"],
     "CLIENT_SECRET_HASHER": "hmac_sha256",
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,
     "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_LIFETIME,
     "ID_TOKEN_EXPIRE_SECONDS": ID_TOKEN_LIFETIME,
-    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,  # RFC 6749 §4.1.2: short-lived, single use
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": AUTHORIZATION_CODE_LIFETIME,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,  # §2.1.2: no implicit grant
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,  # §2.4: no password grant
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # §2.1.1: S256 only, never "plain"

@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("apps.core.urls")),
+    path("", include("apps.tokens.urls")),
+    path("", include("apps.accounts.urls")),
     path("console/", include("apps.console.urls")),
     path("admin/", admin.site.urls),
 ]

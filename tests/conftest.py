@@ -16,6 +16,8 @@ from django.conf import settings
 
 from tests.servers import SERVERS, TestServers, _die_with_parent, wait_for
 
+pytest_plugins = ["tests.rp"]
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -43,16 +45,26 @@ def _static_files() -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(request: pytest.FixtureRequest) -> Iterator[object]:
+def live_server(servers: TestServers, django_db_setup: None) -> Iterator[object]:
     """pytest-django's live server, minus its finder-based static handler: WhiteNoise in the
     middleware serves the collected, hashed files, exactly as the production server does."""
     from pytest_django.live_server_helper import LiveServer
 
-    server = LiveServer("localhost", start=False)
+    server = LiveServer(f"localhost:{servers.web_port}", start=False)
     server.thread.static_handler = lambda handler: handler
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> Iterator[None]:
+    """Signing keys are cached per process; a test's rolled-back keys must not outlive it."""
+    from apps.tokens.keys import keys_cache_clear
+
+    keys_cache_clear()
+    yield
+    keys_cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -245,6 +245,9 @@ class TestServers:
         self.redis = Redis(self.base)
         self.clickhouse = ClickHouse(self.base)
         self.all: list[Server] = [self.postgres, self.redis, self.clickhouse]
+        # The live server's port is fixed now: the issuer (read once, at settings import)
+        # must be the URL relying parties talk to.
+        self.web_port = free_port()
 
     def start(self) -> None:
         for server in self.all:  # spawn all, then wait: they start in parallel
@@ -266,6 +269,7 @@ class TestServers:
             "CELERY_BROKER_URL": self.redis.url(1),
             "CLICKHOUSE_URL": self.clickhouse.url(),
             "IDP_DATA_DIR": str(self.base / "data"),
+            "IDP_ISSUER": f"http://localhost:{self.web_port}",
             "IDP_SECRET_KEY": secrets.token_urlsafe(64),
             # Playwright's sync API runs an event loop in the test thread; Django's ORM guard
             # would otherwise refuse the test's own database calls made beside it.

@@ -23,6 +23,11 @@ class UserManager(DjangoUserManager["User"]):
         user.save(using=self._db)
         return user
 
+    def get_by_natural_key(self, username: str | None) -> User:
+        """Sign-in finds the account whatever case the email is typed in (emails are stored
+        lower-cased and unique without regard to case)."""
+        return self.get(email__iexact=username)
+
     def create_user(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:

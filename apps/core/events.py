@@ -24,6 +24,11 @@ class EventType(models.TextChoices):
     LOGOUT = "logout", "A user ended their session."
     SESSION_REVOKED = "session.revoked", "A session was ended by an operator, the API or a rule."
     TOKEN_ISSUED = "token.issued", "The token endpoint issued tokens to a client."
+    TOKEN_REFRESHED = (
+        "token.refreshed",
+        "A refresh token was exchanged (and rotated) for new tokens.",
+    )
+    CONSENT_GRANTED = "consent.granted", "A user allowed a client the scopes it asked for."
     TOKEN_REVOKED = "token.revoked", "A token was revoked (RFC 7009 or as part of a session)."
     TOKEN_REUSE_DETECTED = (
         "token.reuse_detected",

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import models
-from oauth2_provider.models import AbstractApplication
+from oauth2_provider.models import (
+    AbstractAccessToken,
+    AbstractApplication,
+    AbstractGrant,
+    AbstractIDToken,
+    AbstractRefreshToken,
+)
 
 
 class Client(AbstractApplication):
@@ -78,3 +86,87 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alg} {self.kid}"
+
+
+class Grant(AbstractGrant):
+    """An authorization code. Kept after use (used_at) so that a replay is recognised and
+    the tokens issued from it are revoked (RFC 6749 §4.1.2)."""
+
+    session = models.ForeignKey(
+        "login_sessions.LoginSession", on_delete=models.CASCADE, null=True, related_name="+"
+    )
+    token_family = models.UUIDField(default=uuid.uuid4)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractGrant.Meta):
+        db_table = "tokens_grant"
+        swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
+
+
+class AccessToken(AbstractAccessToken):
+    """The record of an issued RFC 9068 JWT: its jti (for the revocation list), the login
+    session it belongs to, and the authorization (token family) it came from."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    session = models.ForeignKey(
+        "login_sessions.LoginSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    token_family = models.UUIDField(null=True, blank=True, db_index=True)
+
+    class Meta(AbstractAccessToken.Meta):
+        db_table = "tokens_access_token"
+        swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
+
+
+class RefreshToken(AbstractRefreshToken):
+    """Opaque, rotated on every use; the whole chain dies at family_expires_at (absolute) or
+    when its login session ends."""
+
+    session = models.ForeignKey(
+        "login_sessions.LoginSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    family_expires_at = models.DateTimeField()
+
+    class Meta(AbstractRefreshToken.Meta):
+        db_table = "tokens_refresh_token"
+        swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
+
+
+class IDToken(AbstractIDToken):
+    session = models.ForeignKey(
+        "login_sessions.LoginSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta(AbstractIDToken.Meta):
+        db_table = "tokens_id_token"
+        swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+class Consent(models.Model):
+    """What a user allowed a client, remembered so they are not asked again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE)
+    scopes = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(fields=["user", "client"], name="consent_user_client_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"consent of {self.user_id} for {self.client_id}"

@@ -1,0 +1,6 @@
+from django.urls import path
+
+from apps.accounts import views
+
+app_name = "accounts"
+urlpatterns = [path("login", views.login_view, name="login")]

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from django.contrib.auth import authenticate, login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
+
+from apps.accounts.forms import LoginForm
+from apps.core.events import EventType, emit
+
+WRONG_CREDENTIALS = "Email or password is incorrect."
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """Only our own pages (OWASP ASVS 5.1.5: no open redirect)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return "/console/" if request.user.is_staff else "/"
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    """The hosted sign-in page. Django's login() rotates the session key (session fixation,
+    OWASP ASVS 3.2.1) and signals the sessions app, which opens the login session."""
+    next_url = _safe_next(request)
+    form = LoginForm(request.POST or None, initial={"email": request.GET.get("login_hint", "")})
+    if request.method == "POST":
+        if form.is_valid():
+            user = authenticate(
+                request, email=form.cleaned_data["email"], password=form.cleaned_data["password"]
+            )
+            if user is not None:
+                login(request, user)
+                return HttpResponseRedirect(next_url)
+        emit(
+            EventType.LOGIN_FAILED,
+            success=False,
+            resource_type="user",
+            metadata={
+                "reason": "wrong_credentials" if form.is_valid() else "malformed_input",
+                "provider": "local",
+                "email": form.cleaned_data.get("email", "")[:254] if form.is_valid() else "",
+            },
+        )
+        form.add_error(None, WRONG_CREDENTIALS)
+        return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=400)
+    return render(request, "accounts/login.html", {"form": form, "next": next_url})

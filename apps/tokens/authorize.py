@@ -1,0 +1,277 @@
+"""The authorization endpoint (RFC 6749 §4.1, OIDC Core §3.1.2) as ordered, single-purpose
+checks, each either passing or answering the request (node-oidc-provider's shape).
+
+oauthlib validates the OAuth parameters (client, exact redirect URI, response type, scopes,
+PKCE presence); the checks here add what needs the browser session: login, prompt, max_age,
+id_token_hint and consent. Every response sent back to the client carries `iss` (RFC 9207).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauthlib.common import add_params_to_uri
+from oauthlib.oauth2 import FatalClientError, OAuth2Error
+
+from apps.sessions.models import LoginSession
+from apps.sessions.selectors import session_current
+from apps.tokens import id_tokens
+from apps.tokens.models import Client
+from apps.tokens.services import consent_covers
+
+# Marks a login as done for one authorization request (prompt=login); signed, short-lived.
+LOGIN_MARK = "tessera_login_after"
+CONSENT_SALT = "tessera.authorize.consent"
+KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
+
+
+@dataclass
+class AuthorizationRequest:
+    params: dict[str, str]
+    scopes: list[str] = field(default_factory=list)
+    credentials: dict[str, Any] = field(default_factory=dict)
+    client: Client | None = None
+    session: LoginSession | None = None
+
+    @property
+    def prompt(self) -> set[str]:
+        return set(self.params.get("prompt", "").split())
+
+    @property
+    def redirect_uri(self) -> str:
+        return str(self.credentials["redirect_uri"])
+
+
+class Answer(Exception):
+    """A check answered the request; the response goes back as it is."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
+
+
+def redirect_to_client(areq: AuthorizationRequest, params: dict[str, str]) -> HttpResponse:
+    """RFC 9207 §2: `iss` in every authorization response, success and error alike."""
+    state = areq.params.get("state")
+    extra = list(params.items()) + ([("state", state)] if state else [])
+    uri = add_params_to_uri(areq.redirect_uri, [*extra, ("iss", settings.ISSUER)])
+    assert areq.client is not None
+    response: HttpResponse = OAuth2ResponseRedirect(uri, areq.client.get_allowed_schemes())
+    return response
+
+
+def error_to_client(areq: AuthorizationRequest, error: str, description: str) -> Answer:
+    return Answer(redirect_to_client(areq, {"error": error, "error_description": description}))
+
+
+def error_page(request: HttpRequest, description: str, status: int = 400) -> Answer:
+    """For an unknown client or redirect URI: never redirect (RFC 6749 §4.1.2.1)."""
+    return Answer(
+        render(request, "tokens/authorize_error.html", {"description": description}, status=status)
+    )
+
+
+def _authorize_uri(params: dict[str, str]) -> str:
+    return f"{settings.ISSUER}{reverse('tokens:authorize')}?{urlencode(params)}"
+
+
+def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    server = get_oauthlib_core().server
+    try:
+        scopes, credentials = server.validate_authorization_request(
+            _authorize_uri(areq.params), http_method="GET", body=None, headers={}
+        )
+    except FatalClientError as error:
+        raise error_page(
+            request, error.description or "The client or its redirect URI is not registered."
+        ) from None
+    except OAuth2Error as error:
+        if not error.redirect_uri:
+            raise error_page(request, error.description) from None
+        areq.credentials = {"redirect_uri": error.redirect_uri}
+        areq.client = Client.objects.get(client_id=areq.params["client_id"])
+        raise error_to_client(
+            areq, error.error or "invalid_request", str(error.description)
+        ) from None
+    areq.scopes = list(scopes)
+    areq.credentials = credentials
+    areq.client = credentials["request"].client
+
+
+def check_pkce_s256(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # RFC 9700 §2.1.1: S256 only; a missing method means "plain" (RFC 7636 §4.3).
+    if areq.params.get("code_challenge_method") != "S256":
+        raise error_to_client(areq, "invalid_request", "code_challenge_method must be S256.")
+
+
+def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    unknown = areq.prompt - KNOWN_PROMPTS
+    if unknown:
+        raise error_to_client(
+            areq, "invalid_request", f"Unsupported prompt value: {sorted(unknown)[0]}."
+        )
+    max_age = areq.params.get("max_age")
+    if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
+        raise error_to_client(areq, "invalid_request", "max_age must be a number of seconds.")
+
+
+def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) -> bool:
+    login_at = session.created_at.timestamp()
+    max_age = areq.params.get("max_age")
+    if max_age is not None and login_at < time.time() - int(max_age):
+        return False  # OIDC Core §3.1.2.1 max_age
+    if "login" in areq.prompt or "select_account" in areq.prompt:
+        mark = areq.params.get(LOGIN_MARK)
+        try:
+            asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=900) if mark else None
+        except signing.BadSignature:
+            asked_at = None
+        return asked_at is not None and login_at >= asked_at
+    return True
+
+
+def _login_redirect(areq: AuthorizationRequest) -> HttpResponse:
+    params = dict(areq.params)
+    if areq.prompt & {"login", "select_account"} and LOGIN_MARK not in params:
+        params[LOGIN_MARK] = signing.dumps(time.time(), salt=LOGIN_MARK)
+    next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
+    login_url = reverse("accounts:login")
+    if hint := areq.params.get("login_hint"):
+        login_url += "?" + urlencode({"login_hint": hint[:254]})
+    return redirect_to_login(next_url, login_url)
+
+
+def check_login(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    session = session_current(request)
+    hint_sub = _id_token_hint_subject(request, areq)
+    if (
+        session is not None
+        and _login_is_fresh_enough(areq, session)
+        and (hint_sub is None or hint_sub == str(session.user_id))
+    ):
+        areq.session = session
+        return
+    if "none" in areq.prompt:
+        raise error_to_client(areq, "login_required", "The user must sign in.")
+    raise Answer(_login_redirect(areq))
+
+
+def _id_token_hint_subject(request: HttpRequest, areq: AuthorizationRequest) -> str | None:
+    hint = areq.params.get("id_token_hint")
+    if not hint:
+        return None
+    claims = id_tokens.verify_hint(hint)
+    if claims is None:
+        raise error_to_client(
+            areq, "invalid_request", "id_token_hint is not an ID token of this issuer."
+        )
+    return str(claims["sub"])
+
+
+def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    assert areq.client is not None
+    assert areq.session is not None
+    if areq.client.skip_authorization and "consent" not in areq.prompt:
+        return  # first-party client
+    if "consent" not in areq.prompt and consent_covers(
+        user_id=areq.session.user_id, client=areq.client, scopes=areq.scopes
+    ):
+        return
+    if "none" in areq.prompt:
+        raise error_to_client(areq, "consent_required", "The user must approve this client.")
+    blob = signing.dumps(areq.params, salt=CONSENT_SALT, compress=True)
+    raise Answer(
+        render(
+            request,
+            "tokens/consent.html",
+            {"client": areq.client, "scopes": describe_scopes(areq.scopes), "request_blob": blob},
+        )
+    )
+
+
+def describe_scopes(scopes: list[str]) -> list[tuple[str, str]]:
+    known = settings.SCOPES
+    return [(scope, known.get(scope, scope)) for scope in scopes]
+
+
+CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
+    check_oauth_request,
+    check_pkce_s256,
+    check_prompt,
+    check_login,
+    check_consent,
+]
+
+
+def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse:
+    assert areq.session is not None
+    assert areq.client is not None
+    credentials = {
+        key: areq.credentials[key]
+        for key in ("client_id", "redirect_uri", "response_type", "state", "code_challenge",
+                    "code_challenge_method", "nonce")
+        if areq.credentials.get(key) is not None
+    }  # fmt: skip
+    credentials["user"] = areq.session.user
+    credentials["login_session"] = areq.session
+    server = get_oauthlib_core().server
+    try:
+        headers, _, _ = server.create_authorization_response(
+            uri=_authorize_uri(areq.params), http_method="GET", body=None, headers={},
+            scopes=areq.scopes, credentials=credentials,
+        )  # fmt: skip
+    except OAuth2Error as error:
+        raise error_to_client(areq, error.error or "server_error", str(error.description)) from None
+    # oauthlib puts the code, or an error it found late, in its Location header.
+    answer: dict[str, str] = dict(parse_qsl(urlsplit(str(headers["Location"])).query))
+    if "code" not in answer:
+        code = answer.get("error", "server_error")
+        raise error_to_client(areq, code, answer.get("error_description", code))
+    return redirect_to_client(areq, {"code": answer["code"]})
+
+
+def authorize(
+    request: HttpRequest, params: dict[str, str], checks: list[Callable[..., None]] = CHECKS
+) -> HttpResponse:
+    areq = AuthorizationRequest(params=params)
+    try:
+        for check in checks:
+            check(request, areq)
+        return issue_code(request, areq)
+    except Answer as answer:
+        return answer.response
+
+
+def consent_decision(request: HttpRequest, blob: str, allow: bool) -> HttpResponse:
+    """The consent form's answer: re-run every check but consent, then issue or deny."""
+    from apps.tokens.services import consent_grant
+
+    try:
+        params = signing.loads(blob, salt=CONSENT_SALT, max_age=600)
+    except signing.BadSignature:
+        return error_page(
+            request, "This approval page has expired. Start signing in again."
+        ).response
+    areq = AuthorizationRequest(params=params)
+    try:
+        for check in CHECKS[:-1]:
+            check(request, areq)
+        assert areq.session is not None
+        assert areq.client is not None
+        if not allow:
+            raise error_to_client(areq, "access_denied", "The user did not approve this client.")
+        consent_grant(user_id=areq.session.user_id, client=areq.client, scopes=areq.scopes)
+        return issue_code(request, areq)
+    except Answer as answer:
+        return answer.response

@@ -1,0 +1,81 @@
+"""What Tessera's tokens say: the RFC 9068 access-token claim set and its signing.
+
+Access tokens carry the authorization picture a resource server needs without a call back
+(organizations, workspaces, groups, permissions) plus the login session (`sid`) they belong
+to, so revoking the session revokes them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+from django.conf import settings
+
+from apps.accounts.models import User
+from apps.accounts.selectors import user_token_claims
+from apps.core import request_context
+from apps.sessions.models import LoginSession
+from apps.tokens import keys
+
+# Raised when the claim set changes shape; validators refuse older versions (settings).
+ACCESS_TOKEN_VERSION = 1
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068 §2.1 header typ
+
+
+def new_jti() -> str:
+    return secrets.token_urlsafe(16)  # 128 bits
+
+
+def access_token_claims(
+    *,
+    client_id: str,
+    user: User | None,
+    scopes: list[str],
+    session: LoginSession | None,
+    audience: list[str],
+    refreshed: bool,
+) -> dict[str, Any]:
+    """RFC 9068 §2.2 claims plus Tessera's product claims, with their exact names."""
+    now = int(time.time())
+    context = request_context.current()
+    claims: dict[str, Any] = {
+        "iss": settings.ISSUER,
+        # RFC 9068 §2.2: without a user (client_credentials) the subject is the client.
+        "sub": str(user.pk) if user else client_id,
+        "aud": audience[0] if len(audience) == 1 else audience,
+        "exp": now + settings.ACCESS_TOKEN_LIFETIME,
+        "iat": now,
+        "nbf": now,
+        "jti": new_jti(),
+        "client_id": client_id,
+        "scope": " ".join(scopes),
+        "typ": "access",
+        "ver": ACCESS_TOKEN_VERSION,
+        "ip": context.client_ip if context else None,
+        "did": "",  # device id: bound by the sessions feature
+        "sid": str(session.pk) if session else None,
+        "login_at": int(session.created_at.timestamp()) if session else None,
+        "refresh_at": now if refreshed else None,
+    }
+    if user is None:
+        claims.update(uid=None, email=None, name=None, provider=None)
+        claims.update(orgs=[], workspaces=[], groups=[], perms=[])
+    else:
+        claims.update(
+            uid=str(user.pk),
+            email=user.email,
+            name=user.name,
+            provider=session.provider if session else "local",
+        )
+        claims.update(user_token_claims(user=user))
+    return claims
+
+
+def sign(claims: dict[str, Any], *, alg: str, typ: str) -> str:
+    key = keys.signing_key(alg)
+    return jwt.encode(
+        claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ}
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.tokens.models import Client
+from apps.tokens.services import GRANT_TYPES, client_create
+
+
+class Command(BaseCommand):
+    help = "Register an OAuth 2.0 / OpenID Connect client and print its id and secret."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+        parser.add_argument(
+            "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_uris"
+        )
+        parser.add_argument("--grant", action="append", choices=GRANT_TYPES, dest="grants")
+        parser.add_argument("--public", action="store_true", help="no secret; PKCE only")
+        parser.add_argument("--skip-consent", action="store_true", help="first-party client")
+        parser.add_argument("--client-id")
+        parser.add_argument("--client-secret")
+        parser.add_argument(
+            "--id-token-alg", choices=[a.value for a in Client.SigningAlg], default="RS256"
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            client, secret = client_create(
+                name=options["name"],
+                redirect_uris=options["redirect_uris"],
+                post_logout_redirect_uris=options["post_logout_uris"],
+                grant_types=options["grants"],
+                public=options["public"],
+                skip_consent=options["skip_consent"],
+                client_id=options["client_id"],
+                client_secret=options["client_secret"],
+                id_token_alg=options["id_token_alg"],
+            )
+        except ValidationError as error:
+            raise CommandError("; ".join(error.messages)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps({"client_id": client.client_id, "client_secret": secret}))
+        else:
+            self.stdout.write(f"client_id:     {client.client_id}")
+            if secret:
+                self.stdout.write(f"client_secret: {secret}")
+                self.stdout.write("Store the secret now: it is kept only as a hash.")

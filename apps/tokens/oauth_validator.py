@@ -1,0 +1,256 @@
+"""django-oauth-toolkit's validator, extended: every storage call and policy decision of the
+OAuth 2.0 / OIDC flows goes through here (the seam DOT designs for)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from oauth2_provider.oauth2_validators import OAuth2Validator
+
+from apps.core.events import EventType, emit
+from apps.sessions.services import session_is_live
+from apps.tokens import services
+from apps.tokens.claims import access_token_claims, sign
+from apps.tokens.models import AccessToken, Grant, IDToken, RefreshToken
+
+# oauthlib's Request, carrying what the flows add to it (client, user, login_session,
+# token_family, access_token_jti, id_token_instance): dynamic by oauthlib's design.
+OAuthRequest = Any
+
+
+class TesseraValidator(OAuth2Validator):
+    # --- grants ---------------------------------------------------------------------------
+
+    def validate_grant_type(
+        self,
+        client_id: str,
+        grant_type: str,
+        client: Any,
+        request: OAuthRequest,
+        *args: Any,
+        **kw: Any,
+    ) -> bool:
+        # A client may use exactly the grants it was registered with (DOT would let every
+        # authorization-code client refresh); password and implicit are never registrable.
+        return grant_type in client.grant_type_set
+
+    def _create_authorization_code(
+        self, request: OAuthRequest, code: dict[str, str], expires: Any = None
+    ) -> Grant:
+        # RFC 9700 §2.1.1: S256 only; the authorize view refuses anything else before this.
+        grant: Grant = Grant.objects.create(
+            application=request.client,
+            user=request.user,
+            session=request.login_session,
+            token_family=uuid.uuid4(),
+            code=code["code"],
+            expires=timezone.now() + timedelta(seconds=settings.AUTHORIZATION_CODE_LIFETIME),
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scopes),
+            code_challenge=request.code_challenge or "",
+            code_challenge_method=request.code_challenge_method or "",
+            nonce=request.nonce or "",
+            claims="{}",
+        )
+        return grant
+
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> bool:
+        grant = (
+            Grant.objects.filter(code=code, application=client).select_related("session").first()
+        )
+        if grant is None or grant.is_expired():
+            return False
+        # RFC 6749 §4.1.2 / RFC 9700 §4.14: a code is used once; claim it atomically so two
+        # concurrent exchanges cannot both succeed, and on reuse revoke what it produced.
+        claimed = Grant.objects.filter(pk=grant.pk, used_at__isnull=True).update(
+            used_at=timezone.now()
+        )
+        if not claimed:
+            services.token_family_revoke(family=grant.token_family, reason="code_reuse")
+            return False
+        if grant.session is None or not session_is_live(grant.session):
+            return False
+        request.scopes = grant.scope.split()
+        request.user = grant.user
+        request.nonce = grant.nonce or None
+        request.login_session = grant.session
+        request.token_family = grant.token_family
+        return True
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> None:
+        pass  # kept, marked used by validate_code, so that a replay can be recognised
+
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> bool:
+        # RFC 9700 §4.14.2: a rotated (or revoked) token presented again means it leaked;
+        # revoke the whole grant, access tokens included, before DOT deletes their rows.
+        replayed = services.refresh_token_replayed(refresh_token)
+        if replayed is not None:
+            services.token_family_revoke(family=replayed.token_family, reason="refresh_reuse")
+            return False
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kw):
+            return False
+        token: RefreshToken = request.refresh_token_instance
+        if token.family_expires_at <= timezone.now():
+            return False  # absolute lifetime, however often it was rotated
+        if token.session is not None and not session_is_live(token.session):
+            return False  # logout and revocation end every refresh chain of the session
+        request.login_session = token.session
+        request.token_family = token.token_family
+        return True
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def save_bearer_token(
+        self, token: dict[str, Any], request: OAuthRequest, *args: Any, **kw: Any
+    ) -> Any:
+        if "refresh_token" not in request.client.grant_type_set:
+            token.pop("refresh_token", None)  # only clients registered for refresh get one
+        with transaction.atomic():
+            result = super().save_bearer_token(token, request, *args, **kw)
+            emit(
+                EventType.TOKEN_REFRESHED
+                if request.grant_type == "refresh_token"
+                else EventType.TOKEN_ISSUED,
+                user_id=request.user.pk if request.user else None,
+                session_id=getattr(request, "login_session", None) and request.login_session.pk,
+                resource_type="client",
+                resource_id=request.client.client_id,
+                metadata={"grant_type": request.grant_type, "scope": token.get("scope", "")},
+            )
+        return result
+
+    def _create_access_token(
+        self,
+        expires: Any,
+        request: OAuthRequest,
+        token: dict[str, Any],
+        source_refresh_token: Any = None,
+    ) -> AccessToken:
+        id_token = getattr(request, "id_token_instance", None)
+        access_token = AccessToken(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            id_token=id_token,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            jti=request.access_token_jti,
+            session=getattr(request, "login_session", None),
+            token_family=getattr(request, "token_family", None),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        return access_token
+
+    def _create_refresh_token(
+        self,
+        request: OAuthRequest,
+        refresh_token_code: str,
+        access_token: Any,
+        previous_refresh_token: Any,
+    ) -> RefreshToken:
+        refresh_token = RefreshToken(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=request.token_family,
+            session=getattr(request, "login_session", None),
+            family_expires_at=(
+                previous_refresh_token.family_expires_at
+                if previous_refresh_token
+                else timezone.now() + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME)
+            ),
+        )
+        self._set_token_value(refresh_token, refresh_token_code)
+        refresh_token.save()
+        return refresh_token
+
+    def revoke_token(
+        self, token: str, token_type_hint: str | None, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> None:
+        services.token_revoke(token=token, client=request.client)
+
+    # --- OpenID Connect -------------------------------------------------------------------
+
+    def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
+        user = request.user
+        return {"email": user.email, "email_verified": False, "name": user.name}
+
+    def finalize_id_token(
+        self,
+        id_token: dict[str, Any],
+        token: dict[str, Any],
+        token_handler: Any,
+        request: OAuthRequest,
+    ) -> str:
+        """OIDC Core §2: signed with our key for the client's algorithm, with the session's
+        auth_time, acr, amr and sid."""
+        session = request.login_session
+        now = int(time.time())
+        claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(claims)
+        id_token.update(
+            iat=now,
+            auth_time=int(session.created_at.timestamp()),
+            acr=session.acr,
+            amr=session.amr,
+            sid=str(session.pk),
+        )
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce
+        request.id_token_instance = IDToken.objects.create(
+            user=request.user,
+            scope=" ".join(request.scopes),
+            expires=expires,
+            jti=id_token["jti"],
+            application=request.client,
+            session=session,
+        )
+        return sign(id_token, alg=request.client.id_token_signed_response_alg, typ="JWT")
+
+    # The authorize view decides login, consent and id_token_hint with the browser session,
+    # which oauthlib cannot see (OIDC Core §3.1.2.1 prompt=none, §3.1.2.3).
+    def validate_silent_login(self, request: OAuthRequest) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request: OAuthRequest) -> bool:
+        return True
+
+    def validate_user_match(
+        self, id_token_hint: str | None, scopes: Any, claims: Any, request: OAuthRequest
+    ) -> bool:
+        return True
+
+    # --- introspection (RFC 7662) ---------------------------------------------------------
+
+    def introspect_token(
+        self, token: str, token_type_hint: str | None, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> dict[str, Any] | None:
+        return services.token_introspect(token=token, token_type_hint=token_type_hint)
+
+
+def generate_access_token(request: OAuthRequest) -> str:
+    """DOT's ACCESS_TOKEN_GENERATOR: an RFC 9068 JWT, not an opaque string."""
+    resource = getattr(request, "resource", None) or [settings.ACCESS_TOKEN_AUDIENCE]
+    claims = access_token_claims(
+        client_id=request.client.client_id,
+        user=request.user,
+        scopes=list(request.scopes),
+        session=getattr(request, "login_session", None),
+        audience=list(resource),
+        refreshed=request.grant_type == "refresh_token",
+    )
+    request.access_token_jti = claims["jti"]
+    return sign(claims, alg=settings.ACCESS_TOKEN_ALG, typ="at+jwt")

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core import revocation
+from apps.core.events import EventType, emit
+from apps.tokens.models import AccessToken, Client, Consent, RefreshToken
+from apps.tokens.validation import InvalidToken, validate_access_token
+
+
+def _checksum(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _revoke_access_tokens(tokens: Any) -> None:
+    """Deletes the rows and lists each live jti: a JWT needs the list to die early."""
+    now = timezone.now()
+    for jti, expires in tokens.values_list("jti", "expires"):
+        revocation.revoke_jti(jti, expires_in=int((expires - now).total_seconds()))
+    tokens.delete()
+
+
+def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
+    """RFC 9700 §4.14.2 / RFC 6749 §4.1.2: a replayed code or refresh token kills every token
+    issued from the same authorization, and says so in a security event."""
+    if family is None:
+        return
+    with transaction.atomic():
+        sample = (
+            RefreshToken.objects.filter(token_family=family).select_related("application").first()
+        )
+        RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
+            revoked=timezone.now()
+        )
+        _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+        emit(
+            EventType.TOKEN_REUSE_DETECTED,
+            user_id=sample.user_id if sample else None,
+            session_id=sample.session_id if sample else None,
+            resource_type="token_family",
+            resource_id=family,
+            success=False,
+            metadata={
+                "reason": reason,
+                "client_id": sample.application.client_id if sample else "",
+            },
+        )
+
+
+def refresh_token_replayed(token: str) -> RefreshToken | None:
+    """The stored refresh token when `token` is one that was already rotated or revoked."""
+    replayed: RefreshToken | None = (
+        RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=False)
+        .order_by("-revoked")
+        .first()
+    )
+    return replayed
+
+
+def token_revoke(*, token: str, client: Client) -> None:
+    """RFC 7009 §2.1: revoke a token this client holds; unknown tokens are not an error.
+    Revoking an access token also revokes the refresh token it came with, and vice versa."""
+    checksum = _checksum(token)
+    with transaction.atomic():
+        access = AccessToken.objects.filter(token_checksum=checksum, application=client).first()
+        refresh = RefreshToken.objects.filter(
+            token_checksum=checksum, application=client, revoked__isnull=True
+        ).first()
+        if access is None and refresh is None:
+            return
+        family = (access or refresh).token_family
+        if family is not None:
+            RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
+                revoked=timezone.now()
+            )
+            _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+        else:  # client_credentials: a lone access token
+            _revoke_access_tokens(AccessToken.objects.filter(pk=access.pk))
+        emit(
+            EventType.TOKEN_REVOKED,
+            user_id=(access or refresh).user_id,
+            resource_type="client",
+            resource_id=client.client_id,
+            metadata={"token_type": "access_token" if access else "refresh_token"},
+        )
+
+
+def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, Any] | None:
+    """RFC 7662 §2.2: the claims of an active token, None (inactive) for anything else."""
+    if token_type_hint != "refresh_token":
+        try:
+            claims = validate_access_token(token)
+        except InvalidToken:
+            pass
+        else:
+            return {**claims, "token_type": "Bearer", "active": True}
+    refresh = (
+        RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=True)
+        .select_related("application", "session")
+        .first()
+    )
+    if refresh is None or refresh.family_expires_at <= timezone.now():
+        return None
+    if refresh.session is not None and refresh.session.ended_at is not None:
+        return None
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "client_id": refresh.application.client_id,
+        "sub": str(refresh.user_id),
+        "exp": int(refresh.family_expires_at.timestamp()),
+        "sid": str(refresh.session_id) if refresh.session_id else None,
+    }
+
+
+def consent_covers(*, user_id: Any, client: Client, scopes: list[str]) -> bool:
+    consent = Consent.objects.filter(user_id=user_id, client=client).first()
+    return consent is not None and set(scopes) <= set(consent.scopes.split())
+
+
+def consent_grant(*, user_id: Any, client: Client, scopes: list[str]) -> None:
+    """Remembered per user and client; a later grant widens it."""
+    with transaction.atomic():
+        consent, _ = Consent.objects.select_for_update().get_or_create(
+            user_id=user_id, client=client, defaults={"scopes": ""}
+        )
+        consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(scopes)))
+        consent.save(update_fields=["scopes", "updated_at"])
+        emit(
+            EventType.CONSENT_GRANTED,
+            user_id=user_id,
+            resource_type="client",
+            resource_id=client.client_id,
+            metadata={"scopes": consent.scopes},
+        )
+
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+_DOT_PRIMARY_GRANT = {
+    "authorization_code": Client.GRANT_AUTHORIZATION_CODE,
+    "client_credentials": Client.GRANT_CLIENT_CREDENTIALS,
+}
+
+
+def client_create(
+    *,
+    name: str,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str] | None = None,
+    grant_types: list[str] | None = None,
+    public: bool = False,
+    skip_consent: bool = False,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    id_token_alg: str = Client.SigningAlg.RS256,
+) -> tuple[Client, str | None]:
+    """Registers a client; returns it with its secret in clear (shown once, stored hashed).
+
+    Secrets are 256-bit random unless one is supplied (for migrations from another IdP).
+    """
+    grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
+    unknown = set(grants) - set(GRANT_TYPES)
+    if unknown:
+        raise ValidationError(
+            f"Unknown grant type {sorted(unknown)[0]!r}: use {', '.join(GRANT_TYPES)}."
+        )
+    primary = next((g for g in grants if g in _DOT_PRIMARY_GRANT), None)
+    if primary is None:
+        raise ValidationError("A client needs authorization_code or client_credentials.")
+    if public and "client_credentials" in grants:
+        raise ValidationError("A public client cannot use client_credentials (RFC 6749 §4.4).")
+    if "authorization_code" in grants and not redirect_uris:
+        raise ValidationError("authorization_code needs at least one --redirect-uri.")
+    for uri in [*redirect_uris, *(post_logout_redirect_uris or [])]:
+        if urlsplit(uri).fragment or "#" in uri:
+            raise ValidationError(f"{uri!r} has a fragment (RFC 6749 §3.1.2 forbids it).")
+    if client_secret is not None and (public or len(client_secret) < 32):
+        raise ValidationError(
+            "A supplied client secret needs at least 32 characters (and a confidential client)."
+        )
+    secret = None if public else (client_secret or secrets.token_urlsafe(32))
+    client = Client(
+        name=name,
+        client_type=Client.CLIENT_PUBLIC if public else Client.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=_DOT_PRIMARY_GRANT[primary],
+        grant_types=" ".join(grants),
+        redirect_uris=" ".join(redirect_uris),
+        post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
+        skip_authorization=skip_consent,
+        client_secret=secret or "",
+        id_token_signed_response_alg=id_token_alg,
+    )
+    if client_id:
+        client.client_id = client_id
+    client.clean()  # DOT's own checks: redirect URI schemes and form
+    with transaction.atomic():
+        if Client.objects.filter(client_id=client.client_id).exists():
+            raise ValidationError(f"A client with id {client.client_id!r} already exists.")
+        client.save()
+        emit(
+            EventType.CLIENT_CREATED,
+            resource_type="client",
+            resource_id=client.client_id,
+            metadata={"name": name, "grant_types": grants, "public": public},
+        )
+    return client, secret

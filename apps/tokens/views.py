@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauth2_provider.views import RevokeTokenView, TokenView
+from oauthlib.common import add_params_to_uri
+
+from apps.accounts.models import User
+from apps.sessions.selectors import session_current
+from apps.sessions.services import session_end
+from apps.tokens import authorize as authorize_flow
+from apps.tokens import id_tokens, keys
+from apps.tokens.models import Client
+from apps.tokens.validation import InvalidToken, validate_access_token
+
+# --- discovery and keys ------------------------------------------------------------------
+
+
+@cache
+def _metadata() -> bytes:
+    """OIDC Discovery 1.0 §3 and RFC 8414 §2, built once per process."""
+    issuer = settings.ISSUER
+    auth_methods = ["client_secret_basic", "client_secret_post"]
+    metadata = {
+        "issuer": issuer,
+        "authorization_endpoint": issuer + reverse("tokens:authorize"),
+        "token_endpoint": issuer + reverse("tokens:token"),
+        "userinfo_endpoint": issuer + reverse("tokens:userinfo"),
+        "jwks_uri": issuer + reverse("tokens:jwks"),
+        "end_session_endpoint": issuer + reverse("tokens:end_session"),
+        "introspection_endpoint": issuer + reverse("tokens:introspect"),
+        "revocation_endpoint": issuer + reverse("tokens:revoke"),
+        "scopes_supported": list(settings.SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [alg.value for alg in Client.SigningAlg],
+        "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": [*auth_methods, "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": sorted(authorize_flow.KNOWN_PROMPTS),
+        "acr_values_supported": ["urn:tessera:acr:pwd"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
+            "sid", "email", "email_verified", "name",
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3
+    }  # fmt: skip
+    return json.dumps(metadata).encode()
+
+
+@require_GET
+def discovery(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(_metadata(), content_type="application/json")
+    response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
+    response["Access-Control-Allow-Origin"] = "*"  # public metadata, read by browser apps
+    return response
+
+
+@require_GET
+def jwks(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(keys.jwks_json(), content_type="application/jwk-set+json")
+    response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+# --- authorization -----------------------------------------------------------------------
+
+
+def _first_values(query: Any) -> dict[str, str]:
+    """OAuth parameters must not repeat (RFC 6749 §3.1); oauthlib rejects duplicates from
+    the query string we rebuild, so keep every value."""
+    return {
+        key: ",".join(query.getlist(key)) if len(query.getlist(key)) > 1 else query[key]
+        for key in query
+    }
+
+
+@csrf_exempt  # OIDC Core §3.1.2.1: relying parties may POST the request from their own page
+@never_cache
+@require_http_methods(["GET", "POST"])
+def authorize(request: HttpRequest) -> HttpResponse:
+    return authorize_flow.authorize(
+        request, _first_values(request.GET if request.method == "GET" else request.POST)
+    )
+
+
+@never_cache
+@require_POST
+def consent(request: HttpRequest) -> HttpResponse:
+    return authorize_flow.consent_decision(
+        request, request.POST.get("request", ""), allow=request.POST.get("decision") == "allow"
+    )
+
+
+token = csrf_exempt(TokenView.as_view())
+revoke = csrf_exempt(RevokeTokenView.as_view())
+
+
+# --- resources -----------------------------------------------------------------------
+
+
+def _bearer_error(status: int, error: str | None, description: str) -> JsonResponse:
+    """RFC 6750 §3: the WWW-Authenticate challenge names the error."""
+    body = {"error": error or "invalid_request", "error_description": description}
+    response = JsonResponse(body, status=status)
+    challenge = f'Bearer realm="{settings.ISSUER}"'
+    if error:
+        challenge += f', error="{error}", error_description="{description}"'
+    response["WWW-Authenticate"] = challenge
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def userinfo(request: HttpRequest) -> HttpResponse:
+    """OIDC Core §5.3. The token comes in the Authorization header only (RFC 6750 §2.1;
+    RFC 9700 §4.3.2 forbids the query string)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _bearer_error(401, None, "Send the access token in an Authorization: Bearer header.")
+    try:
+        claims = validate_access_token(token.strip())
+    except InvalidToken as invalid:
+        return _bearer_error(401, "invalid_token", str(invalid))
+    scopes = str(claims.get("scope", "")).split()
+    if "openid" not in scopes or claims.get("uid") is None:
+        return _bearer_error(
+            403, "insufficient_scope", "The token was not issued with the openid scope."
+        )
+    user = User.objects.filter(pk=claims["uid"], is_active=True).first()
+    if user is None:
+        return _bearer_error(401, "invalid_token", "The token's user no longer exists.")
+    info: dict[str, Any] = {"sub": str(user.pk)}
+    if "email" in scopes:
+        info.update(email=user.email, email_verified=False)
+    if "profile" in scopes:
+        info.update(name=user.name)
+    response = JsonResponse(info)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def introspect(request: HttpRequest) -> HttpResponse:
+    """RFC 7662: confidential clients only (§2.1 requires the caller be authorized)."""
+    core = get_oauthlib_core()
+    uri, method, body, headers = core._extract_params(request)
+    client = _introspecting_client(request)
+    if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
+        response = JsonResponse(
+            {
+                "error": "invalid_client",
+                "error_description": "Authenticate as a confidential client.",
+            },
+            status=401,
+        )
+        response["WWW-Authenticate"] = f'Basic realm="{settings.ISSUER}"'
+        return response
+    headers_out, body_out, status = core.server.create_introspect_response(
+        uri, method, body, headers
+    )
+    answer = HttpResponse(body_out, status=status, content_type="application/json")
+    for name, value in headers_out.items():
+        answer[name] = value
+    answer["Cache-Control"] = "no-store"
+    return answer
+
+
+def _introspecting_client(request: HttpRequest) -> Client | None:
+    import base64
+    import binascii
+    from urllib.parse import unquote
+
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    client_id = request.POST.get("client_id", "")
+    if scheme.lower() == "basic":
+        try:
+            client_id = unquote(base64.b64decode(value).decode().split(":", 1)[0])
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+    return Client.objects.filter(client_id=client_id).first() if client_id else None
+
+
+# --- logout (OpenID Connect RP-Initiated Logout 1.0) --------------------------------------
+
+LOGOUT_SALT = "tessera.end_session"
+
+
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST"])
+def end_session(request: HttpRequest) -> HttpResponse:
+    params = request.GET if request.method == "GET" else request.POST
+    hint = params.get("id_token_hint", "")
+    claims = id_tokens.verify_hint(hint) if hint else None
+    if hint and claims is None:  # §2: a hint that is not ours is refused outright
+        return render(
+            request,
+            "tokens/authorize_error.html",
+            {"description": "The id_token_hint is not an ID token of this issuer."},
+            status=400,
+        )
+    audience = claims.get("aud") if claims else None
+    client_id = params.get("client_id") or (audience if isinstance(audience, str) else None)
+    if claims and params.get("client_id") and params.get("client_id") != audience:
+        return render(
+            request,
+            "tokens/authorize_error.html",
+            {"description": "client_id does not match the id_token_hint."},
+            status=400,
+        )
+    redirect_uri = params.get("post_logout_redirect_uri", "")
+    client = Client.objects.filter(client_id=client_id).first() if client_id else None
+    if redirect_uri and (
+        client is None or redirect_uri not in client.post_logout_redirect_uris.split()
+    ):
+        # §3: only an exactly registered URI of an identified client
+        return render(
+            request,
+            "tokens/authorize_error.html",
+            {"description": "post_logout_redirect_uri is not registered for this client."},
+            status=400,
+        )
+    target = {
+        "redirect_uri": redirect_uri,
+        "state": params.get("state", ""),
+        "client_id": client_id or "",
+    }
+    session = session_current(request)
+    if session is not None and (claims is None or claims.get("sid") != str(session.pk)):
+        # Without a hint for this very session, ask: a cross-site link must not sign people out.
+        return render(
+            request,
+            "tokens/logout_confirm.html",
+            {"request_blob": signing.dumps(target, salt=LOGOUT_SALT)},
+        )
+    return _sign_out(request, target)
+
+
+@never_cache
+@require_POST
+def end_session_confirm(request: HttpRequest) -> HttpResponse:
+    try:
+        target = signing.loads(request.POST.get("request", ""), salt=LOGOUT_SALT, max_age=600)
+    except signing.BadSignature:
+        return render(
+            request,
+            "tokens/authorize_error.html",
+            {"description": "This sign-out page has expired."},
+            status=400,
+        )
+    if request.POST.get("decision") != "logout":
+        return render(request, "tokens/signed_out.html", {"stayed": True})
+    return _sign_out(request, target)
+
+
+def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
+    session = session_current(request)
+    if session is not None:
+        session_end(session=session, reason="logout", actor_id=session.user_id)
+    logout(request)
+    if target["redirect_uri"]:
+        client = Client.objects.get(client_id=target["client_id"])
+        uri = target["redirect_uri"]
+        if target["state"]:
+            uri = add_params_to_uri(uri, [("state", target["state"])])
+        redirect: HttpResponse = OAuth2ResponseRedirect(uri, client.get_allowed_schemes())
+        return redirect
+    return render(request, "tokens/signed_out.html", {"stayed": False})

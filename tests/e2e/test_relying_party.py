@@ -1,0 +1,152 @@
+"""A relying party that knows nothing about us, using Authlib (OAuth2Session) with the ID
+token checked by joserfc against our JWKS, runs the whole flow against a live server.
+
+OpenID conformance basic plan: oidcc-server, oidcc-userinfo-get, oidcc-refresh-token,
+oidcc-rp-initiated-logout (RP-Initiated Logout 1.0).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.rp import POST_LOGOUT_URI, REDIRECT_URI, new_verifier
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _discover(live_server) -> dict:
+    metadata = requests.get(
+        f"{live_server.url}/.well-known/openid-configuration", timeout=10
+    ).json()
+    assert metadata["issuer"] == live_server.url
+    return metadata
+
+
+def _session(rp, **kwargs) -> OAuth2Session:
+    session = OAuth2Session(
+        rp.client_id, rp.client_secret, scope="openid profile email", redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256", **kwargs,
+    )  # fmt: skip
+    session.headers["Connection"] = "close"  # no kept-alive server threads after the test
+    return session
+
+
+def _sign_in(hosted_pages, metadata, client: OAuth2Session) -> tuple[dict, str]:
+    verifier, nonce = new_verifier(), new_verifier()
+    url, state = client.create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+    )
+    response = hosted_pages.visit(url)
+    assert response.is_redirect, f"{response.status_code} {response.url}\n{response.text[:1500]}"
+    location = response.headers["Location"]
+    params = parse_qs(urlsplit(location).query)
+    assert params["state"] == [state]
+    assert params["iss"] == [metadata["issuer"]]  # RFC 9207
+    token = client.fetch_token(
+        metadata["token_endpoint"], authorization_response=location, code_verifier=verifier
+    )
+    return token, nonce
+
+
+def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp) -> None:
+    metadata = _discover(live_server)
+    client = _session(rp)
+
+    token, nonce = _sign_in(hosted_pages, metadata, client)
+
+    # ID token (OIDC Core §3.1.3.7) verified against the published JWKS
+    keys = KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json())
+    id_token = jwt.decode(token["id_token"], keys, algorithms=["RS256"])
+    jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": metadata["issuer"]},
+        aud={"essential": True, "value": rp.client_id},
+        nonce={"essential": True, "value": nonce},
+        sub={"essential": True, "value": str(person.pk)},
+        exp={"essential": True},
+        auth_time={"essential": True},
+    ).validate(id_token.claims)
+    assert id_token.claims["amr"] == ["pwd"]
+    assert id_token.claims["acr"]
+    assert id_token.claims["at_hash"]
+    assert id_token.claims["sid"]
+
+    # RFC 9068 access token with the product's claim set
+    access = jwt.decode(token["access_token"], keys, algorithms=["ES256"])
+    assert access.header["typ"] == "at+jwt"
+    for claim in ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "uid",
+                  "email", "name", "provider", "orgs", "workspaces", "groups", "perms", "typ",
+                  "sid", "did", "ip", "ver", "login_at", "refresh_at"):  # fmt: skip
+        assert claim in access.claims, claim
+    assert access.claims["typ"] == "access"
+    assert access.claims["sid"] == id_token.claims["sid"]
+    assert access.claims["exp"] - access.claims["iat"] == 900
+    assert token["expires_in"] == 900
+
+    # userinfo (OIDC Core §5.3), GET with the bearer header
+    info = client.get(metadata["userinfo_endpoint"]).json()
+    assert info == {
+        "sub": str(person.pk), "email": "ada@example.com", "email_verified": False,
+        "name": "Ada Lovelace",
+    }  # fmt: skip
+
+    # introspection (RFC 7662)
+    introspected = client.introspect_token(
+        metadata["introspection_endpoint"], token=token["access_token"]
+    ).json()
+    assert introspected["active"] is True
+    assert introspected["sub"] == str(person.pk)
+    assert introspected["client_id"] == rp.client_id
+
+    # refresh rotates (RFC 9700 §4.14.2), then replaying the old one kills the whole grant
+    first_refresh = token["refresh_token"]
+    refreshed = client.refresh_token(metadata["token_endpoint"], refresh_token=first_refresh)
+    assert refreshed["refresh_token"] != first_refresh
+    assert jwt.decode(refreshed["access_token"], keys).claims["refresh_at"] is not None
+    with pytest.raises(OAuthError) as replay:
+        client.refresh_token(metadata["token_endpoint"], refresh_token=first_refresh)
+    assert replay.value.error == "invalid_grant"
+    with pytest.raises(OAuthError) as dead:
+        client.refresh_token(metadata["token_endpoint"], refresh_token=refreshed["refresh_token"])
+    assert dead.value.error == "invalid_grant"
+    rejected = requests.get(
+        metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"}, timeout=10,
+    )  # fmt: skip
+    assert rejected.status_code == 401
+
+    # a new sign-in, then revocation (RFC 7009) of its access token
+    token, _ = _sign_in(hosted_pages, metadata, _session(rp))
+    client = _session(rp, token=token)
+    revoked = client.revoke_token(metadata["revocation_endpoint"], token=token["access_token"])
+    assert revoked.status_code == 200
+    after = requests.get(
+        metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=10,
+    )  # fmt: skip
+    assert after.status_code == 401
+    assert 'error="invalid_token"' in after.headers["WWW-Authenticate"]
+
+    # RP-initiated logout with our ID token as hint and a registered redirect
+    logout = hosted_pages.http.get(
+        metadata["end_session_endpoint"],
+        params={"id_token_hint": token["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI,
+                "state": "bye"},
+        allow_redirects=False, timeout=10,
+    )  # fmt: skip
+    assert logout.status_code == 302
+    assert logout.headers["Location"] == f"{POST_LOGOUT_URI}?state=bye"
+
+    # the browser session is over: a silent authorization request needs a login
+    verifier = new_verifier()
+    url, _ = _session(rp).create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, prompt="none"
+    )
+    silent = hosted_pages.http.get(url, allow_redirects=False, timeout=10)
+    assert parse_qs(urlsplit(silent.headers["Location"]).query)["error"] == ["login_required"]
