@@ -31,7 +31,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
     """The hosted sign-in page. Django's login() rotates the session key (session fixation,
     OWASP ASVS 3.2.1) and signals the sessions app, which opens the login session."""
     next_url = _safe_next(request)
-    form = LoginForm(request.POST or None, initial={"email": request.GET.get("login_hint", "")})
+    form = LoginForm(
+        request.POST if request.method == "POST" else None,  # an empty POST is still a POST
+        initial={"email": request.GET.get("login_hint", "")[:254]},
+    )
     if request.method == "POST":
         if form.is_valid():
             user = authenticate(

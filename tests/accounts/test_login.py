@@ -1,0 +1,91 @@
+"""The hosted sign-in page."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.accounts.services import user_create
+from apps.core.models import SecurityEvent
+from apps.sessions.models import LoginSession
+from apps.sessions.selectors import SESSION_KEY
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "a long correct passphrase"
+
+
+@pytest.fixture
+def person():
+    return user_create(email="ada@example.com", password=PASSWORD)
+
+
+def test_login_rotates_the_session_key_and_opens_a_login_session(client, person) -> None:
+    # OWASP ASVS 3.2.1 (session fixation): a new session id at authentication.
+    client.get("/login")
+    before = client.session.session_key
+
+    response = client.post(
+        "/login", {"email": "Ada@Example.com", "password": PASSWORD, "next": "/oauth/authorize?x=1"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/oauth/authorize?x=1"
+    assert client.session.session_key != before
+    session = LoginSession.objects.get(user=person)
+    assert client.session[SESSION_KEY] == str(session.pk)
+    assert session.amr == ["pwd"]
+    assert session.ip_address == "127.0.0.1"
+    assert SecurityEvent.objects.filter(
+        event_type="login.succeeded", session_id=str(session.pk)
+    ).exists()
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example.com/", "//evil.example.com/x", "javascript:alert(1)"]
+)
+def test_login_never_redirects_off_site(client, person, next_url) -> None:
+    # OWASP ASVS 5.1.5: no open redirect through `next`.
+    response = client.post(
+        "/login", {"email": "ada@example.com", "password": PASSWORD, "next": next_url}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        ({"email": "ada@example.com", "password": "wrong"}, "wrong_credentials"),
+        ({"email": "nobody@example.com", "password": PASSWORD}, "wrong_credentials"),
+        ({"email": "not-an-email", "password": "x"}, "malformed_input"),
+        ({"email": "a" * 5000 + "@example.com", "password": "x" * 5000}, "malformed_input"),
+        ({}, "malformed_input"),
+    ],
+)
+def test_failed_login_is_one_generic_message_and_a_security_event(
+    client, person, form, reason
+) -> None:
+    response = client.post("/login", form)
+
+    assert response.status_code == 400
+    assert b"Email or password is incorrect." in response.content
+    assert not LoginSession.objects.exists()
+    event = SecurityEvent.objects.get(event_type="login.failed")
+    assert event.success is False
+    assert event.metadata["reason"] == reason
+
+
+def test_login_form_requires_a_csrf_token(person) -> None:
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/login", {"email": "ada@example.com", "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert not LoginSession.objects.exists()
+
+
+def test_login_hint_prefills_the_email(client) -> None:
+    response = client.get("/login", {"login_hint": "grace@example.com"})
+
+    assert b'value="grace@example.com"' in response.content
