@@ -3,4 +3,7 @@ from django.urls import path
 from apps.accounts import views
 
 app_name = "accounts"
-urlpatterns = [path("login", views.login_view, name="login")]
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login", views.login_view, name="login"),
+]

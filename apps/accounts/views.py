@@ -15,6 +15,13 @@ from apps.core.events import EventType, emit
 WRONG_CREDENTIALS = "Email or password is incorrect."
 
 
+@never_cache
+@require_http_methods(["GET"])
+def home(request: HttpRequest) -> HttpResponse:
+    """Where a person lands after signing in directly: who they are, and the way out."""
+    return render(request, "accounts/home.html")
+
+
 def _safe_next(request: HttpRequest) -> str:
     """Only our own pages (OWASP ASVS 5.1.5: no open redirect)."""
     target = request.POST.get("next") or request.GET.get("next") or ""

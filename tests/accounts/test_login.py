@@ -89,3 +89,13 @@ def test_login_hint_prefills_the_email(client) -> None:
     response = client.get("/login", {"login_hint": "grace@example.com"})
 
     assert b'value="grace@example.com"' in response.content
+
+
+def test_home_says_who_is_signed_in_and_offers_sign_out(client, person) -> None:
+    anonymous = client.get("/")
+    client.force_login(person)
+    signed_in = client.get("/")
+
+    assert b"Sign in" in anonymous.content
+    assert b"ada@example.com" in signed_in.content
+    assert b'href="/oauth/logout"' in signed_in.content
