@@ -48,8 +48,13 @@ def _static_files() -> None:
 def live_server(servers: TestServers, django_db_setup: None) -> Iterator[object]:
     """pytest-django's live server, minus its finder-based static handler: WhiteNoise in the
     middleware serves the collected, hashed files, exactly as the production server does."""
+    from django.db import connections
     from pytest_django.live_server_helper import LiveServer
 
+    # Django's threaded test server parks a thread per kept-alive client connection; with
+    # persistent database connections each would hold one open past the test database's
+    # teardown. gunicorn has no such threads, so this applies to the live server alone.
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
     server = LiveServer(f"localhost:{servers.web_port}", start=False)
     server.thread.static_handler = lambda handler: handler
     server.start()

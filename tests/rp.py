@@ -100,8 +100,7 @@ class Browser:
 def hosted_pages(live_server) -> Iterator[Browser]:
     browser = Browser(live_server.url)
     yield browser
-    # A kept-alive connection keeps the live server's request thread, and its database
-    # connection, open past the test.
+    # A kept-alive connection would hold a live-server thread past the test.
     browser.http.close()
 
 

@@ -7,6 +7,7 @@ oidcc-rp-initiated-logout (RP-Initiated Logout 1.0).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -29,13 +30,23 @@ def _discover(live_server) -> dict:
     return metadata
 
 
-def _session(rp, **kwargs) -> OAuth2Session:
-    session = OAuth2Session(
-        rp.client_id, rp.client_secret, scope="openid profile email", redirect_uri=REDIRECT_URI,
-        code_challenge_method="S256", **kwargs,
-    )  # fmt: skip
-    session.headers["Connection"] = "close"  # no kept-alive server threads after the test
-    return session
+@pytest.fixture
+def rp_session(rp) -> Iterator[Callable[..., OAuth2Session]]:
+    """Authlib sessions for the registered client, closed after the test so that no
+    kept-alive connection holds a live-server thread."""
+    opened: list[OAuth2Session] = []
+
+    def open_session(**kwargs: object) -> OAuth2Session:
+        session = OAuth2Session(
+            rp.client_id, rp.client_secret, scope="openid profile email",
+            redirect_uri=REDIRECT_URI, code_challenge_method="S256", **kwargs,
+        )  # fmt: skip
+        opened.append(session)
+        return session
+
+    yield open_session
+    for session in opened:
+        session.close()
 
 
 def _sign_in(hosted_pages, metadata, client: OAuth2Session) -> tuple[dict, str]:
@@ -55,9 +66,9 @@ def _sign_in(hosted_pages, metadata, client: OAuth2Session) -> tuple[dict, str]:
     return token, nonce
 
 
-def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp) -> None:
+def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp, rp_session) -> None:
     metadata = _discover(live_server)
-    client = _session(rp)
+    client = rp_session()
 
     token, nonce = _sign_in(hosted_pages, metadata, client)
 
@@ -122,8 +133,8 @@ def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp) -> None:
     assert rejected.status_code == 401
 
     # a new sign-in, then revocation (RFC 7009) of its access token
-    token, _ = _sign_in(hosted_pages, metadata, _session(rp))
-    client = _session(rp, token=token)
+    token, _ = _sign_in(hosted_pages, metadata, rp_session())
+    client = rp_session(token=token)
     revoked = client.revoke_token(metadata["revocation_endpoint"], token=token["access_token"])
     assert revoked.status_code == 200
     after = requests.get(
@@ -145,7 +156,7 @@ def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp) -> None:
 
     # the browser session is over: a silent authorization request needs a login
     verifier = new_verifier()
-    url, _ = _session(rp).create_authorization_url(
+    url, _ = rp_session().create_authorization_url(
         metadata["authorization_endpoint"], code_verifier=verifier, prompt="none"
     )
     silent = hosted_pages.http.get(url, allow_redirects=False, timeout=10)

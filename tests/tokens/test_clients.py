@@ -59,7 +59,7 @@ def test_createclient_takes_every_documented_option() -> None:
             "--id-token-alg",
             "ES256",
             "--json",
-        )  # fmt: skip
+        )
     )
 
     client = Client.objects.get(client_id="spa-client")
