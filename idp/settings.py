@@ -224,6 +224,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
+    "apps.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

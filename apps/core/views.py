@@ -31,7 +31,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 _ERRORS = {
-    400: ("bad_request", "The request could not be understood. Check its parameters."),
+    # invalid_request: the OAuth 2.0 code for the same thing (RFC 6749 §5.2), so OAuth
+    # clients that meet this generic answer still read a code they know.
+    400: ("invalid_request", "The request could not be understood. Check its parameters."),
     403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
     404: ("not_found", "There is nothing at this address. Check the URL."),
     500: ("server_error", "Something went wrong on our side. Try again; quote the request id."),
@@ -39,21 +41,26 @@ _ERRORS = {
 
 
 def error_response(request: HttpRequest, status: int) -> HttpResponse:
-    """JSON or HTML by the Accept header; never a stack trace."""
+    """JSON unless the client prefers HTML (browsers say so in Accept; API clients often send
+    no Accept at all); never a stack trace."""
     code, message = _ERRORS[status]
     context = request_context.current()
     request_id = context.request_id if context else ""
-    if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
-        return JsonResponse(
+    response: HttpResponse
+    if request.get_preferred_type(["application/json", "text/html"]) == "application/json":
+        response = JsonResponse(
             {"error": code, "error_description": message, "request_id": request_id},
             status=status,
         )
-    return render(
-        request,
-        "errors/error.html",
-        {"status": status, "message": message, "request_id": request_id},
-        status=status,
-    )
+    else:
+        response = render(
+            request,
+            "errors/error.html",
+            {"status": status, "message": message, "request_id": request_id},
+            status=status,
+        )
+    response["Cache-Control"] = "no-store"  # an error is about this request only
+    return response
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from oauth2_provider.http import OAuth2ResponseRedirect
@@ -40,6 +40,7 @@ KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
 @dataclass
 class AuthorizationRequest:
     params: dict[str, str]
+    repeated: frozenset[str] = frozenset()
     scopes: list[str] = field(default_factory=list)
     credentials: dict[str, Any] = field(default_factory=dict)
     client: Client | None = None
@@ -101,12 +102,31 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
             raise error_page(request, error.description) from None
         areq.credentials = {"redirect_uri": error.redirect_uri}
         areq.client = Client.objects.get(client_id=areq.params["client_id"])
-        raise error_to_client(
-            areq, error.error or "invalid_request", str(error.description)
-        ) from None
+        code = error.error or "invalid_request"
+        if code == "unauthorized_client" and areq.params.get("response_type") != "code":
+            # RFC 6749 §4.1.2.1: implicit and hybrid response types are not offered at all.
+            code, description = "unsupported_response_type", "Only response_type=code is supported."
+        else:
+            description = str(error.description)
+        raise error_to_client(areq, code, description) from None
     areq.scopes = list(scopes)
     areq.credentials = credentials
     areq.client = credentials["request"].client
+
+
+def check_no_repeats(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # RFC 6749 §3.1: request parameters must not be included more than once.
+    if areq.repeated:
+        repeated = sorted(areq.repeated)[0]
+        raise error_to_client(areq, "invalid_request", f"Repeated parameter: {repeated}.")
+
+
+def check_no_request_object(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # OIDC Core §6.1, §6.2: request objects are not supported (discovery says so).
+    if "request" in areq.params:
+        raise error_to_client(areq, "request_not_supported", "Request objects are not supported.")
+    if "request_uri" in areq.params:
+        raise error_to_client(areq, "request_uri_not_supported", "request_uri is not supported.")
 
 
 def check_pkce_s256(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -127,24 +147,25 @@ def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
 
 
 def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) -> bool:
+    """OIDC Core §3.1.2.1: prompt=login and max_age ask for a login newer than the request
+    (max_age=0 means the same as prompt=login); a login made after we sent the person to
+    sign in for this very request (the signed mark) satisfies both."""
     login_at = session.created_at.timestamp()
     max_age = areq.params.get("max_age")
-    if max_age is not None and login_at < time.time() - int(max_age):
-        return False  # OIDC Core §3.1.2.1 max_age
-    if "login" in areq.prompt or "select_account" in areq.prompt:
-        mark = areq.params.get(LOGIN_MARK)
-        try:
-            asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=900) if mark else None
-        except signing.BadSignature:
-            asked_at = None
-        return asked_at is not None and login_at >= asked_at
-    return True
+    too_old = max_age is not None and login_at < time.time() - int(max_age)
+    if not too_old and not areq.prompt & {"login", "select_account"}:
+        return True
+    mark = areq.params.get(LOGIN_MARK)
+    try:
+        asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=900) if mark else None
+    except signing.BadSignature:
+        asked_at = None
+    return asked_at is not None and login_at >= asked_at
 
 
 def _login_redirect(areq: AuthorizationRequest) -> HttpResponse:
     params = dict(areq.params)
-    if areq.prompt & {"login", "select_account"} and LOGIN_MARK not in params:
-        params[LOGIN_MARK] = signing.dumps(time.time(), salt=LOGIN_MARK)
+    params.setdefault(LOGIN_MARK, signing.dumps(time.time(), salt=LOGIN_MARK))
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
     login_url = reverse("accounts:login")
     if hint := areq.params.get("login_hint"):
@@ -207,6 +228,8 @@ def describe_scopes(scopes: list[str]) -> list[tuple[str, str]]:
 
 CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_oauth_request,
+    check_no_repeats,
+    check_no_request_object,
     check_pkce_s256,
     check_prompt,
     check_login,
@@ -241,12 +264,14 @@ def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse
     return redirect_to_client(areq, {"code": answer["code"]})
 
 
-def authorize(
-    request: HttpRequest, params: dict[str, str], checks: list[Callable[..., None]] = CHECKS
-) -> HttpResponse:
-    areq = AuthorizationRequest(params=params)
+def authorize(request: HttpRequest, query: QueryDict) -> HttpResponse:
+    """The authorization request from a query string or a form (OIDC Core §3.1.2.1)."""
+    areq = AuthorizationRequest(
+        params={key: str(query[key]) for key in query},
+        repeated=frozenset(key for key in query if len(query.getlist(key)) > 1),
+    )
     try:
-        for check in checks:
+        for check in CHECKS:
             check(request, areq)
         return issue_code(request, areq)
     except Answer as answer:

@@ -34,6 +34,6 @@ def verify_hint(token: str) -> dict[str, Any] | None:
             issuer=settings.ISSUER,
             options={"verify_exp": False, "verify_aud": False, "require": ["sub", "aud", "iss"]},
         )
-    except (jwt.PyJWTError, TypeError, ValueError):
+    except (jwt.PyJWTError, TypeError, ValueError, RecursionError):
         return None
     return claims

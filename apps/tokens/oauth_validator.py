@@ -76,6 +76,10 @@ class TesseraValidator(OAuth2Validator):
         if not claimed:
             services.token_family_revoke(family=grant.token_family, reason="code_reuse")
             return False
+        if request.redirect_uri != grant.redirect_uri:
+            # RFC 6749 §4.1.3, §5.2: the same redirect URI as in the authorization request,
+            # or invalid_grant (and the code stays spent).
+            return False
         if grant.session is None or not session_is_live(grant.session):
             return False
         request.scopes = grant.scope.split()
@@ -84,6 +88,12 @@ class TesseraValidator(OAuth2Validator):
         request.login_session = grant.session
         request.token_family = grant.token_family
         return True
+
+    def get_default_redirect_uri(
+        self, client_id: str, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> None:
+        # OIDC Core §3.1.2.1: redirect_uri is required; no falling back to a registered one.
+        return None
 
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: OAuthRequest, *args: Any, **kw: Any

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.core import revocation
 from apps.core.events import EventType, emit
+from apps.sessions.services import session_is_live
 from apps.tokens.models import AccessToken, Client, Consent, RefreshToken
 from apps.tokens.validation import InvalidToken, validate_access_token
 
@@ -94,14 +95,27 @@ def token_revoke(*, token: str, client: Client) -> None:
 
 
 def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, Any] | None:
-    """RFC 7662 §2.2: the claims of an active token, None (inactive) for anything else."""
-    if token_type_hint != "refresh_token":
-        try:
-            claims = validate_access_token(token)
-        except InvalidToken:
-            pass
-        else:
-            return {**claims, "token_type": "Bearer", "active": True}
+    """RFC 7662 §2.2: the claims of an active token, None (inactive) for anything else.
+    The hint only orders the search (§2.1: the server must look further when it is wrong)."""
+    lookups = [_introspect_access, _introspect_refresh]
+    if token_type_hint == "refresh_token":
+        lookups.reverse()
+    for lookup in lookups:
+        found = lookup(token)
+        if found is not None:
+            return found
+    return None
+
+
+def _introspect_access(token: str) -> dict[str, Any] | None:
+    try:
+        claims = validate_access_token(token)
+    except InvalidToken:
+        return None
+    return {**claims, "token_type": "Bearer", "active": True}
+
+
+def _introspect_refresh(token: str) -> dict[str, Any] | None:
     refresh = (
         RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=True)
         .select_related("application", "session")
@@ -109,8 +123,8 @@ def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, An
     )
     if refresh is None or refresh.family_expires_at <= timezone.now():
         return None
-    if refresh.session is not None and refresh.session.ended_at is not None:
-        return None
+    if refresh.session is not None and not session_is_live(refresh.session):
+        return None  # the token endpoint would refuse it too
     return {
         "active": True,
         "token_type": "refresh_token",

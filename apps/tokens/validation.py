@@ -47,7 +47,7 @@ def _check_header(c: _Candidate, audience: str) -> None:
         raise InvalidToken("The token is not a signed JWT.")
     try:
         header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidToken("The token header is malformed.") from None
     if not isinstance(header, dict):
         raise InvalidToken("The token header is malformed.")
@@ -88,7 +88,7 @@ def _check_signature_and_times(c: _Candidate, audience: str) -> None:
         raise InvalidToken("The token has expired.") from None
     except jwt.InvalidAudienceError:
         raise InvalidToken("The token is not meant for this resource.") from None
-    except (jwt.PyJWTError, TypeError, ValueError):
+    except (jwt.PyJWTError, TypeError, ValueError, RecursionError):
         raise InvalidToken("The token is invalid.") from None
 
 

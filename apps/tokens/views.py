@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from collections.abc import Callable
+from functools import cache, wraps
 from typing import Any
 
 from django.conf import settings
@@ -86,22 +87,12 @@ def jwks(request: HttpRequest) -> HttpResponse:
 # --- authorization -----------------------------------------------------------------------
 
 
-def _first_values(query: Any) -> dict[str, str]:
-    """OAuth parameters must not repeat (RFC 6749 §3.1); oauthlib rejects duplicates from
-    the query string we rebuild, so keep every value."""
-    return {
-        key: ",".join(query.getlist(key)) if len(query.getlist(key)) > 1 else query[key]
-        for key in query
-    }
-
-
 @csrf_exempt  # OIDC Core §3.1.2.1: relying parties may POST the request from their own page
 @never_cache
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
-    return authorize_flow.authorize(
-        request, _first_values(request.GET if request.method == "GET" else request.POST)
-    )
+    query = request.GET if request.method == "GET" else request.POST
+    return authorize_flow.authorize(request, query)
 
 
 @never_cache
@@ -112,8 +103,22 @@ def consent(request: HttpRequest) -> HttpResponse:
     )
 
 
-token = csrf_exempt(TokenView.as_view())
-revoke = csrf_exempt(RevokeTokenView.as_view())
+def _client_auth_challenge(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """RFC 6749 §5.2: a 401 for failed client authentication challenges with the scheme
+    clients authenticate with (HTTP Basic); oauthlib would send a Bearer challenge."""
+
+    @wraps(view)
+    def challenged(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if response.status_code == 401:
+            response["WWW-Authenticate"] = f'Basic realm="{settings.ISSUER}"'
+        return response
+
+    return challenged
+
+
+token = csrf_exempt(_client_auth_challenge(TokenView.as_view()))
+revoke = csrf_exempt(_client_auth_challenge(RevokeTokenView.as_view()))
 
 
 # --- resources -----------------------------------------------------------------------
@@ -163,6 +168,7 @@ def userinfo(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@_client_auth_challenge
 def introspect(request: HttpRequest) -> HttpResponse:
     """RFC 7662: confidential clients only (§2.1 requires the caller be authorized)."""
     core = get_oauthlib_core()
@@ -176,7 +182,6 @@ def introspect(request: HttpRequest) -> HttpResponse:
             },
             status=401,
         )
-        response["WWW-Authenticate"] = f'Basic realm="{settings.ISSUER}"'
         return response
     headers_out, body_out, status = core.server.create_introspect_response(
         uri, method, body, headers

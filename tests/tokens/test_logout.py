@@ -250,5 +250,5 @@ def test_nul_byte_in_a_logout_parameter_is_400(lenient_client: HttpClient, rp, f
     # RP-Initiated Logout 1.0 §2: a malformed request gets an error page, never a 500
     params = {"client_id": rp.client_id, "post_logout_redirect_uri": POST_LOGOUT_URI}
     params[field] = "abc\x00def"
-    response = lenient_client.get(LOGOUT, params)
+    response = lenient_client.get(LOGOUT, params, HTTP_ACCEPT="text/html")  # as browsers send
     assert_refused_page(response)

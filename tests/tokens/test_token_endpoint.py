@@ -436,11 +436,13 @@ def test_nul_byte_in_a_body_parameter_is_400(lenient_client, rp, field: str, gra
 
 
 @pytest.mark.parametrize("auth_in", ["basic", "post"])
-def test_nul_byte_in_the_client_id_is_401(lenient_client: HttpClient, auth_in: str) -> None:
-    # RFC 6749 §5.2 invalid_client, never a 500
+def test_nul_byte_in_the_client_id_is_invalid_request(
+    lenient_client: HttpClient, auth_in: str
+) -> None:
+    # RFC 6749 §5.2 invalid_request (a malformed parameter value), never a 500
     data = {"grant_type": "client_credentials"}
     response = form_post(lenient_client, TOKEN, data, auth=("abc\x00def", "x"), auth_in=auth_in)
-    assert_oauth_error(response, "invalid_client", status=401)
+    assert_oauth_error(response, "invalid_request", status=400)
 
 
 def test_authorization_code_issuance_is_refused_over_get(flow: Flow) -> None:
