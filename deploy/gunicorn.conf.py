@@ -16,6 +16,7 @@ timeout = 30
 keepalive = 5
 # The request-context middleware writes the access log as JSON; gunicorn's own is off.
 accesslog = None
+logger_class = "idp.gunicorn_logger.AppWritesAccessLog"
 logconfig_dict = settings.LOGGING
 # Runtime control belongs to the process supervisor, not a socket in $HOME.
 control_socket_disable = True

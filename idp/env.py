@@ -59,12 +59,14 @@ def integer(name: str, default: int, *, minimum: int, maximum: int) -> int:
 
 
 def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, matched without regard to case and returned as spelled there."""
     value = _raw(name)
     if value is None:
         return default
-    if value.lower() not in choices:
-        raise _bad(name, value, "one of " + ", ".join(choices))
-    return value.lower()
+    for option in choices:
+        if option.lower() == value.lower():
+            return option
+    raise _bad(name, value, "one of " + ", ".join(choices))
 
 
 def url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:

@@ -64,12 +64,16 @@ def live_server(servers: TestServers, django_db_setup: None) -> Iterator[object]
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Iterator[None]:
-    """Signing keys are cached per process; a test's rolled-back keys must not outlive it."""
+    """Signing keys and clients are cached per process; a test's rolled-back rows must not
+    outlive it."""
+    from apps.tokens.clients import clients_cache_clear
     from apps.tokens.keys import keys_cache_clear
 
     keys_cache_clear()
+    clients_cache_clear()
     yield
     keys_cache_clear()
+    clients_cache_clear()
 
 
 @pytest.fixture(autouse=True)

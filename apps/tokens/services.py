@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,15 +77,13 @@ def token_revoke(*, token: str, client: Client) -> None:
             token_checksum=checksum, application=client, revoked__isnull=True
         ).first()
         if access is None and refresh is None:
+            _revoke_unstored_access_token(token=token, client=client)
             return
         family = (access or refresh).token_family
-        if family is not None:
-            RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
-                revoked=timezone.now()
-            )
-            _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
-        else:  # client_credentials: a lone access token
-            _revoke_access_tokens(AccessToken.objects.filter(pk=access.pk))
+        RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
+            revoked=timezone.now()
+        )
+        _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
         emit(
             EventType.TOKEN_REVOKED,
             user_id=(access or refresh).user_id,
@@ -92,6 +91,23 @@ def token_revoke(*, token: str, client: Client) -> None:
             resource_id=client.client_id,
             metadata={"token_type": "access_token" if access else "refresh_token"},
         )
+
+
+def _revoke_unstored_access_token(*, token: str, client: Client) -> None:
+    """client_credentials tokens have no row: the verified JWT says whose it is."""
+    try:
+        claims = validate_access_token(token, any_audience=True)
+    except InvalidToken:
+        return  # RFC 7009 §2.2: an invalid token is not an error
+    if claims["client_id"] != client.client_id:
+        return  # §2.1: only the client the token was issued to may revoke it
+    revocation.revoke_jti(claims["jti"], expires_in=int(claims["exp"] - time.time()))
+    emit(
+        EventType.TOKEN_REVOKED,
+        resource_type="client",
+        resource_id=client.client_id,
+        metadata={"token_type": "access_token", "grant_type": "client_credentials"},
+    )
 
 
 def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ class _Candidate:
     header: dict[str, Any] = field(default_factory=dict)
     key: keys.PublishedKey | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    any_audience: bool = False
 
 
 def _check_size(c: _Candidate, audience: str) -> None:
@@ -82,7 +83,7 @@ def _check_signature_and_times(c: _Candidate, audience: str) -> None:
             audience=audience,
             issuer=settings.ISSUER,
             leeway=LEEWAY_SECONDS,
-            options={"require": list(REQUIRED_CLAIMS)},
+            options={"require": list(REQUIRED_CLAIMS), "verify_aud": not c.any_audience},
         )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("The token has expired.") from None
@@ -117,10 +118,13 @@ CHECKS: list[Callable[[_Candidate, str], None]] = [
 ]
 
 
-def validate_access_token(token: str, *, audience: str | None = None) -> dict[str, Any]:
+def validate_access_token(
+    token: str, *, audience: str | None = None, any_audience: bool = False
+) -> dict[str, Any]:
     """The verified claims of a Tessera access token meant for `audience` (default: the
-    issuer, i.e. our own userinfo). Raises InvalidToken."""
-    candidate = _Candidate(token=token)
+    issuer, i.e. our own userinfo). `any_audience` is for the issuer's own bookkeeping
+    (revocation), never for a resource deciding whether to serve. Raises InvalidToken."""
+    candidate = _Candidate(token=token, any_audience=any_audience)
     for check in CHECKS:
         check(candidate, audience or settings.ACCESS_TOKEN_AUDIENCE)
     return candidate.claims

@@ -23,7 +23,7 @@ from apps.accounts.models import User
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import id_tokens, keys
+from apps.tokens import clients, id_tokens, keys
 from apps.tokens.models import Client
 from apps.tokens.validation import InvalidToken, validate_access_token
 
@@ -117,7 +117,21 @@ def _client_auth_challenge(view: Callable[..., HttpResponse]) -> Callable[..., H
     return challenged
 
 
-token = csrf_exempt(_client_auth_challenge(TokenView.as_view()))
+class _TokenView(TokenView):
+    """DOT's token view without its post-issuance re-read of the token row, done only to
+    send the app_authorized signal (nothing here listens): a query per token."""
+
+    def authorization_flow_token_response(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        _, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+
+token = csrf_exempt(_client_auth_challenge(_TokenView.as_view()))
 revoke = csrf_exempt(_client_auth_challenge(RevokeTokenView.as_view()))
 
 
@@ -205,7 +219,7 @@ def _introspecting_client(request: HttpRequest) -> Client | None:
             client_id = unquote(base64.b64decode(value).decode().split(":", 1)[0])
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
-    return Client.objects.filter(client_id=client_id).first() if client_id else None
+    return clients.client_by_id(client_id) if client_id else None
 
 
 # --- logout (OpenID Connect RP-Initiated Logout 1.0) --------------------------------------

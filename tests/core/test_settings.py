@@ -72,6 +72,13 @@ def test_production_refuses_unsafe_settings(tmp_path, change, named) -> None:
     assert named in result.stderr
 
 
+@pytest.mark.parametrize("value", ["ES256", "rs256", "EdDSA"])
+def test_choice_settings_accept_any_case(tmp_path, value) -> None:
+    result = _check(tmp_path, IDP_ACCESS_TOKEN_ALG=value, IDP_LOG_LEVEL="WARNING")
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_issuer_with_a_query_is_refused(tmp_path) -> None:
     # OIDC Discovery 1.0 §3: the issuer has no query or fragment.
     result = _check(tmp_path, IDP_ISSUER="https://idp.example.com/?tenant=1")
