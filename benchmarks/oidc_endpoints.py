@@ -349,7 +349,7 @@ class Benchmark:
             PORT=str(self.port),
             IDP_WEB_WORKERS="1",
             IDP_LOG_LEVEL=self.args.log_level,
-            BENCH_ACCESS_TOKEN_ALG=alg,  # IDP_ACCESS_TOKEN_ALG: see bench_settings
+            IDP_ACCESS_TOKEN_ALG=alg,
         )
         return env
 
