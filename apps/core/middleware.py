@@ -38,7 +38,9 @@ class RejectNulMiddleware:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             try:
-                decoded = base64.b64decode(credentials, validate=False)
+                # Strict: leniently decoded, anything sent as Basic (a JWT, say) can turn
+                # into bytes with a NUL in them by chance.
+                decoded = base64.b64decode(credentials, validate=True)
             except (binascii.Error, ValueError):
                 return False  # malformed Basic credentials are the OAuth layer's to refuse
             return any(marker in decoded.lower() for marker in _NUL)

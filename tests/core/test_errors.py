@@ -46,3 +46,20 @@ def test_server_error_hides_the_exception(client, accept) -> None:
     assert b"secret internal detail" not in response.content
     assert b"Traceback" not in response.content
     assert response["X-Request-ID"].encode() in response.content
+
+
+@pytest.mark.django_db
+def test_nul_in_basic_credentials_is_refused_but_a_jwt_sent_as_basic_is_not_mistaken_for_one(
+    client,
+) -> None:
+    import base64
+
+    nul = base64.b64encode(b"abc\x00def:secret").decode()
+    # base64url text decodes leniently into bytes that may hold a NUL: it must not count
+    jwt_like = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA-_AA__--"
+
+    refused = client.get("/healthz", headers={"Authorization": f"Basic {nul}"})
+    passed = client.get("/healthz", headers={"Authorization": f"Basic {jwt_like}"})
+
+    assert refused.status_code == 400
+    assert passed.status_code == 200
