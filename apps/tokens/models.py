@@ -88,6 +88,17 @@ class SigningKey(models.Model):
         return f"{self.alg} {self.kid}"
 
 
+def _session_link() -> models.ForeignKey[Any]:
+    """The login session a token was issued under (its `sid`); kept when the session row goes."""
+    return models.ForeignKey(
+        "login_sessions.LoginSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+
 class Grant(AbstractGrant):
     """An authorization code. Kept after use (used_at) so that a replay is recognised and
     the tokens issued from it are revoked (RFC 6749 §4.1.2)."""
@@ -108,13 +119,7 @@ class AccessToken(AbstractAccessToken):
     session it belongs to, and the authorization (token family) it came from."""
 
     jti = models.CharField(max_length=64, unique=True)
-    session = models.ForeignKey(
-        "login_sessions.LoginSession",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    session = _session_link()
     token_family = models.UUIDField(null=True, blank=True, db_index=True)
 
     class Meta(AbstractAccessToken.Meta):
@@ -126,13 +131,7 @@ class RefreshToken(AbstractRefreshToken):
     """Opaque, rotated on every use; the whole chain dies at family_expires_at (absolute) or
     when its login session ends."""
 
-    session = models.ForeignKey(
-        "login_sessions.LoginSession",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    session = _session_link()
     family_expires_at = models.DateTimeField()
 
     class Meta(AbstractRefreshToken.Meta):
@@ -141,13 +140,7 @@ class RefreshToken(AbstractRefreshToken):
 
 
 class IDToken(AbstractIDToken):
-    session = models.ForeignKey(
-        "login_sessions.LoginSession",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    session = _session_link()
 
     class Meta(AbstractIDToken.Meta):
         db_table = "tokens_id_token"
