@@ -55,13 +55,19 @@ class Tree:
         return None
 
     def stop(self) -> None:
-        """SIGTERM in reverse start order (Redis, started first, stops last)."""
+        """SIGTERM to every child at once, then wait; the bundled Redis, started first,
+        stops last because the worker and beat need the broker until they are done."""
         self.stopping = True
-        for name, process in reversed(self.children):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        redis = [child for child in self.children if child[0] == "redis"]
+        others = [child for child in self.children if child[0] != "redis"]
+        for group in (others, redis):
+            for _, process in group:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            for name, process in group:
                 try:
-                    process.wait(STOP_GRACE_SECONDS)
+                    process.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     say(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it")
                     process.kill()
