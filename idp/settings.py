@@ -98,6 +98,8 @@ JWKS_MAX_AGE = env.integer("IDP_JWKS_MAX_AGE", 600, minimum=0, maximum=86400)
 # IDP_KEY_ENCRYPTION_KEYS_OLD still decrypt while keys are re-sealed.
 _kek_env = env.optional_string("IDP_KEY_ENCRYPTION_KEY")
 _old_keks_env = env.optional_string("IDP_KEY_ENCRYPTION_KEYS_OLD") or ""
+# Accept tokens while the revocation list is unreachable (default: refuse them, fail closed).
+REVOCATION_FAIL_OPEN = env.boolean("IDP_REVOCATION_FAIL_OPEN", False)
 # Log level of the JSON log lines on stdout.
 LOG_LEVEL = env.choice(
     "IDP_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from apps.core import revocation
 from apps.core.clickhouse import get_clickhouse
 from apps.core.redis import get_redis
 
@@ -55,6 +56,13 @@ def _broker() -> str:
     return ""
 
 
+def _revocation() -> str:
+    problem = revocation.mirror_state()
+    if problem:
+        raise LookupError(f"revocation list not current ({problem}); tokens are refused")
+    return ""
+
+
 def _clickhouse() -> str:
     get_clickhouse().execute("SELECT 1")
     return ""
@@ -87,6 +95,7 @@ def readiness() -> list[CheckResult]:
         ("redis", _redis),
         ("broker", _broker),
         ("worker", _worker),
+        ("revocation", _revocation),
     ]
     if settings.CLICKHOUSE_URL:
         checks.append(("clickhouse", _clickhouse))

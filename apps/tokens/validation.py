@@ -103,7 +103,11 @@ def _check_claims(c: _Candidate, audience: str) -> None:
 
 def _check_revocation(c: _Candidate, audience: str) -> None:
     sid = c.claims.get("sid")
-    if revocation.is_revoked(jti=str(c.claims["jti"]), sid=str(sid) if sid else None):
+    try:
+        revoked = revocation.is_revoked(jti=str(c.claims["jti"]), sid=str(sid) if sid else None)
+    except revocation.RevocationUnavailable:
+        raise InvalidToken("Revocation status is unavailable; try again shortly.") from None
+    if revoked:
         raise InvalidToken("The token has been revoked.")
 
 

@@ -41,7 +41,7 @@ def test_readyz_follows_redis_down_and_back_up(live_server, celery_worker, serve
     ready = _readyz(live_server)
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "redis", "broker", "worker", "clickhouse"}
+    assert set(checks) == {"database", "redis", "broker", "worker", "revocation", "clickhouse"}
     assert all(check["status"] == "up" for check in checks.values())
 
     servers.redis.stop()
@@ -52,6 +52,7 @@ def test_readyz_follows_redis_down_and_back_up(live_server, celery_worker, serve
         assert down.status_code == 503
         assert down.json()["checks"]["redis"]["status"] == "down"
         assert down.json()["checks"]["broker"]["status"] == "down"
+        assert down.json()["checks"]["revocation"]["status"] == "down"
         assert elapsed < 10, f"readyz took {elapsed:.1f}s with Redis down"
     finally:
         servers.redis.start()

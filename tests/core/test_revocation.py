@@ -1,0 +1,139 @@
+"""The revocation list as every process sees it: mirrored in memory, kept current by Redis
+pub/sub, failing closed while Redis is unreachable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from apps.accounts.services import user_create
+from apps.core import revocation
+from apps.sessions.services import session_start
+from apps.tokens.claims import access_token_claims, sign
+from apps.tokens.validation import InvalidToken, validate_access_token
+from tests.servers import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _user_token() -> tuple[str, dict]:
+    user = user_create(email=f"u{time.monotonic_ns()}@example.com", password=None)
+    session = session_start(user=user, amr=["pwd"])
+    claims = access_token_claims(
+        client_id="rp", user=user, scopes=["openid"], session=session,
+        audience=[settings.ACCESS_TOKEN_AUDIENCE], refreshed=False,
+    )  # fmt: skip
+    return sign(claims, alg=settings.ACCESS_TOKEN_ALG, typ="at+jwt"), claims
+
+
+@pytest.fixture
+def two_web_processes(servers, django_db_setup) -> Iterator[list[str]]:
+    """Two production web servers (gunicorn, as deploy/ runs it) on the suite's database."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
+        "IDP_WEB_WORKERS": "1",
+        "IDP_LOG_LEVEL": "warning",
+    }
+    processes, urls = [], []
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "deploy/gunicorn.conf.py",
+        "idp.wsgi:application",
+    ]
+    for _ in range(2):
+        port = free_port()
+        processes.append(subprocess.Popen(
+            gunicorn, cwd=ROOT, env={**env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url in urls:
+            wait_for(lambda url=url: _status(url + "/healthz") == 200, 30, f"{url} did not start")
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+
+
+def _status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return requests.get(url, headers=headers, timeout=5).status_code
+    except requests.ConnectionError:
+        return 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_session_is_refused_by_every_web_process_within_a_second(
+    two_web_processes,
+) -> None:
+    token, claims = _user_token()
+    userinfo = [url + "/oauth/userinfo" for url in two_web_processes]
+    assert [_status(url, token) for url in userinfo] == [200, 200]
+
+    revoked_at = time.monotonic()
+    revocation.revoke_sid(claims["sid"])
+    for url in userinfo:
+        wait_for(lambda url=url: _status(url, token) == 401, 1.0, f"{url} still accepts the token")
+    elapsed = time.monotonic() - revoked_at
+
+    assert elapsed < 1.0
+    print(f"revocation refused by both processes after {elapsed * 1000:.0f} ms")
+
+
+@pytest.mark.django_db
+def test_checks_read_the_in_memory_mirror_not_redis(redis_client) -> None:
+    token, _ = _user_token()
+    validate_access_token(token)  # the mirror is current
+    before = redis_client.info("stats")["total_commands_processed"]
+
+    for _ in range(50):
+        validate_access_token(token)
+
+    after = redis_client.info("stats")["total_commands_processed"]
+    assert after - before <= 2  # the INFO call itself, and a ping of the mirror's connection
+
+
+@pytest.mark.django_db
+def test_validation_fails_closed_while_redis_is_down_and_recovers(servers) -> None:
+    token, _ = _user_token()
+    validate_access_token(token)
+
+    servers.redis.stop()
+    try:
+        wait_for(lambda: not revocation._mirror.current.is_set(), 5, "the mirror did not notice")
+        with pytest.raises(InvalidToken, match="unavailable"):
+            validate_access_token(token)
+    finally:
+        servers.redis.start()
+    wait_for(lambda: revocation._mirror.current.is_set(), 10, "the mirror did not recover")
+    assert validate_access_token(token)["jti"]
+
+
+@pytest.mark.django_db
+def test_fail_open_setting_accepts_tokens_while_redis_is_down(servers, settings) -> None:
+    token, _ = _user_token()
+    validate_access_token(token)
+    settings.REVOCATION_FAIL_OPEN = True
+
+    servers.redis.stop()
+    try:
+        wait_for(lambda: not revocation._mirror.current.is_set(), 5, "the mirror did not notice")
+        assert validate_access_token(token)["jti"]
+    finally:
+        servers.redis.start()
+    wait_for(lambda: revocation._mirror.current.is_set(), 10, "the mirror did not recover")
