@@ -43,11 +43,12 @@ class Client(AbstractApplication):
 
     def allows_grant_type(self, *grant_types: Any) -> bool:
         """DOT asks with its own constants ("authorization-code"); we store wire names."""
-        wanted = {_DOT_GRANT_NAMES.get(grant, grant) for grant in grant_types}
+        wanted = {DOT_GRANT_NAMES.get(grant, grant) for grant in grant_types}
         return not self.grant_type_set.isdisjoint(wanted)
 
 
-_DOT_GRANT_NAMES = {
+# DOT's grant constants and the OAuth wire names a Client stores.
+DOT_GRANT_NAMES = {
     AbstractApplication.GRANT_AUTHORIZATION_CODE: "authorization_code",
     AbstractApplication.GRANT_CLIENT_CREDENTIALS: "client_credentials",
 }

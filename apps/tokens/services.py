@@ -14,7 +14,7 @@ from django.utils import timezone
 from apps.core import revocation
 from apps.core.events import EventType, emit
 from apps.sessions.services import session_is_live
-from apps.tokens.models import AccessToken, Client, Consent, RefreshToken
+from apps.tokens.models import DOT_GRANT_NAMES, AccessToken, Client, Consent, RefreshToken
 from apps.tokens.validation import InvalidToken, validate_access_token
 
 
@@ -30,6 +30,14 @@ def _revoke_access_tokens(tokens: Any) -> None:
     tokens.delete()
 
 
+def _revoke_family(family: uuid.UUID) -> None:
+    """Every refresh and access token issued from one authorization."""
+    RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
+        revoked=timezone.now()
+    )
+    _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+
+
 def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
     """RFC 9700 §4.14.2 / RFC 6749 §4.1.2: a replayed code or refresh token kills every token
     issued from the same authorization, and says so in a security event."""
@@ -39,10 +47,7 @@ def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
         sample = (
             RefreshToken.objects.filter(token_family=family).select_related("application").first()
         )
-        RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
-            revoked=timezone.now()
-        )
-        _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+        _revoke_family(family)
         emit(
             EventType.TOKEN_REUSE_DETECTED,
             user_id=sample.user_id if sample else None,
@@ -79,11 +84,7 @@ def token_revoke(*, token: str, client: Client) -> None:
         if access is None and refresh is None:
             _revoke_unstored_access_token(token=token, client=client)
             return
-        family = (access or refresh).token_family
-        RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
-            revoked=timezone.now()
-        )
-        _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+        _revoke_family((access or refresh).token_family)
         emit(
             EventType.TOKEN_REVOKED,
             user_id=(access or refresh).user_id,
@@ -174,10 +175,8 @@ def consent_grant(*, user_id: Any, client: Client, scopes: list[str]) -> None:
 
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-_DOT_PRIMARY_GRANT = {
-    "authorization_code": Client.GRANT_AUTHORIZATION_CODE,
-    "client_credentials": Client.GRANT_CLIENT_CREDENTIALS,
-}
+# The grant that can stand as DOT's single authorization_grant_type, by wire name.
+_DOT_PRIMARY_GRANT = {wire: dot for dot, wire in DOT_GRANT_NAMES.items()}
 
 
 def client_create(
