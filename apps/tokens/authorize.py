@@ -28,8 +28,9 @@ from oauthlib.oauth2 import FatalClientError, OAuth2Error
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
 from apps.tokens import id_tokens
+from apps.tokens.clients import client_by_id
 from apps.tokens.models import Client
-from apps.tokens.services import consent_covers
+from apps.tokens.services import consent_covers, consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
@@ -76,11 +77,14 @@ def error_to_client(areq: AuthorizationRequest, error: str, description: str) ->
     return Answer(redirect_to_client(areq, {"error": error, "error_description": description}))
 
 
-def error_page(request: HttpRequest, description: str, status: int = 400) -> Answer:
-    """For an unknown client or redirect URI: never redirect (RFC 6749 §4.1.2.1)."""
-    return Answer(
-        render(request, "tokens/authorize_error.html", {"description": description}, status=status)
-    )
+def refusal_page(request: HttpRequest, description: str) -> HttpResponse:
+    """A request we refuse without sending the browser anywhere (RFC 6749 §4.1.2.1 for an
+    unknown client or redirect URI; RP-Initiated Logout 1.0 for a foreign hint)."""
+    return render(request, "tokens/authorize_error.html", {"description": description}, status=400)
+
+
+def error_page(request: HttpRequest, description: str) -> Answer:
+    return Answer(refusal_page(request, description))
 
 
 def _authorize_uri(params: dict[str, str]) -> str:
@@ -101,7 +105,7 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
         if not error.redirect_uri:
             raise error_page(request, error.description) from None
         areq.credentials = {"redirect_uri": error.redirect_uri}
-        areq.client = Client.objects.get(client_id=areq.params["client_id"])
+        areq.client = client_by_id(areq.params["client_id"])
         code = error.error or "invalid_request"
         if code == "unauthorized_client" and areq.params.get("response_type") != "code":
             # RFC 6749 §4.1.2.1: implicit and hybrid response types are not offered at all.
@@ -280,18 +284,15 @@ def authorize(request: HttpRequest, query: QueryDict) -> HttpResponse:
 
 def consent_decision(request: HttpRequest, blob: str, allow: bool) -> HttpResponse:
     """The consent form's answer: re-run every check but consent, then issue or deny."""
-    from apps.tokens.services import consent_grant
-
     try:
         params = signing.loads(blob, salt=CONSENT_SALT, max_age=600)
     except signing.BadSignature:
-        return error_page(
-            request, "This approval page has expired. Start signing in again."
-        ).response
+        return refusal_page(request, "This approval page has expired. Start signing in again.")
     areq = AuthorizationRequest(params=params)
     try:
-        for check in CHECKS[:-1]:
-            check(request, areq)
+        for check in CHECKS:
+            if check is not check_consent:  # this is the consent's answer
+                check(request, areq)
         assert areq.session is not None
         assert areq.client is not None
         if not allow:

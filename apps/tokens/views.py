@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -24,6 +27,7 @@ from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
 from apps.tokens import clients, id_tokens, keys
+from apps.tokens.authorize import refusal_page
 from apps.tokens.models import Client
 from apps.tokens.validation import InvalidToken, validate_access_token
 
@@ -117,6 +121,13 @@ def _client_auth_challenge(view: Callable[..., HttpResponse]) -> Callable[..., H
     return challenged
 
 
+def _oauthlib_response(headers: dict[str, str], body: str | None, status: int) -> HttpResponse:
+    response = HttpResponse(content=body or b"", status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
 class _TokenView(TokenView):
     """DOT's token view without its post-issuance re-read of the token row, done only to
     send the app_authorized signal (nothing here listens): a query per token."""
@@ -125,10 +136,7 @@ class _TokenView(TokenView):
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponse:
         _, headers, body, status = self.create_token_response(request)
-        response = HttpResponse(content=body, status=status)
-        for name, value in headers.items():
-            response[name] = value
-        return response
+        return _oauthlib_response(headers, body, status)
 
 
 token = csrf_exempt(_client_auth_challenge(_TokenView.as_view()))
@@ -189,34 +197,26 @@ def introspect(request: HttpRequest) -> HttpResponse:
     uri, method, body, headers = core._extract_params(request)
     client = _introspecting_client(request)
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
-        response = JsonResponse(
+        return JsonResponse(
             {
                 "error": "invalid_client",
                 "error_description": "Authenticate as a confidential client.",
             },
             status=401,
         )
-        return response
-    headers_out, body_out, status = core.server.create_introspect_response(
-        uri, method, body, headers
-    )
-    answer = HttpResponse(body_out, status=status, content_type="application/json")
-    for name, value in headers_out.items():
-        answer[name] = value
+    answer = _oauthlib_response(*core.server.create_introspect_response(uri, method, body, headers))
     answer["Cache-Control"] = "no-store"
     return answer
 
 
 def _introspecting_client(request: HttpRequest) -> Client | None:
-    import base64
-    import binascii
-    from urllib.parse import unquote
-
+    """The client named by Basic credentials (id and secret form-urlencoded, RFC 6749 §2.3.1)
+    or by client_id in the body; oauthlib authenticates it afterwards."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     client_id = request.POST.get("client_id", "")
     if scheme.lower() == "basic":
         try:
-            client_id = unquote(base64.b64decode(value).decode().split(":", 1)[0])
+            client_id = unquote_plus(base64.b64decode(value).decode().split(":", 1)[0])
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
     return clients.client_by_id(client_id) if client_id else None
@@ -235,33 +235,18 @@ def end_session(request: HttpRequest) -> HttpResponse:
     hint = params.get("id_token_hint", "")
     claims = id_tokens.verify_hint(hint) if hint else None
     if hint and claims is None:  # §2: a hint that is not ours is refused outright
-        return render(
-            request,
-            "tokens/authorize_error.html",
-            {"description": "The id_token_hint is not an ID token of this issuer."},
-            status=400,
-        )
+        return refusal_page(request, "The id_token_hint is not an ID token of this issuer.")
     audience = claims.get("aud") if claims else None
     client_id = params.get("client_id") or (audience if isinstance(audience, str) else None)
     if claims and params.get("client_id") and params.get("client_id") != audience:
-        return render(
-            request,
-            "tokens/authorize_error.html",
-            {"description": "client_id does not match the id_token_hint."},
-            status=400,
-        )
+        return refusal_page(request, "client_id does not match the id_token_hint.")
     redirect_uri = params.get("post_logout_redirect_uri", "")
-    client = Client.objects.filter(client_id=client_id).first() if client_id else None
+    client = clients.client_by_id(client_id) if client_id else None
     if redirect_uri and (
         client is None or redirect_uri not in client.post_logout_redirect_uris.split()
     ):
         # §3: only an exactly registered URI of an identified client
-        return render(
-            request,
-            "tokens/authorize_error.html",
-            {"description": "post_logout_redirect_uri is not registered for this client."},
-            status=400,
-        )
+        return refusal_page(request, "post_logout_redirect_uri is not registered for this client.")
     target = {
         "redirect_uri": redirect_uri,
         "state": params.get("state", ""),
@@ -284,12 +269,7 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     try:
         target = signing.loads(request.POST.get("request", ""), salt=LOGOUT_SALT, max_age=600)
     except signing.BadSignature:
-        return render(
-            request,
-            "tokens/authorize_error.html",
-            {"description": "This sign-out page has expired."},
-            status=400,
-        )
+        return refusal_page(request, "This sign-out page has expired.")
     if request.POST.get("decision") != "logout":
         return render(request, "tokens/signed_out.html", {"stayed": True})
     return _sign_out(request, target)
@@ -301,7 +281,8 @@ def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
         session_end(session=session, reason="logout", actor_id=session.user_id)
     logout(request)
     if target["redirect_uri"]:
-        client = Client.objects.get(client_id=target["client_id"])
+        client = clients.client_by_id(target["client_id"])
+        assert client is not None  # checked by end_session, the target is signed
         uri = target["redirect_uri"]
         if target["state"]:
             uri = add_params_to_uri(uri, [("state", target["state"])])
