@@ -29,6 +29,16 @@ def new_jti() -> str:
     return secrets.token_urlsafe(16)  # 128 bits
 
 
+# OIDC Core §5.4: the scope that releases each profile claim.
+PROFILE_CLAIM_SCOPES = {"email": "email", "email_verified": "email", "name": "profile"}
+
+
+def profile_claims(user: User, scopes: list[str]) -> dict[str, Any]:
+    """The user's claims that `scopes` release, for the ID token and userinfo alike."""
+    claims = {"email": user.email, "email_verified": False, "name": user.name}
+    return {name: value for name, value in claims.items() if PROFILE_CLAIM_SCOPES[name] in scopes}
+
+
 def access_token_claims(
     *,
     client_id: str,

@@ -16,7 +16,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from apps.core.events import EventType, emit
 from apps.sessions.services import session_is_live
 from apps.tokens import clients, services
-from apps.tokens.claims import access_token_claims, sign
+from apps.tokens.claims import access_token_claims, profile_claims, sign
 from apps.tokens.models import AccessToken, Client, Grant, IDToken, RefreshToken
 
 # oauthlib's Request, carrying what the flows add to it (client, user, login_session,
@@ -212,9 +212,11 @@ class TesseraValidator(OAuth2Validator):
 
     # --- OpenID Connect -------------------------------------------------------------------
 
+    # The claims are released by scope in profile_claims, not by DOT's oidc_claim_scope.
+    oidc_claim_scope = None
+
     def get_additional_claims(self, request: OAuthRequest) -> dict[str, Any]:
-        user = request.user
-        return {"email": user.email, "email_verified": False, "name": user.name}
+        return profile_claims(request.user, list(request.scopes))
 
     def finalize_id_token(
         self,

@@ -28,6 +28,7 @@ from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
 from apps.tokens import clients, id_tokens, keys
 from apps.tokens.authorize import refusal_page
+from apps.tokens.claims import profile_claims
 from apps.tokens.models import Client
 from apps.tokens.validation import InvalidToken, validate_access_token
 
@@ -178,12 +179,7 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     user = User.objects.filter(pk=claims["uid"], is_active=True).first()
     if user is None:
         return _bearer_error(401, "invalid_token", "The token's user no longer exists.")
-    info: dict[str, Any] = {"sub": str(user.pk)}
-    if "email" in scopes:
-        info.update(email=user.email, email_verified=False)
-    if "profile" in scopes:
-        info.update(name=user.name)
-    response = JsonResponse(info)
+    response = JsonResponse({"sub": str(user.pk), **profile_claims(user, scopes)})
     response["Cache-Control"] = "no-store"
     return response
 

@@ -61,6 +61,8 @@ def test_id_token_uses_the_clients_registered_algorithm(client, person, first_pa
         tokens["id_token"], key.public_key, algorithms=["ES256"], audience=registered.client_id
     )
     assert claims["sub"] == str(person.pk)
+    assert "email" not in claims  # OIDC Core §5.4: scope openid alone releases no profile
+    assert "name" not in claims
 
 
 def test_refresh_tokens_die_at_their_absolute_lifetime_however_often_rotated(
