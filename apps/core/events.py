@@ -7,12 +7,13 @@ audit pipeline ships). Later features add their events here, one line of doc eac
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
-from apps.core import request_context
-from apps.core.models import SecurityEvent
+from apps.core import outbox, request_context
 
 
 class EventType(models.TextChoices):
@@ -48,28 +49,35 @@ def emit(
     resource_id: object = None,
     success: bool = True,
     metadata: dict[str, Any] | None = None,
-) -> SecurityEvent:
-    """Record one security event in the current transaction.
+) -> uuid.UUID:
+    """Record one security event; returns the event id once the row is committed (in the
+    caller's transaction when there is one: see core.outbox).
 
     IP address, user agent and request id come from the current request, when there is one.
     """
     if not isinstance(event_type, EventType):
         raise TypeError(f"emit() takes an EventType from the catalog, not {event_type!r}")
     context = request_context.current()
-    return SecurityEvent.objects.create(
-        event_type=event_type.value,
-        user_id=_text(user_id),
-        actor_id=_text(actor_id),
-        session_id=_text(session_id),
-        resource_type=resource_type,
-        resource_id=_text(resource_id),
-        success=success,
-        ip_address=context.client_ip if context else None,
-        user_agent=context.user_agent if context else "",
-        request_id=context.request_id if context else "",
-        metadata=metadata or {},
-    )
+    event_id = uuid.uuid4()
+    values = {
+        "id": event_id,
+        "occurred_at": timezone.now(),
+        "event_type": event_type.value,
+        "user_id": _text(user_id),
+        "actor_id": _text(actor_id),
+        "session_id": _text(session_id),
+        "resource_type": resource_type,
+        "resource_id": _text(resource_id),
+        "success": success,
+        "ip_address": context.client_ip if context else None,
+        "user_agent": _text(context.user_agent) if context else "",
+        "request_id": context.request_id if context else "",
+        "metadata": metadata or {},
+    }
+    outbox.write(values)
+    return event_id
 
 
 def _text(value: object) -> str:
-    return "" if value is None else str(value)
+    # PostgreSQL refuses NUL in text, and one bad row would fail a whole group commit.
+    return "" if value is None else str(value).replace("\x00", "")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import DataError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
@@ -46,7 +46,7 @@ def test_rolled_back_change_leaves_no_event() -> None:
 
 @pytest.mark.django_db
 def test_events_are_append_only() -> None:
-    event = emit(EventType.LOGOUT, user_id="u")
+    event = SecurityEvent.objects.get(id=emit(EventType.LOGOUT, user_id="u"))
     event.user_id = "someone-else"
 
     with pytest.raises(ValueError, match="append-only"):
@@ -78,3 +78,19 @@ def test_event_inside_a_request_carries_its_ip_user_agent_and_request_id() -> No
     assert event.request_id == response["X-Request-ID"]
     assert event.success is False
     assert event.metadata == {"reason": "bad_password"}
+
+
+@pytest.mark.django_db
+def test_emit_strips_nul_bytes_postgresql_would_refuse() -> None:
+    event_id = emit(EventType.LOGIN_FAILED, user_id="a\x00b", metadata={"reason": "nul"})
+    assert SecurityEvent.objects.get(id=event_id).user_id == "ab"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_event_raises_a_django_error_and_the_connection_stays_usable() -> None:
+    # The row goes through psycopg directly; its errors must still be Django's (callers catch
+    # django.db.Error) and must not leave the connection unusable for the next event.
+    with pytest.raises(DataError):
+        emit(EventType.LOGOUT, resource_type="x" * 65)  # the column holds 64
+    event_id = emit(EventType.LOGOUT, resource_type="ok")
+    assert SecurityEvent.objects.filter(id=event_id).exists()

@@ -15,13 +15,13 @@ from apps.core.tasks import heartbeat
 
 @pytest.mark.django_db
 def test_emitted_event_is_read_back_from_postgresql() -> None:
-    event = emit(EventType.USER_CREATED, user_id="u-1", metadata={"via": "test"})
+    event_id = emit(EventType.USER_CREATED, user_id="u-1", metadata={"via": "test"})
 
     assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT event_type, user_id, metadata->>'via' FROM core_security_event WHERE id = %s",
-            [event.id],
+            [event_id],
         )
         assert cursor.fetchone() == ("user.created", "u-1", "test")
 
