@@ -5,9 +5,14 @@ within CACHE_SECONDS."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 import time
 from collections import OrderedDict
+from urllib.parse import unquote_plus
+
+from django.contrib.auth.hashers import check_password
 
 from apps.tokens.models import Client
 
@@ -40,3 +45,30 @@ def client_by_id(client_id: str) -> Client | None:
 def clients_cache_clear() -> None:
     with _lock:
         _cache.clear()
+
+
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """Client id and secret from an HTTP Basic header (RFC 7617), each form-urlencoded
+    (RFC 6749 §2.3.1); None when there is no Basic header or it does not decode."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def authenticate(client_id: str, secret: str) -> Client | None:
+    """The confidential client these credentials prove, or None (RFC 6749 §2.3.1). The
+    secret is compared by its keyed hash in constant time (ClientSecretHasher)."""
+    client = client_by_id(client_id) if client_id else None
+    if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
+        return None
+    if not client.client_secret or not check_password(secret, client.client_secret):
+        return None
+    return client

@@ -89,6 +89,17 @@ class TesseraValidator(OAuth2Validator):
         request.token_family = grant.token_family
         return True
 
+    def authenticate_client(self, request: OAuthRequest, *args: Any, **kw: Any) -> bool:
+        # RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body.
+        credentials = clients.basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
+        if credentials is None and request.client_secret is not None:
+            credentials = (request.client_id or "", request.client_secret)
+        client = clients.authenticate(*credentials) if credentials else None
+        if client is None:
+            return False
+        request.client = client
+        return True
+
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
         client = clients.client_by_id(client_id)
         if client is None or not client.is_usable(request):
@@ -134,15 +145,6 @@ class TesseraValidator(OAuth2Validator):
     ) -> None:
         if "refresh_token" not in request.client.grant_type_set:
             token.pop("refresh_token", None)  # only clients registered for refresh get one
-        if request.grant_type == "client_credentials":
-            # No token row: nothing refers to a client_credentials token (no session, no
-            # refresh family); introspection and revocation work from the JWT itself. The
-            # event is the only write, one INSERT is atomic by itself, and the transaction DOT
-            # would open (BEGIN, SAVEPOINT, RELEASE, COMMIT) cost half the request.
-            self._check_and_set_request_resource(request)  # RFC 8707, as DOT does
-            request.user = None
-            self._emit_issued(token, request)
-            return
         with transaction.atomic():
             super().save_bearer_token(token, request, *args, **kw)
             self._emit_issued(token, request)

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -26,7 +23,7 @@ from apps.accounts.models import User
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import clients, id_tokens, keys
+from apps.tokens import client_credentials, clients, id_tokens, keys
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.models import Client
@@ -140,7 +137,18 @@ class _TokenView(TokenView):
         return _oauthlib_response(headers, body, status)
 
 
-token = csrf_exempt(_client_auth_challenge(_TokenView.as_view()))
+_dot_token = _TokenView.as_view()
+
+
+@csrf_exempt
+@_client_auth_challenge
+def token(request: HttpRequest) -> HttpResponse:
+    if client_credentials.is_client_credentials_request(request):
+        return client_credentials.token_response(request)
+    response: HttpResponse = _dot_token(request)
+    return response
+
+
 revoke = csrf_exempt(_client_auth_challenge(RevokeTokenView.as_view()))
 
 
@@ -206,15 +214,10 @@ def introspect(request: HttpRequest) -> HttpResponse:
 
 
 def _introspecting_client(request: HttpRequest) -> Client | None:
-    """The client named by Basic credentials (id and secret form-urlencoded, RFC 6749 §2.3.1)
-    or by client_id in the body; oauthlib authenticates it afterwards."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    client_id = request.POST.get("client_id", "")
-    if scheme.lower() == "basic":
-        try:
-            client_id = unquote_plus(base64.b64decode(value).decode().split(":", 1)[0])
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
+    """The client named by Basic credentials or by client_id in the body; oauthlib
+    authenticates it afterwards."""
+    credentials = clients.basic_credentials(request.headers.get("Authorization", ""))
+    client_id = credentials[0] if credentials else request.POST.get("client_id", "")
     return clients.client_by_id(client_id) if client_id else None
 
 

@@ -10,9 +10,11 @@ import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
 from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
 
+from apps.core.models import SecurityEvent
 from apps.tokens.models import Grant
-from apps.tokens.validation import validate_access_token
+from apps.tokens.validation import InvalidToken, validate_access_token
 from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
 from tests.tokens.conftest import (
     TOKEN,
@@ -311,6 +313,78 @@ def test_client_credentials_for_a_client_not_registered_for_it_is_unauthorized(
     # RFC 6749 §5.2 unauthorized_client
     response = form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=rp)
     assert_oauth_error(response, "unauthorized_client")
+
+
+@pytest.mark.parametrize("auth_in", ["basic", "post"])
+def test_client_credentials_authenticates_by_basic_or_body(
+    client: HttpClient, machine: RegisteredClient, auth_in: str
+) -> None:
+    # RFC 6749 §2.3.1: client_secret_basic and client_secret_post
+    data = {"grant_type": "client_credentials", "scope": "profile"}
+    response = form_post(client, TOKEN, data, auth=machine, auth_in=auth_in)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == "profile"
+    assert body["expires_in"] == settings.ACCESS_TOKEN_LIFETIME
+    assert response["Pragma"] == "no-cache"
+    event = SecurityEvent.objects.get(event_type="token.issued", resource_id=machine.client_id)
+    assert event.metadata == {"grant_type": "client_credentials", "scope": "profile"}
+
+
+def test_client_credentials_without_scope_gets_the_default(
+    client: HttpClient, machine: RegisteredClient
+) -> None:
+    # RFC 6749 §3.3: an omitted scope means the documented default
+    response = form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=machine)
+    assert response.json()["scope"] == " ".join(oauth2_settings.DEFAULT_SCOPES)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ([("grant_type", "client_credentials"), ("scope", "nope")], "invalid_scope"),
+        ([("grant_type", "client_credentials"), ("grant_type", "client_credentials")],
+         "invalid_request"),
+        ([("grant_type", "client_credentials"), ("scope", "openid"), ("scope", "email")],
+         "invalid_request"),
+        ([("grant_type", "client_credentials"), ("resource", "/relative")], "invalid_target"),
+        ([("grant_type", "client_credentials"), ("resource", "https://api.example/#f")],
+         "invalid_target"),
+        ([("grant_type", "client_credentials"), ("resource", "https://u:p@api.example/")],
+         "invalid_target"),
+    ],
+)  # fmt: skip
+def test_client_credentials_refuses_bad_parameters(
+    client: HttpClient, machine: RegisteredClient, data: list[tuple[str, str]], error: str
+) -> None:
+    # RFC 6749 §3.2 (no repeated parameters), §3.3 / §5.2 invalid_scope; RFC 8707 §2
+    # invalid_target for a resource that is not an absolute URI without a fragment
+    assert_oauth_error(form_post(client, TOKEN, data, auth=machine), error)
+
+
+def test_client_credentials_resources_become_the_audience(
+    client: HttpClient, machine: RegisteredClient
+) -> None:
+    # RFC 8707 §2: the token is audience-restricted to the resources the client named
+    data = [("grant_type", "client_credentials"), ("resource", "https://a.example/api"),
+            ("resource", "https://b.example/")]  # fmt: skip
+    token = form_post(client, TOKEN, data, auth=machine).json()["access_token"]
+    claims = validate_access_token(token, any_audience=True)
+    assert claims["aud"] == ["https://a.example/api", "https://b.example/"]
+    with pytest.raises(InvalidToken):
+        validate_access_token(token)  # not for the default audience
+
+
+def test_client_credentials_with_a_secret_of_another_client_is_401(
+    client: HttpClient, machine: RegisteredClient, register
+) -> None:
+    # RFC 6749 §5.2 invalid_client
+    other = register(grant_types=["client_credentials"], redirect_uris=[])
+    data = {"grant_type": "client_credentials"}
+    response = form_post(client, TOKEN, data, auth=(machine.client_id, other.client_secret or ""))
+    assert_oauth_error(response, "invalid_client", status=401)
+    assert response["WWW-Authenticate"].startswith("Basic")
 
 
 def test_public_client_cannot_use_client_credentials(client: HttpClient, register) -> None:
