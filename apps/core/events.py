@@ -24,6 +24,19 @@ class EventType(models.TextChoices):
     LOGIN_FAILED = "login.failed", "An attempt to sign in was refused; metadata says why."
     LOGOUT = "logout", "A user ended their session."
     SESSION_REVOKED = "session.revoked", "A session was ended by an operator, the API or a rule."
+    SESSION_EXPIRED = "session.expired", "A session passed its idle timeout or absolute lifetime."
+    SESSION_FLAGGED = (
+        "session.flagged",
+        "A request on a session changed IP network, device or browser; metadata says which.",
+    )
+    SESSION_COMPROMISED = (
+        "session.compromised",
+        "An operator or a rule marked a session compromised.",
+    )
+    SESSION_LIMIT_REACHED = (
+        "session.limit_reached",
+        "A login met the per-user session limit: the oldest was evicted or the login refused.",
+    )
     TOKEN_ISSUED = "token.issued", "The token endpoint issued tokens to a client."
     TOKEN_REFRESHED = (
         "token.refreshed",

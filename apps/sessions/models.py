@@ -20,9 +20,17 @@ class LoginSession(models.Model):
     provider = models.CharField(max_length=64, default="local")
     acr = models.CharField(max_length=64)
     amr = models.JSONField(default=list)
+    # Bound at login (apps.sessions.binding); checked on every request that uses the session.
+    device_id = models.CharField(max_length=64, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+    # Location (when GeoIP is configured), device, network, browser and security flags.
+    context = models.JSONField(default=dict, blank=True)
+    security_level = models.PositiveSmallIntegerField(default=1)  # 1 password, 2 with MFA
+    threat_score = models.PositiveSmallIntegerField(default=0)  # 0-100, set by threat scoring
+    compromised = models.BooleanField(default=False)
     created_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=64, blank=True)
@@ -30,7 +38,34 @@ class LoginSession(models.Model):
     class Meta:
         indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
             models.Index(fields=["user", "-created_at"], name="loginsession_user_idx"),
+            # The console: newest activity first, and searches by IP address or device.
+            models.Index(fields=["-last_active_at"], name="loginsession_active_idx"),
+            models.Index(fields=["ip_address"], name="loginsession_ip_idx"),
+            models.Index(fields=["device_id"], name="loginsession_device_idx"),
+            # Live sessions of a user (the concurrent-session limit counts them at login).
+            models.Index(
+                fields=["user", "created_at"],
+                condition=models.Q(ended_at__isnull=True),
+                name="loginsession_user_live_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"session {self.id} of {self.user_id}"
+
+
+class SessionClient(models.Model):
+    """A client that received tokens under a login session: who to tell when it ends
+    (OpenID Connect Back-Channel and Front-Channel Logout)."""
+
+    session = models.ForeignKey(LoginSession, on_delete=models.CASCADE, related_name="clients")
+    client_id = models.CharField(max_length=100)
+    first_issued_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(fields=["session", "client_id"], name="session_client_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} in {self.session_id}"

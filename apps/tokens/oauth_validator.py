@@ -14,7 +14,7 @@ from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from apps.core.events import EventType, emit
-from apps.sessions.services import session_is_live
+from apps.sessions.services import session_client_record, session_is_live
 from apps.tokens import clients, services
 from apps.tokens.claims import access_token_claims, profile_claims, sign
 from apps.tokens.models import AccessToken, Client, Grant, IDToken, RefreshToken
@@ -147,6 +147,9 @@ class TesseraValidator(OAuth2Validator):
             token.pop("refresh_token", None)  # only clients registered for refresh get one
         with transaction.atomic():
             super().save_bearer_token(token, request, *args, **kw)
+            session = getattr(request, "login_session", None)
+            if session is not None:  # who to tell when the session ends (logout propagation)
+                session_client_record(session=session, client_id=request.client.client_id)
             self._emit_issued(token, request)
 
     def _emit_issued(self, token: dict[str, Any], request: OAuthRequest) -> None:
