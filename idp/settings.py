@@ -82,6 +82,26 @@ ID_TOKEN_LIFETIME = env.integer("IDP_ID_TOKEN_LIFETIME", 3600, minimum=60, maxim
 LOGIN_SESSION_LIFETIME = env.integer(
     "IDP_LOGIN_SESSION_LIFETIME", 12 * 3600, minimum=300, maximum=30 * 86400
 )
+# Seconds a login session survives without activity (sliding; OWASP ASVS 3.3.2).
+LOGIN_SESSION_IDLE_TIMEOUT = env.integer(
+    "IDP_LOGIN_SESSION_IDLE_TIMEOUT", 2 * 3600, minimum=60, maximum=30 * 86400
+)
+# Live login sessions a user may hold at once (0: no limit) and what a login beyond it does:
+# end the oldest (evict_oldest) or be refused (refuse). OWASP ASVS 3.3.4 / 3.7.
+LOGIN_SESSION_LIMIT = env.integer("IDP_LOGIN_SESSION_LIMIT", 10, minimum=0, maximum=1000)
+LOGIN_SESSION_LIMIT_POLICY = env.choice(
+    "IDP_LOGIN_SESSION_LIMIT_POLICY", "evict_oldest", ("evict_oldest", "refuse")
+)
+# A session used from another network than its login's: a change inside the same /24 (IPv4)
+# or /64 (IPv6) is ordinary; anything else is flagged (an event), or also ends the session
+# (reject), or is ignored (allow).
+LOGIN_SESSION_IP_CHANGE = env.choice(
+    "IDP_LOGIN_SESSION_IP_CHANGE", "flag", ("allow", "flag", "reject")
+)
+LOGIN_SESSION_IPV4_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV4_PREFIX", 24, minimum=0, maximum=32)
+LOGIN_SESSION_IPV6_PREFIX = env.integer(
+    "IDP_LOGIN_SESSION_IPV6_PREFIX", 64, minimum=0, maximum=128
+)
 # Default `aud` of access tokens (RFC 9068 §3); a client may ask for others (RFC 8707).
 ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
 # Oldest access-token format version the validators accept (raise to retire old tokens).
@@ -233,6 +253,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.sessions.middleware.LoginSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

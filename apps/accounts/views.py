@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib.auth import authenticate, login
+from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import LoginForm
+from apps.core.errors import LoginRefused
 from apps.core.events import EventType, emit
 
 WRONG_CREDENTIALS = "Email or password is incorrect."
@@ -48,7 +49,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 request, email=form.cleaned_data["email"], password=form.cleaned_data["password"]
             )
             if user is not None:
-                login(request, user)
+                try:
+                    login(request, user)
+                except LoginRefused as refused:
+                    logout(request)  # login() had already signed the browser in
+                    form.add_error(None, str(refused))
+                    context = {"form": form, "next": next_url}
+                    return render(request, "accounts/login.html", context, status=403)
                 return HttpResponseRedirect(next_url)
         emit(
             EventType.LOGIN_FAILED,

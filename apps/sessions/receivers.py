@@ -26,7 +26,7 @@ def open_login_session(sender: Any, request: HttpRequest | None, user: User, **k
     if request is None:
         return
     backend = getattr(user, "backend", "")
-    session = session_start(user=user, amr=_AMR.get(backend, ["pwd"]))
+    session = session_start(user=user, amr=_AMR.get(backend, ["pwd"]), request=request)
     request.session[SESSION_KEY] = str(session.pk)
     emit(
         EventType.LOGIN_SUCCEEDED,

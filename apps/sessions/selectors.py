@@ -10,13 +10,9 @@ SESSION_KEY = "tessera_sid"
 
 
 def session_current(request: HttpRequest) -> LoginSession | None:
-    """The live login session of this browser, or None (signed out, ended or expired)."""
-    sid = request.session.get(SESSION_KEY)
-    if sid is None or not request.user.is_authenticated:
-        return None
-    session = (
-        LoginSession.objects.filter(pk=sid, user_id=request.user.pk).select_related("user").first()
-    )
+    """The live login session of this browser, or None (signed out, ended or expired), as
+    LoginSessionMiddleware validated it for this request."""
+    session: LoginSession | None = getattr(request, "login_session", None)
     if session is None or not session_is_live(session):
         return None
     return session

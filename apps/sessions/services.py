@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.core import request_context, revocation
+from apps.core.errors import LoginRefused
 from apps.core.events import EventType, emit
+from apps.sessions import binding
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.signals import session_ended
 
@@ -16,21 +20,102 @@ from apps.sessions.signals import session_ended
 ACR_PASSWORD = "urn:tessera:acr:pwd"
 
 
-def session_start(*, user: User, amr: list[str], provider: str = "local") -> LoginSession:
-    """A new login session; the caller emits the login event in the same transaction."""
+def session_start(
+    *, user: User, amr: list[str], provider: str = "local", request: HttpRequest | None = None
+) -> LoginSession:
+    """A new login session, bound to the browser of `request` (apps.sessions.binding); the
+    caller emits the login event in the same transaction.
+
+    The per-user limit (LOGIN_SESSION_LIMIT) holds under concurrent logins: the user's row is
+    locked first, so logins of one user take turns counting and ending sessions. Raises
+    LoginRefused when the limit is reached and the policy is `refuse`.
+    """
     now = timezone.now()
     context = request_context.current()
-    return LoginSession.objects.create(
-        user=user,
-        provider=provider,
-        acr=ACR_PASSWORD,
-        amr=amr,
-        ip_address=context.client_ip if context else None,
-        user_agent=context.user_agent if context else "",
-        created_at=now,
-        last_active_at=now,
-        expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),
+    ip = context.client_ip if context else None
+    user_agent = context.user_agent if context else ""
+    device_id, login_context = _binding(request, ip, user_agent)
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        refusal = _make_room(user, now)
+        if refusal:
+            session = None
+        else:
+            session = LoginSession.objects.create(
+                user=user,
+                provider=provider,
+                acr=ACR_PASSWORD,
+                amr=amr,
+                device_id=device_id,
+                ip_address=ip,
+                user_agent=user_agent,
+                context=login_context,
+                created_at=now,
+                last_active_at=now,
+                expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),
+            )
+    if session is None:  # raised after commit: the limit event is kept
+        raise LoginRefused(refusal)
+    return session
+
+
+def _binding(
+    request: HttpRequest | None, ip: str | None, user_agent: str
+) -> tuple[str, dict[str, Any]]:
+    cookie_id = None
+    flags = []
+    if request is not None:
+        try:
+            cookie_id = binding.device_cookie(request)
+        except binding.TamperedDeviceCookie:
+            flags.append("device_cookie_tampered")
+    if cookie_id is None:
+        flags.append("device_unbound")  # no device cookie at login: an API-driven login
+    login_context = {
+        "location": None,  # GeoIP is not configured
+        "device": {
+            "browser": binding.browser_family(user_agent),
+            "platform": request.headers.get("Sec-CH-UA-Platform", "") if request else "",
+            "mobile": request.headers.get("Sec-CH-UA-Mobile", "") == "?1" if request else False,
+        },
+        "network": binding.network(ip),
+        "flags": flags,
+    }
+    device_id = binding.device_id(cookie_id, request) if cookie_id and request else ""
+    return device_id, login_context
+
+
+def _make_room(user: User, now: datetime) -> str:
+    """Enforces the per-user session limit; the caller holds the user's row lock. Returns why
+    the login is refused, or ""."""
+    limit = settings.LOGIN_SESSION_LIMIT
+    if not limit:
+        return ""
+    live = list(
+        LoginSession.objects.filter(user=user, ended_at__isnull=True, expires_at__gt=now).order_by(
+            "created_at"
+        )
     )
+    excess = len(live) - limit + 1
+    if excess <= 0:
+        return ""
+    refuse = settings.LOGIN_SESSION_LIMIT_POLICY == "refuse"
+    emit(
+        EventType.SESSION_LIMIT_REACHED,
+        user_id=user.pk,
+        resource_type="user",
+        resource_id=user.pk,
+        success=not refuse,
+        metadata={"limit": limit, "policy": settings.LOGIN_SESSION_LIMIT_POLICY},
+    )
+    if refuse:
+        return (
+            f"You are signed in on {len(live)} devices already, the most allowed. "
+            "Sign out on one of them, then sign in here again."
+        )
+    for session in live[:excess]:
+        session_end(session=session, reason="session_limit")
+    return ""
 
 
 # Why a session ended (LoginSession.end_reason), and the event each one records.

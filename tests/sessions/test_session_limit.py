@@ -1,0 +1,78 @@
+"""The per-user session limit holds under concurrent logins (OWASP ASVS 3.3.4): 20 browsers
+sign in as one user at the same moment through the live server and real PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from apps.core.models import SecurityEvent
+from apps.sessions.models import LoginSession
+from tests.rp import PASSWORD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LOGINS = 20
+LIMIT = 3
+
+
+def _parallel_logins(base: str, email: str) -> list[int]:
+    ready = threading.Barrier(LOGINS, timeout=30)
+
+    def login(_: int) -> int:
+        with requests.Session() as http:
+            page = http.get(f"{base}/login", timeout=30)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+            assert token
+            ready.wait()  # every POST leaves together
+            response = http.post(
+                f"{base}/login",
+                data={"csrfmiddlewaretoken": token.group(1), "email": email, "password": PASSWORD},
+                headers={"Referer": f"{base}/login"},
+                allow_redirects=False,
+                timeout=60,
+            )
+            return response.status_code
+
+    with ThreadPoolExecutor(LOGINS) as pool:
+        return list(pool.map(login, range(LOGINS)))
+
+
+def test_evict_oldest_leaves_at_most_the_limit_live(live_server, person, settings) -> None:
+    settings.LOGIN_SESSION_LIMIT = LIMIT
+    settings.LOGIN_SESSION_LIMIT_POLICY = "evict_oldest"
+    statuses = _parallel_logins(live_server.url, person.email)
+    assert statuses == [302] * LOGINS
+    live = LoginSession.objects.filter(user=person, ended_at__isnull=True)
+    assert live.count() == LIMIT
+    assert LoginSession.objects.filter(user=person, end_reason="session_limit").count() == (
+        LOGINS - LIMIT
+    )
+    # the survivors are the newest logins
+    newest = LoginSession.objects.filter(user=person).order_by("-created_at")[:LIMIT]
+    assert set(live) == set(newest)
+
+
+def test_refuse_lets_exactly_the_limit_in(live_server, person, settings) -> None:
+    settings.LOGIN_SESSION_LIMIT = LIMIT
+    settings.LOGIN_SESSION_LIMIT_POLICY = "refuse"
+    statuses = _parallel_logins(live_server.url, person.email)
+    assert sorted(statuses) == [302] * LIMIT + [403] * (LOGINS - LIMIT)
+    assert LoginSession.objects.filter(user=person, ended_at__isnull=True).count() == LIMIT
+    refused = SecurityEvent.objects.filter(event_type="session.limit_reached", success=False)
+    assert refused.count() == LOGINS - LIMIT
+
+
+def test_a_refused_login_says_what_to_do(client, person, settings) -> None:
+    settings.LOGIN_SESSION_LIMIT = 1
+    settings.LOGIN_SESSION_LIMIT_POLICY = "refuse"
+    client.post("/login", {"email": person.email, "password": PASSWORD})
+    client.logout()  # the Django login ends; the login session lives on
+    response = client.post("/login", {"email": person.email, "password": PASSWORD})
+    assert response.status_code == 403
+    assert b"Sign out on one of them" in response.content
+    assert "_auth_user_id" not in client.session
