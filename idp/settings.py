@@ -113,6 +113,10 @@ KEY_ROTATION_DAYS = env.integer("IDP_KEY_ROTATION_DAYS", 30, minimum=1, maximum=
 # Seconds JWKS responses may be cached; a new key is published at least this long (and a
 # day at least) before it signs anything, so no relying party meets an unknown kid.
 JWKS_MAX_AGE = env.integer("IDP_JWKS_MAX_AGE", 600, minimum=0, maximum=86400)
+# Seconds before the first retry of a Back-Channel Logout delivery; each next one doubles.
+BACKCHANNEL_RETRY_BASE_SECONDS = env.integer(
+    "IDP_BACKCHANNEL_RETRY_BASE_SECONDS", 2, minimum=0, maximum=3600
+)
 # AES-256 key-encryption key (base64url, 32 bytes) sealing signing keys at rest; development
 # generates one into the data dir, production requires it. Old keys, comma-separated, in
 # IDP_KEY_ENCRYPTION_KEYS_OLD still decrypt while keys are re-sealed.

@@ -32,6 +32,13 @@ class Client(AbstractApplication):
     id_token_signed_response_alg = models.CharField(
         max_length=8, choices=SigningAlg.choices, default=SigningAlg.RS256
     )
+    # Back-Channel Logout 1.0 §2.2: where the worker POSTs a Logout Token; blank for none.
+    backchannel_logout_uri = models.CharField(max_length=2000, blank=True)
+    backchannel_logout_session_required = models.BooleanField(default=True)
+    # Front-Channel Logout 1.0 §2: shown in an iframe on the signed-out page; blank for none.
+    frontchannel_logout_uri = models.CharField(max_length=2000, blank=True)
+    # §3: when set, the iframe URL carries `iss` and `sid`.
+    frontchannel_logout_session_required = models.BooleanField(default=True)
 
     class Meta(AbstractApplication.Meta):
         db_table = "tokens_client"
@@ -164,3 +171,35 @@ class Consent(models.Model):
 
     def __str__(self) -> str:
         return f"consent of {self.user_id} for {self.client_id}"
+
+
+class BackchannelLogoutDelivery(models.Model):
+    """One Logout Token owed to one client for one ended session (Back-Channel Logout 1.0
+    §2.7), and how its delivery went, so that operators can see the relying parties that
+    were not told."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (queued or between retries)"
+        DELIVERED = "delivered", "Delivered (the client answered 200 or 204)"
+        FAILED = "failed", "Failed (every attempt was refused or went unanswered)"
+
+    session = models.ForeignKey(
+        "login_sessions.LoginSession", on_delete=models.CASCADE, related_name="+"
+    )
+    client_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "tokens_backchannel_logout_delivery"
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.UniqueConstraint(
+                fields=["session", "client_id"], name="backchannel_delivery_session_client_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"logout of {self.session_id} to {self.client_id}: {self.status}"

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from oauth2_provider.validators import AllowedURIValidator
 
 from apps.core import revocation
 from apps.core.events import EventType, emit
@@ -190,6 +191,10 @@ def client_create(
     client_id: str | None = None,
     client_secret: str | None = None,
     id_token_alg: str = Client.SigningAlg.RS256,
+    backchannel_logout_uri: str = "",
+    backchannel_logout_session_required: bool = True,
+    frontchannel_logout_uri: str = "",
+    frontchannel_logout_session_required: bool = True,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
 
@@ -226,10 +231,16 @@ def client_create(
         skip_authorization=skip_consent,
         client_secret=secret or "",
         id_token_signed_response_alg=id_token_alg,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
+        frontchannel_logout_uri=frontchannel_logout_uri,
+        frontchannel_logout_session_required=frontchannel_logout_session_required,
     )
     if client_id:
         client.client_id = client_id
     client.clean()  # DOT's own checks: redirect URI schemes and form
+    _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
+    _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
             raise ValidationError(f"A client with id {client.client_id!r} already exists.")
@@ -241,3 +252,18 @@ def client_create(
             metadata={"name": name, "grant_types": grants, "public": public},
         )
     return client, secret
+
+
+def _check_logout_uri(client: Client, name: str, uri: str) -> None:
+    """Back-Channel Logout 1.0 §2.2, Front-Channel Logout 1.0 §2: an absolute URI, query
+    allowed, no fragment, in a scheme the client's redirect URIs may use (https; http only
+    with IDP_ALLOW_HTTP_REDIRECT_URIS), checked by the validator DOT checks those with."""
+    if not uri:
+        return
+    schemes = client.get_allowed_schemes()
+    try:
+        AllowedURIValidator(schemes, name, allow_path=True, allow_query=True)(uri)
+    except ValidationError:
+        raise ValidationError(
+            f"{name} {uri!r} must be an absolute {' or '.join(schemes)} URL without a fragment."
+        ) from None

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from apps.tokens.keys import keys_rotate
+from apps.tokens.logout_propagation import RETRY_BACKOFF, backchannel_logout_deliver
 
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=3)
@@ -12,3 +16,14 @@ def rotate_signing_keys() -> list[str]:
 
     Returns the kids it created."""
     return [key.kid for key in keys_rotate()]
+
+
+@shared_task(bind=True, max_retries=len(RETRY_BACKOFF))
+def deliver_backchannel_logout(self: Task[Any, Any], delivery_id: int) -> None:
+    """Back-Channel Logout 1.0 §2.7: one Logout Token to one client, retried with exponential
+    backoff while the client does not answer 200 (§2.8); runs only in the worker, so a slow
+    relying party never holds up a logout."""
+    attempt = self.request.retries
+    final = attempt >= len(RETRY_BACKOFF)
+    if not backchannel_logout_deliver(delivery_id=delivery_id, final_attempt=final):
+        raise self.retry(countdown=settings.BACKCHANNEL_RETRY_BASE_SECONDS * RETRY_BACKOFF[attempt])

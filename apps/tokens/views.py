@@ -23,7 +23,7 @@ from apps.accounts.models import User
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import client_credentials, clients, id_tokens, keys
+from apps.tokens import client_credentials, clients, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.models import Client
@@ -66,6 +66,12 @@ def _metadata() -> bytes:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3
+        # Back-Channel Logout 1.0 §2.1: Logout Tokens, always with sid
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        # Front-Channel Logout 1.0 §3: iframes on the signed-out page, with iss and sid
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
     }  # fmt: skip
     return json.dumps(metadata).encode()
 
@@ -274,17 +280,41 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     return _sign_out(request, target)
 
 
+# Seconds the signed-out page shows its front-channel iframes before it returns the person
+# to the client; browsers count them from the page's load, iframes included.
+FRONTCHANNEL_REDIRECT_DELAY = 2
+
+
 def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
     session = session_current(request)
+    iframes: list[str] = []
     if session is not None:
         session_end(session=session, reason="logout", actor_id=session.user_id)
+        iframes = logout_propagation.frontchannel_logout_uris(session=session)
     logout(request)
-    if target["redirect_uri"]:
-        client = clients.client_by_id(target["client_id"])
-        assert client is not None  # checked by end_session, the target is signed
-        uri = target["redirect_uri"]
-        if target["state"]:
-            uri = add_params_to_uri(uri, [("state", target["state"])])
-        redirect: HttpResponse = OAuth2ResponseRedirect(uri, client.get_allowed_schemes())
+    redirect = _post_logout_redirect(target)
+    if redirect is not None and not iframes:
         return redirect
-    return render(request, "tokens/signed_out.html", {"stayed": False})
+    # Front-Channel Logout 1.0 §4: the iframes load first, then the RP-Initiated Logout 1.0
+    # §3 redirect follows; a Refresh header does that without script on our page.
+    continue_uri = redirect["Location"] if redirect is not None else ""
+    response = render(
+        request,
+        "tokens/signed_out.html",
+        {"stayed": False, "frontchannel_logout_uris": iframes, "continue_uri": continue_uri},
+    )
+    if continue_uri:
+        response["Refresh"] = f"{FRONTCHANNEL_REDIRECT_DELAY}; url={continue_uri}"
+    return response
+
+
+def _post_logout_redirect(target: dict[str, str]) -> HttpResponse | None:
+    if not target["redirect_uri"]:
+        return None
+    client = clients.client_by_id(target["client_id"])
+    assert client is not None  # checked by end_session, the target is signed
+    uri = target["redirect_uri"]
+    if target["state"]:
+        uri = add_params_to_uri(uri, [("state", target["state"])])
+    redirect: HttpResponse = OAuth2ResponseRedirect(uri, client.get_allowed_schemes())
+    return redirect

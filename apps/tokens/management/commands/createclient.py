@@ -27,6 +27,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--id-token-alg", choices=[a.value for a in Client.SigningAlg], default="RS256"
         )
+        parser.add_argument(
+            "--backchannel-logout-uri", default="", help="Back-Channel Logout 1.0 §2.2"
+        )
+        parser.add_argument(
+            "--frontchannel-logout-uri", default="", help="Front-Channel Logout 1.0 §2"
+        )
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -41,6 +47,8 @@ class Command(BaseCommand):
                 client_id=options["client_id"],
                 client_secret=options["client_secret"],
                 id_token_alg=options["id_token_alg"],
+                backchannel_logout_uri=options["backchannel_logout_uri"],
+                frontchannel_logout_uri=options["frontchannel_logout_uri"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None

@@ -1,0 +1,27 @@
+"""Logout propagation: a login session ended (apps.sessions.signals), so its relying parties
+are told over the back channel (OpenID Connect Back-Channel Logout 1.0)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from apps.sessions.models import LoginSession
+from apps.sessions.signals import session_ended
+from apps.tokens.logout_propagation import backchannel_deliveries_create
+from apps.tokens.tasks import deliver_backchannel_logout
+
+
+@receiver(session_ended, dispatch_uid="tessera.tokens.backchannel_logout")
+def tell_relying_parties(sender: Any, session: LoginSession, **kwargs: Any) -> None:
+    """One task per client (§2.7), so one slow relying party delays no other. robust: a
+    broker outage must not fail the logout itself (the session has ended already); the
+    delivery then stays pending, where operators see it."""
+    with transaction.atomic():
+        for delivery in backchannel_deliveries_create(session=session):
+            transaction.on_commit(
+                partial(deliver_backchannel_logout.delay, delivery.pk), robust=True
+            )
