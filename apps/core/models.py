@@ -31,7 +31,9 @@ class SecurityEvent(models.Model):
     class Meta:
         db_table = "core_security_event"
         indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
-            models.Index(fields=["occurred_at"], name="core_event_occurred_idx")
+            models.Index(fields=["occurred_at"], name="core_event_occurred_idx"),
+            # The console's "recent events of this user", newest first.
+            models.Index(fields=["user_id", "-occurred_at"], name="core_event_user_idx"),
         ]
 
     def __str__(self) -> str:
