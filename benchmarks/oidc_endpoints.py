@@ -43,6 +43,29 @@ SERVER_START_TIMEOUT = 60.0
 PROFILE_RATE = 250  # py-spy samples per second
 WRK_APT_LINE = "apt-get install -y wrk"
 
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    alg: str  # settings.ACCESS_TOKEN_ALG
+    app: str  # the WSGI application gunicorn serves
+    only: tuple[str, ...] = ()  # endpoint name prefixes measured on it (all when empty)
+
+
+SERVERS = (
+    Server("es256", "ES256", "idp.wsgi:application"),
+    Server("rs256", "RS256", "idp.wsgi:application"),
+    # The same server with the revocation check taken out of token validation: the reference
+    # the check's cost is measured against (the sessions issue: under 10 % at userinfo).
+    Server(
+        "es256_no_revocation_check",
+        "ES256",
+        "benchmarks.wsgi_without_revocation:application",
+        ("bare", "userinfo_es256"),
+    ),
+)
+REVOCATION_OVERHEAD_TARGET = 0.10
+
 # Targets of the issue, as a fraction of the bare view's rate in the same server run.
 TARGETS = {
     "client_credentials_es256": 0.50,
@@ -243,7 +266,8 @@ def _wrk_report(output: str) -> dict[str, int]:
 class Gunicorn:
     """The production web server command, one worker, pinned to the server CPU."""
 
-    def __init__(self, env: dict[str, str], cpus: set[int], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], cpus: set[int], log_path: Path, app: str) -> None:
+        self.app = app
         self.env = env
         self.cpus = cpus
         self.log_path = log_path
@@ -255,7 +279,7 @@ class Gunicorn:
         _die_with_parent()
 
     def start(self) -> None:
-        argv = [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "idp.wsgi:application"]
+        argv = [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", self.app]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 argv,
@@ -332,6 +356,7 @@ class Benchmark:
         self.base.chmod(0o755)  # the postgres user (under root) must reach its folder inside
         self.servers: list[Any] = []
         self.gunicorn: Gunicorn | None = None
+        self.server_name = ""
         self.results: list[Result] = []
 
     # environment shared by migrate, the fixtures and the server
@@ -478,7 +503,7 @@ class Benchmark:
             raise BenchmarkError(f"wrk failed on {endpoint.name}:\n{done.stdout}{done.stderr}")
         return _wrk_report(done.stdout)
 
-    def measure(self, endpoint: Endpoint, alg: str) -> Result:
+    def measure(self, endpoint: Endpoint) -> Result:
         self.probe(endpoint)
         self.wrk(endpoint, self.args.warmup)
         assert self.gunicorn is not None
@@ -498,7 +523,7 @@ class Benchmark:
         requests = max(report["requests"], 1)
         result = Result(
             endpoint=endpoint.name,
-            server=alg.lower(),
+            server=self.server_name,
             rps=report["requests"] / seconds,
             p50_ms=report["p50_us"] / 1000,
             p90_ms=report["p90_us"] / 1000,
@@ -558,16 +583,23 @@ class Benchmark:
 
     # --- one server per algorithm -------------------------------------------------------
 
-    def run_server(self, alg: str) -> None:
-        log(f"gunicorn with ACCESS_TOKEN_ALG={alg} on CPU {_cpus(self.placement.server)}")
+    def run_server(self, server: Server) -> None:
+        log(f"gunicorn {server.app} with ACCESS_TOKEN_ALG={server.alg} on CPU "
+            f"{_cpus(self.placement.server)}")  # fmt: skip
+        self.server_name = server.name
         self.gunicorn = Gunicorn(
-            self.environ(alg), self.placement.server, self.base / f"gunicorn-{alg}.log"
+            self.environ(server.alg),
+            self.placement.server,
+            self.base / f"gunicorn-{server.name}.log",
+            server.app,
         )
         self.gunicorn.start()
         try:
-            for endpoint in self.endpoints(alg):
+            for endpoint in self.endpoints(server.alg):
+                if server.only and not endpoint.name.startswith(server.only):
+                    continue
                 log(f"{endpoint.name}: {self.args.warmup}s warm-up, {self.args.duration}s load")
-                self.results.append(self.measure(endpoint, alg))
+                self.results.append(self.measure(endpoint))
         finally:
             self.gunicorn.stop()
             self.gunicorn = None
@@ -576,8 +608,8 @@ class Benchmark:
         self.wrk_path = ensure_wrk()
         started = time.monotonic()
         self.setup()
-        for alg in ("ES256", "RS256"):
-            self.run_server(alg)
+        for server in SERVERS:
+            self.run_server(server)
         self.report(time.monotonic() - started)
 
     def stop(self) -> None:
@@ -630,6 +662,20 @@ class Benchmark:
             print(
                 f"target endpoint={name} goal=ratio>={goal:.2f} ratio={ratio:.2f} "
                 f"verdict={verdict.replace(' ', '_')}"
+            )
+        userinfo = {r.server: r for r in self.results if r.endpoint == "userinfo_es256"}
+        checked, unchecked = userinfo.get("es256"), userinfo.get("es256_no_revocation_check")
+        if checked and unchecked:
+            overhead = 1 - checked.rps / unchecked.rps
+            verdict = "met" if overhead < REVOCATION_OVERHEAD_TARGET else "not_met"
+            print(
+                f"revocation endpoint=userinfo_es256 rps_with_check={checked.rps:.1f} "
+                f"rps_without_check={unchecked.rps:.1f} p99_ms_with_check={checked.p99_ms:.2f} "
+                f"p99_ms_without_check={unchecked.p99_ms:.2f} "
+                f"cpu_us_per_req_with_check={checked.server_cpu_us_per_req:.0f} "
+                f"cpu_us_per_req_without_check={unchecked.server_cpu_us_per_req:.0f} "
+                f"overhead_pct={100 * overhead:.1f} goal=overhead<"
+                f"{100 * REVOCATION_OVERHEAD_TARGET:.0f}% verdict={verdict}"
             )
         for r in self.results:
             for line in r.profile:
