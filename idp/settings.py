@@ -99,9 +99,7 @@ LOGIN_SESSION_IP_CHANGE = env.choice(
     "IDP_LOGIN_SESSION_IP_CHANGE", "flag", ("allow", "flag", "reject")
 )
 LOGIN_SESSION_IPV4_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV4_PREFIX", 24, minimum=0, maximum=32)
-LOGIN_SESSION_IPV6_PREFIX = env.integer(
-    "IDP_LOGIN_SESSION_IPV6_PREFIX", 64, minimum=0, maximum=128
-)
+LOGIN_SESSION_IPV6_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV6_PREFIX", 64, minimum=0, maximum=128)
 # Default `aud` of access tokens (RFC 9068 §3); a client may ask for others (RFC 8707).
 ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
 # Oldest access-token format version the validators accept (raise to retire old tokens).
