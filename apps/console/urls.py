@@ -3,4 +3,20 @@ from django.urls import path
 from apps.console import views
 
 app_name = "console"
-urlpatterns = [path("", views.home, name="home")]
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("users/", views.user_search, name="user_search"),
+    path("users/<uuid:user_id>/", views.user_detail, name="user"),
+    path(
+        "users/<uuid:user_id>/sessions/revoke/",
+        views.user_sessions_revoke,
+        name="user_sessions_revoke",
+    ),
+    path("sessions/", views.session_list, name="sessions"),
+    path("sessions/<uuid:session_id>/revoke/", views.session_revoke, name="session_revoke"),
+    path(
+        "sessions/<uuid:session_id>/compromise/",
+        views.session_compromise,
+        name="session_compromise",
+    ),
+]

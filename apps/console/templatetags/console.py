@@ -1,0 +1,27 @@
+"""How the console shows a login session's state and recorded context."""
+
+from __future__ import annotations
+
+from django import template
+
+from apps.sessions.models import LoginSession
+from apps.sessions.services import session_is_live
+
+register = template.Library()
+
+
+@register.filter
+def session_state(session: LoginSession) -> str:
+    """ "live", "expired" (past its lifetime, not ended yet) or "ended"."""
+    if session.ended_at is not None:
+        return "ended"
+    return "live" if session_is_live(session) else "expired"
+
+
+@register.filter
+def place(location: object) -> str:
+    """The login's location as the session context records it (GeoIP, when configured)."""
+    if isinstance(location, dict):
+        parts = (location.get(key) for key in ("city", "region", "country"))
+        return ", ".join(str(part) for part in parts if part)
+    return str(location) if location else ""

@@ -1,0 +1,100 @@
+"""An operator, a person with a real login session, and the ways each signs in to the console
+and the admin API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client as HttpClient
+from django.utils import timezone
+
+from apps.accounts.services import user_create
+from apps.core.models import SecurityEvent
+from apps.sessions.models import LoginSession
+from apps.sessions.services import session_client_record
+from apps.tokens.services import client_create, consent_grant
+from tests.rp import PASSWORD, RegisteredClient
+from tests.tokens.conftest import Flow
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+PERSON_IP = "198.51.100.7"
+
+
+@pytest.fixture
+def operator(db):
+    return user_create(email="ops@example.com", password=PASSWORD, is_staff=True)
+
+
+@pytest.fixture
+def staff(operator) -> HttpClient:
+    """The operator's browser, signed in, with Django's CSRF checks on as in production."""
+    http = HttpClient(enforce_csrf_checks=True)
+    http.force_login(operator)
+    return http
+
+
+@pytest.fixture
+def outsider(db) -> HttpClient:
+    """A signed-in person who is not staff."""
+    http = HttpClient(enforce_csrf_checks=True)
+    http.force_login(user_create(email="eve@example.com", password=PASSWORD))
+    return http
+
+
+@pytest.fixture
+def person_session(person) -> LoginSession:
+    """Ada signed in through the hosted page from Firefox, and one client got tokens."""
+    http = HttpClient(REMOTE_ADDR=PERSON_IP, HTTP_USER_AGENT=FIREFOX)
+    http.get("/login")  # the device cookie
+    assert http.post("/login", {"email": person.email, "password": PASSWORD}).status_code == 302
+    session = LoginSession.objects.get(pk=http.session["tessera_sid"])
+    session_client_record(session=session, client_id="example-rp")
+    return session
+
+
+def new_session(user, **fields: Any) -> LoginSession:
+    """An unsaved login session of `user`, live for an hour unless `fields` say otherwise."""
+    now = timezone.now()
+    values = {"acr": "x", "amr": ["pwd"], "created_at": now, "last_active_at": now}
+    return LoginSession(user=user, **{"expires_at": now + timedelta(hours=1), **values, **fields})
+
+
+def add_session(user, **fields: Any) -> LoginSession:
+    session = new_session(user, **fields)
+    session.save(force_insert=True)
+    return session
+
+
+def csrf_token(html: bytes) -> str:
+    match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1).decode()
+
+
+def confirm(http: HttpClient, path: str):
+    """GET the confirmation page, then POST its form, as the operator's browser does."""
+    page = http.get(path)
+    assert page.status_code == 200
+    return http.post(path, {"csrfmiddlewaretoken": csrf_token(page.content)}, follow=True)
+
+
+def audited(event_type: str, actor) -> list[SecurityEvent]:
+    return list(SecurityEvent.objects.filter(event_type=event_type, actor_id=str(actor.pk)))
+
+
+def access_token(user, scope: str) -> str:
+    """An access token issued to `user` through the real authorization code flow."""
+    client, secret = client_create(
+        name=f"Ops tool {scope}",
+        redirect_uris=["https://rp.example.com/callback"],
+        grant_types=["authorization_code"],
+    )
+    consent_grant(user_id=user.pk, client=client, scopes=scope.split())
+    http = HttpClient()
+    http.force_login(user)
+    tokens = Flow(http, RegisteredClient(client.client_id, secret)).tokens(scope=scope)
+    token: str = tokens["access_token"]
+    return token
