@@ -237,6 +237,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "oauth2_provider",
     "apps.core",
     "apps.accounts",
@@ -415,6 +416,8 @@ SCOPES: dict[str, str] = {
     "openid": "Sign you in with your account",
     "profile": "See your name",
     "email": "See your email address",
+    # The admin API (apps/console/api/): honoured only for an active staff user's token.
+    "admin": "Administer Tessera (staff only)",
 }
 # Our own models behind DOT's: clients with several grant types, tokens tied to login sessions.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "tokens.Client"
@@ -461,7 +464,23 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
 }
 
+# The admin API (/api/v1/): a staff browser session (CSRF enforced on unsafe methods) or a
+# Bearer access token with the admin scope whose user is active staff.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.console.api.authentication.AdminBearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI 3 document served at /api/schema/ (no Swagger UI: it would need outside JS).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tessera admin API",
+    "DESCRIPTION": "Find users, see their login sessions and security events, end sessions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
 }

@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("", include("apps.core.urls")),
     path("", include("apps.tokens.urls")),
     path("", include("apps.accounts.urls")),
     path("console/", include("apps.console.urls")),
+    path("api/v1/", include("apps.console.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,80 @@
+"""Bearer access tokens for the admin API (RFC 6750), beside DRF's staff session login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.request import Request
+
+from apps.accounts.models import User
+from apps.tokens.validation import InvalidToken, validate_access_token
+
+ADMIN_SCOPE = "admin"
+
+
+def _challenge(**params: str) -> str:
+    """RFC 6750 §3: the WWW-Authenticate value, naming the error when there is one."""
+    return ", ".join(
+        [f'Bearer realm="{settings.ISSUER}"', *(f'{k}="{v}"' for k, v in params.items())]
+    )
+
+
+class InsufficientScope(PermissionDenied):
+    """RFC 6750 §3.1 insufficient_scope: 403, with the challenge saying which scope."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.auth_header = _challenge(error="insufficient_scope", scope=ADMIN_SCOPE)
+
+
+class AdminBearerAuthentication(BaseAuthentication):
+    """A Tessera access token (apps.tokens.validation) carrying the admin scope, issued to a
+    person. Tokens of client_credentials grants act for no one and are refused: an admin
+    action is always recorded against the person who did it (OWASP ASVS 7.2.2). Whether that
+    person is active staff is the permission's business (IsAdminUser), as for sessions."""
+
+    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None  # no token: the next authenticator (the session) may know the caller
+        try:
+            claims = validate_access_token(token.strip())
+        except InvalidToken as invalid:
+            raise AuthenticationFailed(str(invalid)) from None
+        if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
+            raise InsufficientScope("The token was not issued with the admin scope.")
+        if not claims.get("uid"):
+            raise InsufficientScope(
+                "The token acts for no person (client_credentials); the admin API needs a "
+                "token issued to a staff user."
+            )
+        user = User.objects.filter(pk=claims["uid"], is_active=True).first()
+        if user is None:
+            raise AuthenticationFailed("The token's user no longer exists or is deactivated.")
+        return user, claims
+
+    def authenticate_header(self, request: Request) -> str:
+        """401 answers carry the challenge (RFC 6750 §3), which also makes DRF answer 401,
+        not 403, to a request without credentials. A 401 to a request that sent a bearer
+        token means the token was refused (§3.1 invalid_token)."""
+        sent_token = request.headers.get("Authorization", "").partition(" ")[0].lower()
+        return _challenge(error="invalid_token") if sent_token == "bearer" else _challenge()
+
+
+class AdminBearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """How the OpenAPI document describes AdminBearerAuthentication."""
+
+    target_class = AdminBearerAuthentication
+    name = "adminBearer"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A Tessera access token with the admin scope, of an active staff user.",
+        }
