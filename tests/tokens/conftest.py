@@ -273,6 +273,23 @@ def flow(signed_in: HttpClient, rp: RegisteredClient, person) -> Flow:
 
 
 @pytest.fixture
+def sign_in(
+    signed_in: HttpClient, person, register: Callable[..., RegisteredClient]
+) -> Callable[..., Flow]:
+    """Registers a client with `options`, then `person` gets its tokens in the browser."""
+
+    def _sign_in(**options: Any) -> Flow:
+        rp = register(**options)
+        client = Client.objects.get(client_id=rp.client_id)
+        consent_grant(user_id=person.pk, client=client, scopes=SCOPE.split())
+        flow = Flow(signed_in, rp)
+        flow.tokens()
+        return flow
+
+    return _sign_in
+
+
+@pytest.fixture
 def lenient_client() -> HttpClient:
     """A client that returns a 500 as a response instead of raising the view's exception."""
     return HttpClient(raise_request_exception=False)

@@ -28,11 +28,10 @@ from apps.tokens.logout_propagation import (
 )
 from apps.tokens.models import BackchannelLogoutDelivery, Client
 from apps.tokens.selectors import backchannel_deliveries
-from apps.tokens.services import consent_grant
 from apps.tokens.tasks import rotate_signing_keys
-from tests.rp import REDIRECT_URI, RegisteredClient
+from tests.rp import REDIRECT_URI
 from tests.servers import free_port
-from tests.tokens.conftest import LOGOUT, SCOPE, Flow
+from tests.tokens.conftest import LOGOUT, Flow
 
 # Every attempt: the first and one per retry.
 ATTEMPTS = len(RETRY_BACKOFF) + 1
@@ -107,28 +106,11 @@ def receiver() -> Iterator[Callable[..., LogoutReceiver]]:
         server.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def worker_keys(celery_worker) -> None:
     """The worker bootstraps this test's signing keys, so its key snapshot (cached for
     keys.CACHE_MAX_AGE) is of this test's database, not of a flushed earlier one."""
     rotate_signing_keys.delay().get(timeout=WAIT)
-
-
-@pytest.fixture
-def sign_in(
-    signed_in: HttpClient, person, register: Callable[..., RegisteredClient], worker_keys
-) -> Callable[..., Flow]:
-    """Registers a client with `options`, then `person` gets its tokens in the browser."""
-
-    def _sign_in(**options: Any) -> Flow:
-        rp = register(**options)
-        client = Client.objects.get(client_id=rp.client_id)
-        consent_grant(user_id=person.pk, client=client, scopes=SCOPE.split())
-        flow = Flow(signed_in, rp)
-        flow.tokens()
-        return flow
-
-    return _sign_in
 
 
 def live_session(person) -> LoginSession:

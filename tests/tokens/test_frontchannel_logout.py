@@ -17,31 +17,12 @@ from django.conf import settings
 from django.test import Client as HttpClient
 
 from apps.sessions.models import LoginSession
-from apps.tokens.models import Client
-from apps.tokens.services import consent_grant
 from tests.rp import PASSWORD, POST_LOGOUT_URI, REDIRECT_URI, RegisteredClient
-from tests.tokens.conftest import LOGOUT, SCOPE, Flow, authorize_params, new_pkce
+from tests.tokens.conftest import LOGOUT, Flow, authorize_params, new_pkce
 
 pytestmark = pytest.mark.django_db
 
 FRONTCHANNEL_URI = "https://rp.example.com/frontchannel-logout"
-
-
-@pytest.fixture
-def sign_in(
-    signed_in: HttpClient, person, register: Callable[..., RegisteredClient]
-) -> Callable[..., Flow]:
-    """Registers a client with `options`, then `person` gets its tokens in the browser."""
-
-    def _sign_in(**options: Any) -> Flow:
-        rp = register(**options)
-        client = Client.objects.get(client_id=rp.client_id)
-        consent_grant(user_id=person.pk, client=client, scopes=SCOPE.split())
-        flow = Flow(signed_in, rp)
-        flow.tokens()
-        return flow
-
-    return _sign_in
 
 
 def iframe_sources(html: str) -> list[str]:
