@@ -389,6 +389,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,  # publishes, activates and retires keys on their schedule
         "options": {"expires": 3600.0},
     },
+    "redeliver-stalled-backchannel-logouts": {
+        "task": "apps.tokens.tasks.redeliver_stalled_backchannel_logouts",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
 }
 
 # --- Logging: one JSON object per line on stdout -----------------------------------------

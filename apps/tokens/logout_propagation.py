@@ -12,11 +12,13 @@ import http.client
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 from oauthlib.common import add_params_to_uri
 
 from apps.sessions.models import LoginSession, SessionClient
@@ -52,6 +54,25 @@ def backchannel_deliveries_create(*, session: LoginSession) -> list[BackchannelL
     return BackchannelLogoutDelivery.objects.bulk_create(
         BackchannelLogoutDelivery(session=session, client_id=client_id) for client_id in client_ids
     )
+
+
+# A delivery still pending this long after its last attempt has no task left (the broker was
+# down when its session ended, or a worker died holding it): the sweep queues it again.
+STALLED_AFTER = timedelta(minutes=10)
+
+
+def stalled_deliveries_claim() -> list[int]:
+    """Ids of pending deliveries nothing is working on (see STALLED_AFTER), touched so that
+    the next sweep leaves them to the task the caller queues."""
+    now = timezone.now()
+    pending = BackchannelLogoutDelivery.objects.filter(
+        status=BackchannelLogoutDelivery.Status.PENDING
+    )
+    ids = list(
+        pending.filter(updated_at__lt=now - STALLED_AFTER).values_list("pk", flat=True)[:1000]
+    )
+    pending.filter(pk__in=ids).update(updated_at=now)
+    return ids
 
 
 def logout_token(*, client: Client, session: LoginSession) -> str:

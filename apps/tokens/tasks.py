@@ -7,7 +7,11 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from apps.tokens.keys import keys_rotate
-from apps.tokens.logout_propagation import RETRY_BACKOFF, backchannel_logout_deliver
+from apps.tokens.logout_propagation import (
+    RETRY_BACKOFF,
+    backchannel_logout_deliver,
+    stalled_deliveries_claim,
+)
 
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=3)
@@ -27,3 +31,13 @@ def deliver_backchannel_logout(self: Task[Any, Any], delivery_id: int) -> None:
     final = attempt >= len(RETRY_BACKOFF)
     if not backchannel_logout_deliver(delivery_id=delivery_id, final_attempt=final):
         raise self.retry(countdown=settings.BACKCHANNEL_RETRY_BASE_SECONDS * RETRY_BACKOFF[attempt])
+
+
+@shared_task
+def redeliver_stalled_backchannel_logouts() -> int:
+    """Beat runs this every 5 minutes: queues again the deliveries that lost their task (a
+    broker outage at logout, a worker killed mid-delivery). Returns how many."""
+    stalled = stalled_deliveries_claim()
+    for delivery_id in stalled:
+        deliver_backchannel_logout.delay(delivery_id)
+    return len(stalled)

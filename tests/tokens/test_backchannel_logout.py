@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import Client as HttpClient
+from django.utils import timezone
 
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_end
@@ -25,10 +27,12 @@ from apps.tokens.logout_propagation import (
     BACKCHANNEL_LOGOUT_EVENT,
     LOGOUT_TOKEN_LIFETIME,
     RETRY_BACKOFF,
+    STALLED_AFTER,
+    backchannel_deliveries_create,
 )
 from apps.tokens.models import BackchannelLogoutDelivery, Client
 from apps.tokens.selectors import backchannel_deliveries
-from apps.tokens.tasks import rotate_signing_keys
+from apps.tokens.tasks import redeliver_stalled_backchannel_logouts, rotate_signing_keys
 from tests.rp import REDIRECT_URI
 from tests.servers import free_port
 from tests.tokens.conftest import LOGOUT, Flow
@@ -337,3 +341,23 @@ def test_http_logout_uri_needs_the_http_redirect_opt_in(settings) -> None:
     client = Client.objects.get()
     assert client.backchannel_logout_uri == "https://rp.example.com/logout?tenant=7"
     assert client.backchannel_logout_session_required is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_that_lost_its_task_is_queued_again_by_the_sweep(
+    sign_in: Callable[..., Flow], receiver: Callable[..., LogoutReceiver], person
+) -> None:
+    # A broker outage at logout leaves the delivery pending with no task to run it.
+    endpoint = receiver(200)
+    flow = sign_in(backchannel_logout_uri=endpoint.url)
+    session = live_session(person)
+    [delivery] = backchannel_deliveries_create(session=session)
+    stalled_at = timezone.now() - STALLED_AFTER - timedelta(seconds=1)
+    BackchannelLogoutDelivery.objects.filter(pk=delivery.pk).update(updated_at=stalled_at)
+
+    assert redeliver_stalled_backchannel_logouts.delay().get(timeout=WAIT) == 1
+
+    verified_logout_token(flow.http, endpoint.next_post().logout_token, flow.rp.client_id)
+    [delivery] = finished_deliveries(session)
+    assert delivery.status == BackchannelLogoutDelivery.Status.DELIVERED
+    assert redeliver_stalled_backchannel_logouts.delay().get(timeout=WAIT) == 0
