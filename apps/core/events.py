@@ -7,7 +7,9 @@ audit pipeline ships). Later features add their events here, one line of doc eac
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -52,6 +54,54 @@ class EventType(models.TextChoices):
     KEY_ROTATED = "key.rotated", "The signing keys were rotated."
 
 
+class Severity(models.TextChoices):
+    LOW = "low", "Routine: the system working as intended."
+    MEDIUM = "medium", "Worth a look: a refusal, a change to who may do what."
+    HIGH = "high", "Act on it: failed authentication, a leak detected, an operator's force."
+    CRITICAL = "critical", "Act now: a compromise."
+
+
+SOC2 = "SOC2"  # access control and change management (Trust Services Criteria CC6, CC7, CC8)
+GDPR = "GDPR"  # processing of a person's data, consent, their rights (Art. 7, 15, 17, 30)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How an event type is classified: severity when it succeeded and when it failed (failed
+    authentication is HIGH), and the compliance frameworks whose evidence it is."""
+
+    severity: Severity
+    failure_severity: Severity
+    tags: tuple[str, ...]
+
+
+def _rule(severity: Severity, failure: Severity, *tags: str) -> Rule:
+    return Rule(severity, failure, tags)
+
+
+L, M, H, C = Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL
+
+# The one rule table: emit() takes severity and compliance tags from here, nowhere else.
+RULES: dict[EventType, Rule] = {
+    EventType.USER_CREATED: _rule(L, M, SOC2, GDPR),
+    EventType.LOGIN_SUCCEEDED: _rule(L, H, SOC2),
+    EventType.LOGIN_FAILED: _rule(H, H, SOC2),
+    EventType.LOGOUT: _rule(L, M, SOC2),
+    EventType.SESSION_REVOKED: _rule(M, M, SOC2),
+    EventType.SESSION_EXPIRED: _rule(L, L, SOC2),
+    EventType.SESSION_FLAGGED: _rule(M, M, SOC2),
+    EventType.SESSION_COMPROMISED: _rule(C, C, SOC2),
+    EventType.SESSION_LIMIT_REACHED: _rule(L, M, SOC2),
+    EventType.TOKEN_ISSUED: _rule(L, M, SOC2),
+    EventType.TOKEN_REFRESHED: _rule(L, M, SOC2),
+    EventType.CONSENT_GRANTED: _rule(L, M, SOC2, GDPR),
+    EventType.TOKEN_REVOKED: _rule(L, M, SOC2),
+    EventType.TOKEN_REUSE_DETECTED: _rule(H, H, SOC2),
+    EventType.CLIENT_CREATED: _rule(M, M, SOC2),
+    EventType.KEY_ROTATED: _rule(M, H, SOC2),
+}
+
+
 def emit(
     event_type: EventType,
     *,
@@ -60,16 +110,22 @@ def emit(
     session_id: object = None,
     resource_type: str = "",
     resource_id: object = None,
+    action: str = "",
     success: bool = True,
+    error_code: str = "",
+    error_message: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     """Record one security event; returns the event id once the row is committed (in the
     caller's transaction when there is one: see core.outbox).
 
-    IP address, user agent and request id come from the current request, when there is one.
+    IP address, user agent, request id and duration come from the current request, when there
+    is one; severity and compliance tags from RULES. `action` defaults to the verb of the event
+    type ("issued" for token.issued).
     """
     if not isinstance(event_type, EventType):
         raise TypeError(f"emit() takes an EventType from the catalog, not {event_type!r}")
+    rule = RULES[event_type]
     context = request_context.current()
     event_id = uuid.uuid4()
     values = {
@@ -81,16 +137,28 @@ def emit(
         "session_id": _text(session_id),
         "resource_type": resource_type,
         "resource_id": _text(resource_id),
+        "action": _text(action or event_type.value.rpartition(".")[2])[:64],
         "success": success,
+        "error_code": _text(error_code)[:64],
+        "error_message": _text(error_message)[:512],
         "ip_address": context.client_ip if context else None,
         "user_agent": _text(context.user_agent) if context else "",
         "request_id": context.request_id if context else "",
+        "duration_ms": _duration_ms(context),
         "metadata": metadata or {},
+        "severity": (rule.severity if success else rule.failure_severity).value,
+        "compliance_tags": list(rule.tags),
     }
     outbox.write(values)
     return event_id
 
 
+def _duration_ms(context: request_context.RequestContext | None) -> float | None:
+    if context is None or not context.started:
+        return None
+    return round((time.perf_counter() - context.started) * 1000, 3)
+
+
 def _text(value: object) -> str:
-    # PostgreSQL refuses NUL in text, and one bad row would fail a whole group commit.
+    # PostgreSQL refuses NUL in text: the event, and with it the action, would fail.
     return "" if value is None else str(value).replace("\x00", "")

@@ -22,11 +22,19 @@ class SecurityEvent(models.Model):
     session_id = models.CharField(max_length=64, blank=True)
     resource_type = models.CharField(max_length=64, blank=True)
     resource_id = models.CharField(max_length=128, blank=True)
+    action = models.CharField(max_length=64, blank=True)
     success = models.BooleanField(default=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=512, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # Milliseconds from the request's arrival to the event (None outside a request).
+    duration_ms = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # From events.RULES, never written by hand: low, medium, high or critical.
+    severity = models.CharField(max_length=16, default="low")
+    compliance_tags = models.JSONField(default=list, blank=True)
 
     class Meta:
         db_table = "core_security_event"

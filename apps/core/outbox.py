@@ -42,7 +42,7 @@ def write(values: Mapping[str, Any]) -> None:
 
 
 def _pg(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict) else value
+    return Jsonb(value) if isinstance(value, dict | list) else value
 
 
 @cache

@@ -31,6 +31,7 @@ class RequestContext:
     request_id: str
     client_ip: str | None
     user_agent: str
+    started: float = 0.0  # time.perf_counter() when the request arrived
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("tessera_request", default=None)
@@ -88,6 +89,7 @@ class RequestContextMiddleware:
             request_id=_request_id(request, ip),
             client_ip=ip,
             user_agent=request.headers.get("User-Agent", "")[:512],
+            started=started,
         )
         token = _current.set(context)
         try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import DataError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
-from apps.core.events import EventType, emit
+from apps.core.events import RULES, EventType, emit
 from apps.core.models import SecurityEvent
 from apps.core.request_context import RequestContextMiddleware
 
@@ -94,3 +96,41 @@ def test_a_refused_event_raises_a_django_error_and_the_connection_stays_usable()
         emit(EventType.LOGOUT, resource_type="x" * 65)  # the column holds 64
     event_id = emit(EventType.LOGOUT, resource_type="ok")
     assert SecurityEvent.objects.filter(id=event_id).exists()
+
+
+def test_every_event_type_has_one_rule() -> None:
+    # Severity and compliance tags come from one table, never from the emitting code.
+    assert set(RULES) == set(EventType)
+    for rule in RULES.values():
+        assert rule.tags
+        assert set(rule.tags) <= {"SOC2", "GDPR"}
+
+
+@pytest.mark.django_db
+def test_failed_authentication_is_high_and_tagged_from_the_rule_table() -> None:
+    event_id = emit(
+        EventType.LOGIN_FAILED, success=False, error_code="wrong_credentials",
+        error_message="The email address or password is wrong.",
+    )  # fmt: skip
+    event = SecurityEvent.objects.get(id=event_id)
+    assert event.severity == "high"
+    assert event.compliance_tags == ["SOC2"]
+    assert event.action == "failed"
+    assert (event.error_code, event.success) == ("wrong_credentials", False)
+
+
+@pytest.mark.django_db
+def test_an_event_in_a_request_carries_its_duration_and_request_id() -> None:
+    recorded: list[uuid.UUID] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        recorded.append(emit(EventType.LOGOUT, user_id="u", action="logout"))
+        return HttpResponse()
+
+    response = RequestContextMiddleware(view)(RequestFactory().get("/"))
+    event = SecurityEvent.objects.get(id=recorded[0])
+    assert event.request_id == response["X-Request-ID"]
+    assert event.duration_ms is not None
+    assert 0 <= event.duration_ms < 5000
+    assert event.action == "logout"
+    assert event.severity == "low"
