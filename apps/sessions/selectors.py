@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from django.http import HttpRequest
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from apps.sessions.models import LoginSession
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.core.models import SecurityEvent
+from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 
 # The browser session's key for the login session it belongs to.
@@ -22,16 +30,6 @@ def session_current(request: HttpRequest) -> LoginSession | None:
 # Every read here is bounded and answered by an index: the console must stay fast with
 # millions of sessions and events, so nothing counts or sorts a whole table.
 
-import uuid  # noqa: E402 - this block is appended; the top of the module is another's
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-
-from django.db.models import Prefetch, QuerySet  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from apps.accounts.models import User  # noqa: E402
-from apps.core.models import SecurityEvent  # noqa: E402
-from apps.sessions.models import SessionClient  # noqa: E402
 
 CONSOLE_PAGE_SIZE = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
