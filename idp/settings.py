@@ -444,6 +444,7 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_GENERATOR": "apps.tokens.oauth_validator.generate_access_token",
     "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "SCOPES": SCOPES,
+    "SCOPES_BACKEND_CLASS": "apps.tokens.scopes.TesseraScopes",
     "DEFAULT_SCOPES": ["openid"],
     "CLIENT_SECRET_HASHER": "hmac_sha256",
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,

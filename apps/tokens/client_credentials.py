@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
+from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 
 from apps.core.events import EventType, emit
@@ -43,7 +44,7 @@ def token_response(request: HttpRequest) -> HttpResponse:
     """RFC 6749 §4.4.2 request → §4.4.3 / §5.1 response, or a §5.2 error."""
     try:
         client = _authenticated_client(request)
-        scopes = _scopes(request.POST.get("scope", ""))
+        scopes = _scopes(request.POST.get("scope", ""), client)
         audience = _audience(request.POST.getlist("resource"))
     except _Refusal as refusal:
         body = {"error": refusal.error, "error_description": refusal.description}
@@ -96,12 +97,14 @@ def _authenticated_client(request: HttpRequest) -> Client:
     return client
 
 
-def _scopes(requested: str) -> list[str]:
-    # RFC 6749 §3.3: no scope asks for the default; an unknown one is invalid_scope.
+def _scopes(requested: str, client: Client) -> list[str]:
+    # RFC 6749 §3.3: no scope asks for the default; one the client may not have is
+    # invalid_scope (the same scopes backend as the other grants).
     scopes = requested.split() or list(oauth2_settings.DEFAULT_SCOPES)
-    unknown = sorted(set(scopes) - set(settings.SCOPES))
+    available = get_scopes_backend().get_available_scopes(application=client)
+    unknown = sorted(set(scopes) - set(available))
     if unknown:
-        raise _Refusal("invalid_scope", f"Unknown scope: {' '.join(unknown)}.")
+        raise _Refusal("invalid_scope", f"Scope not available to this client: {' '.join(unknown)}.")
     return list(dict.fromkeys(scopes))
 
 

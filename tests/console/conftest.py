@@ -86,11 +86,13 @@ def audited(event_type: str, actor) -> list[SecurityEvent]:
 
 
 def access_token(user, scope: str) -> str:
-    """An access token issued to `user` through the real authorization code flow."""
+    """An access token issued to `user` through the real authorization code flow, by a
+    first-party client (only those may be granted the admin scope: apps.tokens.scopes)."""
     client, secret = client_create(
         name=f"Ops tool {scope}",
         redirect_uris=["https://rp.example.com/callback"],
         grant_types=["authorization_code"],
+        skip_consent=True,
     )
     consent_grant(user_id=user.pk, client=client, scopes=scope.split())
     http = HttpClient()

@@ -167,8 +167,8 @@ def test_an_admin_token_of_a_deactivated_user_is_refused(operator, admin_token) 
 
 
 def test_a_client_credentials_token_is_refused(db) -> None:
-    client, secret = client_create(
-        name="Backend job", redirect_uris=[], grant_types=["client_credentials"]
+    client, secret = client_create(  # first-party: the admin scope is granted, then refused
+        name="Backend job", redirect_uris=[], grant_types=["client_credentials"], skip_consent=True
     )
     data = {"grant_type": "client_credentials", "scope": "admin"}
     issued = form_post(HttpClient(), TOKEN, data, auth=(client.client_id, secret or ""))

@@ -11,9 +11,8 @@ from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.request import Request
 
 from apps.accounts.models import User
+from apps.tokens.scopes import ADMIN_SCOPE
 from apps.tokens.validation import InvalidToken, validate_access_token
-
-ADMIN_SCOPE = "admin"
 
 
 def _challenge(**params: str) -> str:
