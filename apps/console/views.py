@@ -85,6 +85,7 @@ def session_revoke(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
         return _confirm(
             request,
             session.user,
+            session=session,
             question=f"Revoke session {_short(session)} of {session.user.email}?",
             detail="They are signed out of it at once, and the tokens issued under it stop "
             "working; applications that received them are told.",
@@ -123,6 +124,7 @@ def session_compromise(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
         return _confirm(
             request,
             session.user,
+            session=session,
             question=f"Mark session {_short(session)} of {session.user.email} compromised?",
             detail="The session is flagged for the record and ended, with its tokens.",
             button="Mark compromised",
@@ -133,11 +135,18 @@ def session_compromise(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
 
 
 def _confirm(
-    request: HttpRequest, user: User, *, question: str, detail: str, button: str
+    request: HttpRequest,
+    user: User,
+    *,
+    question: str,
+    detail: str,
+    button: str,
+    session: LoginSession | None = None,
 ) -> HttpResponse:
     """The GET half of an action: it says what the POST will do, and changes nothing."""
     context = {
         "person": user,
+        "session": session,
         "question": question,
         "detail": detail,
         "button": button,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import template
 
 from apps.sessions.models import LoginSession
@@ -25,3 +27,9 @@ def place(location: object) -> str:
         parts = (location.get(key) for key in ("city", "region", "country"))
         return ", ".join(str(part) for part in parts if part)
     return str(location) if location else ""
+
+
+@register.filter
+def plain(value: object) -> str:
+    """An event's metadata value as JSON writes it (true, ["pwd"]), strings as they are."""
+    return value if isinstance(value, str) else json.dumps(value)
