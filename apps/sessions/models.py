@@ -38,8 +38,14 @@ class LoginSession(models.Model):
     class Meta:
         indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
             models.Index(fields=["user", "-created_at"], name="loginsession_user_idx"),
-            # The console: newest activity first, and searches by IP address or device.
-            models.Index(fields=["-last_active_at"], name="loginsession_active_idx"),
+            # The console: newest activity first (the id breaks ties for its keyset pages),
+            # live sessions alone, and searches by IP address or device.
+            models.Index(fields=["-last_active_at", "-id"], name="loginsession_active_idx"),
+            models.Index(
+                fields=["-last_active_at", "-id"],
+                condition=models.Q(ended_at__isnull=True),
+                name="loginsession_live_active_idx",
+            ),
             models.Index(fields=["ip_address"], name="loginsession_ip_idx"),
             models.Index(fields=["device_id"], name="loginsession_device_idx"),
             # Live sessions of a user (the concurrent-session limit counts them at login).

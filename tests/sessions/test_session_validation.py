@@ -201,6 +201,8 @@ def test_same_network(first, second, same: bool) -> None:
       "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "Edge on Windows"),
      ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
       "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+     ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+      "HeadlessChrome/131.0.0.0 Safari/537.36", "Chrome on Linux"),
      ("", "Other on Other"), ("\x00" * 600, "Other on Other")],
 )  # fmt: skip
 def test_browser_family(user_agent: str, family: str) -> None:
