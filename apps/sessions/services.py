@@ -30,13 +30,14 @@ def session_start(
     locked first, so logins of one user take turns counting and ending sessions. Raises
     LoginRefused when the limit is reached and the policy is `refuse`.
     """
-    now = timezone.now()
     context = request_context.current()
     ip = context.client_ip if context else None
     user_agent = context.user_agent if context else ""
     device_id, login_context = _binding(request, ip, user_agent)
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
+        # After the lock: creation times follow the order logins took it, so "oldest" is.
+        now = timezone.now()
         refusal = _make_room(user, now)
         if refusal:
             session = None
