@@ -22,8 +22,17 @@ class EventType(models.TextChoices):
     """Closed catalog: the label is the event's one-line documentation."""
 
     USER_CREATED = "user.created", "An account was created (by sign-up, an operator or the CLI)."
+    USER_CHANGED = (
+        "user.changed",
+        "An operator changed an account in the admin: profile, status, staff rights, password.",
+    )
+    USER_DELETED = "user.deleted", "An operator deleted an account."
     LOGIN_SUCCEEDED = "login.succeeded", "A user proved their identity and a session began."
-    LOGIN_FAILED = "login.failed", "An attempt to sign in was refused; metadata says why."
+    LOGIN_FAILED = (
+        "login.failed",
+        "An attempt to sign in was refused; error_code says why "
+        "(wrong_credentials, malformed_input, session_limit).",
+    )
     LOGOUT = "logout", "A user ended their session."
     SESSION_REVOKED = "session.revoked", "A session was ended by an operator, the API or a rule."
     SESSION_EXPIRED = "session.expired", "A session passed its idle timeout or absolute lifetime."
@@ -37,7 +46,8 @@ class EventType(models.TextChoices):
     )
     SESSION_LIMIT_REACHED = (
         "session.limit_reached",
-        "A login met the per-user session limit: the oldest was evicted or the login refused.",
+        "A login met the per-user session limit and the oldest sessions were ended to make room "
+        "(a login the limit refuses is login.failed with error_code session_limit).",
     )
     TOKEN_ISSUED = "token.issued", "The token endpoint issued tokens to a client."
     TOKEN_REFRESHED = (
@@ -45,13 +55,42 @@ class EventType(models.TextChoices):
         "A refresh token was exchanged (and rotated) for new tokens.",
     )
     CONSENT_GRANTED = "consent.granted", "A user allowed a client the scopes it asked for."
+    CONSENT_REVOKED = (
+        "consent.revoked",
+        "A user's consent for a client was withdrawn and the client's tokens for them revoked.",
+    )
     TOKEN_REVOKED = "token.revoked", "A token was revoked (RFC 7009 or as part of a session)."
     TOKEN_REUSE_DETECTED = (
         "token.reuse_detected",
         "A rotated refresh token was presented again; its whole grant was revoked.",
     )
     CLIENT_CREATED = "client.created", "An OAuth client was registered."
-    KEY_ROTATED = "key.rotated", "The signing keys were rotated."
+    CLIENT_CHANGED = (
+        "client.changed",
+        "An operator changed an OAuth client: redirect URIs, grant types, secret, logout URIs.",
+    )
+    CLIENT_DELETED = "client.deleted", "An operator deleted an OAuth client."
+    KEY_ROTATED = (
+        "key.rotated",
+        "A signing key was created, activated, retired, resealed or removed; action says which.",
+    )
+    MEMBERSHIP_CHANGED = (
+        "membership.changed",
+        "An operator changed an organization, workspace or group, or who belongs to it.",
+    )
+    PERMISSION_CHANGED = (
+        "permission.changed",
+        "An operator changed a role, a permission or a staff permission group.",
+    )
+    ADMIN_CHANGED = (
+        "admin.changed",
+        "An operator added, changed or deleted another record in the admin; resource_type "
+        "names its model.",
+    )
+    OPERATOR_VIEWED_USER = (
+        "operator.viewed_user",
+        "An operator opened a person's account, sessions or events in the console or the API.",
+    )
 
 
 class Severity(models.TextChoices):
@@ -84,6 +123,8 @@ L, M, H, C = Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL
 # The one rule table: emit() takes severity and compliance tags from here, nowhere else.
 RULES: dict[EventType, Rule] = {
     EventType.USER_CREATED: _rule(L, M, SOC2, GDPR),
+    EventType.USER_CHANGED: _rule(M, M, SOC2, GDPR),
+    EventType.USER_DELETED: _rule(H, H, SOC2, GDPR),
     EventType.LOGIN_SUCCEEDED: _rule(L, H, SOC2),
     EventType.LOGIN_FAILED: _rule(H, H, SOC2),
     EventType.LOGOUT: _rule(L, M, SOC2),
@@ -95,10 +136,17 @@ RULES: dict[EventType, Rule] = {
     EventType.TOKEN_ISSUED: _rule(L, M, SOC2),
     EventType.TOKEN_REFRESHED: _rule(L, M, SOC2),
     EventType.CONSENT_GRANTED: _rule(L, M, SOC2, GDPR),
+    EventType.CONSENT_REVOKED: _rule(L, M, SOC2, GDPR),
     EventType.TOKEN_REVOKED: _rule(L, M, SOC2),
     EventType.TOKEN_REUSE_DETECTED: _rule(H, H, SOC2),
     EventType.CLIENT_CREATED: _rule(M, M, SOC2),
+    EventType.CLIENT_CHANGED: _rule(M, M, SOC2),
+    EventType.CLIENT_DELETED: _rule(H, H, SOC2),
     EventType.KEY_ROTATED: _rule(M, H, SOC2),
+    EventType.MEMBERSHIP_CHANGED: _rule(M, M, SOC2),
+    EventType.PERMISSION_CHANGED: _rule(M, M, SOC2),
+    EventType.ADMIN_CHANGED: _rule(M, M, SOC2),
+    EventType.OPERATOR_VIEWED_USER: _rule(L, M, SOC2, GDPR),
 }
 
 
