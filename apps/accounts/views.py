@@ -61,8 +61,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
             EventType.LOGIN_FAILED,
             success=False,
             resource_type="user",
+            error_code="wrong_credentials" if form.is_valid() else "malformed_input",
+            error_message=WRONG_CREDENTIALS,
             metadata={
-                "reason": "wrong_credentials" if form.is_valid() else "malformed_input",
                 "provider": "local",
                 "email": form.cleaned_data.get("email", "")[:254] if form.is_valid() else "",
             },

@@ -38,7 +38,7 @@ def session_start(
         User.objects.select_for_update().filter(pk=user.pk).first()
         # After the lock: creation times follow the order logins took it, so "oldest" is.
         now = timezone.now()
-        refusal = _make_room(user, now)
+        refusal = _make_room(user, now, provider)
         if refusal:
             session = None
         else:
@@ -55,7 +55,7 @@ def session_start(
                 last_active_at=now,
                 expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),
             )
-    if session is None:  # raised after commit: the limit event is kept
+    if session is None:  # raised after commit: the login.failed event is kept
         raise LoginRefused(refusal)
     return session
 
@@ -86,9 +86,9 @@ def _binding(
     return device_id, login_context
 
 
-def _make_room(user: User, now: datetime) -> str:
+def _make_room(user: User, now: datetime, provider: str) -> str:
     """Enforces the per-user session limit; the caller holds the user's row lock. Returns why
-    the login is refused, or ""."""
+    the login is refused, or "". Records one event: the refused login, or the eviction."""
     limit = settings.LOGIN_SESSION_LIMIT
     if not limit:
         return ""
@@ -100,20 +100,29 @@ def _make_room(user: User, now: datetime) -> str:
     excess = len(live) - limit + 1
     if excess <= 0:
         return ""
-    refuse = settings.LOGIN_SESSION_LIMIT_POLICY == "refuse"
+    if settings.LOGIN_SESSION_LIMIT_POLICY == "refuse":
+        refusal = (
+            f"You are signed in on {len(live)} devices already, the most allowed. "
+            "Sign out on one of them, then sign in here again."
+        )
+        emit(
+            EventType.LOGIN_FAILED,
+            user_id=user.pk,
+            resource_type="user",
+            resource_id=user.pk,
+            success=False,
+            error_code="session_limit",
+            error_message=refusal,
+            metadata={"provider": provider, "limit": limit},
+        )
+        return refusal
     emit(
         EventType.SESSION_LIMIT_REACHED,
         user_id=user.pk,
         resource_type="user",
         resource_id=user.pk,
-        success=not refuse,
-        metadata={"limit": limit, "policy": settings.LOGIN_SESSION_LIMIT_POLICY},
+        metadata={"limit": limit, "evicted": excess},
     )
-    if refuse:
-        return (
-            f"You are signed in on {len(live)} devices already, the most allowed. "
-            "Sign out on one of them, then sign in here again."
-        )
     for session in live[:excess]:
         session_end(session=session, reason="session_limit")
     return ""

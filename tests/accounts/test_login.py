@@ -53,17 +53,21 @@ def test_login_never_redirects_off_site(client, person, next_url) -> None:
 
 
 @pytest.mark.parametrize(
-    ("form", "reason"),
+    ("form", "reason", "email"),
     [
-        ({"email": "ada@example.com", "password": "wrong"}, "wrong_credentials"),
-        ({"email": "nobody@example.com", "password": PASSWORD}, "wrong_credentials"),
-        ({"email": "not-an-email", "password": "x"}, "malformed_input"),
-        ({"email": "a" * 5000 + "@example.com", "password": "x" * 5000}, "malformed_input"),
-        ({}, "malformed_input"),
+        ({"email": "ada@example.com", "password": "wrong"}, "wrong_credentials", "ada@example.com"),
+        (
+            {"email": "nobody@example.com", "password": PASSWORD},
+            "wrong_credentials",
+            "nobody@example.com",
+        ),
+        ({"email": "not-an-email", "password": "x"}, "malformed_input", ""),
+        ({"email": "a" * 5000 + "@example.com", "password": "x" * 5000}, "malformed_input", ""),
+        ({}, "malformed_input", ""),
     ],
 )
 def test_failed_login_is_one_generic_message_and_a_security_event(
-    client, person, form, reason
+    client, person, form, reason, email
 ) -> None:
     response = client.post("/login", form)
 
@@ -71,8 +75,9 @@ def test_failed_login_is_one_generic_message_and_a_security_event(
     assert b"Email or password is incorrect." in response.content
     assert not LoginSession.objects.exists()
     event = SecurityEvent.objects.get(event_type="login.failed")
-    assert event.success is False
-    assert event.metadata["reason"] == reason
+    assert (event.success, event.severity) == (False, "high")
+    assert (event.error_code, event.error_message) == (reason, "Email or password is incorrect.")
+    assert event.metadata == {"provider": "local", "email": email}
 
 
 def test_login_form_requires_a_csrf_token(person) -> None:

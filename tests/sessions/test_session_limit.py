@@ -55,6 +55,10 @@ def test_evict_oldest_leaves_at_most_the_limit_live(live_server, person, setting
     # the survivors are the newest logins
     newest = LoginSession.objects.filter(user=person).order_by("-created_at")[:LIMIT]
     assert set(live) == set(newest)
+    # each login past the limit records the policy acting once
+    evictions = SecurityEvent.objects.filter(event_type="session.limit_reached", success=True)
+    assert evictions.count() == LOGINS - LIMIT
+    assert {e.metadata["evicted"] for e in evictions} == {1}
 
 
 def test_refuse_lets_exactly_the_limit_in(live_server, person, settings) -> None:
@@ -63,8 +67,10 @@ def test_refuse_lets_exactly_the_limit_in(live_server, person, settings) -> None
     statuses = _parallel_logins(live_server.url, person.email)
     assert sorted(statuses) == [302] * LIMIT + [403] * (LOGINS - LIMIT)
     assert LoginSession.objects.filter(user=person, ended_at__isnull=True).count() == LIMIT
-    refused = SecurityEvent.objects.filter(event_type="session.limit_reached", success=False)
+    # each refusal is one failed login, not also a limit event
+    refused = SecurityEvent.objects.filter(event_type="login.failed", error_code="session_limit")
     assert refused.count() == LOGINS - LIMIT
+    assert not SecurityEvent.objects.filter(event_type="session.limit_reached").exists()
 
 
 def test_a_refused_login_says_what_to_do(client, person, settings) -> None:
@@ -76,3 +82,8 @@ def test_a_refused_login_says_what_to_do(client, person, settings) -> None:
     assert response.status_code == 403
     assert b"Sign out on one of them" in response.content
     assert "_auth_user_id" not in client.session
+    refused = SecurityEvent.objects.get(event_type="login.failed")
+    assert (refused.user_id, refused.success) == (str(person.pk), False)
+    assert refused.error_code == "session_limit"
+    assert "Sign out on one of them" in refused.error_message
+    assert refused.metadata == {"provider": "local", "limit": 1}
