@@ -415,7 +415,8 @@ def _emit(key: SigningKey, action: str, **metadata: Any) -> None:
         EventType.KEY_ROTATED,
         resource_type="signing_key",
         resource_id=key.kid,
-        metadata={"action": action, "alg": key.alg, "generation": key.generation, **metadata},
+        action=action,
+        metadata={"alg": key.alg, "generation": key.generation, **metadata},
     )
 
 

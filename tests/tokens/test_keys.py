@@ -99,7 +99,7 @@ def _thumbprint_by_hand(public_key: object) -> str:
 
 def _events(kid: str) -> list[str]:
     return [
-        event.metadata["action"]
+        event.action
         for event in SecurityEvent.objects.filter(
             event_type="key.rotated", resource_type="signing_key", resource_id=kid
         ).order_by("occurred_at")
@@ -401,7 +401,7 @@ def test_immediate_rotation_retires_every_older_key_now(timeline) -> None:
         in_jwks = {key.kid for key in published_keys_at(now=now + timedelta(hours=1))}
         assert first[alg].kid in in_jwks
         assert _events(replacement[alg].kid) == ["created", "activated"]
-        retired = SecurityEvent.objects.get(resource_id=first[alg].kid, metadata__action="retired")
+        retired = SecurityEvent.objects.get(resource_id=first[alg].kid, action="retired")
         assert retired.metadata["replaced_by"] == replacement[alg].kid
 
 
@@ -412,11 +412,11 @@ def test_bootstrap_records_key_rotated_events() -> None:
     events = SecurityEvent.objects.filter(event_type="key.rotated")
     assert events.count() == 2 * len(ALGORITHMS)
     for key in created:
-        created_event = events.get(resource_id=key.kid, metadata__action="created")
+        created_event = events.get(resource_id=key.kid, action="created")
         assert created_event.resource_type == "signing_key"
         assert created_event.metadata["alg"] == key.alg
         assert created_event.metadata["reason"] == "bootstrap"
-        activated = events.get(resource_id=key.kid, metadata__action="activated")
+        activated = events.get(resource_id=key.kid, action="activated")
         assert activated.metadata["replaces"] is None
 
 
@@ -468,7 +468,7 @@ def test_concurrent_rotations_add_one_key_per_algorithm(monkeypatch, timeline, m
     assert len(attempts) == 3  # the loser's insert hit the constraint; it re-read, found the key
     assert sorted(len(created) for created in results) == [0, len(ALGORITHMS)]
     assert SigningKey.objects.count() == expected
-    created_events = SecurityEvent.objects.filter(metadata__action="created")
+    created_events = SecurityEvent.objects.filter(action="created")
     assert created_events.count() == expected
 
 
