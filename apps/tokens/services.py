@@ -15,7 +15,14 @@ from oauth2_provider.validators import AllowedURIValidator
 from apps.core import revocation
 from apps.core.events import EventType, emit
 from apps.sessions.services import session_is_live
-from apps.tokens.models import DOT_GRANT_NAMES, AccessToken, Client, Consent, RefreshToken
+from apps.tokens.models import (
+    DOT_GRANT_NAMES,
+    AccessToken,
+    Client,
+    Consent,
+    Grant,
+    RefreshToken,
+)
 from apps.tokens.validation import InvalidToken, validate_access_token
 
 
@@ -31,12 +38,11 @@ def _revoke_access_tokens(tokens: Any) -> None:
     tokens.delete()
 
 
-def _revoke_family(family: uuid.UUID) -> None:
-    """Every refresh and access token issued from one authorization."""
-    RefreshToken.objects.filter(token_family=family, revoked__isnull=True).update(
-        revoked=timezone.now()
-    )
-    _revoke_access_tokens(AccessToken.objects.filter(token_family=family))
+def _revoke_tokens(**lookup: Any) -> None:
+    """Every refresh and access token matching `lookup` (one authorization's token_family, or
+    a user's tokens for a client)."""
+    RefreshToken.objects.filter(revoked__isnull=True, **lookup).update(revoked=timezone.now())
+    _revoke_access_tokens(AccessToken.objects.filter(**lookup))
 
 
 def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
@@ -48,7 +54,7 @@ def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
         sample = (
             RefreshToken.objects.filter(token_family=family).select_related("application").first()
         )
-        _revoke_family(family)
+        _revoke_tokens(token_family=family)
         emit(
             EventType.TOKEN_REUSE_DETECTED,
             user_id=sample.user_id if sample else None,
@@ -85,7 +91,7 @@ def token_revoke(*, token: str, client: Client) -> None:
         if access is None and refresh is None:
             _revoke_unstored_access_token(token=token, client=client)
             return
-        _revoke_family((access or refresh).token_family)
+        _revoke_tokens(token_family=(access or refresh).token_family)
         emit(
             EventType.TOKEN_REVOKED,
             user_id=(access or refresh).user_id,
@@ -173,6 +179,28 @@ def consent_grant(*, user_id: Any, client: Client, scopes: list[str]) -> None:
             resource_id=client.client_id,
             metadata={"scopes": consent.scopes},
         )
+
+
+def consent_revoke(*, user_id: Any, client: Client, actor_id: object = None) -> bool:
+    """Withdraws what the user allowed the client (GDPR Art. 7(3)): the consent is forgotten,
+    so the client must ask again, and every token and unused authorization code the client
+    holds for the user is revoked. False when there was no consent."""
+    with transaction.atomic():
+        consent = Consent.objects.select_for_update().filter(user_id=user_id, client=client).first()
+        if consent is None:
+            return False
+        consent.delete()
+        Grant.objects.filter(user_id=user_id, application=client, used_at__isnull=True).delete()
+        _revoke_tokens(user_id=user_id, application=client)
+        emit(
+            EventType.CONSENT_REVOKED,
+            user_id=user_id,
+            actor_id=actor_id,
+            resource_type="client",
+            resource_id=client.client_id,
+            metadata={"scopes": consent.scopes},
+        )
+    return True
 
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
