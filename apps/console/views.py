@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import User
 from apps.console.forms import SessionFilterForm, UserLookupForm
-from apps.console.lookups import session_or_404, user_or_404
+from apps.console.lookups import session_or_404, user_or_404, viewed_user_or_404
 from apps.console.permissions import staff_required
 from apps.core.health import readiness
 from apps.sessions.models import LoginSession
@@ -49,7 +49,7 @@ def user_search(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_safe
 def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
-    user = user_or_404(user_id)
+    user = viewed_user_or_404(request, user_id)
     page = session_page(user=user)
     deliveries = backchannel_deliveries(session.pk for session in page.sessions)
     context = {

@@ -28,7 +28,12 @@ from apps.console.api.serializers import (
     UserSerializer,
 )
 from apps.console.forms import SessionFilterForm, UserLookupForm
-from apps.console.lookups import session_or_404, user_or_404
+from apps.console.lookups import (
+    operator_viewed,
+    session_or_404,
+    user_or_404,
+    viewed_user_or_404,
+)
 from apps.sessions.selectors import (
     CONSOLE_PAGE_SIZE,
     security_events_for_user,
@@ -58,13 +63,15 @@ SESSION_FILTERS = [
 def users(request: Request) -> Response:
     form = _valid(UserLookupForm(request.query_params))
     user = user_lookup(email=form.cleaned_data["email"], user_id=form.cleaned_data["id"])
+    if user:
+        operator_viewed(request, user.pk)
     return Response({"results": UserSerializer([user] if user else [], many=True).data})
 
 
 @extend_schema(summary="One user", responses=UserSerializer)
 @api_view(["GET"])
 def user(request: Request, user_id: uuid.UUID) -> Response:
-    return Response(UserSerializer(user_or_404(user_id)).data)
+    return Response(UserSerializer(viewed_user_or_404(request, user_id)).data)
 
 
 @extend_schema(
@@ -74,7 +81,7 @@ def user(request: Request, user_id: uuid.UUID) -> Response:
 )
 @api_view(["GET"])
 def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
-    return _session_page(request, user=user_or_404(user_id))
+    return _session_page(request, user=viewed_user_or_404(request, user_id))
 
 
 @extend_schema(
@@ -83,7 +90,7 @@ def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
 )
 @api_view(["GET"])
 def user_events(request: Request, user_id: uuid.UUID) -> Response:
-    events = security_events_for_user(user=user_or_404(user_id))
+    events = security_events_for_user(user=viewed_user_or_404(request, user_id))
     return Response({"results": SecurityEventSerializer(events, many=True).data})
 
 
@@ -111,7 +118,9 @@ def sessions(request: Request) -> Response:
 @extend_schema(summary="One session", responses=SessionSerializer)
 @api_view(["GET"])
 def session(request: Request, session_id: uuid.UUID) -> Response:
-    return Response(SessionSerializer(session_or_404(session_id)).data)
+    found = session_or_404(session_id)
+    operator_viewed(request, found.user_id)
+    return Response(SessionSerializer(found).data)
 
 
 @extend_schema(
