@@ -1,10 +1,11 @@
 """Every change an operator makes in the Django admin becomes one security event.
 
-The admin writes a LogEntry (operator, object, change message) in the transaction of each
-addition, change and deletion it makes, before a deletion; a receiver of its post_save records
-the event beside it: one place, whichever admin page made the change. Django writes the entries
-of a bulk delete with bulk_create, which sends no signal, so CoreConfig.ready disables the
-site-wide "delete selected" action: rows are deleted one at a time, each with its event.
+The admin writes a LogEntry (operator, object, change message) in the same transaction as each
+addition, change and deletion it makes (for a deletion, just before the row goes); a receiver of
+its post_save records the event beside it: one place, whichever admin page made the change.
+Django writes the entries of a bulk delete with bulk_create, which sends no signal, so
+CoreConfig.ready disables the site-wide "delete selected" action: rows are deleted one at a
+time, each with its event.
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def record_admin_change(sender: Any, instance: LogEntry, created: bool, **kwargs
     assert instance.content_type is not None  # the admin always names the model
     label = f"{instance.content_type.app_label}.{instance.content_type.model}"
     verb = _VERBS[instance.action_flag]
-    changed = instance.get_edited_object()  # a deletion is logged before it happens
+    changed = instance.get_edited_object()  # still there: a deletion is logged before it
+    # The person affected: the account itself, or the one a membership (or token) belongs to.
+    person = (
+        changed.pk if isinstance(changed, AbstractBaseUser) else getattr(changed, "user_id", None)
+    )
     resource_type, attribute = _RESOURCES.get(label, (label, "pk"))
     emit(
         ADMIN_EVENTS.get(label, _OTHER)._asdict()[verb],
-        # the person affected: the account itself, or the one a membership belongs to
-        user_id=changed.pk
-        if isinstance(changed, AbstractBaseUser)
-        else getattr(changed, "user_id", None),
+        user_id=person,
         actor_id=instance.user_id,
         resource_type=resource_type,
         resource_id=getattr(changed, attribute),
