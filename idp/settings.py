@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from idp import env
@@ -68,6 +69,19 @@ _broker_env = env.url("CELERY_BROKER_URL", None, schemes=("redis", "rediss", "re
 # Audit analytics store (native protocol, e.g. clickhouse://user:pass@host:9000/db); unset =
 # audit events stay in the database.
 CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickhouses"))
+# Seconds between runs of the audit shipper (beat), each moving the event outbox to ClickHouse.
+AUDIT_SHIP_INTERVAL = env.integer("IDP_AUDIT_SHIP_INTERVAL", 5, minimum=1, maximum=3600)
+# Events per ClickHouse INSERT, one database transaction each; a run ships until drained.
+AUDIT_SHIP_BATCH = env.integer("IDP_AUDIT_SHIP_BATCH", 10000, minimum=1, maximum=1_000_000)
+# Seconds the oldest unshipped event may wait before /readyz fails (with ClickHouse only).
+AUDIT_BACKLOG_MAX_AGE = env.integer("IDP_AUDIT_BACKLOG_MAX_AGE", 300, minimum=1, maximum=86400)
+# Days audit events are kept: whole months older are dropped in ClickHouse (outbox rows without).
+AUDIT_RETENTION_DAYS = env.integer("IDP_AUDIT_RETENTION_DAYS", 400, minimum=1, maximum=36500)
+if CLICKHOUSE_URL and not str(DATABASE_URL).startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured(
+        "CLICKHOUSE_URL needs a PostgreSQL DATABASE_URL: the audit shipper takes batches from "
+        "the outbox with FOR UPDATE SKIP LOCKED, which SQLite does not have."
+    )
 # Accept http:// redirect URIs (RFC 8252 loopback apps, local development); off in production.
 ALLOW_HTTP_REDIRECT_URIS = env.boolean("IDP_ALLOW_HTTP_REDIRECT_URIS", not PRODUCTION)
 # Access-token lifetime in seconds (RFC 9068 JWTs; short-lived, DESIGN security stance).
@@ -393,6 +407,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.tokens.tasks.redeliver_stalled_backchannel_logouts",
         "schedule": 300.0,
         "options": {"expires": 300.0},
+    },
+    "ship-audit-events": {
+        "task": "apps.audit.tasks.ship_events",
+        "schedule": float(AUDIT_SHIP_INTERVAL),  # a run ships until the outbox is drained
+        "options": {"expires": float(AUDIT_SHIP_INTERVAL)},
+    },
+    "apply-audit-retention": {
+        "task": "apps.audit.tasks.apply_retention",
+        "schedule": crontab(hour=3, minute=30),  # daily, at a fixed time whatever beat restarts
+        "options": {"expires": 3600.0},
     },
 }
 

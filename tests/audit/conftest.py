@@ -1,0 +1,65 @@
+"""The audit pipeline against the suite's real PostgreSQL and ClickHouse: the audit schema is
+migrated once, and each test starts with empty audit tables and ClickHouse running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from clickhouse_driver import Client
+from django.core.management import call_command
+
+from apps.audit.clickhouse_schema import PARTITIONED_TABLES
+from apps.core.events import EventType, emit
+from tests.servers import TestServers
+
+# What the tests read back, counted three ways: rows as stored (a re-shipped event is two
+# rows until a merge), rows after replacing (FINAL), and distinct event ids.
+ROWS = "SELECT count() FROM audit_events"
+ROWS_FINAL = "SELECT count() FROM audit_events FINAL"
+DISTINCT_IDS = "SELECT uniqExact(id) FROM audit_events"
+ROWS_BY_TYPE_FINAL = "SELECT count() FROM audit_events_by_type FINAL"
+# Merges would remove duplicates before a test could count them.
+STOP_MERGES = "SYSTEM STOP MERGES {table}"
+START_MERGES = "SYSTEM START MERGES {table}"
+TRUNCATE = "TRUNCATE TABLE {table}"
+COUNTS = (ROWS, ROWS_FINAL, DISTINCT_IDS, ROWS_BY_TYPE_FINAL)
+
+
+def counts(client: Client) -> tuple[int, ...]:
+    """(rows, rows FINAL, distinct ids, rows FINAL of the by-type table)."""
+    return tuple(client.execute(query)[0][0] for query in COUNTS)
+
+
+@pytest.fixture(scope="session")
+def _audit_schema(servers: TestServers, django_db_setup: None) -> None:
+    call_command("audit_migrate", verbosity=0, stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+
+@pytest.fixture
+def audit_clickhouse(
+    servers: TestServers, _audit_schema: None, clickhouse_client: Client
+) -> Iterator[Client]:
+    """ClickHouse running, the audit tables empty, merges stopped (so a test sees every row
+    it inserted) until the test ends."""
+    if not servers.clickhouse.running:  # a test that stopped it and failed before restarting
+        servers.clickhouse.start()
+    for table in PARTITIONED_TABLES:
+        clickhouse_client.execute(TRUNCATE.format(table=table))
+        clickhouse_client.execute(STOP_MERGES.format(table=table))
+    yield clickhouse_client
+    if not servers.clickhouse.running:
+        servers.clickhouse.start()
+    for table in PARTITIONED_TABLES:
+        clickhouse_client.execute(START_MERGES.format(table=table))
+
+
+def emit_many(count: int) -> None:
+    """`count` events, each committed on its own as a token request's is."""
+    for index in range(count):
+        emit(
+            EventType.TOKEN_ISSUED,
+            resource_type="client",
+            resource_id=f"client-{index % 7}",
+            metadata={"grant_type": "client_credentials", "n": index},
+        )
