@@ -9,12 +9,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from apps.core import revocation
 from apps.core.clickhouse import get_clickhouse
+from apps.core.models import SecurityEvent
 from apps.core.redis import get_redis
 
 HEARTBEAT_KEY = "tessera:worker:heartbeat"
+# The audit check counts the outbox up to this many rows ("10000+" beyond): exact where it
+# matters, and cheap whatever the backlog.
+AUDIT_BACKLOG_COUNT_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,24 @@ def _clickhouse() -> str:
     return ""
 
 
+def _audit() -> str:
+    """The outbox the audit shipper has not moved to ClickHouse yet: how many events and how
+    old the oldest (from the occurred_at index). Down when that one has waited longer than
+    AUDIT_BACKLOG_MAX_AGE: ClickHouse, the worker or beat has stopped shipping."""
+    count = SecurityEvent.objects.all()[: AUDIT_BACKLOG_COUNT_LIMIT + 1].count()
+    backlog = f"{AUDIT_BACKLOG_COUNT_LIMIT}+" if count > AUDIT_BACKLOG_COUNT_LIMIT else str(count)
+    oldest = SecurityEvent.objects.order_by("occurred_at").values_list("occurred_at", flat=True)
+    first = oldest.first()
+    age = max(0.0, (timezone.now() - first).total_seconds()) if first else 0.0
+    state = f"backlog={backlog} oldest_age_s={age:.0f}"
+    if age > settings.AUDIT_BACKLOG_MAX_AGE:
+        raise LookupError(
+            f"{state}: the oldest event has waited more than {settings.AUDIT_BACKLOG_MAX_AGE}s "
+            "to be shipped to ClickHouse"
+        )
+    return state
+
+
 def _worker() -> str:
     raw = get_redis().get(HEARTBEAT_KEY)
     if raw is None:
@@ -89,7 +112,8 @@ def _run(name: str, check: Callable[[], str]) -> CheckResult:
 
 
 def readiness() -> list[CheckResult]:
-    """Each configured dependency with its state; ClickHouse only when CLICKHOUSE_URL is set."""
+    """Each configured dependency with its state; ClickHouse and the audit backlog only when
+    CLICKHOUSE_URL is set (without it the outbox is the audit store, not a backlog)."""
     checks: list[tuple[str, Callable[[], str]]] = [
         ("database", _database),
         ("redis", _redis),
@@ -98,5 +122,5 @@ def readiness() -> list[CheckResult]:
         ("revocation", _revocation),
     ]
     if settings.CLICKHOUSE_URL:
-        checks.append(("clickhouse", _clickhouse))
+        checks += [("clickhouse", _clickhouse), ("audit", _audit)]
     return [_run(name, check) for name, check in checks]

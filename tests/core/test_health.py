@@ -41,7 +41,15 @@ def test_readyz_follows_redis_down_and_back_up(live_server, celery_worker, serve
     ready = _readyz(live_server)
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "redis", "broker", "worker", "revocation", "clickhouse"}
+    assert set(checks) == {
+        "database",
+        "redis",
+        "broker",
+        "worker",
+        "revocation",
+        "clickhouse",
+        "audit",
+    }
     assert all(check["status"] == "up" for check in checks.values())
 
     servers.redis.stop()
