@@ -51,7 +51,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             if user is not None:
                 try:
                     login(request, user)
-                except LoginRefused as refused:
+                except LoginRefused as refused:  # recorded as login.failed where refused
                     logout(request)  # login() had already signed the browser in
                     form.add_error(None, str(refused))
                     context = {"form": form, "next": next_url}

@@ -12,6 +12,7 @@ import requests
 
 from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
+from tests.events import recorded
 from tests.rp import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,12 +79,14 @@ def test_a_refused_login_says_what_to_do(client, person, settings) -> None:
     settings.LOGIN_SESSION_LIMIT_POLICY = "refuse"
     client.post("/login", {"email": person.email, "password": PASSWORD})
     client.logout()  # the Django login ends; the login session lives on
-    response = client.post("/login", {"email": person.email, "password": PASSWORD})
+    with recorded() as events:
+        response = client.post("/login", {"email": person.email, "password": PASSWORD})
     assert response.status_code == 403
     assert b"Sign out on one of them" in response.content
     assert "_auth_user_id" not in client.session
-    refused = SecurityEvent.objects.get(event_type="login.failed")
-    assert (refused.user_id, refused.success) == (str(person.pk), False)
+    [refused] = events  # one failed login: no limit event, no logout
+    assert (refused.event_type, refused.user_id) == ("login.failed", str(person.pk))
+    assert (refused.success, refused.severity) == (False, "high")
     assert refused.error_code == "session_limit"
     assert "Sign out on one of them" in refused.error_message
     assert refused.metadata == {"provider": "local", "limit": 1}
