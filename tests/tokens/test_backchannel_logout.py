@@ -110,11 +110,18 @@ def receiver() -> Iterator[Callable[..., LogoutReceiver]]:
         server.server_close()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def worker_keys(celery_worker) -> None:
     """The worker bootstraps this test's signing keys, so its key snapshot (cached for
     keys.CACHE_MAX_AGE) is of this test's database, not of a flushed earlier one."""
     rotate_signing_keys.delay().get(timeout=WAIT)
+
+
+@pytest.fixture
+def sign_in(sign_in: Callable[..., Flow], worker_keys: None) -> Callable[..., Flow]:
+    """tests/tokens/conftest.py's sign_in, once the worker holds this test's keys. Only
+    transactional tests use it: keys the worker commits must be flushed after the test."""
+    return sign_in
 
 
 def live_session(person) -> LoginSession:
