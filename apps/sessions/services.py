@@ -139,6 +139,8 @@ END_REASONS = {
     "ip_change": EventType.SESSION_REVOKED,
     "user_mismatch": EventType.SESSION_REVOKED,
     "threat": EventType.SESSION_REVOKED,
+    "account_disabled": EventType.SESSION_REVOKED,
+    "account_deleted": EventType.SESSION_REVOKED,
     "idle_timeout": EventType.SESSION_EXPIRED,
     "expired": EventType.SESSION_EXPIRED,
 }

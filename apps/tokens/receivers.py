@@ -20,6 +20,8 @@ def tell_relying_parties(sender: Any, session: LoginSession, **kwargs: Any) -> N
     """One task per client (§2.7), so one slow relying party delays no other. robust: a
     broker outage must not fail the logout itself (the session has ended already); the
     delivery then stays pending, where operators see it."""
+    if not LoginSession.objects.filter(pk=session.pk).exists():
+        return  # ended because its account was deleted: the rows are gone with it
     with transaction.atomic():
         for delivery in backchannel_deliveries_create(session=session):
             transaction.on_commit(

@@ -215,3 +215,24 @@ def test_browser_change_on_an_unbound_session_is_flagged_not_refused(person) -> 
     session = LoginSession.objects.get(pk=http.session["tessera_sid"])
     assert signed_in(http, HTTP_USER_AGENT=CHROME)
     assert flags(session) == [{"check": "browser_change", "value": "Chrome on Linux"}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deactivating_or_deleting_an_account_ends_its_sessions(person, redis_client) -> None:
+    # OWASP ASVS 3.3.3: the account's tokens stop working now, not when they expire
+    http = browser()
+    session = sign_in(http, person)
+    person.is_active = False
+    person.save()
+    session.refresh_from_db()
+    assert session.end_reason == "account_disabled"
+    assert redis_client.exists(f"tessera:revoked:sid:{session.pk}")
+
+    person.is_active = True
+    person.save()
+    again = sign_in(browser(), person)
+    person.delete()
+    assert redis_client.exists(f"tessera:revoked:sid:{again.pk}")
+    assert SecurityEvent.objects.filter(
+        event_type="session.revoked", session_id=str(again.pk), metadata__reason="account_deleted"
+    ).exists()
