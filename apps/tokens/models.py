@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from oauth2_provider.models import (
     AbstractAccessToken,
     AbstractApplication,
@@ -12,6 +13,8 @@ from oauth2_provider.models import (
     AbstractIDToken,
     AbstractRefreshToken,
 )
+
+from apps.core import revocation
 
 
 class Client(AbstractApplication):
@@ -133,6 +136,14 @@ class AccessToken(AbstractAccessToken):
     class Meta(AbstractAccessToken.Meta):
         db_table = "tokens_access_token"
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
+
+    def revoke(self) -> None:
+        """DOT deletes the row (its admin's revoke action, a revoked refresh token's access
+        token): the JWT lives on without the revocation list, so list its jti first."""
+        remaining = int((self.expires - timezone.now()).total_seconds())
+        if remaining > 0:
+            revocation.revoke_jti(self.jti, expires_in=remaining)
+        super().revoke()
 
 
 class RefreshToken(AbstractRefreshToken):

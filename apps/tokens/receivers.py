@@ -7,12 +7,20 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
 from apps.sessions.models import LoginSession
 from apps.sessions.signals import session_ended
 from apps.tokens.logout_propagation import backchannel_deliveries_create
+from apps.tokens.models import Client
+from apps.tokens.services import client_tokens_revoke
 from apps.tokens.tasks import deliver_backchannel_logout
+
+
+@receiver(pre_delete, sender=Client, dispatch_uid="tessera.tokens.client_deleted")
+def revoke_tokens_of_deleted_client(sender: Any, instance: Client, **kwargs: Any) -> None:
+    client_tokens_revoke(client=instance)
 
 
 @receiver(session_ended, dispatch_uid="tessera.tokens.backchannel_logout")

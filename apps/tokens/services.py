@@ -45,6 +45,12 @@ def _revoke_tokens(**lookup: Any) -> None:
     _revoke_access_tokens(AccessToken.objects.filter(**lookup))
 
 
+def client_tokens_revoke(*, client: Client) -> None:
+    """Every token of the client (before it is deleted: the cascade would drop the rows but
+    leave the JWTs valid until they expire)."""
+    _revoke_tokens(application=client)
+
+
 def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
     """RFC 9700 §4.14.2 / RFC 6749 §4.1.2: a replayed code or refresh token kills every token
     issued from the same authorization, and says so in a security event."""
