@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +24,7 @@ from apps.sessions.services import session_end, session_end_all, session_mark_co
 from apps.tokens.selectors import backchannel_deliveries
 
 
-@staff_member_required
+@staff_required
 def home(request: HttpRequest) -> HttpResponse:
     """The operator's landing page: the state of every dependency, as /readyz sees it."""
     return render(request, "console/home.html", {"checks": readiness()})

@@ -29,10 +29,10 @@ def test_operator_signs_in_and_sees_system_status(live_server, page, artifacts) 
     stylesheets: list[int] = []
     page.on("response", lambda r: r.url.endswith(".css") and stylesheets.append(r.status))
     page.goto(f"{live_server.url}/console/")
-    assert "/admin/login/" in page.url  # staff only: anonymous visitors are sent to sign in
-    page.fill("input[name=username]", "ops@example.com")
+    assert "/login" in page.url  # staff only: anonymous visitors are sent to sign in
+    page.fill("input[name=email]", "ops@example.com")
     page.fill("input[name=password]", "correct horse battery")
-    page.click("input[type=submit]")
+    page.click("button[type=submit]")
 
     page.wait_for_url(f"{live_server.url}/console/")
     assert page.inner_text("h1") == "System status"
