@@ -104,6 +104,17 @@ def hosts(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def existing_file(name: str) -> Path | None:
+    """An optional path that must name a readable file when given."""
+    value = _raw(name)
+    if value is None:
+        return None
+    file = Path(value).expanduser().resolve()
+    if not file.is_file():
+        raise _bad(name, value, "the path of an existing file")
+    return file
+
+
 def path(name: str, default: Path) -> Path:
     value = _raw(name)
     return Path(value).expanduser().resolve() if value else default.resolve()

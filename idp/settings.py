@@ -114,6 +114,9 @@ LOGIN_SESSION_IP_CHANGE = env.choice(
 )
 LOGIN_SESSION_IPV4_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV4_PREFIX", 24, minimum=0, maximum=32)
 LOGIN_SESSION_IPV6_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV6_PREFIX", 64, minimum=0, maximum=128)
+# A MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb): login sessions record where a
+# login came from (country, city) in their context. Unset: no location.
+GEOIP_DATABASE = env.existing_file("IDP_GEOIP_DATABASE")
 # Default `aud` of access tokens (RFC 9068 §3); a client may ask for others (RFC 8707).
 ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
 # Oldest access-token format version the validators accept (raise to retire old tokens).

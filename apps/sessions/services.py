@@ -12,7 +12,7 @@ from apps.accounts.models import User
 from apps.core import request_context, revocation
 from apps.core.errors import LoginRefused
 from apps.core.events import EventType, emit
-from apps.sessions import binding
+from apps.sessions import binding, geo
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.signals import session_ended
 
@@ -73,7 +73,7 @@ def _binding(
     if cookie_id is None:
         flags.append("device_unbound")  # no device cookie at login: an API-driven login
     login_context = {
-        "location": None,  # GeoIP is not configured
+        "location": geo.location(ip),
         "device": {
             "browser": binding.browser_family(user_agent),
             "platform": request.headers.get("Sec-CH-UA-Platform", "") if request else "",

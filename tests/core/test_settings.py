@@ -41,6 +41,7 @@ def _check(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "localhost:6379", "redis://"),
         ("IDP_ISSUER", "idp.example.com", "http:// or https://"),
         ("IDP_ALLOWED_HOSTS", "a.example.com, http://b", "host names"),
+        ("IDP_GEOIP_DATABASE", "/nonexistent/GeoLite2-City.mmdb", "an existing file"),
     ],
 )
 def test_malformed_value_stops_startup_naming_the_variable(
