@@ -438,6 +438,9 @@ LOGGING = {
         # gunicorn's own loggers, so the web server's lines are JSON too.
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
+        # clickhouse-driver warns, with a traceback, at every failed connection attempt; the
+        # audit shipper logs a ClickHouse outage once instead (apps/audit/shipping.py).
+        "clickhouse_driver": {"level": "ERROR"},
     },
 }
 
