@@ -9,7 +9,7 @@ import pytest
 from clickhouse_driver import Client
 from django.core.management import call_command
 
-from apps.audit.clickhouse_schema import PARTITIONED_TABLES
+from apps.audit.clickhouse_schema import COLUMN_NAMES, PARTITIONED_TABLES
 from apps.core.events import EventType, emit
 from tests.servers import TestServers
 
@@ -19,11 +19,27 @@ ROWS = "SELECT count() FROM audit_events"
 ROWS_FINAL = "SELECT count() FROM audit_events FINAL"
 DISTINCT_IDS = "SELECT uniqExact(id) FROM audit_events"
 ROWS_BY_TYPE_FINAL = "SELECT count() FROM audit_events_by_type FINAL"
+COUNTS = (ROWS, ROWS_FINAL, DISTINCT_IDS, ROWS_BY_TYPE_FINAL)
+EVENTS_FINAL = f"SELECT {', '.join(COLUMN_NAMES)} FROM audit_events FINAL"  # noqa: S608
+USER_EVENT_TYPES = (
+    "SELECT event_type FROM audit_events FINAL WHERE user_id = %(user)s "
+    "ORDER BY occurred_at, occurred_at_us"
+)
+PARTITIONS = (
+    "SELECT DISTINCT table, partition_id FROM system.parts "
+    "WHERE database = currentDatabase() AND active AND table LIKE 'audit_events%' "
+    "ORDER BY table, partition_id"
+)
+TABLES = (
+    "SELECT name, engine, partition_key, sorting_key FROM system.tables "
+    "WHERE database = currentDatabase() ORDER BY name"
+)
+MIGRATIONS_RECORDED = "SELECT version, name FROM audit_schema_migrations ORDER BY version"
 # Merges would remove duplicates before a test could count them.
 STOP_MERGES = "SYSTEM STOP MERGES {table}"
 START_MERGES = "SYSTEM START MERGES {table}"
+OPTIMIZE = "OPTIMIZE TABLE {table} FINAL"
 TRUNCATE = "TRUNCATE TABLE {table}"
-COUNTS = (ROWS, ROWS_FINAL, DISTINCT_IDS, ROWS_BY_TYPE_FINAL)
 
 
 def counts(client: Client) -> tuple[int, ...]:
