@@ -74,15 +74,17 @@ def outbox_ship_batch(*, batch_size: int) -> int:
         connection.wrap_database_errors,
         psycopg.Cursor(connection.connection) as cursor,
     ):
-        cursor.execute(_SELECT_BATCH, [batch_size], prepare=True)
+        # Binary results: psycopg builds uuid, int and float values from bytes, not text.
+        cursor.execute(_SELECT_BATCH, [batch_size], prepare=True, binary=True)
         rows = cursor.fetchall()
         if not rows:
             return 0
+        ids = [row[0] for row in rows]
         columns = [list(column) for column in zip(*rows, strict=True)]
         get_clickhouse().execute(
             clickhouse_schema.INSERT_EVENTS, columns, columnar=True, types_check=False
         )
-        cursor.execute(_DELETE_BATCH, [columns[0]], prepare=True)
+        cursor.execute(_DELETE_BATCH, [ids], prepare=True)
     return len(rows)
 
 
