@@ -1,0 +1,358 @@
+"""The audit pipeline on one core: what emit() costs a request, and how fast events ship.
+
+    .venv/bin/python -m benchmarks.audit_pipeline [--events 200000] [--batches 10000 ...]
+
+Starts a throwaway PostgreSQL, Redis and ClickHouse (tests.servers) on the other CPU(s),
+migrates the database and the audit schema (`migrate`, `audit_migrate`), then, in this process
+pinned to one CPU:
+
+1. emit: --emits calls of core.events.emit() inside a request context (set by the real
+   RequestContextMiddleware), each timed on its own (wall and thread CPU time); then --requests
+   client_credentials token requests served in-process (django.test.Client POST /oauth/token,
+   a client made by apps.tokens.services.client_create), timed the same way. The request
+   writes one event; "without" it is the request's CPU time minus emit()'s mean.
+2. shipping, once per --batches size: --events rows put in the outbox by one INSERT ... SELECT
+   generate_series, then shipping.outbox_drain(batch_size=...) until the outbox is empty;
+   timed from the start until ClickHouse's `SELECT count() FROM audit_events FINAL` equals
+   --events.
+
+benchmarks/README.md explains the output. Figures only: nothing is asserted; the exit status
+is non-zero only when the benchmark itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.oidc_endpoints import (
+    BenchmarkError,
+    CpuMeter,
+    Placement,
+    _children,
+    _cpus,
+    cpu_model,
+    log,
+)
+
+EMIT_SHARE_TARGET = 0.05  # emit() under 5 % of a token request's CPU
+SHIP_RATE_TARGET = 20_000  # events per second, end to end
+_OWN_SETTINGS = ("IDP_", "PORT", "DATABASE_URL", "REDIS_URL", "CELERY_", "CLICKHOUSE_URL")
+
+# Rows shaped like emit()'s (token.issued and friends, a user, a client, an IPv4 address, a
+# browser, JSON metadata), spread over the last N milliseconds.
+_FILL_OUTBOX = """
+INSERT INTO core_security_event (
+    id, occurred_at, event_type, user_id, actor_id, session_id, resource_type, resource_id,
+    action, success, error_code, error_message, ip_address, user_agent, request_id,
+    duration_ms, metadata, severity, compliance_tags)
+SELECT gen_random_uuid(),
+       now() - (%(n)s - i) * interval '1 millisecond',
+       (ARRAY['token.issued', 'login.succeeded', 'token.refreshed', 'login.failed'])[1 + i %% 4],
+       md5('user' || i %% 5000)::uuid::text, '', md5('session' || i %% 20000)::uuid::text,
+       'client', 'client-' || i %% 50, 'issued', i %% 10 <> 0,
+       CASE WHEN i %% 10 = 0 THEN 'invalid_grant' ELSE '' END,
+       CASE WHEN i %% 10 = 0 THEN 'The refresh token was already used.' ELSE '' END,
+       ('10.' || i / 65536 %% 256 || '.' || i / 256 %% 256 || '.' || i %% 256)::inet,
+       'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0',
+       md5('request' || i), (i %% 200) / 3.0,
+       jsonb_build_object('grant_type', 'client_credentials', 'scope', 'openid profile'),
+       CASE WHEN i %% 10 = 0 THEN 'high' ELSE 'low' END, '["SOC2"]'::jsonb
+FROM generate_series(1, %(n)s) AS i
+"""
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.placement = Placement.choose()
+        self.base = Path(tempfile.mkdtemp(prefix="tessera-bench-audit-"))
+        self.base.chmod(0o755)  # the postgres user (under root) must reach its folder inside
+        self.servers: list[Any] = []
+        self.lines: list[str] = []
+
+    def start_servers(self) -> None:
+        from tests.servers import ClickHouse, Postgres, Redis
+
+        # The servers inherit these CPUs; this process moves to its own CPU afterwards.
+        os.sched_setaffinity(0, self.placement.others)
+        self.postgres = Postgres(self.base)
+        self.redis = Redis(self.base)
+        self.clickhouse = ClickHouse(self.base)
+        self.servers = [self.postgres, self.redis, self.clickhouse]
+        for server in self.servers:
+            server.spawn()
+        for server in self.servers:
+            try:
+                server.wait_ready()
+            except Exception as error:  # tests.servers raises pytest.UsageError
+                raise BenchmarkError(str(error)) from None
+        done = subprocess.run(
+            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
+             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BenchmarkError(f"createdb failed:\n{done.stderr}")
+
+    def setup_django(self) -> None:
+        for name in list(os.environ):
+            if name.startswith(_OWN_SETTINGS):
+                del os.environ[name]
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="idp.settings",
+            DATABASE_URL=self.postgres.url(),
+            REDIS_URL=self.redis.url(0),
+            CELERY_BROKER_URL=self.redis.url(1),
+            CLICKHOUSE_URL=self.clickhouse.url(),
+            IDP_SECRET_KEY=secrets.token_urlsafe(64),
+            IDP_KEY_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            IDP_DATA_DIR=str(self.base / "data"),
+            IDP_LOG_LEVEL="warning",
+        )
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        log("migrate + audit_migrate")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("audit_migrate", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        # From here on this process (emit, the token endpoint, the shipper) has one CPU.
+        os.sched_setaffinity(0, self.placement.server)
+
+    # --- 1. emit() in a request, and a token request -------------------------------------
+
+    def measure_emit(self) -> None:
+        import psycopg
+        from django.db import connection
+        from django.test import Client as HttpClient
+        from django.test import RequestFactory
+
+        from apps.core.events import EventType, emit
+        from apps.core.models import SecurityEvent
+        from apps.core.request_context import RequestContextMiddleware
+        from apps.tokens.services import client_create
+
+        walls: list[float] = []
+        cpus: list[float] = []
+
+        def emit_loop(request: Any) -> Any:
+            from django.http import HttpResponse
+
+            for index in range(self.args.emits):
+                wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+                emit(
+                    EventType.TOKEN_ISSUED,
+                    resource_type="client",
+                    resource_id="benchmark-client",
+                    metadata={"grant_type": "client_credentials", "scope": "openid"},
+                )
+                cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+                if index >= self.args.emits // 10:  # the first tenth warms up
+                    walls.append(wall / 1000)
+                    cpus.append(cpu / 1000)
+            return HttpResponse()
+
+        log(f"emit: {self.args.emits} calls in a request context")
+        request = RequestFactory().post("/bench/emit", HTTP_USER_AGENT="benchmark/1.0")
+        RequestContextMiddleware(emit_loop)(request)
+
+        # The floor under any INSERT: one PostgreSQL round trip through the same kind of
+        # cursor core.outbox uses (server-side binding, prepared), for a statement that does
+        # nothing.
+        trip_walls: list[float] = []
+        trip_cpus: list[float] = []
+        with psycopg.Cursor(connection.connection) as cursor:
+            for index in range(self.args.emits):
+                wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+                cursor.execute("SELECT 1", prepare=True)
+                cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+                if index >= self.args.emits // 10:
+                    trip_walls.append(wall / 1000)
+                    trip_cpus.append(cpu / 1000)
+
+        client, secret = client_create(
+            name="benchmark service", redirect_uris=[], grant_types=["client_credentials"]
+        )
+        auth = base64.b64encode(f"{client.client_id}:{secret}".encode()).decode()
+        http = HttpClient(HTTP_HOST="127.0.0.1")
+        token_walls: list[float] = []
+        token_cpus: list[float] = []
+        log(f"token: {self.args.requests} client_credentials requests in-process")
+        warmup = self.args.requests // 10
+        events_before = 0
+        for index in range(self.args.requests):
+            if index == warmup:
+                events_before = SecurityEvent.objects.count()
+            wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+            response = http.post(
+                "/oauth/token",
+                "grant_type=client_credentials&scope=openid",
+                content_type="application/x-www-form-urlencoded",
+                headers={"Authorization": f"Basic {auth}"},
+            )
+            cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+            if response.status_code != 200:
+                raise BenchmarkError(f"token request answered {response.status_code}")
+            if index >= warmup:
+                token_walls.append(wall / 1000)
+                token_cpus.append(cpu / 1000)
+        events_per_request = (SecurityEvent.objects.count() - events_before) / len(token_cpus)
+
+        emit_cpu, token_cpu = statistics.fmean(cpus), statistics.fmean(token_cpus)
+        share = events_per_request * emit_cpu / token_cpu
+        self.lines += [
+            f"emit calls={len(walls)} wall_p50_us={_percentile(walls, 0.5):.1f} "
+            f"wall_p99_us={_percentile(walls, 0.99):.1f} cpu_p50_us={_percentile(cpus, 0.5):.1f} "
+            f"cpu_p99_us={_percentile(cpus, 0.99):.1f} cpu_mean_us={emit_cpu:.1f}",
+            f"db_roundtrip statement=select_1 calls={len(trip_walls)} "
+            f"wall_p50_us={_percentile(trip_walls, 0.5):.1f} "
+            f"cpu_p50_us={_percentile(trip_cpus, 0.5):.1f} "
+            f"cpu_mean_us={statistics.fmean(trip_cpus):.1f}",
+            f"token_request grant=client_credentials requests={len(token_cpus)} "
+            f"events_per_request={events_per_request:.2f} "
+            f"wall_p50_us={_percentile(token_walls, 0.5):.0f} "
+            f"wall_p99_us={_percentile(token_walls, 0.99):.0f} "
+            f"cpu_p50_us={_percentile(token_cpus, 0.5):.0f} cpu_mean_us={token_cpu:.0f} "
+            f"cpu_mean_without_emit_us={token_cpu - events_per_request * emit_cpu:.0f}",
+            f"target emit_share_of_token_request_cpu goal<{100 * EMIT_SHARE_TARGET:.0f}% "
+            f"share_pct={100 * share:.1f} "
+            f"verdict={'met' if share < EMIT_SHARE_TARGET else 'not_met'}",
+        ]
+
+    # --- 2. shipping throughput -----------------------------------------------------------
+
+    def measure_shipping(self, batch_size: int) -> float:
+        from django.db import connection
+
+        from apps.audit.clickhouse_schema import PARTITIONED_TABLES
+        from apps.audit.shipping import outbox_drain
+        from apps.core.clickhouse import get_clickhouse
+        from tests.audit.conftest import ROWS_FINAL, TRUNCATE
+
+        clickhouse = get_clickhouse()
+        for table in PARTITIONED_TABLES:
+            clickhouse.execute(TRUNCATE.format(table=table))
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE core_security_event")
+            cursor.execute(_FILL_OUTBOX, {"n": self.args.events})
+            cursor.execute("VACUUM ANALYZE core_security_event")
+        log(f"shipping: {self.args.events} events, batch {batch_size}")
+
+        def server_pids() -> list[int]:
+            pids = []
+            for server in (self.postgres, self.clickhouse):
+                if server.process is not None:
+                    pids += [server.process.pid, *_children(server.process.pid)]
+            return pids
+
+        servers_cpu = CpuMeter(server_pids)
+        servers_cpu.start()
+        started, cpu = time.perf_counter(), time.thread_time()
+        shipped = outbox_drain(batch_size=batch_size)
+        shipper_cpu = time.thread_time() - cpu
+        drained = time.perf_counter() - started
+        count = 0
+        while count < self.args.events and time.perf_counter() - started < 600:
+            (count,) = clickhouse.execute(ROWS_FINAL)[0]
+        elapsed = time.perf_counter() - started
+        user, system, _ = servers_cpu.stop()
+        rate = count / elapsed
+        self.lines.append(
+            f"shipping events={self.args.events} batch={batch_size} shipped={shipped} "
+            f"in_clickhouse={count} seconds={elapsed:.2f} drain_seconds={drained:.2f} "
+            f"events_per_s={rate:.0f} shipper_cpu_s={shipper_cpu:.2f} "
+            f"shipper_cpu_us_per_event={1e6 * shipper_cpu / max(shipped, 1):.1f} "
+            f"pg_and_clickhouse_cpu_s={user + system:.2f}"
+        )
+        return rate
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        started = time.monotonic()
+        loadavg = "/".join(f"{value:.2f}" for value in os.getloadavg())
+        self.start_servers()
+        self.setup_django()
+        self.measure_emit()
+        rates = {batch: self.measure_shipping(batch) for batch in self.args.batches}
+        from django.conf import settings
+
+        default = settings.AUDIT_SHIP_BATCH
+        import django
+
+        print(
+            f"machine nproc={os.cpu_count()} cpu_model={json.dumps(cpu_model())} "
+            f"python={platform.python_version()} django={django.get_version()} "
+            f"process_cpus={_cpus(self.placement.server)} "
+            f"servers_cpus={_cpus(self.placement.others)} loadavg_before={loadavg}"
+        )
+        print(
+            f"config emits={self.args.emits} requests={self.args.requests} "
+            f"events={self.args.events} batches={','.join(map(str, self.args.batches))} "
+            f"default_batch={default} elapsed_s={time.monotonic() - started:.0f}"
+        )
+        for line in self.lines:
+            print(line)
+        if default in rates:
+            rate = rates[default]
+            print(
+                f"target shipping_events_per_s batch={default} goal>={SHIP_RATE_TARGET} "
+                f"events_per_s={rate:.0f} "
+                f"verdict={'met' if rate >= SHIP_RATE_TARGET else 'not_met'}"
+            )
+
+    def stop(self) -> None:
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--emits", type=int, default=5000, help="emit() calls timed")
+    parser.add_argument("--requests", type=int, default=2000, help="token requests timed")
+    parser.add_argument("--events", type=int, default=200_000, help="events shipped per run")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=[1000, 5000, 10_000, 20_000],
+        help="AUDIT_SHIP_BATCH sizes to ship with, one run each",
+    )
+    args = parser.parse_args(argv)
+    benchmark = Benchmark(args)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        benchmark.run()
+    except BenchmarkError as error:
+        print(f"benchmark could not run: {error}", file=sys.stderr)
+        return 2
+    finally:
+        benchmark.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
