@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import redis
 from clickhouse_driver import Client
 from django.conf import settings
 
+from apps.audit.clickhouse_schema import PARTITIONED_TABLES
 from tests.servers import SERVERS, TestServers, _die_with_parent, wait_for
 
 pytest_plugins = ["tests.rp"]
@@ -96,6 +98,30 @@ def clickhouse_client(servers: TestServers) -> Iterator[Client]:
     client = Client.from_url(servers.clickhouse.url())
     yield client
     client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def audit_schema(servers: TestServers, django_db_setup: None) -> None:
+    """The audit tables in the suite's ClickHouse (manage.py audit_migrate; a no-op when
+    they are up to date)."""
+    from django.core.management import call_command
+
+    call_command("audit_migrate", stdout=io.StringIO())
+
+
+@pytest.fixture
+def empty_audit_store(
+    servers: TestServers, audit_schema: None, clickhouse_client: Client
+) -> Client:
+    """The audit store pages read (ClickHouse merged with the outbox) holding no other test's
+    events: ClickHouse running, its audit tables emptied (the outbox rolls back with each
+    test). A test that restarts ClickHouse may see emptied rows again (tests/audit/conftest.py
+    says why); the next test empties them anew."""
+    if not servers.clickhouse.running:  # a test that stopped it and failed before restarting
+        servers.clickhouse.start()
+    for table in PARTITIONED_TABLES:
+        clickhouse_client.execute(f"TRUNCATE TABLE {table}")
+    return clickhouse_client
 
 
 class WorkerProcess:

@@ -91,6 +91,19 @@ class EventType(models.TextChoices):
         "operator.viewed_user",
         "An operator opened a person's account, sessions or events in the console or the API.",
     )
+    AUDIT_EXPORTED = (
+        "audit.exported",
+        "An operator exported security events as CSV or JSON Lines; metadata has the filters.",
+    )
+    GDPR_EXPORTED = (
+        "gdpr.exported",
+        "An operator exported everything held about a person (GDPR Art. 15 and 20).",
+    )
+    GDPR_ERASED = (
+        "gdpr.erased",
+        "An operator erased a person (GDPR Art. 17); user_id is the pseudonym their events "
+        "now carry.",
+    )
 
 
 class Severity(models.TextChoices):
@@ -147,6 +160,9 @@ RULES: dict[EventType, Rule] = {
     EventType.PERMISSION_CHANGED: _rule(M, M, SOC2),
     EventType.ADMIN_CHANGED: _rule(M, M, SOC2),
     EventType.OPERATOR_VIEWED_USER: _rule(L, M, SOC2, GDPR),
+    EventType.AUDIT_EXPORTED: _rule(M, M, SOC2, GDPR),
+    EventType.GDPR_EXPORTED: _rule(M, M, SOC2, GDPR),
+    EventType.GDPR_ERASED: _rule(H, H, SOC2, GDPR),
 }
 
 
