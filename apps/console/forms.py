@@ -4,12 +4,19 @@ validate input against an allow-list of what is expected)."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.http import QueryDict
 
-from apps.sessions.selectors import SessionCursor
+from apps.accounts.models import User
+from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventCursor, EventFilters, InvalidFilter
+from apps.core.events import EventType, Severity
+from apps.sessions.selectors import SessionCursor, user_lookup
 
 
 class UserLookupForm(forms.Form):
@@ -55,3 +62,93 @@ class SessionFilterForm(forms.Form):
             raise forms.ValidationError(
                 "This page link is malformed; start again from the first page.", code="invalid"
             ) from None
+
+
+_PSEUDONYM = re.compile(r"anon:[0-9a-f]{32}")
+_ANY = [("", "Any")]
+# datetime-local sends 2025-03-14T09:26 (or with seconds); offsets are accepted from scripts.
+_MOMENT = forms.DateTimeInput(
+    attrs={"type": "datetime-local", "step": 1}, format="%Y-%m-%dT%H:%M:%S"
+)
+
+
+class AuditSearchForm(forms.Form):
+    """Filters of the audit search, its exports and the admin API's event endpoints, turned
+    into the audit store's EventFilters (which refuse what no store could answer, with the
+    message shown here). Times without an offset are UTC, as the console shows them."""
+
+    user = forms.CharField(required=False, max_length=254, label="User (email or id)")
+    event_type = forms.ChoiceField(
+        required=False, choices=_ANY + [(t, t) for t in EventType.values], label="Event"
+    )
+    since = forms.DateTimeField(required=False, label="From (UTC)", widget=_MOMENT)
+    until = forms.DateTimeField(required=False, label="To (UTC, excluded)", widget=_MOMENT)
+    ip_address = forms.GenericIPAddressField(required=False, label="IP address")
+    success = forms.ChoiceField(
+        required=False, choices=[*_ANY, ("yes", "Succeeded"), ("no", "Failed")], label="Outcome"
+    )
+    severity = forms.ChoiceField(required=False, choices=_ANY + [(s, s) for s in Severity.values])
+    after = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    person: User | None = None  # the account the user filter names, when it has one
+    filters = EventFilters()
+
+    def clean_user(self) -> str:
+        """The user id to filter on, from an email address (an account's), a user id or an
+        erased person's pseudonym."""
+        text: str = self.cleaned_data["user"].strip()
+        if not text or _PSEUDONYM.fullmatch(text):
+            return text
+        if "@" in text:
+            validate_email(text)
+            self.person = user_lookup(email=text)
+            if self.person is None:
+                raise ValidationError(
+                    "No account has this email address; search by user id instead.",
+                    code="not_found",
+                )
+            return str(self.person.pk)
+        try:
+            user_id = uuid.UUID(text)
+        except ValueError:
+            raise ValidationError(
+                "A user is an email address, a user id (a UUID) or a pseudonym (anon:…).",
+                code="invalid",
+            ) from None
+        self.person = user_lookup(user_id=user_id)
+        return str(user_id)
+
+    def clean_after(self) -> EventCursor | None:
+        text: str = self.cleaned_data["after"]
+        try:
+            return EventCursor.parse(text) if text else None
+        except InvalidFilter as invalid:
+            raise ValidationError(str(invalid), code="invalid") from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        outcome = {"yes": True, "no": False}.get(cleaned["success"])
+        try:
+            self.filters = EventFilters(
+                user_id=cleaned["user"],
+                event_type=cleaned["event_type"],
+                since=cleaned["since"],
+                until=cleaned["until"],
+                ip_address=cleaned["ip_address"],
+                success=outcome,
+                severity=cleaned["severity"],
+            )
+        except InvalidFilter as invalid:
+            raise ValidationError(str(invalid), code="invalid") from None
+        return cleaned
+
+
+class AuditApiSearchForm(AuditSearchForm):
+    """The admin API's audit search: the console's filters and a page size."""
+
+    limit = forms.IntegerField(required=False, min_value=1, max_value=PAGE_SIZE_MAX)
+
+    def clean_limit(self) -> int:
+        return self.cleaned_data["limit"] or PAGE_SIZE

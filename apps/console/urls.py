@@ -12,7 +12,12 @@ urlpatterns = [
         views.user_sessions_revoke,
         name="user_sessions_revoke",
     ),
+    path("users/<uuid:user_id>/export/", views.user_data_export, name="user_export"),
+    path("users/<uuid:user_id>/erase/", views.user_erase, name="user_erase"),
     path("sessions/", views.session_list, name="sessions"),
+    path("audit/", views.audit_search, name="audit"),
+    path("audit/events.csv", views.audit_export, {"fmt": "csv"}, name="audit_csv"),
+    path("audit/events.jsonl", views.audit_export, {"fmt": "jsonl"}, name="audit_jsonl"),
     path("sessions/<uuid:session_id>/revoke/", views.session_revoke, name="session_revoke"),
     path(
         "sessions/<uuid:session_id>/compromise/",

@@ -1,7 +1,8 @@
 """The staff console: find a person, see their login sessions and security events, end a
-session. Every change is a POST behind a confirmation page (Django's CSRF token), performed by
-apps.sessions.services with the operator as the event's actor (OWASP ASVS 7.2.2: admin actions
-are logged with who did them)."""
+session; search and export the audit trail; export or erase a person (GDPR). Every change is a
+POST behind a confirmation page (Django's CSRF token), performed by a service (apps.sessions,
+apps.audit) with the operator as the event's actor (OWASP ASVS 7.2.2: admin actions are logged
+with who did them)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ import uuid
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import User
-from apps.console.forms import SessionFilterForm, UserLookupForm
-from apps.console.lookups import session_or_404, user_or_404, viewed_user_or_404
+from apps.audit import gdpr
+from apps.audit.export import FORMATS, events_export
+from apps.audit.selectors import event_page, events_recent_for_user
+from apps.audit.store import EventCursor, StoreUnavailable
+from apps.console.downloads import download
+from apps.console.forms import AuditSearchForm, SessionFilterForm, UserLookupForm
+from apps.console.lookups import (
+    operator_viewed,
+    session_or_404,
+    user_or_404,
+    viewed_user_or_404,
+)
 from apps.console.permissions import staff_required
 from apps.core.health import readiness
 from apps.sessions.models import LoginSession
-from apps.sessions.selectors import security_events_for_user, session_page, user_lookup
+from apps.sessions.selectors import SessionCursor, session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
 from apps.tokens.selectors import backchannel_deliveries
 
@@ -51,11 +63,16 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     user = viewed_user_or_404(request, user_id)
     page = session_page(user=user)
     deliveries = backchannel_deliveries(session.pk for session in page.sessions)
+    try:
+        events = events_recent_for_user(user_id=user.pk)
+    except StoreUnavailable:
+        events = None  # the page says so; the sessions above still help
     context = {
         "person": user,
         "page": page,
         "failed_logouts": [d for d in deliveries if d.status == d.Status.FAILED],
-        "events": security_events_for_user(user=user),
+        "events": events,
+        "erased": gdpr.user_is_erased(user),
     }
     return render(request, "console/user.html", context)
 
@@ -67,13 +84,84 @@ def session_list(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "console/sessions.html", {"form": form}, status=400)
     page = session_page(**form.cleaned_data)
-    query = request.GET.copy()
-    query.pop("after", None)
-    links = {"first": query.urlencode() if form.cleaned_data["after"] else None, "next": None}
-    if page.next_cursor is not None:
-        query["after"] = str(page.next_cursor)
-        links["next"] = query.urlencode()
+    links = _page_links(request, page.next_cursor)
     return render(request, "console/sessions.html", {"form": form, "page": page, "links": links})
+
+
+@staff_required
+@require_safe
+def audit_search(request: HttpRequest) -> HttpResponse:
+    """The audit trail, newest first, a keyset page at a time; filtered by a person it is
+    their timeline, and recorded as an operator read of their data."""
+    form = AuditSearchForm(request.GET)
+    if not form.is_valid():
+        return _audit_page(request, form, status=400)
+    if form.filters.user_id:
+        operator_viewed(request, form.filters.user_id)
+    try:
+        page = event_page(filters=form.filters, after=form.cleaned_data["after"])
+    except StoreUnavailable:
+        return _audit_page(request, form, status=503)
+    return _audit_page(request, form, page=page, links=_page_links(request, page.next_cursor))
+
+
+@staff_required
+@require_safe
+def audit_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
+    """The current search, every page of it, as CSV or JSON Lines (apps.audit.export)."""
+    form = AuditSearchForm(request.GET)
+    if not form.is_valid():
+        return _audit_page(request, form, status=400)
+    try:
+        chunks = events_export(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
+    except StoreUnavailable:
+        return _audit_page(request, form, status=503)
+    return download(
+        chunks, name="audit-events", extension=fmt, content_type=FORMATS[fmt].content_type
+    )
+
+
+@staff_required
+@require_safe
+def user_data_export(request: HttpRequest, user_id: uuid.UUID) -> HttpResponseBase:
+    """Everything held about the person, one JSON document (GDPR Art. 15, 20)."""
+    user = user_or_404(user_id)
+    try:
+        chunks = gdpr.subject_export(user=user, actor_id=request.user.pk)
+    except StoreUnavailable:
+        messages.error(request, _STORE_DOWN)
+        return redirect("console:user", user_id=user.pk)
+    return download(
+        chunks, name=f"tessera-person-{user.pk}", extension="json", content_type="application/json"
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def user_erase(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """GDPR Art. 17, behind a confirmation; afterwards the person's pseudonymous timeline."""
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Erase {user.email}?",
+            detail="Their account is emptied and can no longer sign in, their sessions end, "
+            "and in every security event their id, email and IP addresses are replaced by "
+            "pseudonyms. This cannot be undone.",
+            button="Erase",
+        )
+    email = user.email
+    try:
+        alias = gdpr.user_erase(user=user, actor_id=request.user.pk)
+    except gdpr.ErasureRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("console:user", user_id=user.pk)
+    except StoreUnavailable:
+        messages.error(request, f"{_STORE_DOWN} Erase again to finish.")
+        return redirect("console:user", user_id=user.pk)
+    messages.success(request, f"{email} erased. Their events now carry the pseudonym {alias}.")
+    return redirect(f"{reverse('console:audit')}?user={alias}")
 
 
 @staff_required
@@ -131,6 +219,31 @@ def session_compromise(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
     session_mark_compromised(session=session, actor_id=request.user.pk)
     messages.success(request, f"Session {_short(session)} marked compromised and ended.")
     return redirect("console:user", user_id=session.user_id)
+
+
+_STORE_DOWN = "The audit store (ClickHouse) did not answer."
+
+
+def _audit_page(
+    request: HttpRequest, form: AuditSearchForm, *, status: int = 200, **context: object
+) -> HttpResponse:
+    context = {"form": form, "unavailable": status == 503, **context}
+    return render(request, "console/audit.html", context, status=status)
+
+
+def _page_links(
+    request: HttpRequest, next_cursor: SessionCursor | EventCursor | None
+) -> dict[str, str | None]:
+    """Query strings of a keyset-paged list: this search from its first page (None when on
+    it), its next page (None on the last), and the search without a position."""
+    query = request.GET.copy()
+    query.pop("after", None)
+    search = query.urlencode()
+    links = {"first": search if request.GET.get("after") else None, "next": None, "search": search}
+    if next_cursor is not None:
+        query["after"] = str(next_cursor)
+        links["next"] = query.urlencode()
+    return links
 
 
 def _confirm(

@@ -9,7 +9,6 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 
@@ -113,8 +112,3 @@ def session_page(
 
 def session_detail(*, session_id: uuid.UUID) -> LoginSession | None:
     return _sessions_with_clients().filter(pk=session_id).first()
-
-
-def security_events_for_user(*, user: User, limit: int = CONSOLE_PAGE_SIZE) -> list[SecurityEvent]:
-    """The user's newest events still in the event outbox (index core_event_user_idx)."""
-    return list(SecurityEvent.objects.filter(user_id=str(user.pk)).order_by("-occurred_at")[:limit])

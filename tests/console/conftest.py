@@ -23,6 +23,11 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 PERSON_IP = "198.51.100.7"
 
 
+@pytest.fixture(autouse=True)
+def _audit_store(empty_audit_store) -> None:
+    """Pages show events from the audit store: its tables exist and hold no other test's."""
+
+
 @pytest.fixture
 def operator(db):
     return user_create(email="ops@example.com", password=PASSWORD, is_staff=True)

@@ -7,7 +7,6 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import User
-from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 
@@ -49,14 +48,39 @@ class SessionPageSerializer(serializers.Serializer[Any]):
     )
 
 
-class SecurityEventSerializer(serializers.ModelSerializer[SecurityEvent]):
-    class Meta:
-        model = SecurityEvent
-        fields = (
-            "id", "occurred_at", "event_type", "user_id", "actor_id", "session_id",
-            "resource_type", "resource_id", "success", "ip_address", "user_agent",
-            "request_id", "metadata",
-        )  # fmt: skip
+class AuditEventSerializer(serializers.Serializer[Any]):
+    """An apps.audit.store.AuditEvent: the record the exports write, field for field."""
+
+    id = serializers.UUIDField()
+    occurred_at = serializers.DateTimeField()
+    event_type = serializers.CharField(help_text="A type of the catalog (apps.core.events).")
+    user_id = serializers.CharField(help_text="The person concerned; anon:… once erased.")
+    actor_id = serializers.CharField(help_text="Who acted, when not the person themselves.")
+    session_id = serializers.CharField()
+    resource_type = serializers.CharField()
+    resource_id = serializers.CharField()
+    action = serializers.CharField()
+    success = serializers.BooleanField()
+    error_code = serializers.CharField()
+    error_message = serializers.CharField()
+    ip_address = serializers.CharField(allow_null=True)
+    user_agent = serializers.CharField()
+    request_id = serializers.CharField()
+    duration_ms = serializers.FloatField(allow_null=True)
+    metadata = serializers.DictField()
+    severity = serializers.CharField()
+    compliance_tags = serializers.ListField(child=serializers.CharField())
+
+
+class AuditEventPageSerializer(serializers.Serializer[Any]):
+    results = AuditEventSerializer(many=True)
+    next = serializers.CharField(
+        allow_null=True, help_text="Pass as `after` for older events; null on the last page."
+    )
+
+
+class ErasedSerializer(serializers.Serializer[Any]):
+    pseudonym = serializers.CharField(help_text="What the person's events now carry.")
 
 
 class SessionsEndedSerializer(serializers.Serializer[Any]):

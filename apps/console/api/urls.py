@@ -8,12 +8,17 @@ urlpatterns = [
     path("users/<uuid:user_id>", views.user, name="user"),
     path("users/<uuid:user_id>/sessions", views.user_sessions, name="user_sessions"),
     path("users/<uuid:user_id>/events", views.user_events, name="user_events"),
+    path("users/<uuid:user_id>/export", views.user_export, name="user_export"),
+    path("users/<uuid:user_id>/erase", views.user_erase, name="user_erase"),
     path(
         "users/<uuid:user_id>/sessions/revoke",
         views.user_sessions_revoke,
         name="user_sessions_revoke",
     ),
     path("sessions", views.sessions, name="sessions"),
+    path("audit/events", views.audit_events, name="audit_events"),
+    path("audit/events.csv", views.audit_events_csv, name="audit_events_csv"),
+    path("audit/events.jsonl", views.audit_events_jsonl, name="audit_events_jsonl"),
     path("sessions/<uuid:session_id>", views.session, name="session"),
     path("sessions/<uuid:session_id>/revoke", views.session_revoke, name="session_revoke"),
     path(

@@ -4,42 +4,52 @@ Authentication is a staff session (CSRF enforced on POST) or a bearer token with
 scope (settings.REST_FRAMEWORK); every change is made by apps.sessions.services with the
 caller as the event's actor. Ids in paths are UUIDs (anything else is a 404 from the URL
 resolver) and query parameters are parsed by the console's forms (400 with field errors).
+Audit reads and GDPR requests go to apps.audit; when its store (ClickHouse) does not answer,
+the answer is 503.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import TypeVar
 
 from django import forms
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework.decorators import api_view
-from rest_framework.exceptions import ValidationError
+from rest_framework.decorators import api_view, content_negotiation_class
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.models import User
+from apps.audit import gdpr
+from apps.audit.export import FORMATS, events_export
+from apps.audit.selectors import event_page
+from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventFilters, StoreUnavailable
 from apps.console.api.serializers import (
-    SecurityEventSerializer,
+    AuditEventPageSerializer,
+    AuditEventSerializer,
+    ErasedSerializer,
     SessionPageSerializer,
     SessionsEndedSerializer,
     SessionSerializer,
     UserSerializer,
 )
-from apps.console.forms import SessionFilterForm, UserLookupForm
+from apps.console.downloads import download
+from apps.console.forms import AuditApiSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
     operator_viewed,
     session_or_404,
     user_or_404,
     viewed_user_or_404,
 )
-from apps.sessions.selectors import (
-    CONSOLE_PAGE_SIZE,
-    security_events_for_user,
-    session_page,
-    user_lookup,
-)
+from apps.core.events import EventType, Severity
+from apps.sessions.selectors import CONSOLE_PAGE_SIZE, session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
 
 F = TypeVar("F", bound=forms.Form)
@@ -51,6 +61,43 @@ SESSION_FILTERS = [
     OpenApiParameter("live_only", bool, description="Only sessions neither ended nor expired."),
     OpenApiParameter("after", str, description="The `next` value of the previous page."),
 ]
+AUDIT_FILTERS = [
+    OpenApiParameter(
+        "user", str, description="An account's email address, a user id or a pseudonym (anon:…)."
+    ),
+    OpenApiParameter("event_type", str, enum=EventType.values),
+    OpenApiParameter(
+        "since", OpenApiTypes.DATETIME, description="From (inclusive); UTC without an offset."
+    ),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="To (exclusive)."),
+    OpenApiParameter("ip_address", str, description="An IPv4 or IPv6 address."),
+    OpenApiParameter("success", str, enum=["yes", "no"]),
+    OpenApiParameter("severity", str, enum=Severity.values),
+]
+AUDIT_PAGE = [
+    OpenApiParameter("after", str, description="The `next` value of the previous page."),
+    OpenApiParameter("limit", int, description=f"1 to {PAGE_SIZE_MAX}; {PAGE_SIZE} if absent."),
+]
+
+
+class StoreDown(APIException):
+    status_code = 503
+    default_detail = "The audit store (ClickHouse) did not answer; try again shortly."
+    default_code = "audit_store_unavailable"
+
+
+class DownloadNegotiation(BaseContentNegotiation):
+    """A download is its own media type whatever the client accepts; an error before it
+    begins is JSON (the default would answer an Accept: text/csv with 406)."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser:
+        return next(iter(parsers))
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 @extend_schema(
@@ -85,13 +132,52 @@ def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
 
 
 @extend_schema(
-    summary=f"A user's newest security events (at most {CONSOLE_PAGE_SIZE})",
-    responses=inline_serializer("EventList", {"results": SecurityEventSerializer(many=True)}),
+    summary=f"A user's newest security events (at most {PAGE_SIZE}; older: /audit/events)",
+    responses=inline_serializer("EventList", {"results": AuditEventSerializer(many=True)}),
 )
 @api_view(["GET"])
 def user_events(request: Request, user_id: uuid.UUID) -> Response:
-    events = security_events_for_user(user=viewed_user_or_404(request, user_id))
-    return Response({"results": SecurityEventSerializer(events, many=True).data})
+    user = viewed_user_or_404(request, user_id)
+    try:
+        page = event_page(filters=EventFilters(user_id=str(user.pk)))
+    except StoreUnavailable:
+        raise StoreDown from None
+    return Response({"results": AuditEventSerializer(page.events, many=True).data})
+
+
+@extend_schema(
+    operation_id="users_export",
+    summary="Everything held about a user, one JSON document (GDPR Art. 15, 20), streamed",
+    responses={(200, "application/json"): OpenApiTypes.OBJECT},
+)
+@api_view(["GET"])
+def user_export(request: Request, user_id: uuid.UUID) -> StreamingHttpResponse:
+    user = user_or_404(user_id)
+    try:
+        chunks = gdpr.subject_export(user=user, actor_id=request.user.pk)
+    except StoreUnavailable:
+        raise StoreDown from None
+    return download(
+        chunks, name=f"tessera-person-{user.pk}", extension="json", content_type="application/json"
+    )
+
+
+@extend_schema(
+    operation_id="users_erase",
+    summary="Erase a user (GDPR Art. 17): account scrubbed, sessions ended, events pseudonymized",
+    request=None,
+    responses=ErasedSerializer,
+)
+@api_view(["POST"])
+def user_erase(request: Request, user_id: uuid.UUID) -> Response:
+    user = user_or_404(user_id)
+    try:
+        alias = gdpr.user_erase(user=user, actor_id=request.user.pk)
+    except gdpr.ErasureRefused as refused:
+        raise PermissionDenied(str(refused)) from None
+    except StoreUnavailable:
+        raise StoreDown("The audit store (ClickHouse) did not answer; erase again.") from None
+    return Response({"pseudonym": alias})
 
 
 @extend_schema(
@@ -143,6 +229,62 @@ def session_compromise(request: Request, session_id: uuid.UUID) -> Response:
     found = session_or_404(session_id)
     session_mark_compromised(session=found, actor_id=request.user.pk)
     return Response(SessionSerializer(found).data)
+
+
+@extend_schema(
+    operation_id="audit_events_list",
+    summary=f"Security events, newest first, {PAGE_SIZE} a page unless `limit` says",
+    parameters=AUDIT_FILTERS + AUDIT_PAGE,
+    responses=AuditEventPageSerializer,
+)
+@api_view(["GET"])
+def audit_events(request: Request) -> Response:
+    form = _valid(AuditApiSearchForm(request.query_params))
+    if form.filters.user_id:
+        operator_viewed(request, form.filters.user_id)
+    try:
+        page = event_page(
+            filters=form.filters, after=form.cleaned_data["after"], limit=form.cleaned_data["limit"]
+        )
+    except StoreUnavailable:
+        raise StoreDown from None
+    body = {"results": page.events, "next": str(page.next_cursor) if page.next_cursor else None}
+    return Response(AuditEventPageSerializer(body).data)
+
+
+@extend_schema(
+    operation_id="audit_events_csv",
+    summary="Every matching security event as CSV, newest first, streamed",
+    parameters=AUDIT_FILTERS,
+    responses={(200, "text/csv"): OpenApiTypes.STR},
+)
+@api_view(["GET"])
+@content_negotiation_class(DownloadNegotiation)
+def audit_events_csv(request: Request) -> StreamingHttpResponse:
+    return _export(request, "csv")
+
+
+@extend_schema(
+    operation_id="audit_events_jsonl",
+    summary="Every matching security event as JSON Lines, newest first, streamed",
+    parameters=AUDIT_FILTERS,
+    responses={(200, "application/jsonl"): OpenApiTypes.STR},
+)
+@api_view(["GET"])
+@content_negotiation_class(DownloadNegotiation)
+def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
+    return _export(request, "jsonl")
+
+
+def _export(request: Request, fmt: str) -> StreamingHttpResponse:
+    form = _valid(AuditApiSearchForm(request.query_params))
+    try:
+        chunks = events_export(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
+    except StoreUnavailable:
+        raise StoreDown from None
+    return download(
+        chunks, name="audit-events", extension=fmt, content_type=FORMATS[fmt].content_type
+    )
 
 
 def _session_page(request: Request, *, user: User | None) -> Response:
