@@ -49,6 +49,7 @@ def _revoke(key: str, ttl: int) -> None:
     pipe.set(key, 1, ex=ttl)
     pipe.publish(CHANNEL, f"{key} {ttl}")
     pipe.execute()
+    _mirror.remember(key, ttl)  # this process refuses it at once, not when pub/sub arrives
 
 
 def is_revoked(*, jti: str, sid: str | None) -> bool:
@@ -87,6 +88,9 @@ class _Mirror:
             )
             self._thread.start()
             return True
+
+    def remember(self, key: str, ttl: int) -> None:
+        self._entries[key] = time.monotonic() + ttl
 
     def contains_any(self, keys: list[str]) -> bool:
         if not self.current.is_set():

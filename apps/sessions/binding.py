@@ -55,13 +55,16 @@ def set_device_cookie(response: HttpResponse, cookie_id: str) -> None:
 
 
 def device_id(cookie_id: str, request: HttpRequest) -> str:
-    """A stable id of this browser on this device."""
-    hints = (
-        cookie_id,
-        browser_family(request.headers.get("User-Agent", "")),
-        request.headers.get("Sec-CH-UA-Platform", ""),
-        request.headers.get("Sec-CH-UA-Mobile", ""),
-    )
+    """A stable id of this browser on this device: the device cookie, the browser family and
+    the platform and mobile client hints. Chromium leaves the hints off some requests (a
+    download link, for one), so a missing hint is read from the User-Agent instead: the same
+    browser gives the same id with or without them."""
+    user_agent = request.headers.get("User-Agent", "")
+    family = browser_family(user_agent)
+    platform = request.headers.get("Sec-CH-UA-Platform", "").strip('"') or family.split(" on ")[1]
+    mobile_hint = request.headers.get("Sec-CH-UA-Mobile", "")
+    mobile = mobile_hint == "?1" if mobile_hint else "Mobile" in user_agent
+    hints = (cookie_id, family, platform, "mobile" if mobile else "desktop")
     return hashlib.sha256("\x1f".join(hints).encode()).hexdigest()[:32]
 
 

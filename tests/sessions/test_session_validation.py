@@ -236,3 +236,15 @@ def test_deactivating_or_deleting_an_account_ends_its_sessions(person, redis_cli
     assert SecurityEvent.objects.filter(
         event_type="session.revoked", session_id=str(again.pk), metadata__reason="account_deleted"
     ).exists()
+
+
+def test_client_hints_left_off_a_request_do_not_change_the_device(person) -> None:
+    # Chromium sends no Sec-CH-UA-* with a download link: the User-Agent says the same.
+    http = browser(user_agent=CHROME)
+    http.get("/login", HTTP_SEC_CH_UA_PLATFORM='"Linux"', HTTP_SEC_CH_UA_MOBILE="?0")
+    http.post(
+        "/login", {"email": person.email, "password": PASSWORD},
+        HTTP_SEC_CH_UA_PLATFORM='"Linux"', HTTP_SEC_CH_UA_MOBILE="?0",
+    )  # fmt: skip
+    assert signed_in(http)  # no hints on this request
+    assert signed_in(http, HTTP_SEC_CH_UA_PLATFORM='"Windows"') is False  # another platform
