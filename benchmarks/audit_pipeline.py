@@ -32,7 +32,6 @@ import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,11 +46,11 @@ from benchmarks.oidc_endpoints import (
     _cpus,
     cpu_model,
     log,
+    start_servers,
 )
 
 EMIT_SHARE_TARGET = 0.05  # emit() under 5 % of a token request's CPU
 SHIP_RATE_TARGET = 20_000  # events per second, end to end
-_OWN_SETTINGS = ("IDP_", "PORT", "DATABASE_URL", "REDIS_URL", "CELERY_", "CLICKHOUSE_URL")
 
 # Rows shaped like emit()'s (token.issued and friends, a user, a client, an IPv4 address, a
 # browser, JSON metadata), spread over the last N milliseconds.
@@ -99,22 +98,11 @@ class Benchmark:
         self.redis = Redis(self.base)
         self.clickhouse = ClickHouse(self.base)
         self.servers = [self.postgres, self.redis, self.clickhouse]
-        for server in self.servers:
-            server.spawn()
-        for server in self.servers:
-            try:
-                server.wait_ready()
-            except Exception as error:  # tests.servers raises pytest.UsageError
-                raise BenchmarkError(str(error)) from None
-        done = subprocess.run(
-            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
-             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise BenchmarkError(f"createdb failed:\n{done.stderr}")
+        start_servers(self.servers)
 
     def setup_django(self) -> None:
+        from tests.servers import _OWN_SETTINGS
+
         for name in list(os.environ):
             if name.startswith(_OWN_SETTINGS):
                 del os.environ[name]

@@ -342,10 +342,25 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
+def start_servers(servers: list[Any]) -> None:
+    """Starts the throwaway servers (tests.servers; spawned together, then waited for) and
+    creates the `tessera` database in the first, PostgreSQL."""
+    for server in servers:
+        server.spawn()
+    for server in servers:
+        try:
+            server.wait_ready()
+        except Exception as error:  # tests.servers raises pytest.UsageError
+            raise BenchmarkError(str(error)) from None
+    postgres = servers[0]
+    _run(
+        [str(postgres.bindir / "createdb"), "-h", "127.0.0.1",
+         "-p", str(postgres.port), "-U", postgres.user, "tessera"],
+        dict(os.environ), "createdb",
+    )  # fmt: skip
+
+
 # --- the run -----------------------------------------------------------------------------
-
-
-_OWN_SETTINGS = ("IDP_", "PORT", "DATABASE_URL", "REDIS_URL", "CELERY_", "CLICKHOUSE_URL")
 
 
 class Benchmark:
@@ -361,6 +376,8 @@ class Benchmark:
 
     # environment shared by migrate, the fixtures and the server
     def environ(self, alg: str) -> dict[str, str]:
+        from tests.servers import _OWN_SETTINGS
+
         env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}
         env.update(
             DJANGO_SETTINGS_MODULE="benchmarks.bench_settings",
@@ -387,18 +404,7 @@ class Benchmark:
         self.postgres = Postgres(self.base)
         self.redis = Redis(self.base)
         self.servers = [self.postgres, self.redis]
-        for server in self.servers:
-            server.spawn()
-        for server in self.servers:
-            try:
-                server.wait_ready()
-            except Exception as error:  # tests.servers raises pytest.UsageError
-                raise BenchmarkError(str(error)) from None
-        _run(
-            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
-             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
-            dict(os.environ), "createdb",
-        )  # fmt: skip
+        start_servers(self.servers)
         self.port = free_port()
         self.secret_key = secrets.token_urlsafe(64)
         self.kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
