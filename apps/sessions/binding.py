@@ -61,7 +61,7 @@ def device_id(cookie_id: str, request: HttpRequest) -> str:
     browser gives the same id with or without them."""
     user_agent = request.headers.get("User-Agent", "")
     family = browser_family(user_agent)
-    platform = request.headers.get("Sec-CH-UA-Platform", "").strip('"') or family.split(" on ")[1]
+    platform = request.headers.get("Sec-CH-UA-Platform", "").strip('"') or _system(user_agent)
     mobile_hint = request.headers.get("Sec-CH-UA-Mobile", "")
     mobile = mobile_hint == "?1" if mobile_hint else "Mobile" in user_agent
     hints = (cookie_id, family, platform, "mobile" if mobile else "desktop")
@@ -89,8 +89,11 @@ def browser_family(user_agent: str) -> str:
     """ "Firefox on Linux", "Chrome on Android", "Other on Other": coarse on purpose, so a
     browser update does not change it."""
     browser = next((name for name, rx in _BROWSERS if rx.search(user_agent)), "Other")
-    system = next((name for name, rx in _SYSTEMS if rx.search(user_agent)), "Other")
-    return f"{browser} on {system}"
+    return f"{browser} on {_system(user_agent)}"
+
+
+def _system(user_agent: str) -> str:
+    return next((name for name, rx in _SYSTEMS if rx.search(user_agent)), "Other")
 
 
 def same_network(first: str | None, second: str | None) -> bool:
