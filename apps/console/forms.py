@@ -15,8 +15,9 @@ from django.http import QueryDict
 
 from apps.accounts.models import User
 from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventCursor, EventFilters, InvalidFilter
+from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
-from apps.sessions.selectors import SessionCursor, user_lookup
+from apps.sessions.selectors import user_lookup
 
 
 class UserLookupForm(forms.Form):
@@ -52,12 +53,12 @@ class SessionFilterForm(forms.Form):
     live_only = forms.BooleanField(required=False, label="Live only")
     after = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
-    def clean_after(self) -> SessionCursor | None:
+    def clean_after(self) -> KeysetCursor | None:
         text: str = self.cleaned_data["after"]
         if not text:
             return None
         try:
-            return SessionCursor.parse(text)
+            return KeysetCursor.parse(text)
         except ValueError:
             raise forms.ValidationError(
                 "This page link is malformed; start again from the first page.", code="invalid"

@@ -19,7 +19,7 @@ from apps.accounts.models import User
 from apps.audit import gdpr
 from apps.audit.export import FORMATS, events_export
 from apps.audit.selectors import event_page, events_recent_for_user
-from apps.audit.store import EventCursor, StoreUnavailable
+from apps.audit.store import StoreUnavailable
 from apps.console.downloads import download
 from apps.console.forms import AuditSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
@@ -29,9 +29,10 @@ from apps.console.lookups import (
     viewed_user_or_404,
 )
 from apps.console.permissions import staff_required
+from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
 from apps.sessions.models import LoginSession
-from apps.sessions.selectors import SessionCursor, session_page, user_lookup
+from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
 from apps.tokens.selectors import backchannel_deliveries
 
@@ -231,9 +232,7 @@ def _audit_page(
     return render(request, "console/audit.html", context, status=status)
 
 
-def _page_links(
-    request: HttpRequest, next_cursor: SessionCursor | EventCursor | None
-) -> dict[str, str | None]:
+def _page_links(request: HttpRequest, next_cursor: KeysetCursor | None) -> dict[str, str | None]:
     """Query strings of a keyset-paged list: this search from its first page (None when on
     it), its next page (None on the last), and the search without a position."""
     query = request.GET.copy()

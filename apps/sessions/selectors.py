@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.core.cursors import KeysetCursor
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 
@@ -31,7 +31,6 @@ def session_current(request: HttpRequest) -> LoginSession | None:
 
 
 CONSOLE_PAGE_SIZE = 50
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def user_lookup(*, email: str = "", user_id: uuid.UUID | None = None) -> User | None:
@@ -43,29 +42,9 @@ def user_lookup(*, email: str = "", user_id: uuid.UUID | None = None) -> User | 
 
 
 @dataclass(frozen=True)
-class SessionCursor:
-    """Where a page of sessions ends, in their order (last_active_at, id), newest first."""
-
-    last_active_at: datetime
-    id: uuid.UUID
-
-    def __str__(self) -> str:
-        micros = (self.last_active_at - _EPOCH) // timedelta(microseconds=1)
-        return f"{micros}.{self.id.hex}"
-
-    @classmethod
-    def parse(cls, text: str) -> SessionCursor:
-        """Raises ValueError unless `text` is what str() gave."""
-        micros, _, hex_id = text.partition(".")
-        if not micros.isdigit() or len(micros) > 17:  # digits only, inside datetime's range
-            raise ValueError("malformed cursor")
-        return cls(_EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id))
-
-
-@dataclass(frozen=True)
 class SessionPage:
     sessions: list[LoginSession]
-    next_cursor: SessionCursor | None  # None on the last page
+    next_cursor: KeysetCursor | None  # None on the last page
 
 
 def _sessions_with_clients() -> QuerySet[LoginSession]:
@@ -81,7 +60,7 @@ def session_page(
     ip_address: str = "",
     device_id: str = "",
     live_only: bool = False,
-    after: SessionCursor | None = None,
+    after: KeysetCursor | None = None,
     size: int = CONSOLE_PAGE_SIZE,
 ) -> SessionPage:
     """Sessions most recently active first, filtered, one keyset page at a time: no OFFSET and
@@ -100,14 +79,14 @@ def session_page(
         sessions = sessions.filter(ended_at__isnull=True, expires_at__gt=timezone.now())
     if after is not None:
         # (last_active_at, id) < after, spelled so that the index bounds the scan.
-        sessions = sessions.filter(last_active_at__lte=after.last_active_at).exclude(
-            last_active_at=after.last_active_at, id__gte=after.id
+        sessions = sessions.filter(last_active_at__lte=after.at).exclude(
+            last_active_at=after.at, id__gte=after.id
         )
     rows = list(sessions.order_by("-last_active_at", "-id")[: size + 1])
     if len(rows) <= size:
         return SessionPage(rows, None)
     last = rows[size - 1]
-    return SessionPage(rows[:size], SessionCursor(last.last_active_at, last.id))
+    return SessionPage(rows[:size], KeysetCursor(last.last_active_at, last.id))
 
 
 def session_detail(*, session_id: uuid.UUID) -> LoginSession | None:

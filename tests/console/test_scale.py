@@ -13,8 +13,8 @@ from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import User
+from apps.core.cursors import KeysetCursor
 from apps.sessions.models import LoginSession
-from apps.sessions.selectors import SessionCursor
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +70,7 @@ def deep_cursor(many_sessions) -> str:
     at, sid = LoginSession.objects.order_by("-last_active_at", "-id").values_list(
         "last_active_at", "id"
     )[90_000]
-    return str(SessionCursor(at, sid))
+    return str(KeysetCursor(at, sid))
 
 
 @pytest.fixture

@@ -9,18 +9,18 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, Self
 
 from django.utils.crypto import salted_hmac
 
+from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
 
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 1000
 # Rows a store reads per round trip while it streams (iterate, pseudonymize_user).
 CHUNK = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidFilter(ValueError):
@@ -31,24 +31,13 @@ class StoreUnavailable(Exception):
     """The audit store did not answer (ClickHouse down or refusing): a 503, not a 500."""
 
 
-@dataclass(frozen=True)
-class EventCursor:
+class EventCursor(KeysetCursor):
     """Where a page ends in the stores' order: occurred_at, then id (as text), newest first."""
 
-    occurred_at: datetime
-    id: uuid.UUID
-
-    def __str__(self) -> str:
-        micros = (self.occurred_at - _EPOCH) // timedelta(microseconds=1)
-        return f"{micros}.{self.id.hex}"
-
     @classmethod
-    def parse(cls, text: str) -> EventCursor:
-        micros, _, hex_id = text.partition(".")
+    def parse(cls, text: str) -> Self:
         try:
-            if not micros.isdigit() or len(micros) > 17:  # digits only, inside datetime's range
-                raise ValueError
-            return cls(_EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id))
+            return super().parse(text)
         except ValueError:
             raise InvalidFilter(
                 "This page link is malformed; start again from the first page."
@@ -59,7 +48,7 @@ class EventCursor:
         """The sort key both stores order by: UUIDs compare as their text (PostgreSQL compares
         uuid bytes, which is the same order; ClickHouse compares them otherwise, so it sorts
         by toString(id))."""
-        return self.occurred_at, str(self.id)
+        return self.at, str(self.id)
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def _where(filters: EventFilters, after: EventCursor | None) -> tuple[str, dict[
     for name, moment, condition in (
         ("since", filters.since, _SINCE),
         ("until", filters.until, _UNTIL),
-        ("after", after.occurred_at if after else None, _AFTER),
+        ("after", after.at if after else None, _AFTER),
     ):
         if moment is not None:
             conditions.append(condition)

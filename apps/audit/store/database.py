@@ -76,8 +76,8 @@ def _matching(filters: EventFilters, after: EventCursor | None) -> QuerySet[Secu
         )
     if after is not None:
         # (occurred_at, id) < after, spelled so that the occurred_at index bounds the scan.
-        events = events.filter(occurred_at__lte=after.occurred_at).exclude(
-            occurred_at=after.occurred_at, id__gte=after.id
+        events = events.filter(occurred_at__lte=after.at).exclude(
+            occurred_at=after.at, id__gte=after.id
         )
     return events
 
