@@ -311,6 +311,10 @@ def _database(url: str) -> dict[str, Any]:
         }
     else:
         config.setdefault("OPTIONS", {})["connect_timeout"] = HEALTH_CHECK_TIMEOUT
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # The same backend, with a health check that asks the server only when the socket
+        # says something happened (apps/core/postgresql/base.py).
+        config["ENGINE"] = "apps.core.postgresql"
     return config
 
 
