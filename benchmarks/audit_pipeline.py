@@ -134,54 +134,138 @@ class Benchmark:
     # --- 1. what emit() adds to a token request ------------------------------------------
 
     def measure_emit(self) -> None:
-        import psycopg
         from django.core.handlers.wsgi import WSGIHandler
-        from django.db import connection
 
-        from apps.core import outbox
-        from apps.core.models import SecurityEvent
         from apps.tokens import client_credentials
         from apps.tokens.services import client_create
 
+        self.handler = WSGIHandler()
+
+        # client_credentials: the event is the request's only write.
         client, secret = client_create(
             name="benchmark service", redirect_uris=[], grant_types=["client_credentials"]
         )
-        handler = WSGIHandler()
-        body = b"grant_type=client_credentials&scope=openid"
-        credentials = base64.b64encode(f"{client.client_id}:{secret}".encode()).decode()
-        answered: list[str] = []
-
-        def token_request() -> tuple[float, float]:
-            environ = {
-                "REQUEST_METHOD": "POST", "PATH_INFO": "/oauth/token", "SCRIPT_NAME": "",
-                "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
-                "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
-                "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "benchmark/1.0",
-                "HTTP_AUTHORIZATION": f"Basic {credentials}",
-                "CONTENT_TYPE": "application/x-www-form-urlencoded",
-                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-                "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-            }  # fmt: skip
-            wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
-            response = handler(environ, lambda status, headers, exc_info=None: None)
-            b"".join(response)
-            response.close()
-            cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
-            answered.append(str(response.status_code))
-            return wall / 1000, cpu / 1000
-
-        # emit() timed where it runs: inside the token view.
+        credentials = (client.client_id, secret)
+        form = "grant_type=client_credentials&scope=openid"
         emit_walls: list[float] = []
         emit_cpus: list[float] = []
+        block: list[tuple[float, float]] = []
         emit = client_credentials.emit
 
         def timed_emit(*args: Any, **kwargs: Any) -> Any:
+            # emit() timed where it runs: inside the token view.
             wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
             try:
                 return emit(*args, **kwargs)
             finally:
-                emit_cpus.append((time.thread_time_ns() - cpu) / 1000)
-                emit_walls.append((time.perf_counter_ns() - wall) / 1000)
+                cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+                block.append((wall / 1000, cpu / 1000))
+
+        def keep_served(arm: str, measured: bool) -> None:
+            if arm == "event" and measured:
+                emit_walls.extend(wall for wall, _ in block)
+                emit_cpus.extend(cpu for _, cpu in block)
+            block.clear()
+
+        client_credentials.emit = timed_emit
+        try:
+            self.compare_writes(
+                "client_credentials",
+                "token.issued",
+                self.args.requests,
+                lambda: (form, credentials),
+                lambda body: None,
+                on_arm=keep_served,
+            )
+        finally:
+            client_credentials.emit = emit
+        self.lines.append(
+            f"emit_in_request grant=client_credentials calls={len(emit_cpus)} "
+            f"wall_p50_us={_percentile(emit_walls, 0.5):.1f} "
+            f"wall_p99_us={_percentile(emit_walls, 0.99):.1f} "
+            f"cpu_p50_us={_percentile(emit_cpus, 0.5):.1f} "
+            f"cpu_p99_us={_percentile(emit_cpus, 0.99):.1f} "
+            f"cpu_mean_us={statistics.fmean(emit_cpus):.1f}"
+        )
+
+        # refresh_token: the event is one more statement in the rotation's transaction.
+        refresh_token = self.first_refresh_token()
+        webapp = self.webapp
+
+        def next_token(body: bytes) -> None:
+            nonlocal refresh_token
+            refresh_token = json.loads(body)["refresh_token"]
+
+        self.compare_writes(
+            "refresh_token",
+            "token.refreshed",
+            self.args.refreshes,
+            lambda: (f"grant_type=refresh_token&refresh_token={refresh_token}", webapp),
+            next_token,
+        )
+
+    def first_refresh_token(self) -> str:
+        """A user signs in and a web app gets tokens through the code flow (the test suite's
+        relying party, tests.tokens.conftest.Flow, on Django's test client)."""
+        from django.test import Client as HttpClient
+
+        from apps.accounts.services import user_create
+        from apps.tokens.services import client_create
+        from tests.tokens.conftest import REDIRECT_URI, Flow, RegisteredClient
+
+        client, secret = client_create(
+            name="benchmark web app",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=["authorization_code", "refresh_token"],
+            skip_consent=True,
+        )
+        self.webapp = (client.client_id, secret)
+        browser = HttpClient(HTTP_HOST="127.0.0.1")
+        browser.force_login(user_create(email="benchmark@example.com", name="Benchmark User"))
+        tokens = Flow(browser, RegisteredClient(client.client_id, secret)).tokens()
+        return str(tokens["refresh_token"])
+
+    def token_request(self, form: str, client: tuple[str, str]) -> tuple[float, float, bytes]:
+        """POST /oauth/token through Django's WSGIHandler: (wall µs, CPU µs, body)."""
+        body = form.encode()
+        credentials = base64.b64encode(":".join(client).encode()).decode()
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/oauth/token", "SCRIPT_NAME": "",
+            "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "benchmark/1.0",
+            "HTTP_AUTHORIZATION": f"Basic {credentials}",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+        }  # fmt: skip
+        wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        response = self.handler(environ, lambda status, headers, exc_info=None: None)
+        content = b"".join(response)
+        response.close()
+        cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+        if response.status_code != 200:
+            raise BenchmarkError(f"a {form.split('&')[0]} request answered {response.status_code}")
+        return wall / 1000, cpu / 1000, content
+
+    def compare_writes(
+        self,
+        grant: str,
+        event_type: str,
+        requests: int,
+        request: Callable[[], tuple[str, tuple[str, str]]],
+        on_body: Callable[[bytes], None],
+        on_arm: Callable[[str, bool], None] = lambda arm, measured: None,
+    ) -> None:
+        """Token requests of one grant in three arms that alternate in blocks (the first block
+        warms every arm up and is dropped): the event written as served, a bare `SELECT 1` in
+        its place, and the event not written. on_arm(arm, measured) runs after each arm's
+        block."""
+        import psycopg
+        from django.db import connection
+
+        from apps.core import outbox
+        from apps.core.models import SecurityEvent
 
         def select_1(values: Any) -> None:
             with psycopg.Cursor(connection.connection) as cursor:
@@ -195,44 +279,32 @@ class Benchmark:
         }
         samples: dict[str, list[tuple[float, float]]] = {arm: [] for arm in arms}
         blocks = 10
-        per_block = max(1, self.args.requests // blocks)
-        log(f"token: {per_block * blocks} client_credentials requests per arm ({', '.join(arms)})")
-        client_credentials.emit = timed_emit
-        issued = SecurityEvent.objects.filter(event_type="token.issued")
-        events_before = issued.count()
+        per_block = max(1, requests // blocks)
+        log(f"token: {per_block * blocks} {grant} requests per arm ({', '.join(arms)})")
+        events = SecurityEvent.objects.filter(event_type=event_type)
+        events_before = events.count()
         try:
-            for block in range(blocks + 1):  # block 0 warms every arm up and is dropped
+            for block in range(blocks + 1):
                 for arm, arm_write in arms.items():
                     outbox.write = arm_write
                     for _ in range(per_block):
-                        measured = token_request()
+                        wall, cpu, body = self.token_request(*request())
+                        on_body(body)
                         if block:
-                            samples[arm].append(measured)
-                    if arm != "event" or not block:  # emit() timed only as served
-                        del emit_walls[-per_block:], emit_cpus[-per_block:]
+                            samples[arm].append((wall, cpu))
+                    on_arm(arm, bool(block))
         finally:
             outbox.write = write
-            client_credentials.emit = emit
-        if set(answered) != {"200"}:
-            raise BenchmarkError(f"token requests answered {sorted(set(answered))}")
-        events = issued.count() - events_before
-        if events != per_block * (blocks + 1):
-            raise BenchmarkError(f"{events} events written, not one per request with an event")
+        written = events.count() - events_before
+        if written != per_block * (blocks + 1):
+            raise BenchmarkError(f"{written} {event_type} events written, not one per request")
 
-        self.lines.append(
-            f"emit_in_request calls={len(emit_cpus)} "
-            f"wall_p50_us={_percentile(emit_walls, 0.5):.1f} "
-            f"wall_p99_us={_percentile(emit_walls, 0.99):.1f} "
-            f"cpu_p50_us={_percentile(emit_cpus, 0.5):.1f} "
-            f"cpu_p99_us={_percentile(emit_cpus, 0.99):.1f} "
-            f"cpu_mean_us={statistics.fmean(emit_cpus):.1f}"
-        )
         means = {}
         for arm, measured in samples.items():
             walls, cpus = [wall for wall, _ in measured], [cpu for _, cpu in measured]
             means[arm] = statistics.fmean(cpus)
             self.lines.append(
-                f"token_request grant=client_credentials write={arm} requests={len(measured)} "
+                f"token_request grant={grant} write={arm} requests={len(measured)} "
                 f"wall_p50_us={_percentile(walls, 0.5):.0f} "
                 f"wall_p99_us={_percentile(walls, 0.99):.0f} "
                 f"cpu_p50_us={_percentile(cpus, 0.5):.0f} "
@@ -241,9 +313,9 @@ class Benchmark:
         added = means["event"] - means["none"]
         share = added / means["none"]
         self.lines.append(
-            f"target emit_adds_to_token_request_cpu goal<{100 * EMIT_SHARE_TARGET:.0f}% "
-            f"added_us={added:.0f} round_trip_us={means['select_1'] - means['none']:.0f} "
-            f"share_pct={100 * share:.1f} "
+            f"target emit_adds_to_token_request_cpu grant={grant} "
+            f"goal<{100 * EMIT_SHARE_TARGET:.0f}% added_us={added:.0f} "
+            f"round_trip_us={means['select_1'] - means['none']:.0f} share_pct={100 * share:.1f} "
             f"verdict={'met' if share < EMIT_SHARE_TARGET else 'not_met'}"
         )
 
@@ -315,7 +387,7 @@ class Benchmark:
             f"servers_cpus={_cpus(self.placement.others)} loadavg_before={loadavg}"
         )
         print(
-            f"config requests={self.args.requests} "
+            f"config requests={self.args.requests} refreshes={self.args.refreshes} "
             f"events={self.args.events} batches={','.join(map(str, self.args.batches))} "
             f"default_batch={default} elapsed_s={time.monotonic() - started:.0f}"
         )
@@ -338,7 +410,12 @@ class Benchmark:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="token requests timed per arm")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="client_credentials requests timed per arm"
+    )
+    parser.add_argument(
+        "--refreshes", type=int, default=300, help="refresh_token requests timed per arm"
+    )
     parser.add_argument("--events", type=int, default=200_000, help="events shipped per run")
     parser.add_argument(
         "--batches",
