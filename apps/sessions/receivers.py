@@ -51,6 +51,6 @@ def end_sessions_of_deactivated(sender: Any, instance: User, **kwargs: Any) -> N
 
 @receiver(pre_delete, sender=User, dispatch_uid="tessera.sessions.deleted")
 def end_sessions_of_deleted(sender: Any, instance: User, **kwargs: Any) -> None:
-    """Before the cascade removes the rows: the sids go on the revocation list and the
-    relying parties are told."""
+    """Before the cascade removes the rows: the sids go on the revocation list. Relying
+    parties get no back-channel notice: the deliveries would go with the sessions' rows."""
     session_end_all(user=instance, reason="account_deleted")

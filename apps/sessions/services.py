@@ -148,9 +148,10 @@ END_REASONS = {
 
 def session_end(*, session: LoginSession, reason: str, actor_id: object = None) -> bool:
     """Ends the session: its refresh tokens stop working (they are honoured only while their
-    session is live), its access tokens are rejected through the revocation list, and after
-    commit session_ended tells the clients that received tokens under it. False when it had
-    already ended."""
+    session is live), its access tokens are rejected through the revocation list, and
+    session_ended, sent inside the same transaction, records who to tell (the clients that
+    received tokens under it), so that the end and the notices commit together. False when
+    it had already ended."""
     event_type = END_REASONS[reason]
     now = timezone.now()
     with transaction.atomic():
@@ -172,9 +173,7 @@ def session_end(*, session: LoginSession, reason: str, actor_id: object = None) 
             metadata={"reason": reason},
         )
         session.ended_at, session.end_reason = now, reason
-        transaction.on_commit(
-            lambda: session_ended.send(sender=LoginSession, session=session, reason=reason)
-        )
+        session_ended.send(sender=LoginSession, session=session, reason=reason)
     return True
 
 

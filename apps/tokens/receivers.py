@@ -24,14 +24,12 @@ def revoke_tokens_of_deleted_client(sender: Any, instance: Client, **kwargs: Any
 
 
 @receiver(session_ended, dispatch_uid="tessera.tokens.backchannel_logout")
-def tell_relying_parties(sender: Any, session: LoginSession, **kwargs: Any) -> None:
-    """One task per client (§2.7), so one slow relying party delays no other. robust: a
-    broker outage must not fail the logout itself (the session has ended already); the
-    delivery then stays pending, where operators see it."""
-    if not LoginSession.objects.filter(pk=session.pk).exists():
-        return  # ended because its account was deleted: the rows are gone with it
-    with transaction.atomic():
-        for delivery in backchannel_deliveries_create(session=session):
-            transaction.on_commit(
-                partial(deliver_backchannel_logout.delay, delivery.pk), robust=True
-            )
+def tell_relying_parties(sender: Any, session: LoginSession, reason: str, **kwargs: Any) -> None:
+    """The deliveries are written in the transaction that ends the session, so a crash after
+    its commit leaves them pending, where the stalled-delivery sweep finds them. One task per
+    client (§2.7), so one slow relying party delays no other, queued after commit. robust: a
+    broker outage must not fail the logout itself; the sweep queues the delivery later."""
+    if reason == "account_deleted":
+        return  # the account's deletion cascades to its sessions and their deliveries
+    for delivery in backchannel_deliveries_create(session=session):
+        transaction.on_commit(partial(deliver_backchannel_logout.delay, delivery.pk), robust=True)

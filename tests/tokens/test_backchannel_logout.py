@@ -18,6 +18,7 @@ import jwt
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.test import Client as HttpClient
 from django.utils import timezone
 
@@ -32,10 +33,11 @@ from apps.tokens.logout_propagation import (
 )
 from apps.tokens.models import BackchannelLogoutDelivery, Client
 from apps.tokens.selectors import backchannel_deliveries
+from apps.tokens.services import consent_grant
 from apps.tokens.tasks import redeliver_stalled_backchannel_logouts, rotate_signing_keys
 from tests.rp import REDIRECT_URI
 from tests.servers import free_port
-from tests.tokens.conftest import LOGOUT, Flow
+from tests.tokens.conftest import LOGOUT, SCOPE, Flow
 
 # Every attempt: the first and one per retry.
 ATTEMPTS = len(RETRY_BACKOFF) + 1
@@ -368,3 +370,42 @@ def test_a_delivery_that_lost_its_task_is_queued_again_by_the_sweep(
     [delivery] = finished_deliveries(session)
     assert delivery.status == BackchannelLogoutDelivery.Status.DELIVERED
     assert redeliver_stalled_backchannel_logouts.delay().get(timeout=WAIT) == 0
+
+
+def _session_with_a_backchannel_client(signed_in: HttpClient, register, person) -> LoginSession:
+    rp = register(backchannel_logout_uri="https://rp.example/backchannel-logout")
+    client = Client.objects.get(client_id=rp.client_id)
+    consent_grant(user_id=person.pk, client=client, scopes=SCOPE.split())
+    Flow(signed_in, rp).tokens()
+    return live_session(person)
+
+
+def test_the_delivery_commits_with_the_session_end_before_its_task_is_queued(
+    signed_in: HttpClient, register, person, django_capture_on_commit_callbacks
+) -> None:
+    # The task is queued after commit; a crash in between must leave the delivery recorded
+    # (pending), for the sweep to queue, rather than lose the notice.
+    session = _session_with_a_backchannel_client(signed_in, register, person)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        session_end(session=session, reason="logout")
+
+    [delivery] = backchannel_deliveries([session.pk])
+    assert delivery.status == BackchannelLogoutDelivery.Status.PENDING
+    assert [callback.args for callback in queued if hasattr(callback, "args")] == [(delivery.pk,)]
+
+
+def _end_then_fail(session: LoginSession) -> None:
+    with transaction.atomic():
+        session_end(session=session, reason="logout")
+        raise RuntimeError("the action that ended the session fails")
+
+
+def test_a_session_end_that_rolls_back_leaves_no_delivery(
+    signed_in: HttpClient, register, person
+) -> None:
+    session = _session_with_a_backchannel_client(signed_in, register, person)
+    with pytest.raises(RuntimeError):
+        _end_then_fail(session)
+
+    assert backchannel_deliveries([session.pk]) == []
+    assert LoginSession.objects.get(pk=session.pk).ended_at is None
