@@ -9,6 +9,8 @@ from django.http import Http404, HttpRequest
 from rest_framework.request import Request
 
 from apps.accounts.models import User
+from apps.audit import gdpr
+from apps.audit.store import pseudonym
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_detail, user_lookup
@@ -24,7 +26,7 @@ def user_or_404(user_id: uuid.UUID) -> User:
 def viewed_user_or_404(request: HttpRequest | Request, user_id: uuid.UUID) -> User:
     """The user whose data the request shows an operator, with the record that it did."""
     user = user_or_404(user_id)
-    operator_viewed(request, user.pk)
+    operator_viewed(request, user)
     return user
 
 
@@ -35,15 +37,32 @@ def session_or_404(session_id: uuid.UUID) -> LoginSession:
     return session
 
 
-def operator_viewed(request: HttpRequest | Request, person_id: object) -> None:
+def operator_viewed(request: HttpRequest | Request, person: User | str) -> None:
     """One event per request that shows a person's data to an operator (GDPR Art. 30 record
-    of processing; SOC 2 CC6.1: access to personal data is logged with who had it)."""
+    of processing; SOC 2 CC6.1: access to personal data is logged with who had it). `person`
+    is the User, or the id an audit search named.
+
+    An erased person is recorded by the pseudonym their other events carry (audit.gdpr), in
+    the path too: the real id in a new event would tie them back to the person (Art. 17)."""
+    user = person if isinstance(person, User) else _user(person)
+    recorded, path = str(user.pk) if user else person, request.path
+    if user is not None and gdpr.user_is_erased(user):
+        recorded = pseudonym(str(user.pk))
+        path = path.replace(str(user.pk), recorded).replace(user.pk.hex, recorded)
     emit(
         EventType.OPERATOR_VIEWED_USER,
-        user_id=person_id,
+        user_id=recorded,
         actor_id=request.user.pk,
         resource_type="user",
-        resource_id=person_id,
+        resource_id=recorded,
         action="viewed",
-        metadata={"path": request.path},
+        metadata={"path": path},
     )
+
+
+def _user(person_id: str) -> User | None:
+    try:
+        user_id = uuid.UUID(person_id)
+    except ValueError:
+        return None  # a pseudonym (an audit search for an erased person) names nobody
+    return user_lookup(user_id=user_id)

@@ -328,6 +328,21 @@ def test_erasure_is_confirmed_then_shows_the_pseudonymous_timeline(
     assert erased.user_id == alias
 
 
+def test_viewing_an_erased_person_records_their_pseudonym_not_their_id(
+    staff, operator, person
+) -> None:
+    confirm(staff, f"/console/users/{person.pk}/erase/")
+    SecurityEvent.objects.filter(event_type="operator.viewed_user").delete()
+
+    for path in (f"/console/users/{person.pk}/", f"/api/v1/users/{person.pk}/sessions"):
+        assert staff.get(path).status_code == 200
+
+    alias = pseudonym(str(person.pk))
+    viewed = audited("operator.viewed_user", operator)
+    assert [(event.user_id, event.resource_id) for event in viewed] == [(alias, alias)] * 2
+    assert str(person.pk) not in "".join(str(v) for v in SecurityEvent.objects.values_list())
+
+
 def test_operators_cannot_erase_themselves(staff, operator) -> None:
     response = confirm(staff, f"/console/users/{operator.pk}/erase/")
 

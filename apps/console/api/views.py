@@ -111,7 +111,7 @@ def users(request: Request) -> Response:
     form = _valid(UserLookupForm(request.query_params))
     user = user_lookup(email=form.cleaned_data["email"], user_id=form.cleaned_data["id"])
     if user:
-        operator_viewed(request, user.pk)
+        operator_viewed(request, user)
     return Response({"results": UserSerializer([user] if user else [], many=True).data})
 
 
@@ -205,7 +205,7 @@ def sessions(request: Request) -> Response:
 @api_view(["GET"])
 def session(request: Request, session_id: uuid.UUID) -> Response:
     found = session_or_404(session_id)
-    operator_viewed(request, found.user_id)
+    operator_viewed(request, found.user)
     return Response(SessionSerializer(found).data)
 
 
