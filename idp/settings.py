@@ -523,4 +523,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # The map of the admin API is for the people who may call it: staff sessions and admin
+    # Bearer tokens, as for the API itself (least disclosure, OWASP ASVS 4.0 V14.3).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
 }

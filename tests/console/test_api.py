@@ -226,8 +226,16 @@ def test_unknown_user_finds_nothing(staff) -> None:
     assert staff.get("/api/v1/users", {"email": "nobody@example.com"}).json() == {"results": []}
 
 
-def test_schema_lists_every_path(client: HttpClient) -> None:
-    response = client.get("/api/schema/")
+def test_schema_is_for_the_callers_of_the_api_only(
+    client: HttpClient, outsider: HttpClient, admin_token: str
+) -> None:
+    assert client.get("/api/schema/").status_code == 401
+    assert outsider.get("/api/schema/").status_code == 403
+    assert HttpClient().get("/api/schema/", headers=bearer(admin_token)).status_code == 200
+
+
+def test_schema_lists_every_path(staff: HttpClient) -> None:
+    response = staff.get("/api/schema/")
 
     assert response.status_code == 200
     schema = yaml.safe_load(response.content)
@@ -252,8 +260,8 @@ def test_schema_lists_every_path(client: HttpClient) -> None:
     assert schema["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
 
 
-def test_schema_as_json(client: HttpClient) -> None:
-    response = client.get("/api/schema/", {"format": "json"})
+def test_schema_as_json(staff: HttpClient) -> None:
+    response = staff.get("/api/schema/", {"format": "json"})
 
     assert response.status_code == 200
     assert "/api/v1/sessions" in response.json()["paths"]
