@@ -334,6 +334,14 @@ CACHES = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+
+# Where a person's data lives, for their GDPR export and erasure (apps/core/privacy.py): the
+# export lists these apps' sections in this order; erasure runs them in reverse.
+PERSONAL_DATA_HOLDERS = [
+    "apps.accounts.privacy.AccountData",
+    "apps.sessions.privacy.SessionData",
+    "apps.tokens.privacy.TokenData",
+]
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",
