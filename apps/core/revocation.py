@@ -65,9 +65,7 @@ def is_revoked(*, jti: str, sid: str | None) -> bool:
 
 def mirror_state() -> str:
     """For /readyz: empty when current, else why not."""
-    if _mirror.start():  # a process's first probe: give the mirror its first load
-        _mirror.current.wait(STARTUP_WAIT_SECONDS)
-    return "" if _mirror.current.is_set() else _mirror.problem
+    return "" if _mirror.is_current() else _mirror.problem
 
 
 class _Mirror:
@@ -76,6 +74,8 @@ class _Mirror:
         self._entries: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self.current = threading.Event()
+        # Set once the follower's first attempt has ended, loaded or failed.
+        self.settled = threading.Event()
         self.problem = "not started"
 
     def start(self) -> bool:
@@ -92,11 +92,18 @@ class _Mirror:
     def remember(self, key: str, ttl: int) -> None:
         self._entries[key] = time.monotonic() + ttl
 
-    def contains_any(self, keys: list[str]) -> bool:
+    def is_current(self) -> bool:
+        """Whether the mirror holds the list. Only a process's first looks wait (up to
+        STARTUP_WAIT_SECONDS) for the follower's first attempt; once that has ended, the
+        answer is immediate, so an outage refuses tokens without holding each request."""
         if not self.current.is_set():
             self.start()
-            if not self.current.wait(STARTUP_WAIT_SECONDS):
-                raise RevocationUnavailable(self.problem)
+            self.settled.wait(STARTUP_WAIT_SECONDS)
+        return self.current.is_set()
+
+    def contains_any(self, keys: list[str]) -> bool:
+        if not self.is_current():
+            raise RevocationUnavailable(self.problem)
         now = time.monotonic()
         return any(self._entries.get(key, 0.0) > now for key in keys)
 
@@ -111,6 +118,7 @@ class _Mirror:
                     log.warning("revocation list unavailable; tokens are refused until it is back",
                                 extra={"error": self.problem})  # fmt: skip
                 self.current.clear()
+                self.settled.set()
             time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
@@ -123,6 +131,7 @@ class _Mirror:
             if not self.current.is_set() and self.problem != "not started":
                 log.warning("revocation list current again")
             self.current.set()
+            self.settled.set()
             last_ping = time.monotonic()
             while True:
                 message = pubsub.get_message(timeout=1.0)
