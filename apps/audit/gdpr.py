@@ -17,13 +17,14 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.export import chunked
-from apps.audit.store import DatabaseStore, EventFilters, Subject, audit_store
+from apps.audit.store import ClickHouseStore, DatabaseStore, EventFilters, Subject, audit_store
 from apps.audit.store.base import AuditEvent
 from apps.core import privacy
 from apps.core.events import EventType, emit
@@ -61,15 +62,15 @@ def user_erase(*, user: Any, actor_id: object) -> str:
     """Erases the person (see the module's doc) and returns the pseudonym their events now
     carry. Runs again safely: a second run finishes one that ClickHouse interrupted.
 
-    The audit store is pseudonymized three times: first, before the account changes, so that
-    ClickHouse being down stops the erasure there (erasing again finishes it); then the
-    outbox, inside the transaction that scrubs the account, for the events that transaction
-    records (sessions ended); last, whatever a shipper moved to ClickHouse meanwhile."""
+    The outbox is pseudonymized once, inside the transaction that scrubs the account, so the
+    events that transaction records (sessions ended) are covered too; its UPDATE waits for a
+    shipper holding the subject's rows. ClickHouse, when there is one, twice: before the
+    account changes, so that ClickHouse being down stops the erasure there (erasing again
+    finishes it), and after, for whatever a shipper moved meanwhile."""
     if str(user.pk) == str(actor_id):
         raise ErasureRefused("Operators cannot erase their own account; ask another operator.")
     subject = _subject(user)
-    store = audit_store()
-    store.pseudonymize_user(subject)
+    _pseudonymize_shipped(subject)
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         # The account is listed first and scrubbed last, after what refers to it.
@@ -84,8 +85,13 @@ def user_erase(*, user: Any, actor_id: object) -> str:
             resource_id=subject.pseudonym,
             action="erased",
         )
-    store.pseudonymize_user(subject)
+    _pseudonymize_shipped(subject)
     return subject.pseudonym
+
+
+def _pseudonymize_shipped(subject: Subject) -> None:
+    if settings.CLICKHOUSE_URL is not None:
+        ClickHouseStore().pseudonymize_user(subject)
 
 
 def _subject(user: Any) -> Subject:
