@@ -148,7 +148,9 @@ class TesseraValidator(OAuth2Validator):
         with transaction.atomic():
             super().save_bearer_token(token, request, *args, **kw)
             session = getattr(request, "login_session", None)
-            if session is not None:  # who to tell when the session ends (logout propagation)
+            # Who to tell when the session ends (logout propagation): recorded when the code
+            # is exchanged; a refresh keeps the session and client of its code's exchange.
+            if session is not None and request.grant_type == "authorization_code":
                 session_client_record(session=session, client_id=request.client.client_id)
             self._emit_issued(token, request)
 
