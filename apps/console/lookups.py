@@ -40,15 +40,15 @@ def session_or_404(session_id: uuid.UUID) -> LoginSession:
 def operator_viewed(request: HttpRequest | Request, person: User | str) -> None:
     """One event per request that shows a person's data to an operator (GDPR Art. 30 record
     of processing; SOC 2 CC6.1: access to personal data is logged with who had it). `person`
-    is the User, or the id an audit search named.
+    is the account, or what an audit search named when it is none (a pseudonym, or an id no
+    account has).
 
     An erased person is recorded by the pseudonym their other events carry (audit.gdpr), in
     the path too: the real id in a new event would tie them back to the person (Art. 17)."""
-    user = person if isinstance(person, User) else _user(person)
-    recorded, path = str(user.pk) if user else person, request.path
-    if user is not None and gdpr.user_is_erased(user):
-        recorded = pseudonym(str(user.pk))
-        path = path.replace(str(user.pk), recorded).replace(user.pk.hex, recorded)
+    recorded, path = str(person.pk) if isinstance(person, User) else person, request.path
+    if isinstance(person, User) and gdpr.user_is_erased(person):
+        recorded = pseudonym(recorded)
+        path = path.replace(str(person.pk), recorded)
     emit(
         EventType.OPERATOR_VIEWED_USER,
         user_id=recorded,
@@ -58,11 +58,3 @@ def operator_viewed(request: HttpRequest | Request, person: User | str) -> None:
         action="viewed",
         metadata={"path": path},
     )
-
-
-def _user(person_id: str) -> User | None:
-    try:
-        user_id = uuid.UUID(person_id)
-    except ValueError:
-        return None  # a pseudonym (an audit search for an erased person) names nobody
-    return user_lookup(user_id=user_id)

@@ -98,7 +98,7 @@ def audit_search(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _audit_page(request, form, status=400)
     if form.filters.user_id:
-        operator_viewed(request, form.filters.user_id)
+        operator_viewed(request, form.person or form.filters.user_id)
     try:
         page = event_page(filters=form.filters, after=form.cleaned_data["after"])
     except StoreUnavailable:

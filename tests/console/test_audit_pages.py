@@ -334,12 +334,17 @@ def test_viewing_an_erased_person_records_their_pseudonym_not_their_id(
     confirm(staff, f"/console/users/{person.pk}/erase/")
     SecurityEvent.objects.filter(event_type="operator.viewed_user").delete()
 
-    for path in (f"/console/users/{person.pk}/", f"/api/v1/users/{person.pk}/sessions"):
+    paths = (
+        f"/console/users/{person.pk}/",
+        f"/api/v1/users/{person.pk}/sessions",
+        f"/console/audit/?user={person.pk}",
+    )
+    for path in paths:
         assert staff.get(path).status_code == 200
 
     alias = pseudonym(str(person.pk))
     viewed = audited("operator.viewed_user", operator)
-    assert [(event.user_id, event.resource_id) for event in viewed] == [(alias, alias)] * 2
+    assert [(event.user_id, event.resource_id) for event in viewed] == [(alias, alias)] * 3
     assert str(person.pk) not in "".join(str(v) for v in SecurityEvent.objects.values_list())
 
 

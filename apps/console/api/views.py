@@ -29,8 +29,8 @@ from rest_framework.response import Response
 from apps.accounts.models import User
 from apps.audit import gdpr
 from apps.audit.export import FORMATS, events_export
-from apps.audit.selectors import event_page
-from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventFilters, StoreUnavailable
+from apps.audit.selectors import event_page, events_recent_for_user
+from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, StoreUnavailable
 from apps.console.api.serializers import (
     AuditEventPageSerializer,
     AuditEventSerializer,
@@ -139,10 +139,10 @@ def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
 def user_events(request: Request, user_id: uuid.UUID) -> Response:
     user = viewed_user_or_404(request, user_id)
     try:
-        page = event_page(filters=EventFilters(user_id=str(user.pk)))
+        events = events_recent_for_user(user_id=user.pk, limit=PAGE_SIZE)
     except StoreUnavailable:
         raise StoreDown from None
-    return Response({"results": AuditEventSerializer(page.events, many=True).data})
+    return Response({"results": AuditEventSerializer(events, many=True).data})
 
 
 @extend_schema(
@@ -241,7 +241,7 @@ def session_compromise(request: Request, session_id: uuid.UUID) -> Response:
 def audit_events(request: Request) -> Response:
     form = _valid(AuditApiSearchForm(request.query_params))
     if form.filters.user_id:
-        operator_viewed(request, form.filters.user_id)
+        operator_viewed(request, form.person or form.filters.user_id)
     try:
         page = event_page(
             filters=form.filters, after=form.cleaned_data["after"], limit=form.cleaned_data["limit"]
