@@ -16,9 +16,16 @@ def get_clickhouse() -> Client:
         raise RuntimeError("CLICKHOUSE_URL is not set: audit events stay in the database")
     client: Client | None = getattr(_local, "client", None)
     if client is None or getattr(_local, "url", None) != settings.CLICKHOUSE_URL:
-        timeout = settings.HEALTH_CHECK_TIMEOUT
-        client = Client.from_url(settings.CLICKHOUSE_URL)
-        client.connection.connect_timeout = timeout
-        client.connection.send_receive_timeout = max(timeout, 30)
+        client = new_clickhouse()
         _local.client, _local.url = client, settings.CLICKHOUSE_URL
+    return client
+
+
+def new_clickhouse() -> Client:
+    """A client of its own, for a caller that needs a second connection beside the thread's
+    (a write while a read streams); same timeouts. The caller disconnects it."""
+    timeout = settings.HEALTH_CHECK_TIMEOUT
+    client = Client.from_url(settings.CLICKHOUSE_URL)
+    client.connection.connect_timeout = timeout
+    client.connection.send_receive_timeout = max(timeout, 30)
     return client

@@ -17,9 +17,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from clickhouse_driver import Client
-from django.conf import settings
-
 from apps.audit.clickhouse_schema import (
     COLUMN_NAMES,
     EVENTS_BY_TYPE_TABLE,
@@ -42,7 +39,7 @@ from apps.audit.store.base import (
     page_of,
     pseudonymized,
 )
-from apps.core.clickhouse import get_clickhouse
+from apps.core.clickhouse import get_clickhouse, new_clickhouse
 
 # An erasure waits this long for ClickHouse to delete the originals (a mutation rewrites
 # every part holding one of them).
@@ -103,7 +100,7 @@ class ClickHouseStore:
         leaves both copies, which queries count once; the next run deletes the originals."""
         rewritten, newest = 0, None
         # The read streams on the thread's connection; the writes need another.
-        writer = Client.from_url(settings.CLICKHOUSE_URL)
+        writer = new_clickhouse()
         try:
             events = self.iterate(EventFilters(about=subject))  # newest first
             while batch := list(islice(events, CHUNK)):
