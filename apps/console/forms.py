@@ -17,6 +17,7 @@ from apps.accounts.models import User
 from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventCursor, EventFilters, InvalidFilter
 from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
+from apps.core.privacy import PSEUDONYM_PREFIX
 from apps.sessions.selectors import user_lookup
 
 
@@ -65,7 +66,7 @@ class SessionFilterForm(forms.Form):
             ) from None
 
 
-_PSEUDONYM = re.compile(r"anon:[0-9a-f]{32}")
+_PSEUDONYM = re.compile(re.escape(PSEUDONYM_PREFIX) + "[0-9a-f]{32}")
 _ANY = [("", "Any")]
 # datetime-local sends 2025-03-14T09:26 (or with seconds); offsets are accepted from scripts.
 _MOMENT = forms.DateTimeInput(

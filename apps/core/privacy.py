@@ -20,6 +20,8 @@ from django.utils.module_loading import import_string
 
 # RFC 2606 §2: a domain that can never receive mail, for the address of an erased account.
 ERASED_DOMAIN = "erased.invalid"
+# What an erased person's pseudonym starts with (audit.store.base.pseudonym).
+PSEUDONYM_PREFIX = "anon:"
 
 # One record (a JSON object) or records (a JSON array), encodable by DjangoJSONEncoder.
 Section = dict[str, Any] | Iterable[dict[str, Any]]
@@ -43,7 +45,7 @@ def holders() -> tuple[PersonalData, ...]:
 
 
 def erased_email(pseudonym: str) -> str:
-    return f"{pseudonym.removeprefix('anon:')}@{ERASED_DOMAIN}"
+    return f"{pseudonym.removeprefix(PSEUDONYM_PREFIX)}@{ERASED_DOMAIN}"
 
 
 def is_erased(email: str) -> bool:

@@ -16,6 +16,7 @@ from django.utils.crypto import salted_hmac
 
 from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
+from apps.core.privacy import PSEUDONYM_PREFIX
 
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 1000
@@ -198,7 +199,6 @@ class AuditStore(Protocol):
 
 # --- Pseudonyms (GDPR Art. 4(5)): keyed hashes, so counts per person and per type survive ---
 
-PSEUDONYM_PREFIX = "anon:"
 # RFC 3849: never a real source address, so a pseudonymous IP cannot be taken for one.
 _PSEUDONYMOUS_NETWORK = ipaddress.ip_network("2001:db8::/32")
 
