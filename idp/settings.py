@@ -423,17 +423,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 300.0},
     },
-    "ship-audit-events": {
-        "task": "apps.audit.tasks.ship_events",
-        "schedule": float(AUDIT_SHIP_INTERVAL),  # a run ships until the outbox is drained
-        "options": {"expires": float(AUDIT_SHIP_INTERVAL)},
-    },
     "apply-audit-retention": {
         "task": "apps.audit.tasks.apply_retention",
         "schedule": crontab(hour=3, minute=30),  # daily, at a fixed time whatever beat restarts
         "options": {"expires": 3600.0},
     },
 }
+if CLICKHOUSE_URL is not None:  # without it the outbox is the audit store: nothing ships
+    CELERY_BEAT_SCHEDULE["ship-audit-events"] = {
+        "task": "apps.audit.tasks.ship_events",
+        "schedule": float(AUDIT_SHIP_INTERVAL),  # a run ships until the outbox is drained
+        "options": {"expires": float(AUDIT_SHIP_INTERVAL)},
+    }
 
 # --- Logging: one JSON object per line on stdout -----------------------------------------
 

@@ -105,3 +105,24 @@ def test_development_generates_its_private_keys_once(tmp_path, name) -> None:
     assert key_file.read_text() == first
     assert len(first) >= 43
     assert key_file.stat().st_mode & 0o077 == 0
+
+
+def _beat_schedule(tmp_path: Path, **environ: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "PORT", "CLICKHOUSE"))}
+    env.update({"IDP_DATA_DIR": str(tmp_path), **environ})
+    code = "from django.conf import settings; print(sorted(settings.CELERY_BEAT_SCHEDULE))"
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_the_audit_shipper_is_scheduled_only_when_there_is_clickhouse(tmp_path) -> None:
+    assert "ship-audit-events" not in _beat_schedule(tmp_path)
+    assert "apply-audit-retention" in _beat_schedule(tmp_path)  # the outbox's retention
+    with_clickhouse = _beat_schedule(
+        tmp_path,
+        DATABASE_URL="postgres://tessera@127.0.0.1:9/tessera",
+        CLICKHOUSE_URL="clickhouse://127.0.0.1:9/default",
+    )
+    assert "ship-audit-events" in with_clickhouse
