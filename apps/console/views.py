@@ -17,10 +17,9 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import User
 from apps.audit import gdpr
-from apps.audit.export import FORMATS, events_export
 from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import StoreUnavailable
-from apps.console.downloads import download
+from apps.console.downloads import events_download, person_download
 from apps.console.forms import AuditSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
     operator_viewed,
@@ -114,12 +113,9 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     if not form.is_valid():
         return _audit_page(request, form, status=400)
     try:
-        chunks = events_export(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
+        return events_download(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
     except StoreUnavailable:
         return _audit_page(request, form, status=503)
-    return download(
-        chunks, name="audit-events", extension=fmt, content_type=FORMATS[fmt].content_type
-    )
 
 
 @staff_required
@@ -128,13 +124,10 @@ def user_data_export(request: HttpRequest, user_id: uuid.UUID) -> HttpResponseBa
     """Everything held about the person, one JSON document (GDPR Art. 15, 20)."""
     user = user_or_404(user_id)
     try:
-        chunks = gdpr.subject_export(user=user, actor_id=request.user.pk)
+        return person_download(user=user, actor_id=request.user.pk)
     except StoreUnavailable:
         messages.error(request, _STORE_DOWN)
         return redirect("console:user", user_id=user.pk)
-    return download(
-        chunks, name=f"tessera-person-{user.pk}", extension="json", content_type="application/json"
-    )
 
 
 @staff_required

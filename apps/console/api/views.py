@@ -28,7 +28,6 @@ from rest_framework.response import Response
 
 from apps.accounts.models import User
 from apps.audit import gdpr
-from apps.audit.export import FORMATS, events_export
 from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, StoreUnavailable
 from apps.console.api.serializers import (
@@ -40,7 +39,7 @@ from apps.console.api.serializers import (
     SessionSerializer,
     UserSerializer,
 )
-from apps.console.downloads import download
+from apps.console.downloads import events_download, person_download
 from apps.console.forms import AuditApiSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
     operator_viewed,
@@ -154,12 +153,9 @@ def user_events(request: Request, user_id: uuid.UUID) -> Response:
 def user_export(request: Request, user_id: uuid.UUID) -> StreamingHttpResponse:
     user = user_or_404(user_id)
     try:
-        chunks = gdpr.subject_export(user=user, actor_id=request.user.pk)
+        return person_download(user=user, actor_id=request.user.pk)
     except StoreUnavailable:
         raise StoreDown from None
-    return download(
-        chunks, name=f"tessera-person-{user.pk}", extension="json", content_type="application/json"
-    )
 
 
 @extend_schema(
@@ -279,12 +275,9 @@ def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
 def _export(request: Request, fmt: str) -> StreamingHttpResponse:
     form = _valid(AuditApiSearchForm(request.query_params))
     try:
-        chunks = events_export(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
+        return events_download(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
     except StoreUnavailable:
         raise StoreDown from None
-    return download(
-        chunks, name="audit-events", extension=fmt, content_type=FORMATS[fmt].content_type
-    )
 
 
 def _session_page(request: Request, *, user: User | None) -> Response:
