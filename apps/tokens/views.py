@@ -19,7 +19,6 @@ from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import RevokeTokenView, TokenView
 from oauthlib.common import add_params_to_uri
 
-from apps.accounts.models import User
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
@@ -27,7 +26,7 @@ from apps.tokens import client_credentials, clients, id_tokens, keys, logout_pro
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.models import Client
-from apps.tokens.validation import InvalidToken, validate_access_token
+from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 # --- discovery and keys ------------------------------------------------------------------
 
@@ -182,17 +181,12 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     if scheme.lower() != "bearer" or not token.strip():
         return _bearer_error(401, None, "Send the access token in an Authorization: Bearer header.")
     try:
-        claims = validate_access_token(token.strip())
+        user, claims = bearer_user(token.strip(), scope="openid")
     except InvalidToken as invalid:
         return _bearer_error(401, "invalid_token", str(invalid))
-    scopes = str(claims.get("scope", "")).split()
-    if "openid" not in scopes or claims.get("uid") is None:
-        return _bearer_error(
-            403, "insufficient_scope", "The token was not issued with the openid scope."
-        )
-    user = User.objects.filter(pk=claims["uid"], is_active=True).first()
-    if user is None:
-        return _bearer_error(401, "invalid_token", "The token's user no longer exists.")
+    except InsufficientScope as insufficient:
+        return _bearer_error(403, "insufficient_scope", str(insufficient))
+    scopes = str(claims["scope"]).split()
     response = JsonResponse({"sub": str(user.pk), **profile_claims(user, scopes)})
     response["Cache-Control"] = "no-store"
     return response

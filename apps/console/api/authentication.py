@@ -12,7 +12,7 @@ from rest_framework.request import Request
 
 from apps.accounts.models import User
 from apps.tokens.scopes import ADMIN_SCOPE
-from apps.tokens.validation import InvalidToken, validate_access_token
+from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 
 def _challenge(**params: str) -> str:
@@ -22,7 +22,7 @@ def _challenge(**params: str) -> str:
     )
 
 
-class InsufficientScope(PermissionDenied):
+class AdminScopeMissing(PermissionDenied):
     """RFC 6750 §3.1 insufficient_scope: 403, with the challenge saying which scope."""
 
     def __init__(self, detail: str) -> None:
@@ -41,20 +41,11 @@ class AdminBearerAuthentication(BaseAuthentication):
         if scheme.lower() != "bearer":
             return None  # no token: the next authenticator (the session) may know the caller
         try:
-            claims = validate_access_token(token.strip())
+            return bearer_user(token.strip(), scope=ADMIN_SCOPE)
         except InvalidToken as invalid:
             raise AuthenticationFailed(str(invalid)) from None
-        if ADMIN_SCOPE not in str(claims.get("scope", "")).split():
-            raise InsufficientScope("The token was not issued with the admin scope.")
-        if not claims.get("uid"):
-            raise InsufficientScope(
-                "The token acts for no person (client_credentials); the admin API needs a "
-                "token issued to a staff user."
-            )
-        user = User.objects.filter(pk=claims["uid"], is_active=True).first()
-        if user is None:
-            raise AuthenticationFailed("The token's user no longer exists or is deactivated.")
-        return user, claims
+        except InsufficientScope as insufficient:
+            raise AdminScopeMissing(str(insufficient)) from None
 
     def authenticate_header(self, request: Request) -> str:
         """401 answers carry the challenge (RFC 6750 §3), which also makes DRF answer 401,
