@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import re
 import secrets
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
@@ -54,17 +55,30 @@ def set_device_cookie(response: HttpResponse, cookie_id: str) -> None:
     )
 
 
-def device_id(cookie_id: str, request: HttpRequest) -> str:
-    """A stable id of this browser on this device: the device cookie, the browser family and
-    the platform and mobile client hints. Chromium leaves the hints off some requests (a
-    download link, for one), so a missing hint is read from the User-Agent instead: the same
-    browser gives the same id with or without them."""
+@dataclass(frozen=True)
+class Device:
+    browser: str  # browser_family: "Firefox on Linux"
+    platform: str  # "Linux", "Android", ...
+    mobile: bool
+
+
+def device(request: HttpRequest) -> Device:
+    """What a request says of its browser and device: the browser family, and the platform
+    and mobile client hints. Chromium leaves the hints off some requests (a download link,
+    for one), so a missing hint is read from the User-Agent instead: the same browser says the
+    same with or without them."""
     user_agent = request.headers.get("User-Agent", "")
-    family = browser_family(user_agent)
     platform = request.headers.get("Sec-CH-UA-Platform", "").strip('"') or _system(user_agent)
     mobile_hint = request.headers.get("Sec-CH-UA-Mobile", "")
     mobile = mobile_hint == "?1" if mobile_hint else "Mobile" in user_agent
-    hints = (cookie_id, family, platform, "mobile" if mobile else "desktop")
+    return Device(browser_family(user_agent), platform, mobile)
+
+
+def device_id(cookie_id: str, request: HttpRequest) -> str:
+    """A stable id of this browser on this device: the device cookie and what the request
+    says of its browser and device (device())."""
+    seen = device(request)
+    hints = (cookie_id, seen.browser, seen.platform, "mobile" if seen.mobile else "desktop")
     return hashlib.sha256("\x1f".join(hints).encode()).hexdigest()[:32]
 
 

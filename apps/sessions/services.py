@@ -72,12 +72,13 @@ def _binding(
             flags.append("device_cookie_tampered")
     if cookie_id is None:
         flags.append("device_unbound")  # no device cookie at login: an API-driven login
+    seen = binding.device(request) if request else None
     login_context = {
         "location": geo.location(ip),
         "device": {
-            "browser": binding.browser_family(user_agent),
-            "platform": request.headers.get("Sec-CH-UA-Platform", "") if request else "",
-            "mobile": request.headers.get("Sec-CH-UA-Mobile", "") == "?1" if request else False,
+            "browser": seen.browser if seen else binding.browser_family(user_agent),
+            "platform": seen.platform if seen else "",
+            "mobile": seen.mobile if seen else False,
         },
         "network": binding.network(ip),
         "flags": flags,

@@ -64,7 +64,13 @@ def test_login_binds_the_session_to_device_network_and_browser(person) -> None:
     session = sign_in(http, person)
     assert len(session.device_id) == 32
     assert session.ip_address == HOME_IP
-    assert session.context["device"]["browser"] == "Firefox on Linux"
+    # Firefox sends no client hints: platform and mobile are read from its User-Agent, as
+    # for the device id.
+    assert session.context["device"] == {
+        "browser": "Firefox on Linux",
+        "platform": "Linux",
+        "mobile": False,
+    }
     assert session.context["network"] == "198.51.100.0/24"
     assert signed_in(http)
     assert flags(session) == []
