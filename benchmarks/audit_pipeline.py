@@ -33,7 +33,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from benchmarks.oidc_endpoints import (
     _cpus,
     cpu_model,
     log,
+    run_benchmark,
     start_servers,
 )
 
@@ -424,18 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[1000, 5000, 10_000, 20_000],
         help="AUDIT_SHIP_BATCH sizes to ship with, one run each",
     )
-    args = parser.parse_args(argv)
-    benchmark = Benchmark(args)
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        benchmark.run()
-    except BenchmarkError as error:
-        print(f"benchmark could not run: {error}", file=sys.stderr)
-        return 2
-    finally:
-        benchmark.stop()
-        signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_benchmark(Benchmark(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

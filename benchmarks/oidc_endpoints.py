@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -797,6 +797,30 @@ def summarize_profile(path: Path, cpu_us_per_req: float, top: int) -> list[str]:
     return lines
 
 
+class Runnable(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_benchmark(benchmark: Runnable) -> int:
+    """Runs a benchmark, stopping its servers however it ends (error, Ctrl-C, SIGTERM); the
+    exit status of main()."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        benchmark.run()
+    except BenchmarkError as error:
+        print(f"benchmark could not run: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        benchmark.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warmup", type=int, default=3, help="seconds before measuring")
@@ -819,22 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-dir", default="var/bench-profiles", help="py-spy raw profiles (kept)"
     )
     parser.add_argument("--profile-top", type=int, default=12, help="functions listed")
-    args = parser.parse_args(argv)
-
-    benchmark = Benchmark(args)
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        benchmark.run()
-    except BenchmarkError as error:
-        print(f"benchmark could not run: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        benchmark.stop()
-        signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_benchmark(Benchmark(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
