@@ -11,6 +11,7 @@ from django.db.models.functions import Cast
 from apps.audit.store.base import (
     CHUNK,
     PAGE_SIZE,
+    RECORD_FIELDS,
     AuditEvent,
     EventCursor,
     EventFilters,
@@ -93,24 +94,6 @@ def _about(subject: Subject) -> Q:
 
 
 def _event(row: SecurityEvent) -> AuditEvent:
-    return AuditEvent(
-        id=row.id,
-        occurred_at=row.occurred_at,
-        event_type=row.event_type,
-        user_id=row.user_id,
-        actor_id=row.actor_id,
-        session_id=row.session_id,
-        resource_type=row.resource_type,
-        resource_id=row.resource_id,
-        action=row.action,
-        success=row.success,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        ip_address=row.ip_address,
-        user_agent=row.user_agent,
-        request_id=row.request_id,
-        duration_ms=row.duration_ms,
-        metadata=row.metadata,
-        severity=row.severity,
-        compliance_tags=tuple(row.compliance_tags),
-    )
+    # The record's fields are the model's (AuditEvent's doc); tags come back as a list.
+    values = {name: getattr(row, name) for name in RECORD_FIELDS}
+    return AuditEvent(**values | {"compliance_tags": tuple(row.compliance_tags)})
