@@ -25,17 +25,12 @@ import logging
 import time
 
 import psycopg
-from clickhouse_driver import errors as clickhouse_errors
 from django.db import connection, transaction
 
 from apps.audit import clickhouse_schema
-from apps.core.clickhouse import get_clickhouse
+from apps.core.clickhouse import CLICKHOUSE_FAILURES, get_clickhouse
 
 log = logging.getLogger("tessera.audit")
-
-# What ClickHouse being unreachable or refusing looks like through clickhouse-driver: its own
-# errors, and the socket's when the driver lets them through.
-CLICKHOUSE_FAILURES = (clickhouse_errors.Error, OSError, EOFError)
 
 # The outbox columns in clickhouse_schema.COLUMNS order, converted by PostgreSQL: occurred_at as
 # whole epoch seconds plus microseconds, inet as bare text, jsonb as text (metadata) and as a

@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 
 from clickhouse_driver import Client
+from clickhouse_driver import errors as clickhouse_errors
 from django.conf import settings
+
+# What ClickHouse being unreachable or refusing looks like through clickhouse-driver: its own
+# errors, and the socket's when the driver lets them through.
+CLICKHOUSE_FAILURES = (clickhouse_errors.Error, OSError, EOFError)
 
 _local = threading.local()
 

@@ -24,7 +24,6 @@ from apps.audit.clickhouse_schema import (
     INSERT_EVENTS,
     PARTITIONED_TABLES,
 )
-from apps.audit.shipping import CLICKHOUSE_FAILURES
 from apps.audit.store.base import (
     CHUNK,
     PAGE_SIZE,
@@ -39,7 +38,7 @@ from apps.audit.store.base import (
     page_of,
     pseudonymized,
 )
-from apps.core.clickhouse import get_clickhouse, new_clickhouse
+from apps.core.clickhouse import CLICKHOUSE_FAILURES, get_clickhouse, new_clickhouse
 
 # An erasure waits this long for ClickHouse to delete the originals (a mutation rewrites
 # every part holding one of them).

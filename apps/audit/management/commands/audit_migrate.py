@@ -6,8 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.audit import clickhouse_schema
-from apps.audit.shipping import CLICKHOUSE_FAILURES
-from apps.core.clickhouse import get_clickhouse
+from apps.core.clickhouse import CLICKHOUSE_FAILURES, get_clickhouse
 
 
 class Command(BaseCommand):
