@@ -33,6 +33,7 @@ from apps.core.health import readiness
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
+from apps.tokens.models import BackchannelLogoutDelivery
 from apps.tokens.selectors import backchannel_deliveries
 
 
@@ -62,7 +63,9 @@ def user_search(request: HttpRequest) -> HttpResponse:
 def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     user = viewed_user_or_404(request, user_id)
     page = session_page(user=user)
-    deliveries = backchannel_deliveries(session.pk for session in page.sessions)
+    failed_logouts = backchannel_deliveries(
+        (session.pk for session in page.sessions), status=BackchannelLogoutDelivery.Status.FAILED
+    )
     try:
         events = events_recent_for_user(user_id=user.pk)
     except StoreUnavailable:
@@ -70,7 +73,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     context = {
         "person": user,
         "page": page,
-        "failed_logouts": [d for d in deliveries if d.status == d.Status.FAILED],
+        "failed_logouts": failed_logouts,
         "events": events,
         "erased": gdpr.user_is_erased(user),
     }
