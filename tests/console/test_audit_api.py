@@ -145,14 +145,16 @@ def test_exports_stream_whatever_the_client_accepts(admin, operator, person_sess
     assert [e.metadata["format"] for e in audited("audit.exported", operator)] == ["csv", "jsonl"]
 
 
-def test_store_down_is_a_503(servers, admin) -> None:
+def test_store_down_is_a_503(servers, admin, person) -> None:
+    paths = [path for _, path in ENDPOINTS[:3]]
+    paths += [f"/api/v1/users/{person.pk}/events", f"/api/v1/users/{person.pk}/export"]
     servers.clickhouse.stop()
     try:
-        responses = [admin.get(path) for _, path in ENDPOINTS[:3]]
+        responses = [admin.get(path) for path in paths]
     finally:
         servers.clickhouse.start()
 
-    assert [r.status_code for r in responses] == [503, 503, 503]
+    assert [r.status_code for r in responses] == [503] * 5
     assert responses[0].json()["detail"].startswith("The audit store (ClickHouse) did not answer")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django import forms
 from django.http import StreamingHttpResponse
@@ -25,6 +25,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.accounts.models import User
 from apps.audit import gdpr
@@ -85,6 +86,14 @@ class StoreDown(APIException):
     default_code = "audit_store_unavailable"
 
 
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's (REST_FRAMEWORK["EXCEPTION_HANDLER"]), with an audit store that did not answer
+    turned into 503 StoreDown wherever an endpoint reads it."""
+    if isinstance(exc, StoreUnavailable):
+        exc = StoreDown()
+    return drf_exception_handler(exc, context)
+
+
 class DownloadNegotiation(BaseContentNegotiation):
     """A download is its own media type whatever the client accepts; an error before it
     begins is JSON (the default would answer an Accept: text/csv with 406)."""
@@ -137,10 +146,7 @@ def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
 @api_view(["GET"])
 def user_events(request: Request, user_id: uuid.UUID) -> Response:
     user = viewed_user_or_404(request, user_id)
-    try:
-        events = events_recent_for_user(user_id=user.pk, limit=PAGE_SIZE)
-    except StoreUnavailable:
-        raise StoreDown from None
+    events = events_recent_for_user(user_id=user.pk, limit=PAGE_SIZE)
     return Response({"results": AuditEventSerializer(events, many=True).data})
 
 
@@ -152,10 +158,7 @@ def user_events(request: Request, user_id: uuid.UUID) -> Response:
 @api_view(["GET"])
 def user_export(request: Request, user_id: uuid.UUID) -> StreamingHttpResponse:
     user = user_or_404(user_id)
-    try:
-        return person_download(user=user, actor_id=request.user.pk)
-    except StoreUnavailable:
-        raise StoreDown from None
+    return person_download(user=user, actor_id=request.user.pk)
 
 
 @extend_schema(
@@ -238,12 +241,9 @@ def audit_events(request: Request) -> Response:
     form = _valid(AuditApiSearchForm(request.query_params))
     if form.filters.user_id:
         operator_viewed(request, form.person or form.filters.user_id)
-    try:
-        page = event_page(
-            filters=form.filters, after=form.cleaned_data["after"], limit=form.cleaned_data["limit"]
-        )
-    except StoreUnavailable:
-        raise StoreDown from None
+    page = event_page(
+        filters=form.filters, after=form.cleaned_data["after"], limit=form.cleaned_data["limit"]
+    )
     body = {"results": page.events, "next": str(page.next_cursor) if page.next_cursor else None}
     return Response(AuditEventPageSerializer(body).data)
 
@@ -274,10 +274,7 @@ def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
 
 def _export(request: Request, fmt: str) -> StreamingHttpResponse:
     form = _valid(AuditApiSearchForm(request.query_params))
-    try:
-        return events_download(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
-    except StoreUnavailable:
-        raise StoreDown from None
+    return events_download(filters=form.filters, fmt=fmt, actor_id=request.user.pk)
 
 
 def _session_page(request: Request, *, user: User | None) -> Response:
