@@ -141,8 +141,7 @@ class AccessToken(AbstractAccessToken):
         """DOT deletes the row (its admin's revoke action, a revoked refresh token's access
         token): the JWT lives on without the revocation list, so list its jti first."""
         remaining = int((self.expires - timezone.now()).total_seconds())
-        if remaining > 0:
-            revocation.revoke_jti(self.jti, expires_in=remaining)
+        revocation.revoke_jti(self.jti, expires_in=remaining)  # an expired one is not listed
         super().revoke()
 
 
