@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,7 +35,7 @@ from apps.tokens.selectors import backchannel_deliveries
 from apps.tokens.services import consent_grant
 from apps.tokens.tasks import redeliver_stalled_backchannel_logouts, rotate_signing_keys
 from tests.rp import REDIRECT_URI
-from tests.servers import free_port
+from tests.servers import free_port, wait_for
 from tests.tokens.conftest import LOGOUT, SCOPE, Flow
 
 # Every attempt: the first and one per retry.
@@ -131,15 +130,13 @@ def live_session(person) -> LoginSession:
 
 
 def finished_deliveries(session: LoginSession, count: int = 1) -> list[BackchannelLogoutDelivery]:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
+    def finished() -> bool:
         deliveries = backchannel_deliveries([session.pk])
-        if len(deliveries) == count and all(
-            delivery.status != BackchannelLogoutDelivery.Status.PENDING for delivery in deliveries
-        ):
-            return deliveries
-        time.sleep(0.05)
-    raise AssertionError(f"deliveries still pending: {backchannel_deliveries([session.pk])}")
+        pending = BackchannelLogoutDelivery.Status.PENDING
+        return len(deliveries) == count and all(d.status != pending for d in deliveries)
+
+    wait_for(finished, WAIT, "the deliveries are still pending")
+    return backchannel_deliveries([session.pk])
 
 
 def verified_logout_token(http: HttpClient, token: str, audience: str) -> dict[str, Any]:
