@@ -23,6 +23,14 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 PERSON_IP = "198.51.100.7"
 
 
+# A well-formed user or session id that no row has.
+SOME_ID = "3f2a6c1e-0000-4000-8000-000000000001"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture(autouse=True)
 def _audit_store(empty_audit_store) -> None:
     """Pages show events from the audit store: its tables exist and hold no other test's."""

@@ -12,16 +12,18 @@ from django.test import Client as HttpClient
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_end
 from apps.tokens.services import client_create
-from tests.console.conftest import access_token, add_session, audited, csrf_token, new_session
+from tests.console.conftest import (
+    SOME_ID,
+    access_token,
+    add_session,
+    audited,
+    bearer,
+    csrf_token,
+    new_session,
+)
 from tests.tokens.conftest import TOKEN, form_post
 
 pytestmark = pytest.mark.django_db
-
-SOME_ID = "3f2a6c1e-0000-4000-8000-000000000001"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -15,11 +15,10 @@ from django.test import Client as HttpClient
 
 from apps.audit.store import RECORD_FIELDS, pseudonym
 from tests.audit.factories import audit_event, outbox_insert, ship_all
-from tests.console.conftest import access_token, audited, csrf_token
+from tests.console.conftest import SOME_ID, access_token, audited, bearer, csrf_token
 
 pytestmark = pytest.mark.django_db
 
-SOME_ID = "3f2a6c1e-0000-4000-8000-000000000001"
 ENDPOINTS = [
     ("get", "/api/v1/audit/events"),
     ("get", "/api/v1/audit/events.csv"),
@@ -28,10 +27,6 @@ ENDPOINTS = [
     ("post", f"/api/v1/users/{SOME_ID}/erase"),
 ]
 BEFORE_THE_TEST = "2026-01-01T00:00"  # after tests.audit.factories.T0
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ from django.utils import timezone
 from apps.audit.store import RECORD_FIELDS, pseudonym
 from apps.core.models import SecurityEvent
 from tests.audit.factories import T0, audit_event, outbox_insert, ship_all
-from tests.console.conftest import FIREFOX, PERSON_IP, audited, confirm
+from tests.console.conftest import FIREFOX, PERSON_IP, SOME_ID, audited, confirm
 
 pytestmark = pytest.mark.django_db
 
-SOME_ID = "3f2a6c1e-0000-4000-8000-000000000001"
 # After the made-up events (tests.audit.factories.T0), before the operator's own sign-in.
 BEFORE_THE_TEST = "2026-01-01T00:00"
 PAGES = [

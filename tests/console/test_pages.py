@@ -12,6 +12,7 @@ from apps.sessions.services import session_end
 from apps.tokens.models import BackchannelLogoutDelivery
 from tests.console.conftest import (
     PERSON_IP,
+    SOME_ID,
     add_session,
     audited,
     confirm,
@@ -21,7 +22,6 @@ from tests.console.conftest import (
 
 pytestmark = pytest.mark.django_db
 
-SOME_ID = "3f2a6c1e-0000-4000-8000-000000000001"
 PAGES = [
     "/console/users/",
     "/console/users/?q=ada@example.com",
