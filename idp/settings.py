@@ -73,6 +73,9 @@ CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickho
 AUDIT_SHIP_INTERVAL = env.integer("IDP_AUDIT_SHIP_INTERVAL", 5, minimum=1, maximum=3600)
 # Events per ClickHouse INSERT, one database transaction each; a run ships until drained.
 AUDIT_SHIP_BATCH = env.integer("IDP_AUDIT_SHIP_BATCH", 10000, minimum=1, maximum=1_000_000)
+# A web or worker process that has written this many more events asks for a shipping run at
+# once, without waiting for the next interval (a burst reaches ClickHouse sooner).
+AUDIT_SHIP_THRESHOLD = env.integer("IDP_AUDIT_SHIP_THRESHOLD", 10000, minimum=1, maximum=1_000_000)
 # Seconds the oldest unshipped event may wait before /readyz fails (with ClickHouse only).
 AUDIT_BACKLOG_MAX_AGE = env.integer("IDP_AUDIT_BACKLOG_MAX_AGE", 300, minimum=1, maximum=86400)
 # Days audit events are kept: whole months older are dropped in ClickHouse (outbox rows without).

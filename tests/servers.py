@@ -271,6 +271,9 @@ class TestServers:
             "IDP_DATA_DIR": str(self.base / "data"),
             "IDP_ISSUER": f"http://localhost:{self.web_port}",
             "IDP_SECRET_KEY": secrets.token_urlsafe(64),
+            # Shipping runs when a test runs it: no test is disturbed by one that the outbox
+            # threshold starts (the test of that trigger lowers it).
+            "IDP_AUDIT_SHIP_THRESHOLD": "1000000",
             # Playwright's sync API runs an event loop in the test thread; Django's ORM guard
             # would otherwise refuse the test's own database calls made beside it.
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",

@@ -292,3 +292,18 @@ def test_the_instant_of_an_event_survives_to_the_microsecond(audit_clickhouse) -
     assert stored == recorded
     instant = stored[1].replace(microsecond=stored[2])
     assert abs(datetime.now(UTC) - instant).total_seconds() < WAIT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outbox_past_the_threshold_is_shipped_without_waiting_for_beat(
+    audit_clickhouse, celery_worker, settings
+) -> None:
+    # Issue: "also triggered when the outbox passes a size threshold". No beat runs in the
+    # suite: only the trigger can move these events.
+    settings.AUDIT_SHIP_THRESHOLD = 5
+    with transaction.atomic():
+        emit_many(5)  # one in any five writes of this process is a multiple of five
+        assert audit_clickhouse.execute(ROWS)[0][0] == 0  # nothing before the commit
+
+    wait_for(lambda: audit_clickhouse.execute(ROWS)[0][0] == 5, WAIT, "nothing was shipped")
+    assert SecurityEvent.objects.count() == 0
