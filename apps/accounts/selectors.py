@@ -113,3 +113,11 @@ def _claims(perms: set[_PermissionKey]) -> list[PermissionClaim]:
         {"resource": resource, "action": action, "scope": scope}
         for resource, action, scope in sorted(perms)
     ]
+
+
+def user_id_for_email(email: str) -> uuid.UUID | None:
+    """The id of the account with this email address in any case, or None."""
+    found: uuid.UUID | None = (
+        User.objects.filter(email__iexact=email.strip()).values_list("pk", flat=True).first()
+    )
+    return found

@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.forms import LoginForm
+from apps.accounts.selectors import user_id_for_email
 from apps.core.errors import LoginRefused
 from apps.core.events import EventType, emit
 
@@ -57,17 +58,27 @@ def login_view(request: HttpRequest) -> HttpResponse:
                     context = {"form": form, "next": next_url}
                     return render(request, "accounts/login.html", context, status=403)
                 return HttpResponseRedirect(next_url)
-        emit(
-            EventType.LOGIN_FAILED,
-            success=False,
-            resource_type="user",
-            error_code="wrong_credentials" if form.is_valid() else "malformed_input",
-            error_message=WRONG_CREDENTIALS,
-            metadata={
-                "provider": "local",
-                "email": form.cleaned_data.get("email", "")[:254] if form.is_valid() else "",
-            },
-        )
+        _record_failure(form)
         form.add_error(None, WRONG_CREDENTIALS)
         return render(request, "accounts/login.html", {"form": form, "next": next_url}, status=400)
     return render(request, "accounts/login.html", {"form": form, "next": next_url})
+
+
+def _record_failure(form: LoginForm) -> None:
+    """login.failed, naming the account it targeted when there is one, so an attack on one
+    person shows on their timeline; an unknown identifier stays as typed, in metadata only
+    (never the password, OWASP ASVS 7.1.1)."""
+    email = form.cleaned_data.get("email", "")[:254] if form.is_valid() else ""
+    if not email and form.data.get("email"):  # malformed, still what was tried
+        email = str(form.data["email"])[:254]
+    targeted = user_id_for_email(email) if form.is_valid() else None
+    emit(
+        EventType.LOGIN_FAILED,
+        user_id=targeted,
+        success=False,
+        resource_type="user",
+        resource_id=targeted,
+        error_code="wrong_credentials" if form.is_valid() else "malformed_input",
+        error_message=WRONG_CREDENTIALS,
+        metadata={"provider": "local", "email": email},
+    )

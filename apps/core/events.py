@@ -31,7 +31,8 @@ class EventType(models.TextChoices):
     LOGIN_FAILED = (
         "login.failed",
         "An attempt to sign in was refused; error_code says why "
-        "(wrong_credentials, malformed_input, session_limit).",
+        "(wrong_credentials, malformed_input, session_limit); user_id is the account it "
+        "targeted when one exists, metadata.email the identifier as typed.",
     )
     LOGOUT = "logout", "A user ended their session."
     SESSION_REVOKED = "session.revoked", "A session was ended by an operator, the API or a rule."
@@ -63,6 +64,20 @@ class EventType(models.TextChoices):
     TOKEN_REUSE_DETECTED = (
         "token.reuse_detected",
         "A rotated refresh token was presented again; its whole grant was revoked.",
+    )
+    CLIENT_AUTH_FAILED = (
+        "client.auth_failed",
+        "A client failed to authenticate at the token, introspection or revocation endpoint; "
+        "metadata has the client id as given and the endpoint.",
+    )
+    OFFLINE_ACCESS_GRANTED = (
+        "offline_access.granted",
+        "A client received an offline grant (OIDC Core §11): a refresh token that outlives "
+        "the person's sign-in.",
+    )
+    OFFLINE_ACCESS_REVOKED = (
+        "offline_access.revoked",
+        "An offline grant was revoked, with its tokens; metadata.reason says by what.",
     )
     CLIENT_CREATED = "client.created", "An OAuth client was registered."
     CLIENT_CHANGED = (
@@ -119,8 +134,8 @@ GDPR = "GDPR"  # processing of a person's data, consent, their rights (Art. 7, 1
 
 @dataclass(frozen=True)
 class Rule:
-    """How an event type is classified: severity when it succeeded and when it failed (failed
-    authentication is HIGH), and the compliance frameworks whose evidence it is."""
+    """How an event type is classified: severity when it succeeded and when it failed, and
+    the compliance frameworks whose evidence it is."""
 
     severity: Severity
     failure_severity: Severity
@@ -139,7 +154,8 @@ RULES: dict[EventType, Rule] = {
     EventType.USER_CHANGED: _rule(M, M, SOC2, GDPR),
     EventType.USER_DELETED: _rule(H, H, SOC2, GDPR),
     EventType.LOGIN_SUCCEEDED: _rule(L, H, SOC2),
-    EventType.LOGIN_FAILED: _rule(H, H, SOC2),
+    # One failed sign-in is routine; bursts are for rate limits and threat rules to raise.
+    EventType.LOGIN_FAILED: _rule(L, L, SOC2),
     EventType.LOGOUT: _rule(L, M, SOC2),
     EventType.SESSION_REVOKED: _rule(M, M, SOC2),
     EventType.SESSION_EXPIRED: _rule(L, L, SOC2),
@@ -152,6 +168,9 @@ RULES: dict[EventType, Rule] = {
     EventType.CONSENT_REVOKED: _rule(L, M, SOC2, GDPR),
     EventType.TOKEN_REVOKED: _rule(L, M, SOC2),
     EventType.TOKEN_REUSE_DETECTED: _rule(H, H, SOC2),
+    EventType.CLIENT_AUTH_FAILED: _rule(L, L, SOC2),
+    EventType.OFFLINE_ACCESS_GRANTED: _rule(L, M, SOC2, GDPR),
+    EventType.OFFLINE_ACCESS_REVOKED: _rule(L, M, SOC2, GDPR),
     EventType.CLIENT_CREATED: _rule(M, M, SOC2),
     EventType.CLIENT_CHANGED: _rule(M, M, SOC2),
     EventType.CLIENT_DELETED: _rule(H, H, SOC2),
@@ -196,11 +215,12 @@ def emit(
         "id": event_id,
         "occurred_at": timezone.now(),
         "event_type": event_type.value,
-        "user_id": _text(user_id),
-        "actor_id": _text(actor_id),
-        "session_id": _text(session_id),
+        # Cut to their columns: a value as given by a client (a client id) may be any length.
+        "user_id": _text(user_id)[:64],
+        "actor_id": _text(actor_id)[:64],
+        "session_id": _text(session_id)[:64],
         "resource_type": resource_type,
-        "resource_id": _text(resource_id),
+        "resource_id": _text(resource_id)[:128],
         "action": _text(action or event_type.value.rpartition(".")[2])[:64],
         "success": success,
         "error_code": _text(error_code)[:64],

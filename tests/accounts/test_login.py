@@ -53,21 +53,32 @@ def test_login_never_redirects_off_site(client, person, next_url) -> None:
 
 
 @pytest.mark.parametrize(
-    ("form", "reason", "email"),
+    ("form", "reason", "email", "targeted"),
     [
-        ({"email": "ada@example.com", "password": "wrong"}, "wrong_credentials", "ada@example.com"),
+        (
+            {"email": "Ada@Example.com", "password": "wrong"},
+            "wrong_credentials",
+            "Ada@Example.com",  # as typed; the account is found whatever the case
+            True,
+        ),
         (
             {"email": "nobody@example.com", "password": PASSWORD},
             "wrong_credentials",
             "nobody@example.com",
+            False,
         ),
-        ({"email": "not-an-email", "password": "x"}, "malformed_input", ""),
-        ({"email": "a" * 5000 + "@example.com", "password": "x" * 5000}, "malformed_input", ""),
-        ({}, "malformed_input", ""),
+        ({"email": "not-an-email", "password": "x"}, "malformed_input", "not-an-email", False),
+        (
+            {"email": "a" * 5000 + "@example.com", "password": "x" * 5000},
+            "malformed_input",
+            "a" * 254,
+            False,
+        ),
+        ({}, "malformed_input", "", False),
     ],
 )
 def test_failed_login_is_one_generic_message_and_a_security_event(
-    client, person, form, reason, email
+    client, person, form, reason, email, targeted
 ) -> None:
     response = client.post("/login", form)
 
@@ -75,8 +86,13 @@ def test_failed_login_is_one_generic_message_and_a_security_event(
     assert b"Email or password is incorrect." in response.content
     assert not LoginSession.objects.exists()
     event = SecurityEvent.objects.get(event_type="login.failed")
-    assert (event.success, event.severity) == (False, "high")
+    # One failure is routine (low): bursts are for rate limits and threat rules to raise.
+    assert (event.success, event.severity) == (False, "low")
     assert (event.error_code, event.error_message) == (reason, "Email or password is incorrect.")
+    # The account it targeted, so an attack on one person shows on their timeline; an
+    # unknown identifier stays in metadata only, as typed; the password never (below).
+    assert event.user_id == (str(person.pk) if targeted else "")
+    assert event.resource_id == event.user_id
     assert event.metadata == {"provider": "local", "email": email}
 
 

@@ -86,7 +86,7 @@ def test_a_refused_login_says_what_to_do(client, person, settings) -> None:
     assert "_auth_user_id" not in client.session
     [refused] = events  # one failed login: no limit event, no logout
     assert (refused.event_type, refused.user_id) == ("login.failed", str(person.pk))
-    assert (refused.success, refused.severity) == (False, "high")
+    assert (refused.success, refused.severity) == (False, "low")
     assert refused.error_code == "session_limit"
     assert "Sign out on one of them" in refused.error_message
     assert refused.metadata == {"provider": "local", "limit": 1}
