@@ -93,6 +93,18 @@ ACCESS_TOKEN_LIFETIME = env.integer("IDP_ACCESS_TOKEN_LIFETIME", 900, minimum=60
 REFRESH_TOKEN_LIFETIME = env.integer(
     "IDP_REFRESH_TOKEN_LIFETIME", 7 * 86400, minimum=300, maximum=90 * 86400
 )
+# Offline access (OIDC Core §11, scope offline_access): seconds an offline grant's refresh
+# chain lives at most, however often it is used; it outlives the login session it began in.
+OFFLINE_ACCESS_LIFETIME = env.integer(
+    "IDP_OFFLINE_ACCESS_LIFETIME", 30 * 86400, minimum=3600, maximum=365 * 86400
+)
+# Seconds an offline grant survives unused (no refresh); it then ends (RFC 9700 §4.14.2).
+OFFLINE_ACCESS_IDLE_TIMEOUT = env.integer(
+    "IDP_OFFLINE_ACCESS_IDLE_TIMEOUT", 14 * 86400, minimum=3600, maximum=365 * 86400
+)
+# Put the client's IP address in access tokens (`ip`). Off: it is personal data every
+# resource server would log (GDPR Art. 5(1)(c) data minimisation).
+ACCESS_TOKEN_IP_CLAIM = env.boolean("IDP_ACCESS_TOKEN_IP_CLAIM", False)
 # ID-token lifetime in seconds (OIDC Core §2).
 ID_TOKEN_LIFETIME = env.integer("IDP_ID_TOKEN_LIFETIME", 3600, minimum=60, maximum=86400)
 # Seconds a login session lives at most before the person must sign in again.
@@ -467,6 +479,9 @@ SCOPES: dict[str, str] = {
     "openid": "Sign you in with your account",
     "profile": "See your name",
     "email": "See your email address",
+    # OIDC Core §11: a refresh token that outlives the sign-in; honoured only with
+    # prompt=consent (or a consent already given for it) and a client allowed refresh_token.
+    "offline_access": "Stay connected to you while you are signed out",
     # The admin API (apps/console/api/): honoured only for an active staff user's token.
     "admin": "Administer Tessera (staff only)",
 }
@@ -494,7 +509,10 @@ OAUTH2_PROVIDER = {
     "DEFAULT_SCOPES": ["openid"],
     "CLIENT_SECRET_HASHER": "hmac_sha256",
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_LIFETIME,
-    "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_LIFETIME,
+    # DOT's own sliding limit (after the access token expires); the lifetimes that matter are
+    # ours (family_expires_at, the login session, the offline grant's idle timeout), so it is
+    # kept out of their way.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": max(REFRESH_TOKEN_LIFETIME, OFFLINE_ACCESS_LIFETIME),
     "ID_TOKEN_EXPIRE_SECONDS": ID_TOKEN_LIFETIME,
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": AUTHORIZATION_CODE_LIFETIME,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,  # §2.1.2: no implicit grant

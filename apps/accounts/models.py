@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from apps.accounts.signals import password_changed
+
 
 class UserManager(DjangoUserManager["User"]):
     use_in_migrations = True
@@ -69,6 +71,14 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
 
     def __str__(self) -> str:
         return self.email
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Django keeps the new raw password in _password from set_password() until the save
+        # (to tell the password validators), and clears it for a hash upgrade at sign-in.
+        changed = getattr(self, "_password", None) is not None and not self._state.adding
+        super().save(*args, **kwargs)
+        if changed:
+            password_changed.send(sender=User, user=self)
 
     def get_full_name(self) -> str:
         return self.name or self.email

@@ -142,6 +142,7 @@ END_REASONS = {
     "threat": EventType.SESSION_REVOKED,
     "account_disabled": EventType.SESSION_REVOKED,
     "account_deleted": EventType.SESSION_REVOKED,
+    "password_changed": EventType.SESSION_REVOKED,
     "idle_timeout": EventType.SESSION_EXPIRED,
     "expired": EventType.SESSION_EXPIRED,
 }

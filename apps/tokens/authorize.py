@@ -29,8 +29,11 @@ from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
 from apps.tokens import id_tokens
 from apps.tokens.clients import client_by_id
+from apps.tokens.errors import describe
 from apps.tokens.models import Client
-from apps.tokens.services import consent_covers, consent_grant
+from apps.tokens.scopes import OFFLINE_ACCESS
+from apps.tokens.selectors import consent_scopes
+from apps.tokens.services import consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
@@ -46,6 +49,16 @@ class AuthorizationRequest:
     credentials: dict[str, Any] = field(default_factory=dict)
     client: Client | None = None
     session: LoginSession | None = None
+    _consented: frozenset[str] | None = None
+
+    @property
+    def consented(self) -> frozenset[str]:
+        """What the signed-in person already allowed this client (read once)."""
+        if self._consented is None:
+            assert self.session is not None
+            assert self.client is not None
+            self._consented = consent_scopes(user_id=self.session.user_id, client=self.client)
+        return self._consented
 
     @property
     def prompt(self) -> set[str]:
@@ -74,6 +87,7 @@ def redirect_to_client(areq: AuthorizationRequest, params: dict[str, str]) -> Ht
 
 
 def error_to_client(areq: AuthorizationRequest, error: str, description: str) -> Answer:
+    description = describe(error, description)
     return Answer(redirect_to_client(areq, {"error": error, "error_description": description}))
 
 
@@ -103,7 +117,9 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
         ) from None
     except OAuth2Error as error:
         if not error.redirect_uri:
-            raise error_page(request, error.description) from None
+            raise error_page(
+                request, describe(error.error or "invalid_request", error.description)
+            ) from None
         areq.credentials = {"redirect_uri": error.redirect_uri}
         areq.client = client_by_id(areq.params["client_id"])
         code = error.error or "invalid_request"
@@ -133,10 +149,32 @@ def check_no_request_object(request: HttpRequest, areq: AuthorizationRequest) ->
         raise error_to_client(areq, "request_uri_not_supported", "request_uri is not supported.")
 
 
+def check_response_mode(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # OAuth 2.0 Multiple Response Type Encoding Practices §2.1: code comes back in the query;
+    # a client asking for form_post or fragment would wait for an answer it never gets.
+    mode = areq.params.get("response_mode")
+    if mode is not None and mode != "query":
+        raise error_to_client(
+            areq, "invalid_request", "response_mode must be query (the only one supported)."
+        )
+
+
 def check_pkce_s256(request: HttpRequest, areq: AuthorizationRequest) -> None:
     # RFC 9700 §2.1.1: S256 only; a missing method means "plain" (RFC 7636 §4.3).
-    if areq.params.get("code_challenge_method") != "S256":
-        raise error_to_client(areq, "invalid_request", "code_challenge_method must be S256.")
+    assert areq.client is not None
+    if "code_challenge" in areq.params or areq.client.require_pkce:
+        if areq.params.get("code_challenge_method") != "S256":
+            raise error_to_client(
+                areq, "invalid_request", "PKCE is required: send code_challenge with "
+                "code_challenge_method=S256 (RFC 7636)."
+            )  # fmt: skip
+        return
+    # A confidential client registered without PKCE binds its code to the ID token's nonce
+    # instead (RFC 9700 §2.1.1), so the nonce cannot be left out.
+    if not areq.params.get("nonce"):
+        raise error_to_client(
+            areq, "invalid_request", "nonce is required: this client does not use PKCE."
+        )
 
 
 def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -204,14 +242,21 @@ def _id_token_hint_subject(request: HttpRequest, areq: AuthorizationRequest) -> 
     return str(claims["sub"])
 
 
+def check_offline_access(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # OIDC Core §11: offline_access needs prompt=consent, unless the person already allowed
+    # it this client; otherwise the request for it is ignored (not refused).
+    if OFFLINE_ACCESS not in areq.scopes or "consent" in areq.prompt:
+        return
+    if OFFLINE_ACCESS not in areq.consented:
+        areq.scopes.remove(OFFLINE_ACCESS)
+
+
 def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
     assert areq.client is not None
     assert areq.session is not None
     if areq.client.skip_authorization and "consent" not in areq.prompt:
         return  # first-party client
-    if "consent" not in areq.prompt and consent_covers(
-        user_id=areq.session.user_id, client=areq.client, scopes=areq.scopes
-    ):
+    if "consent" not in areq.prompt and set(areq.scopes) <= areq.consented:
         return
     if "none" in areq.prompt:
         raise error_to_client(areq, "consent_required", "The user must approve this client.")
@@ -234,9 +279,11 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_oauth_request,
     check_no_repeats,
     check_no_request_object,
+    check_response_mode,
     check_pkce_s256,
     check_prompt,
     check_login,
+    check_offline_access,
     check_consent,
 ]
 
@@ -264,7 +311,7 @@ def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse
     answer: dict[str, str] = dict(parse_qsl(urlsplit(str(headers["Location"])).query))
     if "code" not in answer:
         code = answer.get("error", "server_error")
-        raise error_to_client(areq, code, answer.get("error_description", code))
+        raise error_to_client(areq, code, answer.get("error_description", ""))
     return redirect_to_client(areq, {"code": answer["code"]})
 
 

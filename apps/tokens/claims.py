@@ -31,6 +31,9 @@ def new_jti() -> str:
 
 # OIDC Core §5.4: the scope that releases each profile claim.
 PROFILE_CLAIM_SCOPES = {"email": "email", "email_verified": "email", "name": "profile"}
+# The profile claims an access token carries, by the same rule (email_verified stays with
+# userinfo and the ID token: a resource server asks the person's address, not its proof).
+ACCESS_TOKEN_PROFILE_CLAIMS = ("email", "name")
 
 
 def profile_claims(user: User, scopes: list[str]) -> dict[str, Any]:
@@ -47,10 +50,17 @@ def access_token_claims(
     session: LoginSession | None,
     audience: list[str],
     refreshed: bool,
+    offline: bool = False,
 ) -> dict[str, Any]:
-    """RFC 9068 §2.2 claims plus Tessera's product claims, with their exact names."""
+    """RFC 9068 §2.2 claims plus Tessera's product claims, with their exact names.
+
+    What describes the person is released by scope, as userinfo releases it (OIDC Core §5.4:
+    `email` with email, `name` with profile); the authorization picture (orgs, workspaces,
+    groups, perms) and the security context (sid, did, ver, login_at, refresh_at) always.
+    A token of an offline grant (OIDC Core §11) carries no `sid`: it belongs to the grant,
+    which outlives the sign-in, and is revoked with the grant (by jti), not with the session.
+    """
     now = int(time.time())
-    context = request_context.current()
     claims: dict[str, Any] = {
         "iss": settings.ISSUER,
         # RFC 9068 §2.2: without a user (client_credentials) the subject is the client.
@@ -64,23 +74,24 @@ def access_token_claims(
         "scope": " ".join(scopes),
         "typ": "access",
         "ver": ACCESS_TOKEN_VERSION,
-        "ip": context.client_ip if context else None,
-        "did": "",  # device id: bound by the sessions feature
-        "sid": str(session.pk) if session else None,
+        # The login session's device (apps.sessions.binding); "" for a login without one.
+        "did": session.device_id if session else "",
+        "sid": str(session.pk) if session and not offline else None,
         "login_at": int(session.created_at.timestamp()) if session else None,
         "refresh_at": now if refreshed else None,
     }
+    if settings.ACCESS_TOKEN_IP_CLAIM:  # personal data: only when the operator asks for it
+        context = request_context.current()
+        claims["ip"] = context.client_ip if context else None
     if user is None:
-        claims.update(uid=None, email=None, name=None, provider=None)
-        claims.update(orgs=[], workspaces=[], groups=[], perms=[])
-    else:
-        claims.update(
-            uid=str(user.pk),
-            email=user.email,
-            name=user.name,
-            provider=session.provider if session else "local",
-        )
-        claims.update(user_token_claims(user=user))
+        claims.update(uid=None, provider=None, orgs=[], workspaces=[], groups=[], perms=[])
+        return claims
+    released = profile_claims(user, scopes)
+    claims.update(
+        {name: released[name] for name in ACCESS_TOKEN_PROFILE_CLAIMS if name in released}
+    )
+    claims.update(uid=str(user.pk), provider=session.provider if session else "local")
+    claims.update(user_token_claims(user=user))
     return claims
 
 

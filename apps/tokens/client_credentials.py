@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
-from oauth2_provider.scopes import get_scopes_backend
-from oauth2_provider.settings import oauth2_settings
 
 from apps.core.events import EventType, emit
 from apps.tokens import clients
 from apps.tokens.claims import ACCESS_TOKEN_TYPE, access_token_claims, sign
 from apps.tokens.models import Client
+from apps.tokens.scopes import ScopeRefused, granted_scopes
 
 GRANT_TYPE = "client_credentials"
 # RFC 6749 §3.2: request parameters MUST NOT be included more than once (resource may:
@@ -68,15 +67,14 @@ def token_response(request: HttpRequest) -> HttpResponse:
         resource_id=client.client_id,
         metadata={"grant_type": GRANT_TYPE, "scope": scope},
     )
-    return _json(
-        {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": settings.ACCESS_TOKEN_LIFETIME,
-            "scope": scope,
-        },
-        200,
-    )
+    answer: dict[str, object] = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": settings.ACCESS_TOKEN_LIFETIME,
+    }
+    if scope:  # RFC 6749 §5.1: the scope granted; none asked and none granted, none said
+        answer["scope"] = scope
+    return _json(answer, 200)
 
 
 def _authenticated_client(request: HttpRequest) -> Client:
@@ -85,27 +83,39 @@ def _authenticated_client(request: HttpRequest) -> Client:
         if len(params.getlist(name)) > 1:
             raise _Refusal("invalid_request", f"The {name} parameter is repeated.")
     # RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body.
+    method = "client_secret_basic"
     credentials = clients.basic_credentials(request.headers.get("Authorization", ""))
     if credentials is None and "client_secret" in params:
+        method = "client_secret_post"
         credentials = (params.get("client_id", ""), params.get("client_secret", ""))
     client = clients.authenticate(*credentials) if credentials else None
     if client is None:
+        given = credentials[0] if credentials else params.get("client_id", "")
+        clients.authentication_failed(
+            client_id=given, endpoint=request.path, method=method if credentials else "none"
+        )
         # §5.2: 401 with a challenge (added by the token view for every grant)
-        raise _Refusal("invalid_client", "Client authentication failed.", status=401)
+        raise _Refusal(
+            "invalid_client",
+            "Client authentication failed: check the client id and secret (HTTP Basic, "
+            "RFC 6749 §2.3.1); a client_credentials client must be confidential.",
+            status=401,
+        )
     if GRANT_TYPE not in client.grant_type_set:
-        raise _Refusal("unauthorized_client", "This client is not registered for this grant.")
+        raise _Refusal(
+            "unauthorized_client", "This client is not registered for the client_credentials grant."
+        )
     return client
 
 
 def _scopes(requested: str, client: Client) -> list[str]:
-    # RFC 6749 §3.3: no scope asks for the default; one the client may not have is
-    # invalid_scope (the same scopes backend as the other grants).
-    scopes = requested.split() or list(oauth2_settings.DEFAULT_SCOPES)
-    available = get_scopes_backend().get_available_scopes(application=client)
-    unknown = sorted(set(scopes) - set(available))
-    if unknown:
-        raise _Refusal("invalid_scope", f"Scope not available to this client: {' '.join(unknown)}.")
-    return list(dict.fromkeys(scopes))
+    """RFC 6749 §3.3, §4.4.2: what the client may have of what it asked for; nothing asked,
+    nothing granted (a service token carries no default scope, and never `openid`, which
+    means a person signed in: apps/tokens/scopes.py)."""
+    try:
+        return granted_scopes(requested.split(), client=client, person=False)
+    except ScopeRefused as refused:
+        raise _Refusal("invalid_scope", str(refused)) from None
 
 
 def _audience(resources: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password
 
+from apps.core.events import EventType, emit
 from apps.tokens.models import Client
 
 CACHE_SECONDS = 30.0
@@ -72,3 +73,17 @@ def authenticate(client_id: str, secret: str) -> Client | None:
     if not client.client_secret or not check_password(secret, client.client_secret):
         return None
     return client
+
+
+def authentication_failed(*, client_id: str, endpoint: str, method: str) -> None:
+    """Records a failed client authentication (RFC 6749 §5.2 invalid_client) at the token,
+    introspection or revocation endpoint: the client id as given, the endpoint, and how the
+    client tried (client_secret_basic, client_secret_post, none); never the secret."""
+    emit(
+        EventType.CLIENT_AUTH_FAILED,
+        success=False,
+        resource_type="client",
+        resource_id=client_id,
+        error_code="invalid_client",
+        metadata={"client_id": client_id[:200], "endpoint": endpoint, "method": method},
+    )

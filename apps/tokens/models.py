@@ -31,6 +31,10 @@ class Client(AbstractApplication):
         EDDSA = "EdDSA", "EdDSA (Ed25519)"
 
     grant_types = models.CharField(max_length=200, default="authorization_code refresh_token")
+    # RFC 9700 §2.1.1: PKCE S256 on every authorization request. Off only for a confidential
+    # OpenID Connect client that binds its codes with `nonce` instead (a library without
+    # PKCE); a code_challenge it does send is still enforced.
+    require_pkce = models.BooleanField(default=True)
     # OIDC Dynamic Client Registration 1.0 §2: per-client ID-token algorithm.
     id_token_signed_response_alg = models.CharField(
         max_length=8, choices=SigningAlg.choices, default=SigningAlg.RS256
@@ -147,14 +151,52 @@ class AccessToken(AbstractAccessToken):
 
 class RefreshToken(AbstractRefreshToken):
     """Opaque, rotated on every use; the whole chain dies at family_expires_at (absolute) or
-    when its login session ends."""
+    when its login session ends, unless it belongs to an offline grant (`offline`), which
+    outlives the session and ends by its own lifetimes or by revocation."""
 
     session = _session_link()
     family_expires_at = models.DateTimeField()
+    # OIDC Core §11: the chain is the OfflineGrant whose id is its token_family.
+    offline = models.BooleanField(default=False)
 
     class Meta(AbstractRefreshToken.Meta):
         db_table = "tokens_refresh_token"
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
+
+
+class OfflineGrant(models.Model):
+    """Offline access a person gave a client (OIDC Core §11, scope offline_access): the
+    refresh-token chain whose token_family is this id, which outlives the login session it
+    began in. It ends at expires_at, after OFFLINE_ACCESS_IDLE_TIMEOUT unused, or when
+    revoked (one by one or all of a person's, by an operator or the person's account
+    changes); the row stays, revoked, for the record."""
+
+    id = models.UUIDField(primary_key=True, editable=False)  # the chain's token_family
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="offline_grants"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    # The sign-in it was given in; the grant does not end with it.
+    session = _session_link()
+    scope = models.TextField()
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        db_table = "tokens_offline_grant"
+        indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.Index(
+                fields=["user", "-created_at"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="offline_grant_user_live_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"offline grant {self.id} of {self.user_id} to {self.client_id}"
 
 
 class IDToken(AbstractIDToken):

@@ -7,17 +7,20 @@ import time
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
 
 from apps.core.events import EventType, emit
 from apps.sessions.services import session_client_record, session_is_live
 from apps.tokens import clients, services
 from apps.tokens.claims import access_token_claims, profile_claims, sign
 from apps.tokens.models import AccessToken, Client, Grant, IDToken, RefreshToken
+from apps.tokens.scopes import OFFLINE_ACCESS, ScopeRefused, granted_scopes
 
 # oauthlib's Request, carrying what the flows add to it (client, user, login_session,
 # token_family, access_token_jti, id_token_instance): dynamic by oauthlib's design.
@@ -38,7 +41,36 @@ class TesseraValidator(OAuth2Validator):
     ) -> bool:
         # A client may use exactly the grants it was registered with (DOT would let every
         # authorization-code client refresh); password and implicit are never registrable.
-        return grant_type in client.grant_type_set
+        if grant_type not in client.grant_type_set:
+            raise errors.UnauthorizedClientError(
+                description=f"This client is not registered for the {grant_type} grant.",
+                request=request,
+            )
+        return True
+
+    def is_pkce_required(self, client_id: str, request: OAuthRequest) -> bool:
+        # RFC 9700 §2.1.1: always, but for a confidential client registered to use nonce
+        # instead (the authorize checks then demand the nonce).
+        client = request.client or clients.client_by_id(client_id)
+        return client is None or bool(client.require_pkce)
+
+    def validate_scopes(
+        self,
+        client_id: str,
+        scopes: list[str],
+        client: Any,
+        request: OAuthRequest,
+        *a: Any,
+        **k: Any,
+    ) -> bool:
+        # OIDC Core §3.1.2.1: scope values the server does not understand are ignored, and
+        # one this client may not have is dropped the same way (RFC 6749 §3.3: the token
+        # response's `scope` says what was granted); nothing left is invalid_scope.
+        try:
+            request.scopes = granted_scopes(scopes, client=client)
+        except ScopeRefused as refused:
+            raise errors.InvalidScopeError(description=str(refused), request=request) from None
+        return True
 
     def _create_authorization_code(
         self, request: OAuthRequest, code: dict[str, str], expires: Any = None
@@ -67,7 +99,7 @@ class TesseraValidator(OAuth2Validator):
             Grant.objects.filter(code=code, application=client).select_related("session").first()
         )
         if grant is None or grant.is_expired():
-            return False
+            raise _invalid_grant(request, "The authorization code is unknown or has expired.")
         # RFC 6749 §4.1.2 / RFC 9700 §4.14: a code is used once; claim it atomically so two
         # concurrent exchanges cannot both succeed, and on reuse revoke what it produced.
         claimed = Grant.objects.filter(pk=grant.pk, used_at__isnull=True).update(
@@ -75,29 +107,48 @@ class TesseraValidator(OAuth2Validator):
         )
         if not claimed:
             services.token_family_revoke(family=grant.token_family, reason="code_reuse")
-            return False
+            raise _invalid_grant(
+                request,
+                "The authorization code was already used; the tokens issued from it are revoked.",
+            )
         if request.redirect_uri != grant.redirect_uri:
             # RFC 6749 §4.1.3, §5.2: the same redirect URI as in the authorization request,
             # or invalid_grant (and the code stays spent).
-            return False
+            raise _invalid_grant(
+                request, "redirect_uri differs from the one of the authorization request."
+            )
         if grant.session is None or not session_is_live(grant.session):
-            return False
+            raise _invalid_grant(request, "The sign-in this code was issued in has ended.")
         request.scopes = grant.scope.split()
         request.user = grant.user
         request.nonce = grant.nonce or None
         request.login_session = grant.session
         request.token_family = grant.token_family
+        # OIDC Core §11: the scope was granted only as the authorize checks allowed it.
+        request.offline = OFFLINE_ACCESS in request.scopes
         return True
 
     def authenticate_client(self, request: OAuthRequest, *args: Any, **kw: Any) -> bool:
         # RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body.
+        method = "client_secret_basic"
         credentials = clients.basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
         if credentials is None and request.client_secret is not None:
+            method = "client_secret_post"
             credentials = (request.client_id or "", request.client_secret)
         client = clients.authenticate(*credentials) if credentials else None
         if client is None:
-            return False
+            given = credentials[0] if credentials else (request.client_id or "")
+            _client_auth_failed(request, given, method if credentials else "none")
         request.client = client
+        return True
+
+    def authenticate_client_id(
+        self, client_id: str, request: OAuthRequest, *args: Any, **kw: Any
+    ) -> bool:
+        # RFC 6749 §3.2.1: a public client names itself; a confidential one must authenticate.
+        client = self._load_application(client_id, request)
+        if client is None or client.client_type == Client.CLIENT_CONFIDENTIAL:
+            _client_auth_failed(request, client_id or "", "none")
         return True
 
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
@@ -126,16 +177,42 @@ class TesseraValidator(OAuth2Validator):
         replayed = services.refresh_token_replayed(refresh_token)
         if replayed is not None:
             services.token_family_revoke(family=replayed.token_family, reason="refresh_reuse")
-            return False
+            raise _invalid_grant(
+                request,
+                "The refresh token was already used or revoked; every token of its grant is "
+                "now revoked. Sign in again.",
+            )
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kw):
-            return False
+            raise _invalid_grant(request, "The refresh token is unknown, revoked or expired.")
         token: RefreshToken = request.refresh_token_instance
-        if token.family_expires_at <= timezone.now():
-            return False  # absolute lifetime, however often it was rotated
-        if token.session is not None and not session_is_live(token.session):
-            return False  # logout and revocation end every refresh chain of the session
+        refusal = services.refresh_token_refusal(token)
+        if refusal:
+            raise _invalid_grant(request, refusal)
         request.login_session = token.session
         request.token_family = token.token_family
+        request.offline = token.offline
+        return True
+
+    def is_within_original_scope(
+        self,
+        request_scopes: list[str],
+        refresh_token: str,
+        request: OAuthRequest,
+        *a: Any,
+        **k: Any,
+    ) -> bool:
+        # RFC 6749 §6: a refresh never widens the grant. What it asks beyond the grant (say a
+        # scope the authorization request had dropped, which libraries ask again) is dropped
+        # the same way (OIDC Core §3.1.2.1); nothing left is invalid_scope.
+        original = self.get_original_scopes(refresh_token, request)
+        granted = set(original.split() if isinstance(original, str) else original)
+        kept = [scope for scope in dict.fromkeys(request_scopes) if scope in granted]
+        if not kept:
+            raise errors.InvalidScopeError(
+                description="None of the scopes asked for was granted to this refresh token.",
+                request=request,
+            )
+        request.scopes = kept
         return True
 
     # --- tokens ---------------------------------------------------------------------------
@@ -152,6 +229,8 @@ class TesseraValidator(OAuth2Validator):
             # is exchanged; a refresh keeps the session and client of its code's exchange.
             if session is not None and request.grant_type == "authorization_code":
                 session_client_record(session=session, client_id=request.client.client_id)
+            if getattr(request, "offline", False) and request.grant_type == "refresh_token":
+                services.offline_grant_used(family=request.token_family)
             self._emit_issued(token, request)
 
     def _emit_issued(self, token: dict[str, Any], request: OAuthRequest) -> None:
@@ -196,17 +275,29 @@ class TesseraValidator(OAuth2Validator):
         access_token: Any,
         previous_refresh_token: Any,
     ) -> RefreshToken:
+        session = getattr(request, "login_session", None)
+        offline = getattr(request, "offline", False)
+        if previous_refresh_token:
+            family_expires_at = previous_refresh_token.family_expires_at
+        elif offline:  # OIDC Core §11: the first token of an offline grant
+            grant = services.offline_grant_create(
+                family=request.token_family,
+                user=request.user,
+                client=request.client,
+                session=session,
+                scope=" ".join(request.scopes),
+            )
+            family_expires_at = grant.expires_at
+        else:
+            family_expires_at = timezone.now() + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME)
         refresh_token = RefreshToken(
             user=request.user,
             application=request.client,
             access_token=access_token,
             token_family=request.token_family,
-            session=getattr(request, "login_session", None),
-            family_expires_at=(
-                previous_refresh_token.family_expires_at
-                if previous_refresh_token
-                else timezone.now() + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME)
-            ),
+            session=session,
+            family_expires_at=family_expires_at,
+            offline=offline,
         )
         self._set_token_value(refresh_token, refresh_token_code)
         refresh_token.save()
@@ -288,6 +379,25 @@ def generate_access_token(request: OAuthRequest) -> str:
         session=getattr(request, "login_session", None),
         audience=list(resource),
         refreshed=request.grant_type == "refresh_token",
+        offline=getattr(request, "offline", False),
     )
     request.access_token_jti = claims["jti"]
     return sign(claims, alg=settings.ACCESS_TOKEN_ALG, typ="at+jwt")
+
+
+def _invalid_grant(request: OAuthRequest, description: str) -> errors.InvalidGrantError:
+    """RFC 6749 §5.2 invalid_grant, saying which of its causes it is."""
+    return errors.InvalidGrantError(description=description, request=request)
+
+
+def _client_auth_failed(request: OAuthRequest, client_id: str, method: str) -> None:
+    """RFC 6749 §5.2 invalid_client, recorded as client.auth_failed; raised, because oauthlib
+    would answer a bare False without a description."""
+    clients.authentication_failed(
+        client_id=client_id, endpoint=urlsplit(request.uri).path, method=method
+    )
+    raise errors.InvalidClientError(
+        description="Client authentication failed: check the client id and secret "
+        "(HTTP Basic, RFC 6749 §2.3.1); a public client sends only its client_id.",
+        request=request,
+    )

@@ -1,7 +1,7 @@
 """What tokens holds about a person, for their GDPR export and erasure (core.privacy): the
-consents they gave and the clients they used. Erasure deletes the consents and unlinks the
-clients they registered, which stay: they serve other people. Their tokens die with their
-sessions (sessions.privacy)."""
+consents they gave, their offline grants and the clients they used. Erasure revokes the
+offline grants, deletes the consents and unlinks the clients they registered, which stay:
+they serve other people. Their other tokens die with their sessions (sessions.privacy)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,20 @@ from django.db.models import Q
 from apps.accounts.models import User
 from apps.core.privacy import Section
 from apps.sessions.models import SessionClient
-from apps.tokens.models import Client, Consent
+from apps.tokens.models import Client, Consent, OfflineGrant
+from apps.tokens.services import offline_grants_revoke_all
 
 
 class TokenData:
     def export(self, user: User) -> dict[str, Section]:
-        return {"consents": _consents(user), "clients": _clients(user)}
+        return {
+            "consents": _consents(user),
+            "offline_grants": _offline_grants(user),
+            "clients": _clients(user),
+        }
 
     def erase(self, user: User, *, pseudonym: str, actor_id: object) -> None:
+        offline_grants_revoke_all(user=user, reason="erased", actor_id=actor_id)
         Consent.objects.filter(user=user).delete()
         Client.objects.filter(user=user).update(user=None)
 
@@ -33,6 +39,22 @@ def _consents(user: User) -> Iterator[dict[str, Any]]:
             "scopes": consent.scopes.split(),
             "granted_at": consent.created_at,
             "updated_at": consent.updated_at,
+        }
+
+
+def _offline_grants(user: User) -> Iterator[dict[str, Any]]:
+    grants = OfflineGrant.objects.filter(user=user).select_related("client")
+    for grant in grants.order_by("-created_at"):
+        yield {
+            "id": grant.pk,
+            "client_id": grant.client.client_id,
+            "scopes": grant.scope.split(),
+            "session_id": grant.session_id,
+            "created_at": grant.created_at,
+            "last_used_at": grant.last_used_at,
+            "expires_at": grant.expires_at,
+            "revoked_at": grant.revoked_at,
+            "revoke_reason": grant.revoke_reason,
         }
 
 

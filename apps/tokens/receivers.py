@@ -1,5 +1,15 @@
-"""Logout propagation: a login session ended (apps.sessions.signals), so its relying parties
-are told over the back channel (OpenID Connect Back-Channel Logout 1.0)."""
+"""What tokens does when something it does not own changes:
+
+- a login session ended (apps.sessions.signals): its relying parties are told over the back
+  channel (OpenID Connect Back-Channel Logout 1.0); a session ended as compromised also takes
+  the offline grants given in it (a stolen sign-in must not leave a refresh token behind);
+- an account was deactivated or deleted: its offline grants end (its sessions are ended by
+  apps.sessions.receivers);
+- a password changed (apps.accounts.signals): every session and offline grant ends;
+- a client is deleted: its tokens are revoked first.
+
+Ending a session for any other reason leaves offline grants alone (OIDC Core §11).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +17,20 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import pre_delete
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
+from apps.accounts.models import User
+from apps.accounts.signals import password_changed
 from apps.sessions.models import LoginSession
 from apps.sessions.signals import session_ended
 from apps.tokens.logout_propagation import backchannel_deliveries_create
 from apps.tokens.models import Client
-from apps.tokens.services import client_tokens_revoke
+from apps.tokens.services import (
+    client_tokens_revoke,
+    offline_grants_revoke_all,
+    user_access_revoke_all,
+)
 from apps.tokens.tasks import deliver_backchannel_logout
 
 
@@ -29,7 +45,30 @@ def tell_relying_parties(sender: Any, session: LoginSession, reason: str, **kwar
     its commit leaves them pending, where the stalled-delivery sweep finds them. One task per
     client (§2.7), so one slow relying party delays no other, queued after commit. robust: a
     broker outage must not fail the logout itself; the sweep queues the delivery later."""
+    if reason == "compromised":
+        offline_grants_revoke_all(user=session.user, reason=reason, session=session)
     if reason == "account_deleted":
         return  # the account's deletion cascades to its sessions and their deliveries
     for delivery in backchannel_deliveries_create(session=session):
         transaction.on_commit(partial(deliver_backchannel_logout.delay, delivery.pk), robust=True)
+
+
+@receiver(post_save, sender=User, dispatch_uid="tessera.tokens.deactivated")
+def end_offline_grants_of_deactivated(sender: Any, instance: User, **kwargs: Any) -> None:
+    """A deactivated account keeps no offline access (OWASP ASVS 3.3.3)."""
+    if not instance.is_active:
+        offline_grants_revoke_all(user=instance, reason="account_disabled")
+
+
+@receiver(pre_delete, sender=User, dispatch_uid="tessera.tokens.deleted")
+def end_offline_grants_of_deleted(sender: Any, instance: User, **kwargs: Any) -> None:
+    """Before the cascade removes the rows: the access tokens' jtis go on the revocation
+    list, or they would stay valid until they expire."""
+    offline_grants_revoke_all(user=instance, reason="account_deleted")
+
+
+@receiver(password_changed, dispatch_uid="tessera.tokens.password_changed")
+def revoke_everything_on_password_change(sender: Any, user: User, **kwargs: Any) -> None:
+    """A new password ends every session and offline grant (OWASP ASVS 3.3.3): whoever
+    knew the old one keeps nothing it opened."""
+    user_access_revoke_all(user=user, reason="password_changed")

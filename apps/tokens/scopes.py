@@ -1,16 +1,30 @@
 """Which scopes a client may be granted (DOT's SCOPES_BACKEND_CLASS, and the client_credentials
-grant): the scopes of settings.SCOPES, except that the admin scope, which opens the admin API
-to the staff member a token is issued to, goes to first-party clients only (those registered
-with --skip-consent). A third-party relying party a staff member signs in to must not be able
-to ask that person for admin powers (OWASP ASVS 1.4.3 least privilege, RFC 6749 §3.3)."""
+grant): the scopes of settings.SCOPES, except
+
+- `admin`, which opens the admin API to the staff member a token is issued to, goes to
+  first-party clients only (those registered with --skip-consent): a third-party relying party
+  a staff member signs in to must not be able to ask that person for admin powers (OWASP ASVS
+  1.4.3 least privilege, RFC 6749 §3.3);
+- `offline_access` goes only to clients registered for the refresh_token grant (OIDC Core §11:
+  it asks for a refresh token);
+- a client_credentials token acts for no person, so the scopes that mean "a person signed in"
+  or release a person's claims (openid, profile, email, offline_access) are not for it.
+
+A scope a request asks for and may not have is dropped from the grant (OIDC Core §3.1.2.1:
+unknown scope values SHOULD be ignored; RFC 6749 §3.3: the `scope` of the token response says
+what was granted); a request left with no scope at all is refused with invalid_scope.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from oauth2_provider.scopes import SettingsScopes
+from oauth2_provider.scopes import SettingsScopes, get_scopes_backend
 
 ADMIN_SCOPE = "admin"
+OFFLINE_ACCESS = "offline_access"
+# OIDC Core §3.1.2.1, §5.4, §11: scopes about a signed-in person.
+PERSON_SCOPES = frozenset({"openid", "profile", "email", OFFLINE_ACCESS})
 
 
 class TesseraScopes(SettingsScopes):
@@ -20,4 +34,26 @@ class TesseraScopes(SettingsScopes):
         scopes: list[str] = super().get_available_scopes(application, request, *args, **kwargs)
         if application is None or not application.skip_authorization:
             scopes = [scope for scope in scopes if scope != ADMIN_SCOPE]
+        if application is None or "refresh_token" not in application.grant_type_set:
+            scopes = [scope for scope in scopes if scope != OFFLINE_ACCESS]
         return scopes
+
+
+class ScopeRefused(Exception):
+    """Nothing asked for may be granted: invalid_scope, with a description that says why."""
+
+
+def granted_scopes(requested: list[str], *, client: Any, person: bool = True) -> list[str]:
+    """The scopes of `requested` this client may have, in the order asked, once each.
+    Raises ScopeRefused when none is left."""
+    available = set(get_scopes_backend().get_available_scopes(application=client))
+    if not person:
+        available -= PERSON_SCOPES
+    asked = list(dict.fromkeys(requested))
+    granted = [scope for scope in asked if scope in available]
+    if asked and not granted:
+        listed = " ".join(asked)
+        if len(asked) == 1:
+            raise ScopeRefused(f"The scope {listed} is not available to this client.")
+        raise ScopeRefused(f"None of the scopes asked for ({listed}) is available to this client.")
+    return granted

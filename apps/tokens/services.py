@@ -4,23 +4,29 @@ import hashlib
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.validators import AllowedURIValidator
 
+from apps.accounts.models import User
 from apps.core import revocation
 from apps.core.events import EventType, emit
-from apps.sessions.services import session_is_live
+from apps.sessions.models import LoginSession
+from apps.sessions.services import session_end_all, session_is_live
 from apps.tokens.models import (
     DOT_GRANT_NAMES,
     AccessToken,
     Client,
     Consent,
     Grant,
+    OfflineGrant,
     RefreshToken,
 )
 from apps.tokens.validation import InvalidToken, validate_access_token
@@ -38,17 +44,26 @@ def _revoke_access_tokens(tokens: Any) -> None:
     tokens.delete()
 
 
-def _revoke_tokens(**lookup: Any) -> None:
+# Token lookups, by the fields an offline grant spells them with.
+_GRANT_FIELDS = {"token_family": "id", "application": "client", "user_id": "user_id"}
+
+
+def _revoke_tokens(*, reason: str, **lookup: Any) -> None:
     """Every refresh and access token matching `lookup` (one authorization's token_family, or
-    a user's tokens for a client)."""
-    RefreshToken.objects.filter(revoked__isnull=True, **lookup).update(revoked=timezone.now())
+    a user's tokens for a client), and the offline grants they make up."""
+    now = timezone.now()
+    RefreshToken.objects.filter(revoked__isnull=True, **lookup).update(revoked=now)
     _revoke_access_tokens(AccessToken.objects.filter(**lookup))
+    grants = {_GRANT_FIELDS[field]: value for field, value in lookup.items()}
+    OfflineGrant.objects.filter(revoked_at__isnull=True, **grants).update(
+        revoked_at=now, revoke_reason=reason
+    )
 
 
 def client_tokens_revoke(*, client: Client) -> None:
     """Every token of the client (before it is deleted: the cascade would drop the rows but
     leave the JWTs valid until they expire)."""
-    _revoke_tokens(application=client)
+    _revoke_tokens(application=client, reason="client_deleted")
 
 
 def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
@@ -60,7 +75,7 @@ def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
         sample = (
             RefreshToken.objects.filter(token_family=family).select_related("application").first()
         )
-        _revoke_tokens(token_family=family)
+        _revoke_tokens(token_family=family, reason=reason)
         emit(
             EventType.TOKEN_REUSE_DETECTED,
             user_id=sample.user_id if sample else None,
@@ -85,6 +100,108 @@ def refresh_token_replayed(token: str) -> RefreshToken | None:
     return replayed
 
 
+def refresh_token_refusal(token: RefreshToken) -> str:
+    """Why an unrevoked refresh token may no longer be used (its absolute lifetime, its
+    login session, or for an offline grant its idle timeout), or "" when it may."""
+    now = timezone.now()
+    if token.family_expires_at <= now:
+        return "The refresh token has reached the end of its lifetime; sign in again."
+    if token.offline:  # OIDC Core §11: the grant outlives the sign-in, not its own limits
+        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
+        if token.created + idle <= now:
+            return "The offline grant went unused for too long and has ended; sign in again."
+        return ""
+    if token.session_id is not None and not session_is_live(token.session, now=now):
+        return "The sign-in this refresh token belongs to has ended; sign in again."
+    return ""
+
+
+def offline_grant_create(
+    *,
+    family: uuid.UUID,
+    user: User,
+    client: Client,
+    session: LoginSession | None,
+    scope: str,
+) -> OfflineGrant:
+    """OIDC Core §11: the offline grant a code exchange with offline_access begins, in the
+    transaction that stores its first refresh token."""
+    now = timezone.now()
+    grant = OfflineGrant.objects.create(
+        id=family,
+        user=user,
+        client=client,
+        session=session,
+        scope=scope,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(seconds=settings.OFFLINE_ACCESS_LIFETIME),
+    )
+    emit(
+        EventType.OFFLINE_ACCESS_GRANTED,
+        user_id=user.pk,
+        session_id=session.pk if session else None,
+        resource_type="offline_grant",
+        resource_id=grant.pk,
+        metadata={"client_id": client.client_id, "scope": scope},
+    )
+    return grant
+
+
+def offline_grant_used(*, family: uuid.UUID) -> None:
+    """A refresh of the grant: it was used now (its idle timeout starts again)."""
+    OfflineGrant.objects.filter(pk=family).update(last_used_at=timezone.now())
+
+
+def offline_grant_revoke(*, grant: OfflineGrant, reason: str, actor_id: object = None) -> bool:
+    """Ends one offline grant: its refresh token is refused and its access tokens go on the
+    revocation list. False when it had already ended."""
+    with transaction.atomic():
+        ended = OfflineGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoke_reason=reason
+        )
+        if not ended:
+            return False
+        _revoke_tokens(token_family=grant.pk, reason=reason)
+        emit(
+            EventType.OFFLINE_ACCESS_REVOKED,
+            user_id=grant.user_id,
+            actor_id=actor_id,
+            resource_type="offline_grant",
+            resource_id=grant.pk,
+            metadata={"reason": reason, "client_id": grant.client.client_id},
+        )
+    return True
+
+
+def offline_grants_revoke_all(
+    *, user: User, reason: str, actor_id: object = None, session: LoginSession | None = None
+) -> int:
+    """Ends every live offline grant of the person (only those given in `session`, when
+    named); returns how many ended."""
+    grants = OfflineGrant.objects.filter(user=user, revoked_at__isnull=True)
+    if session is not None:
+        grants = grants.filter(session=session)
+    live = list(grants.select_related("client"))
+    return sum(offline_grant_revoke(grant=g, reason=reason, actor_id=actor_id) for g in live)
+
+
+@dataclass(frozen=True)
+class AccessRevoked:
+    sessions_ended: int
+    offline_grants_revoked: int
+
+
+def user_access_revoke_all(*, user: User, reason: str, actor_id: object = None) -> AccessRevoked:
+    """Revoke everything a person holds: every login session (with the tokens issued under
+    it) and every offline grant. For an operator's "revoke everything", a deactivated or
+    erased account and a changed password (OWASP ASVS 3.3.3)."""
+    with transaction.atomic():
+        sessions = session_end_all(user=user, reason=reason, actor_id=actor_id)
+        grants = offline_grants_revoke_all(user=user, reason=reason, actor_id=actor_id)
+    return AccessRevoked(sessions_ended=sessions, offline_grants_revoked=grants)
+
+
 def token_revoke(*, token: str, client: Client) -> None:
     """RFC 7009 §2.1: revoke a token this client holds; unknown tokens are not an error.
     Revoking an access token also revokes the refresh token it came with, and vice versa."""
@@ -97,7 +214,7 @@ def token_revoke(*, token: str, client: Client) -> None:
         if access is None and refresh is None:
             _revoke_unstored_access_token(token=token, client=client)
             return
-        _revoke_tokens(token_family=(access or refresh).token_family)
+        _revoke_tokens(token_family=(access or refresh).token_family, reason="rfc7009")
         emit(
             EventType.TOKEN_REVOKED,
             user_id=(access or refresh).user_id,
@@ -151,9 +268,7 @@ def _introspect_refresh(token: str) -> dict[str, Any] | None:
         .select_related("application", "session")
         .first()
     )
-    if refresh is None or refresh.family_expires_at <= timezone.now():
-        return None
-    if refresh.session is not None and not session_is_live(refresh.session):
+    if refresh is None or refresh_token_refusal(refresh):
         return None  # the token endpoint would refuse it too
     return {
         "active": True,
@@ -161,13 +276,10 @@ def _introspect_refresh(token: str) -> dict[str, Any] | None:
         "client_id": refresh.application.client_id,
         "sub": str(refresh.user_id),
         "exp": int(refresh.family_expires_at.timestamp()),
-        "sid": str(refresh.session_id) if refresh.session_id else None,
+        # An offline grant's tokens belong to the grant, not to a sign-in (claims.py).
+        "sid": str(refresh.session_id) if refresh.session_id and not refresh.offline else None,
+        "offline_access": refresh.offline,
     }
-
-
-def consent_covers(*, user_id: Any, client: Client, scopes: list[str]) -> bool:
-    consent = Consent.objects.filter(user_id=user_id, client=client).first()
-    return consent is not None and set(scopes) <= set(consent.scopes.split())
 
 
 def consent_grant(*, user_id: Any, client: Client, scopes: list[str]) -> None:
@@ -197,7 +309,7 @@ def consent_revoke(*, user_id: Any, client: Client, actor_id: object = None) -> 
             return False
         consent.delete()
         Grant.objects.filter(user_id=user_id, application=client, used_at__isnull=True).delete()
-        _revoke_tokens(user_id=user_id, application=client)
+        _revoke_tokens(user_id=user_id, application=client, reason="consent_revoked")
         emit(
             EventType.CONSENT_REVOKED,
             user_id=user_id,
@@ -229,10 +341,13 @@ def client_create(
     backchannel_logout_session_required: bool = True,
     frontchannel_logout_uri: str = "",
     frontchannel_logout_session_required: bool = True,
+    require_pkce: bool = True,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
 
     Secrets are 256-bit random unless one is supplied (for migrations from another IdP).
+    `require_pkce=False` is for a confidential client whose library cannot do PKCE: its
+    authorization requests must then carry a nonce (RFC 9700 §2.1.1).
     """
     grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     unknown = set(grants) - set(GRANT_TYPES)
@@ -243,6 +358,8 @@ def client_create(
     primary = next((g for g in grants if g in _DOT_PRIMARY_GRANT), None)
     if primary is None:
         raise ValidationError("A client needs authorization_code or client_credentials.")
+    if public and not require_pkce:
+        raise ValidationError("A public client must use PKCE (RFC 9700 §2.1.1).")
     if public and "client_credentials" in grants:
         raise ValidationError("A public client cannot use client_credentials (RFC 6749 §4.4).")
     if "authorization_code" in grants and not redirect_uris:
@@ -269,6 +386,7 @@ def client_create(
         backchannel_logout_session_required=backchannel_logout_session_required,
         frontchannel_logout_uri=frontchannel_logout_uri,
         frontchannel_logout_session_required=frontchannel_logout_session_required,
+        require_pkce=require_pkce,
     )
     if client_id:
         client.client_id = client_id
@@ -283,7 +401,12 @@ def client_create(
             EventType.CLIENT_CREATED,
             resource_type="client",
             resource_id=client.client_id,
-            metadata={"name": name, "grant_types": grants, "public": public},
+            metadata={
+                "name": name,
+                "grant_types": grants,
+                "public": public,
+                "require_pkce": require_pkce,
+            },
         )
     return client, secret
 

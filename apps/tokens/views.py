@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import RevokeTokenView, TokenView
@@ -25,7 +25,9 @@ from apps.tokens import authorize as authorize_flow
 from apps.tokens import client_credentials, clients, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
+from apps.tokens.errors import with_description
 from apps.tokens.models import Client
+from apps.tokens.services import GRANT_TYPES
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 # --- discovery and keys ------------------------------------------------------------------
@@ -75,7 +77,7 @@ def _metadata() -> bytes:
     return json.dumps(metadata).encode()
 
 
-@require_GET
+@require_safe
 def discovery(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(_metadata(), content_type="application/json")
     response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
@@ -83,7 +85,7 @@ def discovery(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_GET
+@require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(keys.jwks_json(), content_type="application/jwk-set+json")
     response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
@@ -148,13 +150,51 @@ _dot_token = _TokenView.as_view()
 @csrf_exempt
 @_client_auth_challenge
 def token(request: HttpRequest) -> HttpResponse:
+    refused = _unsupported_grant(request)
+    if refused is not None:
+        return refused
     if client_credentials.is_client_credentials_request(request):
         return client_credentials.token_response(request)
-    response: HttpResponse = _dot_token(request)
+    return with_description(_dot_token(request))
+
+
+def _unsupported_grant(request: HttpRequest) -> HttpResponse | None:
+    """RFC 6749 §5.2: only the grants we offer reach a grant handler. django-oauth-toolkit
+    would also run its password grant (RFC 9700 §2.4 forbids it: it tests passwords past the
+    sign-in page) and its device grant (a 500 without device_code)."""
+    if request.method != "POST":
+        return None  # the view answers 405 with Allow
+    grant_types = request.POST.getlist("grant_type")
+    if len(grant_types) > 1:
+        error, description = "invalid_request", "grant_type is repeated."
+    elif not grant_types:
+        error, description = (
+            "invalid_request",
+            (
+                "grant_type is missing: the token request is a form-encoded POST "
+                "(application/x-www-form-urlencoded) with grant_type."
+            ),
+        )
+    elif grant_types[0] not in GRANT_TYPES:
+        error, description = (
+            "unsupported_grant_type",
+            f"grant_type must be one of {', '.join(GRANT_TYPES)}.",
+        )
+    else:
+        return None
+    response = JsonResponse({"error": error, "error_description": description}, status=400)
+    response["Cache-Control"] = "no-store"
     return response
 
 
-revoke = csrf_exempt(_client_auth_challenge(RevokeTokenView.as_view()))
+_dot_revoke = RevokeTokenView.as_view()
+
+
+@csrf_exempt
+@_client_auth_challenge
+def revoke(request: HttpRequest) -> HttpResponse:
+    """RFC 7009 (django-oauth-toolkit's view, its errors described)."""
+    return with_description(_dot_revoke(request))
 
 
 # --- resources -----------------------------------------------------------------------
@@ -172,16 +212,53 @@ def _bearer_error(status: int, error: str | None, description: str) -> JsonRespo
     return response
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+def _bearer_token(request: HttpRequest) -> str | JsonResponse:
+    """RFC 6750 §2: the access token from the Authorization header (§2.1) or a form-encoded
+    POST body (§2.2); more than one method is invalid_request, and so is the URI query
+    (§2.3; RFC 9700 §4.3.2 forbids it)."""
+    header = request.headers.get("Authorization")
+    in_body = (
+        request.method == "POST" and request.content_type == FORM and "access_token" in request.POST
+    )
+    if "access_token" in request.GET:
+        return _bearer_error(
+            400, "invalid_request", "An access token in the URL is refused: send it in an "
+            "Authorization: Bearer header or a form-encoded POST body."
+        )  # fmt: skip
+    if header is not None and in_body:
+        return _bearer_error(
+            400, "invalid_request", "Send the access token one way only: the Authorization "
+            "header or the POST body, not both (RFC 6750 §2)."
+        )  # fmt: skip
+    if in_body:
+        if len(request.POST.getlist("access_token")) > 1:
+            return _bearer_error(400, "invalid_request", "access_token is repeated.")
+        token = request.POST["access_token"].strip()
+    else:
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            token = ""
+        token = token.strip()
+    if not token:
+        return _bearer_error(
+            401, None, "Send the access token in an Authorization: Bearer header or as "
+            "access_token in a form-encoded POST body."
+        )  # fmt: skip
+    return token
+
+
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def userinfo(request: HttpRequest) -> HttpResponse:
-    """OIDC Core §5.3. The token comes in the Authorization header only (RFC 6750 §2.1;
-    RFC 9700 §4.3.2 forbids the query string)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return _bearer_error(401, None, "Send the access token in an Authorization: Bearer header.")
+    """OIDC Core §5.3, with the token sent as RFC 6750 §2.1 or §2.2 allow."""
+    token = _bearer_token(request)
+    if isinstance(token, JsonResponse):
+        return token
     try:
-        user, claims = bearer_user(token.strip(), scope="openid")
+        user, claims = bearer_user(token, scope="openid")
     except InvalidToken as invalid:
         return _bearer_error(401, "invalid_token", str(invalid))
     except InsufficientScope as insufficient:
@@ -199,26 +276,31 @@ def introspect(request: HttpRequest) -> HttpResponse:
     """RFC 7662: confidential clients only (§2.1 requires the caller be authorized)."""
     core = get_oauthlib_core()
     uri, method, body, headers = core._extract_params(request)
-    client = _introspecting_client(request)
+    client_id, how = _introspecting_client_id(request)
+    client = clients.client_by_id(client_id) if client_id else None
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
+        clients.authentication_failed(client_id=client_id, endpoint=request.path, method=how)
         return JsonResponse(
             {
                 "error": "invalid_client",
-                "error_description": "Authenticate as a confidential client.",
+                "error_description": "Authenticate as a confidential client (HTTP Basic with "
+                "its id and secret).",
             },
             status=401,
         )
     answer = _oauthlib_response(*core.server.create_introspect_response(uri, method, body, headers))
     answer["Cache-Control"] = "no-store"
-    return answer
+    return with_description(answer)
 
 
-def _introspecting_client(request: HttpRequest) -> Client | None:
-    """The client named by Basic credentials or by client_id in the body; oauthlib
+def _introspecting_client_id(request: HttpRequest) -> tuple[str, str]:
+    """The client named by Basic credentials or by client_id in the body, and how; oauthlib
     authenticates it afterwards."""
     credentials = clients.basic_credentials(request.headers.get("Authorization", ""))
-    client_id = credentials[0] if credentials else request.POST.get("client_id", "")
-    return clients.client_by_id(client_id) if client_id else None
+    if credentials:
+        return credentials[0], "client_secret_basic"
+    how = "client_secret_post" if "client_secret" in request.POST else "none"
+    return request.POST.get("client_id", ""), how
 
 
 # --- logout (OpenID Connect RP-Initiated Logout 1.0) --------------------------------------

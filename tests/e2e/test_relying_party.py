@@ -1,8 +1,9 @@
 """A relying party that knows nothing about us, using Authlib (OAuth2Session) with the ID
 token checked by joserfc against our JWKS, runs the whole flow against a live server.
 
-OpenID conformance basic plan: oidcc-server, oidcc-userinfo-get, oidcc-refresh-token,
-oidcc-rp-initiated-logout (RP-Initiated Logout 1.0).
+OpenID conformance basic plan: oidcc-server, oidcc-userinfo-get, oidcc-userinfo-post-body,
+oidcc-refresh-token, oidcc-scope-*, oidcc-rp-initiated-logout (RP-Initiated Logout 1.0); and
+OIDC Core §11 offline access.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from apps.accounts.models import User
+from apps.sessions.models import LoginSession
+from apps.tokens.models import OfflineGrant
+from apps.tokens.services import user_access_revoke_all
 from tests.rp import POST_LOGOUT_URI, REDIRECT_URI, new_verifier
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,9 +42,10 @@ def rp_session(rp) -> Iterator[Callable[..., OAuth2Session]]:
     opened: list[OAuth2Session] = []
 
     def open_session(**kwargs: object) -> OAuth2Session:
+        kwargs.setdefault("scope", "openid profile email")
         session = OAuth2Session(
-            rp.client_id, rp.client_secret, scope="openid profile email",
-            redirect_uri=REDIRECT_URI, code_challenge_method="S256", **kwargs,
+            rp.client_id, rp.client_secret, redirect_uri=REDIRECT_URI,
+            code_challenge_method="S256", **kwargs,
         )  # fmt: skip
         opened.append(session)
         return session
@@ -49,10 +55,10 @@ def rp_session(rp) -> Iterator[Callable[..., OAuth2Session]]:
         session.close()
 
 
-def _sign_in(hosted_pages, metadata, client: OAuth2Session) -> tuple[dict, str]:
+def _sign_in(hosted_pages, metadata, client: OAuth2Session, **params: str) -> tuple[dict, str]:
     verifier, nonce = new_verifier(), new_verifier()
     url, state = client.create_authorization_url(
-        metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+        metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **params
     )
     response = hosted_pages.visit(url)
     assert response.is_redirect, f"{response.status_code} {response.url}\n{response.text[:1500]}"
@@ -93,10 +99,13 @@ def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp, rp_sessi
     assert access.header["typ"] == "at+jwt"
     for claim in ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "uid",
                   "email", "name", "provider", "orgs", "workspaces", "groups", "perms", "typ",
-                  "sid", "did", "ip", "ver", "login_at", "refresh_at"):  # fmt: skip
+                  "sid", "did", "ver", "login_at", "refresh_at"):  # fmt: skip
         assert claim in access.claims, claim
+    assert "ip" not in access.claims  # personal data, only with IDP_ACCESS_TOKEN_IP_CLAIM
     assert access.claims["typ"] == "access"
     assert access.claims["sid"] == id_token.claims["sid"]
+    session = LoginSession.objects.get(pk=access.claims["sid"])
+    assert access.claims["did"] == session.device_id != ""
     assert access.claims["exp"] - access.claims["iat"] == 900
     assert token["expires_in"] == 900
 
@@ -161,3 +170,87 @@ def test_whole_flow_with_authlib(live_server, hosted_pages, person, rp, rp_sessi
     )
     silent = hosted_pages.http.get(url, allow_redirects=False, timeout=10)
     assert parse_qs(urlsplit(silent.headers["Location"]).query)["error"] == ["login_required"]
+
+
+def test_offline_access_with_authlib_outlives_the_sign_in(
+    live_server, hosted_pages, person, rp, rp_session
+) -> None:
+    # OIDC Core §11 (offline_access with prompt=consent), §3.1.2.1 (an unknown scope value is
+    # ignored), RFC 6749 §5.1 (the response's scope says what was granted).
+    metadata = _discover(live_server)
+    assert "offline_access" in metadata["scopes_supported"]
+    client = rp_session(scope="openid email offline_access unknown-scope")
+
+    token, nonce = _sign_in(hosted_pages, metadata, client, prompt="consent")
+
+    assert token["scope"] == "openid email offline_access"
+    assert token["refresh_token"]
+    keys = KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json())
+    id_token = jwt.decode(token["id_token"], keys, algorithms=["RS256"])
+    jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": metadata["issuer"]},
+        aud={"essential": True, "value": rp.client_id},
+        nonce={"essential": True, "value": nonce},
+    ).validate(id_token.claims)
+    access = jwt.decode(token["access_token"], keys, algorithms=["ES256"]).claims
+    # profile claims by scope, as userinfo releases them: email asked, name (profile) not
+    assert access["email"] == "ada@example.com"
+    assert "name" not in access
+    assert access["sid"] is None  # the offline grant's tokens belong to the grant
+    expected = {"sub": str(person.pk), "email": "ada@example.com", "email_verified": False}
+    assert client.get(metadata["userinfo_endpoint"]).json() == expected
+    # RFC 6750 §2.2 (pyoic's default): the token in a form-encoded POST body
+    body_client = rp_session(token=token, token_placement="body")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # §2.2 requires it
+    assert body_client.post(metadata["userinfo_endpoint"], headers=form).json() == expected
+
+    # The person signs out: the login session ends, the offline grant does not.
+    logout = hosted_pages.http.get(
+        metadata["end_session_endpoint"], params={"id_token_hint": token["id_token"]},
+        allow_redirects=False, timeout=10,
+    )  # fmt: skip
+    assert logout.status_code == 200
+    session = LoginSession.objects.get(pk=id_token.claims["sid"])
+    assert session.ended_at is not None
+    refreshed = client.refresh_token(
+        metadata["token_endpoint"], refresh_token=token["refresh_token"]
+    )
+    assert refreshed["scope"] == "openid email offline_access"
+    assert client.get(metadata["userinfo_endpoint"]).json() == expected
+    grant = OfflineGrant.objects.get(user=person)
+    assert grant.revoked_at is None
+
+    # "Revoke everything" ends it: no refresh, and its live access token is refused.
+    revoked = user_access_revoke_all(user=User.objects.get(pk=person.pk), reason="operator")
+    assert revoked.offline_grants_revoked == 1
+    with pytest.raises(OAuthError) as dead:
+        client.refresh_token(metadata["token_endpoint"], refresh_token=refreshed["refresh_token"])
+    assert dead.value.error == "invalid_grant"
+    assert dead.value.description
+    after = requests.get(
+        metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"}, timeout=10,
+    )  # fmt: skip
+    assert after.status_code == 401
+
+
+def test_offline_access_without_prompt_consent_is_ignored(
+    live_server, hosted_pages, person, rp, rp_session
+) -> None:
+    # OIDC Core §11: without prompt=consent (and no consent given for it before) the request
+    # for offline_access is ignored; the refresh token stays bound to the sign-in.
+    metadata = _discover(live_server)
+    client = rp_session(scope="openid offline_access")
+
+    token, _ = _sign_in(hosted_pages, metadata, client)
+
+    assert token["scope"] == "openid"
+    assert not OfflineGrant.objects.exists()
+    hosted_pages.http.get(
+        metadata["end_session_endpoint"], params={"id_token_hint": token["id_token"]},
+        timeout=10,
+    )  # fmt: skip
+    with pytest.raises(OAuthError) as ended:
+        client.refresh_token(metadata["token_endpoint"], refresh_token=token["refresh_token"])
+    assert ended.value.error == "invalid_grant"
+    assert "sign-in" in ended.value.description

@@ -10,7 +10,6 @@ import pytest
 from django.conf import settings
 from django.test import Client as HttpClient
 from django.utils import timezone
-from oauth2_provider.settings import oauth2_settings
 
 from apps.core.models import SecurityEvent
 from apps.tokens.models import Grant
@@ -299,8 +298,9 @@ def test_client_credentials_issues_a_client_access_token_only(
 def test_client_credentials_token_is_refused_at_userinfo(
     client: HttpClient, machine: RegisteredClient
 ) -> None:
-    # OIDC Core §5.3.3 / RFC 6750 §3.1: no end-user behind it, insufficient_scope
-    data = {"grant_type": "client_credentials", "scope": "openid"}
+    # OIDC Core §5.3.3 / RFC 6750 §3.1: no end-user behind it (and no openid scope),
+    # insufficient_scope
+    data = {"grant_type": "client_credentials"}
     token = form_post(client, TOKEN, data, auth=machine).json()["access_token"]
     response = userinfo(client, token)
     assert response.status_code == 403
@@ -320,24 +320,42 @@ def test_client_credentials_authenticates_by_basic_or_body(
     client: HttpClient, machine: RegisteredClient, auth_in: str
 ) -> None:
     # RFC 6749 §2.3.1: client_secret_basic and client_secret_post
-    data = {"grant_type": "client_credentials", "scope": "profile"}
+    data = {"grant_type": "client_credentials"}
     response = form_post(client, TOKEN, data, auth=machine, auth_in=auth_in)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["token_type"] == "Bearer"
-    assert body["scope"] == "profile"
     assert body["expires_in"] == settings.ACCESS_TOKEN_LIFETIME
     assert response["Pragma"] == "no-cache"
     event = SecurityEvent.objects.get(event_type="token.issued", resource_id=machine.client_id)
-    assert event.metadata == {"grant_type": "client_credentials", "scope": "profile"}
+    assert event.metadata == {"grant_type": "client_credentials", "scope": ""}
 
 
-def test_client_credentials_without_scope_gets_the_default(
+def test_client_credentials_without_scope_gets_none_and_never_openid(
     client: HttpClient, machine: RegisteredClient
 ) -> None:
-    # RFC 6749 §3.3: an omitted scope means the documented default
+    # RFC 6749 §3.3: the documented default of this grant is no scope; `openid` means a person
+    # signed in (OIDC Core §3.1.2.1), which a service token must not claim.
     response = form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=machine)
-    assert response.json()["scope"] == " ".join(oauth2_settings.DEFAULT_SCOPES)
+    assert response.status_code == 200
+    assert "scope" not in response.json()  # §5.1: nothing asked, nothing granted
+    assert validate_access_token(response.json()["access_token"])["scope"] == ""
+    for person_scope in ("openid", "profile", "email", "offline_access"):
+        data = {"grant_type": "client_credentials", "scope": person_scope}
+        refused = form_post(client, TOKEN, data, auth=machine)
+        assert_oauth_error(refused, "invalid_scope")
+        assert person_scope in refused.json()["error_description"]
+
+
+def test_client_credentials_drops_the_scopes_it_may_not_have(client: HttpClient, register) -> None:
+    # OIDC Core §3.1.2.1 / RFC 6749 §3.3: what may not be granted is dropped, and the
+    # response's `scope` says what was granted.
+    first_party = register(grant_types=["client_credentials"], redirect_uris=[], skip_consent=True)
+    data = {"grant_type": "client_credentials", "scope": "openid admin unknown-scope"}
+    response = form_post(client, TOKEN, data, auth=first_party)
+    assert response.status_code == 200, response.content
+    assert response.json()["scope"] == "admin"
+    assert validate_access_token(response.json()["access_token"])["scope"] == "admin"
 
 
 @pytest.mark.parametrize(

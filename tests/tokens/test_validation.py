@@ -249,10 +249,13 @@ def test_other_audience_is_accepted_only_when_asked_for(minter: Minter) -> None:
 
 
 def test_token_in_the_query_string_is_not_accepted(client: HttpClient, minter: Minter) -> None:
-    # RFC 9700 §4.3.2: no access tokens in query strings (RFC 6750 §2.3)
+    # RFC 9700 §4.3.2: no access tokens in query strings (RFC 6750 §2.3): refused with a
+    # clear invalid_request, not mistaken for a missing token
     response = client.get(USERINFO, {"access_token": minter.token()})
-    assert response.status_code == 401
-    assert response["WWW-Authenticate"].startswith("Bearer ")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "URL" in response.json()["error_description"]
+    assert 'error="invalid_request"' in response["WWW-Authenticate"]
     assert "sub" not in response.json()
 
 

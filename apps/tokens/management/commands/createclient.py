@@ -22,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--grant", action="append", choices=GRANT_TYPES, dest="grants")
         parser.add_argument("--public", action="store_true", help="no secret; PKCE only")
         parser.add_argument("--skip-consent", action="store_true", help="first-party client")
+        parser.add_argument(
+            "--allow-no-pkce",
+            action="store_true",
+            help="confidential client whose library cannot do PKCE: its authorization "
+            "requests must carry a nonce instead (RFC 9700 §2.1.1)",
+        )
         parser.add_argument("--client-id")
         parser.add_argument("--client-secret")
         parser.add_argument(
@@ -49,6 +55,7 @@ class Command(BaseCommand):
                 id_token_alg=options["id_token_alg"],
                 backchannel_logout_uri=options["backchannel_logout_uri"],
                 frontchannel_logout_uri=options["frontchannel_logout_uri"],
+                require_pkce=not options["allow_no_pkce"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
