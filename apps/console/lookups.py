@@ -14,6 +14,8 @@ from apps.audit.store import pseudonym
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_detail, user_lookup
+from apps.tokens.models import OfflineGrant
+from apps.tokens.selectors import offline_grant_detail
 
 
 def user_or_404(user_id: uuid.UUID) -> User:
@@ -35,6 +37,13 @@ def session_or_404(session_id: uuid.UUID) -> LoginSession:
     if session is None:
         raise Http404("No session has this id.")
     return session
+
+
+def offline_grant_or_404(grant_id: uuid.UUID) -> OfflineGrant:
+    grant = offline_grant_detail(grant_id=grant_id)
+    if grant is None:
+        raise Http404("No offline grant has this id.")
+    return grant
 
 
 def operator_viewed(request: HttpRequest | Request, person: User | str) -> None:

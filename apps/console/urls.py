@@ -12,6 +12,17 @@ urlpatterns = [
         views.user_sessions_revoke,
         name="user_sessions_revoke",
     ),
+    path(
+        "users/<uuid:user_id>/offline-grants/revoke/",
+        views.user_offline_grants_revoke,
+        name="user_offline_grants_revoke",
+    ),
+    path("users/<uuid:user_id>/revoke-all/", views.user_revoke_all, name="user_revoke_all"),
+    path(
+        "offline-grants/<uuid:grant_id>/revoke/",
+        views.offline_grant_revoke,
+        name="offline_grant_revoke",
+    ),
     path("users/<uuid:user_id>/export/", views.user_data_export, name="user_export"),
     path("users/<uuid:user_id>/erase/", views.user_erase, name="user_erase"),
     path("sessions/", views.session_list, name="sessions"),

@@ -1,8 +1,9 @@
-"""The staff console: find a person, see their login sessions and security events, end a
-session; search and export the audit trail; export or erase a person (GDPR). Every change is a
-POST behind a confirmation page (Django's CSRF token), performed by a service (apps.sessions,
-apps.audit) with the operator as the event's actor (OWASP ASVS 7.2.2: admin actions are logged
-with who did them)."""
+"""The staff console: find a person, see their login sessions, offline grants and security
+events, end a session or an offline grant, or everything at once; search and export the audit
+trail; export or erase a person (GDPR). Every change is a POST behind a confirmation page
+(Django's CSRF token), performed by a service (apps.sessions, apps.tokens, apps.audit) with
+the operator as the event's actor (OWASP ASVS 7.2.2: admin actions are logged with who did
+them)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from apps.audit.store import StoreUnavailable
 from apps.console.downloads import events_download, person_download
 from apps.console.forms import AuditSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
+    offline_grant_or_404,
     operator_viewed,
     session_or_404,
     user_or_404,
@@ -33,8 +35,9 @@ from apps.core.health import readiness
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
+from apps.tokens import services as token_services
 from apps.tokens.models import BackchannelLogoutDelivery
-from apps.tokens.selectors import backchannel_deliveries
+from apps.tokens.selectors import backchannel_deliveries, offline_grants_live
 
 
 @staff_required
@@ -73,6 +76,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     context = {
         "person": user,
         "page": page,
+        "offline_grants": offline_grants_live(user=user),
         "failed_logouts": failed_logouts,
         "events": events,
         "erased": gdpr.user_is_erased(user),
@@ -192,11 +196,85 @@ def user_sessions_revoke(request: HttpRequest, user_id: uuid.UUID) -> HttpRespon
             user,
             question=f"Revoke every session of {user.email}?",
             detail="They are signed out everywhere, and every token issued to them under a "
-            "session stops working.",
+            "session stops working. Offline grants stay (revoke them below, or revoke "
+            "everything).",
             button="Revoke all sessions",
         )
     ended = session_end_all(user=user, reason="operator", actor_id=request.user.pk)
     messages.success(request, f"{ended} live session{'s' * (ended != 1)} of {user.email} revoked.")
+    return redirect("console:user", user_id=user.pk)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def offline_grant_revoke(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
+    grant = offline_grant_or_404(grant_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            grant.user,
+            question=f"Revoke the offline access of {grant.client.name} for {grant.user.email}?",
+            detail=f"{grant.client.name} ({grant.client.client_id}) can no longer refresh its "
+            "tokens while they are signed out, and the access tokens it holds stop working. "
+            "Their sessions are not affected.",
+            button="Revoke offline access",
+        )
+    name = grant.client.name
+    if token_services.offline_grant_revoke(
+        grant=grant, reason="operator", actor_id=request.user.pk
+    ):
+        messages.success(request, f"Offline access of {name} revoked.")
+    else:
+        messages.info(request, f"The offline access of {name} had already ended.")
+    return redirect("console:user", user_id=grant.user_id)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def user_offline_grants_revoke(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Revoke every offline grant of {user.email}?",
+            detail="No application can refresh tokens for them while they are signed out any "
+            "more, and the access tokens those grants issued stop working. Their sessions are "
+            "not affected.",
+            button="Revoke all offline access",
+        )
+    revoked = token_services.offline_grants_revoke_all(
+        user=user, reason="operator", actor_id=request.user.pk
+    )
+    messages.success(
+        request, f"{revoked} offline grant{'s' * (revoked != 1)} of {user.email} revoked."
+    )
+    return redirect("console:user", user_id=user.pk)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def user_revoke_all(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Revoke everything {user.email} holds?",
+            detail="Every session ends (they are signed out everywhere, applications are "
+            "told) and every offline grant is revoked: no token issued to them works any more "
+            "and no application can get a new one until they sign in again.",
+            button="Revoke everything",
+        )
+    revoked = token_services.user_access_revoke_all(
+        user=user, reason="operator", actor_id=request.user.pk
+    )
+    ended, grants = revoked.sessions_ended, revoked.offline_grants_revoked
+    messages.success(
+        request,
+        f"{ended} live session{'s' * (ended != 1)} and {grants} offline grant"
+        f"{'s' * (grants != 1)} of {user.email} revoked.",
+    )
     return redirect("console:user", user_id=user.pk)
 
 

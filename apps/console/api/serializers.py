@@ -9,6 +9,8 @@ from rest_framework import serializers
 from apps.accounts.models import User
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
+from apps.tokens.models import OfflineGrant
+from apps.tokens.selectors import offline_grant_is_live
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
@@ -85,3 +87,38 @@ class ErasedSerializer(serializers.Serializer[Any]):
 
 class SessionsEndedSerializer(serializers.Serializer[Any]):
     ended = serializers.IntegerField(help_text="How many live sessions this request ended.")
+
+
+class OfflineGrantSerializer(serializers.ModelSerializer[OfflineGrant]):
+    """Offline access a person gave a client (OIDC Core §11)."""
+
+    user_email = serializers.EmailField(source="user.email")
+    client_id = serializers.CharField(source="client.client_id")
+    client_name = serializers.CharField(source="client.name")
+    scopes = serializers.SerializerMethodField()
+    live = serializers.SerializerMethodField()
+    session = serializers.UUIDField(
+        source="session_id", allow_null=True, help_text="The sign-in it was given in."
+    )
+
+    class Meta:
+        model = OfflineGrant
+        fields = (
+            "id", "user", "user_email", "client_id", "client_name", "scopes", "live", "session",
+            "created_at", "last_used_at", "expires_at", "revoked_at", "revoke_reason",
+        )  # fmt: skip
+
+    def get_scopes(self, grant: OfflineGrant) -> list[str]:
+        return grant.scope.split()
+
+    def get_live(self, grant: OfflineGrant) -> bool:
+        return offline_grant_is_live(grant)
+
+
+class OfflineGrantsRevokedSerializer(serializers.Serializer[Any]):
+    revoked = serializers.IntegerField(help_text="How many offline grants this request ended.")
+
+
+class EverythingRevokedSerializer(serializers.Serializer[Any]):
+    sessions_ended = serializers.IntegerField()
+    offline_grants_revoked = serializers.IntegerField()

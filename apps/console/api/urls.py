@@ -15,6 +15,21 @@ urlpatterns = [
         views.user_sessions_revoke,
         name="user_sessions_revoke",
     ),
+    path(
+        "users/<uuid:user_id>/offline-grants", views.user_offline_grants, name="user_offline_grants"
+    ),
+    path(
+        "users/<uuid:user_id>/offline-grants/revoke",
+        views.user_offline_grants_revoke,
+        name="user_offline_grants_revoke",
+    ),
+    path("users/<uuid:user_id>/revoke-all", views.user_revoke_all, name="user_revoke_all"),
+    path("offline-grants/<uuid:grant_id>", views.offline_grant, name="offline_grant"),
+    path(
+        "offline-grants/<uuid:grant_id>/revoke",
+        views.offline_grant_revoke,
+        name="offline_grant_revoke",
+    ),
     path("sessions", views.sessions, name="sessions"),
     path("audit/events", views.audit_events, name="audit_events"),
     path("audit/events.csv", views.audit_events_csv, name="audit_events_csv"),

@@ -1,11 +1,11 @@
 """The admin REST API (/api/v1/): what the console shows and does, for scripts.
 
 Authentication is a staff session (CSRF enforced on POST) or a bearer token with the admin
-scope (settings.REST_FRAMEWORK); every change is made by apps.sessions.services with the
-caller as the event's actor. Ids in paths are UUIDs (anything else is a 404 from the URL
-resolver) and query parameters are parsed by the console's forms (400 with field errors).
-Audit reads and GDPR requests go to apps.audit; when its store (ClickHouse) does not answer,
-the answer is 503.
+scope (settings.REST_FRAMEWORK); every change is made by apps.sessions.services or
+apps.tokens.services with the caller as the event's actor. Ids in paths are UUIDs (anything
+else is a 404 from the URL resolver) and query parameters are parsed by the console's forms
+(400 with field errors). Audit reads and GDPR requests go to apps.audit; when its store
+(ClickHouse) does not answer, the answer is 503.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from apps.console.api.serializers import (
     AuditEventPageSerializer,
     AuditEventSerializer,
     ErasedSerializer,
+    EverythingRevokedSerializer,
+    OfflineGrantSerializer,
+    OfflineGrantsRevokedSerializer,
     SessionPageSerializer,
     SessionsEndedSerializer,
     SessionSerializer,
@@ -43,6 +46,7 @@ from apps.console.api.serializers import (
 from apps.console.downloads import events_download, person_download
 from apps.console.forms import AuditApiSearchForm, SessionFilterForm, UserLookupForm
 from apps.console.lookups import (
+    offline_grant_or_404,
     operator_viewed,
     session_or_404,
     user_or_404,
@@ -51,6 +55,8 @@ from apps.console.lookups import (
 from apps.core.events import EventType, Severity
 from apps.sessions.selectors import CONSOLE_PAGE_SIZE, session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
+from apps.tokens import services as token_services
+from apps.tokens.selectors import offline_grants_live
 
 F = TypeVar("F", bound=forms.Form)
 
@@ -187,6 +193,70 @@ def user_sessions_revoke(request: Request, user_id: uuid.UUID) -> Response:
     user = user_or_404(user_id)
     ended = session_end_all(user=user, reason="api", actor_id=request.user.pk)
     return Response({"ended": ended})
+
+
+@extend_schema(
+    summary="A user's offline grants in force (OIDC Core §11 offline_access), newest first",
+    responses=inline_serializer("OfflineGrantList", {"results": OfflineGrantSerializer(many=True)}),
+)
+@api_view(["GET"])
+def user_offline_grants(request: Request, user_id: uuid.UUID) -> Response:
+    grants = offline_grants_live(user=viewed_user_or_404(request, user_id))
+    return Response({"results": OfflineGrantSerializer(grants, many=True).data})
+
+
+@extend_schema(
+    summary="Revoke every offline grant of a user (their sessions stay)",
+    request=None,
+    responses=OfflineGrantsRevokedSerializer,
+)
+@api_view(["POST"])
+def user_offline_grants_revoke(request: Request, user_id: uuid.UUID) -> Response:
+    user = user_or_404(user_id)
+    revoked = token_services.offline_grants_revoke_all(
+        user=user, reason="api", actor_id=request.user.pk
+    )
+    return Response({"revoked": revoked})
+
+
+@extend_schema(
+    summary="Revoke everything: every session and every offline grant of a user",
+    request=None,
+    responses=EverythingRevokedSerializer,
+)
+@api_view(["POST"])
+def user_revoke_all(request: Request, user_id: uuid.UUID) -> Response:
+    user = user_or_404(user_id)
+    revoked = token_services.user_access_revoke_all(
+        user=user, reason="api", actor_id=request.user.pk
+    )
+    return Response(
+        {
+            "sessions_ended": revoked.sessions_ended,
+            "offline_grants_revoked": revoked.offline_grants_revoked,
+        }
+    )
+
+
+@extend_schema(summary="One offline grant", responses=OfflineGrantSerializer)
+@api_view(["GET"])
+def offline_grant(request: Request, grant_id: uuid.UUID) -> Response:
+    grant = offline_grant_or_404(grant_id)
+    operator_viewed(request, grant.user)
+    return Response(OfflineGrantSerializer(grant).data)
+
+
+@extend_schema(
+    summary="Revoke an offline grant and its tokens (no change if it had ended)",
+    request=None,
+    responses=OfflineGrantSerializer,
+)
+@api_view(["POST"])
+def offline_grant_revoke(request: Request, grant_id: uuid.UUID) -> Response:
+    grant = offline_grant_or_404(grant_id)
+    token_services.offline_grant_revoke(grant=grant, reason="api", actor_id=request.user.pk)
+    grant.refresh_from_db(fields=["revoked_at", "revoke_reason"])
+    return Response(OfflineGrantSerializer(grant).data)
 
 
 @extend_schema(
