@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite starts real PostgreSQL, Redis and ClickHouse servers and drives Chromium.
+# The test suite starts real PostgreSQL, Redis and ClickHouse servers, drives Chromium and runs
+# npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9 will do).
 # Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
