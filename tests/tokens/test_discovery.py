@@ -79,3 +79,11 @@ def test_jwks_is_cacheable_and_holds_public_members_only(client: HttpClient) -> 
         assert jwk["kid"]
         assert jwk["alg"] in {"RS256", "ES256", "EdDSA"}
     assert len({jwk["kid"] for jwk in jwks["keys"]}) == len(jwks["keys"])
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/oauth/jwks"])
+def test_discovery_and_jwks_answer_head(client, path: str) -> None:
+    # RFC 9110 §9.3.2: HEAD is GET without the body; caches and monitors use it
+    response = client.head(path)
+    assert response.status_code == 200
+    assert response.content == b""
