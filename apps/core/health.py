@@ -51,7 +51,7 @@ def _redis() -> str:
 
 
 def _broker() -> str:
-    from idp.celery import app  # the composition root owns the Celery app
+    from celery import current_app as app  # the composition root's (idp.celery), unimported
 
     # A pooled connection: a probe every few seconds must not open a new one each time.
     conn: Any = app.pool.acquire(block=True, timeout=settings.HEALTH_CHECK_TIMEOUT)
