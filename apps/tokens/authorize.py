@@ -24,6 +24,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import FatalClientError, OAuth2Error
+from oauthlib.oauth2.rfc6749.errors import MissingCodeChallengeError
 
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
@@ -39,6 +40,10 @@ from apps.tokens.services import consent_grant
 LOGIN_MARK = "tessera_login_after"
 CONSENT_SALT = "tessera.authorize.consent"
 KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
+PKCE_REQUIRED = (
+    "PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636, "
+    "RFC 9700 section 2.1.1)."
+)
 
 
 @dataclass
@@ -126,6 +131,8 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
         if code == "unauthorized_client" and areq.params.get("response_type") != "code":
             # RFC 6749 §4.1.2.1: implicit and hybrid response types are not offered at all.
             code, description = "unsupported_response_type", "Only response_type=code is supported."
+        elif isinstance(error, MissingCodeChallengeError):
+            description = PKCE_REQUIRED
         else:
             description = str(error.description)
         raise error_to_client(areq, code, description) from None
@@ -164,10 +171,7 @@ def check_pkce_s256(request: HttpRequest, areq: AuthorizationRequest) -> None:
     assert areq.client is not None
     if "code_challenge" in areq.params or areq.client.require_pkce:
         if areq.params.get("code_challenge_method") != "S256":
-            raise error_to_client(
-                areq, "invalid_request", "PKCE is required: send code_challenge with "
-                "code_challenge_method=S256 (RFC 7636)."
-            )  # fmt: skip
+            raise error_to_client(areq, "invalid_request", PKCE_REQUIRED)
         return
     # A confidential client registered without PKCE binds its code to the ID token's nonce
     # instead (RFC 9700 §2.1.1), so the nonce cannot be left out.

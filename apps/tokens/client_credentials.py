@@ -20,6 +20,7 @@ from oauth2_provider.oauth2_validators import is_valid_resource_uri
 from apps.core.events import EventType, emit
 from apps.tokens import clients
 from apps.tokens.claims import ACCESS_TOKEN_TYPE, access_token_claims, sign
+from apps.tokens.errors import safe
 from apps.tokens.models import Client
 from apps.tokens.scopes import ScopeRefused, granted_scopes
 
@@ -46,7 +47,7 @@ def token_response(request: HttpRequest) -> HttpResponse:
         scopes = _scopes(request.POST.get("scope", ""), client)
         audience = _audience(request.POST.getlist("resource"))
     except _Refusal as refusal:
-        body = {"error": refusal.error, "error_description": refusal.description}
+        body = {"error": refusal.error, "error_description": safe(refusal.description)}
         return _json(body, refusal.status)
     claims = access_token_claims(
         client_id=client.client_id,
@@ -98,7 +99,7 @@ def _authenticated_client(request: HttpRequest) -> Client:
         raise _Refusal(
             "invalid_client",
             "Client authentication failed: check the client id and secret (HTTP Basic, "
-            "RFC 6749 §2.3.1); a client_credentials client must be confidential.",
+            "RFC 6749 section 2.3.1); a client_credentials client must be confidential.",
             status=401,
         )
     if GRANT_TYPE not in client.grant_type_set:

@@ -1,11 +1,17 @@
 """Every OAuth error we answer says what went wrong (RFC 6749 §4.1.2.1, §5.2: the
 error_description helps the client developer). oauthlib leaves most of its errors without a
 description; where our code knows the precise cause it says it, and this table is the floor
-for everything else, so no answer, redirect or JSON, goes out with an empty one."""
+for everything else, so no answer, redirect or JSON, goes out with an empty one.
+
+A description holds only the characters those sections allow (%x20-21 / %x23-5B / %x5D-7E:
+printable ASCII but the double quote and the backslash); anything else, a scope value as the
+client sent it say, is replaced, so a description never reflects raw input and fits a
+WWW-Authenticate header."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from django.http import HttpResponse
 
@@ -32,15 +38,23 @@ DESCRIPTIONS = {
 }
 
 
+_NOT_ALLOWED = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
+def safe(description: str) -> str:
+    """The description with every character RFC 6749 §5.2 does not allow replaced by ?."""
+    return _NOT_ALLOWED.sub("?", description)
+
+
 def describe(error: str, description: str | None) -> str:
-    """The description to send with `error`: the one given, else the table's."""
+    """The description to send with `error`: the one given, else the table's; always safe."""
     if description and description.strip():
-        return description
-    return DESCRIPTIONS.get(error, f"The request failed: {error}.")
+        return safe(description)
+    return DESCRIPTIONS.get(error, safe(f"The request failed: {error}."))
 
 
 def with_description(response: HttpResponse) -> HttpResponse:
-    """Fills in the error_description of a JSON OAuth error answer that has none."""
+    """Gives a JSON OAuth error answer a description, a safe one."""
     if response.status_code < 400 or not response.get("Content-Type", "").startswith(
         "application/json"
     ):
@@ -49,8 +63,11 @@ def with_description(response: HttpResponse) -> HttpResponse:
         body = json.loads(response.content)
     except ValueError:
         return response
-    if not isinstance(body, dict) or "error" not in body or body.get("error_description"):
+    if not isinstance(body, dict) or "error" not in body:
         return response
-    body["error_description"] = describe(str(body["error"]), None)
-    response.content = json.dumps(body).encode()
+    given = body.get("error_description")
+    described = describe(str(body["error"]), given if isinstance(given, str) else None)
+    if described != given:
+        body["error_description"] = described
+        response.content = json.dumps(body).encode()
     return response

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -164,6 +165,14 @@ class RefreshToken(AbstractRefreshToken):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
 
+class OfflineGrantQuerySet(models.QuerySet["OfflineGrant"]):
+    def live(self) -> OfflineGrantQuerySet:
+        """Not revoked, within their lifetime, used within their idle timeout."""
+        now = timezone.now()
+        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now, last_used_at__gt=now - idle)
+
+
 class OfflineGrant(models.Model):
     """Offline access a person gave a client (OIDC Core §11, scope offline_access): the
     refresh-token chain whose token_family is this id, which outlives the login session it
@@ -185,6 +194,8 @@ class OfflineGrant(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.CharField(max_length=64, blank=True)
 
+    objects = OfflineGrantQuerySet.as_manager()
+
     class Meta:
         db_table = "tokens_offline_grant"
         indexes = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
@@ -197,6 +208,12 @@ class OfflineGrant(models.Model):
 
     def __str__(self) -> str:
         return f"offline grant {self.id} of {self.user_id} to {self.client_id}"
+
+    @property
+    def is_live(self) -> bool:
+        now = timezone.now()
+        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
+        return self.revoked_at is None and self.expires_at > now and self.last_used_at > now - idle
 
 
 class IDToken(AbstractIDToken):

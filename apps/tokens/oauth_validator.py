@@ -174,13 +174,15 @@ class TesseraValidator(OAuth2Validator):
     ) -> bool:
         # RFC 9700 §4.14.2: a rotated (or revoked) token presented again means it leaked;
         # revoke the whole grant, access tokens included, before DOT deletes their rows.
-        replayed = services.refresh_token_replayed(refresh_token)
-        if replayed is not None:
-            services.token_family_revoke(family=replayed.token_family, reason="refresh_reuse")
+        spent = services.refresh_token_spent(refresh_token)
+        if spent is not None:
+            if not services.token_family_goes_on(spent.token_family):
+                raise _invalid_grant(request, "The refresh token was revoked; sign in again.")
+            services.token_family_revoke(family=spent.token_family, reason="refresh_reuse")
             raise _invalid_grant(
                 request,
-                "The refresh token was already used or revoked; every token of its grant is "
-                "now revoked. Sign in again.",
+                "The refresh token was already used; every token of its grant is now revoked. "
+                "Sign in again.",
             )
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kw):
             raise _invalid_grant(request, "The refresh token is unknown, revoked or expired.")
@@ -324,7 +326,8 @@ class TesseraValidator(OAuth2Validator):
         request: OAuthRequest,
     ) -> str:
         """OIDC Core §2: signed with our key for the client's algorithm, with the session's
-        auth_time, acr, amr and sid."""
+        auth_time, acr, amr and sid. An offline grant's refresh after its session ended says
+        no sid: the relying party was told that session is over (Back-Channel Logout 1.0)."""
         session = request.login_session
         now = int(time.time())
         claims, expires = self.get_id_token_dictionary(token, token_handler, request)
@@ -334,8 +337,9 @@ class TesseraValidator(OAuth2Validator):
             auth_time=int(session.created_at.timestamp()),
             acr=session.acr,
             amr=session.amr,
-            sid=str(session.pk),
         )
+        if session_is_live(session):
+            id_token["sid"] = str(session.pk)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
         request.id_token_instance = IDToken.objects.create(
@@ -398,6 +402,7 @@ def _client_auth_failed(request: OAuthRequest, client_id: str, method: str) -> N
     )
     raise errors.InvalidClientError(
         description="Client authentication failed: check the client id and secret "
-        "(HTTP Basic, RFC 6749 §2.3.1); a public client sends only its client_id.",
+        "(HTTP Basic or client_secret_post, RFC 6749 section 2.3.1); a public client sends "
+        "only its client_id.",
         request=request,
     )

@@ -1,13 +1,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
-
-from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.tokens.models import BackchannelLogoutDelivery, Client, Consent, OfflineGrant
@@ -31,17 +26,10 @@ def consent_scopes(*, user_id: Any, client: Client) -> frozenset[str]:
     return frozenset(consent.scopes.split()) if consent else frozenset()
 
 
-def _live_offline_grants() -> Q:
-    """Not revoked, within their lifetime, used within their idle timeout."""
-    now = timezone.now()
-    idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
-    return Q(revoked_at__isnull=True, expires_at__gt=now, last_used_at__gt=now - idle)
-
-
 def offline_grants_live(*, user: User) -> list[OfflineGrant]:
     """The person's offline grants still in force, newest first, with their clients."""
-    grants = OfflineGrant.objects.filter(_live_offline_grants(), user=user)
-    return list(grants.select_related("client").order_by("-created_at"))
+    grants = OfflineGrant.objects.live().filter(user=user)
+    return list(grants.select_related("client", "user").order_by("-created_at"))
 
 
 def offline_grant_detail(*, grant_id: UUID) -> OfflineGrant | None:
@@ -49,9 +37,3 @@ def offline_grant_detail(*, grant_id: UUID) -> OfflineGrant | None:
         OfflineGrant.objects.filter(pk=grant_id).select_related("client", "user").first()
     )
     return found
-
-
-def offline_grant_is_live(grant: OfflineGrant) -> bool:
-    now = timezone.now()
-    idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
-    return grant.revoked_at is None and grant.expires_at > now and grant.last_used_at > now - idle

@@ -90,14 +90,22 @@ def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
         )
 
 
-def refresh_token_replayed(token: str) -> RefreshToken | None:
+def refresh_token_spent(token: str) -> RefreshToken | None:
     """The stored refresh token when `token` is one that was already rotated or revoked."""
-    replayed: RefreshToken | None = (
+    spent: RefreshToken | None = (
         RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=False)
         .order_by("-revoked")
         .first()
     )
-    return replayed
+    return spent
+
+
+def token_family_goes_on(family: uuid.UUID | None) -> bool:
+    """Whether the grant a spent refresh token belongs to still has a live one: then the
+    spent one was rotated away and came back (a replay, RFC 9700 §4.14.2); otherwise the
+    whole grant was revoked (logout of an offline grant, RFC 7009, consent, an operator)
+    and the client is only late to learn it."""
+    return bool(RefreshToken.objects.filter(token_family=family, revoked__isnull=True).exists())
 
 
 def refresh_token_refusal(token: RefreshToken) -> str:
@@ -179,7 +187,7 @@ def offline_grants_revoke_all(
 ) -> int:
     """Ends every live offline grant of the person (only those given in `session`, when
     named); returns how many ended."""
-    grants = OfflineGrant.objects.filter(user=user, revoked_at__isnull=True)
+    grants = OfflineGrant.objects.live().filter(user=user)
     if session is not None:
         grants = grants.filter(session=session)
     live = list(grants.select_related("client"))

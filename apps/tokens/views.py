@@ -25,7 +25,7 @@ from apps.tokens import authorize as authorize_flow
 from apps.tokens import client_credentials, clients, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
-from apps.tokens.errors import with_description
+from apps.tokens.errors import safe, with_description
 from apps.tokens.models import Client
 from apps.tokens.services import GRANT_TYPES
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
@@ -77,20 +77,24 @@ def _metadata() -> bytes:
     return json.dumps(metadata).encode()
 
 
+def _public_document(request: HttpRequest, body: bytes, content_type: str) -> HttpResponse:
+    """Metadata anyone may read and cache, browser apps included; HEAD gets the headers of
+    GET without the body (RFC 9110 §9.3.2)."""
+    response = HttpResponse(b"" if request.method == "HEAD" else body, content_type=content_type)
+    response["Content-Length"] = str(len(body))
+    response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 @require_safe
 def discovery(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(_metadata(), content_type="application/json")
-    response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
-    response["Access-Control-Allow-Origin"] = "*"  # public metadata, read by browser apps
-    return response
+    return _public_document(request, _metadata(), "application/json")
 
 
 @require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(keys.jwks_json(), content_type="application/jwk-set+json")
-    response["Cache-Control"] = f"public, max-age={settings.JWKS_MAX_AGE}"
-    response["Access-Control-Allow-Origin"] = "*"
-    return response
+    return _public_document(request, keys.jwks_json(), "application/jwk-set+json")
 
 
 # --- authorization -----------------------------------------------------------------------
@@ -201,8 +205,14 @@ def revoke(request: HttpRequest) -> HttpResponse:
 
 
 def _bearer_error(status: int, error: str | None, description: str) -> JsonResponse:
-    """RFC 6750 §3: the WWW-Authenticate challenge names the error."""
-    body = {"error": error or "invalid_request", "error_description": description}
+    """RFC 6750 §3: the WWW-Authenticate challenge names the error; a request with no
+    credentials at all gets no error code (§3.1), only the description of what to send."""
+    description = safe(description)
+    body = (
+        {"error": error, "error_description": description}
+        if error
+        else {"error_description": description}
+    )
     response = JsonResponse(body, status=status)
     challenge = f'Bearer realm="{settings.ISSUER}"'
     if error:
@@ -231,7 +241,7 @@ def _bearer_token(request: HttpRequest) -> str | JsonResponse:
     if header is not None and in_body:
         return _bearer_error(
             400, "invalid_request", "Send the access token one way only: the Authorization "
-            "header or the POST body, not both (RFC 6750 §2)."
+            "header or the POST body, not both (RFC 6750 section 2)."
         )  # fmt: skip
     if in_body:
         if len(request.POST.getlist("access_token")) > 1:

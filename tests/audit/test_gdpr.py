@@ -24,7 +24,7 @@ from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record
 from apps.tokens.models import Client as OAuthClient
-from apps.tokens.models import Consent
+from apps.tokens.models import Consent, OfflineGrant
 from apps.tokens.services import consent_grant
 from tests.accounts.factories import (
     GroupMembershipFactory,
@@ -32,7 +32,9 @@ from tests.accounts.factories import (
     WorkspaceMembershipFactory,
 )
 from tests.audit.factories import audit_event, outbox_insert, ship_all
+from tests.console.conftest import offline_grant
 from tests.rp import PASSWORD, RegisteredClient
+from tests.tokens.conftest import TOKEN, form_post, userinfo
 
 pytestmark = pytest.mark.django_db
 
@@ -175,6 +177,31 @@ def test_erased_account_holds_nothing_and_cannot_sign_in(ada, operator) -> None:
     for relation in ("organization_memberships", "workspace_memberships", "group_memberships"):
         assert not getattr(ada, relation).exists()
     assert sign_in("ada@example.com", PASSWORD, HOME_IP) == 400
+
+
+def test_offline_grants_are_exported_and_end_with_the_erasure(ada, operator) -> None:
+    # Art. 15: the offline access she gave is hers to see; Art. 17: once erased, no client
+    # keeps refreshing tokens for her (OIDC Core §11)
+    mail = offline_grant(ada, name="Mail app")
+
+    document = json.loads("".join(subject_export(user=ada, actor_id=operator.pk)))
+    user_erase(user=ada, actor_id=operator.pk)
+
+    [exported] = document["offline_grants"]
+    assert exported["id"] == str(mail.grant.pk)
+    assert exported["client_id"] == mail.rp.client_id
+    assert exported["scopes"] == ["openid", "email", "offline_access"]
+    assert exported["session_id"] == str(mail.grant.session_id)
+    assert (exported["revoked_at"], exported["revoke_reason"]) == (None, "")
+    assert exported["created_at"] < exported["expires_at"]
+    grant = OfflineGrant.objects.get(pk=mail.grant.pk)
+    assert (grant.revoked_at is not None, grant.revoke_reason) == (True, "erased")
+    data = {"grant_type": "refresh_token", "refresh_token": mail.refresh_token}
+    refused = form_post(HttpClient(), TOKEN, data, auth=mail.rp)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    assert userinfo(HttpClient(), mail.access_token).status_code == 401
+    [revoked] = SecurityEvent.objects.filter(event_type="offline_access.revoked")
+    assert (revoked.user_id, revoked.actor_id) == (pseudonym(str(ada.pk)), str(operator.pk))
 
 
 def test_a_second_erasure_finds_nothing_left(ada, operator) -> None:

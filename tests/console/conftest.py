@@ -4,7 +4,9 @@ and the admin API."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 import pytest
@@ -15,9 +17,10 @@ from apps.accounts.services import user_create
 from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record
+from apps.tokens.models import OfflineGrant
 from apps.tokens.services import client_create, consent_grant
-from tests.rp import PASSWORD, RegisteredClient
-from tests.tokens.conftest import Flow
+from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.tokens.conftest import Flow, client_redirect, new_pkce
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 PERSON_IP = "198.51.100.7"
@@ -113,3 +116,42 @@ def access_token(user, scope: str) -> str:
     tokens = Flow(http, RegisteredClient(client.client_id, secret)).tokens(scope=scope)
     token: str = tokens["access_token"]
     return token
+
+
+@dataclass(frozen=True)
+class Offline:
+    """An offline grant as the client holds it: the grant's row and the tokens it received."""
+
+    grant: OfflineGrant
+    rp: RegisteredClient
+    access_token: str
+    refresh_token: str
+
+
+def offline_grant(
+    user, *, name: str = "Mail app", scope: str = "openid email offline_access"
+) -> Offline:
+    """`user`, signed in, lets a client registered for refresh tokens stay connected: OIDC
+    Core §11, offline_access asked for with prompt=consent and allowed on the consent page,
+    then the code exchanged at the token endpoint."""
+    client, secret = client_create(
+        name=name, redirect_uris=[REDIRECT_URI], grant_types=["authorization_code", "refresh_token"]
+    )
+    rp = RegisteredClient(client.client_id, secret)
+    browser = HttpClient()
+    browser.force_login(user)
+    flow, pkce = Flow(browser, rp), new_pkce()
+    asked = flow.authorize(pkce, scope=scope, prompt="consent")
+    assert asked.status_code == 200, asked.content[:500]
+    blob = re.search(rb'name="request" value="([^"]+)"', asked.content)
+    assert blob, "no consent page"
+    allowed = browser.post(
+        "/oauth/authorize/consent",
+        {"request": unescape(blob.group(1).decode()), "decision": "allow"},
+    )
+    exchanged = flow.exchange(client_redirect(allowed)["code"], pkce.verifier)
+    assert exchanged.status_code == 200, exchanged.content
+    tokens = exchanged.json()
+    assert "offline_access" in tokens["scope"].split()
+    grant = OfflineGrant.objects.select_related("client").get(user=user, client=client)
+    return Offline(grant, rp, tokens["access_token"], tokens["refresh_token"])

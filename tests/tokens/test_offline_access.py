@@ -188,6 +188,8 @@ def test_a_rotated_offline_refresh_token_replayed_revokes_the_grant(
     replay = offline_flow.refresh(tokens["refresh_token"])
 
     assert replay.json()["error"] == "invalid_grant"
+    assert "already used" in replay.json()["error_description"]
+    assert SecurityEvent.objects.filter(event_type="token.reuse_detected").count() == 1
     assert_dead(offline_flow, rotated)
     grant = OfflineGrant.objects.get()
     assert (grant.revoke_reason, grant.revoked_at is not None) == ("refresh_reuse", True)
@@ -323,6 +325,28 @@ def test_withdrawing_consent_ends_the_clients_offline_grant(offline_flow: Flow, 
 
     assert_dead(offline_flow, tokens)
     assert OfflineGrant.objects.get().revoke_reason == "consent_revoked"
+
+
+@pytest.mark.parametrize("how", ["operator", "rfc7009"])
+def test_a_refresh_after_the_grant_was_revoked_is_refused_without_a_reuse_alarm(
+    offline_flow: Flow, person, how: str
+) -> None:
+    # The client is only late to learn of the revocation: invalid_grant saying so, and no
+    # token.reuse_detected (high severity), which is for a rotated token coming back.
+    tokens = offline_tokens(offline_flow)
+    if how == "operator":
+        user_access_revoke_all(user=person, reason="operator")
+    else:
+        form_post(
+            offline_flow.http, "/oauth/revoke", {"token": tokens["refresh_token"]},
+            auth=offline_flow.rp,
+        )  # fmt: skip
+
+    refused = offline_flow.refresh(tokens["refresh_token"])
+
+    assert refused.json()["error"] == "invalid_grant"
+    assert refused.json()["error_description"] == "The refresh token was revoked; sign in again."
+    assert not SecurityEvent.objects.filter(event_type="token.reuse_detected").exists()
 
 
 def test_revoking_the_refresh_token_ends_the_offline_grant(offline_flow: Flow) -> None:

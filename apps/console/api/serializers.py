@@ -10,7 +10,6 @@ from apps.accounts.models import User
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 from apps.tokens.models import OfflineGrant
-from apps.tokens.selectors import offline_grant_is_live
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
@@ -112,7 +111,7 @@ class OfflineGrantSerializer(serializers.ModelSerializer[OfflineGrant]):
         return grant.scope.split()
 
     def get_live(self, grant: OfflineGrant) -> bool:
-        return offline_grant_is_live(grant)
+        return grant.is_live
 
 
 class OfflineGrantsRevokedSerializer(serializers.Serializer[Any]):
