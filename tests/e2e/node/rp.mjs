@@ -10,7 +10,13 @@
 // Usage: node rp.mjs --lib openid-client|oauth4webapi
 // Each library is used the way its README shows; nothing here checks tokens by hand.
 
+import { setDefaultResultOrder } from 'node:dns';
 import { createInterface } from 'node:readline';
+
+// The suite's server listens on 127.0.0.1, and the issuer is http://localhost:PORT. Debian's
+// /etc/hosts also names ::1 localhost, which Node 18 (no happy eyeballs by default) tries
+// first and alone: ask for the IPv4 address first, as Python's clients do.
+setDefaultResultOrder('ipv4first');
 
 // Node 18 (Debian 12's nodejs) has WebCrypto only as node:crypto's webcrypto; both libraries
 // (and jose) expect the globals of Node 20+. Set them before the libraries load.
