@@ -14,6 +14,8 @@ import pytest
 import redis
 from clickhouse_driver import Client
 from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from apps.audit.clickhouse_schema import PARTITIONED_TABLES
 from tests.servers import SERVERS, TestServers, _die_with_parent, wait_for
@@ -78,11 +80,28 @@ def _fresh_key_cache() -> Iterator[None]:
     clients_cache_clear()
 
 
+def redis_start_again(servers: TestServers) -> None:
+    """Starts the suite's Redis after a test stopped it, and closes this process's connections
+    to Celery's result backend on the server that stopped.
+
+    Left open, the pub/sub connection of Celery's result consumer (what AsyncResult.get()
+    reads) sends its next SUBSCRIBE into the dead socket without an error; the task goes out,
+    and a worker already back on the broker can publish the result before the consumer reads
+    the socket, reconnects and subscribes again. That result is lost, and a later test's
+    `.delay().get()` times out (2 of 40 restarts under CPU load). Closed, the connection is
+    opened again by the SUBSCRIBE itself, before the task is sent.
+    """
+    from idp.celery import app
+
+    servers.redis.start()
+    app.backend.client.connection_pool.disconnect()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_redis(servers: TestServers) -> None:
     """Each test starts with an empty application Redis (the broker's database is separate)."""
     if not servers.redis.running:  # a test that stopped Redis and failed before restarting it
-        servers.redis.start()
+        redis_start_again(servers)
     redis.Redis.from_url(servers.redis.url(0)).flushdb()
 
 
@@ -147,7 +166,10 @@ class WorkerProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited:\n{self.log.read_text()[-2000:]}")
-            return bool(app.control.ping(destination=[hostname], timeout=0.5))
+            try:
+                return bool(app.control.ping(destination=[hostname], timeout=0.5))
+            except (RedisError, KombuOperationalError):  # a broker just restarted: not yet
+                return False
 
         wait_for(answers, 60, "the Celery worker did not answer a ping")
 
