@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -39,6 +40,7 @@ from apps.tokens.keys import (
 )
 from apps.tokens.models import SigningKey
 from apps.tokens.tasks import rotate_signing_keys
+from tests.servers import wait_for
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -422,7 +424,9 @@ def test_bootstrap_records_key_rotated_events() -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("moment", ["bootstrap", "scheduled"])
-def test_concurrent_rotations_add_one_key_per_algorithm(monkeypatch, timeline, moment) -> None:
+def test_concurrent_rotations_add_one_key_per_algorithm(
+    monkeypatch, timeline, moment, servers
+) -> None:
     if moment == "scheduled":
         keys_rotate(now=T0)
     now = T0 if moment == "bootstrap" else T0 + timedelta(days=29, hours=1)
@@ -439,14 +443,33 @@ def test_concurrent_rotations_add_one_key_per_algorithm(monkeypatch, timeline, m
             both_started.wait()
         return real_rotate(**kwargs)
 
-    def slow_generate(alg):
-        if not getattr(seen, "generated", False):  # the other has read the table meanwhile
+    arrived = []
+    observer = psycopg.connect(
+        servers.postgres.url(conf.DATABASES["default"]["NAME"]), autocommit=True
+    )
+
+    def other_waits_for_a_lock() -> bool:
+        # Over existing keys the other rotation blocks on this one's row locks (scheduled).
+        blocked = observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND cardinality(pg_blocking_pids(pid)) > 0"
+        ).fetchone()
+        return bool(blocked and blocked[0])
+
+    def generate_once_the_other_has_read(alg):
+        # Without keys there are no rows to lock (bootstrap): each waits here until the other
+        # has read the empty table too, so both insert the same generation.
+        if not getattr(seen, "generated", False):
             seen.generated = True
-            time.sleep(0.3)
+            arrived.append(1)
+            wait_for(
+                lambda: len(arrived) == 2 or other_waits_for_a_lock(), 30,
+                "the other rotation neither read the table nor waited for its locks",
+            )  # fmt: skip
         return real_generate(alg)
 
     monkeypatch.setattr(keys, "_rotate", rotate_after_both_started)
-    monkeypatch.setattr(keys, "_generate", slow_generate)
+    monkeypatch.setattr(keys, "_generate", generate_once_the_other_has_read)
     results: list[list[SigningKey]] = []
     errors: list[BaseException] = []
 
@@ -463,6 +486,7 @@ def test_concurrent_rotations_add_one_key_per_algorithm(monkeypatch, timeline, m
         thread.start()
     for thread in threads:
         thread.join(60)
+    observer.close()
 
     assert errors == []
     assert len(attempts) == 3  # the loser's insert hit the constraint; it re-read, found the key
@@ -608,6 +632,31 @@ def test_failed_reload_serves_the_previous_snapshot(monkeypatch, clock) -> None:
     assert len(attempts) == 2
 
 
+class WaiterCountingLock:
+    """keys._lock, counting the threads that had to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock, self._count, self.waiting = threading.Lock(), threading.Lock(), 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        with self._count:
+            self.waiting += 1
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
     keys_rotate()
@@ -615,11 +664,15 @@ def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
     builds = []
     real_build = keys._build
 
+    lock = WaiterCountingLock()
+
     def counting_build(*args, **kwargs):
         builds.append(1)
-        time.sleep(0.05)  # keep the others waiting on the lock
+        # the first build goes on only once every other reader waits for it on the lock
+        wait_for(lambda: lock.waiting == 7, 30, "the other readers did not wait on the lock")
         return real_build(*args, **kwargs)
 
+    monkeypatch.setattr(keys, "_lock", lock)
     monkeypatch.setattr(keys, "_build", counting_build)
     start = threading.Barrier(8, timeout=30)
     bodies: list[bytes] = []
