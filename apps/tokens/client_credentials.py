@@ -83,25 +83,16 @@ def _authenticated_client(request: HttpRequest) -> Client:
     for name in _SINGLE:
         if len(params.getlist(name)) > 1:
             raise _Refusal("invalid_request", f"The {name} parameter is repeated.")
-    # RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body.
-    method = "client_secret_basic"
-    credentials = clients.basic_credentials(request.headers.get("Authorization", ""))
-    if credentials is None and "client_secret" in params:
-        method = "client_secret_post"
-        credentials = (params.get("client_id", ""), params.get("client_secret", ""))
-    client = clients.authenticate(*credentials) if credentials else None
+    credentials = clients.presented(
+        request.headers.get("Authorization", ""),
+        params.get("client_id"),
+        params.get("client_secret"),
+    )
+    client = clients.authenticate_presented(credentials)
     if client is None:
-        given = credentials[0] if credentials else params.get("client_id", "")
-        clients.authentication_failed(
-            client_id=given, endpoint=request.path, method=method if credentials else "none"
-        )
+        clients.authentication_failed(credentials, endpoint=request.path)
         # §5.2: 401 with a challenge (added by the token view for every grant)
-        raise _Refusal(
-            "invalid_client",
-            "Client authentication failed: check the client id and secret (HTTP Basic, "
-            "RFC 6749 section 2.3.1); a client_credentials client must be confidential.",
-            status=401,
-        )
+        raise _Refusal("invalid_client", clients.AUTHENTICATION_FAILED, status=401)
     if GRANT_TYPE not in client.grant_type_set:
         raise _Refusal(
             "unauthorized_client", "This client is not registered for the client_credentials grant."

@@ -10,6 +10,7 @@ import binascii
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password
@@ -75,15 +76,54 @@ def authenticate(client_id: str, secret: str) -> Client | None:
     return client
 
 
-def authentication_failed(*, client_id: str, endpoint: str, method: str) -> None:
+# RFC 6749 §5.2 invalid_client, the same words wherever a client fails to authenticate.
+AUTHENTICATION_FAILED = (
+    "Client authentication failed: send the client id and secret with HTTP Basic, or as "
+    "client_id and client_secret in the body (RFC 6749 section 2.3.1); only a public client "
+    "sends its client_id alone."
+)
+
+
+@dataclass(frozen=True)
+class Presented:
+    """The client credentials a request carries and how: client_secret_basic,
+    client_secret_post, or none (a client_id alone, or nothing)."""
+
+    client_id: str
+    secret: str | None
+    method: str
+
+
+def presented(authorization: str, client_id: str | None, client_secret: str | None) -> Presented:
+    """RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body."""
+    basic = basic_credentials(authorization)
+    if basic is not None:
+        return Presented(basic[0], basic[1], "client_secret_basic")
+    if client_secret is not None:
+        return Presented(client_id or "", client_secret, "client_secret_post")
+    return Presented(client_id or "", None, "none")
+
+
+def authenticate_presented(credentials: Presented) -> Client | None:
+    """The confidential client the credentials prove, or None."""
+    if credentials.secret is None:
+        return None
+    return authenticate(credentials.client_id, credentials.secret)
+
+
+def authentication_failed(credentials: Presented, *, endpoint: str) -> None:
     """Records a failed client authentication (RFC 6749 §5.2 invalid_client) at the token,
     introspection or revocation endpoint: the client id as given, the endpoint, and how the
-    client tried (client_secret_basic, client_secret_post, none); never the secret."""
+    client tried; never the secret."""
     emit(
         EventType.CLIENT_AUTH_FAILED,
         success=False,
         resource_type="client",
-        resource_id=client_id,
+        resource_id=credentials.client_id,
         error_code="invalid_client",
-        metadata={"client_id": client_id[:200], "endpoint": endpoint, "method": method},
+        metadata={
+            "client_id": credentials.client_id[:200],
+            "endpoint": endpoint,
+            "method": credentials.method,
+        },
     )

@@ -129,16 +129,12 @@ class TesseraValidator(OAuth2Validator):
         return True
 
     def authenticate_client(self, request: OAuthRequest, *args: Any, **kw: Any) -> bool:
-        # RFC 6749 §2.3.1: HTTP Basic, else client_id and client_secret in the body.
-        method = "client_secret_basic"
-        credentials = clients.basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
-        if credentials is None and request.client_secret is not None:
-            method = "client_secret_post"
-            credentials = (request.client_id or "", request.client_secret)
-        client = clients.authenticate(*credentials) if credentials else None
+        credentials = clients.presented(
+            request.headers.get("HTTP_AUTHORIZATION", ""), request.client_id, request.client_secret
+        )
+        client = clients.authenticate_presented(credentials)
         if client is None:
-            given = credentials[0] if credentials else (request.client_id or "")
-            _client_auth_failed(request, given, method if credentials else "none")
+            _client_auth_failed(request, credentials)
         request.client = client
         return True
 
@@ -148,7 +144,7 @@ class TesseraValidator(OAuth2Validator):
         # RFC 6749 §3.2.1: a public client names itself; a confidential one must authenticate.
         client = self._load_application(client_id, request)
         if client is None or client.client_type == Client.CLIENT_CONFIDENTIAL:
-            _client_auth_failed(request, client_id or "", "none")
+            _client_auth_failed(request, clients.Presented(client_id or "", None, "none"))
         return True
 
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
@@ -394,15 +390,8 @@ def _invalid_grant(request: OAuthRequest, description: str) -> errors.InvalidGra
     return errors.InvalidGrantError(description=description, request=request)
 
 
-def _client_auth_failed(request: OAuthRequest, client_id: str, method: str) -> None:
+def _client_auth_failed(request: OAuthRequest, credentials: clients.Presented) -> None:
     """RFC 6749 §5.2 invalid_client, recorded as client.auth_failed; raised, because oauthlib
     would answer a bare False without a description."""
-    clients.authentication_failed(
-        client_id=client_id, endpoint=urlsplit(request.uri).path, method=method
-    )
-    raise errors.InvalidClientError(
-        description="Client authentication failed: check the client id and secret "
-        "(HTTP Basic or client_secret_post, RFC 6749 section 2.3.1); a public client sends "
-        "only its client_id.",
-        request=request,
-    )
+    clients.authentication_failed(credentials, endpoint=urlsplit(request.uri).path)
+    raise errors.InvalidClientError(description=clients.AUTHENTICATION_FAILED, request=request)

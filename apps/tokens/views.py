@@ -286,31 +286,22 @@ def introspect(request: HttpRequest) -> HttpResponse:
     """RFC 7662: confidential clients only (§2.1 requires the caller be authorized)."""
     core = get_oauthlib_core()
     uri, method, body, headers = core._extract_params(request)
-    client_id, how = _introspecting_client_id(request)
-    client = clients.client_by_id(client_id) if client_id else None
+    # The client named by Basic credentials or the body; oauthlib authenticates it afterwards.
+    credentials = clients.presented(
+        request.headers.get("Authorization", ""),
+        request.POST.get("client_id"),
+        request.POST.get("client_secret"),
+    )
+    client = clients.client_by_id(credentials.client_id) if credentials.client_id else None
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
-        clients.authentication_failed(client_id=client_id, endpoint=request.path, method=how)
+        clients.authentication_failed(credentials, endpoint=request.path)
         return JsonResponse(
-            {
-                "error": "invalid_client",
-                "error_description": "Authenticate as a confidential client (HTTP Basic with "
-                "its id and secret).",
-            },
+            {"error": "invalid_client", "error_description": clients.AUTHENTICATION_FAILED},
             status=401,
         )
     answer = _oauthlib_response(*core.server.create_introspect_response(uri, method, body, headers))
     answer["Cache-Control"] = "no-store"
     return with_description(answer)
-
-
-def _introspecting_client_id(request: HttpRequest) -> tuple[str, str]:
-    """The client named by Basic credentials or by client_id in the body, and how; oauthlib
-    authenticates it afterwards."""
-    credentials = clients.basic_credentials(request.headers.get("Authorization", ""))
-    if credentials:
-        return credentials[0], "client_secret_basic"
-    how = "client_secret_post" if "client_secret" in request.POST else "none"
-    return request.POST.get("client_id", ""), how
 
 
 # --- logout (OpenID Connect RP-Initiated Logout 1.0) --------------------------------------
