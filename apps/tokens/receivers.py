@@ -3,9 +3,8 @@
 - a login session ended (apps.sessions.signals): its relying parties are told over the back
   channel (OpenID Connect Back-Channel Logout 1.0); a session ended as compromised also takes
   the offline grants given in it (a stolen sign-in must not leave a refresh token behind);
-- an account was deactivated or deleted: its offline grants end (its sessions are ended by
-  apps.sessions.receivers);
-- a password changed (apps.accounts.signals): every session and offline grant ends;
+- an account was deactivated or deleted, or its password changed (apps.accounts.signals):
+  every session and offline grant ends (user_access_revoke_all);
 - a client is deleted: its tokens are revoked first.
 
 Ending a session for any other reason leaves offline grants alone (OIDC Core §11).
@@ -45,26 +44,34 @@ def tell_relying_parties(sender: Any, session: LoginSession, reason: str, **kwar
     its commit leaves them pending, where the stalled-delivery sweep finds them. One task per
     client (§2.7), so one slow relying party delays no other, queued after commit. robust: a
     broker outage must not fail the logout itself; the sweep queues the delivery later."""
-    if reason == "compromised":
-        offline_grants_revoke_all(user=session.user, reason=reason, session=session)
     if reason == "account_deleted":
         return  # the account's deletion cascades to its sessions and their deliveries
     for delivery in backchannel_deliveries_create(session=session):
         transaction.on_commit(partial(deliver_backchannel_logout.delay, delivery.pk), robust=True)
 
 
+@receiver(session_ended, dispatch_uid="tessera.tokens.compromised_session")
+def end_offline_grants_of_compromised_session(
+    sender: Any, session: LoginSession, reason: str, **kwargs: Any
+) -> None:
+    if reason == "compromised":
+        offline_grants_revoke_all(user=session.user, reason=reason, session=session)
+
+
 @receiver(post_save, sender=User, dispatch_uid="tessera.tokens.deactivated")
-def end_offline_grants_of_deactivated(sender: Any, instance: User, **kwargs: Any) -> None:
-    """A deactivated account keeps no offline access (OWASP ASVS 3.3.3)."""
+def revoke_everything_of_deactivated(sender: Any, instance: User, **kwargs: Any) -> None:
+    """A deactivated account keeps no session and no offline access: its tokens stop working
+    everywhere now, not when they expire (OWASP ASVS 3.3.3)."""
     if not instance.is_active:
-        offline_grants_revoke_all(user=instance, reason="account_disabled")
+        user_access_revoke_all(user=instance, reason="account_disabled")
 
 
 @receiver(pre_delete, sender=User, dispatch_uid="tessera.tokens.deleted")
-def end_offline_grants_of_deleted(sender: Any, instance: User, **kwargs: Any) -> None:
-    """Before the cascade removes the rows: the access tokens' jtis go on the revocation
-    list, or they would stay valid until they expire."""
-    offline_grants_revoke_all(user=instance, reason="account_deleted")
+def revoke_everything_of_deleted(sender: Any, instance: User, **kwargs: Any) -> None:
+    """Before the cascade removes the rows: the sids and jtis go on the revocation list, or
+    the tokens would stay valid until they expire. Relying parties get no back-channel
+    notice: the deliveries would go with the sessions' rows."""
+    user_access_revoke_all(user=instance, reason="account_deleted")
 
 
 @receiver(password_changed, dispatch_uid="tessera.tokens.password_changed")
