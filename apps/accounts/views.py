@@ -68,17 +68,16 @@ def _record_failure(form: LoginForm) -> None:
     """login.failed, naming the account it targeted when there is one, so an attack on one
     person shows on their timeline; an unknown identifier stays as typed, in metadata only
     (never the password, OWASP ASVS 7.1.1)."""
-    email = form.cleaned_data.get("email", "")[:254] if form.is_valid() else ""
-    if not email and form.data.get("email"):  # malformed, still what was tried
-        email = str(form.data["email"])[:254]
-    targeted = user_id_for_email(email) if form.is_valid() else None
+    valid = form.is_valid()
+    email = (form.cleaned_data["email"] if valid else str(form.data.get("email", "")))[:254]
+    targeted = user_id_for_email(email) if valid else None
     emit(
         EventType.LOGIN_FAILED,
         user_id=targeted,
         success=False,
         resource_type="user",
         resource_id=targeted,
-        error_code="wrong_credentials" if form.is_valid() else "malformed_input",
+        error_code="wrong_credentials" if valid else "malformed_input",
         error_message=WRONG_CREDENTIALS,
         metadata={"provider": "local", "email": email},
     )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -165,12 +165,18 @@ class RefreshToken(AbstractRefreshToken):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
 
+def offline_idle_since(now: datetime) -> datetime:
+    """An offline grant last used at or before this moment has ended, unused too long."""
+    return now - timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
+
+
 class OfflineGrantQuerySet(models.QuerySet["OfflineGrant"]):
     def live(self) -> OfflineGrantQuerySet:
         """Not revoked, within their lifetime, used within their idle timeout."""
         now = timezone.now()
-        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
-        return self.filter(revoked_at__isnull=True, expires_at__gt=now, last_used_at__gt=now - idle)
+        return self.filter(
+            revoked_at__isnull=True, expires_at__gt=now, last_used_at__gt=offline_idle_since(now)
+        )
 
 
 class OfflineGrant(models.Model):
@@ -212,8 +218,11 @@ class OfflineGrant(models.Model):
     @property
     def is_live(self) -> bool:
         now = timezone.now()
-        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
-        return self.revoked_at is None and self.expires_at > now and self.last_used_at > now - idle
+        return (
+            self.revoked_at is None
+            and self.expires_at > now
+            and self.last_used_at > offline_idle_since(now)
+        )
 
 
 class IDToken(AbstractIDToken):

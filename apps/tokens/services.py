@@ -28,6 +28,7 @@ from apps.tokens.models import (
     Grant,
     OfflineGrant,
     RefreshToken,
+    offline_idle_since,
 )
 from apps.tokens.validation import InvalidToken, validate_access_token
 
@@ -48,16 +49,18 @@ def _revoke_access_tokens(tokens: Any) -> None:
 _GRANT_FIELDS = {"token_family": "id", "application": "client", "user_id": "user_id"}
 
 
-def _revoke_tokens(*, reason: str, **lookup: Any) -> None:
+def _revoke_tokens(*, reason: str, **lookup: Any) -> int:
     """Every refresh and access token matching `lookup` (one authorization's token_family, or
-    a user's tokens for a client), and the offline grants they make up."""
+    a user's tokens for a client), and the offline grants they make up; returns how many of
+    those grants this ended."""
     now = timezone.now()
     RefreshToken.objects.filter(revoked__isnull=True, **lookup).update(revoked=now)
     _revoke_access_tokens(AccessToken.objects.filter(**lookup))
     grants = {_GRANT_FIELDS[field]: value for field, value in lookup.items()}
-    OfflineGrant.objects.filter(revoked_at__isnull=True, **grants).update(
+    ended: int = OfflineGrant.objects.filter(revoked_at__isnull=True, **grants).update(
         revoked_at=now, revoke_reason=reason
     )
+    return ended
 
 
 def client_tokens_revoke(*, client: Client) -> None:
@@ -115,8 +118,8 @@ def refresh_token_refusal(token: RefreshToken) -> str:
     if token.family_expires_at <= now:
         return "The refresh token has reached the end of its lifetime; sign in again."
     if token.offline:  # OIDC Core §11: the grant outlives the sign-in, not its own limits
-        idle = timedelta(seconds=settings.OFFLINE_ACCESS_IDLE_TIMEOUT)
-        if token.created + idle <= now:
+        # the chain's newest token was issued at its last use (OfflineGrant.last_used_at)
+        if token.created <= offline_idle_since(now):
             return "The offline grant went unused for too long and has ended; sign in again."
         return ""
     if token.session_id is not None and not session_is_live(token.session, now=now):
@@ -165,12 +168,8 @@ def offline_grant_revoke(*, grant: OfflineGrant, reason: str, actor_id: object =
     """Ends one offline grant: its refresh token is refused and its access tokens go on the
     revocation list. False when it had already ended."""
     with transaction.atomic():
-        ended = OfflineGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoke_reason=reason
-        )
-        if not ended:
+        if not _revoke_tokens(token_family=grant.pk, reason=reason):
             return False
-        _revoke_tokens(token_family=grant.pk, reason=reason)
         emit(
             EventType.OFFLINE_ACCESS_REVOKED,
             user_id=grant.user_id,

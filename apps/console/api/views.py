@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from django import forms
@@ -230,12 +231,7 @@ def user_revoke_all(request: Request, user_id: uuid.UUID) -> Response:
     revoked = token_services.user_access_revoke_all(
         user=user, reason="api", actor_id=request.user.pk
     )
-    return Response(
-        {
-            "sessions_ended": revoked.sessions_ended,
-            "offline_grants_revoked": revoked.offline_grants_revoked,
-        }
-    )
+    return Response(asdict(revoked))
 
 
 @extend_schema(summary="One offline grant", responses=OfflineGrantSerializer)
