@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import TypedDict
+from typing import Any, TypedDict
+
+from django.db.models import CharField, UUIDField, Value
 
 from apps.accounts.models import (
     GroupMembership,
     OrganizationMembership,
-    Role,
     User,
     WorkspaceMembership,
 )
@@ -46,66 +47,91 @@ _PermissionKey = tuple[str, str, str]
 def user_token_claims(*, user: User) -> UserTokenClaims:
     """What `user` may do where, as it goes into their tokens; sorted so tokens are stable.
 
-    Runs on every token issuance: four queries at most, whatever the number of memberships.
-    A group counts only inside a workspace the user is still a member of, so removing someone
-    from a workspace also takes its groups out of their tokens.
+    Runs on every token issuance: one statement, whatever the number of memberships (the
+    three kinds of membership, each with its role's permissions, as one UNION ALL). A group
+    counts only inside a workspace the user is still a member of, so removing someone from a
+    workspace also takes its groups out of their tokens.
     """
-    org_rows = list(
-        OrganizationMembership.objects.filter(user=user)
-        .order_by()
-        .values_list("organization_id", "role_id", "role__name")
-    )
-    workspace_rows = list(
-        WorkspaceMembership.objects.filter(user=user)
-        .order_by()
-        .values_list("workspace_id", "workspace__organization_id", "role_id", "role__name")
-    )
+    orgs: dict[uuid.UUID, tuple[str, set[_PermissionKey]]] = {}
+    workspaces: dict[uuid.UUID, tuple[uuid.UUID, str, set[_PermissionKey]]] = {}
     groups_by_workspace: defaultdict[uuid.UUID, list[str]] = defaultdict(list)
-    for group_id, workspace_id in (
-        GroupMembership.objects.filter(user=user)
-        .order_by()
-        .values_list("group_id", "group__workspace_id")
-    ):
-        groups_by_workspace[workspace_id].append(str(group_id))
+    for kind, member_of, parent, role_name, resource, action, scope in _membership_rows(user):
+        perm = (resource, action, scope) if resource is not None else None
+        if kind == _ORG:
+            org_perms = orgs.setdefault(member_of, (role_name, set()))[1]
+            if perm:
+                org_perms.add(perm)
+        elif kind == _WORKSPACE:
+            ws_perms = workspaces.setdefault(member_of, (parent, role_name, set()))[2]
+            if perm:
+                ws_perms.add(perm)
+        else:
+            groups_by_workspace[parent].append(str(member_of))
 
-    role_ids = {row[1] for row in org_rows} | {row[2] for row in workspace_rows}
-    perms_by_role = _permissions_by_role(role_ids)
-
-    orgs: list[OrganizationClaim] = [
-        {"id": str(org_id), "role": role_name, "perms": _claims(perms_by_role[role_id])}
-        for org_id, role_id, role_name in org_rows
+    org_claims: list[OrganizationClaim] = [
+        {"id": str(org_id), "role": role_name, "perms": _claims(perms)}
+        for org_id, (role_name, perms) in orgs.items()
     ]
-    workspaces: list[WorkspaceClaim] = [
+    workspace_claims: list[WorkspaceClaim] = [
         {
             "id": str(workspace_id),
             "org_id": str(org_id),
             "role": role_name,
             "groups": sorted(groups_by_workspace[workspace_id]),
-            "perms": _claims(perms_by_role[role_id]),
+            "perms": _claims(perms),
         }
-        for workspace_id, org_id, role_id, role_name in workspace_rows
+        for workspace_id, (org_id, role_name, perms) in workspaces.items()
     ]
-    orgs.sort(key=lambda claim: claim["id"])
-    workspaces.sort(key=lambda claim: claim["id"])
+    org_claims.sort(key=lambda claim: claim["id"])
+    workspace_claims.sort(key=lambda claim: claim["id"])
+    every_perm: set[_PermissionKey] = set()
+    for _, perms in orgs.values():
+        every_perm |= perms
+    for _, _, perms in workspaces.values():
+        every_perm |= perms
     return {
-        "orgs": orgs,
-        "workspaces": workspaces,
-        "groups": sorted(group for claim in workspaces for group in claim["groups"]),
-        "perms": _claims(set().union(*perms_by_role.values())),
+        "orgs": org_claims,
+        "workspaces": workspace_claims,
+        "groups": sorted(group for claim in workspace_claims for group in claim["groups"]),
+        "perms": _claims(every_perm),
     }
 
 
-def _permissions_by_role(role_ids: set[uuid.UUID]) -> defaultdict[uuid.UUID, set[_PermissionKey]]:
-    perms: defaultdict[uuid.UUID, set[_PermissionKey]] = defaultdict(set)
-    if not role_ids:
-        return perms
-    for role_id, resource, action, scope in (
-        Role.permissions.through.objects.filter(role_id__in=role_ids)
+_ORG, _WORKSPACE, _GROUP = "o", "w", "g"
+_PERMISSION_COLUMNS = (
+    "role__permissions__resource",
+    "role__permissions__action",
+    "role__permissions__scope",
+)
+
+
+def _membership_rows(user: User) -> list[tuple[Any, ...]]:
+    """(kind, id, parent id, role name, resource, action, scope) per membership and
+    permission of its role (a role without permissions gives one row of NULLs)."""
+    no_uuid = Value(None, output_field=UUIDField())
+    no_text = Value(None, output_field=CharField())
+    orgs = (
+        OrganizationMembership.objects.filter(user=user)
         .order_by()
-        .values_list("role_id", "permission__resource", "permission__action", "permission__scope")
-    ):
-        perms[role_id].add((resource, action, scope))
-    return perms
+        .values_list(Value(_ORG), "organization_id", no_uuid, "role__name", *_PERMISSION_COLUMNS)
+    )
+    workspaces = (
+        WorkspaceMembership.objects.filter(user=user)
+        .order_by()
+        .values_list(
+            Value(_WORKSPACE),
+            "workspace_id",
+            "workspace__organization_id",
+            "role__name",
+            *_PERMISSION_COLUMNS,
+        )
+    )
+    groups = (
+        GroupMembership.objects.filter(user=user)
+        .order_by()
+        .values_list(Value(_GROUP), "group_id", "group__workspace_id", *[no_text] * 4)
+    )
+    return list(orgs.union(workspaces, groups, all=True))
 
 
 def _claims(perms: set[_PermissionKey]) -> list[PermissionClaim]:
