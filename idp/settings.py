@@ -500,10 +500,6 @@ OAUTH2_PROVIDER = {
     "OIDC_ISS_ENDPOINT": ISSUER,
     "OIDC_USERINFO_ENDPOINT": f"{ISSUER}/oauth/userinfo",
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
-    # RFC 9068 JWT access tokens; refresh tokens stay opaque random strings (oauthlib would
-    # otherwise reuse the access-token generator for them).
-    "ACCESS_TOKEN_GENERATOR": "apps.tokens.oauth_validator.generate_access_token",
-    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "SCOPES": SCOPES,
     "SCOPES_BACKEND_CLASS": "apps.tokens.scopes.TesseraScopes",
     "DEFAULT_SCOPES": ["openid"],

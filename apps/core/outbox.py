@@ -54,6 +54,8 @@ def _insert(values: Mapping[str, Any]) -> None:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(_insert_sql(), row, prepare=True)
+    if connection.queries_logged:  # as Django's cursor would: statement counts stay honest
+        connection.queries_log.append({"sql": _insert_sql(), "time": "0.000"})
 
 
 def _pg(value: Any) -> Any:

@@ -33,7 +33,8 @@ from apps.tokens.models import (
 from apps.tokens.validation import InvalidToken, validate_access_token
 
 
-def _checksum(token: str) -> str:
+def token_checksum(token: str) -> str:
+    """How tokens are stored and looked up (RFC 9700 §4: never in clear)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -91,16 +92,6 @@ def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
                 "client_id": sample.application.client_id if sample else "",
             },
         )
-
-
-def refresh_token_spent(token: str) -> RefreshToken | None:
-    """The stored refresh token when `token` is one that was already rotated or revoked."""
-    spent: RefreshToken | None = (
-        RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=False)
-        .order_by("-revoked")
-        .first()
-    )
-    return spent
 
 
 def token_family_goes_on(family: uuid.UUID | None) -> bool:
@@ -212,7 +203,7 @@ def user_access_revoke_all(*, user: User, reason: str, actor_id: object = None) 
 def token_revoke(*, token: str, client: Client) -> None:
     """RFC 7009 §2.1: revoke a token this client holds; unknown tokens are not an error.
     Revoking an access token also revokes the refresh token it came with, and vice versa."""
-    checksum = _checksum(token)
+    checksum = token_checksum(token)
     with transaction.atomic():
         access = AccessToken.objects.filter(token_checksum=checksum, application=client).first()
         refresh = RefreshToken.objects.filter(
@@ -271,7 +262,7 @@ def _introspect_access(token: str) -> dict[str, Any] | None:
 
 def _introspect_refresh(token: str) -> dict[str, Any] | None:
     refresh = (
-        RefreshToken.objects.filter(token_checksum=_checksum(token), revoked__isnull=True)
+        RefreshToken.objects.filter(token_checksum=token_checksum(token), revoked__isnull=True)
         .select_related("application", "session")
         .first()
     )

@@ -16,18 +16,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import get_oauthlib_core
-from oauth2_provider.views import RevokeTokenView, TokenView
+from oauth2_provider.views import RevokeTokenView
 from oauthlib.common import add_params_to_uri
 
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import client_credentials, clients, id_tokens, keys, logout_propagation
+from apps.tokens import clients, grants, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe, with_description
 from apps.tokens.models import Client
-from apps.tokens.services import GRANT_TYPES
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 # --- discovery and keys ------------------------------------------------------------------
@@ -137,58 +136,11 @@ def _oauthlib_response(headers: dict[str, str], body: str | None, status: int) -
     return response
 
 
-class _TokenView(TokenView):
-    """DOT's token view without its post-issuance re-read of the token row, done only to
-    send the app_authorized signal (nothing here listens): a query per token."""
-
-    def authorization_flow_token_response(
-        self, request: HttpRequest, *args: Any, **kwargs: Any
-    ) -> HttpResponse:
-        _, headers, body, status = self.create_token_response(request)
-        return _oauthlib_response(headers, body, status)
-
-
-_dot_token = _TokenView.as_view()
-
-
 @csrf_exempt
+@require_POST  # RFC 6749 §3.2: the client MUST use POST
 @_client_auth_challenge
 def token(request: HttpRequest) -> HttpResponse:
-    refused = _unsupported_grant(request)
-    if refused is not None:
-        return refused
-    if client_credentials.is_client_credentials_request(request):
-        return client_credentials.token_response(request)
-    return with_description(_dot_token(request))
-
-
-def _unsupported_grant(request: HttpRequest) -> HttpResponse | None:
-    """RFC 6749 §5.2: only the grants we offer reach a grant handler. django-oauth-toolkit
-    would also run its password grant (RFC 9700 §2.4 forbids it: it tests passwords past the
-    sign-in page) and its device grant (a 500 without device_code)."""
-    if request.method != "POST":
-        return None  # the view answers 405 with Allow
-    grant_types = request.POST.getlist("grant_type")
-    if len(grant_types) > 1:
-        error, description = "invalid_request", "grant_type is repeated."
-    elif not grant_types:
-        error, description = (
-            "invalid_request",
-            (
-                "grant_type is missing: the token request is a form-encoded POST "
-                "(application/x-www-form-urlencoded) with grant_type."
-            ),
-        )
-    elif grant_types[0] not in GRANT_TYPES:
-        error, description = (
-            "unsupported_grant_type",
-            f"grant_type must be one of {', '.join(GRANT_TYPES)}.",
-        )
-    else:
-        return None
-    response = JsonResponse({"error": error, "error_description": description}, status=400)
-    response["Cache-Control"] = "no-store"
-    return response
+    return grants.token_response(request)
 
 
 _dot_revoke = RevokeTokenView.as_view()

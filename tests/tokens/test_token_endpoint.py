@@ -343,7 +343,9 @@ def test_client_credentials_authenticates_by_basic_or_body(
     assert body["expires_in"] == settings.ACCESS_TOKEN_LIFETIME
     assert response["Pragma"] == "no-cache"
     event = SecurityEvent.objects.get(event_type="token.issued", resource_id=machine.client_id)
-    assert event.metadata == {"grant_type": "client_credentials", "scope": ""}
+    # the jti ties the record to the token (an auditor can follow one token from issue on)
+    jti = unverified_payload(body["access_token"])["jti"]
+    assert event.metadata == {"grant_type": "client_credentials", "scope": "", "jti": jti}
 
 
 def test_client_credentials_without_scope_gets_none_and_never_openid(

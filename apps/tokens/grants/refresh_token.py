@@ -1,0 +1,125 @@
+"""The refresh_token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700
+§4.14.2): checks in order, the first failure answers; then issuance (grants/issue.py)."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.tokens import services
+from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
+from apps.tokens.grants.issue import Issuance, tokens_issue
+from apps.tokens.models import AccessToken, RefreshToken
+
+GRANT_TYPE = "refresh_token"
+PUBLIC_CLIENTS = True  # RFC 6749 §6; RFC 9700 §4.14.2: rotated
+REQUIRED = ("refresh_token",)
+
+
+def issue(request: TokenRequest) -> dict[str, object]:
+    token = _stored(request)
+    _check_not_spent(token)
+    _check_client(request, token)
+    _check_lifetimes(token)
+    scopes = _scopes(request, token)
+    # The rotation and the new tokens commit together: a concurrent use of the same token
+    # waits on the row, then finds it spent and revokes what this one issued.
+    with transaction.atomic():
+        answer = (
+            tokens_issue(
+                Issuance(
+                    grant_type=GRANT_TYPE,
+                    client=request.client,
+                    user=token.user,
+                    session=token.session,
+                    scopes=scopes,
+                    family=token.token_family,
+                    audience=audience(request.params),
+                    offline=token.offline,
+                    previous=token,
+                )
+            )
+            if _rotate(token)
+            else None
+        )
+    if answer is None:
+        _reused(token)
+    return answer
+
+
+def _stored(request: TokenRequest) -> RefreshToken:
+    """The refresh token row by its SHA-256 (RFC 9700 §4: never stored in clear), with what
+    the later checks read, in one statement."""
+    checksum = services.token_checksum(request.get("refresh_token") or "")
+    token: RefreshToken | None = (
+        RefreshToken.objects.filter(token_checksum=checksum)
+        .select_related("session", "user", "access_token")
+        .first()
+    )
+    if token is None:
+        raise invalid_grant("The refresh token is unknown, revoked or expired.")
+    return token
+
+
+def _check_not_spent(token: RefreshToken) -> None:
+    """RFC 9700 §4.14.2: a rotated token presented again means it leaked. A token whose
+    grant was revoked as a whole (logout, RFC 7009, an operator) is only late news."""
+    if token.revoked is None:
+        return
+    if not services.token_family_goes_on(token.token_family):
+        raise invalid_grant("The refresh token was revoked; sign in again.")
+    _reused(token)
+
+
+def _reused(token: RefreshToken) -> NoReturn:
+    """The whole grant is revoked, access tokens included, and the event says why."""
+    services.token_family_revoke(family=token.token_family, reason="refresh_reuse")
+    raise invalid_grant(
+        "The refresh token was already used; every token of its grant is now revoked. "
+        "Sign in again."
+    )
+
+
+def _check_client(request: TokenRequest, token: RefreshToken) -> None:
+    """RFC 6749 §6: the refresh token was issued to the authenticated client."""
+    if token.application_id != request.client.pk:
+        raise invalid_grant("The refresh token is unknown, revoked or expired.")
+
+
+def _check_lifetimes(token: RefreshToken) -> None:
+    """Its absolute lifetime, its sign-in (or for an offline grant its idle timeout), and
+    its person still active."""
+    refusal = services.refresh_token_refusal(token)
+    if refusal:
+        raise invalid_grant(refusal)
+    if not token.user.is_active:
+        raise invalid_grant("The person this refresh token was issued to is deactivated.")
+
+
+def _scopes(request: TokenRequest, token: RefreshToken) -> list[str]:
+    """RFC 6749 §6: never wider than the grant. What is asked beyond it (libraries resend
+    the scope they first asked for) is dropped, as OIDC Core §3.1.2.1 drops it at
+    authorization; nothing left is invalid_scope."""
+    access = token.access_token
+    if access is None:  # the row of the token it came with is gone: its successor's scope
+        access = AccessToken.objects.filter(source_refresh_token=token).first()
+    granted = access.scope.split() if access is not None else []
+    asked = request.get("scope")
+    if asked is None:
+        return granted
+    kept = [scope for scope in dict.fromkeys(asked.split()) if scope in granted]
+    if not kept:
+        raise Refused(
+            "invalid_scope", "None of the scopes asked for was granted to this refresh token."
+        )
+    return kept
+
+
+def _rotate(token: RefreshToken) -> bool:
+    """RFC 9700 §4.14.2: the token is spent now; True for the one request that spends it."""
+    rotated: int = RefreshToken.objects.filter(pk=token.pk, revoked__isnull=True).update(
+        revoked=timezone.now()
+    )
+    return rotated == 1
