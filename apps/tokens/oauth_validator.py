@@ -122,13 +122,6 @@ class TesseraValidator(OAuth2Validator):
     ) -> bool:
         return True
 
-    # --- introspection (RFC 7662) ---------------------------------------------------------
-
-    def introspect_token(
-        self, token: str, token_type_hint: str | None, request: OAuthRequest, *args: Any, **kw: Any
-    ) -> dict[str, Any] | None:
-        return services.token_introspect(token=token, token_type_hint=token_type_hint)
-
 
 def _client_auth_failed(request: OAuthRequest, credentials: clients.Presented) -> None:
     """RFC 6749 §5.2 invalid_client, recorded as client.auth_failed; raised, because oauthlib

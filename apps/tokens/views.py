@@ -15,7 +15,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import RevokeTokenView
 from oauthlib.common import add_params_to_uri
 
@@ -26,7 +25,9 @@ from apps.tokens import clients, grants, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe, with_description
+from apps.tokens.grants.base import Refused, authenticated_client
 from apps.tokens.models import Client
+from apps.tokens.services import token_introspect
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 # --- discovery and keys ------------------------------------------------------------------
@@ -235,25 +236,31 @@ def userinfo(request: HttpRequest) -> HttpResponse:
 @require_POST
 @_client_auth_challenge
 def introspect(request: HttpRequest) -> HttpResponse:
-    """RFC 7662: confidential clients only (§2.1 requires the caller be authorized)."""
-    core = get_oauthlib_core()
-    uri, method, body, headers = core._extract_params(request)
-    # The client named by Basic credentials or the body; oauthlib authenticates it afterwards.
-    credentials = clients.presented(
-        request.headers.get("Authorization", ""),
-        request.POST.get("client_id"),
-        request.POST.get("client_secret"),
-    )
-    client = clients.client_by_id(credentials.client_id) if credentials.client_id else None
-    if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
-        clients.authentication_failed(credentials, endpoint=request.path)
-        return JsonResponse(
-            {"error": "invalid_client", "error_description": clients.AUTHENTICATION_FAILED},
-            status=401,
-        )
-    answer = _oauthlib_response(*core.server.create_introspect_response(uri, method, body, headers))
-    answer["Cache-Control"] = "no-store"
-    return with_description(answer)
+    """RFC 7662: confidential clients only (§2.1 requires the caller be authorized); the
+    hint only orders the search (§2.1), an unknown hint is unsupported_token_type (RFC 7009
+    §2.2.1, which §2.3 borrows). Inactive is {"active": false} and nothing else (§2.2)."""
+    params = request.POST
+    try:
+        if len(params.getlist("token")) > 1:
+            raise Refused("invalid_request", "The token parameter is repeated.")
+        token = params.get("token", "")
+        if not token:
+            raise Refused("invalid_request", "The token parameter is missing.")
+        authenticated_client(request, params, public=False)
+        hint = params.get("token_type_hint")
+        if hint is not None and hint not in ("access_token", "refresh_token"):
+            raise Refused(
+                "unsupported_token_type", "token_type_hint must be access_token or refresh_token."
+            )
+    except Refused as refused:
+        body = {"error": refused.error, "error_description": safe(refused.description)}
+        response = JsonResponse(body, status=refused.status)
+    else:
+        found = token_introspect(token=token, token_type_hint=hint)
+        response = JsonResponse(found or {"active": False})
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
 
 
 # --- logout (OpenID Connect RP-Initiated Logout 1.0) --------------------------------------
