@@ -10,10 +10,7 @@ WWW-Authenticate header."""
 
 from __future__ import annotations
 
-import json
 import re
-
-from django.http import HttpResponse
 
 DESCRIPTIONS = {
     "invalid_request": "The request is missing a required parameter, repeats one, or has a "
@@ -51,23 +48,3 @@ def describe(error: str, description: str | None) -> str:
     if description and description.strip():
         return safe(description)
     return DESCRIPTIONS.get(error, safe(f"The request failed: {error}."))
-
-
-def with_description(response: HttpResponse) -> HttpResponse:
-    """Gives a JSON OAuth error answer a description, a safe one."""
-    if response.status_code < 400 or not response.get("Content-Type", "").startswith(
-        "application/json"
-    ):
-        return response
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return response
-    if not isinstance(body, dict) or "error" not in body:
-        return response
-    given = body.get("error_description")
-    described = describe(str(body["error"]), given if isinstance(given, str) else None)
-    if described != given:
-        body["error_description"] = described
-        response.content = json.dumps(body).encode()
-    return response

@@ -1,20 +1,19 @@
-"""django-oauth-toolkit's validator, extended, for the flows that still run through oauthlib:
-the authorization endpoint and revocation (RFC 7009). The token endpoint does not: its grant
-handlers are apps/tokens/grants."""
+"""django-oauth-toolkit's validator, extended, for the one flow that runs through oauthlib:
+the authorization endpoint. The token, introspection and revocation endpoints do not (their
+client authentication and grant handlers are apps/tokens/grants)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from apps.tokens import clients, services
+from apps.tokens import clients
 from apps.tokens.models import Client, Grant
 from apps.tokens.scopes import ScopeRefused, granted_scopes
 
@@ -70,25 +69,6 @@ class TesseraValidator(OAuth2Validator):
         )
         return grant
 
-    def authenticate_client(self, request: OAuthRequest, *args: Any, **kw: Any) -> bool:
-        credentials = clients.presented(
-            request.headers.get("HTTP_AUTHORIZATION", ""), request.client_id, request.client_secret
-        )
-        client = clients.authenticate_presented(credentials)
-        if client is None:
-            _client_auth_failed(request, credentials)
-        request.client = client
-        return True
-
-    def authenticate_client_id(
-        self, client_id: str, request: OAuthRequest, *args: Any, **kw: Any
-    ) -> bool:
-        # RFC 6749 §3.2.1: a public client names itself; a confidential one must authenticate.
-        client = self._load_application(client_id, request)
-        if client is None or client.client_type == Client.CLIENT_CONFIDENTIAL:
-            _client_auth_failed(request, clients.Presented(client_id or "", None, "none"))
-        return True
-
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
         client = clients.client_by_id(client_id)
         if client is None or not client.is_usable(request):
@@ -102,13 +82,6 @@ class TesseraValidator(OAuth2Validator):
         # OIDC Core §3.1.2.1: redirect_uri is required; no falling back to a registered one.
         return None
 
-    def revoke_token(
-        self, token: str, token_type_hint: str | None, request: OAuthRequest, *args: Any, **kw: Any
-    ) -> None:
-        services.token_revoke(token=token, client=request.client)
-
-    # --- OpenID Connect -------------------------------------------------------------------
-
     # The authorize view decides login, consent and id_token_hint with the browser session,
     # which oauthlib cannot see (OIDC Core §3.1.2.1 prompt=none, §3.1.2.3).
     def validate_silent_login(self, request: OAuthRequest) -> bool:
@@ -121,10 +94,3 @@ class TesseraValidator(OAuth2Validator):
         self, id_token_hint: str | None, scopes: Any, claims: Any, request: OAuthRequest
     ) -> bool:
         return True
-
-
-def _client_auth_failed(request: OAuthRequest, credentials: clients.Presented) -> None:
-    """RFC 6749 §5.2 invalid_client, recorded as client.auth_failed; raised, because oauthlib
-    would answer a bare False without a description."""
-    clients.authentication_failed(credentials, endpoint=urlsplit(request.uri).path)
-    raise errors.InvalidClientError(description=clients.AUTHENTICATION_FAILED, request=request)

@@ -8,14 +8,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import logout
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.views import RevokeTokenView
 from oauthlib.common import add_params_to_uri
 
 from apps.sessions.selectors import session_current
@@ -24,10 +23,10 @@ from apps.tokens import authorize as authorize_flow
 from apps.tokens import clients, grants, id_tokens, keys, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
-from apps.tokens.errors import safe, with_description
+from apps.tokens.errors import safe
 from apps.tokens.grants.base import Refused, authenticated_client
 from apps.tokens.models import Client
-from apps.tokens.services import token_introspect
+from apps.tokens.services import token_introspect, token_revoke
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 # --- discovery and keys ------------------------------------------------------------------
@@ -130,13 +129,6 @@ def _client_auth_challenge(view: Callable[..., HttpResponse]) -> Callable[..., H
     return challenged
 
 
-def _oauthlib_response(headers: dict[str, str], body: str | None, status: int) -> HttpResponse:
-    response = HttpResponse(content=body or b"", status=status)
-    for name, value in headers.items():
-        response[name] = value
-    return response
-
-
 @csrf_exempt
 @require_POST  # RFC 6749 §3.2: the client MUST use POST
 @_client_auth_challenge
@@ -144,14 +136,48 @@ def token(request: HttpRequest) -> HttpResponse:
     return grants.token_response(request)
 
 
-_dot_revoke = RevokeTokenView.as_view()
+_TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
+
+
+def _token_param(params: QueryDict) -> tuple[str, str | None]:
+    """The token and its hint (RFC 7009 §2.1, RFC 7662 §2.1): one token, required; the hint
+    only orders the search, and one we do not know is unsupported_token_type (§2.2.1)."""
+    if len(params.getlist("token")) > 1:
+        raise Refused("invalid_request", "The token parameter is repeated.")
+    token = params.get("token", "")
+    if not token:
+        raise Refused("invalid_request", "The token parameter is missing.")
+    hint = params.get("token_type_hint")
+    if hint is not None and hint not in _TOKEN_TYPE_HINTS:
+        raise Refused(
+            "unsupported_token_type", "token_type_hint must be access_token or refresh_token."
+        )
+    return token, hint
+
+
+def _refusal(refused: Refused) -> JsonResponse:
+    body = {"error": refused.error, "error_description": safe(refused.description)}
+    return JsonResponse(body, status=refused.status)
 
 
 @csrf_exempt
+@require_POST
 @_client_auth_challenge
 def revoke(request: HttpRequest) -> HttpResponse:
-    """RFC 7009 (django-oauth-toolkit's view, its errors described)."""
-    return with_description(_dot_revoke(request))
+    """RFC 7009: a client revokes a token it holds; public clients name themselves (§2.1).
+    An unknown or invalid token is not an error (§2.2): 200 either way."""
+    params = request.POST
+    response: HttpResponse
+    try:
+        token, _ = _token_param(params)
+        client = authenticated_client(request, params, public=True)
+    except Refused as refused:
+        response = _refusal(refused)
+    else:
+        token_revoke(token=token, client=client)
+        response = HttpResponse(status=200)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # --- resources -----------------------------------------------------------------------
@@ -236,25 +262,14 @@ def userinfo(request: HttpRequest) -> HttpResponse:
 @require_POST
 @_client_auth_challenge
 def introspect(request: HttpRequest) -> HttpResponse:
-    """RFC 7662: confidential clients only (§2.1 requires the caller be authorized); the
-    hint only orders the search (§2.1), an unknown hint is unsupported_token_type (RFC 7009
-    §2.2.1, which §2.3 borrows). Inactive is {"active": false} and nothing else (§2.2)."""
+    """RFC 7662: confidential clients only (§2.1 requires the caller be authorized).
+    Inactive is {"active": false} and nothing else (§2.2)."""
     params = request.POST
     try:
-        if len(params.getlist("token")) > 1:
-            raise Refused("invalid_request", "The token parameter is repeated.")
-        token = params.get("token", "")
-        if not token:
-            raise Refused("invalid_request", "The token parameter is missing.")
+        token, hint = _token_param(params)
         authenticated_client(request, params, public=False)
-        hint = params.get("token_type_hint")
-        if hint is not None and hint not in ("access_token", "refresh_token"):
-            raise Refused(
-                "unsupported_token_type", "token_type_hint must be access_token or refresh_token."
-            )
     except Refused as refused:
-        body = {"error": refused.error, "error_description": safe(refused.description)}
-        response = JsonResponse(body, status=refused.status)
+        response = _refusal(refused)
     else:
         found = token_introspect(token=token, token_type_hint=hint)
         response = JsonResponse(found or {"active": False})
