@@ -19,10 +19,11 @@ from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import RevokeTokenView, TokenView
 from oauthlib.common import add_params_to_uri
 
+from apps.keys import keys
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import client_credentials, clients, id_tokens, keys, logout_propagation
+from apps.tokens import client_credentials, clients, id_tokens, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe, with_description

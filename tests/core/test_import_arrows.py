@@ -18,12 +18,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "core": set(),
     "accounts": {"core"},
     "sessions": {"accounts", "core"},
-    "tokens": {"sessions", "accounts", "core"},
+    "keys": {"core"},
+    "tokens": {"keys", "sessions", "accounts", "core"},
     "federation": {"tokens", "sessions", "accounts", "core"},
     "audit": {"core"},
     "threat": {"sessions", "accounts", "core"},
     "ratelimit": {"core"},
-    "console": {"core", "accounts", "sessions", "tokens", "federation", "audit", "threat"},
+    "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"},
 }
 
 

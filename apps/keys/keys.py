@@ -23,7 +23,6 @@ in their own transaction, so callers never have to bootstrap first.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -45,15 +44,15 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.events import EventType, emit
-from apps.tokens.models import Client, SigningKey
+from apps.keys.jose import JWKError, PublicKey, jwk_thumbprint, public_jwk, public_key_from_jwk
+from apps.keys.models import SigningAlg, SigningKey
 
 logger = logging.getLogger(__name__)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 # Every algorithm a token can be signed with; each keeps its own key chain.
-ALGORITHMS: tuple[str, ...] = tuple(Client.SigningAlg.values)
+ALGORITHMS: tuple[str, ...] = tuple(SigningAlg.values)
 CACHE_MAX_AGE = 30.0  # seconds a snapshot serves before it is reloaded
 MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
 DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
@@ -61,11 +60,6 @@ TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `
 ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
 
 _NONCE_BYTES = 12  # 96-bit GCM nonce (NIST SP 800-38D §8.2)
-_THUMBPRINT_MEMBERS = {  # RFC 7638 §3.2, RFC 8037 §2: required members, lexicographic order
-    "EC": ("crv", "kty", "x", "y"),
-    "RSA": ("e", "kty", "n"),
-    "OKP": ("crv", "kty", "x"),
-}
 
 
 class SigningKeyError(Exception):
@@ -152,19 +146,6 @@ def published_keys_at(*, now: datetime) -> list[SigningKey]:
 # --- keys, JWKs and sealing --------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _uint(value: int) -> str:
-    """RFC 7518 §6.3.1: a big-endian unsigned integer in as few octets as it needs."""
-    return _b64(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
 def _generate(alg: str) -> PrivateKey:
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
@@ -173,42 +154,6 @@ def _generate(alg: str) -> PrivateKey:
     if alg == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
     raise SigningKeyError(f"unsupported signing algorithm {alg!r}: use one of {ALGORITHMS}")
-
-
-def public_jwk(public_key: PublicKey) -> dict[str, str]:
-    """The key's required JWK members (RFC 7518 §6, RFC 8037 §2), without kid, alg or use."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        numbers = public_key.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64(numbers.x.to_bytes(32, "big")),
-            "y": _b64(numbers.y.to_bytes(32, "big")),
-        }
-    if isinstance(public_key, rsa.RSAPublicKey):
-        rsa_numbers = public_key.public_numbers()
-        return {"kty": "RSA", "n": _uint(rsa_numbers.n), "e": _uint(rsa_numbers.e)}
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 §3: SHA-256 of the required members as compact, sorted JSON, base64url."""
-    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64(hashlib.sha256(canonical.encode("utf-8")).digest())
-
-
-def _public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
-    if jwk["kty"] == "EC" and jwk["crv"] == "P-256":
-        x, y = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("x", "y"))
-        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-    if jwk["kty"] == "RSA":
-        n, e = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("n", "e"))
-        return rsa.RSAPublicNumbers(e, n).public_key()
-    if jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519":
-        return ed25519.Ed25519PublicKey.from_public_bytes(_b64decode(jwk["x"]))
-    raise SigningKeyError(f"unsupported JWK (kty={jwk.get('kty')!r}, crv={jwk.get('crv')!r})")
 
 
 def kek_id(kek: bytes) -> str:
@@ -559,7 +504,7 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
             if public is None:
                 try:
                     public = _published_key(key)
-                except (SigningKeyError, KeyError, ValueError) as error:
+                except (SigningKeyError, JWKError) as error:
                     logger.error("signing key %s left out of the JWKS: %s", key.kid, error)
                     continue
             published[key.kid] = public
@@ -588,4 +533,4 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
 def _published_key(key: SigningKey) -> PublishedKey:
     if jwk_thumbprint(key.public_jwk) != key.kid or key.public_jwk.get("alg") != key.alg:
         raise SigningKeyError("its stored JWK does not match its kid and alg")
-    return PublishedKey(key.kid, key.alg, _public_key_from_jwk(key.public_jwk))
+    return PublishedKey(key.kid, key.alg, public_key_from_jwk(key.public_jwk))

@@ -22,8 +22,8 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from apps.core.models import SecurityEvent
-from apps.tokens import keys
-from apps.tokens.keys import (
+from apps.keys import keys
+from apps.keys.keys import (
     ALGORITHMS,
     KeyUnsealError,
     jwk_thumbprint,
@@ -38,8 +38,8 @@ from apps.tokens.keys import (
     signing_key_at,
     verification_key,
 )
-from apps.tokens.models import SigningKey
-from apps.tokens.tasks import rotate_signing_keys
+from apps.keys.models import SigningKey
+from apps.keys.tasks import rotate_signing_keys
 from tests.servers import wait_for
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -544,7 +544,7 @@ def test_second_read_runs_no_query_and_parses_no_key(monkeypatch, django_assert_
 
     monkeypatch.setattr(serialization, "load_der_private_key", parse)
     monkeypatch.setattr(serialization, "load_pem_private_key", parse)
-    monkeypatch.setattr(keys, "_public_key_from_jwk", parse)
+    monkeypatch.setattr(keys, "public_key_from_jwk", parse)
     monkeypatch.setattr(keys, "AESGCM", parse)
     with django_assert_num_queries(0):
         for alg, kid in kids.items():

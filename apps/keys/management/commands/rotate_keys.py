@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from apps.tokens.keys import ALGORITHMS, keys_rotate, signing_key_at
+from apps.keys.keys import ALGORITHMS, keys_rotate, signing_key_at
 
 
 class Command(BaseCommand):
