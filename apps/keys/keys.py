@@ -11,10 +11,12 @@ The timeline of a key, read from its timestamps only:
     retired_at + retired_publication()   its last token has expired: unpublished and deleted
 
 Read side: signing_key(), verification_key(), jwks() and jwks_json() read one immutable
-snapshot of the table holding the already parsed key objects. It is reloaded at most every
-CACHE_MAX_AGE seconds (so a rotation made by another process is seen within that bound), on
-a verification_key() miss (at most once per MISS_RELOAD_INTERVAL), and after keys_rotate() in
-this process. Between reloads the hot path runs no query and parses no key.
+snapshot of the table holding the already parsed key objects, kept in the process cache
+(apps.core.cache, name "keys"). keys_rotate() invalidates it in every process once it has
+committed (one pub/sub message: within a second); it is also reloaded after CACHE_MAX_AGE
+seconds (the bound while Redis is unreachable) and on a verification_key() miss (at most once
+per MISS_RELOAD_INTERVAL). Between reloads the hot path runs no query and parses no key; a
+reload parses only keys it has not seen before.
 
 Lazy bootstrap: when a snapshot finds an algorithm with no signing key (a fresh install, before
 beat first runs the rotation task), it runs keys_rotate() once, which creates the missing keys
@@ -27,10 +29,8 @@ import hashlib
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Protocol, TypeVar
@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core.cache import ProcessCache, publish_on_commit
 from apps.core.events import EventType, emit
 from apps.keys.jose import JWKError, PublicKey, jwk_thumbprint, public_jwk, public_key_from_jwk
 from apps.keys.models import SigningAlg, SigningKey
@@ -53,7 +54,10 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519Pri
 
 # Every algorithm a token can be signed with; each keeps its own key chain.
 ALGORITHMS: tuple[str, ...] = tuple(SigningAlg.values)
-CACHE_MAX_AGE = 30.0  # seconds a snapshot serves before it is reloaded
+CACHE = "keys"  # the snapshot's name on the cache channel (apps.core.cache)
+# Seconds a snapshot serves at most: the bound on staleness when no invalidation reaches the
+# process (Redis unreachable). With Redis, a rotation reaches every process within a second.
+CACHE_MAX_AGE = 30.0
 MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
 DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
 TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `exp`
@@ -227,8 +231,7 @@ def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list
                 raise
             continue
         break
-    keys_cache_clear()
-    transaction.on_commit(keys_cache_clear)
+    publish_on_commit(CACHE)  # every process signs with the new keys within a second
     return created
 
 
@@ -381,18 +384,21 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    loaded_at: float  # _clock() time
     signers: Mapping[str, tuple[_Entry, ...]]  # alg -> keys not retired when loaded
     published: Mapping[str, PublishedKey]  # kid -> key in the JWKS
     jwks_keys: tuple[Mapping[str, Any], ...]
     jwks_json: bytes
 
 
-_clock = time.monotonic
-_lock = threading.Lock()
-_snapshot: _Snapshot | None = None
-_epoch = 0  # bumped by keys_cache_clear(); a load that straddles it is born stale
-_last_miss_reload = float("-inf")
+_SNAPSHOT = "snapshot"  # the cache's one key
+_cache: ProcessCache[_Snapshot] = ProcessCache(
+    CACHE,
+    max_age=CACHE_MAX_AGE,
+    max_entries=1,
+    single_flight=True,  # one reload at a time; meanwhile the others serve the previous one
+    stale_on=(DatabaseError,),
+    stale_retry=DB_RETRY_INTERVAL,
+)
 
 
 def signing_key(alg: str) -> ActiveKey:
@@ -410,18 +416,13 @@ def signing_key(alg: str) -> ActiveKey:
 
 def verification_key(kid: str) -> PublishedKey | None:
     """The published key named `kid`, or None. An unknown kid reloads the snapshot (a key
-    created by another process), at most once per MISS_RELOAD_INTERVAL."""
-    global _last_miss_reload
-    snapshot = _current()
-    found = snapshot.published.get(kid)
+    created by another process whose message has not arrived, e.g. with Redis down), at most
+    once per MISS_RELOAD_INTERVAL."""
+    found = _current().published.get(kid)
     if found is not None:
         return found
-    with _lock:
-        snapshot = _snapshot or snapshot
-        if _clock() - max(_last_miss_reload, snapshot.loaded_at) < MISS_RELOAD_INTERVAL:
-            return snapshot.published.get(kid)
-        _last_miss_reload = _clock()
-        return _reload().published.get(kid)
+    snapshot = _cache.refresh(_SNAPSHOT, _load, min_interval=MISS_RELOAD_INTERVAL)
+    return snapshot.published.get(kid) if snapshot is not None else None
 
 
 def jwks() -> dict[str, list[dict[str, Any]]]:
@@ -435,51 +436,23 @@ def jwks_json() -> bytes:
 
 
 def keys_cache_clear() -> None:
-    """Drop this process's snapshot: the next read reloads it from the database."""
-    global _snapshot, _epoch, _last_miss_reload
-    _epoch += 1
-    _snapshot = None
-    _last_miss_reload = float("-inf")
+    """Drop this process's snapshot: the next read reloads it from the database. (A change
+    every process must see goes through publish_on_commit(CACHE), as keys_rotate does.)"""
+    _cache.invalidate()
 
 
 def _current() -> _Snapshot:
-    snapshot = _snapshot
-    if snapshot is not None and _clock() - snapshot.loaded_at < CACHE_MAX_AGE:
-        return snapshot
-    if snapshot is None:
-        _lock.acquire()
-    elif not _lock.acquire(blocking=False):
-        return snapshot  # another thread is reloading: serve the previous snapshot meanwhile
-    try:
-        latest = _snapshot
-        if latest is not None and _clock() - latest.loaded_at < CACHE_MAX_AGE:
-            return latest
-        return _reload()
-    finally:
-        _lock.release()
-
-
-def _reload() -> _Snapshot:
-    """Load a new snapshot; the caller holds _lock."""
-    global _snapshot
-    previous = _snapshot
-    try:
-        epoch, now, rows = _epoch, timezone.now(), _rows()
-        if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
-            keys_rotate(now=now)  # lazy bootstrap: see the module docstring
-            epoch, now, rows = _epoch, timezone.now(), _rows()
-    except DatabaseError:
-        if previous is None:
-            raise
-        logger.exception("signing keys: reload failed, serving the previous snapshot")
-        retry_at = _clock() - CACHE_MAX_AGE + DB_RETRY_INTERVAL
-        _snapshot = replace(previous, loaded_at=retry_at)
-        return _snapshot
-    snapshot = _build(rows, now=now, previous=previous)
-    if epoch != _epoch:  # keys_cache_clear() ran meanwhile: serve this once, reload next time
-        snapshot = replace(snapshot, loaded_at=float("-inf"))
-    _snapshot = snapshot
+    snapshot = _cache.get(_SNAPSHOT, _load)
+    assert snapshot is not None  # _load always returns one
     return snapshot
+
+
+def _load(previous: _Snapshot | None) -> _Snapshot:
+    now, rows = timezone.now(), _rows()
+    if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
+        keys_rotate(now=now)  # lazy bootstrap: see the module docstring
+        now, rows = timezone.now(), _rows()
+    return _build(rows, now=now, previous=previous)
 
 
 def _rows() -> list[SigningKey]:
@@ -522,7 +495,6 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
             )
     document = {"keys": jwks_keys}
     return _Snapshot(
-        loaded_at=_clock(),
         signers={alg: tuple(entries) for alg, entries in signers.items()},
         published=published,
         jwks_keys=tuple(jwks_keys),

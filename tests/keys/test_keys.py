@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from apps.core import cache
 from apps.core.models import SecurityEvent
 from apps.keys import keys
 from apps.keys.keys import (
@@ -66,9 +67,9 @@ def timeline(settings):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The snapshot's monotonic clock, moved by hand."""
+    """The process cache's monotonic clock, moved by hand."""
     now = [time.monotonic()]
-    monkeypatch.setattr(keys, "_clock", lambda: now[0])
+    monkeypatch.setattr(cache, "_clock", lambda: now[0])
     return now
 
 
@@ -599,7 +600,7 @@ def test_key_rotated_by_another_process_is_seen_within_the_bounds(
     old = _by_alg(keys_rotate())["ES256"]
     assert signing_key("ES256").kid == old.kid
     with monkeypatch.context() as elsewhere:  # another process: this one's snapshot stays
-        elsewhere.setattr(keys, "keys_cache_clear", lambda: None)
+        elsewhere.setattr(keys, "publish_on_commit", lambda name: None)
         new = _by_alg(keys_rotate(immediate=True))["ES256"]
 
     assert signing_key("ES256").kid == old.kid  # bounded staleness: until the next reload
@@ -633,7 +634,7 @@ def test_failed_reload_serves_the_previous_snapshot(monkeypatch, clock) -> None:
 
 
 class WaiterCountingLock:
-    """keys._lock, counting the threads that had to wait for it."""
+    """The keys cache's load lock, counting the threads that had to wait for it."""
 
     def __init__(self) -> None:
         self._lock, self._count, self.waiting = threading.Lock(), threading.Lock(), 0
@@ -672,7 +673,7 @@ def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
         wait_for(lambda: lock.waiting == 7, 30, "the other readers did not wait on the lock")
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(keys, "_lock", lock)
+    monkeypatch.setattr(keys._cache, "_load_lock", lock)
     monkeypatch.setattr(keys, "_build", counting_build)
     start = threading.Barrier(8, timeout=30)
     bodies: list[bytes] = []
