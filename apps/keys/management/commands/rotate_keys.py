@@ -11,7 +11,8 @@ from apps.keys.keys import ALGORITHMS, keys_rotate, signing_key_at
 class Command(BaseCommand):
     help = (
         "Rotate the signing keys now, for every algorithm (e.g. after a suspected compromise): "
-        "new keys sign at once; the old ones stay in the JWKS until their tokens have expired."
+        "new keys sign at once, in every process within a second (one pub/sub message); the old "
+        "ones stay in the JWKS until their tokens have expired."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
