@@ -229,6 +229,10 @@ class ProcessCache(Generic[V]):
         """Entries run out by their max age meanwhile."""
 
     def prune(self) -> None:
+        """Drop expired entries of an unbounded cache. A bounded one keeps them (its bound
+        holds anyway) as the `previous` value its next load may reuse."""
+        if self.max_entries is not None:
+            return
         now = _clock()
         with self._lock:
             self._entries = {

@@ -1,12 +1,13 @@
 """JWK encoding, RFC 7638 thumbprints and JWK parsing, through jwcrypto (Latchset/Red Hat,
 already installed as django-oauth-toolkit's JOSE library) instead of our own encoding.
 
-Measured (benchmarks/README.md, "JWK encoding"): jwcrypto takes 100-150 µs per key to encode
-and thumbprint and 90-140 µs to parse, against 4-25 µs for the hand-written code it replaced.
-Neither is on a request's path: a key is encoded once, at creation, and parsed once per
-process (apps.keys.keys keeps parsed keys across snapshot reloads), so the library wins.
-Checked against the hand-written encoding on 600 generated keys: the same members and the
-same kids, so every stored kid stays what it was.
+Measured (benchmarks/caches_and_jose.py, one shared core): jwcrypto takes 170-250 µs per key
+to encode and thumbprint and 75-115 µs to parse; PyJWT's to_jwk/from_jwk take 20-40 µs and
+5-25 µs but have no thumbprint (we would hash RFC 7638's members by hand again). Neither is on
+a request's path: a key is encoded once, at creation, and parsed once per process (the snapshot
+in apps.keys.keys keeps parsed keys across reloads), so the library that leaves no JOSE code of
+our own wins. Checked against the hand-written encoding it replaced on 600 generated keys: the
+same members and the same kids, so every stored kid stays what it was.
 """
 
 from __future__ import annotations

@@ -695,3 +695,20 @@ def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
     assert len(bodies) == 16
     assert len(builds) == 1
     assert len({id(body) for body in bodies[::2]}) == 1
+
+
+@pytest.mark.django_db
+def test_a_reload_parses_only_keys_it_has_not_seen(monkeypatch, clock, django_assert_num_queries):
+    keys_rotate()
+    kid = signing_key("ES256").kid
+    clock[0] += 31
+    cache.bus.listener(keys.CACHE).prune()  # the subscriber's periodic sweep
+
+    def parse(*args, **kwargs):
+        raise AssertionError("a key seen before was parsed again")
+
+    monkeypatch.setattr(serialization, "load_der_private_key", parse)
+    monkeypatch.setattr(keys, "public_key_from_jwk", parse)
+    with django_assert_num_queries(1):
+        assert signing_key("ES256").kid == kid
+        assert verification_key(kid) is not None
