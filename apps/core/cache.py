@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -217,6 +218,12 @@ class ProcessCache(Generic[V]):
             while len(entries) > self.max_entries:
                 del entries[next(iter(entries))]
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()  # a lock held by another thread at fork stays held
+        self._load_lock = threading.Lock()
+        # What came from the parent may be stale: no message has reached it since the fork.
+        self._entries = {k: _invalidated(e) for k, e in self._entries.items()}
+
     # --- the subscriber thread's calls -----------------------------------------------------
 
     def on_message(self, key: str) -> None:
@@ -365,5 +372,19 @@ class _Bus:
         except Exception:  # one bad message must not stop every cache's invalidations
             log.exception("cache %s: message %r not applied", name, key)
 
+    def after_fork(self) -> None:
+        """In a forked child (a Celery prefork worker, gunicorn with preload): the parent's
+        thread did not come along, so neither did its subscription. Start afresh, and drop
+        what the parent had cached, since no message reached it since the fork."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self.current = threading.Event()
+        self.settled = threading.Event()
+        self.problem = "not started"
+        for listener in list(self._listeners.values()):
+            if isinstance(listener, ProcessCache):
+                listener.after_fork()  # the revocation list too: it loads again on subscribing
+
 
 bus = _Bus()
+os.register_at_fork(after_in_child=bus.after_fork)

@@ -231,3 +231,22 @@ def test_one_subscriber_thread_serves_every_cache() -> None:
     assert "revocation-mirror" not in threads
     for name in ("clients", "keys", "revocation"):
         assert cache.bus.listener(name) is not None
+
+
+def test_a_forked_child_subscribes_afresh_and_serves_nothing_of_its_parent() -> None:
+    # A Celery prefork worker or a preloading server forks after the parent subscribed: the
+    # thread does not come along, so the child must not believe it is subscribed.
+    cache.bus.ensure_started()
+    wait_for(cache.bus.current.is_set, DEADLINE, "the subscriber did not subscribe")
+    values: ProcessCache[str] = ProcessCache(f"test-{time.monotonic_ns()}", max_age=60,
+                                             max_entries=10)  # fmt: skip
+    values.put("a", "parent's")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running the parent's cleanup
+        fresh = not cache.bus.current.is_set() and values.peek("a") is None
+        os.write(write, b"1" if fresh else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert values.peek("a") == "parent's"
