@@ -272,6 +272,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "oauth2_provider",
     "apps.core",
+    "apps.keys",
     "apps.accounts",
     "apps.sessions",
     "apps.tokens",
@@ -429,7 +430,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 10.0},
     },
     "rotate-signing-keys": {
-        "task": "apps.tokens.tasks.rotate_signing_keys",
+        "task": "apps.keys.tasks.rotate_signing_keys",
         "schedule": 3600.0,  # publishes, activates and retires keys on their schedule
         "options": {"expires": 3600.0},
     },

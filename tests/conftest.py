@@ -70,8 +70,8 @@ def live_server(servers: TestServers, django_db_setup: None) -> Iterator[object]
 def _fresh_key_cache() -> Iterator[None]:
     """Signing keys and clients are cached per process; a test's rolled-back rows must not
     outlive it."""
+    from apps.keys.keys import keys_cache_clear
     from apps.tokens.clients import clients_cache_clear
-    from apps.tokens.keys import keys_cache_clear
 
     keys_cache_clear()
     clients_cache_clear()

@@ -17,8 +17,8 @@ from django.conf import settings
 from apps.accounts.models import User
 from apps.accounts.selectors import user_token_claims
 from apps.core import request_context
+from apps.keys import keys
 from apps.sessions.models import LoginSession
-from apps.tokens import keys
 
 # Raised when the claim set changes shape; validators refuse older versions (settings).
 ACCESS_TOKEN_VERSION = 1

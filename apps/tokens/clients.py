@@ -1,52 +1,43 @@
-"""Clients by client_id, cached in the process: every token, revocation and introspection
-request authenticates one, and a database round trip for it cost more than the token's whole
-cryptography. Changes to a client (secret, redirect URIs, removal) reach every process
-within CACHE_SECONDS."""
+"""Clients by client_id, cached in the process (apps.core.cache, name "clients"): every token,
+revocation and introspection request authenticates one, and a database round trip for it cost
+more than the token's whole cryptography. A change to a client (secret, redirect URIs, grant
+types, removal) is published once it commits (apps.tokens.receivers) and reaches every process
+within a second; with Redis unreachable, within CACHE_SECONDS."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password
 
+from apps.core.cache import ProcessCache
 from apps.core.events import EventType, emit
 from apps.tokens.models import Client
 
-CACHE_SECONDS = 30.0
+CACHE = "clients"  # the cache's name on the cache channel
+CACHE_SECONDS = 30.0  # staleness bound while Redis (the invalidation channel) is unreachable
 MAX_ENTRIES = 10_000  # bounded: client_ids come from the network
 
-_lock = threading.Lock()
-_cache: OrderedDict[str, tuple[float, Client]] = OrderedDict()
+_cache: ProcessCache[Client] = ProcessCache(CACHE, max_age=CACHE_SECONDS, max_entries=MAX_ENTRIES)
 
 
 def client_by_id(client_id: str) -> Client | None:
-    """The registered client, or None. Treat the instance as read-only: it is shared."""
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(client_id)
-        if hit is not None and hit[0] > now:
-            _cache.move_to_end(client_id)
-            return hit[1]
+    """The registered client, or None. Treat the instance as read-only: it is shared.
+    Unknown ids are not cached: a flood of them cannot evict real clients."""
+    return _cache.get(client_id, lambda _previous: _client_load(client_id))
+
+
+def _client_load(client_id: str) -> Client | None:
     client: Client | None = Client.objects.filter(client_id=client_id).first()
-    if client is None:
-        return None  # unknown ids are not cached: a flood of them cannot evict real clients
-    with _lock:
-        _cache[client_id] = (now + CACHE_SECONDS, client)
-        _cache.move_to_end(client_id)
-        while len(_cache) > MAX_ENTRIES:
-            _cache.popitem(last=False)
     return client
 
 
 def clients_cache_clear() -> None:
-    with _lock:
-        _cache.clear()
+    """Drop this process's cached clients (publish(CACHE, client_id) reaches every process)."""
+    _cache.invalidate()
 
 
 def basic_credentials(authorization: str) -> tuple[str, str] | None:

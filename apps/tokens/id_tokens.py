@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 
-from apps.tokens import keys
+from apps.keys import keys
 
 MAX_HINT_BYTES = 8192
 

@@ -16,6 +16,7 @@ from oauth2_provider.models import (
 )
 
 from apps.core import revocation
+from apps.keys.models import SigningAlg as _SigningAlg
 
 
 class Client(AbstractApplication):
@@ -26,10 +27,7 @@ class Client(AbstractApplication):
     keeps the first one for DOT's own code paths.
     """
 
-    class SigningAlg(models.TextChoices):
-        RS256 = "RS256", "RS256 (RSA PKCS#1 v1.5 with SHA-256, the OIDC default)"
-        ES256 = "ES256", "ES256 (ECDSA P-256 with SHA-256)"
-        EDDSA = "EdDSA", "EdDSA (Ed25519)"
+    SigningAlg = _SigningAlg  # the algorithms apps.keys keeps a key chain for
 
     grant_types = models.CharField(max_length=200, default="authorization_code refresh_token")
     # RFC 9700 §2.1.1: PKCE S256 on every authorization request. Off only for a confidential
@@ -67,41 +65,6 @@ DOT_GRANT_NAMES = {
     AbstractApplication.GRANT_AUTHORIZATION_CODE: "authorization_code",
     AbstractApplication.GRANT_CLIENT_CREDENTIALS: "client_credentials",
 }
-
-
-class SigningKey(models.Model):
-    """One signing key of ID tokens and JWT access tokens; apps.tokens.keys owns its lifecycle.
-
-    The private key is sealed with AES-256-GCM under settings.KEY_ENCRYPTION_KEY, never stored
-    in clear. State is read from the timestamps only: a key signs from `activates_at` until
-    `retired_at` (or, unretired, while it is the newest activated key of its algorithm) and is
-    published in the JWKS from creation until its last token has expired after `retired_at`.
-    """
-
-    # RFC 7638 JWK thumbprint (SHA-256, base64url), so a kid names exactly one public key.
-    kid = models.CharField(max_length=64, unique=True)
-    alg = models.CharField(max_length=8, choices=Client.SigningAlg.choices)
-    # 1, 2, 3 ... per algorithm; unique, so two concurrent rotations cannot both add a key.
-    generation = models.PositiveIntegerField()
-    public_jwk = models.JSONField()
-    # 96-bit nonce followed by the AES-256-GCM ciphertext of the PKCS#8 DER private key.
-    sealed_private_key = models.BinaryField()
-    # First 8 hex digits of SHA-256 of the key-encryption key that sealed it.
-    kek_id = models.CharField(max_length=8)
-    created_at = models.DateTimeField()
-    activates_at = models.DateTimeField()
-    retired_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "tokens_signing_key"
-        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
-            models.UniqueConstraint(
-                fields=["alg", "generation"], name="tokens_signing_key_alg_generation_uniq"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.alg} {self.kid}"
 
 
 def _session_link() -> models.ForeignKey[Any]:

@@ -5,7 +5,12 @@
   the offline grants given in it (a stolen sign-in must not leave a refresh token behind);
 - an account was deactivated or deleted, or its password changed (apps.accounts.signals):
   every session and offline grant ends (user_access_revoke_all);
-- a client is deleted: its tokens are revoked first.
+- a client is deleted: its tokens are revoked first;
+- a client is created, changed or deleted, by any road (services, `createclient`, DOT's admin,
+  a cascade from its owner's deletion): once it commits, every process drops its cached copy
+  (apps.core.cache). Model signals rather than a service, because DOT's admin and cascades
+  save and delete clients without our services; only a queryset .update() would bypass them,
+  and none touches clients.
 
 Ending a session for any other reason leaves offline grants alone (OIDC Core §11).
 """
@@ -16,13 +21,15 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save, pre_delete
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from apps.accounts.models import User
 from apps.accounts.signals import password_changed
+from apps.core.cache import publish_on_commit
 from apps.sessions.models import LoginSession
 from apps.sessions.signals import session_ended
+from apps.tokens import clients
 from apps.tokens.logout_propagation import backchannel_deliveries_create
 from apps.tokens.models import Client
 from apps.tokens.services import (
@@ -31,6 +38,22 @@ from apps.tokens.services import (
     user_access_revoke_all,
 )
 from apps.tokens.tasks import deliver_backchannel_logout
+
+
+@receiver(pre_save, sender=Client, dispatch_uid="tessera.tokens.client_renaming")
+def forget_renamed_client(sender: Any, instance: Client, raw: bool = False, **kwargs: Any) -> None:
+    """A client whose client_id changes: its old id must stop authenticating everywhere."""
+    if raw or instance.pk is None:
+        return
+    before = Client.objects.filter(pk=instance.pk).values_list("client_id", flat=True).first()
+    if before is not None and before != instance.client_id:
+        publish_on_commit(clients.CACHE, before)
+
+
+@receiver(post_save, sender=Client, dispatch_uid="tessera.tokens.client_saved")
+@receiver(post_delete, sender=Client, dispatch_uid="tessera.tokens.client_removed")
+def forget_changed_client(sender: Any, instance: Client, **kwargs: Any) -> None:
+    publish_on_commit(clients.CACHE, instance.client_id)
 
 
 @receiver(pre_delete, sender=Client, dispatch_uid="tessera.tokens.client_deleted")

@@ -4,22 +4,12 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import DatabaseError
 
-from apps.tokens.keys import keys_rotate
 from apps.tokens.logout_propagation import (
     RETRY_BACKOFF,
     backchannel_logout_deliver,
     stalled_deliveries_claim,
 )
-
-
-@shared_task(autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=3)
-def rotate_signing_keys() -> list[str]:
-    """Beat runs this hourly: publishes, activates, retires and removes keys on schedule.
-
-    Returns the kids it created."""
-    return [key.kid for key in keys_rotate()]
 
 
 @shared_task(bind=True, max_retries=len(RETRY_BACKOFF))

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from apps.accounts.models import User
 from apps.core import revocation
-from apps.tokens import keys
+from apps.keys import keys
 from apps.tokens.claims import ACCESS_TOKEN_TYPE
 
 MAX_TOKEN_BYTES = 8192  # our access tokens are ~1 KB; anything far larger is hostile

@@ -17,10 +17,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauthlib.common import add_params_to_uri
 
+from apps.keys import keys
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import clients, grants, id_tokens, keys, logout_propagation
+from apps.tokens import clients, grants, id_tokens, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe

@@ -18,28 +18,60 @@ MAY_IMPORT: dict[str, set[str]] = {
     "core": set(),
     "accounts": {"core"},
     "sessions": {"accounts", "core"},
-    "tokens": {"sessions", "accounts", "core"},
+    "keys": {"core"},
+    "tokens": {"keys", "sessions", "accounts", "core"},
     "federation": {"tokens", "sessions", "accounts", "core"},
     "audit": {"core"},
     "threat": {"sessions", "accounts", "core"},
     "ratelimit": {"core"},
-    "console": {"core", "accounts", "sessions", "tokens", "federation", "audit", "threat"},
+    "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"},
 }
 
 
 def _imported_apps(path: Path) -> set[str]:
+    return _imported_by(path.read_text(), str(path))
+
+
+def _imported_by(source: str, filename: str = "<source>") -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(source, filename)):
         names = (
             [alias.name for alias in node.names]
             if isinstance(node, ast.Import)
             else [node.module or ""]
             if isinstance(node, ast.ImportFrom) and node.level == 0
+            else [node.args[0].value]
+            if _imports_by_name(node)
             else []
         )
         found |= {name.split(".")[1] for name in names if name.startswith("apps.")}
         found |= {"idp" for name in names if name == "idp" or name.startswith("idp.")}
     return found
+
+
+def _imports_by_name(node: ast.AST) -> bool:
+    """importlib.import_module("idp.celery") / __import__("idp"): an import all the same."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    first = node.args[0]
+    return name in {"import_module", "__import__"} and (
+        isinstance(first, ast.Constant) and isinstance(first.value, str)
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def broker():\n    import idp.celery\n",  # apps/core/health.py once did this
+        "def broker():\n    from idp.celery import app\n",
+        "from idp import celery\n",
+        "import importlib\napp = importlib.import_module('idp.celery').app\n",
+    ],
+)
+def test_any_import_of_idp_is_seen(source: str) -> None:
+    assert "idp" in _imported_by(source)
 
 
 @pytest.mark.parametrize("app", sorted(p.name for p in APPS.iterdir() if (p / "apps.py").exists()))

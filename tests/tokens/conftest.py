@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.test import Client as HttpClient
 
-from apps.tokens import keys
+from apps.keys import keys
 from apps.tokens.models import Client
 from apps.tokens.services import client_create, consent_grant
 from tests.rp import REDIRECT_URI, RegisteredClient, new_verifier

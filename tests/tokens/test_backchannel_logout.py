@@ -21,6 +21,7 @@ from django.db import transaction
 from django.test import Client as HttpClient
 from django.utils import timezone
 
+from apps.keys.tasks import rotate_signing_keys
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_end
 from apps.tokens.logout_propagation import (
@@ -33,7 +34,7 @@ from apps.tokens.logout_propagation import (
 from apps.tokens.models import BackchannelLogoutDelivery, Client
 from apps.tokens.selectors import backchannel_deliveries
 from apps.tokens.services import consent_grant
-from apps.tokens.tasks import redeliver_stalled_backchannel_logouts, rotate_signing_keys
+from apps.tokens.tasks import redeliver_stalled_backchannel_logouts
 from tests.rp import REDIRECT_URI
 from tests.servers import free_port, wait_for
 from tests.tokens.conftest import LOGOUT, SCOPE, Flow

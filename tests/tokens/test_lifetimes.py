@@ -11,7 +11,7 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from apps.tokens import keys
+from apps.keys import keys
 from apps.tokens.models import RefreshToken
 from apps.tokens.services import client_create
 from tests.rp import REDIRECT_URI, new_verifier

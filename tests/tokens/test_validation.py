@@ -23,8 +23,8 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from apps.core import revocation
+from apps.keys import keys
 from apps.sessions.models import LoginSession
-from apps.tokens import keys
 from apps.tokens.claims import new_jti
 from apps.tokens.validation import InvalidToken, validate_access_token
 from tests.rp import RegisteredClient
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.django_db
 
 
 class Minter:
-    """Mints access tokens with our own signing keys (apps.tokens.keys.signing_key)."""
+    """Mints access tokens with our own signing keys (apps.keys.keys.signing_key)."""
 
     def __init__(self, user) -> None:
         self.user = user

@@ -5,13 +5,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from apps.tokens.keys import ALGORITHMS, keys_rotate, signing_key_at
+from apps.keys.keys import ALGORITHMS, keys_rotate, signing_key_at
 
 
 class Command(BaseCommand):
     help = (
         "Rotate the signing keys now, for every algorithm (e.g. after a suspected compromise): "
-        "new keys sign at once; the old ones stay in the JWKS until their tokens have expired."
+        "new keys sign at once, in every process within a second (one pub/sub message); the old "
+        "ones stay in the JWKS until their tokens have expired."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -11,10 +11,12 @@ The timeline of a key, read from its timestamps only:
     retired_at + retired_publication()   its last token has expired: unpublished and deleted
 
 Read side: signing_key(), verification_key(), jwks() and jwks_json() read one immutable
-snapshot of the table holding the already parsed key objects. It is reloaded at most every
-CACHE_MAX_AGE seconds (so a rotation made by another process is seen within that bound), on
-a verification_key() miss (at most once per MISS_RELOAD_INTERVAL), and after keys_rotate() in
-this process. Between reloads the hot path runs no query and parses no key.
+snapshot of the table holding the already parsed key objects, kept in the process cache
+(apps.core.cache, name "keys"). keys_rotate() invalidates it in every process once it has
+committed (one pub/sub message: within a second); it is also reloaded after CACHE_MAX_AGE
+seconds (the bound while Redis is unreachable) and on a verification_key() miss (at most once
+per MISS_RELOAD_INTERVAL). Between reloads the hot path runs no query and parses no key; a
+reload parses only keys it has not seen before.
 
 Lazy bootstrap: when a snapshot finds an algorithm with no signing key (a fresh install, before
 beat first runs the rotation task), it runs keys_rotate() once, which creates the missing keys
@@ -23,15 +25,12 @@ in their own transaction, so callers never have to bootstrap first.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Protocol, TypeVar
@@ -44,28 +43,27 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core.cache import ProcessCache, publish_on_commit
 from apps.core.events import EventType, emit
-from apps.tokens.models import Client, SigningKey
+from apps.keys.jose import JWKError, PublicKey, jwk_thumbprint, public_jwk, public_key_from_jwk
+from apps.keys.models import SigningAlg, SigningKey
 
 logger = logging.getLogger(__name__)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 # Every algorithm a token can be signed with; each keeps its own key chain.
-ALGORITHMS: tuple[str, ...] = tuple(Client.SigningAlg.values)
-CACHE_MAX_AGE = 30.0  # seconds a snapshot serves before it is reloaded
+ALGORITHMS: tuple[str, ...] = tuple(SigningAlg.values)
+CACHE = "keys"  # the snapshot's name on the cache channel (apps.core.cache)
+# Seconds a snapshot serves at most: the bound on staleness when no invalidation reaches the
+# process (Redis unreachable). With Redis, a rotation reaches every process within a second.
+CACHE_MAX_AGE = 30.0
 MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
 DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
 TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `exp`
 ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
 
 _NONCE_BYTES = 12  # 96-bit GCM nonce (NIST SP 800-38D §8.2)
-_THUMBPRINT_MEMBERS = {  # RFC 7638 §3.2, RFC 8037 §2: required members, lexicographic order
-    "EC": ("crv", "kty", "x", "y"),
-    "RSA": ("e", "kty", "n"),
-    "OKP": ("crv", "kty", "x"),
-}
 
 
 class SigningKeyError(Exception):
@@ -152,19 +150,6 @@ def published_keys_at(*, now: datetime) -> list[SigningKey]:
 # --- keys, JWKs and sealing --------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _uint(value: int) -> str:
-    """RFC 7518 §6.3.1: a big-endian unsigned integer in as few octets as it needs."""
-    return _b64(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
 def _generate(alg: str) -> PrivateKey:
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
@@ -173,42 +158,6 @@ def _generate(alg: str) -> PrivateKey:
     if alg == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
     raise SigningKeyError(f"unsupported signing algorithm {alg!r}: use one of {ALGORITHMS}")
-
-
-def public_jwk(public_key: PublicKey) -> dict[str, str]:
-    """The key's required JWK members (RFC 7518 §6, RFC 8037 §2), without kid, alg or use."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        numbers = public_key.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64(numbers.x.to_bytes(32, "big")),
-            "y": _b64(numbers.y.to_bytes(32, "big")),
-        }
-    if isinstance(public_key, rsa.RSAPublicKey):
-        rsa_numbers = public_key.public_numbers()
-        return {"kty": "RSA", "n": _uint(rsa_numbers.n), "e": _uint(rsa_numbers.e)}
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 §3: SHA-256 of the required members as compact, sorted JSON, base64url."""
-    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64(hashlib.sha256(canonical.encode("utf-8")).digest())
-
-
-def _public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
-    if jwk["kty"] == "EC" and jwk["crv"] == "P-256":
-        x, y = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("x", "y"))
-        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-    if jwk["kty"] == "RSA":
-        n, e = (int.from_bytes(_b64decode(jwk[name]), "big") for name in ("n", "e"))
-        return rsa.RSAPublicNumbers(e, n).public_key()
-    if jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519":
-        return ed25519.Ed25519PublicKey.from_public_bytes(_b64decode(jwk["x"]))
-    raise SigningKeyError(f"unsupported JWK (kty={jwk.get('kty')!r}, crv={jwk.get('crv')!r})")
 
 
 def kek_id(kek: bytes) -> str:
@@ -282,8 +231,7 @@ def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list
                 raise
             continue
         break
-    keys_cache_clear()
-    transaction.on_commit(keys_cache_clear)
+    publish_on_commit(CACHE)  # every process signs with the new keys within a second
     return created
 
 
@@ -436,18 +384,21 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    loaded_at: float  # _clock() time
     signers: Mapping[str, tuple[_Entry, ...]]  # alg -> keys not retired when loaded
     published: Mapping[str, PublishedKey]  # kid -> key in the JWKS
     jwks_keys: tuple[Mapping[str, Any], ...]
     jwks_json: bytes
 
 
-_clock = time.monotonic
-_lock = threading.Lock()
-_snapshot: _Snapshot | None = None
-_epoch = 0  # bumped by keys_cache_clear(); a load that straddles it is born stale
-_last_miss_reload = float("-inf")
+_SNAPSHOT = "snapshot"  # the cache's one key
+_cache: ProcessCache[_Snapshot] = ProcessCache(
+    CACHE,
+    max_age=CACHE_MAX_AGE,
+    max_entries=1,
+    single_flight=True,  # one reload at a time; meanwhile the others serve the previous one
+    stale_on=(DatabaseError,),
+    stale_retry=DB_RETRY_INTERVAL,
+)
 
 
 def signing_key(alg: str) -> ActiveKey:
@@ -465,18 +416,13 @@ def signing_key(alg: str) -> ActiveKey:
 
 def verification_key(kid: str) -> PublishedKey | None:
     """The published key named `kid`, or None. An unknown kid reloads the snapshot (a key
-    created by another process), at most once per MISS_RELOAD_INTERVAL."""
-    global _last_miss_reload
-    snapshot = _current()
-    found = snapshot.published.get(kid)
+    created by another process whose message has not arrived, e.g. with Redis down), at most
+    once per MISS_RELOAD_INTERVAL."""
+    found = _current().published.get(kid)
     if found is not None:
         return found
-    with _lock:
-        snapshot = _snapshot or snapshot
-        if _clock() - max(_last_miss_reload, snapshot.loaded_at) < MISS_RELOAD_INTERVAL:
-            return snapshot.published.get(kid)
-        _last_miss_reload = _clock()
-        return _reload().published.get(kid)
+    snapshot = _cache.refresh(_SNAPSHOT, _load, min_interval=MISS_RELOAD_INTERVAL)
+    return snapshot.published.get(kid) if snapshot is not None else None
 
 
 def jwks() -> dict[str, list[dict[str, Any]]]:
@@ -490,51 +436,23 @@ def jwks_json() -> bytes:
 
 
 def keys_cache_clear() -> None:
-    """Drop this process's snapshot: the next read reloads it from the database."""
-    global _snapshot, _epoch, _last_miss_reload
-    _epoch += 1
-    _snapshot = None
-    _last_miss_reload = float("-inf")
+    """Drop this process's snapshot: the next read reloads it from the database. (A change
+    every process must see goes through publish_on_commit(CACHE), as keys_rotate does.)"""
+    _cache.invalidate()
 
 
 def _current() -> _Snapshot:
-    snapshot = _snapshot
-    if snapshot is not None and _clock() - snapshot.loaded_at < CACHE_MAX_AGE:
-        return snapshot
-    if snapshot is None:
-        _lock.acquire()
-    elif not _lock.acquire(blocking=False):
-        return snapshot  # another thread is reloading: serve the previous snapshot meanwhile
-    try:
-        latest = _snapshot
-        if latest is not None and _clock() - latest.loaded_at < CACHE_MAX_AGE:
-            return latest
-        return _reload()
-    finally:
-        _lock.release()
-
-
-def _reload() -> _Snapshot:
-    """Load a new snapshot; the caller holds _lock."""
-    global _snapshot
-    previous = _snapshot
-    try:
-        epoch, now, rows = _epoch, timezone.now(), _rows()
-        if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
-            keys_rotate(now=now)  # lazy bootstrap: see the module docstring
-            epoch, now, rows = _epoch, timezone.now(), _rows()
-    except DatabaseError:
-        if previous is None:
-            raise
-        logger.exception("signing keys: reload failed, serving the previous snapshot")
-        retry_at = _clock() - CACHE_MAX_AGE + DB_RETRY_INTERVAL
-        _snapshot = replace(previous, loaded_at=retry_at)
-        return _snapshot
-    snapshot = _build(rows, now=now, previous=previous)
-    if epoch != _epoch:  # keys_cache_clear() ran meanwhile: serve this once, reload next time
-        snapshot = replace(snapshot, loaded_at=float("-inf"))
-    _snapshot = snapshot
+    snapshot = _cache.get(_SNAPSHOT, _load)
+    assert snapshot is not None  # _load always returns one
     return snapshot
+
+
+def _load(previous: _Snapshot | None) -> _Snapshot:
+    now, rows = timezone.now(), _rows()
+    if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
+        keys_rotate(now=now)  # lazy bootstrap: see the module docstring
+        now, rows = timezone.now(), _rows()
+    return _build(rows, now=now, previous=previous)
 
 
 def _rows() -> list[SigningKey]:
@@ -559,7 +477,7 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
             if public is None:
                 try:
                     public = _published_key(key)
-                except (SigningKeyError, KeyError, ValueError) as error:
+                except (SigningKeyError, JWKError) as error:
                     logger.error("signing key %s left out of the JWKS: %s", key.kid, error)
                     continue
             published[key.kid] = public
@@ -577,7 +495,6 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
             )
     document = {"keys": jwks_keys}
     return _Snapshot(
-        loaded_at=_clock(),
         signers={alg: tuple(entries) for alg, entries in signers.items()},
         published=published,
         jwks_keys=tuple(jwks_keys),
@@ -588,4 +505,4 @@ def _build(rows: Sequence[SigningKey], *, now: datetime, previous: _Snapshot | N
 def _published_key(key: SigningKey) -> PublishedKey:
     if jwk_thumbprint(key.public_jwk) != key.kid or key.public_jwk.get("alg") != key.alg:
         raise SigningKeyError("its stored JWK does not match its kid and alg")
-    return PublishedKey(key.kid, key.alg, _public_key_from_jwk(key.public_jwk))
+    return PublishedKey(key.kid, key.alg, public_key_from_jwk(key.public_jwk))

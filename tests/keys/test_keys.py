@@ -21,9 +21,10 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from apps.core import cache
 from apps.core.models import SecurityEvent
-from apps.tokens import keys
-from apps.tokens.keys import (
+from apps.keys import keys
+from apps.keys.keys import (
     ALGORITHMS,
     KeyUnsealError,
     jwk_thumbprint,
@@ -38,8 +39,8 @@ from apps.tokens.keys import (
     signing_key_at,
     verification_key,
 )
-from apps.tokens.models import SigningKey
-from apps.tokens.tasks import rotate_signing_keys
+from apps.keys.models import SigningKey
+from apps.keys.tasks import rotate_signing_keys
 from tests.servers import wait_for
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -66,9 +67,9 @@ def timeline(settings):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The snapshot's monotonic clock, moved by hand."""
+    """The process cache's monotonic clock, moved by hand."""
     now = [time.monotonic()]
-    monkeypatch.setattr(keys, "_clock", lambda: now[0])
+    monkeypatch.setattr(cache, "_clock", lambda: now[0])
     return now
 
 
@@ -544,7 +545,7 @@ def test_second_read_runs_no_query_and_parses_no_key(monkeypatch, django_assert_
 
     monkeypatch.setattr(serialization, "load_der_private_key", parse)
     monkeypatch.setattr(serialization, "load_pem_private_key", parse)
-    monkeypatch.setattr(keys, "_public_key_from_jwk", parse)
+    monkeypatch.setattr(keys, "public_key_from_jwk", parse)
     monkeypatch.setattr(keys, "AESGCM", parse)
     with django_assert_num_queries(0):
         for alg, kid in kids.items():
@@ -599,7 +600,7 @@ def test_key_rotated_by_another_process_is_seen_within_the_bounds(
     old = _by_alg(keys_rotate())["ES256"]
     assert signing_key("ES256").kid == old.kid
     with monkeypatch.context() as elsewhere:  # another process: this one's snapshot stays
-        elsewhere.setattr(keys, "keys_cache_clear", lambda: None)
+        elsewhere.setattr(keys, "publish_on_commit", lambda name: None)
         new = _by_alg(keys_rotate(immediate=True))["ES256"]
 
     assert signing_key("ES256").kid == old.kid  # bounded staleness: until the next reload
@@ -633,7 +634,7 @@ def test_failed_reload_serves_the_previous_snapshot(monkeypatch, clock) -> None:
 
 
 class WaiterCountingLock:
-    """keys._lock, counting the threads that had to wait for it."""
+    """The keys cache's load lock, counting the threads that had to wait for it."""
 
     def __init__(self) -> None:
         self._lock, self._count, self.waiting = threading.Lock(), threading.Lock(), 0
@@ -672,7 +673,7 @@ def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
         wait_for(lambda: lock.waiting == 7, 30, "the other readers did not wait on the lock")
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(keys, "_lock", lock)
+    monkeypatch.setattr(keys._cache, "_load_lock", lock)
     monkeypatch.setattr(keys, "_build", counting_build)
     start = threading.Barrier(8, timeout=30)
     bodies: list[bytes] = []
@@ -694,3 +695,20 @@ def test_concurrent_first_reads_load_one_snapshot(monkeypatch) -> None:
     assert len(bodies) == 16
     assert len(builds) == 1
     assert len({id(body) for body in bodies[::2]}) == 1
+
+
+@pytest.mark.django_db
+def test_a_reload_parses_only_keys_it_has_not_seen(monkeypatch, clock, django_assert_num_queries):
+    keys_rotate()
+    kid = signing_key("ES256").kid
+    clock[0] += 31
+    cache.bus.listener(keys.CACHE).prune()  # the subscriber's periodic sweep
+
+    def parse(*args, **kwargs):
+        raise AssertionError("a key seen before was parsed again")
+
+    monkeypatch.setattr(serialization, "load_der_private_key", parse)
+    monkeypatch.setattr(keys, "public_key_from_jwk", parse)
+    with django_assert_num_queries(1):
+        assert signing_key("ES256").kid == kid
+        assert verification_key(kid) is not None
