@@ -7,6 +7,8 @@ transaction goes to the audit journal, not to an INSERT."""
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +18,8 @@ from django.db import connection
 from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 
+from apps.core import cache
+from apps.core.redis import get_redis
 from tests.rp import RegisteredClient
 from tests.tokens.conftest import (
     INTROSPECT,
@@ -46,9 +50,49 @@ def rp_backend() -> HttpClient:
     return HttpClient()
 
 
+class _Sentinel:
+    """Records the keys of the messages it is sent through the cache channel."""
+
+    name = "test-statement-budgets"
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.arrived = threading.Condition()
+
+    def on_message(self, key: str) -> None:
+        with self.arrived:
+            self.keys.add(key)
+            self.arrived.notify_all()
+
+    def on_subscribed(self) -> None:
+        pass
+
+    def on_lost(self) -> None:
+        pass
+
+    def prune(self) -> None:
+        pass
+
+
+def caches_caught_up() -> None:
+    """Waits until every cache invalidation published so far (a client registered, the
+    signing keys created) has reached this process: one channel delivers in order, so a
+    message published now arrives after them."""
+    sentinel = cache.bus.listener(_Sentinel.name) or _Sentinel()
+    if cache.bus.listener(_Sentinel.name) is None:
+        cache.bus.register(sentinel)
+    assert isinstance(sentinel, _Sentinel)
+    cache.bus.ensure_started()
+    key = uuid.uuid4().hex
+    get_redis().publish(cache.CHANNEL, f"{_Sentinel.name} {key}")
+    with sentinel.arrived:
+        assert sentinel.arrived.wait_for(lambda: key in sentinel.keys, timeout=30), "no message"
+
+
 def warm(flow: Flow) -> None:
-    """The first tokens load the client and the signing keys (created at first use)."""
+    """The first tokens create the signing keys; then every cache loads what it serves."""
     flow.tokens()
+    caches_caught_up()
     flow.tokens()
 
 
@@ -58,6 +102,8 @@ def _show(sql: list[str]) -> str:
 
 def test_client_credentials_token_runs_no_statement(client: HttpClient, register) -> None:
     machine: RegisteredClient = register(grant_types=["client_credentials"], redirect_uris=[])
+    form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=machine)  # makes keys
+    caches_caught_up()
     form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=machine)  # warm caches
     with statements() as sql:
         response = form_post(client, TOKEN, {"grant_type": "client_credentials"}, auth=machine)
