@@ -12,10 +12,14 @@ same members and the same kids, so every stored kid stays what it was.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK
 
@@ -62,3 +66,49 @@ def _jwk(jwk: Mapping[str, Any]) -> JWK:
         return JWK(**{name: jwk[name] for name in _PUBLIC_MEMBERS[kty]})
     except (JWException, KeyError, TypeError, ValueError) as error:
         raise JWKError(f"unreadable {kty} JWK: {error}") from None
+
+
+# --- compact JWS signing (RFC 7515 §7.1) ---------------------------------------------------
+#
+# Measured against PyJWT's jwt.encode on the token endpoint's own claim set (ES256, one core,
+# benchmarks/caches_and_jose.py prints it as `jws_sign`): PyJWT re-validates the header and
+# every registered claim, looks the algorithm up and re-checks the key type per call, which
+# cost about as much again as the signature itself. Here the header segment is encoded once
+# per (kid, alg, typ) and the key is used as it is; the output is the same JWS (verified with
+# PyJWT in tests/keys/test_jose.py).
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_header_segments: dict[tuple[str, str, str], bytes] = {}
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _header_segment(kid: str, alg: str, typ: str) -> bytes:
+    segment = _header_segments.get((kid, alg, typ))
+    if segment is None:
+        header = json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":"))
+        segment = _header_segments.setdefault((kid, alg, typ), _b64(header.encode()))
+    return segment
+
+
+def jws_sign(
+    claims: Mapping[str, Any], *, private_key: PrivateKey, alg: str, kid: str, typ: str
+) -> str:
+    """A compact JWS of the JSON claims, signed with RS256, ES256 or EdDSA (RFC 7518 §3.3,
+    §3.4; RFC 8037 §3.1)."""
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    signing_input = _header_segment(kid, alg, typ) + b"." + _b64(payload)
+    if alg == "ES256" and isinstance(private_key, ec.EllipticCurvePrivateKey):
+        # RFC 7518 §3.4: R and S as 32-byte big-endian integers, not DER
+        r, s = decode_dss_signature(private_key.sign(signing_input, _ECDSA_SHA256))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif alg == "RS256" and isinstance(private_key, rsa.RSAPrivateKey):
+        signature = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "EdDSA" and isinstance(private_key, ed25519.Ed25519PrivateKey):
+        signature = private_key.sign(signing_input)
+    else:
+        raise JWKError(f"cannot sign {alg} with a {type(private_key).__name__}")
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
