@@ -65,8 +65,9 @@ _NEW = ".new"  # a journal being created, not yet locked and renamed: never appe
 BATCH_WINDOW = 0.01
 # Seconds between looks for journals of processes that died.
 REPLAY_INTERVAL = 5.0
-# Seconds of quiet after which the drain thread gives its database connection back.
-IDLE_CLOSE = 1.0
+# Seconds without an event after which the drain thread gives its database connection back
+# (a connection opened for each burst would cost its setup inside the 50 ms).
+IDLE_CLOSE = 30.0
 # Seconds between attempts while the database refuses a batch.
 RETRY_INTERVAL = 1.0
 # A journal file this long is closed for appends and a new one begun; the old one is removed
@@ -290,10 +291,12 @@ class _Journal:
 
     def _run(self) -> None:
         next_replay = 0.0  # at start: journals left by processes that died before this one
+        busy = time.monotonic()
         while not self.stopping.is_set():
-            woke = self.wake.wait(timeout=max(0.0, min(IDLE_CLOSE, next_replay - time.monotonic())))
+            woke = self.wake.wait(timeout=max(0.0, next_replay - time.monotonic()))
             if woke:
                 self.stopping.wait(BATCH_WINDOW)  # let the rest of a burst arrive
+                busy = time.monotonic()
             self.wake.clear()
             try:
                 self.drain()
@@ -308,7 +311,7 @@ class _Journal:
                 self.stopping.wait(RETRY_INTERVAL)
                 self.wake.set()  # what failed is still pending
                 continue
-            if not woke:
+            if time.monotonic() - busy > IDLE_CLOSE:
                 connection.close()  # quiet: no connection held by an idle drain thread
             else:
                 connection.close_if_unusable_or_obsolete()  # CONN_MAX_AGE, as a request does

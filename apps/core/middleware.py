@@ -66,4 +66,6 @@ class AuditUnavailableMiddleware:
         if not isinstance(exception, AuditUnavailable):
             return None
         log.error("audit: %s %s refused with 503: %s", request.method, request.path, exception)
-        return audit_unavailable_response(request)
+        response = audit_unavailable_response(request)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # once: not by Django too
+        return response
