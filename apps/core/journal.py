@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,61 +137,84 @@ def _checkpoint(name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _move(name: str, fd: int, *, known: int, end: int) -> int:
+def _move(name: str, fd: int, *, known: int, end: int, verify: bool = True) -> int:
     """Move the complete records of bytes [checkpoint, end) of one journal to the outbox, one
     transaction per BATCH_BYTES; returns the offset drained to. Needs the journal's lock (the
-    process's own drain lock for its journal, the flock for another's)."""
+    process's own drain lock for its journal, the flock for another's).
+
+    verify: read the stored checkpoint first. A replayer must; a process draining its own
+    journal knows where it is (a new file has no checkpoint) until a batch fails, when the
+    answer to its COMMIT may have been lost.
+    """
+    done = known
+    careful = False  # a batch the database refused is tried again row by row
+    while done < end:
+        try:
+            cut = _move_batch(name, fd, done, end, verify=verify, careful=careful)
+        except (DataError, IntegrityError):
+            if careful:
+                raise
+            careful = True
+            continue
+        if cut is None:
+            break
+        done, careful = cut, False
+    return done
+
+
+def _move_batch(
+    name: str, fd: int, done: int, end: int, *, verify: bool, careful: bool
+) -> int | None:
+    """One transaction: rows and checkpoint; returns the new offset, None when nothing is left
+    to move."""
     from apps.core import outbox  # outbox imports this module: the one way round at import
 
-    done = known
-    while done < end:
-        with transaction.atomic():
+    with transaction.atomic():
+        if verify:
             # The larger: the table may be behind what this process knows (a test database
             # flushed) or ahead of it (a COMMIT whose answer was lost).
             done = max(done, _checkpoint(name))
             if done >= end:
-                break
-            data = os.pread(fd, min(end - done, BATCH_BYTES), done)
+                return done  # moved before, by this process or a replayer that died after
+        data = os.pread(fd, min(end - done, BATCH_BYTES), done)
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < end - done:  # one record longer than a batch
+            data = os.pread(fd, end - done, done)
             cut = data.rfind(b"\n") + 1
-            if cut == 0 and len(data) < end - done:  # one record longer than a batch
-                data = os.pread(fd, end - done, done)
-                cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                break  # a torn last record: an append that failed (its request got 503)
-            rows = []
-            for line in data[:cut].splitlines():
-                try:
-                    rows.append(_decode(line))
-                except (ValueError, KeyError, TypeError) as error:
-                    log.error("audit journal %s: unreadable record skipped (%s): %r",
-                              name, error, line[:500])  # fmt: skip
-            if rows:
-                _insert(name, rows, outbox.insert_rows)
-            with connection.cursor() as cursor:
-                cursor.execute(_CHECKPOINT_UPSERT, [name, done + cut])
-        done += cut
-    return done
+        if cut == 0:
+            return None  # a torn last record: an append that failed (its request got 503)
+        lines = data[:cut].splitlines()
+        if careful:
+            _insert_one_by_one(name, lines)
+        elif connection.vendor == "postgresql":
+            outbox.insert_json(lines)  # PostgreSQL reads the records as they are
+        else:
+            outbox.insert_rows([_decode(line) for line in lines])
+        with connection.cursor() as cursor:
+            cursor.execute(_CHECKPOINT_UPSERT, [name, done + cut])
+    return done + cut
 
 
-def _insert(
-    name: str, rows: list[dict[str, Any]], insert_rows: Callable[[list[dict[str, Any]]], None]
-) -> None:
-    """Insert a batch; a row the database refuses (a value too long for its column) is logged
-    with its content and skipped, rather than holding back every event after it forever."""
-    try:
-        with transaction.atomic():  # a savepoint: a refused batch leaves the transaction usable
-            insert_rows(rows)
-        return
-    except (DataError, IntegrityError):
-        pass
-    for row in rows:
+def _insert_one_by_one(name: str, lines: list[bytes]) -> None:
+    """After the database refused a batch: each record in a savepoint; one that cannot be read
+    or that the database refuses (a value too long for its column) is logged with its content
+    and skipped, rather than holding back every event after it forever."""
+    from apps.core import outbox
+
+    for line in lines:
+        try:
+            values = _decode(line)
+        except (ValueError, KeyError, TypeError) as error:
+            log.error("audit journal %s: unreadable record skipped (%s): %r",
+                      name, error, line[:500])  # fmt: skip
+            continue
         try:
             with transaction.atomic():
-                insert_rows([row])
+                outbox.insert_rows([values])
         except (DataError, IntegrityError) as error:
             log.error(
                 "audit journal %s: event refused by the database (%s), recorded only here: %s",
-                name, error, _encode(row).decode().strip(),
+                name, error, line.decode(errors="replace"),
             )  # fmt: skip
 
 
@@ -224,6 +247,8 @@ class _Journal:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.failing_since: float | None = None
+        # Whether the checkpoints may be ahead of what this process knows (after a failure).
+        self.uncertain = False
 
     def append(self, line: bytes) -> None:
         with self.append_lock:
@@ -263,10 +288,15 @@ class _Journal:
                 work = [(segment, segment.size) for segment in self.retired]
                 if self.current is not None:
                     work.append((self.current, self.current.size))
-            for segment, end in work:
-                if segment.drained < end:
-                    segment.drained = _move(segment.name, segment.fd, known=segment.drained,
-                                            end=end)  # fmt: skip
+            try:
+                for segment, end in work:
+                    if segment.drained < end:
+                        segment.drained = _move(segment.name, segment.fd, known=segment.drained,
+                                                end=end, verify=self.uncertain)  # fmt: skip
+            except BaseException:
+                self.uncertain = True  # did the failed batch's COMMIT happen? ask next time
+                raise
+            self.uncertain = False
             with self.append_lock:
                 finished = [s for s in self.retired if s.drained >= s.size]
             for segment in finished:

@@ -48,20 +48,28 @@ def write(values: Mapping[str, Any]) -> None:
 def insert_rows(rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert a batch of event rows in the current transaction (core.journal's drain)."""
     fields = SecurityEvent._meta.concrete_fields
-    if connection.vendor != "postgresql":
-        prepared = [
-            [field.get_db_prep_save(values[field.name], connection) for field in fields]
-            for values in rows
-        ]
-        with connection.cursor() as cursor:
-            cursor.executemany(_insert_sql(), prepared)
-    else:
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.executemany(
-                _insert_sql(), [[_pg(values[field.name]) for field in fields] for values in rows]
-            )
+    prepared = [
+        [field.get_db_prep_save(values[field.name], connection) for field in fields]
+        for values in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(_insert_sql(), prepared)
     _count(len(rows))
+
+
+def insert_json(records: Sequence[bytes]) -> None:
+    """Insert a batch of events given as JSON objects keyed by column (core.journal's records)
+    in the current transaction; PostgreSQL only.
+
+    PostgreSQL parses the batch itself (jsonb_populate_recordset): no Python work per row.
+    Measured against decoding each record and COPYing the rows, the drain thread's CPU per event
+    fell from about 50 to about 15 µs (benchmarks/audit_journal.py).
+    """
+    batch = "[" + ",".join(record.decode() for record in records) + "]"
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as pg:
+        pg.execute(_recordset_sql(), [batch], prepare=True)
+    _count(len(records))
 
 
 def _count(rows: int) -> None:
@@ -99,3 +107,14 @@ def _insert_sql() -> str:
     table = quote(SecurityEvent._meta.db_table)
     placeholders = ", ".join(["%s"] * len(names))
     return f"INSERT INTO {table} ({', '.join(map(quote, names))}) VALUES ({placeholders})"  # noqa: S608
+
+
+@cache
+def _recordset_sql() -> str:
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(field.name) for field in SecurityEvent._meta.concrete_fields)
+    table = quote(SecurityEvent._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608 - names from the model
+        f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+    )
