@@ -117,10 +117,14 @@ def _open_segment(directory: Path) -> _Segment:
     return _Segment(directory / name, fd)
 
 
+# ensure_ascii (the default) escapes every line break inside values: one record, one line.
+# One encoder, built once: json.dumps with arguments builds a new one per call.
+_encoder = json.JSONEncoder(separators=(",", ":"))
+
+
 def _encode(values: Mapping[str, Any]) -> bytes:
     record = dict(values, id=values["id"].hex, occurred_at=values["occurred_at"].isoformat())
-    # ensure_ascii (the default) escapes every line break inside values: one record, one line.
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    return _encoder.encode(record).encode() + b"\n"
 
 
 def _decode(line: bytes) -> dict[str, Any]:
@@ -274,7 +278,8 @@ class _Journal:
                     f"cannot append to the audit journal: wrote {written} of {len(line)} bytes"
                 )
             segment.size += written
-        self.wake.set()
+        if not self.wake.is_set():  # set() takes a lock; under load it is mostly set already
+            self.wake.set()
 
     def pending(self) -> int:
         with self.append_lock:
