@@ -12,6 +12,7 @@ from apps.core.models import SecurityEvent
 @contextmanager
 def recorded() -> Iterator[list[SecurityEvent]]:
     """The events recorded inside the block, in order: `[event] = events` asserts one."""
+    journal.drain_now()  # what was journaled before the block is not the block's
     seen = set(SecurityEvent.objects.values_list("id", flat=True))
     events: list[SecurityEvent] = []
     yield events
