@@ -22,3 +22,18 @@ logconfig_dict = settings.LOGGING
 control_socket_disable = True
 limit_request_line = 8190
 limit_request_fields = 100
+
+
+def post_worker_init(worker: object) -> None:
+    """Open the worker's audit journal at start: its drain thread replays at once the journals
+    of workers that died (apps/core/journal.py)."""
+    from apps.core import journal
+
+    journal.start()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """Graceful exit: move the worker's journaled events to the outbox and remove its file."""
+    from apps.core import journal
+
+    journal.shutdown()

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_process_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
 
@@ -19,3 +19,19 @@ app.autodiscover_tasks()
 def _first_heartbeat(sender: Any, **kwargs: Any) -> None:
     """Beat's schedule first fires after one interval; send one now so /readyz is prompt."""
     sender.app.send_task("apps.core.tasks.heartbeat", expires=60)
+
+
+@worker_process_init.connect
+def _journal_start(**kwargs: Any) -> None:
+    """A prefork child opens its own audit journal (apps/core/journal.py), not its parent's."""
+    from apps.core import journal
+
+    journal.start()
+
+
+@worker_process_shutdown.connect
+def _journal_drain(**kwargs: Any) -> None:
+    """Prefork children leave through os._exit, past atexit: drain the journal here."""
+    from apps.core import journal
+
+    journal.shutdown()

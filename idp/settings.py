@@ -78,6 +78,13 @@ AUDIT_SHIP_BATCH = env.integer("IDP_AUDIT_SHIP_BATCH", 10000, minimum=1, maximum
 AUDIT_SHIP_THRESHOLD = env.integer("IDP_AUDIT_SHIP_THRESHOLD", 10000, minimum=1, maximum=1_000_000)
 # Seconds the oldest unshipped event may wait before /readyz fails (with ClickHouse only).
 AUDIT_BACKLOG_MAX_AGE = env.integer("IDP_AUDIT_BACKLOG_MAX_AGE", 300, minimum=1, maximum=86400)
+# Events recorded outside a database transaction (a client_credentials token, a failed
+# client authentication) are appended to a per-process journal file before the response and
+# moved to the outbox within 50 ms (HashiCorp Vault's audit model; README "Audit durability");
+# off = a synchronous INSERT per event, stronger against a whole-host crash and slower.
+AUDIT_JOURNAL = env.boolean("IDP_AUDIT_JOURNAL", True)
+# Where those journals live: a persistent local volume (flock, not NFS), kept across restarts.
+AUDIT_JOURNAL_DIR = env.path("IDP_AUDIT_JOURNAL_DIR", DATA_DIR / "journal")
 # Days audit events are kept: whole months older are dropped in ClickHouse (outbox rows without).
 AUDIT_RETENTION_DAYS = env.integer("IDP_AUDIT_RETENTION_DAYS", 400, minimum=1, maximum=36500)
 if CLICKHOUSE_URL and not str(DATABASE_URL).startswith(("postgres://", "postgresql://")):
@@ -282,6 +289,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
+    "apps.core.middleware.AuditUnavailableMiddleware",
     "apps.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -64,6 +65,28 @@ def live_server(servers: TestServers, django_db_setup: None) -> Iterator[object]
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's, plus: this process's audit journal is drained and its thread's
+    database connection closed before the test database is dropped."""
+    from apps.core import journal
+
+    yield
+    with django_db_blocker.unblock():
+        journal.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _journal_drained(django_db_blocker: Any) -> Iterator[None]:
+    """Events a test journaled outside a transaction (core.journal) reach the outbox before
+    its database is flushed, not in the next test's."""
+    from apps.core import journal
+
+    yield
+    with django_db_blocker.unblock():
+        journal.drain_now()
 
 
 @pytest.fixture(autouse=True)

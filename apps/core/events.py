@@ -2,7 +2,8 @@
 
 emit() writes an append-only row to the event outbox through the caller's database connection,
 so the event commits or rolls back with the change it records (the transactional outbox the
-audit pipeline ships). Later features add their events here, one line of doc each.
+audit pipeline ships); outside a transaction it is appended to the process's journal before
+emit() returns (core.journal). Later features add their events here, one line of doc each.
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ def emit(
     error_message: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    """Record one security event; returns the event id once the row is committed (in the
-    caller's transaction when there is one: see core.outbox).
+    """Record one security event; returns the event id once it is recorded: in the caller's
+    transaction when there is one, else in this process's journal (core.outbox, core.journal).
+    Raises core.errors.AuditUnavailable when it cannot be: the request must then fail.
 
     IP address, user agent, request id and duration come from the current request, when there
     is one; severity and compliance tags from RULES. `action` defaults to the verb of the event

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.views import error_response
+from apps.core.errors import AuditUnavailable
+from apps.core.views import audit_unavailable_response, error_response
+
+log = logging.getLogger("tessera.audit")
 
 _NUL = (b"\x00", b"%00")
 
@@ -45,3 +49,23 @@ class RejectNulMiddleware:
                 return False  # malformed Basic credentials are the OAuth layer's to refuse
             return any(marker in decoded.lower() for marker in _NUL)
         return False
+
+
+class AuditUnavailableMiddleware:
+    """A view whose security event could not be recorded (core.journal: disk full, read-only
+    volume) answers 503 and is logged once at ERROR: never a silent drop, never a 500.
+    (HashiCorp Vault refuses a request whose audit entry cannot be written.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, AuditUnavailable):
+            return None
+        log.error("audit: %s %s refused with 503: %s", request.method, request.path, exception)
+        response = audit_unavailable_response(request)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # once: not by Django too
+        return response

@@ -54,3 +54,21 @@ class SecurityEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ValueError("security events are append-only and cannot be deleted one by one")
+
+
+class JournalCheckpoint(models.Model):
+    """How many bytes of one process's event journal (core.journal) are in the outbox.
+
+    Advanced in the same transaction as the rows it covers, so a journal record is inserted
+    exactly once: a drain or replay that dies before its COMMIT leaves both unchanged, one that
+    dies after leaves both done, and the next replayer starts where this row says.
+    """
+
+    journal = models.CharField(primary_key=True, max_length=128)
+    drained_bytes = models.BigIntegerField()
+
+    class Meta:
+        db_table = "core_journal_checkpoint"
+
+    def __str__(self) -> str:
+        return f"{self.journal} at {self.drained_bytes}"

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import sys
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from apps.core import request_context
+from apps.core.errors import AuditUnavailable
 from apps.core.health import readiness
 
 
@@ -37,17 +40,24 @@ _ERRORS = {
     403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
     404: ("not_found", "There is nothing at this address. Check the URL."),
     500: ("server_error", "Something went wrong on our side. Try again; quote the request id."),
+    # RFC 6749 §4.1.2.1 / §5.2 code; the audit record could not be written (core.journal).
+    503: (
+        "temporarily_unavailable",
+        "The service cannot record this request's audit event right now. Try again shortly.",
+    ),
 }
 
 
-def error_response(request: HttpRequest, status: int) -> HttpResponse:
+def error_response(request: HttpRequest, status: int, *, json: bool | None = None) -> HttpResponse:
     """JSON unless the client prefers HTML (browsers say so in Accept; API clients often send
-    no Accept at all); never a stack trace."""
+    no Accept at all), or as `json` says; never a stack trace."""
     code, message = _ERRORS[status]
     context = request_context.current()
     request_id = context.request_id if context else ""
     response: HttpResponse
-    if request.get_preferred_type(["application/json", "text/html"]) == "application/json":
+    if json is None:
+        json = request.get_preferred_type(["application/json", "text/html"]) == "application/json"
+    if json:
         response = JsonResponse(
             {"error": code, "error_description": message, "request_id": request_id},
             status=status,
@@ -76,4 +86,17 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    if isinstance(sys.exc_info()[1], AuditUnavailable):
+        # Raised outside a view (a middleware's event), where AuditUnavailableMiddleware does
+        # not see it; Django has logged it (once, at ERROR).
+        return audit_unavailable_response(request)
     return error_response(request, 500)
+
+
+def audit_unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 for a request whose security event could not be recorded: JSON on the protocol and
+    API paths (RFC 6749 §5.2 temporarily_unavailable), the error page elsewhere."""
+    api = request.path.startswith(("/oauth/", "/api/"))
+    response = error_response(request, 503, json=api)
+    response["Retry-After"] = "5"  # RFC 9110 §10.2.3
+    return response

@@ -11,6 +11,7 @@ from clickhouse_driver import Client
 from django.core.management import call_command
 
 from apps.audit.clickhouse_schema import COLUMN_NAMES, PARTITIONED_TABLES
+from apps.core import journal
 from apps.core.events import EventType, emit
 from tests.servers import TestServers
 
@@ -79,7 +80,8 @@ def audit_clickhouse(servers: TestServers, clickhouse_client: Client) -> Iterato
 
 
 def emit_many(count: int) -> None:
-    """`count` events, each committed on its own as a token request's is."""
+    """`count` events, each recorded outside a transaction as a token request's is, and all
+    of them in the outbox when this returns (the journal drained, core.journal)."""
     for index in range(count):
         emit(
             EventType.TOKEN_ISSUED,
@@ -87,3 +89,4 @@ def emit_many(count: int) -> None:
             resource_id=f"client-{index % 7}",
             metadata={"grant_type": "client_credentials", "n": index},
         )
+    journal.drain_now()

@@ -10,6 +10,7 @@ import pytest
 from apps.audit import retention
 from apps.audit.shipping import outbox_drain
 from apps.audit.tasks import apply_retention, ship_events
+from apps.core import journal
 from apps.core.events import EventType, emit
 from apps.core.models import SecurityEvent
 from tests.audit.conftest import PARTITIONS, counts
@@ -18,6 +19,7 @@ from tests.audit.conftest import PARTITIONS, counts
 def _event_at(when: datetime) -> None:
     """An event recorded through emit(), then moved back in time as if it were that old."""
     event_id = emit(EventType.LOGOUT, user_id="u-1")
+    journal.drain_now()  # outside a transaction it went to the journal first
     SecurityEvent.objects.filter(pk=event_id).update(occurred_at=when)
 
 
@@ -62,6 +64,7 @@ def test_without_clickhouse_retention_deletes_old_outbox_rows_in_batches(
     for days in (400, 90, 45, 31, 30.5):
         _event_at(now - timedelta(days=days))
     recent = [emit(EventType.LOGOUT, user_id="u-1") for _ in range(2)]
+    journal.drain_now()
     _event_at(now - timedelta(days=29))
 
     assert apply_retention() == 5

@@ -26,6 +26,7 @@ from apps.accounts.services import user_create
 from apps.audit.clickhouse_schema import COLUMN_NAMES
 from apps.audit.shipping import outbox_drain, outbox_ship_batch
 from apps.audit.tasks import ship_events
+from apps.core import journal
 from apps.core.events import EventType, emit
 from apps.core.models import SecurityEvent
 from tests.audit.conftest import (
@@ -284,6 +285,7 @@ def test_two_shippers_at_once_ship_every_event_exactly_once(audit_clickhouse) ->
 @pytest.mark.django_db(transaction=True)
 def test_the_instant_of_an_event_survives_to_the_microsecond(audit_clickhouse) -> None:
     emit(EventType.LOGOUT, user_id="u-1", metadata={"note": "ünïcode \u2603", "nested": [1]})
+    journal.drain_now()
     [recorded] = _outbox_rows().values()
 
     assert outbox_drain(batch_size=10) == 1

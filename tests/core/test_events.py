@@ -89,9 +89,12 @@ def test_emit_strips_nul_bytes_postgresql_would_refuse() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_refused_event_raises_a_django_error_and_the_connection_stays_usable() -> None:
+def test_a_refused_event_raises_a_django_error_and_the_connection_stays_usable(
+    settings,
+) -> None:
     # The row goes through psycopg directly; its errors must still be Django's (callers catch
     # django.db.Error) and must not leave the connection unusable for the next event.
+    settings.AUDIT_JOURNAL = False  # a synchronous INSERT (the journal's refusals: test_journal)
     with pytest.raises(DataError):
         emit(EventType.LOGOUT, resource_type="x" * 65)  # the column holds 64
     event_id = emit(EventType.LOGOUT, resource_type="ok")
