@@ -141,6 +141,12 @@ def wait_until_ready(tree: Tree, url: str) -> bool:
     return False
 
 
+def web_server_argv(python: str) -> list[str]:
+    """The production web server command (idp/web.py): what `make run`, deploy/ and the tests
+    start."""
+    return [python, "-m", "idp.web"]
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
     import django
@@ -176,10 +182,9 @@ def main() -> int:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         say(f"starting web server on {settings.BIND_HOST}:{settings.PORT}, worker and beat")
-        gunicorn_conf = str(ROOT / "deploy" / "gunicorn.conf.py")
         celery = [python, "-m", "celery", "-A", "idp", "--quiet"]
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
-        tree.start("web", [python, "-m", "gunicorn", "-c", gunicorn_conf, "idp.wsgi:application"])
+        tree.start("web", web_server_argv(python))
         # One local worker: mingle and gossip (worker-to-worker sync) only cost startup time.
         worker = ["worker", "--concurrency", "2", "--without-mingle", "--without-gossip"]
         tree.start("worker", [*celery, *worker, "--loglevel", "INFO", "-n", "tessera@%h"])
