@@ -63,7 +63,7 @@ def tessera_argv(kind: str, port: int) -> list[str]:
     """The command each candidate serves Tessera with; `production` is idp.serve's own."""
     from idp.serve import web_server_argv
 
-    gunicorn = [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+    gunicorn = [PYTHON, "-m", "gunicorn", "-c", "benchmarks/gunicorn.conf.py"]
     return {
         "production": web_server_argv(PYTHON),
         "gunicorn_gthread": [*gunicorn, "idp.wsgi:application"],
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         help="reference: the server Tessera runs on (production: what idp.serve runs)",
     )  # fmt: skip
     parser.add_argument(
-        "--refresh-tokens", type=int, default=3000,
+        "--refresh-tokens", type=int, default=2000,
         help="reference: refresh tokens minted for Tessera, each by a real code flow",
     )  # fmt: skip
     parser.add_argument(

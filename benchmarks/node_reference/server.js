@@ -3,7 +3,8 @@
 //   PORT=3000 ISSUER=http://127.0.0.1:3000 CLIENT_SECRET=... REFRESH_TOKENS=20000 \
 //   REFRESH_TOKENS_FILE=/tmp/rt.txt node server.js
 //
-// In-memory adapter (the library's default MemoryAdapter), ES256 JWT access tokens through
+// In-memory adapter (the library's own MemoryAdapter on its own LRU store, whose default bound
+// of 1,000 entries is raised to 10 million so the seeded tokens are not evicted), ES256 JWT access tokens through
 // resource indicators (RFC 8707; accessTokenFormat 'jwt'), one confidential client
 // (client_secret_basic) allowed client_credentials, authorization_code and refresh_token,
 // refresh tokens rotated on every use (rotateRefreshToken: true, as Tessera does; RFC 9700
@@ -21,6 +22,8 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 const port = Number(process.env.PORT || 3000);
 const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
@@ -33,7 +36,18 @@ function signingKey(type, options, alg) {
   return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomUUID()}` };
 }
 
+const store = new LRU({ maxSize: 10_000_000 });
+const day = 24 * 60 * 60;
+
 const provider = new Provider(issuer, {
+  adapter: (model) => new MemoryAdapter(model, store),
+  ttl: {
+    AccessToken: 300,
+    ClientCredentials: 300,
+    IdToken: 3600,
+    Grant: 14 * day,
+    RefreshToken: 14 * day,
+  },
   clients: [{
     client_id: 'benchmark-client',
     client_secret: clientSecret,
