@@ -200,6 +200,7 @@ def main() -> int:
     import django
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
+
     try:
         django.setup()
     except ImproperlyConfigured as error:
