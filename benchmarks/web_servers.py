@@ -86,7 +86,8 @@ def tessera_argv(kind: str, port: int) -> list[str]:
 
 
 SERVER_KINDS = (
-    "gunicorn_sync", "gunicorn_gthread", "granian_wsgi", "granian_asgi", "uvicorn_asgi"
+    "gunicorn_sync", "gunicorn_gthread", "granian_wsgi", "granian_asgi", "uvicorn_asgi",
+    "production",  # python -m idp.web: granian WSGI as deployed (IDP_WEB_THREADS threads)
 )  # fmt: skip
 
 
@@ -631,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         help="servers: the web servers compared",
     )  # fmt: skip
     parser.add_argument(
-        "--tessera-server", default="production", choices=("production", *SERVER_KINDS),
+        "--tessera-server", default="production", choices=SERVER_KINDS,
         help="reference: the server Tessera runs on (production: what idp.serve runs)",
     )  # fmt: skip
     parser.add_argument(
