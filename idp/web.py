@@ -71,7 +71,10 @@ def main() -> None:
     run_dir = settings.DATA_DIR / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "granian-logging.json"
-    config_path.write_text(json.dumps(log_config(settings.LOG_LEVEL)))
+    # Written whole, then renamed: servers starting together on one data dir never read half.
+    partial = run_dir / f".granian-logging.{os.getpid()}.json"
+    partial.write_text(json.dumps(log_config(settings.LOG_LEVEL)))
+    partial.replace(config_path)
     command = argv(sys.executable, settings, config_path)
     if "--print-argv" in sys.argv[1:]:
         print(json.dumps(command))
