@@ -146,9 +146,10 @@ def test_clients_trickling_bodies_do_not_starve_the_server(web) -> None:
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
     try:
-        time.sleep(0.5)  # load, not a wait for state: let the ten reads begin
+        # Probe for 3 s of trickling: the ten reads start within the first of them.
         timings = []
-        for _ in range(10):
+        trickling_until = time.monotonic() + 3.0
+        while time.monotonic() < trickling_until:
             started = time.monotonic()
             assert _healthz(web.url) == 200
             timings.append(time.monotonic() - started)
