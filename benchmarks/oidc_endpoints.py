@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.oidc_endpoints [--warmup 3] [--duration 10] [--connections 8]
 
 Starts a throwaway PostgreSQL and Redis (tests.servers), migrates, registers the clients it
-needs (benchmarks.fixtures), then runs gunicorn exactly as production does
-(`python -m gunicorn -c deploy/gunicorn.conf.py idp.wsgi:application`, one worker) pinned to
+needs (benchmarks.fixtures), then runs the web server exactly as production does
+(the argv of `python -m idp.web`, granian, with IDP_WEB_WORKERS=1) pinned to
 one CPU, and drives it with wrk from the other CPU(s). It does so twice, once per access-token
 algorithm (settings.ACCESS_TOKEN_ALG ES256, then RS256), and measures every endpoint against a
 bare Django JSON view served by the same process in the same run. benchmarks/README.md explains
@@ -48,7 +48,7 @@ WRK_APT_LINE = "apt-get install -y wrk"
 class Server:
     name: str
     alg: str  # settings.ACCESS_TOKEN_ALG
-    app: str  # the WSGI application gunicorn serves
+    app: str  # the WSGI application the web server serves
     only: tuple[str, ...] = ()  # endpoint name prefixes measured on it (all when empty)
 
 
@@ -95,7 +95,7 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class Placement:
-    """The server (gunicorn master and its one worker) gets one CPU; wrk, PostgreSQL, Redis
+    """The server (the granian master and its one worker) gets one CPU; wrk, PostgreSQL, Redis
     and this script share the others. PostgreSQL and Redis do work for the server on every
     token request, but on the server's core they would make the figure depend on how the
     scheduler interleaves three processes; on the load generator's core they add what a
@@ -271,7 +271,7 @@ def _wrk_report(output: str) -> dict[str, int]:
 # --- the servers -------------------------------------------------------------------------
 
 
-class Gunicorn:
+class WebServer:
     """The production web server command, one worker, pinned to the server CPU."""
 
     def __init__(self, env: dict[str, str], cpus: set[int], log_path: Path, app: str) -> None:
@@ -287,7 +287,9 @@ class Gunicorn:
         _die_with_parent()
 
     def start(self) -> None:
-        argv = [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", self.app]
+        # The production argv (idp/web.py) for this environment, serving self.app.
+        printed = _run([PYTHON, "-m", "idp.web", "--print-argv"], self.env, "idp.web")
+        argv = [*json.loads(printed)[:-1], self.app]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 argv,
@@ -303,7 +305,7 @@ class Gunicorn:
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
-                raise BenchmarkError(f"gunicorn did not start:\n{tail}")
+                raise BenchmarkError(f"the web server did not start:\n{tail}")
             with contextlib.suppress(OSError):
                 status, _ = request(self.port, "GET", "/healthz")
                 if status == 200:
@@ -315,14 +317,14 @@ class Gunicorn:
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         if len(children) != 1:
-            raise BenchmarkError(f"expected one gunicorn worker, found {children}")
+            raise BenchmarkError(f"expected one web server worker, found {children}")
         return int(children[0])
 
     def stop(self) -> None:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # graceful: gunicorn_conf graceful_timeout
+            self.process.send_signal(signal.SIGTERM)  # graceful: idp/web.py's kill timeout
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
@@ -378,7 +380,7 @@ class Benchmark:
         self.base = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
         self.base.chmod(0o755)  # the postgres user (under root) must reach its folder inside
         self.servers: list[Any] = []
-        self.gunicorn: Gunicorn | None = None
+        self.web: WebServer | None = None
         self.server_name = ""
         self.results: list[Result] = []
 
@@ -407,7 +409,7 @@ class Benchmark:
         from tests.servers import Postgres, Redis, free_port
 
         # Everything started from here on (PostgreSQL, Redis, wrk, migrate) inherits these
-        # CPUs; gunicorn alone moves to the server CPU.
+        # CPUs; the web server alone moves to the server CPU.
         os.sched_setaffinity(0, self.placement.others)
         self.postgres = Postgres(self.base)
         self.redis = Redis(self.base)
@@ -520,8 +522,8 @@ class Benchmark:
     def measure(self, endpoint: Endpoint) -> Result:
         self.probe(endpoint)
         self.wrk(endpoint, self.args.warmup)
-        assert self.gunicorn is not None
-        worker = self.gunicorn.worker_pid()
+        assert self.web is not None
+        worker = self.web.worker_pid()
         server_meter = CpuMeter(lambda: [worker])
         db_meter = CpuMeter(self.database_pids)
         profiler = self.start_profiler(endpoint)
@@ -570,12 +572,12 @@ class Benchmark:
     def start_profiler(self, endpoint: Endpoint) -> subprocess.Popen[bytes] | None:
         if not self.args.py_spy:
             return None
-        assert self.gunicorn is not None
+        assert self.web is not None
         output = Path(self.args.profile_dir) / f"{endpoint.name}.txt"
         output.parent.mkdir(parents=True, exist_ok=True)
         output.unlink(missing_ok=True)
         argv = [
-            self.args.py_spy, "record", "--pid", str(self.gunicorn.worker_pid()),
+            self.args.py_spy, "record", "--pid", str(self.web.worker_pid()),
             "--rate", str(PROFILE_RATE), "--gil", "--format", "raw", "--output", str(output),
             "--duration", str(int(self.args.duration)),
         ]  # fmt: skip
@@ -598,16 +600,16 @@ class Benchmark:
     # --- one server per algorithm -------------------------------------------------------
 
     def run_server(self, server: Server) -> None:
-        log(f"gunicorn {server.app} with ACCESS_TOKEN_ALG={server.alg} on CPU "
+        log(f"web server {server.app} with ACCESS_TOKEN_ALG={server.alg} on CPU "
             f"{_cpus(self.placement.server)}")  # fmt: skip
         self.server_name = server.name
-        self.gunicorn = Gunicorn(
+        self.web = WebServer(
             self.environ(server.alg),
             self.placement.server,
-            self.base / f"gunicorn-{server.name}.log",
+            self.base / f"web-{server.name}.log",
             server.app,
         )
-        self.gunicorn.start()
+        self.web.start()
         try:
             for endpoint in self.endpoints(server.alg):
                 if server.only and not endpoint.name.startswith(server.only):
@@ -615,8 +617,8 @@ class Benchmark:
                 log(f"{endpoint.name}: {self.args.warmup}s warm-up, {self.args.duration}s load")
                 self.results.append(self.measure(endpoint))
         finally:
-            self.gunicorn.stop()
-            self.gunicorn = None
+            self.web.stop()
+            self.web = None
 
     def run(self) -> None:
         self.wrk_path = ensure_wrk()
@@ -627,8 +629,8 @@ class Benchmark:
         self.report(time.monotonic() - started)
 
     def stop(self) -> None:
-        if self.gunicorn is not None:
-            self.gunicorn.stop()
+        if self.web is not None:
+            self.web.stop()
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.stop()
@@ -647,7 +649,7 @@ class Benchmark:
             f"loadavg_before={self.loadavg}"
         )
         print(
-            f"config workers=1 worker_class=gthread threads=4 connections={self.args.connections} "
+            f"config workers=1 server=granian_wsgi connections={self.args.connections} "
             f"wrk_threads=1 warmup_s={self.args.warmup} duration_s={self.args.duration} "
             f"log_level={self.args.log_level} elapsed_s={elapsed:.0f}"
         )
@@ -745,7 +747,7 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("view_other", ("(apps/tokens/views.py)", "TokenView.", "bare (benchmarks/bench_urls.py)")),
     ("django_handler_middleware", ("BaseHandler.get_response (",)),
-    ("gunicorn_http_wsgi_threads", ("",)),
+    ("server_http_wsgi_threads", ("",)),
 )
 
 

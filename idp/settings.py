@@ -165,8 +165,23 @@ REVOCATION_FAIL_OPEN = env.boolean("IDP_REVOCATION_FAIL_OPEN", False)
 LOG_LEVEL = env.choice(
     "IDP_LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
 ).upper()
-# Web server worker processes started by `make run`.
+# Web server (granian, idp/web.py) worker processes.
 WEB_WORKERS = env.integer("IDP_WEB_WORKERS", 2, minimum=1, maximum=64)
+# Threads per web worker that run Django (granian --blocking-threads). A client sending its
+# body slowly holds one of them while it trickles (a WSGI read blocks), so this is the number
+# of such clients one worker outlasts; idle threads cost memory only.
+WEB_THREADS = env.integer("IDP_WEB_THREADS", 32, minimum=1, maximum=512)
+# TLS terminated by the web server itself (TLS 1.3 only, RFC 8446): a PEM certificate chain
+# and its PKCS#8 PEM key. Unset: plain HTTP, for a proxy in front that terminates TLS.
+TLS_CERT_FILE = env.existing_file("IDP_TLS_CERT_FILE")
+TLS_KEY_FILE = env.existing_file("IDP_TLS_KEY_FILE")
+if (TLS_CERT_FILE is None) != (TLS_KEY_FILE is None):
+    raise ImproperlyConfigured("IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE go together: set both")
+# Largest request body accepted, in bytes, whatever its content type or framing (OWASP ASVS
+# 4.0 V13.1.3 / V12.1.1: size limits on requests); above it the answer is 413.
+MAX_REQUEST_BODY_BYTES = env.integer(
+    "IDP_MAX_REQUEST_BODY_BYTES", 1_048_576, minimum=4096, maximum=1_073_741_824
+)
 # Seconds after which a missing worker heartbeat makes /readyz fail.
 WORKER_HEARTBEAT_MAX_AGE = env.integer("IDP_WORKER_HEARTBEAT_MAX_AGE", 60, minimum=5, maximum=3600)
 # Seconds each /readyz dependency check may take before it counts as down.
@@ -290,6 +305,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
     "apps.core.middleware.AuditUnavailableMiddleware",
+    "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

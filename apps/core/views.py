@@ -39,6 +39,10 @@ _ERRORS = {
     400: ("invalid_request", "The request could not be understood. Check its parameters."),
     403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
     404: ("not_found", "There is nothing at this address. Check the URL."),
+    # Size limits (apps/core/request_limits.py): RFC 9110 §15.5.14, §15.5.15; RFC 6585 §5.
+    413: ("invalid_request", "The request body is too large."),
+    414: ("invalid_request", "The request URL is too long."),
+    431: ("invalid_request", "The request headers are too large."),
     500: ("server_error", "Something went wrong on our side. Try again; quote the request id."),
     # RFC 6749 §4.1.2.1 / §5.2 code; the audit record could not be written (core.journal).
     503: (

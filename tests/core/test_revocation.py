@@ -21,6 +21,7 @@ from apps.core import revocation
 from apps.sessions.services import session_start
 from apps.tokens.claims import access_token_claims, sign
 from apps.tokens.validation import InvalidToken, validate_access_token
+from idp.serve import web_server_argv
 from tests.conftest import redis_start_again
 from tests.servers import free_port, wait_for
 
@@ -43,7 +44,8 @@ def _user_token(*, staff: bool = False, scopes: tuple[str, ...] = ("openid",)) -
 
 @pytest.fixture
 def two_web_processes(servers, django_db_setup) -> Iterator[list[str]]:
-    """Two production web servers (gunicorn, as deploy/ runs it) on the suite's database."""
+    """Two production web servers (idp.serve.web_server_argv, as deploy/ runs it) on the
+    suite's database."""
     env = {
         **os.environ,
         "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
@@ -51,18 +53,11 @@ def two_web_processes(servers, django_db_setup) -> Iterator[list[str]]:
         "IDP_LOG_LEVEL": "warning",
     }
     processes, urls = [], []
-    gunicorn = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "deploy/gunicorn.conf.py",
-        "idp.wsgi:application",
-    ]
+    web = web_server_argv(sys.executable)
     for _ in range(2):
         port = free_port()
         processes.append(subprocess.Popen(
-            gunicorn, cwd=ROOT, env={**env, "PORT": str(port)},
+            web, cwd=ROOT, env={**env, "PORT": str(port)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
         urls.append(f"http://127.0.0.1:{port}")

@@ -1,4 +1,5 @@
-"""Gunicorn settings for `make run` and production: `gunicorn -c deploy/gunicorn.conf.py
+"""gunicorn as Tessera ran it before granian (benchmarks/README.md, "Web servers"): the
+configuration benchmarks/web_servers.py compares, `gunicorn -c benchmarks/gunicorn.conf.py
 idp.wsgi:application`. Every value comes from idp.settings (the environment)."""
 
 import os
