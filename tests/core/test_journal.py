@@ -358,6 +358,15 @@ def _worker_pids(master: int) -> list[int]:
     return pids
 
 
+def _journals_of(pid: int) -> list[Path]:
+    return list(_journal_dir().glob(f"{pid}-*{journal.SUFFIX}"))
+
+
+def _journaled_workers(server: int) -> list[int]:
+    """The server's worker processes: its children that opened an audit journal."""
+    return [pid for pid in _worker_pids(server) if _journals_of(pid)]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
     child_env,
@@ -369,15 +378,14 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
     port = free_port()
     env = {**child_env, "PORT": str(port), "IDP_WEB_WORKERS": "2",
            "IDP_LOG_LEVEL": "warning"}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "idp.wsgi:application"],
+    server = subprocess.Popen(  # the production command (idp/web.py: granian)
+        [sys.executable, "-m", "idp.web"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(url), 60, "gunicorn did not start")
-        wait_for(lambda: len(_worker_pids(server.pid)) == 2, 60, "two workers did not start")
+        wait_for(lambda: _answers(url), 60, "the web server did not start")
+        wait_for(lambda: len(_journaled_workers(server.pid)) == 2, 60, "two workers did not start")
         issued: list[str] = []
         victims: list[Path] = []  # the killed worker's journal
         killed = threading.Event()
@@ -385,8 +393,8 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
 
         def token(n: int) -> None:
             if n == 100 and not killed.is_set():
-                victim = _worker_pids(server.pid)[0]
-                victims.extend(_journal_dir().glob(f"{victim}-*{journal.SUFFIX}"))
+                victim = _journaled_workers(server.pid)[0]
+                victims.extend(_journals_of(victim))
                 os.kill(victim, signal.SIGKILL)
                 killed.set()
             try:
@@ -405,7 +413,7 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(token, range(300)))
         assert killed.is_set()
-        assert victims  # it had opened its journal at start (post_worker_init)
+        assert victims  # it had opened its journal at start (idp/wsgi.py)
         assert len(issued) > 150
 
         def arrived() -> Counter[str]:
@@ -419,9 +427,16 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
         wait_for(lambda: not any(p.exists() for p in victims), 60, "the dead journal stayed")
         assert arrived() == dict.fromkeys(issued, 1)
         print(f"burst_tokens_issued={len(issued)} events_arrived_once={len(arrived())}")
-    finally:
+        # A graceful stop drains every live worker's journal and removes its file.
+        live = [p for pid in _journaled_workers(server.pid) for p in _journals_of(pid)]
+        assert live
         server.terminate()
         server.wait(60)
+        assert not [p for p in live if p.exists()], "a gracefully stopped worker left its journal"
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(60)
 
 
 def _answers(url: str) -> bool:
