@@ -35,7 +35,7 @@ DEADLINE = 10.0  # generous: the state normally arrives within milliseconds
 
 @pytest.fixture
 def web_process(servers, django_db_setup) -> Iterator[str]:
-    """A production web server (gunicorn, one worker, as deploy/ runs it) on the suite's
+    """A production web server (`python -m idp.web`, one worker, as deploy/ runs it) on the suite's
     database and Redis: another process, sharing nothing with this one but those two."""
     port = free_port()
     env = {
@@ -46,12 +46,12 @@ def web_process(servers, django_db_setup) -> Iterator[str]:
         "PORT": str(port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "idp.wsgi:application"],
+        [sys.executable, "-m", "idp.web"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), 30, f"{url} did not start")
+        wait_for(lambda: _ready(url), 60, f"{url} did not start")
         yield url
     finally:
         process.terminate()
