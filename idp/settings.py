@@ -343,7 +343,8 @@ def _database(url: str) -> dict[str, Any]:
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets the web server, worker and beat processes read while one writes;
         # IMMEDIATE takes the write lock at BEGIN so two writers queue instead of deadlocking.
-        config["CONN_MAX_AGE"] = 0
+        # Connections persist (conn_max_age above), as on PostgreSQL: opening one and running
+        # its PRAGMAs per request was a connection per request on the hot path (issue 11).
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
