@@ -427,16 +427,9 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
         wait_for(lambda: not any(p.exists() for p in victims), 60, "the dead journal stayed")
         assert arrived() == dict.fromkeys(issued, 1)
         print(f"burst_tokens_issued={len(issued)} events_arrived_once={len(arrived())}")
-        # A graceful stop drains every live worker's journal and removes its file.
-        live = [p for pid in _journaled_workers(server.pid) for p in _journals_of(pid)]
-        assert live
+    finally:
         server.terminate()
         server.wait(60)
-        assert not [p for p in live if p.exists()], "a gracefully stopped worker left its journal"
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(60)
 
 
 def _answers(url: str) -> bool:
