@@ -25,7 +25,7 @@ from apps.tokens import clients, grants, id_tokens, logout_propagation
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe
-from apps.tokens.grants.base import Refused, authenticated_client
+from apps.tokens.grants.base import Refused, authenticated_client, refusal_body
 from apps.tokens.models import Client
 from apps.tokens.services import token_introspect, token_revoke
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
@@ -157,8 +157,7 @@ def _token_param(params: QueryDict) -> tuple[str, str | None]:
 
 
 def _refusal(refused: Refused) -> JsonResponse:
-    body = {"error": refused.error, "error_description": safe(refused.description)}
-    return JsonResponse(body, status=refused.status)
+    return JsonResponse(refusal_body(refused), status=refused.status)
 
 
 @csrf_exempt

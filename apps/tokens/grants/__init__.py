@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.tokens.errors import safe
 from apps.tokens.grants import authorization_code, client_credentials, refresh_token
 from apps.tokens.grants.base import (
     Refused,
     TokenRequest,
     authenticated_client,
     check_params,
+    refusal_body,
     require,
 )
 
@@ -50,8 +50,7 @@ def token_response(request: HttpRequest) -> HttpResponse:
             )
         answer = handler.issue(TokenRequest(request, params, client))
     except Refused as refused:
-        body = {"error": refused.error, "error_description": safe(refused.description)}
-        return _json(body, refused.status)
+        return _json(refusal_body(refused), refused.status)
     return _json(answer, 200)
 
 

@@ -9,13 +9,12 @@ import hmac
 import re
 from typing import NoReturn
 
-from django.db import transaction
 from django.utils import timezone
 
 from apps.sessions.services import session_is_live
 from apps.tokens import services
 from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
-from apps.tokens.grants.issue import Issuance, tokens_issue
+from apps.tokens.grants.issue import Issuance, tokens_issue_claimed
 from apps.tokens.models import Grant
 from apps.tokens.scopes import OFFLINE_ACCESS
 
@@ -38,27 +37,19 @@ def issue(request: TokenRequest) -> dict[str, object]:
         _spend(grant)  # a failed exchange spends the code too: no second guess at the verifier
         raise
     scopes = grant.scope.split()
-    # The claim and the tokens commit together: a concurrent exchange waits on the row,
-    # then finds it spent and revokes what this one issued.
-    with transaction.atomic():
-        answer = (
-            tokens_issue(
-                Issuance(
-                    grant_type=GRANT_TYPE,
-                    client=request.client,
-                    user=grant.user,
-                    session=grant.session,
-                    scopes=scopes,
-                    family=grant.token_family,
-                    audience=audience(request.params),
-                    # OIDC Core §11: the authorize checks granted the scope only where allowed.
-                    offline=OFFLINE_ACCESS in scopes,
-                    nonce=grant.nonce,
-                )
-            )
-            if _spend(grant)
-            else None
-        )
+    issuance = Issuance(
+        grant_type=GRANT_TYPE,
+        client=request.client,
+        user=grant.user,
+        session=grant.session,
+        scopes=scopes,
+        family=grant.token_family,
+        audience=audience(request.params),
+        # OIDC Core §11: the authorize checks granted the scope only where allowed.
+        offline=OFFLINE_ACCESS in scopes,
+        nonce=grant.nonce,
+    )
+    answer = tokens_issue_claimed(lambda: _spend(grant), issuance)
     if answer is None:
         _replayed(grant)
     return answer

@@ -10,6 +10,7 @@ from django.http import HttpRequest, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
 from apps.tokens import clients
+from apps.tokens.errors import safe
 from apps.tokens.models import Client
 
 # RFC 6749 §3.2: request parameters MUST NOT be included more than once (resource may:
@@ -30,6 +31,11 @@ class Refused(Exception):
     def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+
+
+def refusal_body(refused: Refused) -> dict[str, str]:
+    """The RFC 6749 §5.2 error body: a description never reflects raw input (errors.safe)."""
+    return {"error": refused.error, "error_description": safe(refused.description)}
 
 
 def invalid_grant(description: str) -> Refused:

@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,6 +103,14 @@ def tokens_issue(issuance: Issuance) -> dict[str, object]:
     if "openid" in issuance.scopes:
         answer["id_token"] = _id_token(issuance, access_token)
     return answer
+
+
+def tokens_issue_claimed(claim: Callable[[], bool], issuance: Issuance) -> dict[str, object] | None:
+    """tokens_issue() once `claim` (spending the code, rotating the refresh token) succeeds,
+    committing both together: a concurrent second use waits on the claimed row, then finds it
+    spent (None here) and revokes what the first issued."""
+    with transaction.atomic():
+        return tokens_issue(issuance) if claim() else None
 
 
 def _refresh_token_create(issuance: Issuance, access: AccessToken) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from django.db import transaction
 from django.utils import timezone
 
 from apps.tokens import services
 from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
-from apps.tokens.grants.issue import Issuance, tokens_issue
+from apps.tokens.grants.issue import Issuance, tokens_issue_claimed
 from apps.tokens.models import AccessToken, RefreshToken
 
 GRANT_TYPE = "refresh_token"
@@ -24,26 +23,18 @@ def issue(request: TokenRequest) -> dict[str, object]:
     _check_client(request, token)
     _check_lifetimes(token)
     scopes = _scopes(request, token)
-    # The rotation and the new tokens commit together: a concurrent use of the same token
-    # waits on the row, then finds it spent and revokes what this one issued.
-    with transaction.atomic():
-        answer = (
-            tokens_issue(
-                Issuance(
-                    grant_type=GRANT_TYPE,
-                    client=request.client,
-                    user=token.user,
-                    session=token.session,
-                    scopes=scopes,
-                    family=token.token_family,
-                    audience=audience(request.params),
-                    offline=token.offline,
-                    previous=token,
-                )
-            )
-            if _rotate(token)
-            else None
-        )
+    issuance = Issuance(
+        grant_type=GRANT_TYPE,
+        client=request.client,
+        user=token.user,
+        session=token.session,
+        scopes=scopes,
+        family=token.token_family,
+        audience=audience(request.params),
+        offline=token.offline,
+        previous=token,
+    )
+    answer = tokens_issue_claimed(lambda: _rotate(token), issuance)
     if answer is None:
         _reused(token)
     return answer
