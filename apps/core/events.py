@@ -246,5 +246,11 @@ def _duration_ms(context: request_context.RequestContext | None) -> float | None
 
 
 def _text(value: object) -> str:
-    # PostgreSQL refuses NUL in text: the event, and with it the action, would fail.
-    return "" if value is None else str(value).replace("\x00", "")
+    # PostgreSQL refuses NUL in text, and JSON/UTF-8 a lone surrogate (what Python makes of
+    # undecodable input): the event, and with it the action, would fail. Both are replaced.
+    if value is None:
+        return ""
+    text = str(value).replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
