@@ -731,7 +731,7 @@ def _frames(stack: str) -> Iterator[str]:
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("jwt_sign", ("sign (apps/tokens/claims.py)",)),
     ("access_token_claims", ("access_token_claims (apps/tokens/claims.py)",)),
-    ("jwt_verify", ("_check_signature_and_times (apps/tokens/validation.py)",)),
+    ("jwt_verify", ("_check_signature (apps/tokens/validation.py)",)),
     ("revocation_check_redis", ("_check_revocation (apps/tokens/validation.py)",)),
     ("validate_access_token_other", ("validate_access_token (apps/tokens/validation.py)",)),
     ("emit_security_event_insert", ("emit (apps/core/events.py)",)),

