@@ -24,7 +24,8 @@ transaction, where it commits with the change it records.
   outbox from its checkpoint, then unlinked while still locked (and its checkpoint deleted in
   the same transaction). Two replayers race on the lock, not on timing; one that opened the
   file before the other unlinked it sees st_nlink == 0 once it holds the lock, and skips it.
-- Shutdown: shutdown() (atexit, gunicorn's worker_exit, Celery's worker_process_shutdown)
+- Shutdown: shutdown() (atexit; multiprocessing's exit finalizers in granian's and Celery's
+  workers, which skip atexit; gunicorn's worker_exit, Celery's worker_process_shutdown)
   drains and removes this process's journal. A process that cannot reach the database then
   leaves the file to be replayed by the next one.
 - fork: a child (gunicorn or Celery prefork) closes the descriptors it inherited — the lock
@@ -41,6 +42,7 @@ import atexit
 import fcntl
 import json
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -433,7 +435,22 @@ def _open() -> _Journal:
                 raise AuditUnavailable(f"cannot open an audit journal: {error}") from error
             with suppress(RuntimeError):  # at interpreter exit: left for replay
                 _live.start()
+            _drain_at_process_exit()
         return _live
+
+
+_exit_hook_pid: int | None = None
+
+
+def _drain_at_process_exit() -> None:
+    """A process started by multiprocessing (granian's and Celery's workers) leaves through
+    os._exit() after its own finalizers, never running atexit: the journal drains in one of
+    those too. Registered in the process that opens the journal: a forked child starts with
+    its parent's finalizers cleared. shutdown() runs once, whichever comes first."""
+    global _exit_hook_pid
+    if _exit_hook_pid != os.getpid():
+        _exit_hook_pid = os.getpid()
+        multiprocessing.util.Finalize(None, shutdown, exitpriority=10)
 
 
 def append(values: Mapping[str, Any]) -> None:

@@ -447,6 +447,45 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
         server.wait(60)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_graceful_stop_drains_the_workers_journal_and_removes_it(child_env) -> None:
+    # Issue 11: graceful shutdown drains before exit. granian's workers leave through
+    # multiprocessing (os._exit, no atexit): the journal drains in its exit finalizers.
+    job, secret = client_create(name="Job", redirect_uris=[], grant_types=["client_credentials"])
+    port = free_port()
+    env = {**child_env, "PORT": str(port), "IDP_WEB_WORKERS": "1",
+           "IDP_LOG_LEVEL": "warning"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "idp.web"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), 60, "the web server did not start")
+        wait_for(lambda: len(_journaled_workers(server.pid)) == 1, 60, "no worker journal")
+        files = [path for pid in _journaled_workers(server.pid) for path in _journals_of(pid)]
+        issued = []
+        for _ in range(5):
+            response = requests.post(
+                f"{url}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": _basic(job.client_id, secret)},
+                timeout=30,
+            )
+            assert response.status_code == 200
+            issued.append(response.headers["X-Request-ID"])
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+        assert [path for path in files if path.exists()] == []  # drained by the worker itself
+        arrived = SecurityEvent.objects.filter(
+            event_type=EventType.TOKEN_ISSUED, request_id__in=issued
+        ).count()
+        assert arrived == len(issued)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def _answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/healthz", timeout=2).status_code == 200
