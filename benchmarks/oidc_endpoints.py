@@ -412,7 +412,7 @@ class Benchmark:
         )
         # One load generator on one address: rate limits stay on (their Redis round trips are
         # part of what is measured) with budgets no benchmark reaches.
-        env.update({f"IDP_RATELIMIT_{name}": "100000000/1s" for name in BENCH_RATE_RULES})
+        env.update({f"IDP_RATELIMIT_{name}": "10000000/1s" for name in BENCH_RATE_RULES})
         return env
 
     def setup(self) -> None:

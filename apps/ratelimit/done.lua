@@ -5,16 +5,18 @@
 -- after `failure_reset` without a failure.
 --
 -- KEYS: a (hash, lease zset) pair per counter.
--- ARGV: n, lease id, outcome ("ok" | "fail"), then 5 numbers per counter: threshold,
+-- ARGV: n, outcome ("ok" | "fail"), then per counter its lease id and 5 numbers: threshold,
 --   wait_increment_ms, max_wait_ms, failure_reset_ms, permanent_after.
 -- Returns per counter: locked now (0|1), wait_ms, lockouts, permanent (0|1), failures.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n, lease, outcome = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local n, outcome = tonumber(ARGV[1]), ARGV[2]
 local out = {}
 for j = 1, n do
   local hk, zk = KEYS[2 * j - 1], KEYS[2 * j]
-  local a = 4 + 5 * (j - 1)
+  local a = 3 + 6 * (j - 1)
+  local lease = ARGV[a]
+  a = a + 1
   local threshold, incr, max_wait = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local reset, permanent_after = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   redis.call('ZREM', zk, lease)

@@ -13,17 +13,27 @@
 -- one is refused; otherwise a lease (expiring after lease_ms, so a crashed process frees it)
 -- is added. done.lua settles the lease.
 --
--- KEYS: the rules' keys, then a (hash, lease zset) pair per counter.
--- ARGV: n_rules, n_counters, lease id, lease_ms, then 7 numbers per rule (interval_ms, burst,
---   backoff 0|1|2, base_ms, multiplier, cap_ms, period_ms), then 3 per counter (threshold,
---   failure_reset_ms, unused).
+-- Successful attempts settle here too, in the next call of the same process (limiter.py:
+-- a success needs no answer, so it costs no round trip of its own): their leases are removed
+-- and their counters cleared before anything else is looked at.
+--
+-- KEYS: the rules' keys, then a (hash, lease zset) pair per counter, then per release.
+-- ARGV: n_rules, n_counters, n_releases, lease id, lease_ms, then 7 numbers per rule
+--   (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms, period_ms), then 3 per
+--   counter (threshold, failure_reset_ms, unused), then the lease id of each release.
 -- Returns: {code, per rule: retry_ms, remaining, reset_ms, notify, per counter: state,
 --   retry_ms}; code 0 allowed, 1 refused by a rate rule, 2 a counter is locked, 3 busy.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nr, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
-local lease, lease_ms = ARGV[3], tonumber(ARGV[4])
-local a = 5
+local nr, nc, nrel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease, lease_ms = ARGV[4], tonumber(ARGV[5])
+local rel_args = 6 + 7 * nr + 3 * nc
+for k = 1, nrel do
+  local hk, zk = KEYS[nr + 2 * nc + 2 * k - 1], KEYS[nr + 2 * nc + 2 * k]
+  redis.call('ZREM', zk, ARGV[rel_args + k - 1])
+  redis.call('HDEL', hk, 'c', 'lu', 'L', 't')
+end
+local a = 6
 local rules = {}
 local refused = false
 for i = 1, nr do

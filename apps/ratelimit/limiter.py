@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ log = logging.getLogger("tessera.ratelimit")
 LEASE_MS = 30_000  # an attempt not settled by then (its process died) frees its place
 LOCAL_MAX_KEYS = 10_000
 RETRY_SECONDS = 1.0
+FLUSH_SECONDS = 0.01  # a success settles with the next call, or after this long
 
 ALLOWED, RATE_LIMITED, LOCKED, BUSY = 0, 1, 2, 3
 
@@ -154,26 +156,72 @@ class RedisStore:
             self._scripts = (client.register_script(EVALUATE_LUA), client.register_script(DONE_LUA))
         return self._scripts[1 if done else 0]
 
-    def evaluate(self, keys: list[Key], counters: list[Counter], lease: str) -> list[int]:
-        argv: list[Any] = [len(keys), len(counters), lease, LEASE_MS]
+    def evaluate(
+        self, keys: list[Key], counters: list[Counter], lease: str, releases: list[Release]
+    ) -> list[int]:
+        argv: list[Any] = [len(keys), len(counters), len(releases), lease, LEASE_MS]
         for key in keys:
-            argv += key.rule.args()
+            argv += key.rule.args
         for counter in counters:
             argv += [counter.threshold, settings.LOCKOUT_FAILURE_RESET * 1000, 0]
+        argv += [released_lease for _, released_lease in releases]
         redis_keys = [key.redis_key for key in keys]
-        for counter in counters:
+        for counter in [*counters, *(counter for counter, _ in releases)]:
             redis_keys += [counter.hash_key, counter.lease_key]
         result: list[int] = self._script(done=False)(redis_keys, argv, client=get_redis())
         return result
 
-    def done(self, counters: list[Counter], lease: str, ok: bool) -> list[int]:
-        argv: list[Any] = [len(counters), lease, "ok" if ok else "fail"]
+    def done(self, settled: list[Release], ok: bool) -> list[int]:
+        argv: list[Any] = [len(settled), "ok" if ok else "fail"]
         redis_keys: list[str] = []
-        for counter in counters:
-            argv += [counter.threshold, *_lockout_args()]
+        for counter, lease in settled:
+            argv += [lease, counter.threshold, *_lockout_args()]
             redis_keys += [counter.hash_key, counter.lease_key]
         result: list[int] = self._script(done=True)(redis_keys, argv, client=get_redis())
         return result
+
+
+Release = tuple[Counter, str]  # a counter and the lease of an attempt that succeeded
+
+
+class _Releases:
+    """Successful attempts waiting to be settled: sent with this process's next evaluate
+    call (no round trip of their own), or by a flusher thread after FLUSH_SECONDS when no
+    call comes, so another process never waits long on a lease already done with."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.pending: list[Release] = []
+        self.pid = 0
+
+    def add(self, releases: list[Release]) -> None:
+        with self.lock:
+            self.pending += releases
+            if self.pid != os.getpid():  # first use in this process (or after a fork)
+                self.pid = os.getpid()
+                threading.Thread(target=self._flush, name="ratelimit-release", daemon=True).start()
+            self.lock.notify()
+
+    def take(self) -> list[Release]:
+        with self.lock:
+            taken, self.pending = self.pending, []
+        return taken
+
+    def _flush(self) -> None:
+        while True:
+            with self.lock:
+                while not self.pending:
+                    self.lock.wait()
+            time.sleep(FLUSH_SECONDS)  # a request of this process may take them first
+            taken = self.take()
+            if taken:
+                try:
+                    redis_store.done(taken, ok=True)
+                except RedisError as error:
+                    outage.failed(error)  # their leases expire after LEASE_MS
+
+
+releases = _Releases()
 
 
 @dataclass
@@ -281,7 +329,7 @@ def evaluate(keys: list[Key], counters: list[Counter]) -> Outcome:
     raw: list[int] | None = None
     if not outage.skip_redis():
         try:
-            raw = redis_store.evaluate(keys, counters, lease)
+            raw = redis_store.evaluate(keys, counters, lease, releases.take())
         except RedisError as error:
             outage.failed(error)
         else:
@@ -300,11 +348,15 @@ def evaluate(keys: list[Key], counters: list[Counter]) -> Outcome:
 
 
 def settle(counters: list[Counter], lease: str, *, ok: bool) -> list[Settled]:
-    """Settles the attempt reserved under `lease`: success clears, failure counts."""
+    """Settles the attempt reserved under `lease`: success clears (sent with the next call:
+    see _Releases), failure counts (at once: the caller needs to know whether it locked)."""
+    if ok and not outage.skip_redis():
+        releases.add([(counter, lease) for counter in counters])
+        return [Settled(False, 0, 0, False, 0) for _ in counters]
     raw: list[int] | None = None
     if not outage.skip_redis():
         try:
-            raw = redis_store.done(counters, lease, ok)
+            raw = redis_store.done([(counter, lease) for counter in counters], ok)
         except RedisError as error:
             outage.failed(error)
     if raw is None:

@@ -51,6 +51,7 @@ class Rule:
         quota q over window w seconds."""
         return f'"{self.name}";q={self.limit};w={max(1, round(self.period))}'
 
+    @property
     def args(self) -> list[float | int]:
         """The rule as the Lua script reads it (milliseconds)."""
         return [

@@ -61,7 +61,8 @@ def test_lockout_wait_grows_per_lockout_up_to_its_cap(rf, settings, redis_client
     settings.LOCKOUT_MAX_WAIT = 150
     _fail(rf, 5)
     locked = _begin(rf)
-    assert not locked.allowed and locked.decision.reason == "locked"
+    assert not locked.allowed
+    assert locked.decision.reason == "locked"
     assert 59 <= locked.decision.retry_after <= 60  # wait increment x 1
     _lock_ran_out(redis_client)
     _fail(rf, 5)
@@ -84,9 +85,10 @@ def test_locked_answers_the_same_whether_the_secret_is_right_or_wrong(client) ->
         assert wrong.status_code == 401
     answers = [
         client.post(
-            "/oauth/token", {"grant_type": "client_credentials"},
+            "/oauth/token",
+            {"grant_type": "client_credentials"},
             HTTP_AUTHORIZATION=basic(job.client_id, given),
-        )  # fmt: skip
+        )
         for given in ("wrong", secret)
     ]
     assert [a.status_code for a in answers] == [429, 429]
@@ -141,20 +143,20 @@ def test_permanent_lockout_until_an_operator_unlocks(rf, settings, redis_client)
     _fail(rf, 5)
     _lock_ran_out(redis_client)  # no effect: permanent
     refused = _begin(rf)
-    assert not refused.allowed and refused.decision.permanent
+    assert not refused.allowed
+    assert refused.decision.permanent
     assert [lock.locked_for for lock in services.lockouts_for(kind="login", identifier=EMAIL)]
     cleared = services.lockout_clear(kind="login", identifier=EMAIL, actor_id="operator-1")
     assert cleared >= 1
     assert _begin(rf).allowed
     journal.drain_now()
     unlocked = SecurityEvent.objects.get(event_type=EventType.ACCOUNT_UNLOCKED)
-    assert unlocked.actor_id == "operator-1" and unlocked.metadata["reason"] == "operator"
+    assert unlocked.actor_id == "operator-1"
+    assert unlocked.metadata["reason"] == "operator"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fifty_parallel_wrong_client_secrets_check_at_most_the_threshold(
-    servers, settings
-) -> None:
+def test_fifty_parallel_wrong_client_secrets_check_at_most_the_threshold(servers, settings) -> None:
     # issue 12 (the race Zitadel fixed in 2024): the attempt is reserved before the secret is
     # checked, so at most LOCKOUT_IP_THRESHOLD wrong secrets are ever evaluated. Against the
     # production server (idp/web.py: granian, two worker processes sharing Redis); each secret
@@ -204,7 +206,8 @@ def test_fifty_parallel_wrong_client_secrets_check_at_most_the_threshold(
             f"{url}/oauth/token", data={"grant_type": "client_credentials"},
             headers={"Authorization": basic(job.client_id, secret)}, timeout=30,
         )  # fmt: skip
-        assert right.status_code == 429 and int(right.headers["Retry-After"]) >= 1
+        assert right.status_code == 429
+        assert int(right.headers["Retry-After"]) >= 1
         print(f"parallel_guesses=50 secrets_checked={checked}")
     finally:
         server.terminate()
@@ -216,3 +219,17 @@ def _answers(url: str) -> bool:
         return requests.get(f"{url}/healthz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+@pytest.mark.django_db
+def test_a_success_frees_its_place_with_the_next_call_or_soon_after(rf, redis_client) -> None:
+    # limiter._Releases: a success is settled with this process's next call, else by the
+    # flusher thread within milliseconds; either way its lease leaves the in-flight set.
+    inflight = f"tessera:rl:lock:login:{EMAIL}:192.0.2.1:inflight"
+    _begin(rf).succeeded()
+    wait_for(lambda: redis_client.zcard(inflight) == 0, 10, "the lease stayed in flight")
+    first = _begin(rf)
+    assert redis_client.zcard(inflight) == 1
+    first.succeeded()
+    _begin(rf)  # carries the release of the first: one in flight, this one
+    assert redis_client.zcard(inflight) == 1

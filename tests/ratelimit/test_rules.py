@@ -59,7 +59,8 @@ def test_each_endpoint_ip_rule_refuses_past_its_burst_with_headers(client, group
 
     # GCRA: the burst at once, plus what the rate refilled meanwhile
     assert burst < sent <= burst + 1 + int(limit / period * elapsed) + 1
-    assert refused["Retry-After"].isdigit() and int(refused["Retry-After"]) >= 1
+    assert refused["Retry-After"].isdigit()
+    assert int(refused["Retry-After"]) >= 1
     policies = [POLICY.match(p.strip()) for p in refused["RateLimit-Policy"].split(",")]
     assert any(p and p["name"] == f"{group}.ip" and int(p["q"]) == limit for p in policies)
     states = [STATE.match(s.strip()) for s in refused["RateLimit"].split(",")]
@@ -81,7 +82,9 @@ def test_allowed_answers_carry_the_remaining_quota(client) -> None:
     assert first.status_code == second.status_code == 400  # the bad grant type
     r1 = STATE.match(first["RateLimit"].split(",")[0])
     r2 = STATE.match(second["RateLimit"].split(",")[0])
-    assert r1 and r2 and r1["name"] == "token.ip"
+    assert r1
+    assert r2
+    assert r1["name"] == "token.ip"
     assert int(r2["r"]) < int(r1["r"])
     # shared budgets are not advertised (their state would tell an attacker the load)
     assert "token.endpoint" not in first["RateLimit-Policy"]
@@ -109,7 +112,8 @@ def test_endpoint_and_global_rules_refuse_everyone(client, settings) -> None:
         client.get("/oauth/authorize", REMOTE_ADDR=f"203.0.113.{n}").status_code
         for n in range(1, 7)
     ]
-    assert statuses.count(429) == 2 and 429 not in statuses[:4]
+    assert statuses.count(429) == 2
+    assert 429 not in statuses[:4]
     set_rule(settings, "global", "2/1m burst=2")
     assert client.get("/oauth/userinfo", REMOTE_ADDR="192.0.2.1").status_code == 401
     assert client.get("/oauth/userinfo", REMOTE_ADDR="192.0.2.2").status_code == 401
@@ -132,7 +136,8 @@ def test_a_flood_writes_one_event_per_key_and_window(client, redis_client) -> No
     events = SecurityEvent.objects.filter(event_type=EventType.RATELIMIT_EXCEEDED)
     assert events.count() == 1
     event = events.get()
-    assert event.metadata["rule"] == "login.ip" and event.metadata["key"] == "127.0.0.1"
+    assert event.metadata["rule"] == "login.ip"
+    assert event.metadata["key"] == "127.0.0.1"
     # the next window writes the next one
     redis_client.hset("tessera:rl:login.ip:127.0.0.1", "ev", 0)
     assert _send(client, "login").status_code == 429
