@@ -18,16 +18,17 @@
 -- and their counters cleared before anything else is looked at.
 --
 -- KEYS: the rules' keys, then a (hash, lease zset) pair per counter, then per release.
--- ARGV: n_rules, n_counters, n_releases, lease id, lease_ms, then 7 numbers per rule
---   (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms, period_ms), then 3 per
---   counter (threshold, failure_reset_ms, unused), then the lease id of each release.
+-- ARGV: n_rules, n_counters, n_releases, lease id, lease_ms, then per rule one string of 7
+--   comma-separated numbers (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms,
+--   period_ms), then 3 per counter (threshold, failure_reset_ms, unused), then the lease id
+--   of each release.
 -- Returns: {code, per rule: retry_ms, remaining, reset_ms, notify, per counter: state,
 --   retry_ms}; code 0 allowed, 1 refused by a rate rule, 2 a counter is locked, 3 busy.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nr, nc, nrel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease, lease_ms = ARGV[4], tonumber(ARGV[5])
-local rel_args = 6 + 7 * nr + 3 * nc
+local rel_args = 6 + nr + 3 * nc
 for k = 1, nrel do
   local hk, zk = KEYS[nr + 2 * nc + 2 * k - 1], KEYS[nr + 2 * nc + 2 * k]
   redis.call('ZREM', zk, ARGV[rel_args + k - 1])
@@ -37,12 +38,13 @@ local a = 6
 local rules = {}
 local refused = false
 for i = 1, nr do
+  local n = {}
+  for x in string.gmatch(ARGV[a], '[^,]+') do n[#n + 1] = tonumber(x) end
   local r = {
-    interval = tonumber(ARGV[a]), burst = tonumber(ARGV[a + 1]), backoff = tonumber(ARGV[a + 2]),
-    base = tonumber(ARGV[a + 3]), mult = tonumber(ARGV[a + 4]), cap = tonumber(ARGV[a + 5]),
-    period = tonumber(ARGV[a + 6]),
+    interval = n[1], burst = n[2], backoff = n[3], base = n[4], mult = n[5], cap = n[6],
+    period = n[7],
   }
-  a = a + 7
+  a = a + 1
   local h = redis.call('HMGET', KEYS[i], 'tat', 'v', 'tv', 'blk', 'ev')
   local tat = math.max(tonumber(h[1]) or now, now)
   r.v, r.tv = tonumber(h[2]) or 0, tonumber(h[3]) or now
