@@ -235,7 +235,7 @@ class _LocalCounter:
     locked_until: float = 0.0
     lockouts: int = 0
     last: float = 0.0
-    in_flight: set[str] = field(default_factory=set)
+    in_flight: dict[str, float] = field(default_factory=dict)  # lease → expiry (ms)
 
 
 class LocalStore:
@@ -274,6 +274,8 @@ class LocalStore:
                     state = self._get(counter.hash_key, _LocalCounter)
                     if now - state.last > settings.LOCKOUT_FAILURE_RESET * 1000:
                         state.failures = 0
+                    for lease_id in [k for k, v in state.in_flight.items() if v < now]:
+                        del state.in_flight[lease_id]  # its process never settled it
                     if state.locked_until > now:
                         out[0] = LOCKED
                     elif state.failures + len(state.in_flight) >= counter.threshold:
@@ -289,7 +291,7 @@ class LocalStore:
                 wait = math.ceil(state.locked_until - now) if state.locked_until > now else 0
                 out += [LOCKED if wait else 0, wait]
                 if out[0] == ALLOWED:
-                    state.in_flight.add(lease)
+                    state.in_flight[lease] = now + LEASE_MS
             return out
 
     def done(self, counters: list[Counter], lease: str, ok: bool) -> list[int]:
@@ -299,7 +301,7 @@ class LocalStore:
         with self.lock:
             for counter in counters:
                 state = self._get(counter.hash_key, _LocalCounter)
-                state.in_flight.discard(lease)
+                state.in_flight.pop(lease, None)
                 if ok:
                     state.failures = state.lockouts = 0
                     state.locked_until = 0.0
