@@ -66,7 +66,7 @@ class Decision:
                 f'"{r.key.rule.name}";r={r.remaining};t={math.ceil(r.reset_ms / 1000)}'
                 for r in shown
             )
-        if not self.allowed:
+        if not self.allowed and not self.permanent:  # permanent: until an operator unlocks
             headers["Retry-After"] = str(max(1, self.retry_after))
         return headers
 

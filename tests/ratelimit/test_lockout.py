@@ -145,6 +145,7 @@ def test_permanent_lockout_until_an_operator_unlocks(rf, settings, redis_client)
     refused = _begin(rf)
     assert not refused.allowed
     assert refused.decision.permanent
+    assert "Retry-After" not in refused.decision.headers()  # no time to give: an operator's
     assert [lock.locked_for for lock in services.lockouts_for(kind="login", identifier=EMAIL)]
     cleared = services.lockout_clear(kind="login", identifier=EMAIL, actor_id="operator-1")
     assert cleared >= 1
