@@ -118,3 +118,62 @@ def existing_file(name: str) -> Path | None:
 def path(name: str, default: Path) -> Path:
     value = _raw(name)
     return Path(value).expanduser().resolve() if value else default.resolve()
+
+
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BACKOFFS = ("none", "linear", "exponential")
+
+
+def _seconds(text: str) -> float:
+    """`10`, `10s`, `1m`, `2h`, `1d` → seconds (a bare number is seconds)."""
+    unit = _PERIOD_UNITS.get(text[-1:].lower())
+    number = float(text[:-1] if unit else text)
+    if not 0 < number <= 10**7:
+        raise ValueError(text)
+    return number * (unit or 1)
+
+
+def rate(name: str, default: str) -> dict[str, object] | None:
+    """A rate-limit rule (apps/ratelimit): `LIMIT/PERIOD` (period 10s, 1m, 1h, 1d or seconds)
+    then optional words `burst=N` (requests accepted at once; default LIMIT),
+    `backoff=none|linear|exponential`, `base=SECONDS` (first penalty; default PERIOD/LIMIT),
+    `multiplier=X` (exponential growth, default 2) and `cap=SECONDS` (longest penalty, default
+    3600). `off` disables the rule (None)."""
+    value = _raw(name) or default
+    if value.lower() == "off":
+        return None
+    expected = (
+        "off, or LIMIT/PERIOD such as 30/1m, optionally followed by burst=N, "
+        "backoff=none|linear|exponential, base=SECONDS, multiplier=X, cap=SECONDS"
+    )
+    words = value.split()
+    try:
+        limit_text, _, period_text = words[0].partition("/")
+        limit, period = int(limit_text), _seconds(period_text)
+        if not 1 <= limit <= 10**7:
+            raise ValueError(limit_text)
+        spec: dict[str, object] = {
+            "limit": limit, "period": period, "burst": limit, "backoff": "none",
+            "base": period / limit, "multiplier": 2.0, "cap": 3600.0,
+        }  # fmt: skip
+        for word in words[1:]:
+            key, equals, raw = word.partition("=")
+            if not equals or key not in ("burst", "backoff", "base", "multiplier", "cap"):
+                raise ValueError(word)
+            if key == "burst":
+                spec[key] = int(raw)
+                if not 1 <= int(raw) <= 10**7:
+                    raise ValueError(word)
+            elif key == "backoff":
+                if raw not in _BACKOFFS:
+                    raise ValueError(word)
+                spec[key] = raw
+            elif key == "multiplier":
+                spec[key] = float(raw)
+                if not 1 <= float(raw) <= 100:
+                    raise ValueError(word)
+            else:
+                spec[key] = _seconds(raw)
+    except (ValueError, IndexError):
+        raise _bad(name, value, expected) from None
+    return spec

@@ -187,6 +187,63 @@ WORKER_HEARTBEAT_MAX_AGE = env.integer("IDP_WORKER_HEARTBEAT_MAX_AGE", 60, minim
 # Seconds each /readyz dependency check may take before it counts as down.
 HEALTH_CHECK_TIMEOUT = env.integer("IDP_HEALTH_CHECK_TIMEOUT", 2, minimum=1, maximum=30)
 
+# --- Rate limits and lockout (apps/ratelimit; README "Rate limits and lockout") ----------
+# Each rule is "LIMIT/PERIOD" plus optional burst=N (requests accepted at once, default
+# LIMIT), backoff=none|linear|exponential with base=SECONDS (first penalty, default
+# PERIOD/LIMIT), multiplier=X (default 2) and cap=SECONDS (default 3600): the penalty grows
+# with a violation count that forgets one violation per PERIOD. "off" disables a rule.
+# Algorithm: GCRA in one Redis Lua script, every rule of a request in one round trip.
+RATELIMIT_ENABLED = env.boolean("IDP_RATELIMIT_ENABLED", True)
+# Client networks (CIDRs, IPv4/IPv6) that skip every rate limit (failed-attempt lockout
+# still applies), and networks refused outright with 403.
+RATELIMIT_ALLOW = env.networks("IDP_RATELIMIT_ALLOW")
+RATELIMIT_DENY = env.networks("IDP_RATELIMIT_DENY")
+# Client IPs are keyed by address for IPv4 and by this prefix for IPv6 (one subscriber's /64).
+RATELIMIT_IPV6_PREFIX = env.integer("IDP_RATELIMIT_IPV6_PREFIX", 64, minimum=32, maximum=128)
+RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
+    # Sign-in form posts (/login, /admin/login/) per client IP: 30 a minute, 10 at once.
+    "login.ip": env.rate("IDP_RATELIMIT_LOGIN_IP", "30/1m burst=10 backoff=exponential"),
+    # Sign-in attempts per identifier typed (normalized email, existing or not).
+    "login.account": env.rate("IDP_RATELIMIT_LOGIN_ACCOUNT", "10/1m burst=5 backoff=exponential"),
+    # All sign-in posts together (load shedding).
+    "login.endpoint": env.rate("IDP_RATELIMIT_LOGIN_ENDPOINT", "300/1s"),
+    # /oauth/authorize (and its consent form) per client IP.
+    "authorize.ip": env.rate("IDP_RATELIMIT_AUTHORIZE_IP", "120/1m burst=60"),
+    "authorize.endpoint": env.rate("IDP_RATELIMIT_AUTHORIZE_ENDPOINT", "1000/1s"),
+    # /oauth/token per client IP, per client id, and all together.
+    "token.ip": env.rate("IDP_RATELIMIT_TOKEN_IP", "600/1m burst=120 backoff=linear"),
+    "token.client": env.rate("IDP_RATELIMIT_TOKEN_CLIENT", "3000/1m burst=600"),
+    "token.endpoint": env.rate("IDP_RATELIMIT_TOKEN_ENDPOINT", "3000/1s"),
+    # /oauth/introspect (RFC 7662) per client IP and per client id.
+    "introspect.ip": env.rate("IDP_RATELIMIT_INTROSPECT_IP", "1200/1m burst=300"),
+    "introspect.client": env.rate("IDP_RATELIMIT_INTROSPECT_CLIENT", "6000/1m burst=1000"),
+    # /oauth/revoke (RFC 7009) per client IP and per client id.
+    "revoke.ip": env.rate("IDP_RATELIMIT_REVOKE_IP", "300/1m burst=60"),
+    "revoke.client": env.rate("IDP_RATELIMIT_REVOKE_CLIENT", "600/1m burst=120"),
+    # /oauth/userinfo per client IP.
+    "userinfo.ip": env.rate("IDP_RATELIMIT_USERINFO_IP", "1200/1m burst=300"),
+    # The admin API (/api/v1/) per client IP.
+    "api.ip": env.rate("IDP_RATELIMIT_API_IP", "300/1m burst=100"),
+    # Every rate-limited request together (load shedding for the whole server).
+    "global": env.rate("IDP_RATELIMIT_GLOBAL", "5000/1s"),
+}
+# Failed-attempt lockout (Keycloak's brute-force model), for passwords per identifier and
+# client secrets per client id, existing or not; an attempt is reserved before the secret is
+# checked. The (identifier, IP) counter locks after RATELIMIT_LOCKOUT_IP_THRESHOLD failures,
+# the identifier's own after RATELIMIT_LOCKOUT_THRESHOLD (kept high: a lockout must not become
+# a denial of service, NIST SP 800-63B §5.2.2 allows at most 100).
+LOCKOUT_IP_THRESHOLD = env.integer("IDP_LOCKOUT_IP_THRESHOLD", 5, minimum=1, maximum=1000)
+LOCKOUT_THRESHOLD = env.integer("IDP_LOCKOUT_THRESHOLD", 50, minimum=1, maximum=100)
+# Seconds added to the wait at each lockout (first lockout waits this long), and the cap.
+LOCKOUT_WAIT_INCREMENT = env.integer("IDP_LOCKOUT_WAIT_INCREMENT", 60, minimum=1, maximum=86400)
+LOCKOUT_MAX_WAIT = env.integer("IDP_LOCKOUT_MAX_WAIT", 900, minimum=1, maximum=30 * 86400)
+# Seconds without a failure after which the counters start again from zero.
+LOCKOUT_FAILURE_RESET = env.integer(
+    "IDP_LOCKOUT_FAILURE_RESET", 12 * 3600, minimum=60, maximum=30 * 86400
+)
+# Lockouts after which the lock is permanent until an operator unlocks (0: never).
+LOCKOUT_PERMANENT_AFTER = env.integer("IDP_LOCKOUT_PERMANENT_AFTER", 0, minimum=0, maximum=1000)
+
 
 def _secret_key() -> str:
     """IDP_SECRET_KEY, or in development one generated once and kept in the data dir."""
@@ -296,6 +353,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.keys",
     "apps.accounts",
+    "apps.ratelimit",
     "apps.sessions",
     "apps.tokens",
     "apps.audit",
@@ -307,6 +365,8 @@ MIDDLEWARE = [
     "apps.core.middleware.AuditUnavailableMiddleware",
     "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",
+    # Rate limits by path before any session or database work (apps/ratelimit/middleware.py).
+    "apps.ratelimit.middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -383,6 +443,8 @@ PERSONAL_DATA_HOLDERS = [
     "apps.sessions.privacy.SessionData",
     "apps.tokens.privacy.TokenData",
 ]
+# Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
+READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",

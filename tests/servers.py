@@ -274,6 +274,11 @@ class TestServers:
             # Shipping runs when a test runs it: no test is disturbed by one that the outbox
             # threshold starts (the test of that trigger lowers it).
             "IDP_AUDIT_SHIP_THRESHOLD": "1000000",
+            # Every test client is on loopback: rate limits would turn an unrelated test's
+            # burst (300 tokens in tests/core/test_journal.py) into 429s. The rate-limit tests
+            # (tests/ratelimit/) clear this list and run the default rules; failed-attempt
+            # lockout is not skipped by the allow list and runs everywhere.
+            "IDP_RATELIMIT_ALLOW": "127.0.0.0/8,::1/128",
             # Playwright's sync API runs an event loop in the test thread; Django's ORM guard
             # would otherwise refuse the test's own database calls made beside it.
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",

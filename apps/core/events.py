@@ -80,6 +80,20 @@ class EventType(models.TextChoices):
         "offline_access.revoked",
         "An offline grant was revoked, with its tokens; metadata.reason says by what.",
     )
+    RATELIMIT_EXCEEDED = (
+        "ratelimit.exceeded",
+        "A rate limit refused requests; one event per limited key and window, not per request "
+        "(metadata: rule, key, limit, period, retry_after).",
+    )
+    ACCOUNT_LOCKED = (
+        "account.locked",
+        "Too many failed attempts locked an identifier (an account's email or a client id, "
+        "existing or not); metadata has the reason, scope, IP and how long.",
+    )
+    ACCOUNT_UNLOCKED = (
+        "account.unlocked",
+        "An operator lifted a lockout (actor_id says who); metadata has the reason.",
+    )
     CLIENT_CREATED = "client.created", "An OAuth client was registered."
     CLIENT_CHANGED = (
         "client.changed",
@@ -172,6 +186,9 @@ RULES: dict[EventType, Rule] = {
     EventType.CLIENT_AUTH_FAILED: _rule(L, L, SOC2),
     EventType.OFFLINE_ACCESS_GRANTED: _rule(L, M, SOC2, GDPR),
     EventType.OFFLINE_ACCESS_REVOKED: _rule(L, M, SOC2, GDPR),
+    EventType.RATELIMIT_EXCEEDED: _rule(M, M, SOC2),
+    EventType.ACCOUNT_LOCKED: _rule(H, H, SOC2),
+    EventType.ACCOUNT_UNLOCKED: _rule(M, M, SOC2),
     EventType.CLIENT_CREATED: _rule(M, M, SOC2),
     EventType.CLIENT_CHANGED: _rule(M, M, SOC2),
     EventType.CLIENT_DELETED: _rule(H, H, SOC2),

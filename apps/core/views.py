@@ -24,9 +24,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     results = readiness()
     ready = all(r.up for r in results)
+    # degraded: serving, in a reduced mode a check names (still 200: keep it in rotation)
+    status = "degraded" if any(r.degraded for r in results) else "ready"
     return JsonResponse(
         {
-            "status": "ready" if ready else "unavailable",
+            "status": status if ready else "unavailable",
             "checks": {r.name: r.as_dict() for r in results},
         },
         status=200 if ready else 503,

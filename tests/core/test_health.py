@@ -51,6 +51,7 @@ def test_readyz_follows_redis_down_and_back_up(live_server, celery_worker, serve
         "revocation",
         "clickhouse",
         "audit",
+        "ratelimit",
     }
     assert all(check["status"] == "up" for check in checks.values())
 

@@ -19,7 +19,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "accounts": {"core"},
     "sessions": {"accounts", "core"},
     "keys": {"core"},
-    "tokens": {"keys", "sessions", "accounts", "core"},
+    "tokens": {"keys", "sessions", "accounts", "ratelimit", "core"},
     "federation": {"tokens", "sessions", "accounts", "core"},
     "audit": {"core"},
     "threat": {"sessions", "accounts", "core"},

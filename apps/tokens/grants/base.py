@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
+from apps.ratelimit import services as ratelimit
 from apps.tokens import clients
 from apps.tokens.errors import safe
 from apps.tokens.models import Client
@@ -88,15 +89,30 @@ def authenticated_client(request: HttpRequest, params: QueryDict, *, public: boo
     if credentials.method == "client_secret_basic" and "client_secret" in params:
         # RFC 6749 §2.3: one authentication method per request
         raise Refused("invalid_request", "Send the client secret one way only: Basic or body.")
+    attempt = None
     if credentials.secret is not None:
+        # Issue 12: the secret is checked only once an attempt is reserved for this client id
+        # (existing or not), together with this endpoint's rate limits, in one Redis round
+        # trip; a locked client id answers 429 whether its secret is right or wrong.
+        attempt = ratelimit.attempt_begin(
+            request, kind="client", identifier=credentials.client_id,
+            client_id=credentials.client_id,
+        )  # fmt: skip
+        if not attempt.allowed:
+            raise ratelimit.Limited(attempt.decision)
         client = clients.authenticate_presented(credentials)
     else:
+        decision = ratelimit.check(request, client_id=credentials.client_id)
+        if not decision.allowed:
+            raise ratelimit.Limited(decision)
         client = clients.client_by_id(credentials.client_id) if credentials.client_id else None
         if client is not None and (not public or client.client_type != Client.CLIENT_PUBLIC):
             client = None  # a confidential client must authenticate
     named = params.get("client_id")
     if client is not None and named and named != client.client_id:
         client = None  # the body names another client than the one authenticated
+    if attempt is not None:
+        attempt.succeeded() if client is not None else attempt.failed()
     if client is None:
         clients.authentication_failed(credentials, endpoint=request.path)
         raise Refused("invalid_client", clients.AUTHENTICATION_FAILED, status=401)

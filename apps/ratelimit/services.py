@@ -1,0 +1,415 @@
+"""The rate-limit and lockout services every other app calls.
+
+- check(request, client_id=…, account=…): the request's limits in one round trip.
+- attempt_begin(request, kind=…, identifier=…): reserve a failed-attempt slot BEFORE a
+  secret is checked, together with the request's limits, in one round trip; then
+  Attempt.failed() or Attempt.succeeded() once the secret has been checked.
+- lockout_clear(kind=…, identifier=…, actor_id=…): an operator lifts a lockout.
+
+A refusal is a Decision with allowed False; raise Limited(decision) from a view (or let the
+caller do it) and RateLimitMiddleware answers 429 in the endpoint's format.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from apps.core import request_context
+from apps.core.events import EventType, emit
+from apps.core.redis import get_redis
+from apps.ratelimit import limiter
+from apps.ratelimit.limiter import ALLOWED, BUSY, LOCKED, Counter, Outcome, RuleResult
+from apps.ratelimit.rules import (
+    PREFIX,
+    Key,
+    client_value,
+    identifier_value,
+    ip_value,
+    rules,
+)
+
+# An attempt waits this long at most for other attempts on the same identifier to be settled
+# (only when failures + attempts in flight reach the threshold), polling every BUSY_POLL.
+BUSY_WAIT_SECONDS = 5.0
+BUSY_POLL_SECONDS = 0.005
+KINDS = ("login", "client")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to a request's limits: allowed, or refused with why and for how long."""
+
+    allowed: bool
+    reason: str = ""  # "rate" (a rate rule), "locked" (lockout), "busy" (attempts in flight)
+    retry_after: int = 0  # seconds; for a permanent lock, 0 and `permanent`
+    results: tuple[RuleResult, ...] = ()
+    degraded: bool = False  # decided by this process alone: Redis was unreachable
+    permanent: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-10) for the
+        rules partitioned by client (IP, client id, identifier): the shared endpoint and
+        global budgets are not advertised (the draft's security considerations: they tell an
+        attacker the server's load). A refusal adds Retry-After (RFC 9110 §10.2.3, RFC 6585
+        §4), naming the refusing rule even when it is a shared one."""
+        shown = [r for r in self.results if r.key.value or (not self.allowed and r.retry_ms)]
+        headers: dict[str, str] = {}
+        if shown:
+            headers["RateLimit-Policy"] = ", ".join(r.key.rule.policy for r in shown)
+            headers["RateLimit"] = ", ".join(
+                f'"{r.key.rule.name}";r={r.remaining};t={math.ceil(r.reset_ms / 1000)}'
+                for r in shown
+            )
+        if not self.allowed and not self.permanent:  # permanent: until an operator unlocks
+            headers["Retry-After"] = str(max(1, self.retry_after))
+        return headers
+
+
+ALLOW = Decision(allowed=True)
+
+
+class Limited(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+@dataclass
+class RequestLimits:
+    """What RateLimitMiddleware found for a request (request.ratelimit)."""
+
+    group: str
+    ip: str | None
+    pending: list[Key] = field(default_factory=list)  # endpoint keys not evaluated yet
+    decision: Decision = ALLOW
+
+
+GROUPS = {
+    # path → endpoint group (the first part of its rules' names); login counts form posts
+    "/login": "login",
+    "/admin/login/": "login",
+    "/oauth/authorize": "authorize",
+    "/oauth/authorize/consent": "authorize",
+    "/oauth/token": "token",
+    "/oauth/introspect": "introspect",
+    "/oauth/revoke": "revoke",
+    "/oauth/userinfo": "userinfo",
+}
+# Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
+# client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
+# the middleware evaluates them after the view only if the view refused the request first.
+DEFERRED = frozenset({"token", "introspect", "revoke"})
+
+
+def group_for(request: HttpRequest) -> str | None:
+    path = request.path
+    if path.startswith("/api/v1/"):
+        return "api"
+    group = GROUPS.get(path)
+    if group == "login" and request.method != "POST":
+        return None  # showing the form costs nothing; posting it is an attempt
+    return group
+
+
+def allow_listed(ip: str | None) -> bool:
+    return _in(ip, settings.RATELIMIT_ALLOW)
+
+
+def deny_listed(ip: str | None) -> bool:
+    return _in(ip, settings.RATELIMIT_DENY)
+
+
+def _in(ip: str | None, networks: tuple[object, ...]) -> bool:
+    if not ip or not networks:
+        return False
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    return any(address in network for network in networks)  # type: ignore[operator]
+
+
+def endpoint_keys(group: str, ip: str | None) -> list[Key]:
+    """The group's per-IP, whole-endpoint and global rules; none for an allow-listed IP."""
+    if allow_listed(ip):
+        return []
+    configured = rules()
+    keys = []
+    if rule := configured.get(f"{group}.ip"):
+        keys.append(Key(rule, ip_value(ip)))
+    if rule := configured.get(f"{group}.endpoint"):
+        keys.append(Key(rule, ""))
+    if rule := configured.get("global"):
+        keys.append(Key(rule, ""))
+    return keys
+
+
+def request_limits(request: HttpRequest) -> RequestLimits:
+    """The request's limits as the middleware set them, or found now (called without it)."""
+    found = getattr(request, "ratelimit", None)
+    if isinstance(found, RequestLimits):
+        return found
+    context = request_context.current()
+    ip = context.client_ip if context else request.META.get("REMOTE_ADDR")
+    group = group_for(request) or "other"
+    limits = RequestLimits(group, ip, endpoint_keys(group, ip))
+    request.ratelimit = limits  # type: ignore[attr-defined]
+    return limits
+
+
+def _extra_keys(limits: RequestLimits, client_id: str | None, account: str | None) -> list[Key]:
+    if allow_listed(limits.ip):
+        return []
+    configured = rules()
+    keys = []
+    if client_id is not None and (rule := configured.get(f"{limits.group}.client")):
+        keys.append(Key(rule, client_value(client_id)))
+    if account is not None and (rule := configured.get(f"{limits.group}.account")):
+        keys.append(Key(rule, identifier_value(account)))
+    return keys
+
+
+def check(
+    request: HttpRequest, *, client_id: str | None = None, account: str | None = None
+) -> Decision:
+    """The request's limits not evaluated yet (its endpoint's, when deferred) plus the rule of
+    its endpoint for `client_id` and for `account` (the identifier typed, normalized, existing
+    or not), in one Redis round trip. Records one ratelimit.exceeded per key and window."""
+    limits = request_limits(request)
+    keys = limits.pending + _extra_keys(limits, client_id, account)
+    limits.pending = []
+    if not keys or not settings.RATELIMIT_ENABLED:
+        return ALLOW
+    decision = _decide(limiter.evaluate(keys, []))
+    limits.decision = decision
+    return decision
+
+
+def _decide(outcome: Outcome) -> Decision:
+    _record_exceeded(outcome.rules)
+    results = tuple(outcome.rules)
+    if outcome.code == ALLOWED:
+        return Decision(True, results=results, degraded=outcome.degraded)
+    if outcome.code == LOCKED:
+        waits = [retry for state, retry in outcome.counters if state == LOCKED]
+        permanent = -1 in waits
+        retry = 0 if permanent else math.ceil(max(waits) / 1000)
+        return Decision(False, "locked", retry, results, outcome.degraded, permanent)
+    if outcome.code == BUSY:
+        return Decision(False, "busy", 1, results, outcome.degraded)
+    retry_ms = max(r.retry_ms for r in outcome.rules)
+    return Decision(False, "rate", math.ceil(retry_ms / 1000), results, outcome.degraded)
+
+
+def _record_exceeded(results: list[RuleResult]) -> None:
+    """One event per refused key and window (the script says which refusal is the first):
+    a flood of refusals writes one row, not one per request (no audit amplification)."""
+    for result in results:
+        if result.notify:
+            rule = result.key.rule
+            emit(
+                EventType.RATELIMIT_EXCEEDED,
+                success=False,
+                resource_type="ratelimit",
+                resource_id=rule.name,
+                error_code="rate_limited",
+                metadata={
+                    "rule": rule.name,
+                    "key": result.key.value,
+                    "limit": rule.limit,
+                    "period": rule.period,
+                    "retry_after": math.ceil(result.retry_ms / 1000),
+                },
+            )
+
+
+@dataclass
+class Attempt:
+    """A reserved attempt to prove a secret. Settle it exactly once: failed() or
+    succeeded(); an attempt never settled frees its place after limiter.LEASE_MS."""
+
+    decision: Decision
+    kind: str
+    identifier: str  # as typed (events); counters use it normalized
+    counters: list[Counter]
+    lease: str
+    ip: str | None
+    user_id: object = None
+    settled: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    def succeeded(self) -> None:
+        """The secret was right: the identifier's counters start again from zero."""
+        if self.allowed and not self.settled:
+            self.settled = True
+            limiter.settle(self.counters, self.lease, ok=True)
+
+    def failed(self) -> None:
+        """The secret was wrong: counted; reaching a threshold locks (account.locked)."""
+        if not self.allowed or self.settled:
+            return
+        self.settled = True
+        for counter, settled in zip(
+            self.counters, limiter.settle(self.counters, self.lease, ok=False), strict=True
+        ):
+            if settled.locked:
+                emit(
+                    EventType.ACCOUNT_LOCKED,
+                    success=False,
+                    user_id=self.user_id,
+                    resource_type="account" if self.kind == "login" else "client",
+                    resource_id=self.identifier[:128],
+                    error_code="too_many_failures",
+                    metadata={
+                        "reason": "failed_attempts",
+                        "kind": self.kind,
+                        "identifier": self.identifier[:200],
+                        "scope": "identifier_ip" if counter.ip else "identifier",
+                        "ip": self.ip,
+                        "lockouts": settled.lockouts,
+                        "wait_seconds": math.ceil(settled.wait_ms / 1000),
+                        "permanent": settled.permanent,
+                    },
+                )
+
+
+def attempt_begin(
+    request: HttpRequest,
+    *,
+    kind: str,
+    identifier: str,
+    known_device: bool = False,
+    client_id: str | None = None,
+    account: str | None = None,
+    user_id: object = None,
+) -> Attempt:
+    """Reserves one attempt to prove a secret for `identifier` (an email as typed, or a
+    client id), before the secret is checked, atomically with the request's limits (as
+    check() with `client_id` / `account`): one Redis round trip.
+
+    Counted per identifier and per (identifier, client IP), whether or not the identifier
+    exists, so a lockout says nothing about which do. The (identifier, IP) counter locks
+    after LOCKOUT_IP_THRESHOLD failures, the identifier's own after LOCKOUT_THRESHOLD
+    (kept high: Keycloak GHSA-cq42-vhv7-xr7p, a lockout as a denial of service); with
+    `known_device` (the sign-in pipeline knows this browser signed in to it before) only
+    the (identifier, IP) counter applies. At most threshold - failures attempts are in
+    flight: 50 parallel guesses with a threshold of 5 check at most 5 secrets (the race
+    Zitadel fixed in 2024); the others wait up to BUSY_WAIT_SECONDS for those to settle,
+    then see the lock.
+
+    Not allowed → attempt.decision says why (`locked` with retry_after, `rate`, `busy`):
+    refuse WITHOUT checking the secret, with the same answer whether it is right or wrong
+    (else the lockout becomes a password oracle); raise Limited(attempt.decision) to let
+    RateLimitMiddleware answer. Allowed → check the secret, then attempt.succeeded() or
+    attempt.failed() (which records account.locked when it locks).
+
+    For the sign-in pipeline's limits step (kind="login", identifier = the email typed,
+    account = the same, known_device from its device cookie):
+
+        attempt = ratelimit.attempt_begin(request, kind="login", identifier=email,
+                                          account=email, known_device=known)
+        if not attempt.allowed:
+            return page saying sign-in is temporarily unavailable for this identifier
+                   until attempt.decision.retry_after
+        user = authenticate(...); attempt.succeeded() if user else attempt.failed()
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    limits = request_limits(request)
+    value = identifier_value(identifier) if kind == "login" else client_value(identifier)
+    counters = [Counter(kind, value, ip_value(limits.ip))]
+    if not known_device:
+        counters.append(Counter(kind, value))
+    keys = limits.pending + _extra_keys(limits, client_id, account)
+    limits.pending = []
+    if not settings.RATELIMIT_ENABLED:
+        keys = []  # the rate limits are off; the lockout never is
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    pause = BUSY_POLL_SECONDS
+    while True:
+        outcome = limiter.evaluate(keys, counters)
+        if outcome.code != BUSY or time.monotonic() > deadline:
+            break
+        time.sleep(pause)  # attempts in flight settle within a secret check's time
+        pause = min(pause * 2, 0.1)
+    decision = _decide(outcome)
+    limits.decision = decision
+    return Attempt(decision, kind, identifier, counters, outcome.lease, limits.ip, user_id)
+
+
+# --- operators ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lockout:
+    kind: str
+    scope: str  # the identifier, or "identifier:ip"
+    failures: int
+    lockouts: int
+    locked_for: int  # seconds left; -1 permanent; 0 counting but not locked
+    ttl: int
+
+
+def _counter_keys(kind: str, identifier: str) -> Iterator[str]:
+    value = identifier_value(identifier) if kind == "login" else client_value(identifier)
+    base = f"{PREFIX}lock:{kind}:{value}"
+    yield base
+    for key in get_redis().scan_iter(match=base.replace("*", r"\*") + ":*", count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if not name.endswith(":inflight"):
+            yield name
+
+
+def lockouts_for(*, kind: str, identifier: str) -> list[Lockout]:
+    """The failed-attempt counters of an identifier (its own and per IP), for operators."""
+    client = get_redis()
+    now_ms = time.time() * 1000
+    found = []
+    for key in _counter_keys(kind, identifier):
+        state = client.hgetall(key)
+        if not state:
+            continue
+        values = {k.decode(): v.decode() for k, v in state.items()}  # type: ignore[union-attr]
+        locked_until = float(values.get("lu", 0))
+        locked_for = -1 if "perm" in values else max(0, math.ceil((locked_until - now_ms) / 1000))
+        found.append(
+            Lockout(
+                kind,
+                key.split(f":lock:{kind}:", 1)[1],
+                int(values.get("c", 0)),
+                int(values.get("L", 0)),
+                locked_for,
+                int(client.ttl(key)),
+            )
+        )
+    return found
+
+
+def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str = "operator") -> int:
+    """Lifts every lockout of `identifier` (its own counter and each per-IP one) and records
+    account.unlocked with the operator's actor_id. Returns how many counters it cleared."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    keys = list(_counter_keys(kind, identifier))
+    cleared = int(get_redis().delete(*keys)) if keys else 0
+    emit(
+        EventType.ACCOUNT_UNLOCKED,
+        actor_id=actor_id,
+        resource_type="account" if kind == "login" else "client",
+        resource_id=identifier[:128],
+        metadata={
+            "reason": reason,
+            "kind": kind,
+            "identifier": identifier[:200],
+            "counters_cleared": cleared,
+        },
+    )
+    return cleared

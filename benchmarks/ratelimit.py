@@ -1,0 +1,363 @@
+"""What rate limiting costs: our one-script limiter beside the `limits` library, per check and
+per client_credentials request.
+
+    .venv/bin/python -m benchmarks.ratelimit [--checks 5000] [--requests 3000]
+
+Starts a throwaway PostgreSQL and Redis (tests.servers) on the other CPU(s), migrates, then,
+in this process pinned to one CPU:
+
+1. check: what a client_credentials request asks of the limiter, 4 rules (token.ip,
+   token.endpoint, global, token.client), timed per call (wall), with the Redis round trips
+   (client side: packets sent) and commands (server side: INFO total_commands_processed) per
+   call. Arms, alternating in blocks (the first block of each dropped as warm-up):
+   - ours_rules: apps/ratelimit/evaluate.lua, the 4 rules, one EVALSHA;
+   - ours_request: the 4 rules plus the failed-attempt reservation of the client id (two
+     counters) and its settlement after the secret check: what a token request really runs;
+   - limits_moving / limits_sliding / limits_fixed: `limits` 5.x (pip install limits) with
+     its Redis storage, one hit() per rule (moving window: a list of timestamps per key,
+     O(limit) memory; sliding-window counter: two keys per rule; fixed window: a counter).
+2. request: --requests client_credentials token requests through Django's WSGIHandler (the
+   whole middleware stack, no HTTP server) with the limiter on (rules as configured, budgets
+   raised so nothing is refused) and off (RATELIMIT_ENABLED false and the client-secret
+   reservation skipped); the share the limiter adds, by wall and thread CPU.
+
+Prints key=value lines; nothing is asserted. Measured 2026-12-03 on the 2-core development
+sandbox while other jobs ran (load average 4-8; a bare Redis PING cost ~500 us of wall and
+~160 us of CPU there, so read the ratios, not the absolutes):
+
+    check arm=ours_rules     wall_p50_us=502  round_trips=1.00 commands=14 (1 EVALSHA)
+    check arm=ours_request   wall_p50_us=629  round_trips=1.00 commands=28
+    check arm=limits_moving  wall_p50_us=1263 round_trips=4.01 commands=20
+    check arm=limits_sliding wall_p50_us=1203 round_trips=4.00 commands=32
+    check arm=limits_fixed   wall_p50_us=1125 round_trips=4.00 commands=8
+    request arm=limiter_off  wall_p50_us=1136 cpu_mean_us=1114
+    request arm=one_ping     wall_p50_us=1638 cpu_mean_us=1662  (+44 % p50: one bare PING)
+    request arm=limiter_on   wall_p50_us=2764 cpu_mean_us=2269  (+143 % p50, 1.11 round trips)
+
+Ours won: 4 rules in one round trip at 0.40-0.45x the time of `limits` (which needs a round
+trip per rule and offers no all-or-nothing check of several rules, nor the reservation), and
+a whole token request's limiting (4 rules + the 2-counter reservation + its settlement, which
+rides on the next call) in 1 round trip. `limits` is not a dependency: install it by hand to
+run its arms. Against the request, the cost here is the round trip itself (a PING alone
+added 44 %): the 5 % target needs a host where a loopback round trip costs tens of
+microseconds, or a local pre-check, not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHECK_ARMS = ("ours_rules", "ours_request", "limits_moving", "limits_sliding", "limits_fixed")
+REQUEST_ARMS = ("limiter_on", "limiter_off", "one_ping")
+BLOCK = 250
+RAISED = "10000000/1s"  # budgets no benchmark reaches: the limiter runs, refuses nothing
+
+
+def log(message: str) -> None:
+    print(f"# {message}", file=sys.stderr, flush=True)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class RoundTrips:
+    """Counts what the client sends to Redis: one packed send is one round trip."""
+
+    def __init__(self) -> None:
+        from redis.connection import AbstractConnection
+
+        self.count = 0
+        original = AbstractConnection.send_packed_command
+
+        def counted(conn: Any, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            original(conn, command, check_health)
+
+        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.base = Path(tempfile.mkdtemp(prefix="tessera-bench-ratelimit-"))
+        self.base.chmod(0o755)
+        cpus = sorted(os.sched_getaffinity(0))
+        self.own_cpu = {cpus[0]}
+        self.other_cpus = set(cpus[1:]) or set(cpus)
+        self.servers: list[Any] = []
+
+    def start(self) -> None:
+        from tests.servers import _OWN_SETTINGS, Postgres, Redis
+
+        os.sched_setaffinity(0, self.other_cpus)
+        self.postgres, self.redis = Postgres(self.base), Redis(self.base)
+        self.servers = [self.postgres, self.redis]
+        for server in self.servers:
+            server.spawn()
+        for server in self.servers:
+            server.wait_ready()
+        subprocess.run(
+            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
+             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
+            check=True,
+        )  # fmt: skip
+        for name in list(os.environ):
+            if name.startswith(_OWN_SETTINGS):
+                del os.environ[name]
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="idp.settings",
+            DATABASE_URL=self.postgres.url(),
+            REDIS_URL=self.redis.url(0),
+            CELERY_BROKER_URL=self.redis.url(1),
+            IDP_SECRET_KEY=secrets.token_urlsafe(64),
+            IDP_KEY_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            IDP_DATA_DIR=str(self.base / "data"),
+            IDP_LOG_LEVEL="warning",
+            IDP_AUDIT_SHIP_THRESHOLD="1000000",
+        )
+        for rule in ("TOKEN_IP", "TOKEN_CLIENT", "TOKEN_ENDPOINT", "GLOBAL"):
+            os.environ[f"IDP_RATELIMIT_{rule}"] = RAISED
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        log("migrate")
+        call_command("migrate", interactive=False, verbosity=0)
+        os.sched_setaffinity(0, self.own_cpu)
+        self.trips = RoundTrips()
+
+    def stop(self) -> None:
+        from django.db import connections
+
+        from apps.core import journal
+
+        journal.shutdown()
+        connections.close_all()
+        for server in self.servers:
+            server.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def _commands(self) -> int:
+        from apps.core.redis import get_redis
+
+        return int(get_redis().info("stats")["total_commands_processed"])
+
+    def check_arms(self) -> dict[str, Callable[[int], None]]:
+        from apps.ratelimit import limiter
+        from apps.ratelimit.limiter import Counter
+        from apps.ratelimit.rules import Key, rules
+
+        configured = rules()
+        keys = [
+            Key(configured["token.ip"], "127.0.0.1"),
+            Key(configured["token.endpoint"], ""),
+            Key(configured["global"], ""),
+            Key(configured["token.client"], "bench-client"),
+        ]
+        counters = [Counter("client", "bench-client", "127.0.0.1"), Counter("client", "bench")]
+
+        def ours_rules(_: int) -> None:
+            limiter.evaluate(keys, [])
+
+        def ours_request(_: int) -> None:
+            outcome = limiter.evaluate(keys, counters)
+            limiter.settle(counters, outcome.lease, ok=True)
+
+        arms: dict[str, Callable[[int], None]] = {"ours_rules": ours_rules}
+        arms["ours_request"] = ours_request
+        try:
+            import limits
+            from limits.storage import storage_from_string
+            from limits.strategies import (
+                FixedWindowRateLimiter,
+                MovingWindowRateLimiter,
+                SlidingWindowCounterRateLimiter,
+            )
+        except ImportError:
+            log("limits is not installed (pip install limits): its arms are skipped")
+            return arms
+        storage = storage_from_string(self.redis.url(0).replace("/0", ""))
+        items = [
+            (limits.parse("100000000/second"), ("token.ip", "127.0.0.1")),
+            (limits.parse("100000000/second"), ("token.endpoint",)),
+            (limits.parse("100000000/second"), ("global",)),
+            (limits.parse("100000000/second"), ("token.client", "bench-client")),
+        ]
+        for name, strategy in (
+            ("limits_moving", MovingWindowRateLimiter),
+            ("limits_sliding", SlidingWindowCounterRateLimiter),
+            ("limits_fixed", FixedWindowRateLimiter),
+        ):
+            chosen = strategy(storage)
+
+            def hit(_: int, chosen: Any = chosen, name: str = name) -> None:
+                for item, identifiers in items:
+                    chosen.hit(item, name, *identifiers)  # its own keys per strategy
+
+            arms[name] = hit
+        return arms
+
+    def measure_checks(self) -> list[str]:
+        arms = self.check_arms()
+        results: dict[str, dict[str, Any]] = {
+            name: {"wall": [], "trips": 0, "commands": 0, "calls": 0} for name in arms
+        }
+        blocks = max(2, self.args.checks // BLOCK + 1)
+        log(f"check: {(blocks - 1) * BLOCK} calls per arm")
+        for block in range(blocks):
+            for name, arm in arms.items():
+                trips, commands = self.trips.count, self._commands()
+                walls = []
+                for n in range(BLOCK):
+                    started = time.perf_counter_ns()
+                    arm(n)
+                    walls.append((time.perf_counter_ns() - started) / 1000)
+                commands_after = self._commands() - 1  # the INFO that reads it
+                if block == 0:
+                    continue  # warm-up
+                r = results[name]
+                r["wall"] += walls
+                r["trips"] += self.trips.count - trips - 1  # minus the INFO before
+                r["commands"] += commands_after - commands - 0
+                r["calls"] += BLOCK
+        lines = []
+        for name, r in results.items():
+            lines.append(
+                f"check arm={name} calls={r['calls']} "
+                f"wall_p50_us={_percentile(r['wall'], 0.5):.0f} "
+                f"wall_p99_us={_percentile(r['wall'], 0.99):.0f} "
+                f"wall_mean_us={statistics.fmean(r['wall']):.0f} "
+                f"round_trips={r['trips'] / r['calls']:.2f} "
+                f"commands={r['commands'] / r['calls']:.2f}"
+            )
+        return lines
+
+    def measure_requests(self) -> list[str]:
+        from django.conf import settings
+        from django.core.handlers.wsgi import WSGIHandler
+
+        from apps.ratelimit import services
+        from apps.tokens.services import client_create
+
+        handler = WSGIHandler()
+        client, secret = client_create(
+            name="benchmark service", redirect_uris=[], grant_types=["client_credentials"]
+        )
+        credentials = base64.b64encode(f"{client.client_id}:{secret}".encode()).decode()
+        body = b"grant_type=client_credentials"
+        real_begin = services.attempt_begin
+
+        def unlimited(request: Any, **kwargs: Any) -> services.Attempt:
+            return services.Attempt(services.ALLOW, "client", "", [], "", None, settled=True)
+
+        def switch(arm: str) -> None:
+            on = arm == "limiter_on"
+            ping["on"] = arm == "one_ping"
+            settings.RATELIMIT_ENABLED = on
+            services.attempt_begin = real_begin if on else unlimited  # type: ignore[assignment]
+
+        from apps.core.redis import get_redis
+
+        ping = {"on": False}
+
+        def one() -> tuple[float, float, int]:
+            environ = {
+                "REQUEST_METHOD": "POST", "PATH_INFO": "/oauth/token", "SCRIPT_NAME": "",
+                "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+                "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
+                "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "benchmark/1.0",
+                "HTTP_AUTHORIZATION": f"Basic {credentials}",
+                "CONTENT_TYPE": "application/x-www-form-urlencoded",
+                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+            }  # fmt: skip
+            trips = self.trips.count
+            wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+            if ping["on"]:
+                get_redis().ping()  # the floor: what any one-round-trip limiter costs
+            response = handler(environ, lambda status, headers, exc_info=None: None)
+            b"".join(response)
+            response.close()
+            cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+            if response.status_code != 200:
+                raise RuntimeError(f"the token endpoint answered {response.status_code}")
+            return wall / 1000, cpu / 1000, self.trips.count - trips
+
+        results: dict[str, dict[str, list[float]]] = {
+            arm: {"wall": [], "cpu": [], "trips": []} for arm in REQUEST_ARMS
+        }
+        blocks = max(2, self.args.requests // BLOCK + 1)
+        log(f"request: {(blocks - 1) * BLOCK} client_credentials requests per arm")
+        for block in range(blocks):
+            for arm in REQUEST_ARMS:
+                switch(arm)
+                for _ in range(BLOCK):
+                    wall, cpu, trips = one()
+                    if block:
+                        results[arm]["wall"].append(wall)
+                        results[arm]["cpu"].append(cpu)
+                        results[arm]["trips"].append(trips)
+        switch("limiter_on")
+        lines = []
+        for arm in REQUEST_ARMS:
+            r = results[arm]
+            lines.append(
+                f"request grant=client_credentials arm={arm} requests={len(r['wall'])} "
+                f"wall_p50_us={_percentile(r['wall'], 0.5):.0f} "
+                f"wall_mean_us={statistics.fmean(r['wall']):.0f} "
+                f"cpu_mean_us={statistics.fmean(r['cpu']):.0f} "
+                f"redis_round_trips={statistics.fmean(r['trips']):.2f}"
+            )
+        off = results["limiter_off"]
+
+        def pct(arm: str, key: str, p50: bool = False) -> float:
+            mine, theirs = results[arm][key], off[key]
+            if p50:
+                return (_percentile(mine, 0.5) / _percentile(theirs, 0.5) - 1) * 100
+            return (statistics.fmean(mine) / statistics.fmean(theirs) - 1) * 100
+
+        for arm in ("limiter_on", "one_ping"):
+            lines.append(
+                f"request_overhead arm={arm} wall_mean_pct={pct(arm, 'wall'):.1f} "
+                f"wall_p50_pct={pct(arm, 'wall', p50=True):.1f} "
+                f"thread_cpu_pct={pct(arm, 'cpu'):.1f} target_pct=5"
+            )
+        return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checks", type=int, default=5000, help="limiter calls per arm")
+    parser.add_argument("--requests", type=int, default=3000, help="token requests per arm")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    benchmark = Benchmark(args)
+    try:
+        benchmark.start()
+        lines = [f"cpus={len(os.sched_getaffinity(0))} python={sys.version.split()[0]}"]
+        lines += benchmark.measure_checks()
+        lines += benchmark.measure_requests()
+    finally:
+        benchmark.stop()
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
