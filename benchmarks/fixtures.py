@@ -33,7 +33,7 @@ def main() -> None:
     from django.conf import settings
 
     from apps.accounts.services import user_create
-    from apps.sessions.services import session_start
+    from apps.sessions.services import SessionRefused, session_start
     from apps.tokens.claims import ACCESS_TOKEN_TYPE, access_token_claims, sign
     from apps.tokens.services import client_create
 
@@ -49,6 +49,7 @@ def main() -> None:
     )
     user = user_create(email="benchmark@example.com", name="Benchmark User")
     session = session_start(user=user, amr=["pwd"])
+    assert not isinstance(session, SessionRefused), session.message
     user_tokens = {}
     for alg in ("ES256", "RS256"):
         claims = access_token_claims(
@@ -90,6 +91,7 @@ def mint_refresh_tokens(client_id: str, secret: str, count: int) -> list[str]:
     from apps.tokens.models import Client
     from apps.tokens.services import consent_grant
     from tests.rp import RegisteredClient
+    from tests.signin.browser import force_sign_in
     from tests.tokens.conftest import SCOPE, Flow
 
     client = Client.objects.get(client_id=client_id)
@@ -98,7 +100,7 @@ def mint_refresh_tokens(client_id: str, secret: str, count: int) -> list[str]:
     for index in range(count):
         person = user_create(email=f"refresh-{index}@example.com", name=f"Refresh {index}")
         browser = HttpClient(HTTP_HOST=urlsplit(settings.ISSUER).netloc)
-        browser.force_login(person)
+        force_sign_in(browser, person)
         consent_grant(user_id=person.pk, client=client, scopes=scopes)
         flow = Flow(browser, RegisteredClient(client_id, secret))
         tokens.append(flow.tokens(scope=" ".join(scopes))["refresh_token"])

@@ -5,12 +5,10 @@ from datetime import timedelta
 
 from django.contrib.auth import SESSION_KEY as AUTH_USER_KEY
 from django.contrib.auth import logout
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from apps.core import request_context
-from apps.core.errors import LoginRefused
 from apps.sessions import binding
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import SESSION_KEY
@@ -48,13 +46,6 @@ class LoginSessionMiddleware:
             # so its login binds the session to it.
             binding.set_device_cookie(response, binding.new_device_cookie())
         return response
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        """A login path other than the hosted page (the Django admin's) met the session
-        limit: it must not leave the browser signed in, nor answer 500."""
-        if isinstance(exception, LoginRefused):
-            logout(request)
-            raise PermissionDenied(str(exception)) from exception
 
     def _validated(
         self, request: HttpRequest, cookie_id: str | None, tampered: bool
