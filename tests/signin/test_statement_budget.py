@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
 
 from apps.sessions.models import LoginSession
 from apps.tokens.services import client_create
@@ -54,3 +55,21 @@ def test_password_sign_in_runs_at_most_its_budget(person) -> None:
     assert code.status_code == 302
     assert "code" in parse_qs(urlsplit(code["Location"]).query)
     assert len(sql) <= CODE_BUDGET, _show(sql)
+
+
+def test_identify_is_an_index_lookup(person) -> None:
+    # One statement is cheap only if it does not read every account: the sign-in's lookup
+    # (the manager's get_by_natural_key) must be answerable from the unique index on
+    # lower(email). email__iexact (UPPER(email) = UPPER(...)) was not.
+    from django.db import connection, transaction
+
+    from apps.accounts.models import User
+
+    with CaptureQueriesContext(connection) as captured:
+        assert User._default_manager.get_by_natural_key("ADA@example.COM") == person
+    [lookup] = [q["sql"] for q in captured.captured_queries]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # as the planner does on many rows
+        cursor.execute(f"EXPLAIN {lookup}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "accounts_user_email_ci_uniq" in plan, plan
