@@ -55,3 +55,33 @@ def test_a_planted_session_id_is_not_the_one_signed_in() -> None:
     assert not Session.objects.filter(session_key=planted.session_key).exists()
     assert "_auth_user_id" in SessionStore(signed_in_key)
     assert "_auth_user_id" not in attacker.session  # the attacker's id signs nobody in
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_outside_a_transaction_is_one_round_trip() -> None:
+    # Autocommit, as a request runs: no BEGIN and COMMIT around the one statement (Django's
+    # store: SELECT 1 (exists), BEGIN, INSERT, COMMIT).
+    store = SessionStore()
+    store["a"] = 1
+    with CaptureQueriesContext(connection) as captured:
+        store.save()
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]
+    store["a"] = 2
+    with CaptureQueriesContext(connection) as captured:
+        store.save()
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["UPDATE"]
+    assert SessionStore(store.session_key)["a"] == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_of_a_session_deleted_meanwhile_is_an_update_error() -> None:
+    # What SessionMiddleware turns into SessionInterrupted (a logout in another tab).
+    from django.contrib.sessions.backends.base import UpdateError
+
+    store = SessionStore()
+    store["a"] = 1
+    store.save()
+    Session.objects.filter(session_key=store.session_key).delete()
+    store["a"] = 2
+    with pytest.raises(UpdateError):
+        store.save()
