@@ -35,11 +35,13 @@ def session_start(
     """A new login session, bound to the browser of `request` (apps.sessions.binding), or why
     it may not begin.
 
-    The per-user limit (LOGIN_SESSION_LIMIT, OWASP ASVS 3.3.4) holds under concurrent logins:
-    the user's row is locked first, so logins of one user take turns counting and ending
-    sessions. The statement that locks it is the UPDATE of the account's last_login (Django's
-    own update_last_login receiver is switched off by apps.signin, which opens sessions
-    through here): one round trip for both.
+    The per-user limit (LOGIN_SESSION_LIMIT; OWASP Session Management Cheat Sheet,
+    "Simultaneous Session Logons") holds under concurrent logins: the user's row is locked
+    first, so logins of one user take turns counting and ending sessions. The statement that
+    locks it is the UPDATE of the account's last_login (Django's own update_last_login
+    receiver is switched off by apps.signin, which opens sessions through here): one round
+    trip for both. last_login is thus the last time the person proved who they are, a login
+    the limit then refused included.
     """
     context = request_context.current()
     ip = context.client_ip if context else None

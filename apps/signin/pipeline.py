@@ -104,7 +104,7 @@ def first_factor_password(attempt: Attempt) -> Refusal | None:
 
 def open_session(attempt: Attempt) -> Refusal | None:
     """The login session (apps.sessions.services.session_start: bound to this browser's
-    device, IP and user agent; the per-user limit, OWASP ASVS 3.3.4) and the browser's
+    device, IP and user agent; the per-user session limit) and the browser's
     signed-in session. Django's login() gives the browser session a new key (session
     fixation, OWASP ASVS 3.2.1) and a new CSRF token."""
     user = attempt.user
