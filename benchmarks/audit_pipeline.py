@@ -211,6 +211,7 @@ class Benchmark:
 
         from apps.accounts.services import user_create
         from apps.tokens.services import client_create
+        from tests.signin.browser import force_sign_in
         from tests.tokens.conftest import REDIRECT_URI, Flow, RegisteredClient
 
         client, secret = client_create(
@@ -221,7 +222,7 @@ class Benchmark:
         )
         self.webapp = (client.client_id, secret)
         browser = HttpClient(HTTP_HOST="127.0.0.1")
-        browser.force_login(user_create(email="benchmark@example.com", name="Benchmark User"))
+        force_sign_in(browser, user_create(email="benchmark@example.com", name="Benchmark User"))
         tokens = Flow(browser, RegisteredClient(client.client_id, secret)).tokens()
         return str(tokens["refresh_token"])
 

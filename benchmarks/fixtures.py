@@ -16,6 +16,12 @@ one JSON object: `python -m benchmarks.fixtures` with the server's environment.
   steps of tests/tokens/conftest.py's Flow). Refresh tokens rotate (RFC 9700 §4.14.2), so the
   refresh benchmark spends each exactly once; a replayed one would be refused and revoke its
   family. Each token has its own person and login session (see mint_refresh_tokens).
+- with BENCH_SIGNIN_USERS=N (benchmarks/signin.py): a first-party authorization-code client
+  (registered with skip_consent, as `createclient --skip-consent` does: authorize answers with
+  the code without a consent page) and N people `signin-<i>@example.com`, all with the
+  password BENCH_SIGNIN_PASSWORD hashed once with the project's PASSWORD_HASHERS (each row
+  the same argon2id hash: verifying it costs what verifying any of theirs would), plus that
+  hash, for the benchmark's argon2id reference.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ def main() -> None:
     from django.conf import settings
 
     from apps.accounts.services import user_create
-    from apps.sessions.services import session_start
+    from apps.sessions.services import SessionRefused, session_start
     from apps.tokens.claims import ACCESS_TOKEN_TYPE, access_token_claims, sign
     from apps.tokens.models import Client
     from apps.tokens.services import client_create
@@ -53,6 +59,7 @@ def main() -> None:
     )
     user = user_create(email="benchmark@example.com", name="Benchmark User")
     session = session_start(user=user, amr=["pwd"])
+    assert not isinstance(session, SessionRefused), session.message
     user_tokens = {}
     for alg in ("ES256", "RS256"):
         claims = access_token_claims(
@@ -68,8 +75,10 @@ def main() -> None:
     if refresh_count:
         tokens = mint_refresh_tokens(webapp.client_id, webapp_secret, refresh_count)
         Path(os.environ["BENCH_REFRESH_TOKENS_FILE"]).write_text("\n".join(tokens) + "\n")
+    signin = make_signin_fixtures(int(os.environ.get("BENCH_SIGNIN_USERS", "0")))
     json.dump(
         {
+            **signin,
             "service_client_id": service.client_id,
             "service_client_secret": service_secret,
             "webapp_client_id": webapp.client_id,
@@ -78,6 +87,29 @@ def main() -> None:
         },
         sys.stdout,
     )
+
+
+def make_signin_fixtures(count: int) -> dict[str, str]:
+    if not count:
+        return {}
+    from django.contrib.auth.hashers import make_password
+
+    from apps.accounts.models import User
+    from apps.tokens.services import client_create
+    from tests.rp import REDIRECT_URI
+
+    first_party, _ = client_create(
+        name="benchmark first party",
+        redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "refresh_token"],
+        skip_consent=True,
+    )
+    encoded = make_password(os.environ["BENCH_SIGNIN_PASSWORD"])
+    User.objects.bulk_create(
+        [User(email=f"signin-{i}@example.com", password=encoded) for i in range(count)],
+        batch_size=1000,
+    )
+    return {"signin_client_id": first_party.client_id, "signin_password_hash": encoded}
 
 
 def mint_refresh_tokens(client_id: str, secret: str, count: int) -> list[str]:
@@ -94,6 +126,7 @@ def mint_refresh_tokens(client_id: str, secret: str, count: int) -> list[str]:
     from apps.tokens.models import Client
     from apps.tokens.services import consent_grant
     from tests.rp import RegisteredClient
+    from tests.signin.browser import force_sign_in
     from tests.tokens.conftest import SCOPE, Flow
 
     client = Client.objects.get(client_id=client_id)
@@ -102,7 +135,7 @@ def mint_refresh_tokens(client_id: str, secret: str, count: int) -> list[str]:
     for index in range(count):
         person = user_create(email=f"refresh-{index}@example.com", name=f"Refresh {index}")
         browser = HttpClient(HTTP_HOST=urlsplit(settings.ISSUER).netloc)
-        browser.force_login(person)
+        force_sign_in(browser, person)
         consent_grant(user_id=person.pk, client=client, scopes=scopes)
         flow = Flow(browser, RegisteredClient(client_id, secret))
         tokens.append(flow.tokens(scope=" ".join(scopes))["refresh_token"])

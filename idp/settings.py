@@ -355,6 +355,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.ratelimit",
     "apps.sessions",
+    "apps.signin",
     "apps.tokens",
     "apps.audit",
     "apps.console",
@@ -470,10 +471,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGIN_URL = "accounts:login"
+LOGIN_URL = "signin:login"
 
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 
+# Browser sessions in the database, through a store that spends one INSERT per sign-in
+# (apps/sessions/browser_store.py) instead of django.contrib.sessions' three.
+SESSION_ENGINE = "apps.sessions.browser_store"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True

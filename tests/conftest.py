@@ -103,6 +103,19 @@ def _fresh_key_cache() -> Iterator[None]:
     clients_cache_clear()
 
 
+@pytest.fixture
+def admin_client(db: None, admin_user: Any) -> Any:
+    """pytest-django's, signed in as Tessera signs in: with a login session (its own
+    force_login no longer opens one; tests/signin/browser.py)."""
+    from django.test import Client
+
+    from tests.signin.browser import force_sign_in
+
+    client = Client()
+    force_sign_in(client, admin_user)
+    return client
+
+
 def redis_start_again(servers: TestServers) -> None:
     """Starts the suite's Redis after a test stopped it, and closes this process's connections
     to Celery's result backend on the server that stopped.

@@ -27,8 +27,11 @@ class UserManager(DjangoUserManager["User"]):
 
     def get_by_natural_key(self, username: str | None) -> User:
         """Sign-in finds the account whatever case the email is typed in (emails are stored
-        lower-cased and unique without regard to case)."""
-        return self.get(email__iexact=username)
+        lower-cased and unique without regard to case). The comparison is the expression of
+        the unique index on lower(email), so it is an index lookup; `email__iexact` compiles to
+        UPPER(email) = UPPER(%s), which no index serves: a scan of every account per sign-in."""
+        by_email = self.alias(email_lower=Lower("email"))
+        return by_email.get(email_lower=Lower(models.Value(username or "")))
 
     def create_user(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any

@@ -5,5 +5,4 @@ from apps.accounts import views
 app_name = "accounts"
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login", views.login_view, name="login"),
 ]

@@ -1,11 +1,6 @@
 """Errors more than one app speaks of; apps/core imports no other app, so they live here."""
 
 
-class LoginRefused(Exception):
-    """A login that proved who the person is but is not allowed to begin (for example the
-    per-user session limit with the `refuse` policy). The message is shown to the person."""
-
-
 class AuditUnavailable(Exception):
     """A security event could not be recorded (the journal's disk is full, read-only or gone).
 

@@ -6,6 +6,3 @@ class SessionsConfig(AppConfig):
     # "sessions" is taken by django.contrib.sessions (the browser session store).
     label = "login_sessions"
     verbose_name = "Login sessions"
-
-    def ready(self) -> None:
-        from apps.sessions import receivers  # noqa: F401 - connects the login receiver

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,6 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.core import request_context, revocation
-from apps.core.errors import LoginRefused
 from apps.core.events import EventType, emit
 from apps.sessions import binding, geo
 from apps.sessions.models import LoginSession, SessionClient
@@ -20,44 +20,55 @@ from apps.sessions.signals import session_ended
 ACR_PASSWORD = "urn:tessera:acr:pwd"
 
 
+@dataclass(frozen=True)
+class SessionRefused:
+    """A login that proved who the person is but may not begin (the per-user session limit
+    with the `refuse` policy). `message` is shown to the person; the login.failed event is
+    already recorded."""
+
+    message: str
+
+
 def session_start(
     *, user: User, amr: list[str], provider: str = "local", request: HttpRequest | None = None
-) -> LoginSession:
-    """A new login session, bound to the browser of `request` (apps.sessions.binding); the
-    caller emits the login event in the same transaction.
+) -> LoginSession | SessionRefused:
+    """A new login session, bound to the browser of `request` (apps.sessions.binding), or why
+    it may not begin.
 
-    The per-user limit (LOGIN_SESSION_LIMIT) holds under concurrent logins: the user's row is
-    locked first, so logins of one user take turns counting and ending sessions. Raises
-    LoginRefused when the limit is reached and the policy is `refuse`.
+    The per-user limit (LOGIN_SESSION_LIMIT; OWASP Session Management Cheat Sheet,
+    "Simultaneous Session Logons") holds under concurrent logins: the user's row is locked
+    first, so logins of one user take turns counting and ending sessions. The statement that
+    locks it is the UPDATE of the account's last_login (Django's own update_last_login
+    receiver is switched off by apps.signin, which opens sessions through here): one round
+    trip for both. last_login is thus the last time the person proved who they are, a login
+    the limit then refused included.
     """
     context = request_context.current()
     ip = context.client_ip if context else None
     user_agent = context.user_agent if context else ""
     device_id, login_context = _binding(request, ip, user_agent)
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        now = timezone.now()
+        User.objects.filter(pk=user.pk).update(last_login=now)  # the row lock, and the record
+        user.last_login = now
         # After the lock: creation times follow the order logins took it, so "oldest" is.
         now = timezone.now()
         refusal = _make_room(user, now, provider)
         if refusal:
-            session = None
-        else:
-            session = LoginSession.objects.create(
-                user=user,
-                provider=provider,
-                acr=ACR_PASSWORD,
-                amr=amr,
-                device_id=device_id,
-                ip_address=ip,
-                user_agent=user_agent,
-                context=login_context,
-                created_at=now,
-                last_active_at=now,
-                expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),
-            )
-    if session is None:  # raised after commit: the login.failed event is kept
-        raise LoginRefused(refusal)
-    return session
+            return SessionRefused(refusal)  # commits: the login.failed event is kept
+        return LoginSession.objects.create(
+            user=user,
+            provider=provider,
+            acr=ACR_PASSWORD,
+            amr=amr,
+            device_id=device_id,
+            ip_address=ip,
+            user_agent=user_agent,
+            context=login_context,
+            created_at=now,
+            last_active_at=now,
+            expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),
+        )
 
 
 def _binding(

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
+from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import get_oauthlib_core
@@ -213,7 +213,7 @@ def _login_redirect(areq: AuthorizationRequest) -> HttpResponse:
     params = dict(areq.params)
     params.setdefault(LOGIN_MARK, signing.dumps(time.time(), salt=LOGIN_MARK))
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
-    login_url = reverse("accounts:login")
+    login_url = resolve_url(settings.LOGIN_URL)  # the hosted sign-in page (apps/signin)
     if hint := areq.params.get("login_hint"):
         login_url += "?" + urlencode({"login_hint": hint[:254]})
     return redirect_to_login(next_url, login_url)

@@ -8,6 +8,7 @@ from apps.accounts.services import user_create
 from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import SESSION_KEY
+from tests.signin.browser import force_sign_in
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a long correct passphrase"
@@ -114,7 +115,7 @@ def test_login_hint_prefills_the_email(client) -> None:
 
 def test_home_says_who_is_signed_in_and_offers_sign_out(client, person) -> None:
     anonymous = client.get("/")
-    client.force_login(person)
+    force_sign_in(client, person)
     signed_in = client.get("/")
 
     assert b"Sign in" in anonymous.content

@@ -20,6 +20,7 @@ from apps.sessions.services import session_client_record
 from apps.tokens.models import OfflineGrant
 from apps.tokens.services import client_create, consent_grant
 from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.signin.browser import force_sign_in
 from tests.tokens.conftest import Flow, client_redirect, new_pkce
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -48,7 +49,7 @@ def operator(db):
 def staff(operator) -> HttpClient:
     """The operator's browser, signed in, with Django's CSRF checks on as in production."""
     http = HttpClient(enforce_csrf_checks=True)
-    http.force_login(operator)
+    force_sign_in(http, operator)
     return http
 
 
@@ -56,7 +57,7 @@ def staff(operator) -> HttpClient:
 def outsider(db) -> HttpClient:
     """A signed-in person who is not staff."""
     http = HttpClient(enforce_csrf_checks=True)
-    http.force_login(user_create(email="eve@example.com", password=PASSWORD))
+    force_sign_in(http, user_create(email="eve@example.com", password=PASSWORD))
     return http
 
 
@@ -112,7 +113,7 @@ def access_token(user, scope: str) -> str:
     )
     consent_grant(user_id=user.pk, client=client, scopes=scope.split())
     http = HttpClient()
-    http.force_login(user)
+    force_sign_in(http, user)
     tokens = Flow(http, RegisteredClient(client.client_id, secret)).tokens(scope=scope)
     token: str = tokens["access_token"]
     return token
@@ -139,7 +140,7 @@ def offline_grant(
     )
     rp = RegisteredClient(client.client_id, secret)
     browser = HttpClient()
-    browser.force_login(user)
+    force_sign_in(browser, user)
     flow, pkce = Flow(browser, rp), new_pkce()
     asked = flow.authorize(pkce, scope=scope, prompt="consent")
     assert asked.status_code == 200, asked.content[:500]

@@ -26,6 +26,7 @@ from apps.keys import keys
 from apps.tokens.models import Client
 from apps.tokens.services import client_create, consent_grant
 from tests.rp import REDIRECT_URI, RegisteredClient, new_verifier
+from tests.signin.browser import force_sign_in
 
 AUTHORIZE = "/oauth/authorize"
 TOKEN = "/oauth/token"
@@ -257,9 +258,8 @@ def register(db) -> Callable[..., RegisteredClient]:
 
 @pytest.fixture
 def signed_in(client: HttpClient, person) -> HttpClient:
-    """A browser signed in as `person`: force_login calls login(), which opens the login
-    session (apps/sessions/receivers.py)."""
-    client.force_login(person)
+    """A browser signed in as `person`, with a login session (tests/signin/browser.py)."""
+    force_sign_in(client, person)
     return client
 
 

@@ -17,6 +17,7 @@ from apps.sessions.models import LoginSession
 from apps.tokens.claims import sign
 from apps.tokens.models import Consent, Grant
 from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.signin.browser import force_sign_in
 from tests.tokens.conftest import (
     AUTHORIZE,
     SCOPE,
@@ -458,7 +459,7 @@ def test_consent_is_remembered_per_user_and_client(
     assert other_client.authorize().status_code == 200  # asks again for another client
 
     someone_else = HttpClient()
-    someone_else.force_login(user_create(email="grace@example.com", password=PASSWORD))
+    force_sign_in(someone_else, user_create(email="grace@example.com", password=PASSWORD))
     assert Flow(someone_else, rp).authorize().status_code == 200  # and for another user
 
 
@@ -520,7 +521,7 @@ def test_nul_byte_in_a_parameter_is_a_client_error(
     lenient_client: HttpClient, rp, person, field: str
 ) -> None:
     # RFC 6749 §4.1.2.1: a malformed request is answered, never a 500
-    lenient_client.force_login(person)
+    force_sign_in(lenient_client, person)
     params = authorize_params(rp.client_id, new_pkce())
     params[field] = "abc\x00def"
     response = lenient_client.get(AUTHORIZE, params)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from apps.tokens.models import Client, Grant
 from apps.tokens.services import consent_grant
 from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.signin.browser import force_sign_in
 from tests.tokens.conftest import (
     AUTHORIZE,
     INTROSPECT,
@@ -72,7 +73,7 @@ class Ctx:
 @pytest.fixture
 def ctx(rp: RegisteredClient, person, register) -> Ctx:
     http = HttpClient(raise_request_exception=False)
-    http.force_login(person)
+    force_sign_in(http, person)
     client = Client.objects.get(client_id=rp.client_id)
     consent_grant(user_id=person.pk, client=client, scopes=SCOPE.split())
     return Ctx(http, HttpClient(raise_request_exception=False), rp, register, person)

@@ -15,6 +15,7 @@ from apps.keys import keys
 from apps.tokens.models import RefreshToken
 from apps.tokens.services import client_create
 from tests.rp import REDIRECT_URI, new_verifier
+from tests.signin.browser import force_sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def _tokens(client, person, registered, secret) -> dict:
     challenge = (
         base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     )
-    client.force_login(person)  # Django's login(): opens a login session like the hosted page
+    force_sign_in(client, person)  # a login session, as the hosted page opens one
     query = {
         "response_type": "code", "client_id": registered.client_id, "redirect_uri": REDIRECT_URI,
         "scope": "openid", "code_challenge": challenge, "code_challenge_method": "S256",

@@ -10,6 +10,7 @@ from django.test import Client as HttpClient
 
 from apps.sessions.models import LoginSession
 from tests.rp import POST_LOGOUT_URI, REDIRECT_URI
+from tests.signin.browser import force_sign_in
 from tests.tokens.conftest import (
     LOGOUT,
     Flow,
@@ -157,7 +158,7 @@ def _csrf_token(html: str) -> str:
 def csrf_browser(person) -> HttpClient:
     """A signed-in browser whose POSTs are CSRF-checked, as a real browser's are."""
     browser = HttpClient(enforce_csrf_checks=True)
-    browser.force_login(person)
+    force_sign_in(browser, person)
     return browser
 
 
@@ -217,7 +218,7 @@ def test_confirmed_logout_with_client_id_redirects_to_the_registered_uri(
 def test_hint_of_an_older_session_asks_before_signing_out(flow: Flow, person) -> None:
     # RP-Initiated Logout 1.0 §2: a hint for another session is no proof for this one
     hint = flow.tokens()["id_token"]
-    flow.http.force_login(person)  # a new login session in the same browser
+    force_sign_in(flow.http, person)  # a new login session in the same browser
     response = flow.http.get(
         LOGOUT, {"id_token_hint": hint, "post_logout_redirect_uri": POST_LOGOUT_URI}
     )
