@@ -203,8 +203,11 @@ RATELIMIT_IPV6_PREFIX = env.integer("IDP_RATELIMIT_IPV6_PREFIX", 64, minimum=32,
 RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     # Sign-in form posts (/login, /admin/login/) per client IP: 30 a minute, 10 at once.
     "login.ip": env.rate("IDP_RATELIMIT_LOGIN_IP", "30/1m burst=10 backoff=exponential"),
-    # Sign-in attempts per identifier typed (normalized email, existing or not).
-    "login.account": env.rate("IDP_RATELIMIT_LOGIN_ACCOUNT", "10/1m burst=5 backoff=exponential"),
+    # Sign-in attempts per identifier typed (normalized email, existing or not), from
+    # browsers that never signed in to it (a known browser is spared it). No backoff: anyone
+    # can spend an address's budget, so it must not grow into a lockout of its owner
+    # (Keycloak GHSA-cq42-vhv7-xr7p); the failed-attempt lockout below guards passwords.
+    "login.account": env.rate("IDP_RATELIMIT_LOGIN_ACCOUNT", "20/1m burst=10"),
     # All sign-in posts together (load shedding).
     "login.endpoint": env.rate("IDP_RATELIMIT_LOGIN_ENDPOINT", "300/1s"),
     # /oauth/authorize (and its consent form) per client IP.

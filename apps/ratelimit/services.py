@@ -104,7 +104,7 @@ GROUPS = {
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.
-DEFERRED = frozenset({"token", "introspect", "revoke"})
+DEFERRED = frozenset({"token", "introspect", "revoke", "login"})
 
 
 def group_for(request: HttpRequest) -> str | None:

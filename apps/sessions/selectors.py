@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.core.cursors import KeysetCursor
+from apps.sessions import binding
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 
@@ -91,3 +92,18 @@ def session_page(
 
 def session_detail(*, session_id: uuid.UUID) -> LoginSession | None:
     return _sessions_with_clients().filter(pk=session_id).first()
+
+
+def device_signed_in_before(*, user_id: uuid.UUID, request: HttpRequest) -> bool:
+    """Whether this browser (its signed device cookie, on the same browser and platform) has
+    opened a login session for this account before. The sign-in pipeline judges such an
+    attempt by the (account, IP) failure counter only, so a lockout aimed at someone cannot
+    keep them out of the devices they use (issue 12; Keycloak GHSA-cq42-vhv7-xr7p)."""
+    try:
+        cookie_id = binding.device_cookie(request)
+    except binding.TamperedDeviceCookie:
+        return False
+    if cookie_id is None:
+        return False
+    device = binding.device_id(cookie_id, request)
+    return LoginSession.objects.filter(user_id=user_id, device_id=device).exists()

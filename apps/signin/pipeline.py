@@ -21,8 +21,9 @@ from django.http import HttpRequest
 
 from apps.accounts.models import User
 from apps.core.events import EventType, emit
+from apps.ratelimit import services as ratelimit
 from apps.sessions.models import LoginSession
-from apps.sessions.selectors import SESSION_KEY
+from apps.sessions.selectors import SESSION_KEY, device_signed_in_before
 from apps.sessions.services import SessionRefused, session_start
 
 # One message for an unknown address, a wrong password and a deactivated account: the page
@@ -44,12 +45,15 @@ class Attempt:
     user: User | None = None  # the account the address names, found by `identify`
     amr: list[str] = field(default_factory=list)  # RFC 8176: the methods proven so far
     session: LoginSession | None = None  # the login session `open_session` began
+    # The failed-attempt slot `limits` reserved; settled by `first_factor_password`.
+    reservation: ratelimit.Attempt | None = None
 
 
 @dataclass(frozen=True)
 class Refusal:
     message: str  # shown to the person
     status: int  # of the page that shows it
+    headers: dict[str, str] = field(default_factory=dict)  # Retry-After and RateLimit on 429
 
 
 Step = Callable[[Attempt], Refusal | None]
@@ -67,17 +71,59 @@ def identify(attempt: Attempt) -> Refusal | None:
 
 
 def limits(attempt: Attempt) -> Refusal | None:
-    """Rate limits and failed-attempt counters, BEFORE the password is verified (issue 12;
-    OWASP ASVS 2.2.1 anti-automation, NIST SP 800-63B §5.2.2 throttling): the slot where
-    apps/ratelimit plugs in its check (`ratelimit.services.check(...)`, keyed on the client
-    IP and the normalized identifier whether or not an account exists, one Redis round trip)
-    and refuses with 429 and when to retry. A locked identifier must answer the same whether
-    the password given is right or wrong, so nothing after this step may run for it.
+    """Rate limits and the failed-attempt reservation, BEFORE the password is verified
+    (OWASP ASVS 2.2.1 anti-automation, NIST SP 800-63B §5.2.2 throttling), in one Redis
+    round trip (apps.ratelimit.services.attempt_begin): the login rules per client IP, per
+    address and for the endpoint, and a slot per address and per (address, IP), counted
+    whether or not an account exists, so a lockout tells nothing about which do. A browser
+    that signed in to this account before is judged by the (address, IP) counter and the
+    IP rules only (Keycloak GHSA-cq42-vhv7-xr7p: a lockout must not become a denial of
+    service).
 
-    Nothing plugs in yet: the rate-limit app is being built beside this one. Until it lands
-    every attempt passes.
-    """
-    return None
+    A locked or limited address is refused here, before the password is looked at: the
+    answer is the same whether the password given is right or wrong, else the lockout would
+    become a password oracle."""
+    reservation = _reserve(attempt, known_device=False)
+    if (
+        not reservation.allowed
+        and reservation.decision.reason == "locked"
+        and attempt.user is not None
+        and device_signed_in_before(user_id=attempt.user.pk, request=attempt.request)
+    ):
+        # Asked only when the address is locked (a statement the usual sign-in skips): a
+        # refused reservation took nothing, so this one is judged afresh.
+        reservation = _reserve(attempt, known_device=True)
+    if reservation.allowed:
+        attempt.reservation = reservation
+        return None
+    decision = reservation.decision
+    _record_failure(
+        user_id=attempt.user.pk if attempt.user is not None else None,
+        email=attempt.email,
+        error_code="locked" if decision.reason == "locked" else "rate_limited",
+    )
+    return Refusal(_unavailable(decision), status=429, headers=decision.headers())
+
+
+def _reserve(attempt: Attempt, *, known_device: bool) -> ratelimit.Attempt:
+    return ratelimit.attempt_begin(
+        attempt.request,
+        kind="login",
+        identifier=attempt.email,
+        # A known browser is spared the address's own rate rule as its own counter: what
+        # others do to the address must not keep its owner out.
+        account=None if known_device else attempt.email,
+        known_device=known_device,
+        user_id=attempt.user.pk if attempt.user is not None else None,
+    )
+
+
+def _unavailable(decision: ratelimit.Decision) -> str:
+    if decision.permanent:
+        return "Sign-in is unavailable for this address. Ask your administrator to unlock it."
+    minutes, seconds = divmod(max(decision.retry_after, 1), 60)
+    wait = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return f"Sign-in is temporarily unavailable for this address. Try again in {wait}."
 
 
 def first_factor_password(attempt: Attempt) -> Refusal | None:
@@ -92,6 +138,8 @@ def first_factor_password(attempt: Attempt) -> Refusal | None:
         return _wrong_credentials(attempt)
     if not user.check_password(attempt.password) or not user.is_active:
         return _wrong_credentials(attempt)
+    if attempt.reservation is not None:
+        attempt.reservation.succeeded()
     attempt.amr.append("pwd")
     return None
 
@@ -147,6 +195,8 @@ def refuse_malformed(*, email: str) -> Refusal:
 
 
 def _wrong_credentials(attempt: Attempt) -> Refusal:
+    if attempt.reservation is not None:
+        attempt.reservation.failed()  # counted; may lock (account.locked)
     user_id = attempt.user.pk if attempt.user is not None else None
     _record_failure(user_id=user_id, email=attempt.email, error_code="wrong_credentials")
     return Refusal(WRONG_CREDENTIALS, status=400)

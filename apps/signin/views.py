@@ -40,8 +40,11 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if isinstance(outcome, pipeline.Attempt):
             return HttpResponseRedirect(_safe_next(request))
         form.add_error(None, outcome.message)
-        status = outcome.status
+        status, headers = outcome.status, outcome.headers
     else:
-        status = 200
+        status, headers = 200, {}
     context = {"form": form, "next": _safe_next(request)}
-    return render(request, "signin/login.html", context, status=status)
+    response = render(request, "signin/login.html", context, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
