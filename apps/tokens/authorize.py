@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -34,7 +34,7 @@ from apps.tokens.errors import describe
 from apps.tokens.models import Client
 from apps.tokens.scopes import OFFLINE_ACCESS
 from apps.tokens.selectors import consent_scopes
-from apps.tokens.services import consent_grant
+from apps.tokens.services import code_issue, consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
@@ -293,30 +293,23 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
 
 
 def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse:
+    """RFC 6749 §4.1.2: every check has passed (oauthlib's among them, check_oauth_request),
+    so the code is issued here rather than by oauthlib's create_authorization_response, which
+    validated the whole request a second time (about 6.5 ms of a sign-in's CPU, measured by
+    benchmarks/signin.py's in-process profile)."""
     assert areq.session is not None
     assert areq.client is not None
-    credentials = {
-        key: areq.credentials[key]
-        for key in ("client_id", "redirect_uri", "response_type", "state", "code_challenge",
-                    "code_challenge_method", "nonce")
-        if areq.credentials.get(key) is not None
-    }  # fmt: skip
-    credentials["user"] = areq.session.user
-    credentials["login_session"] = areq.session
-    server = get_oauthlib_core().server
-    try:
-        headers, _, _ = server.create_authorization_response(
-            uri=_authorize_uri(areq.params), http_method="GET", body=None, headers={},
-            scopes=areq.scopes, credentials=credentials,
-        )  # fmt: skip
-    except OAuth2Error as error:
-        raise error_to_client(areq, error.error or "server_error", str(error.description)) from None
-    # oauthlib puts the code, or an error it found late, in its Location header.
-    answer: dict[str, str] = dict(parse_qsl(urlsplit(str(headers["Location"])).query))
-    if "code" not in answer:
-        code = answer.get("error", "server_error")
-        raise error_to_client(areq, code, answer.get("error_description", ""))
-    return redirect_to_client(areq, {"code": answer["code"]})
+    credentials = areq.credentials
+    code = code_issue(
+        client=areq.client,
+        session=areq.session,
+        redirect_uri=str(credentials["redirect_uri"]),
+        scopes=areq.scopes,
+        code_challenge=str(credentials.get("code_challenge") or ""),
+        code_challenge_method=str(credentials.get("code_challenge_method") or ""),
+        nonce=str(credentials.get("nonce") or ""),
+    )
+    return redirect_to_client(areq, {"code": code})
 
 
 def authorize(request: HttpRequest, query: QueryDict) -> HttpResponse:

@@ -4,12 +4,8 @@ client authentication and grant handlers are apps/tokens/grants)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -52,22 +48,9 @@ class TesseraValidator(OAuth2Validator):
     def _create_authorization_code(
         self, request: OAuthRequest, code: dict[str, str], expires: Any = None
     ) -> Grant:
-        # RFC 9700 §2.1.1: S256 only; the authorize view refuses anything else before this.
-        grant: Grant = Grant.objects.create(
-            application=request.client,
-            user=request.user,
-            session=request.login_session,
-            token_family=uuid.uuid4(),
-            code=code["code"],
-            expires=timezone.now() + timedelta(seconds=settings.AUTHORIZATION_CODE_LIFETIME),
-            redirect_uri=request.redirect_uri,
-            scope=" ".join(request.scopes),
-            code_challenge=request.code_challenge or "",
-            code_challenge_method=request.code_challenge_method or "",
-            nonce=request.nonce or "",
-            claims="{}",
-        )
-        return grant
+        # Codes are issued by services.code_issue once every authorize check has passed
+        # (authorize.issue_code); oauthlib never gets that far here.
+        raise NotImplementedError("authorization codes are issued by services.code_issue")
 
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
         client = clients.client_by_id(client_id)

@@ -422,3 +422,36 @@ def _check_logout_uri(client: Client, name: str, uri: str) -> None:
         raise ValidationError(
             f"{name} {uri!r} must be an absolute {' or '.join(schemes)} URL without a fragment."
         ) from None
+
+
+def code_issue(
+    *,
+    client: Client,
+    session: LoginSession,
+    redirect_uri: str,
+    scopes: list[str],
+    code_challenge: str,
+    code_challenge_method: str,
+    nonce: str,
+) -> str:
+    """An authorization code for a request the authorize checks accepted (RFC 6749 §4.1.2):
+    256 random bits (RFC 6749 §10.10), single use and short-lived (AUTHORIZATION_CODE_LIFETIME,
+    RFC 6749 §4.1.2 recommends at most 10 minutes), bound to the client, the exact redirect
+    URI, the PKCE challenge (RFC 7636 §4.4; S256 only, RFC 9700 §2.1.1), the nonce (OIDC Core
+    §3.1.2.1) and the login session, and the start of a token family."""
+    code = secrets.token_urlsafe(32)
+    Grant.objects.create(
+        application=client,
+        user=session.user,
+        session=session,
+        token_family=uuid.uuid4(),
+        code=code,
+        expires=timezone.now() + timedelta(seconds=settings.AUTHORIZATION_CODE_LIFETIME),
+        redirect_uri=redirect_uri,
+        scope=" ".join(scopes),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
+        nonce=nonce,
+        claims="{}",
+    )
+    return code
