@@ -233,6 +233,18 @@ def test_current_lockouts_are_bounded_and_the_longest_first(rf, redis_client) ->
     assert lockouts_current(kind="login").lockouts == []
 
 
+def test_an_identifier_is_matched_literally_not_as_a_pattern(rf) -> None:
+    # SCAN's MATCH is a glob: "a*@example.com" must not find the counters of ab@example.com
+    services.attempt_begin(
+        rf.post("/login", REMOTE_ADDR="192.0.2.5"), kind="login", identifier="ab@example.com"
+    ).failed()
+
+    assert services.lockouts_for(kind="login", identifier="a*@example.com") == []
+    assert services.lockouts_for(kind="login", identifier="[a]b@example.com") == []
+    assert services.lockout_clear(kind="login", identifier="a?@example.com", actor_id="x") == 0
+    assert len(services.lockouts_for(kind="login", identifier="ab@example.com")) == 2
+
+
 # --- the admin API --------------------------------------------------------------------------
 
 
