@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 from django import forms
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework.decorators import api_view, content_negotiation_class
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
@@ -100,6 +105,12 @@ AUDIT_PAGE = [
     OpenApiParameter("after", str, description="The `next` value of the previous page."),
     OpenApiParameter("limit", int, description=f"1 to {PAGE_SIZE_MAX}; {PAGE_SIZE} if absent."),
 ]
+
+FIELD_ERRORS = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description='Bad input: each field at fault and why, {"kind": ["…"]}; a body that is not '
+    'JSON: {"detail": "JSON parse error …"}.',
+)
 
 
 class StoreDown(APIException):
@@ -366,7 +377,7 @@ def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
             "`kind`, one with an @ is an email address.",
         ),
     ],
-    responses=LockoutListSerializer,
+    responses={200: LockoutListSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["GET"])
 def lockouts(request: Request) -> Response:
@@ -386,7 +397,7 @@ def lockouts(request: Request) -> Response:
     summary="Lift every lockout of an identifier (its own counter and each per-IP one); "
     "recorded as account.unlocked with the caller as actor",
     request=LockoutUnlockSerializer,
-    responses=LockoutsClearedSerializer,
+    responses={200: LockoutsClearedSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["POST"])
 def lockout_unlock(request: Request) -> Response:
