@@ -245,6 +245,18 @@ def test_an_identifier_is_matched_literally_not_as_a_pattern(rf) -> None:
     assert len(services.lockouts_for(kind="login", identifier="ab@example.com")) == 2
 
 
+def test_a_long_identifier_and_an_ipv6_network_are_shown_as_unlock_takes_them(rf) -> None:
+    long_id = "client-" + "x" * 200  # keyed by its digest (rules.bounded)
+    _lock_client(rf, long_id, ip="2001:db8:1:2::7")
+
+    [lock] = lockouts_current().lockouts
+
+    assert lock.identifier.startswith("sha256-")
+    assert lock.ip == "2001:db8:1:2::/64"  # RATELIMIT_IPV6_PREFIX
+    assert services.lockout_clear(kind="client", identifier=lock.identifier, actor_id="x") == 2
+    assert lockouts_current().lockouts == []
+
+
 # --- the admin API --------------------------------------------------------------------------
 
 
