@@ -154,3 +154,37 @@ class AuditApiSearchForm(AuditSearchForm):
 
     def clean_limit(self) -> int:
         return self.cleaned_data["limit"] or PAGE_SIZE
+
+
+LOCKOUT_KINDS = [("login", "Sign-in (email address)"), ("client", "Client (client id)")]
+
+
+class LockoutTargetForm(forms.Form):
+    """An identifier whose failed-attempt counters an operator looks up or clears: an email
+    address as a person types it at sign-in (kind "login") or a client id (kind "client").
+    Without a kind, an identifier with an @ is an email address (the console's one search
+    box). Any text up to 254 characters: counters exist for identifiers no account has."""
+
+    kind = forms.ChoiceField(required=False, choices=[("", "Any"), *LOCKOUT_KINDS])
+    identifier = forms.CharField(max_length=254, label="Email address or client id")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors and not cleaned.get("kind"):
+            cleaned["kind"] = "login" if "@" in cleaned["identifier"] else "client"
+        return cleaned
+
+
+class LockoutFilterForm(LockoutTargetForm):
+    """The lockouts page and list: every current lockout (of one kind), and optionally the
+    counters of one identifier whatever their state."""
+
+    identifier = forms.CharField(required=False, max_length=254, label="Email address or client id")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = forms.Form.clean(self) or {}
+        if not self.errors and cleaned.get("identifier") and not cleaned.get("kind"):
+            cleaned["lookup_kind"] = "login" if "@" in cleaned["identifier"] else "client"
+        else:
+            cleaned["lookup_kind"] = cleaned.get("kind")
+        return cleaned

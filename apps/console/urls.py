@@ -23,6 +23,13 @@ urlpatterns = [
         views.offline_grant_revoke,
         name="offline_grant_revoke",
     ),
+    path(
+        "users/<uuid:user_id>/lockouts/clear/",
+        views.user_lockouts_clear,
+        name="user_lockouts_clear",
+    ),
+    path("lockouts/", views.lockout_list, name="lockouts"),
+    path("lockouts/unlock/", views.lockout_unlock, name="lockout_unlock"),
     path("users/<uuid:user_id>/export/", views.user_data_export, name="user_export"),
     path("users/<uuid:user_id>/erase/", views.user_erase, name="user_erase"),
     path("sessions/", views.session_list, name="sessions"),

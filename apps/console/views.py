@@ -1,13 +1,14 @@
 """The staff console: find a person, see their login sessions, offline grants and security
 events, end a session or an offline grant, or everything at once; search and export the audit
-trail; export or erase a person (GDPR). Every change is a POST behind a confirmation page
-(Django's CSRF token), performed by a service (apps.sessions, apps.tokens, apps.audit) with
-the operator as the event's actor (OWASP ASVS 7.2.2: admin actions are logged with who did
-them)."""
+trail; export or erase a person (GDPR); see and lift sign-in and client lockouts. Every change
+is a POST behind a confirmation page (Django's CSRF token), performed by a service
+(apps.sessions, apps.tokens, apps.audit, apps.ratelimit) with the operator as the event's
+actor (OWASP ASVS 7.2.2: admin actions are logged with who did them)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -17,11 +18,18 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import User
+from apps.accounts.selectors import user_ids_for_emails
 from apps.audit import gdpr
 from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import StoreUnavailable
 from apps.console.downloads import events_download, person_download
-from apps.console.forms import AuditSearchForm, SessionFilterForm, UserLookupForm
+from apps.console.forms import (
+    AuditSearchForm,
+    LockoutFilterForm,
+    LockoutTargetForm,
+    SessionFilterForm,
+    UserLookupForm,
+)
 from apps.console.lookups import (
     offline_grant_or_404,
     operator_viewed,
@@ -32,12 +40,13 @@ from apps.console.lookups import (
 from apps.console.permissions import staff_required
 from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
+from apps.ratelimit.services import Lockout, lockout_clear, lockouts_current, lockouts_for
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
 from apps.tokens import services as token_services
 from apps.tokens.models import BackchannelLogoutDelivery
-from apps.tokens.selectors import backchannel_deliveries, offline_grants_live
+from apps.tokens.selectors import backchannel_deliveries, client_names, offline_grants_live
 
 
 @staff_required
@@ -80,8 +89,107 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
         "failed_logouts": failed_logouts,
         "events": events,
         "erased": gdpr.user_is_erased(user),
+        "lockouts": [
+            LockoutRow(lockout, user.pk, "")
+            for lockout in lockouts_for(kind="login", identifier=user.email)
+        ],
     }
     return render(request, "console/user.html", context)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """Lifts the sign-in lockouts of the person's email address: its own counter and every
+    per-IP one (account.unlocked, the operator as actor: OWASP ASVS 7.2.2)."""
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Unlock sign-in for {user.email}?",
+            detail="Every failed-attempt counter of this address is cleared, its own and "
+            "those per IP address: whoever types it can try passwords again at once.",
+            button="Unlock",
+        )
+    _unlocked(request, "login", user.email)
+    return redirect("console:user", user_id=user.pk)
+
+
+@dataclass(frozen=True)
+class LockoutRow:
+    lockout: Lockout
+    person_id: uuid.UUID | None  # the account with this email address (kind "login")
+    client_name: str  # the client with this id (kind "client"); "" when none has it
+
+
+@staff_required
+@require_safe
+def lockout_list(request: HttpRequest) -> HttpResponse:
+    """Every identifier locked now (the first CURRENT_LIMIT found), and the counters of one
+    identifier looked up, whatever their state."""
+    form = LockoutFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, "console/lockouts.html", {"form": form}, status=400)
+    kind, identifier = form.cleaned_data["kind"] or None, form.cleaned_data["identifier"]
+    current = lockouts_current(kind=kind)
+    looked_up = None
+    if identifier:
+        looked_up = lockouts_for(kind=form.cleaned_data["lookup_kind"], identifier=identifier)
+    context = {
+        "form": form,
+        "current": current,
+        "rows": _lockout_rows(current.lockouts),
+        "identifier": identifier,
+        "lookup_kind": form.cleaned_data["lookup_kind"],
+        "looked_up": _lockout_rows(looked_up) if looked_up is not None else None,
+    }
+    return render(request, "console/lockouts.html", context)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def lockout_unlock(request: HttpRequest) -> HttpResponse:
+    """The identifier and kind are in the query string of both halves: the confirmation page
+    names them, its form posts back to the same address."""
+    form = LockoutTargetForm(request.GET)
+    if not form.is_valid():
+        return render(request, "console/lockouts.html", {"form": form}, status=400)
+    kind, identifier = form.cleaned_data["kind"], form.cleaned_data["identifier"]
+    back = reverse("console:lockouts")
+    if request.method != "POST":
+        what = "sign-in for" if kind == "login" else "client authentication of"
+        return _confirm(
+            request,
+            None,
+            question=f"Unlock {what} {identifier}?",
+            detail="Every failed-attempt counter of this identifier is cleared, its own and "
+            "those per IP address: secrets can be tried for it again at once.",
+            button="Unlock",
+            back=back,
+        )
+    _unlocked(request, kind, identifier)
+    return redirect(back)
+
+
+def _unlocked(request: HttpRequest, kind: str, identifier: str) -> None:
+    cleared = lockout_clear(kind=kind, identifier=identifier, actor_id=request.user.pk)
+    if cleared:
+        messages.success(
+            request,
+            f"{identifier} unlocked: {cleared} failed-attempt counter{'s' * (cleared != 1)} "
+            "cleared.",
+        )
+    else:
+        messages.info(request, f"{identifier} had no failed attempts to clear.")
+
+
+def _lockout_rows(lockouts: list[Lockout]) -> list[LockoutRow]:
+    people = user_ids_for_emails(x.identifier for x in lockouts if x.kind == "login")
+    clients = client_names(x.identifier for x in lockouts if x.kind == "client")
+    return [
+        LockoutRow(x, people.get(x.identifier), clients.get(x.identifier, "")) for x in lockouts
+    ]
 
 
 @staff_required
@@ -321,21 +429,25 @@ def _page_links(request: HttpRequest, next_cursor: KeysetCursor | None) -> dict[
 
 def _confirm(
     request: HttpRequest,
-    user: User,
+    user: User | None,
     *,
     question: str,
     detail: str,
     button: str,
     session: LoginSession | None = None,
+    back: str = "",
 ) -> HttpResponse:
-    """The GET half of an action: it says what the POST will do, and changes nothing."""
+    """The GET half of an action: it says what the POST will do, and changes nothing. Cancel
+    goes `back`, by default to the person's page."""
+    if not back and user is not None:
+        back = reverse("console:user", kwargs={"user_id": user.pk})
     context = {
         "person": user,
         "session": session,
         "question": question,
         "detail": detail,
         "button": button,
-        "back": reverse("console:user", kwargs={"user_id": user.pk}),
+        "back": back,
     }
     return render(request, "console/confirm.html", context)
 

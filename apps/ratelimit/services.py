@@ -4,6 +4,7 @@
 - attempt_begin(request, kind=…, identifier=…): reserve a failed-attempt slot BEFORE a
   secret is checked, together with the request's limits, in one round trip; then
   Attempt.failed() or Attempt.succeeded() once the secret has been checked.
+- lockouts_for(kind=…, identifier=…), lockouts_current(kind=…): what operators see.
 - lockout_clear(kind=…, identifier=…, actor_id=…): an operator lifts a lockout.
 
 A refusal is a Decision with allowed False; raise Limited(decision) from a view (or let the
@@ -357,40 +358,124 @@ class Lockout:
     locked_for: int  # seconds left; -1 permanent; 0 counting but not locked
     ttl: int
 
+    @property
+    def identifier(self) -> str:
+        """Normalized and bounded (rules.identifier_value / client_value): what
+        lockout_clear takes back, and an account's email for kind "login"."""
+        return self.scope.partition(":")[0]  # a value never holds ":" (rules.bounded)
+
+    @property
+    def ip(self) -> str:
+        """The client IP (IPv6: its network) of a per-IP counter; "" for the identifier's."""
+        return self.scope.partition(":")[2].replace("_", ":")  # rules.ip_value wrote "_"
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_for != 0
+
+    @property
+    def permanent(self) -> bool:
+        return self.locked_for == -1
+
+
+@dataclass(frozen=True)
+class CurrentLockouts:
+    lockouts: list[Lockout]  # the longest first, permanent before all
+    truncated: bool  # more were locked than `limit`: the list is the first found, sorted
+    limit: int
+
+
+LOCK_PREFIX = f"{PREFIX}lock:"
+CURRENT_LIMIT = 500  # lockouts_current's default bound: one console page, one API answer
+_SCAN_COUNT = 1000  # keys Redis looks at per SCAN call (a hint: redis.io/commands/scan)
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by SCAN's MATCH (a glob: * ? [ ] and \\ are special)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
 
 def _counter_keys(kind: str, identifier: str) -> Iterator[str]:
     value = identifier_value(identifier) if kind == "login" else client_value(identifier)
-    base = f"{PREFIX}lock:{kind}:{value}"
+    base = f"{LOCK_PREFIX}{kind}:{value}"
     yield base
-    for key in get_redis().scan_iter(match=base.replace("*", r"\*") + ":*", count=500):
+    for key in get_redis().scan_iter(match=_glob_escape(base) + ":*", count=_SCAN_COUNT):
         name = key.decode() if isinstance(key, bytes) else str(key)
         if not name.endswith(":inflight"):
             yield name
 
 
+def _lockout(key: str, state: dict[bytes, bytes], ttl: int, now_ms: float) -> Lockout | None:
+    if not state:
+        return None  # gone (cleared or expired) since the key was found
+    values = {k.decode(): v.decode() for k, v in state.items()}
+    kind, _, scope = key.removeprefix(LOCK_PREFIX).partition(":")
+    locked_until = float(values.get("lu", 0))
+    locked_for = -1 if "perm" in values else max(0, math.ceil((locked_until - now_ms) / 1000))
+    return Lockout(
+        kind, scope, int(values.get("c", 0)), int(values.get("L", 0)), locked_for, int(ttl)
+    )
+
+
+def _read(keys: list[str]) -> list[Lockout]:
+    """The counters under `keys`, one pipelined round trip (HGETALL and TTL each)."""
+    if not keys:
+        return []
+    pipe = get_redis().pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+        pipe.ttl(key)
+    replies = pipe.execute()
+    now_ms = time.time() * 1000
+    found = (
+        _lockout(key, replies[2 * i], replies[2 * i + 1], now_ms) for i, key in enumerate(keys)
+    )
+    return [lockout for lockout in found if lockout is not None]
+
+
 def lockouts_for(*, kind: str, identifier: str) -> list[Lockout]:
     """The failed-attempt counters of an identifier (its own and per IP), for operators."""
-    client = get_redis()
-    now_ms = time.time() * 1000
-    found = []
-    for key in _counter_keys(kind, identifier):
-        state = client.hgetall(key)
-        if not state:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    return _read(list(_counter_keys(kind, identifier)))
+
+
+def lockouts_current(*, kind: str | None = None, limit: int = CURRENT_LIMIT) -> CurrentLockouts:
+    """The counters locked now, of every identifier (or of one kind): found with SCAN
+    (MATCH on the lock prefix; never KEYS, which blocks Redis for the whole keyspace), read
+    in pipelined batches, at most `limit` of them, the longest lock first.
+
+    SCAN walks the whole keyspace in steps of _SCAN_COUNT, so this is an operator's read, not
+    something for a request path; counters still counting (not locked) are skipped. An
+    identifier can be looked up whatever its state with lockouts_for."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    match = f"{LOCK_PREFIX}{kind}:*" if kind else f"{LOCK_PREFIX}*"
+    locked: list[Lockout] = []
+    batch: list[str] = []
+    truncated = False
+
+    def flush() -> None:
+        locked.extend(lockout for lockout in _read(batch) if lockout.locked)
+        batch.clear()
+
+    for key in get_redis().scan_iter(match=match, count=_SCAN_COUNT):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if name.endswith(":inflight"):
             continue
-        values = {k.decode(): v.decode() for k, v in state.items()}  # type: ignore[union-attr]
-        locked_until = float(values.get("lu", 0))
-        locked_for = -1 if "perm" in values else max(0, math.ceil((locked_until - now_ms) / 1000))
-        found.append(
-            Lockout(
-                kind,
-                key.split(f":lock:{kind}:", 1)[1],
-                int(values.get("c", 0)),
-                int(values.get("L", 0)),
-                locked_for,
-                int(client.ttl(key)),
-            )
-        )
-    return found
+        batch.append(name)
+        if len(batch) >= _SCAN_COUNT:
+            flush()
+            if len(locked) > limit:
+                break
+    else:
+        flush()
+    if len(locked) > limit:
+        truncated = True
+        del locked[limit:]
+    # permanent (-1) first, then the longest wait
+    locked.sort(key=lambda lockout: (lockout.locked_for != -1, -lockout.locked_for))
+    return CurrentLockouts(locked, truncated, limit)
 
 
 def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str = "operator") -> int:

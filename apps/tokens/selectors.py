@@ -37,3 +37,10 @@ def offline_grant_detail(*, grant_id: UUID) -> OfflineGrant | None:
         OfflineGrant.objects.filter(pk=grant_id).select_related("client", "user").first()
     )
     return found
+
+
+def client_names(client_ids: Iterable[str]) -> dict[str, str]:
+    """The names of the clients with these client ids, by id (one indexed query)."""
+    wanted = set(client_ids)
+    rows = Client.objects.filter(client_id__in=wanted).values_list("client_id", "name")
+    return dict(rows) if wanted else {}

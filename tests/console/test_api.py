@@ -263,6 +263,8 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/sessions/{session_id}",
         "/api/v1/sessions/{session_id}/revoke",
         "/api/v1/sessions/{session_id}/compromise",
+        "/api/v1/lockouts",
+        "/api/v1/lockouts/unlock",
     }
     assert schema["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
 

@@ -25,7 +25,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "audit": {"core"},
     "threat": {"sessions", "accounts", "core"},
     "ratelimit": {"core"},
-    "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"},
+    "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"}
+    | {"ratelimit"},  # lockouts: see and lift them (issue 12)
 }
 
 

@@ -92,3 +92,29 @@ def test_console_sessions_list_in_a_browser(live_server, page, person, artifacts
     assert rows.count() == 1  # the operator's own session, just opened
     assert "ops@example.com" in rows.inner_text()
     page.screenshot(path=str(artifacts / "console-sessions.png"), full_page=True)
+
+
+def test_console_lockouts_page_in_a_browser(live_server, page, person, artifacts) -> None:
+    # issue 12: an operator sees a locked address and unlocks it
+    from apps.ratelimit.services import lockouts_for
+
+    user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    page.goto(f"{live_server.url}/console/lockouts/")
+    _sign_in(page, "ops@example.com", OPS_PASSWORD)
+    page.wait_for_url(f"{live_server.url}/console/lockouts/")
+    ada = page.context.browser.new_context()
+    ada_page = ada.new_page()
+    for _ in range(5):  # LOCKOUT_IP_THRESHOLD wrong passwords from Ada's browser
+        ada_page.goto(f"{live_server.url}/login")
+        _sign_in(ada_page, "ada@example.com", "wrong guess")
+        ada_page.wait_for_selector("p.error")
+    ada.close()
+
+    page.reload()
+    row = page.locator("table.lockouts tbody tr", has_text="ada@example.com")
+    assert "from" in row.inner_text()
+    page.screenshot(path=str(artifacts / "console-lockouts.png"), full_page=True)
+    row.get_by_role("link", name="Unlock").click()
+    page.get_by_role("button", name="Unlock").click()
+    page.wait_for_selector("text=ada@example.com unlocked")
+    assert lockouts_for(kind="login", identifier="ada@example.com") == []

@@ -121,3 +121,45 @@ class OfflineGrantsRevokedSerializer(serializers.Serializer[Any]):
 class EverythingRevokedSerializer(serializers.Serializer[Any]):
     sessions_ended = serializers.IntegerField()
     offline_grants_revoked = serializers.IntegerField()
+
+
+class LockoutSerializer(serializers.Serializer[Any]):
+    """A failed-attempt counter (apps.ratelimit.services.Lockout)."""
+
+    kind = serializers.ChoiceField(
+        choices=["login", "client"], help_text="login: an email address; client: a client id."
+    )
+    identifier = serializers.CharField(
+        help_text="Normalized (an email address case-folded); longer than 128 characters: "
+        "sha256-<hex> of it. What /lockouts/unlock takes back."
+    )
+    ip = serializers.CharField(
+        help_text="The counter of attempts from this address (IPv6: its /64); empty for the "
+        "identifier's own counter."
+    )
+    failures = serializers.IntegerField(help_text="Failed attempts since the last lockout.")
+    lockouts = serializers.IntegerField(help_text="Lockouts so far (the wait grows with them).")
+    locked = serializers.BooleanField()
+    permanent = serializers.BooleanField(help_text="Locked until an operator unlocks it.")
+    locked_for = serializers.IntegerField(
+        help_text="Seconds the lock has left; -1 permanent; 0 not locked."
+    )
+
+
+class LockoutListSerializer(serializers.Serializer[Any]):
+    results = LockoutSerializer(many=True)
+    truncated = serializers.BooleanField(
+        help_text="More were locked than `limit`: these are the first found, not all."
+    )
+    limit = serializers.IntegerField()
+
+
+class LockoutUnlockSerializer(serializers.Serializer[Any]):
+    kind = serializers.ChoiceField(choices=["login", "client"])
+    identifier = serializers.CharField(
+        max_length=254, help_text="An email address (kind login) or a client id (kind client)."
+    )
+
+
+class LockoutsClearedSerializer(serializers.Serializer[Any]):
+    cleared = serializers.IntegerField(help_text="How many failed-attempt counters were cleared.")

@@ -31,6 +31,8 @@ urlpatterns = [
         name="offline_grant_revoke",
     ),
     path("sessions", views.sessions, name="sessions"),
+    path("lockouts", views.lockouts, name="lockouts"),
+    path("lockouts/unlock", views.lockout_unlock, name="lockout_unlock"),
     path("audit/events", views.audit_events, name="audit_events"),
     path("audit/events.csv", views.audit_events_csv, name="audit_events_csv"),
     path("audit/events.jsonl", views.audit_events_jsonl, name="audit_events_jsonl"),

@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 from django import forms
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework.decorators import api_view, content_negotiation_class
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
@@ -37,6 +42,9 @@ from apps.console.api.serializers import (
     AuditEventSerializer,
     ErasedSerializer,
     EverythingRevokedSerializer,
+    LockoutListSerializer,
+    LockoutsClearedSerializer,
+    LockoutUnlockSerializer,
     OfflineGrantSerializer,
     OfflineGrantsRevokedSerializer,
     SessionPageSerializer,
@@ -45,7 +53,12 @@ from apps.console.api.serializers import (
     UserSerializer,
 )
 from apps.console.downloads import events_download, person_download
-from apps.console.forms import AuditApiSearchForm, SessionFilterForm, UserLookupForm
+from apps.console.forms import (
+    AuditApiSearchForm,
+    LockoutFilterForm,
+    SessionFilterForm,
+    UserLookupForm,
+)
 from apps.console.lookups import (
     offline_grant_or_404,
     operator_viewed,
@@ -54,6 +67,13 @@ from apps.console.lookups import (
     viewed_user_or_404,
 )
 from apps.core.events import EventType, Severity
+from apps.ratelimit.services import (
+    CURRENT_LIMIT,
+    KINDS,
+    lockout_clear,
+    lockouts_current,
+    lockouts_for,
+)
 from apps.sessions.selectors import CONSOLE_PAGE_SIZE, session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
 from apps.tokens import services as token_services
@@ -85,6 +105,12 @@ AUDIT_PAGE = [
     OpenApiParameter("after", str, description="The `next` value of the previous page."),
     OpenApiParameter("limit", int, description=f"1 to {PAGE_SIZE_MAX}; {PAGE_SIZE} if absent."),
 ]
+
+FIELD_ERRORS = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description='Bad input: each field at fault and why, {"kind": ["…"]}; a body that is not '
+    'JSON: {"detail": "JSON parse error …"}.',
+)
 
 
 class StoreDown(APIException):
@@ -336,6 +362,54 @@ def audit_events_csv(request: Request) -> StreamingHttpResponse:
 @content_negotiation_class(DownloadNegotiation)
 def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
     return _export(request, "jsonl")
+
+
+@extend_schema(
+    operation_id="lockouts_list",
+    summary=f"Failed-attempt counters locked now, the longest first (at most {CURRENT_LIMIT}); "
+    "with `identifier`, that identifier's counters whatever their state",
+    parameters=[
+        OpenApiParameter("kind", str, enum=list(KINDS), description="Only this kind."),
+        OpenApiParameter(
+            "identifier",
+            str,
+            description="An email address or a client id (at most 254 characters); without "
+            "`kind`, one with an @ is an email address.",
+        ),
+    ],
+    responses={200: LockoutListSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["GET"])
+def lockouts(request: Request) -> Response:
+    form = _valid(LockoutFilterForm(request.query_params))
+    identifier = form.cleaned_data["identifier"]
+    if identifier:
+        found = lockouts_for(kind=form.cleaned_data["lookup_kind"], identifier=identifier)
+        body: dict[str, Any] = {"results": found, "truncated": False, "limit": CURRENT_LIMIT}
+    else:
+        current = lockouts_current(kind=form.cleaned_data["kind"] or None)
+        body = {"results": current.lockouts, "truncated": current.truncated, "limit": current.limit}
+    return Response(LockoutListSerializer(body).data)
+
+
+@extend_schema(
+    operation_id="lockouts_unlock",
+    summary="Lift every lockout of an identifier (its own counter and each per-IP one); "
+    "recorded as account.unlocked with the caller as actor",
+    request=LockoutUnlockSerializer,
+    responses={200: LockoutsClearedSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["POST"])
+def lockout_unlock(request: Request) -> Response:
+    given = LockoutUnlockSerializer(data=request.data)
+    given.is_valid(raise_exception=True)  # 400 naming each field at fault
+    cleared = lockout_clear(
+        kind=given.validated_data["kind"],
+        identifier=given.validated_data["identifier"],
+        actor_id=request.user.pk,
+        reason="api",
+    )
+    return Response({"cleared": cleared})
 
 
 def _export(request: Request, fmt: str) -> StreamingHttpResponse:

@@ -33,3 +33,17 @@ def place(location: object) -> str:
 def plain(value: object) -> str:
     """An event's metadata value as JSON writes it (true, ["pwd"]), strings as they are."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+@register.filter
+def wait(seconds: int) -> str:
+    """A lockout's time left: "permanent" (-1: until an operator unlocks), "4 min 10 s",
+    "—" when not locked (0)."""
+    if seconds < 0:
+        return "permanent"
+    if seconds == 0:
+        return "—"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{secs} s"]
+    return " ".join(part for part in parts if part and part != "0 s") or f"{secs} s"
