@@ -4,21 +4,24 @@
 -- lockouts (0: never) the lock stays until an operator lifts it. Counters start from zero
 -- after `failure_reset` without a failure.
 --
--- KEYS: a (hash, lease zset) pair per counter.
--- ARGV: n, outcome ("ok" | "fail"), then per counter its lease id and 5 numbers: threshold,
---   wait_increment_ms, max_wait_ms, failure_reset_ms, permanent_after.
+-- KEYS: a (hash, lease zset, identifier's index set) triple per counter.
+-- ARGV: n, outcome ("ok" | "fail"), then per counter its lease id and 6 numbers: threshold,
+--   wait_increment_ms, max_wait_ms, failure_reset_ms, permanent_after, per_ip (0|1).
+-- A failure of a per-IP counter adds its hash to the identifier's index set, so operators
+-- read an identifier's counters without scanning the keyspace (services.lockouts_for).
 -- Returns per counter: locked now (0|1), wait_ms, lockouts, permanent (0|1), failures.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n, outcome = tonumber(ARGV[1]), ARGV[2]
 local out = {}
 for j = 1, n do
-  local hk, zk = KEYS[2 * j - 1], KEYS[2 * j]
-  local a = 3 + 6 * (j - 1)
+  local hk, zk, ik = KEYS[3 * j - 2], KEYS[3 * j - 1], KEYS[3 * j]
+  local a = 3 + 7 * (j - 1)
   local lease = ARGV[a]
   a = a + 1
   local threshold, incr, max_wait = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local reset, permanent_after = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local per_ip = ARGV[a + 5] == '1'
   redis.call('ZREM', zk, lease)
   if outcome == 'ok' then
     redis.call('HDEL', hk, 'c', 'lu', 'L', 't')
@@ -42,10 +45,20 @@ for j = 1, n do
       end
     end
     redis.call('HSET', hk, 'c', c, 'L', lockouts, 't', now)
+    local ttl = math.ceil(math.max(reset, wait) + 1000)
     if perm == 1 then
       redis.call('PERSIST', hk)
     else
-      redis.call('PEXPIRE', hk, math.ceil(math.max(reset, wait) + 1000))
+      redis.call('PEXPIRE', hk, ttl)
+    end
+    if per_ip then
+      -- the index lives as long as its longest-lived member (a year for a permanent lock,
+      -- renewed by each failure); a member whose counter expired is skipped by readers
+      redis.call('SADD', ik, hk)
+      local keep = perm == 1 and 31536000000 or ttl
+      if redis.call('PTTL', ik) < keep then
+        redis.call('PEXPIRE', ik, keep)
+      end
     end
     out[#out + 1] = locked; out[#out + 1] = wait; out[#out + 1] = lockouts
     out[#out + 1] = perm; out[#out + 1] = failures

@@ -70,6 +70,12 @@ class Counter:
         return self.hash_key + ":inflight"
 
     @property
+    def index_key(self) -> str:
+        """The set of the identifier's per-IP counters (done.lua keeps it), so an operator's
+        read of one identifier needs no SCAN. Outside the lock: prefix, which scans match."""
+        return f"{PREFIX}lockips:{self.kind}:{self.identifier}"
+
+    @property
     def threshold(self) -> int:
         return int(settings.LOCKOUT_IP_THRESHOLD if self.ip else settings.LOCKOUT_THRESHOLD)
 
@@ -175,8 +181,8 @@ class RedisStore:
         argv: list[Any] = [len(settled), "ok" if ok else "fail"]
         redis_keys: list[str] = []
         for counter, lease in settled:
-            argv += [lease, counter.threshold, *_lockout_args()]
-            redis_keys += [counter.hash_key, counter.lease_key]
+            argv += [lease, counter.threshold, *_lockout_args(), 1 if counter.ip else 0]
+            redis_keys += [counter.hash_key, counter.lease_key, counter.index_key]
         result: list[int] = self._script(done=True)(redis_keys, argv, client=get_redis())
         return result
 

@@ -390,19 +390,18 @@ CURRENT_LIMIT = 500  # lockouts_current's default bound: one console page, one A
 _SCAN_COUNT = 1000  # keys Redis looks at per SCAN call (a hint: redis.io/commands/scan)
 
 
-def _glob_escape(text: str) -> str:
-    """`text` matched literally by SCAN's MATCH (a glob: * ? [ ] and \\ are special)."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 def _counter_keys(kind: str, identifier: str) -> Iterator[str]:
+    """The identifier's own counter and its per-IP ones, from the index done.lua keeps (one
+    SMEMBERS, not a SCAN of the keyspace: ~0.8 s at a million keys)."""
     value = identifier_value(identifier) if kind == "login" else client_value(identifier)
-    base = f"{LOCK_PREFIX}{kind}:{value}"
-    yield base
-    for key in get_redis().scan_iter(match=_glob_escape(base) + ":*", count=_SCAN_COUNT):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        if not name.endswith(":inflight"):
-            yield name
+    yield f"{LOCK_PREFIX}{kind}:{value}"
+    for key in sorted(get_redis().smembers(Counter(kind, value).index_key)):
+        yield key.decode() if isinstance(key, bytes) else str(key)
+
+
+def _index_key(kind: str, identifier: str) -> str:
+    value = identifier_value(identifier) if kind == "login" else client_value(identifier)
+    return Counter(kind, value).index_key
 
 
 def _lockout(key: str, state: dict[bytes, bytes], ttl: int, now_ms: float) -> Lockout | None:
@@ -485,6 +484,7 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
         raise ValueError(f"kind must be one of {KINDS}")
     keys = list(_counter_keys(kind, identifier))
     cleared = int(get_redis().delete(*keys)) if keys else 0
+    get_redis().delete(_index_key(kind, identifier))
     emit(
         EventType.ACCOUNT_UNLOCKED,
         actor_id=actor_id,

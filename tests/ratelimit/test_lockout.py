@@ -234,3 +234,33 @@ def test_a_success_frees_its_place_with_the_next_call_or_soon_after(rf, redis_cl
     first.succeeded()
     _begin(rf)  # carries the release of the first: one in flight, this one
     assert redis_client.zcard(inflight) == 1
+
+
+@pytest.mark.django_db
+def test_an_identifiers_counters_are_read_from_its_index_not_a_scan(
+    rf, redis_client, monkeypatch
+) -> None:
+    # An operator's look at one person must not walk the keyspace (SCAN: ~0.8 s at a million
+    # keys): done.lua indexes each identifier's per-IP counters.
+    _fail(rf, 2, ip="192.0.2.1")
+    _fail(rf, 5, ip="198.51.100.1")
+    _fail(rf, 1, ip="2001:db8:1:2::7")
+
+    def no_scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("SCAN on an operator's read of one identifier")
+
+    monkeypatch.setattr(type(redis_client), "scan_iter", no_scan)
+    monkeypatch.setattr(type(redis_client), "scan", no_scan)
+    found = {(lock.ip, lock.failures, lock.locked) for lock in services.lockouts_for(
+        kind="login", identifier=EMAIL)}  # fmt: skip
+    assert {(ip, locked) for ip, _, locked in found if ip} == {
+        ("192.0.2.1", False),
+        ("198.51.100.1", True),
+        ("2001:db8:1:2::/64", False),
+    }
+    index = f"tessera:rl:lockips:login:{EMAIL}"
+    assert 0 < redis_client.pttl(index) <= (12 * 3600 + 1) * 1000  # lives with its counters
+
+    assert services.lockout_clear(kind="login", identifier=EMAIL, actor_id="op") == 4
+    assert not redis_client.exists(index)
+    assert _begin(rf, ip="198.51.100.1").allowed
