@@ -10,7 +10,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from apps.tokens import clients
-from apps.tokens.models import Client, Grant
+from apps.tokens.models import Client
 from apps.tokens.scopes import ScopeRefused, granted_scopes
 
 # oauthlib's Request, carrying what the authorize flow adds to it (client, user,
@@ -44,13 +44,6 @@ class TesseraValidator(OAuth2Validator):
         except ScopeRefused as refused:
             raise errors.InvalidScopeError(description=str(refused), request=request) from None
         return True
-
-    def _create_authorization_code(
-        self, request: OAuthRequest, code: dict[str, str], expires: Any = None
-    ) -> Grant:
-        # Codes are issued by services.code_issue once every authorize check has passed
-        # (authorize.issue_code); oauthlib never gets that far here.
-        raise NotImplementedError("authorization codes are issued by services.code_issue")
 
     def _load_application(self, client_id: str, request: OAuthRequest) -> Client | None:
         client = clients.client_by_id(client_id)
