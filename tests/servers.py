@@ -18,10 +18,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,33 @@ def wait_for(condition: Callable[[], object], timeout: float, message: str) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout}s)")
         time.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def production_web_server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The production command (`python -m idp.web`: granian) with `env` on a free port, once
+    its /healthz answers: (process, base URL). Stopped with SIGTERM afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idp.web"],
+        cwd=ROOT, env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthz_answers(url), 60, f"{url} did not start")
+        yield process, url
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def _healthz_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310 - ours
+            return bool(response.status == 200)
+    except OSError:
+        return False

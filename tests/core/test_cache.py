@@ -27,7 +27,7 @@ from apps.tokens import clients
 from apps.tokens.models import Client
 from apps.tokens.services import client_create
 from tests.conftest import redis_start_again
-from tests.servers import free_port, wait_for
+from tests.servers import production_web_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 10.0  # generous: the state normally arrives within milliseconds
@@ -37,32 +37,14 @@ DEADLINE = 10.0  # generous: the state normally arrives within milliseconds
 def web_process(servers, django_db_setup) -> Iterator[str]:
     """A production web server (`python -m idp.web`, one worker, as deploy/ runs it) on the suite's
     database and Redis: another process, sharing nothing with this one but those two."""
-    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
         "IDP_WEB_WORKERS": "1",
         "IDP_LOG_LEVEL": "warning",
-        "PORT": str(port),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "idp.web"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ready(url), 60, f"{url} did not start")
+    with production_web_server(env) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(url + "/healthz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _token(url: str, client_id: str, secret: str) -> requests.Response:

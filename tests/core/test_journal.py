@@ -31,7 +31,7 @@ from apps.core.events import EventType, emit
 from apps.core.middleware import AuditUnavailableMiddleware
 from apps.core.models import JournalCheckpoint, SecurityEvent
 from apps.tokens.services import client_create
-from tests.servers import free_port, wait_for
+from tests.servers import production_web_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -390,16 +390,8 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
     # event arrives once (the killed worker's journal is replayed by the worker that replaces
     # it, or by any other process's periodic replay).
     job, secret = client_create(name="Job", redirect_uris=[], grant_types=["client_credentials"])
-    port = free_port()
-    env = {**child_env, "PORT": str(port), "IDP_WEB_WORKERS": "2",
-           "IDP_LOG_LEVEL": "warning"}  # fmt: skip
-    server = subprocess.Popen(  # the production command (idp/web.py: granian)
-        [sys.executable, "-m", "idp.web"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), 60, "the web server did not start")
+    env = {**child_env, "IDP_WEB_WORKERS": "2", "IDP_LOG_LEVEL": "warning"}
+    with production_web_server(env) as (server, url):
         wait_for(lambda: len(_journaled_workers(server.pid)) == 2, 60, "two workers did not start")
         issued: list[str] = []
         victims: list[Path] = []  # the killed worker's journal
@@ -442,9 +434,6 @@ def test_every_token_issued_in_a_burst_arrives_once_though_a_worker_is_killed(
         wait_for(lambda: not any(p.exists() for p in victims), 60, "the dead journal stayed")
         assert arrived() == dict.fromkeys(issued, 1)
         print(f"burst_tokens_issued={len(issued)} events_arrived_once={len(arrived())}")
-    finally:
-        server.terminate()
-        server.wait(60)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -452,16 +441,8 @@ def test_a_graceful_stop_drains_the_workers_journal_and_removes_it(child_env) ->
     # Issue 11: graceful shutdown drains before exit. granian's workers leave through
     # multiprocessing (os._exit, no atexit): the journal drains in its exit finalizers.
     job, secret = client_create(name="Job", redirect_uris=[], grant_types=["client_credentials"])
-    port = free_port()
-    env = {**child_env, "PORT": str(port), "IDP_WEB_WORKERS": "1",
-           "IDP_LOG_LEVEL": "warning"}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "idp.web"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), 60, "the web server did not start")
+    env = {**child_env, "IDP_WEB_WORKERS": "1", "IDP_LOG_LEVEL": "warning"}
+    with production_web_server(env) as (server, url):
         wait_for(lambda: len(_journaled_workers(server.pid)) == 1, 60, "no worker journal")
         files = [path for pid in _journaled_workers(server.pid) for path in _journals_of(pid)]
         issued = []
@@ -481,13 +462,3 @@ def test_a_graceful_stop_drains_the_workers_journal_and_removes_it(child_env) ->
             event_type=EventType.TOKEN_ISSUED, request_id__in=issued
         ).count()
         assert arrived == len(issued)
-    finally:
-        server.terminate()
-        server.wait(60)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

@@ -5,11 +5,8 @@ unlock; and 50 parallel wrong client secrets against a real server check at most
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -20,9 +17,7 @@ from apps.core.models import SecurityEvent
 from apps.ratelimit import services
 from apps.tokens.services import client_create
 from tests.ratelimit.conftest import basic, set_rule
-from tests.servers import free_port, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import production_web_server, wait_for
 
 EMAIL = "nobody@example.com"  # no such account: counted all the same
 
@@ -163,20 +158,13 @@ def test_fifty_parallel_wrong_client_secrets_check_at_most_the_threshold(servers
     # production server (idp/web.py: granian, two worker processes sharing Redis); each secret
     # checked and found wrong records one client.auth_failed, each refusal none.
     job, secret = client_create(name="Job", redirect_uris=[], grant_types=["client_credentials"])
-    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
-        "PORT": str(port), "IDP_WEB_WORKERS": "2", "IDP_LOG_LEVEL": "warning",
+        "IDP_WEB_WORKERS": "2", "IDP_LOG_LEVEL": "warning",
         "IDP_RATELIMIT_ALLOW": "",  # the default rules, not the suite's loopback allow list
     }  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "idp.web"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), 60, "the web server did not start")
+    with production_web_server(env) as (_, url):
         barrier = threading.Barrier(50, timeout=30)
 
         def guess(n: int) -> int:
@@ -210,16 +198,6 @@ def test_fifty_parallel_wrong_client_secrets_check_at_most_the_threshold(servers
         assert right.status_code == 429
         assert int(right.headers["Retry-After"]) >= 1
         print(f"parallel_guesses=50 secrets_checked={checked}")
-    finally:
-        server.terminate()
-        server.wait(60)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @pytest.mark.django_db
