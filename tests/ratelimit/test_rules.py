@@ -144,6 +144,8 @@ def test_a_flood_writes_one_event_per_key_and_window(client, redis_client) -> No
     assert event.metadata["key"] == "127.0.0.1"
     # the next window writes the next one
     redis_client.hset("tessera:rl:login.ip:127.0.0.1", "ev", 0)
-    assert _send(client, "login").status_code == 429
+    # The rate refills one request every 2 s: on a slow run the flood may have lasted long
+    # enough for the next post to pass; the one after it is refused again.
+    assert 429 in [_send(client, "login").status_code for _ in range(3)]
     journal.drain_now()
     assert events.count() == 2
