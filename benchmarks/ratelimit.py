@@ -22,25 +22,28 @@ in this process pinned to one CPU:
    reservation skipped); the share the limiter adds, by wall and thread CPU.
 
 Prints key=value lines; nothing is asserted. Measured 2026-12-03 on the 2-core development
-sandbox while other jobs ran (load average 4-8; a bare Redis PING cost ~500 us of wall and
-~160 us of CPU there, so read the ratios, not the absolutes):
+sandbox (a Firecracker VM: a raw loopback round trip to Redis costs ~210 us of wall there,
+redis-py's PING ~400 us, and each blocking wait makes the request code after it slower, so
+read the ratios, not the absolutes). First on a quiet machine (load average 0.6), then after
+the script's reply became one bulk string (load average 2.6, another job running):
 
-    check arm=ours_rules     wall_p50_us=502  round_trips=1.00 commands=14 (1 EVALSHA)
-    check arm=ours_request   wall_p50_us=629  round_trips=1.00 commands=28
-    check arm=limits_moving  wall_p50_us=1263 round_trips=4.01 commands=20
-    check arm=limits_sliding wall_p50_us=1203 round_trips=4.00 commands=32
-    check arm=limits_fixed   wall_p50_us=1125 round_trips=4.00 commands=8
-    request arm=limiter_off  wall_p50_us=1136 cpu_mean_us=1114
-    request arm=one_ping     wall_p50_us=1638 cpu_mean_us=1662  (+44 % p50: one bare PING)
-    request arm=limiter_on   wall_p50_us=2764 cpu_mean_us=2269  (+143 % p50, 1.11 round trips)
+    check arm=ours_rules     wall_p50_us=598 -> 518  round_trips=1.00 commands=14 (1 EVALSHA)
+    check arm=ours_request   wall_p50_us=773 -> 596  round_trips=1.00 commands=28
+    check arm=limits_moving  wall_p50_us=1263 round_trips=4.01 commands=20   (earlier run,
+    check arm=limits_sliding wall_p50_us=1203 round_trips=4.00 commands=32    load 4-8;
+    check arm=limits_fixed   wall_p50_us=1125 round_trips=4.00 commands=8     ours was 502)
+    request arm=limiter_off  wall_p50_us=1084 / 940   cpu_mean_us=1138 / 981
+    request arm=one_ping     wall_p50_us=2121 / 1924  cpu_mean_us=1830 / 1715  (a bare PING)
+    request arm=limiter_on   wall_p50_us=3182 / 2189  cpu_mean_us=2504 / 1854  (1.08 trips)
 
 Ours won: 4 rules in one round trip at 0.40-0.45x the time of `limits` (which needs a round
 trip per rule and offers no all-or-nothing check of several rules, nor the reservation), and
 a whole token request's limiting (4 rules + the 2-counter reservation + its settlement, which
 rides on the next call) in 1 round trip. `limits` is not a dependency: install it by hand to
-run its arms. Against the request, the cost here is the round trip itself (a PING alone
-added 44 %): the 5 % target needs a host where a loopback round trip costs tens of
-microseconds, or a local pre-check, not measured here.
+run its arms. Against the request, nearly all of the cost is the round trip itself: a bare
+PING adds +96-105 % here, the whole limiter +133 % (+140 us of CPU over the PING: keys,
+packing, parsing, headers). The 5 % target needs a host where a loopback round trip costs
+tens of microseconds; no limiter that shares its counters between processes avoids the trip.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@
 --   comma-separated numbers (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms,
 --   period_ms), then 3 per counter (threshold, failure_reset_ms, unused), then the lease id
 --   of each release.
--- Returns: {code, per rule: retry_ms, remaining, reset_ms, notify, per counter: state,
---   retry_ms}; code 0 allowed, 1 refused by a rate rule, 2 a counter is locked, 3 busy.
+-- Returns, comma-separated in one string: code, per rule: retry_ms, remaining, reset_ms,
+--   notify, per counter: state, retry_ms; code 0 allowed, 1 refused by a rate rule, 2 a
+--   counter is locked, 3 busy.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nr, nc, nrel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -84,7 +85,8 @@ local function report(code, counters)
     out[#out + 1] = counters[j] and counters[j][1] or 0
     out[#out + 1] = counters[j] and math.ceil(counters[j][2]) or 0
   end
-  return out
+  -- one bulk string rather than an array: a client reads one reply, not one per number
+  return table.concat(out, ',')
 end
 
 if refused then
