@@ -5,8 +5,9 @@
 -- after `failure_reset` without a failure.
 --
 -- KEYS: a (hash, lease zset, identifier's index set) triple per counter.
--- ARGV: n, outcome ("ok" | "fail"), then per counter its lease id and 6 numbers: threshold,
---   wait_increment_ms, max_wait_ms, failure_reset_ms, permanent_after, per_ip (0|1).
+-- ARGV: n, outcome ("ok" | "fail"), then per counter its lease id and 7 numbers: threshold,
+--   wait_increment_ms, max_wait_ms, failure_reset_ms, permanent_after, per_ip (0|1),
+--   known_ms (> 0: a success stamps `ok` on the hash and keeps it that long; evaluate.lua).
 -- A failure of a per-IP counter adds its hash to the identifier's index set, so operators
 -- read an identifier's counters without scanning the keyspace (services.lockouts_for).
 -- Returns per counter: locked now (0|1), wait_ms, lockouts, permanent (0|1), failures.
@@ -16,15 +17,20 @@ local n, outcome = tonumber(ARGV[1]), ARGV[2]
 local out = {}
 for j = 1, n do
   local hk, zk, ik = KEYS[3 * j - 2], KEYS[3 * j - 1], KEYS[3 * j]
-  local a = 3 + 7 * (j - 1)
+  local a = 3 + 8 * (j - 1)
   local lease = ARGV[a]
   a = a + 1
   local threshold, incr, max_wait = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local reset, permanent_after = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local per_ip = ARGV[a + 5] == '1'
+  local known = tonumber(ARGV[a + 6])
   redis.call('ZREM', zk, lease)
   if outcome == 'ok' then
     redis.call('HDEL', hk, 'c', 'lu', 'L', 't')
+    if known > 0 then
+      redis.call('HSET', hk, 'ok', now)
+      redis.call('PEXPIRE', hk, known)
+    end
     out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
   else
     local h = redis.call('HMGET', hk, 'c', 'L', 't', 'perm')

@@ -17,11 +17,17 @@
 -- a success needs no answer, so it costs no round trip of its own): their leases are removed
 -- and their counters cleared before anything else is looked at.
 --
+-- A source that proved the secret before: a release with known_ms > 0 (a client's per-IP
+-- counter) stamps `ok` on its hash and keeps it known_ms. A counter with waive_ms > 0 (a
+-- client's own counter) that is locked or busy is waived for a request whose FIRST counter
+-- (its per-IP one) carries an `ok` younger than waive_ms: failures from elsewhere cannot lock
+-- a client out of the hosts it already uses (Keycloak GHSA-cq42-vhv7-xr7p, for clients).
+--
 -- KEYS: the rules' keys, then a (hash, lease zset) pair per counter, then per release.
 -- ARGV: n_rules, n_counters, n_releases, lease id, lease_ms, then per rule one string of 7
 --   comma-separated numbers (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms,
---   period_ms), then 3 per counter (threshold, failure_reset_ms, unused), then the lease id
---   of each release.
+--   period_ms), then 3 per counter (threshold, failure_reset_ms, waive_ms), then 2 per
+--   release (lease id, known_ms).
 -- Returns, comma-separated in one string: code, per rule: retry_ms, remaining, reset_ms,
 --   notify, per counter: state, retry_ms; code 0 allowed, 1 refused by a rate rule, 2 a
 --   counter is locked, 3 busy.
@@ -32,8 +38,14 @@ local lease, lease_ms = ARGV[4], tonumber(ARGV[5])
 local rel_args = 6 + nr + 3 * nc
 for k = 1, nrel do
   local hk, zk = KEYS[nr + 2 * nc + 2 * k - 1], KEYS[nr + 2 * nc + 2 * k]
-  redis.call('ZREM', zk, ARGV[rel_args + k - 1])
+  local r = rel_args + 2 * (k - 1)
+  redis.call('ZREM', zk, ARGV[r])
   redis.call('HDEL', hk, 'c', 'lu', 'L', 't')
+  local known = tonumber(ARGV[r + 1])
+  if known > 0 then
+    redis.call('HSET', hk, 'ok', now)
+    redis.call('PEXPIRE', hk, known)
+  end
 end
 local a = 6
 local rules = {}
@@ -121,7 +133,7 @@ local counters = {}
 local code = 0
 for j = 1, nc do
   local hk, zk = KEYS[nr + 2 * j - 1], KEYS[nr + 2 * j]
-  local threshold, reset = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local threshold, reset, waive = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', zk, '-inf', now)
   local h = redis.call('HMGET', hk, 'c', 'lu', 't', 'perm')
@@ -129,15 +141,21 @@ for j = 1, nc do
   if now - last > reset then c = 0 end
   if h[4] then
     counters[j] = {2, -1}
-    code = 2
   elseif lu > now then
     counters[j] = {2, lu - now}
-    code = 2
   elseif c + redis.call('ZCARD', zk) >= threshold then
     counters[j] = {3, 0}
-    if code == 0 then code = 3 end
   else
     counters[j] = {0, 0}
+  end
+  if counters[j][1] ~= 0 and waive > 0 then
+    local ok = tonumber(redis.call('HGET', KEYS[nr + 1], 'ok'))
+    if ok and now - ok < waive then counters[j] = {0, 0} end
+  end
+  if counters[j][1] == 2 then
+    code = 2
+  elseif counters[j][1] == 3 and code == 0 then
+    code = 3
   end
 end
 if code == 3 then return report(3, counters) end  -- waits and comes back: nothing consumed

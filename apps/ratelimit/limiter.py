@@ -41,6 +41,10 @@ from apps.ratelimit.rules import PREFIX, Key
 log = logging.getLogger("tessera.ratelimit")
 
 LEASE_MS = 30_000  # an attempt not settled by then (its process died) frees its place
+# How long a host that proved a client's secret stays exempt from the client id's own lockout
+# (evaluate.lua): client hosts are few and stable, and a client id is public, so without it
+# anyone could lock a confidential client out with LOCKOUT_THRESHOLD wrong secrets.
+KNOWN_SOURCE_MS = 30 * 86_400_000
 LOCAL_MAX_KEYS = 10_000
 RETRY_SECONDS = 1.0
 FLUSH_SECONDS = 0.01  # a success settles with the next call, or after this long
@@ -74,6 +78,17 @@ class Counter:
         """The set of the identifier's per-IP counters (done.lua keeps it), so an operator's
         read of one identifier needs no SCAN. Outside the lock: prefix, which scans match."""
         return f"{PREFIX}lockips:{self.kind}:{self.identifier}"
+
+    @property
+    def known_ms(self) -> int:
+        """A client's per-IP counter remembers a success this long (evaluate.lua `ok`)."""
+        return KNOWN_SOURCE_MS if self.kind == "client" and self.ip else 0
+
+    @property
+    def waive_ms(self) -> int:
+        """A client's own counter is waived for a host known this long (its per-IP counter
+        must come first among the attempt's counters)."""
+        return KNOWN_SOURCE_MS if self.kind == "client" and not self.ip else 0
 
     @property
     def threshold(self) -> int:
@@ -169,8 +184,9 @@ class RedisStore:
         argv: list[Any] = [len(keys), len(counters), len(releases), lease, LEASE_MS]
         argv += [key.rule.args for key in keys]
         for counter in counters:
-            argv += [counter.threshold, settings.LOCKOUT_FAILURE_RESET * 1000, 0]
-        argv += [released_lease for _, released_lease in releases]
+            argv += [counter.threshold, settings.LOCKOUT_FAILURE_RESET * 1000, counter.waive_ms]
+        for released, released_lease in releases:
+            argv += [released_lease, released.known_ms]
         redis_keys = [key.redis_key for key in keys]
         for counter in [*counters, *(counter for counter, _ in releases)]:
             redis_keys += [counter.hash_key, counter.lease_key]
@@ -183,6 +199,7 @@ class RedisStore:
         redis_keys: list[str] = []
         for counter, lease in settled:
             argv += [lease, counter.threshold, *_lockout_args(), 1 if counter.ip else 0]
+            argv.append(counter.known_ms)
             redis_keys += [counter.hash_key, counter.lease_key, counter.index_key]
         result: list[int] = self._script(done=True)(redis_keys, argv, client=get_redis())
         return result

@@ -405,8 +405,8 @@ def _index_key(kind: str, identifier: str) -> str:
 
 
 def _lockout(key: str, state: dict[bytes, bytes], ttl: int, now_ms: float) -> Lockout | None:
-    if not state:
-        return None  # gone (cleared or expired) since the key was found
+    if not state.keys() - {b"ok"}:
+        return None  # gone (cleared or expired) since found, or only a success remembered
     values = {k.decode(): v.decode() for k, v in state.items()}
     kind, _, scope = key.removeprefix(LOCK_PREFIX).partition(":")
     locked_until = float(values.get("lu", 0))

@@ -130,6 +130,40 @@ def test_identifier_counter_locks_across_addresses_and_known_device_is_judged_by
     assert known.allowed  # the per-(identifier, IP) counter alone (GHSA-cq42-vhv7-xr7p)
 
 
+def _client_attempt(rf, ip: str) -> services.Attempt:
+    return services.attempt_begin(
+        rf.post("/oauth/token", REMOTE_ADDR=ip), kind="client", identifier="svc-client"
+    )
+
+
+@pytest.mark.django_db
+def test_a_client_id_locked_from_elsewhere_still_serves_the_hosts_that_proved_its_secret(
+    rf, settings, redis_client
+) -> None:
+    """A client id is public: failures from anywhere must not lock a confidential client out
+    of the host it runs on (GHSA-cq42-vhv7-xr7p's reasoning, for clients)."""
+    settings.LOCKOUT_THRESHOLD = 8
+    _client_attempt(rf, "192.0.2.10").succeeded()  # the client's own host, once
+    for n in range(8):  # then wrong secrets from 8 other addresses lock the client id
+        attempt = _client_attempt(rf, f"198.51.100.{n + 1}")
+        assert attempt.allowed
+        attempt.failed()
+    stranger = _client_attempt(rf, "203.0.113.1")
+    assert not stranger.allowed
+    assert stranger.decision.reason == "locked"
+    home = _client_attempt(rf, "192.0.2.10")
+    assert home.allowed  # judged by its own (client id, IP) counter
+    home.failed()
+    for _ in range(settings.LOCKOUT_IP_THRESHOLD - 1):
+        _client_attempt(rf, "192.0.2.10").failed()
+    assert _client_attempt(rf, "192.0.2.10").decision.reason == "locked"  # that one still locks
+    # the remembered success is no lockout an operator sees
+    assert all(
+        x.failures or x.locked
+        for x in services.lockouts_for(kind="client", identifier="svc-client")
+    )
+
+
 @pytest.mark.django_db
 def test_permanent_lockout_until_an_operator_unlocks(rf, settings, redis_client) -> None:
     settings.LOCKOUT_PERMANENT_AFTER = 2
