@@ -54,11 +54,10 @@ def _post(url: str, browser: requests.Session, token: str, email: str, password:
 
 def _guess_in_parallel(url: str, email: str, forwarded: Callable[[int], str | None]) -> list[int]:
     """GUESSES wrong passwords for `email`, each from its own browser, all posted together."""
-    browsers = [_browser(url, forwarded(n)) for n in range(GUESSES)]
-    barrier = threading.Barrier(GUESSES, timeout=60)
+    barrier = threading.Barrier(GUESSES, timeout=120)
 
     def guess(n: int) -> int:
-        browser, token = browsers[n]
+        browser, token = _browser(url, forwarded(n))
         barrier.wait()  # every post leaves together
         return _post(url, browser, token, email, f"guess-{n}").status_code
 
