@@ -12,6 +12,7 @@ by the session step, so `user_logged_in` fires for third-party code; nothing of 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ WRONG_CREDENTIALS = "Email or password is incorrect."
 PROVIDER = "local"
 # The backend that later requests resolve the signed-in user with (request.user).
 SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# An account id none has (the nil UUID, RFC 9562 §5.9; ids are random v4): what an unknown
+# address is looked up as where a real one costs a lookup by its id.
+NO_ACCOUNT = uuid.UUID(int=0)
 
 
 @dataclass
@@ -84,15 +88,19 @@ def limits(attempt: Attempt) -> Refusal | None:
     answer is the same whether the password given is right or wrong, else the lockout would
     become a password oracle."""
     reservation = _reserve(attempt, known_device=False)
-    if (
-        not reservation.allowed
-        and reservation.decision.reason == "locked"
-        and attempt.user is not None
-        and device_signed_in_before(user_id=attempt.user.pk, request=attempt.request)
-    ):
+    if not reservation.allowed and reservation.decision.reason == "locked":
         # Asked only when the address is locked (a statement the usual sign-in skips): a
-        # refused reservation took nothing, so this one is judged afresh.
-        reservation = _reserve(attempt, known_device=True)
+        # refused reservation took nothing, so this one is judged afresh. Asked for an
+        # unknown address too, of an id no account has: the same statement either way, else
+        # a locked real address would answer one statement later than an unknown one, a
+        # timing oracle on which addresses have accounts (OWASP ASVS 4.0.3 V2.2; OWASP
+        # Authentication Cheat Sheet, "Authentication Responses": response times too).
+        user_id = attempt.user.pk if attempt.user is not None else NO_ACCOUNT
+        if (
+            device_signed_in_before(user_id=user_id, request=attempt.request)
+            and attempt.user is not None
+        ):
+            reservation = _reserve(attempt, known_device=True)
     if reservation.allowed:
         attempt.reservation = reservation
         return None

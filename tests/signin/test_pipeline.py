@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.contrib.auth.signals import user_logged_in
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import User
 from apps.accounts.services import user_create
@@ -75,6 +77,22 @@ def test_every_refused_address_costs_one_password_hash(client, counting, who) ->
     assert counting.computed == 1
     assert not LoginSession.objects.exists()
     assert SecurityEvent.objects.get(event_type="login.failed").error_code == "wrong_credentials"
+
+
+def test_an_unknown_address_costs_what_a_wrong_password_costs(client, counting) -> None:
+    # The timing class, asserted by structure rather than the clock: one argon2id hash and
+    # the same SQL statements for both (OWASP Authentication Cheat Sheet, "Authentication
+    # Responses": response times must not tell which addresses have accounts).
+    user_create(email="real@example.com", password="another passphrase entirely")
+    client.get("/login")  # a browser: it holds a device cookie
+    hashes, statements = {}, {}
+    for email in ("real@example.com", "nobody@example.com"):
+        counting.computed = 0
+        with CaptureQueriesContext(connection) as queries:
+            assert client.post("/login", {"email": email, "password": PASSWORD}).status_code == 400
+        hashes[email], statements[email] = counting.computed, len(queries)
+    assert hashes == {"real@example.com": 1, "nobody@example.com": 1}
+    assert statements["real@example.com"] == statements["nobody@example.com"], statements
 
 
 def test_a_sign_in_records_last_login_once(client) -> None:
