@@ -22,7 +22,7 @@ class UserAdmin(DjangoUserAdmin[User]):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("name",)}),
-        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        ("Access", {"fields": ("is_active", "is_staff", "staff_role", "is_superuser", "groups")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name")}),)

@@ -43,8 +43,25 @@ class UserManager(DjangoUserManager["User"]):
     def create_superuser(  # type: ignore[override]
         self, email: str, password: str | None = None, **extra: Any
     ) -> User:
-        extra.update(is_staff=True, is_superuser=True)
+        extra.update(is_staff=True, is_superuser=True, staff_role=StaffRole.ADMINISTRATOR)
         return self._create_user(email, password, **extra)
+
+
+class StaffRole(models.TextChoices):
+    """What a staff member may do in the console and the admin API (OWASP ASVS 4.1.3, least
+    privilege), each role including the ones before it: a viewer reads; an operator also acts
+    on people (sessions, lockouts, memberships); an administrator also changes the system
+    (clients, keys, roles, staff)."""
+
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    ADMINISTRATOR = "administrator", "Administrator"
+
+    @classmethod
+    def rank(cls, role: str) -> int:
+        """0 for no role, then 1, 2, 3 in the order above."""
+        order = [member.value for member in cls]
+        return order.index(role) + 1 if role in order else 0
 
 
 # django-stubs cannot see the reverse manager of django-oauth-toolkit's untyped Client.user.
@@ -56,6 +73,8 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
     name = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
+    # The console role; set together with is_staff (the constraint below): staff have a role.
+    staff_role = models.CharField(max_length=16, choices=StaffRole.choices, blank=True, default="")
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects: ClassVar[UserManager] = UserManager()
@@ -69,7 +88,13 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
         constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
             # Writers store emails lowercased; this makes "one account per address" hold even
             # for a row written another way.
-            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_uniq")
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(is_staff=False, staff_role="")
+                | (models.Q(is_staff=True) & ~models.Q(staff_role="")),
+                name="accounts_user_staff_has_role",
+                violation_error_message="Staff members have a console role, and only they do.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -82,6 +107,15 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
         super().save(*args, **kwargs)
         if changed:
             password_changed.send(sender=User, user=self)
+
+    def has_staff_role(self, role: str) -> bool:
+        """Active staff whose role is `role` or above (StaffRole: viewer < operator <
+        administrator)."""
+        return (
+            self.is_active
+            and self.is_staff
+            and StaffRole.rank(self.staff_role) >= StaffRole.rank(role) > 0
+        )
 
     def get_full_name(self) -> str:
         return self.name or self.email

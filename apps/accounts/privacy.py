@@ -58,6 +58,7 @@ class AccountData:
         user.name = ""
         user.set_unusable_password()
         user.is_active = user.is_staff = user.is_superuser = False
+        user.staff_role = ""
         user.last_login = None
         user.save()
 

@@ -5,22 +5,27 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from apps.accounts.models import User
+from apps.accounts.models import StaffRole, User
 from apps.core.events import EventType, emit
 
 
 def user_create(
-    *, email: str, name: str = "", password: str | None = None, is_staff: bool = False
+    *, email: str, name: str = "", password: str | None = None, staff_role: str = ""
 ) -> User:
     """Create an account and record `user.created` in the same transaction.
 
-    Without a password the account gets an unusable one (it signs in some other way).
+    Without a password the account gets an unusable one (it signs in some other way). A
+    `staff_role` (StaffRole) makes the person staff with that console role.
     Raises ValidationError for a malformed or taken email (in any case) or a weak password.
     """
     email = _normalize_email(email)
     if User.objects.filter(email__iexact=email).exists():
         raise _email_taken()
-    user = User(email=email, name=name, is_staff=is_staff)
+    if staff_role and staff_role not in StaffRole.values:
+        raise ValidationError(
+            f"The staff role must be one of {', '.join(StaffRole.values)}.", code="invalid"
+        )
+    user = User(email=email, name=name, is_staff=bool(staff_role), staff_role=staff_role)
     if password is None:
         user.set_unusable_password()
     else:
@@ -38,7 +43,7 @@ def user_create(
             user_id=user.id,
             resource_type="user",
             resource_id=user.id,
-            metadata={"staff": is_staff},
+            metadata={"staff": bool(staff_role), "staff_role": staff_role},
         )
     return user
 

@@ -1,5 +1,6 @@
-"""Who may use the console: active staff only, checked on the server for every page (OWASP
-ASVS 4.1.1, 4.1.3: access control enforced server-side, least privilege)."""
+"""Who may use the console and the admin API: active staff, by console role, checked on the
+server for every page and endpoint (OWASP ASVS 4.1.1, 4.1.3: access control enforced
+server-side, least privilege)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,79 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.cache import never_cache
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from apps.accounts.models import StaffRole, User
 
 View = Callable[..., HttpResponseBase]  # a page, a redirect or a streamed download
 
 
-def staff_required(view: View) -> View:
-    """Anonymous visitors are sent to the sign-in page and back; a signed-in person who is
-    not staff gets 403. Pages are never cached (ASVS 8.2.1: sensitive data)."""
+def role_required(role: str) -> Callable[[View], View]:
+    """A page for active staff whose console role is `role` or above (StaffRole: viewer <
+    operator < administrator). Anonymous visitors are sent to the sign-in page and back; a
+    signed-in person without the role gets 403 saying which role the page needs. Pages are
+    never cached (ASVS 8.2.1: sensitive data)."""
 
-    @wraps(view)
-    @never_cache
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("The console is for staff.")
-        return view(request, *args, **kwargs)
+    def decorate(view: View) -> View:
+        @wraps(view)
+        @never_cache
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_staff_role(role):
+                if not request.user.has_staff_role(StaffRole.VIEWER):
+                    raise PermissionDenied("The console is for staff.")
+                raise PermissionDenied(
+                    f"This needs the {StaffRole(role).label.lower()} role; "
+                    "an administrator can give it to you."
+                )
+            return view(request, *args, **kwargs)
 
-    return guarded
+        guarded.required_role = role  # type: ignore[attr-defined]  # tests walk the URLs
+        return guarded
+
+    return decorate
+
+
+# Every staff member reads (viewer and above).
+staff_required = role_required(StaffRole.VIEWER)
+operator_required = role_required(StaffRole.OPERATOR)
+administrator_required = role_required(StaffRole.ADMINISTRATOR)
+
+
+class _HasRole(BasePermission):
+    """The admin API's counterpart (DRF): the caller (session or bearer token) is active
+    staff with `role` or above. Reads (GET, HEAD, OPTIONS) need only `read_role`."""
+
+    role: str = StaffRole.ADMINISTRATOR
+    read_role: str = StaffRole.VIEWER
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        needed = self.read_role if request.method in SAFE_METHODS else self.role
+        return bool(
+            user
+            and user.is_authenticated
+            and isinstance(user, User)
+            and user.has_staff_role(needed)
+        )
+
+
+class StaffRead(_HasRole):
+    """Viewers read; nothing else (an endpoint without writes)."""
+
+    role = StaffRole.VIEWER
+
+
+class OperatorWrites(_HasRole):
+    """Viewers read; operators and administrators change (sessions, lockouts, memberships)."""
+
+    role = StaffRole.OPERATOR
+
+
+class AdministratorWrites(_HasRole):
+    """Viewers read; administrators change (clients, keys, roles, staff)."""
+
+    role = StaffRole.ADMINISTRATOR

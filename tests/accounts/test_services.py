@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.accounts.models import User
 from apps.accounts.services import user_create
@@ -33,7 +33,7 @@ def test_user_create_records_a_user_created_event_about_the_new_user() -> None:
     assert event.user_id == str(user.id)
     assert event.resource_type == "user"
     assert event.resource_id == str(user.id)
-    assert event.metadata == {"staff": False}
+    assert event.metadata == {"staff": False, "staff_role": ""}
 
 
 @pytest.mark.django_db
@@ -45,12 +45,31 @@ def test_user_created_without_a_password_cannot_sign_in_with_one() -> None:
 
 @pytest.mark.django_db
 def test_staff_user_is_staff_but_not_superuser_and_the_event_says_so() -> None:
-    user = user_create(email="operator@example.com", password="a long passphrase", is_staff=True)
+    user = user_create(
+        email="operator@example.com", password="a long passphrase", staff_role="administrator"
+    )
 
     stored = User.objects.get(id=user.id)
     assert stored.is_staff
     assert not stored.is_superuser
-    assert SecurityEvent.objects.get().metadata == {"staff": True}
+    assert stored.staff_role == "administrator"
+    assert stored.has_staff_role("operator")
+    assert SecurityEvent.objects.get().metadata == {"staff": True, "staff_role": "administrator"}
+
+
+@pytest.mark.django_db
+def test_staff_roles_include_the_ones_below_and_only_staff_have_one() -> None:
+    viewer = user_create(email="viewer@example.com", staff_role="viewer")
+    assert viewer.has_staff_role("viewer")
+    assert not viewer.has_staff_role("operator")
+    assert not user_create(email="nobody@example.com").has_staff_role("viewer")
+    viewer.is_active = False
+    assert not viewer.has_staff_role("viewer")
+    with pytest.raises(ValidationError, match="staff role must be one of"):
+        user_create(email="x@example.com", staff_role="root")
+    viewer.staff_role = ""
+    with pytest.raises(IntegrityError):  # staff without a role: the database refuses it
+        viewer.save()
 
 
 @pytest.mark.django_db(transaction=True)

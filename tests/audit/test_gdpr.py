@@ -47,7 +47,7 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 @pytest.fixture
 def operator(db):
-    return user_create(email="ops@example.com", password=PASSWORD, is_staff=True)
+    return user_create(email="ops@example.com", password=PASSWORD, staff_role="administrator")
 
 
 def sign_in(email: str, password: str, ip: str) -> int:

@@ -42,7 +42,7 @@ def _audit_store(empty_audit_store) -> None:
 
 @pytest.fixture
 def operator(db):
-    return user_create(email="ops@example.com", password=PASSWORD, is_staff=True)
+    return user_create(email="ops@example.com", password=PASSWORD, staff_role="administrator")
 
 
 @pytest.fixture

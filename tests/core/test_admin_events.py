@@ -232,6 +232,7 @@ def test_making_someone_staff_is_user_changed(operator: HttpClient, admin_user: 
     path = url(User, "change", person.pk)
     data = unchanged(operator, path)
     data["is_staff"] = "on"
+    data["staff_role"] = "viewer"
 
     with recorded() as events:
         response = operator.post(path, data)
@@ -247,7 +248,7 @@ def test_making_someone_staff_is_user_changed(operator: HttpClient, admin_user: 
         resource_id=str(person.pk),
         severity="medium",
     )
-    assert event.metadata["change"] == "Changed Is staff."
+    assert event.metadata["change"] == "Changed Is staff and Staff role."
 
 
 def test_deleting_an_account_is_user_deleted(operator: HttpClient, admin_user: User) -> None:

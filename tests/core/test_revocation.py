@@ -32,8 +32,8 @@ def _user_token(*, staff: bool = False, scopes: tuple[str, ...] = ("openid",)) -
     """An access token as the token endpoint issues it (claims + sign), for a new user."""
     user = user_create(email=f"u{time.monotonic_ns()}@example.com", password=None)
     if staff:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
+        user.is_staff, user.staff_role = True, "administrator"
+        user.save(update_fields=["is_staff", "staff_role"])
     session = session_start(user=user, amr=["pwd"])
     claims = access_token_claims(
         client_id="rp", user=user, scopes=list(scopes), session=session,

@@ -21,7 +21,7 @@ OPS_PASSWORD = "another long passphrase"
 def test_operator_searches_pages_and_exports_the_audit_trail(
     live_server, page, person, empty_audit_store, artifacts
 ) -> None:
-    user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    user_create(email="ops@example.com", password=OPS_PASSWORD, staff_role="administrator")
     start = timezone.now() - timedelta(hours=2)
     failures = [
         audit_event(

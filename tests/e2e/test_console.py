@@ -24,7 +24,7 @@ def _sign_in(page, email: str, password: str) -> None:
 def test_operator_revokes_a_session_and_the_person_must_sign_in_again(
     live_server, browser, person, artifacts
 ) -> None:
-    user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    user_create(email="ops@example.com", password=OPS_PASSWORD, staff_role="administrator")
     ada = browser.new_context(viewport={"width": 1280, "height": 800})
     ops = browser.new_context(viewport={"width": 1280, "height": 800})
     ada_page, ops_page = ada.new_page(), ops.new_page()
@@ -78,7 +78,7 @@ def test_operator_revokes_a_session_and_the_person_must_sign_in_again(
 
 
 def test_console_sessions_list_in_a_browser(live_server, page, person, artifacts) -> None:
-    user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    user_create(email="ops@example.com", password=OPS_PASSWORD, staff_role="administrator")
     page.goto(f"{live_server.url}/console/sessions/")
     _sign_in(page, "ops@example.com", OPS_PASSWORD)
     page.wait_for_url(f"{live_server.url}/console/sessions/")
@@ -98,7 +98,7 @@ def test_console_lockouts_page_in_a_browser(live_server, page, person, artifacts
     # issue 12: an operator sees a locked address and unlocks it
     from apps.ratelimit.services import lockouts_for
 
-    user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    user_create(email="ops@example.com", password=OPS_PASSWORD, staff_role="administrator")
     page.goto(f"{live_server.url}/console/lockouts/")
     _sign_in(page, "ops@example.com", OPS_PASSWORD)
     page.wait_for_url(f"{live_server.url}/console/lockouts/")

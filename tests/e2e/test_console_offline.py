@@ -21,7 +21,9 @@ OPS_PASSWORD = "another long passphrase"
 def test_operator_revokes_an_offline_grant(
     live_server, page, person, empty_audit_store, artifacts
 ) -> None:
-    operator = user_create(email="ops@example.com", password=OPS_PASSWORD, is_staff=True)
+    operator = user_create(
+        email="ops@example.com", password=OPS_PASSWORD, staff_role="administrator"
+    )
     mail = offline_grant(person, name="Mail app")
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text))

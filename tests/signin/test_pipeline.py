@@ -107,6 +107,6 @@ def test_a_sign_in_records_last_login_once(client) -> None:
 
 
 def test_a_staff_member_without_next_lands_on_the_console(client) -> None:
-    user_create(email="op@example.com", password=PASSWORD, is_staff=True)
+    user_create(email="op@example.com", password=PASSWORD, staff_role="administrator")
     response = client.post("/login", {"email": "op@example.com", "password": PASSWORD})
     assert (response.status_code, response["Location"]) == (302, "/console/")

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(person):
-    person.is_staff = True
-    person.save(update_fields=["is_staff"])
+    person.is_staff, person.staff_role = True, "administrator"
+    person.save(update_fields=["is_staff", "staff_role"])
     return person
 
 

@@ -7,6 +7,7 @@ from typing import Any, TextIO
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.accounts.models import StaffRole
 from apps.accounts.services import user_create
 
 
@@ -23,7 +24,16 @@ class Command(BaseCommand):
             help="read the password from standard input (without it: no usable password)",
         )
         parser.add_argument(
-            "--staff", action="store_true", help="may sign in to the console (not a superuser)"
+            "--staff-role",
+            choices=StaffRole.values,
+            default="",
+            help="staff with this console role: viewer (reads), operator (also sessions, "
+            "lockouts, memberships), administrator (also clients, keys, roles, staff)",
+        )
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="the same as --staff-role administrator (what --staff meant before roles)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,7 +45,8 @@ class Command(BaseCommand):
                 email=options["email"],
                 name=options["name"],
                 password=password,
-                is_staff=options["staff"],
+                staff_role=options["staff_role"]
+                or (StaffRole.ADMINISTRATOR if options["staff"] else ""),
             )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
