@@ -522,6 +522,7 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
 
 BLOCKS_LUA = (Path(__file__).resolve().parent / "blocks.lua").read_text()
 KEY_KINDS = ("ip", "account", "client")  # a rule's last name part; endpoint and global: none
+KEY_KINDS_SHOWN = (*KEY_KINDS, "")  # Block.kind
 
 
 @dataclass(frozen=True)

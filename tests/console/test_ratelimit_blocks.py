@@ -408,3 +408,15 @@ def test_api_blocks_need_credentials(client, outsider) -> None:
         headers={"X-CSRFToken": token},
     )
     assert refused.status_code == 403
+
+
+def test_schema_documents_the_blocks_endpoints(staff) -> None:
+    schema = staff.get("/api/schema/", {"format": "json"}).json()
+
+    listed = schema["paths"]["/api/v1/ratelimit/blocks"]["get"]
+    cleared = schema["paths"]["/api/v1/ratelimit/blocks/clear"]["post"]
+    assert [p["name"] for p in listed["parameters"]] == ["rule"]
+    assert {"200", "400"} <= set(listed["responses"]) & set(cleared["responses"])
+    body = schema["components"]["schemas"]["BlockClear"]
+    assert set(body["properties"]) == {"rule", "value"}
+    assert body["required"] == ["rule"]

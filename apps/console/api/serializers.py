@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import User
-from apps.ratelimit.services import BadBlockKey, block_key
+from apps.ratelimit.services import KEY_KINDS_SHOWN, KINDS, BadBlockKey, block_key
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 from apps.tokens.models import OfflineGrant
@@ -128,7 +128,7 @@ class LockoutSerializer(serializers.Serializer[Any]):
     """A failed-attempt counter (apps.ratelimit.services.Lockout)."""
 
     kind = serializers.ChoiceField(
-        choices=["login", "client"], help_text="login: an email address; client: a client id."
+        choices=KINDS, help_text="login: an email address; client: a client id."
     )
     identifier = serializers.CharField(
         help_text="Normalized (an email address case-folded); longer than 128 characters: "
@@ -156,7 +156,7 @@ class LockoutListSerializer(serializers.Serializer[Any]):
 
 
 class LockoutUnlockSerializer(serializers.Serializer[Any]):
-    kind = serializers.ChoiceField(choices=["login", "client"])
+    kind = serializers.ChoiceField(choices=KINDS)
     identifier = serializers.CharField(
         max_length=254, help_text="An email address (kind login) or a client id (kind client)."
     )
@@ -171,7 +171,7 @@ class BlockSerializer(serializers.Serializer[Any]):
 
     rule = serializers.CharField(help_text="The rule's name, e.g. login.account, token.ip.")
     kind = serializers.ChoiceField(
-        choices=["ip", "account", "client", ""],
+        choices=KEY_KINDS_SHOWN,
         help_text="What `value` is: an IP address (IPv6: its network), an email address as "
         "typed, a client id; empty for an endpoint's or the global rule.",
     )
