@@ -148,7 +148,10 @@ def user_blocks_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     for block in blocks:
         block_clear(rule=block.rule, value=block.value, actor_id=request.user.pk)
     if blocks:
-        messages.success(request, f"{user.email}: {len(blocks)} rate-limit key(s) cleared.")
+        count = len(blocks)
+        messages.success(
+            request, f"{user.email}: {count} rate-limit key{'s' * (count != 1)} cleared."
+        )
     else:
         messages.info(request, f"{user.email} had no rate-limit key refusing requests.")
     return redirect("console:user", user_id=user.pk)

@@ -585,6 +585,9 @@ def block_key(*, rule: str, value: str) -> Key:
         network = ipaddress.ip_network(value.replace("_", ":"), strict=False)
     except ValueError:
         raise BadBlockKey("value", "Not an IP address or network.") from None
+    keyed_by = 32 if network.version == 4 else settings.RATELIMIT_IPV6_PREFIX
+    if network.prefixlen < keyed_by:  # wider than one key: clearing its first one would mislead
+        raise BadBlockKey("value", f"IPv{network.version} keys are /{keyed_by} networks at most.")
     return Key(found, ip_value(str(network.network_address)))
 
 
@@ -645,7 +648,7 @@ def _sorted(blocks: list[Block]) -> list[Block]:
 def blocks_for(*, identifier: str = "", ips: Iterable[str] = ()) -> list[Block]:
     """The keys refusing now of the rules keyed by `identifier` (an email as typed: the
     `*.account` rules) and of those keyed by each of `ips` (the `*.ip` rules), the longest
-    wait first: one pipelined round trip, no SCAN."""
+    wait first: one command (blocks.lua), no SCAN."""
     keys = []
     for rule in rules().values():
         if identifier and rule.name.endswith(".account"):
