@@ -648,4 +648,9 @@ SPECTACULAR_SETTINGS = {
     # The map of the admin API is for the people who may call it: staff sessions and admin
     # Bearer tokens, as for the API itself (least disclosure, OWASP ASVS 4.0 V14.3).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    # Two fields named "kind": a lockout's and a rate-limit key's.
+    "ENUM_NAME_OVERRIDES": {
+        "LockoutKindEnum": "apps.ratelimit.services.KINDS",
+        "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
+    },
 }

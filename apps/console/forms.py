@@ -18,6 +18,8 @@ from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, EventCursor, EventFilters
 from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
 from apps.core.privacy import PSEUDONYM_PREFIX
+from apps.ratelimit.rules import rules
+from apps.ratelimit.services import BadBlockKey, block_key
 from apps.sessions.selectors import user_lookup
 
 
@@ -188,3 +190,33 @@ class LockoutFilterForm(LockoutTargetForm):
         else:
             cleaned["lookup_kind"] = cleaned.get("kind")
         return cleaned
+
+
+class RateLimitBlockForm(forms.Form):
+    """A rate-limit key an operator clears: a configured rule's name and its value (an IP
+    address or network, an email address, a client id; empty for an endpoint or the global
+    rule), checked by apps.ratelimit's block_key so each field names its own fault."""
+
+    rule = forms.CharField(max_length=64)
+    value = forms.CharField(required=False, max_length=254)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors:
+            try:
+                block_key(rule=cleaned["rule"], value=cleaned["value"])
+            except BadBlockKey as error:
+                self.add_error(error.field, error.message)
+        return cleaned
+
+
+class RateLimitBlockFilterForm(forms.Form):
+    """The rate-limit blocks list: every key refusing now, or those of one rule."""
+
+    rule = forms.CharField(required=False, max_length=64)
+
+    def clean_rule(self) -> str:
+        rule: str = self.cleaned_data["rule"]
+        if rule and rule not in rules():
+            raise ValidationError(f"No rate-limit rule is named {rule!r}.")
+        return rule

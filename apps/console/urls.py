@@ -30,6 +30,10 @@ urlpatterns = [
     ),
     path("lockouts/", views.lockout_list, name="lockouts"),
     path("lockouts/unlock/", views.lockout_unlock, name="lockout_unlock"),
+    path(
+        "users/<uuid:user_id>/ratelimit/clear/", views.user_blocks_clear, name="user_blocks_clear"
+    ),
+    path("ratelimit/clear/", views.block_clear_confirm, name="block_clear"),
     path("users/<uuid:user_id>/export/", views.user_data_export, name="user_export"),
     path("users/<uuid:user_id>/erase/", views.user_erase, name="user_erase"),
     path("sessions/", views.session_list, name="sessions"),

@@ -1,9 +1,10 @@
 """The staff console: find a person, see their login sessions, offline grants and security
 events, end a session or an offline grant, or everything at once; search and export the audit
-trail; export or erase a person (GDPR); see and lift sign-in and client lockouts. Every change
-is a POST behind a confirmation page (Django's CSRF token), performed by a service
-(apps.sessions, apps.tokens, apps.audit, apps.ratelimit) with the operator as the event's
-actor (OWASP ASVS 7.2.2: admin actions are logged with who did them)."""
+trail; export or erase a person (GDPR); see and lift sign-in and client lockouts, and clear
+the rate-limit keys refusing requests. Every change is a POST behind a confirmation page
+(Django's CSRF token), performed by a service (apps.sessions, apps.tokens, apps.audit,
+apps.ratelimit) with the operator as the event's actor (OWASP ASVS 7.2.2: admin actions are
+logged with who did them)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from apps.console.forms import (
     AuditSearchForm,
     LockoutFilterForm,
     LockoutTargetForm,
+    RateLimitBlockForm,
     SessionFilterForm,
     UserLookupForm,
 )
@@ -40,7 +42,16 @@ from apps.console.lookups import (
 from apps.console.permissions import staff_required
 from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
-from apps.ratelimit.services import Lockout, lockout_clear, lockouts_current, lockouts_for
+from apps.ratelimit.services import (
+    Block,
+    Lockout,
+    block_clear,
+    blocks_current,
+    blocks_for,
+    lockout_clear,
+    lockouts_current,
+    lockouts_for,
+)
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
@@ -93,6 +104,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
             LockoutRow(lockout, user.pk, "")
             for lockout in lockouts_for(kind="login", identifier=user.email)
         ],
+        "blocks": [BlockRow(block, user.pk, "") for block in blocks_for(identifier=user.email)],
     }
     return render(request, "console/user.html", context)
 
@@ -116,6 +128,35 @@ def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpRespons
     return redirect("console:user", user_id=user.pk)
 
 
+@staff_required
+@require_http_methods(["GET", "POST"])
+def user_blocks_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """Clears the rate-limit keys of the person's email address refusing now (the rules keyed
+    by the address typed at sign-in), each recorded as ratelimit.cleared with the operator."""
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Clear the rate limits of {user.email}?",
+            detail="Every rate-limit key of this address that refuses requests now is cleared "
+            "(its spent quota, violations and backoff penalty): sign-in attempts for it are "
+            "accepted again at once.",
+            button="Clear",
+        )
+    blocks = blocks_for(identifier=user.email)
+    for block in blocks:
+        block_clear(rule=block.rule, value=block.value, actor_id=request.user.pk)
+    if blocks:
+        count = len(blocks)
+        messages.success(
+            request, f"{user.email}: {count} rate-limit key{'s' * (count != 1)} cleared."
+        )
+    else:
+        messages.info(request, f"{user.email} had no rate-limit key refusing requests.")
+    return redirect("console:user", user_id=user.pk)
+
+
 @dataclass(frozen=True)
 class LockoutRow:
     lockout: Lockout
@@ -133,6 +174,7 @@ def lockout_list(request: HttpRequest) -> HttpResponse:
         return render(request, "console/lockouts.html", {"form": form}, status=400)
     kind, identifier = form.cleaned_data["kind"] or None, form.cleaned_data["identifier"]
     current = lockouts_current(kind=kind)
+    blocked = blocks_current()
     looked_up = None
     if identifier:
         looked_up = lockouts_for(kind=form.cleaned_data["lookup_kind"], identifier=identifier)
@@ -143,6 +185,8 @@ def lockout_list(request: HttpRequest) -> HttpResponse:
         "identifier": identifier,
         "lookup_kind": form.cleaned_data["lookup_kind"],
         "looked_up": _lockout_rows(looked_up) if looked_up is not None else None,
+        "blocked": blocked,
+        "block_rows": _block_rows(blocked.blocks),
     }
     return render(request, "console/lockouts.html", context)
 
@@ -182,6 +226,47 @@ def _unlocked(request: HttpRequest, kind: str, identifier: str) -> None:
         )
     else:
         messages.info(request, f"{identifier} had no failed attempts to clear.")
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def block_clear_confirm(request: HttpRequest) -> HttpResponse:
+    """One rate-limit key, named by rule and value in the query string of both halves (as
+    lockout_unlock): the confirmation page names it, its form posts back to the same address."""
+    form = RateLimitBlockForm(request.GET)
+    if not form.is_valid():
+        return render(request, "console/lockouts.html", {"form": form}, status=400)
+    rule, value = form.cleaned_data["rule"], form.cleaned_data["value"]
+    named = f"{rule} for {value}" if value else rule
+    back = reverse("console:lockouts")
+    if request.method != "POST":
+        return _confirm(
+            request,
+            None,
+            question=f"Clear the rate limit {named}?",
+            detail="Its spent quota, violations and backoff penalty are forgotten: requests "
+            "it refused are accepted again at once.",
+            button="Clear",
+            back=back,
+        )
+    if block_clear(rule=rule, value=value, actor_id=request.user.pk):
+        messages.success(request, f"Rate limit {named} cleared.")
+    else:
+        messages.info(request, f"Rate limit {named} had nothing to clear.")
+    return redirect(back)
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    block: Block
+    person_id: uuid.UUID | None  # the account with this email address (kind "account")
+    client_name: str  # the client with this id (kind "client"); "" when none has it
+
+
+def _block_rows(blocks: list[Block]) -> list[BlockRow]:
+    people = user_ids_for_emails(x.value for x in blocks if x.kind == "account")
+    clients = client_names(x.value for x in blocks if x.kind == "client")
+    return [BlockRow(x, people.get(x.value), clients.get(x.value, "")) for x in blocks]
 
 
 def _lockout_rows(lockouts: list[Lockout]) -> list[LockoutRow]:

@@ -94,6 +94,11 @@ class EventType(models.TextChoices):
         "account.unlocked",
         "An operator lifted a lockout (actor_id says who); metadata has the reason.",
     )
+    RATELIMIT_CLEARED = (
+        "ratelimit.cleared",
+        "An operator cleared a rate-limit key: its spent quota, violations and backoff penalty "
+        "(actor_id says who; metadata: rule, value, reason).",
+    )
     CLIENT_CREATED = "client.created", "An OAuth client was registered."
     CLIENT_CHANGED = (
         "client.changed",
@@ -189,6 +194,7 @@ RULES: dict[EventType, Rule] = {
     EventType.RATELIMIT_EXCEEDED: _rule(M, M, SOC2),
     EventType.ACCOUNT_LOCKED: _rule(H, H, SOC2),
     EventType.ACCOUNT_UNLOCKED: _rule(M, M, SOC2),
+    EventType.RATELIMIT_CLEARED: _rule(M, M, SOC2),
     EventType.CLIENT_CREATED: _rule(M, M, SOC2),
     EventType.CLIENT_CHANGED: _rule(M, M, SOC2),
     EventType.CLIENT_DELETED: _rule(H, H, SOC2),

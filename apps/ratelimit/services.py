@@ -6,6 +6,8 @@
   Attempt.failed() or Attempt.succeeded() once the secret has been checked.
 - lockouts_for(kind=…, identifier=…), lockouts_current(kind=…): what operators see.
 - lockout_clear(kind=…, identifier=…, actor_id=…): an operator lifts a lockout.
+- blocks_for(identifier=…, ips=…), blocks_current(rule=…): the rate-limit keys refusing now;
+  block_clear(rule=…, value=…, actor_id=…): an operator clears one.
 
 A refusal is a Decision with allowed False; raise Limited(decision) from a view (or let the
 caller do it) and RateLimitMiddleware answers 429 in the endpoint's format.
@@ -13,13 +15,18 @@ caller do it) and RateLimitMiddleware answers 429 in the endpoint's format.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
+from redis.commands.core import Script
 
 from apps.core import request_context
 from apps.core.events import EventType, emit
@@ -129,8 +136,6 @@ def deny_listed(ip: str | None) -> bool:
 def _in(ip: str | None, networks: tuple[object, ...]) -> bool:
     if not ip or not networks:
         return False
-    import ipaddress
-
     address = ipaddress.ip_address(ip)
     return any(address in network for network in networks)  # type: ignore[operator]
 
@@ -386,8 +391,10 @@ class CurrentLockouts:
 
 
 LOCK_PREFIX = f"{PREFIX}lock:"
+LOCKIPS_PREFIX = f"{PREFIX}lockips:"  # limiter.Counter.index_key: not a rate rule's key either
 CURRENT_LIMIT = 500  # lockouts_current's default bound: one console page, one API answer
 _SCAN_COUNT = 1000  # keys Redis looks at per SCAN call (a hint: redis.io/commands/scan)
+_Found = TypeVar("_Found")
 
 
 def _counter_keys(kind: str, identifier: str) -> Iterator[str]:
@@ -450,31 +457,42 @@ def lockouts_current(*, kind: str | None = None, limit: int = CURRENT_LIMIT) -> 
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     match = f"{LOCK_PREFIX}{kind}:*" if kind else f"{LOCK_PREFIX}*"
-    locked: list[Lockout] = []
-    batch: list[str] = []
-    truncated = False
-
-    def flush() -> None:
-        locked.extend(lockout for lockout in _read(batch) if lockout.locked)
-        batch.clear()
-
-    for key in get_redis().scan_iter(match=match, count=_SCAN_COUNT):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        if name.endswith(":inflight"):
-            continue
-        batch.append(name)
-        if len(batch) >= _SCAN_COUNT:
-            flush()
-            if len(locked) > limit:
-                break
-    else:
-        flush()
-    if len(locked) > limit:
-        truncated = True
-        del locked[limit:]
+    locked, truncated = _scan(
+        match,
+        lambda name: not name.endswith(":inflight"),
+        lambda batch: [lockout for lockout in _read(batch) if lockout.locked],
+        limit,
+    )
     # permanent (-1) first, then the longest wait
     locked.sort(key=lambda lockout: (lockout.locked_for != -1, -lockout.locked_for))
     return CurrentLockouts(locked, truncated, limit)
+
+
+def _scan(
+    match: str,
+    wanted: Callable[[str], bool],
+    read: Callable[[list[str]], list[_Found]],
+    limit: int,
+) -> tuple[list[_Found], bool]:
+    """What `read` finds in the keys SCAN MATCHes (those `wanted`), read _SCAN_COUNT keys
+    at a time; at most `limit` (the first found) and whether there were more."""
+    found: list[_Found] = []
+    batch: list[str] = []
+    for key in get_redis().scan_iter(match=match, count=_SCAN_COUNT):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if not wanted(name):
+            continue
+        batch.append(name)
+        if len(batch) >= _SCAN_COUNT:
+            found += read(batch)
+            batch = []
+            if len(found) > limit:
+                break
+    else:
+        found += read(batch) if batch else []
+    truncated = len(found) > limit
+    del found[limit:]
+    return found, truncated
 
 
 def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str = "operator") -> int:
@@ -495,6 +513,197 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
             "kind": kind,
             "identifier": identifier[:200],
             "counters_cleared": cleared,
+        },
+    )
+    return cleared
+
+
+# --- rate-limit keys refusing now (operators) -----------------------------------------------
+
+BLOCKS_LUA = (Path(__file__).resolve().parent / "blocks.lua").read_text()
+KEY_KINDS = ("ip", "account", "client")  # a rule's last name part; endpoint and global: none
+KEY_KINDS_SHOWN = (*KEY_KINDS, "")  # Block.kind
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rate rule's key that refuses requests now: its quota is spent (GCRA: tat + interval
+    - burst * interval > now, evaluate.lua) or its backoff penalty runs (blk > now)."""
+
+    rule: str
+    value: str  # as block_clear takes it back: an IPv6 network with ":"; "" endpoint/global
+    retry_after: int  # seconds until the key lets a request through again
+    violations: int  # refusals counted, less one per period since the last (as the script)
+    penalty: bool  # refused by its backoff penalty, not only by its spent quota
+
+    @property
+    def kind(self) -> str:
+        """What the value is: "ip", "account" (an email as typed), "client" (a client id),
+        or "" (one key for everyone: an endpoint or the global rule)."""
+        last = self.rule.rpartition(".")[2]
+        return last if last in KEY_KINDS else ""
+
+
+@dataclass(frozen=True)
+class CurrentBlocks:
+    blocks: list[Block]  # the longest wait first
+    truncated: bool  # more refused than `limit`: the list is the first found, sorted
+    limit: int
+
+
+class BadBlockKey(ValueError):
+    """A rule or value that names no rate-limit key; `field` is the one at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def block_key(*, rule: str, value: str) -> Key:
+    """The key of a configured rule for `value` as an operator gives it (normalized the way
+    requests are keyed: an email case-folded, an IP to its IPv6 network). BadBlockKey names
+    the field at fault: an unknown rule, or a value its rule cannot have."""
+    found = rules().get(rule)
+    if found is None:
+        raise BadBlockKey("rule", f"No rate-limit rule is named {rule[:64]!r}.")
+    kind = Block(rule, "", 0, 0, False).kind
+    value = value.strip()
+    if not kind:
+        if value:
+            raise BadBlockKey("value", f"{rule} has one key for everyone: leave value empty.")
+        return Key(found, "")
+    if not value:
+        raise BadBlockKey("value", f"{rule} is keyed by {kind}: give one.")
+    if kind == "account":
+        return Key(found, identifier_value(value))
+    if kind == "client":
+        return Key(found, client_value(value))
+    if value == "unknown":  # rules.ip_value's key for a request without a usable address
+        return Key(found, value)
+    try:  # an address, or the network an IPv6 address is keyed by (as Block.value shows it)
+        network = ipaddress.ip_network(value.replace("_", ":"), strict=False)
+    except ValueError:
+        raise BadBlockKey("value", "Not an IP address or network.") from None
+    keyed_by = 32 if network.version == 4 else settings.RATELIMIT_IPV6_PREFIX
+    if network.prefixlen < keyed_by:  # wider than one key: clearing its first one would mislead
+        raise BadBlockKey("value", f"IPv{network.version} keys are /{keyed_by} networks at most.")
+    return Key(found, ip_value(str(network.network_address)))
+
+
+def _shown(key: Key) -> str:
+    return key.value.replace("_", ":") if key.rule.name.endswith(".ip") else key.value
+
+
+def _read_blocks(keys: list[Key]) -> list[Block]:
+    """Those of `keys` refusing now, in one command (blocks.lua): "now" is Redis's clock, the
+    one evaluate.lua decides by. The script filters in Redis, so a batch costs one command and
+    a reply of the few refusing. Measured (100,000 keys, 0.1 % refusing, a loaded 2-core
+    machine): the whole list 1.9-2.8 s this way against 6.1-6.4 s with an HMGET per key in one
+    pipeline (redis-py packs and parses each command), SCAN alone 0.4-0.6 s; one call of
+    1,000 keys holds Redis about 4 ms (INFO commandstats)."""
+    if not keys:
+        return []
+    slack = [repr((key.rule.burst - 1) * key.rule.period * 1000 / key.rule.limit) for key in keys]
+    reply = _blocks_script()(keys=[key.redis_key for key in keys], args=slack, client=get_redis())
+    now_ms, rows = int(reply[0]), reply[1:]
+    found = (
+        _block(keys[int(rows[j]) - 1], rows[j + 1 : j + 5], now_ms) for j in range(0, len(rows), 5)
+    )
+    return [block for block in found if block is not None]
+
+
+@cache
+def _blocks_script() -> Script:
+    return get_redis().register_script(BLOCKS_LUA)
+
+
+def _block(key: Key, state: list[bytes | None], now_ms: int) -> Block | None:
+    tat, violations, decayed_at, blocked_until = (
+        float(part) if part is not None else None for part in state
+    )
+    if tat is None and blocked_until is None:
+        return None  # gone (cleared or expired) since the key was found
+    rule = key.rule
+    interval = rule.period * 1000 / rule.limit
+    allow_at = max(tat or now_ms, now_ms) + interval - rule.burst * interval
+    penalty = (blocked_until or 0) > now_ms
+    wait = max(blocked_until or 0, allow_at) - now_ms
+    if wait <= 0:
+        return None
+    forgotten = math.floor((now_ms - (decayed_at or now_ms)) / (rule.period * 1000))
+    return Block(
+        rule.name,
+        _shown(key),
+        math.ceil(wait / 1000),
+        max(0, int(violations or 0) - max(0, forgotten)),
+        penalty,
+    )
+
+
+def _sorted(blocks: list[Block]) -> list[Block]:
+    return sorted(blocks, key=lambda block: (-block.retry_after, block.rule, block.value))
+
+
+def blocks_for(*, identifier: str = "", ips: Iterable[str] = ()) -> list[Block]:
+    """The keys refusing now of the rules keyed by `identifier` (an email as typed: the
+    `*.account` rules) and of those keyed by each of `ips` (the `*.ip` rules), the longest
+    wait first: one command (blocks.lua), no SCAN."""
+    keys = []
+    for rule in rules().values():
+        if identifier and rule.name.endswith(".account"):
+            keys.append(Key(rule, identifier_value(identifier)))
+        if rule.name.endswith(".ip"):
+            keys += [Key(rule, ip_value(ip)) for ip in ips]
+    return _sorted(_read_blocks(keys))
+
+
+def blocks_current(*, rule: str | None = None, limit: int = CURRENT_LIMIT) -> CurrentBlocks:
+    """The rate-limit keys refusing now (of every rule, or of one): found with SCAN MATCH on
+    the rules' prefix (the failed-attempt counters under it skipped: lockouts_current shows
+    those), read _SCAN_COUNT at a time (blocks.lua: _read_blocks), at most `limit` of them
+    (the first found), the longest wait first. Keys of a rule no longer configured refuse
+    nothing and are skipped. Like lockouts_current, an operator's read: SCAN walks the whole
+    keyspace."""
+    configured = rules()
+    if rule is not None and rule not in configured:
+        raise BadBlockKey("rule", f"No rate-limit rule is named {rule[:64]!r}.")
+    match = f"{PREFIX}{_glob_escaped(rule)}:*" if rule else f"{PREFIX}*"
+
+    def wanted(name: str) -> bool:
+        if name.startswith((LOCK_PREFIX, LOCKIPS_PREFIX)):
+            return False
+        return name[len(PREFIX) :].partition(":")[0] in configured
+
+    def read(batch: list[str]) -> list[Block]:
+        parts = (name[len(PREFIX) :].partition(":") for name in batch)
+        return _read_blocks([Key(configured[name], value) for name, _, value in parts])
+
+    blocks, truncated = _scan(match, wanted, read, limit)
+    return CurrentBlocks(_sorted(blocks), truncated, limit)
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` matched literally by SCAN's MATCH (a glob: * ? [ ] and \\ are special)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def block_clear(*, rule: str, value: str, actor_id: object, reason: str = "operator") -> bool:
+    """Clears one rate-limit key (its spent quota, violations and backoff penalty) and records
+    ratelimit.cleared with the operator's actor_id (OWASP ASVS 7.2.2). Whether the key
+    existed; BadBlockKey (a ValueError) for an unknown rule or a value it cannot have."""
+    key = block_key(rule=rule, value=value)
+    cleared = bool(get_redis().delete(key.redis_key))
+    emit(
+        EventType.RATELIMIT_CLEARED,
+        actor_id=actor_id,
+        resource_type="ratelimit",
+        resource_id=key.rule.name,
+        metadata={
+            "reason": reason,
+            "rule": key.rule.name,
+            "value": _shown(key),
+            "cleared": cleared,
         },
     )
     return cleared

@@ -265,6 +265,8 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/sessions/{session_id}/compromise",
         "/api/v1/lockouts",
         "/api/v1/lockouts/unlock",
+        "/api/v1/ratelimit/blocks",
+        "/api/v1/ratelimit/blocks/clear",
     }
     assert schema["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
 

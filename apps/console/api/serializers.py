@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import User
+from apps.ratelimit.services import KEY_KINDS_SHOWN, KINDS, BadBlockKey, block_key
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 from apps.tokens.models import OfflineGrant
@@ -127,7 +128,7 @@ class LockoutSerializer(serializers.Serializer[Any]):
     """A failed-attempt counter (apps.ratelimit.services.Lockout)."""
 
     kind = serializers.ChoiceField(
-        choices=["login", "client"], help_text="login: an email address; client: a client id."
+        choices=KINDS, help_text="login: an email address; client: a client id."
     )
     identifier = serializers.CharField(
         help_text="Normalized (an email address case-folded); longer than 128 characters: "
@@ -155,7 +156,7 @@ class LockoutListSerializer(serializers.Serializer[Any]):
 
 
 class LockoutUnlockSerializer(serializers.Serializer[Any]):
-    kind = serializers.ChoiceField(choices=["login", "client"])
+    kind = serializers.ChoiceField(choices=KINDS)
     identifier = serializers.CharField(
         max_length=254, help_text="An email address (kind login) or a client id (kind client)."
     )
@@ -163,3 +164,56 @@ class LockoutUnlockSerializer(serializers.Serializer[Any]):
 
 class LockoutsClearedSerializer(serializers.Serializer[Any]):
     cleared = serializers.IntegerField(help_text="How many failed-attempt counters were cleared.")
+
+
+class BlockSerializer(serializers.Serializer[Any]):
+    """A rate-limit key refusing requests now (apps.ratelimit.services.Block)."""
+
+    rule = serializers.CharField(help_text="The rule's name, e.g. login.account, token.ip.")
+    kind = serializers.ChoiceField(
+        choices=KEY_KINDS_SHOWN,
+        help_text="What `value` is: an IP address (IPv6: its network), an email address as "
+        "typed, a client id; empty for an endpoint's or the global rule.",
+    )
+    value = serializers.CharField(
+        help_text="Normalized (an email case-folded; longer than 128 characters: sha256-<hex> "
+        "of it). What /ratelimit/blocks/clear takes back."
+    )
+    retry_after = serializers.IntegerField(help_text="Seconds until it lets a request through.")
+    violations = serializers.IntegerField(
+        help_text="Refusals counted (less one per period since the last): backoff grows with it."
+    )
+    penalty = serializers.BooleanField(
+        help_text="Refused by its backoff penalty, not only because its quota is spent."
+    )
+
+
+class BlockListSerializer(serializers.Serializer[Any]):
+    results = BlockSerializer(many=True)
+    truncated = serializers.BooleanField(
+        help_text="More keys refused than `limit`: these are the first found, not all."
+    )
+    limit = serializers.IntegerField()
+
+
+class BlockClearSerializer(serializers.Serializer[Any]):
+    rule = serializers.CharField(max_length=64, help_text="A configured rule's name.")
+    value = serializers.CharField(
+        max_length=254,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="An IP address or network, an email address or a client id, by the rule's "
+        "kind; empty (or absent) for an endpoint's or the global rule.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            block_key(rule=attrs["rule"], value=attrs["value"])
+        except BadBlockKey as error:
+            raise serializers.ValidationError({error.field: [error.message]}) from None
+        return attrs
+
+
+class BlockClearedSerializer(serializers.Serializer[Any]):
+    cleared = serializers.BooleanField(help_text="Whether the key existed (false: nothing to do).")

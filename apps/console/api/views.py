@@ -40,6 +40,9 @@ from apps.audit.store import PAGE_SIZE, PAGE_SIZE_MAX, StoreUnavailable
 from apps.console.api.serializers import (
     AuditEventPageSerializer,
     AuditEventSerializer,
+    BlockClearedSerializer,
+    BlockClearSerializer,
+    BlockListSerializer,
     ErasedSerializer,
     EverythingRevokedSerializer,
     LockoutListSerializer,
@@ -56,6 +59,7 @@ from apps.console.downloads import events_download, person_download
 from apps.console.forms import (
     AuditApiSearchForm,
     LockoutFilterForm,
+    RateLimitBlockFilterForm,
     SessionFilterForm,
     UserLookupForm,
 )
@@ -70,6 +74,8 @@ from apps.core.events import EventType, Severity
 from apps.ratelimit.services import (
     CURRENT_LIMIT,
     KINDS,
+    block_clear,
+    blocks_current,
     lockout_clear,
     lockouts_current,
     lockouts_for,
@@ -406,6 +412,41 @@ def lockout_unlock(request: Request) -> Response:
     cleared = lockout_clear(
         kind=given.validated_data["kind"],
         identifier=given.validated_data["identifier"],
+        actor_id=request.user.pk,
+        reason="api",
+    )
+    return Response({"cleared": cleared})
+
+
+@extend_schema(
+    operation_id="ratelimit_blocks_list",
+    summary="Rate-limit keys refusing requests now (spent quota or backoff penalty), the "
+    f"longest wait first (at most {CURRENT_LIMIT})",
+    parameters=[OpenApiParameter("rule", str, description="Only this rule's keys.")],
+    responses={200: BlockListSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["GET"])
+def ratelimit_blocks(request: Request) -> Response:
+    form = _valid(RateLimitBlockFilterForm(request.query_params))
+    current = blocks_current(rule=form.cleaned_data["rule"] or None)
+    body = {"results": current.blocks, "truncated": current.truncated, "limit": current.limit}
+    return Response(BlockListSerializer(body).data)
+
+
+@extend_schema(
+    operation_id="ratelimit_blocks_clear",
+    summary="Clear one rate-limit key (its quota, violations and backoff penalty); recorded "
+    "as ratelimit.cleared with the caller as actor",
+    request=BlockClearSerializer,
+    responses={200: BlockClearedSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["POST"])
+def ratelimit_block_clear(request: Request) -> Response:
+    given = BlockClearSerializer(data=request.data)
+    given.is_valid(raise_exception=True)  # 400 naming each field at fault
+    cleared = block_clear(
+        rule=given.validated_data["rule"],
+        value=given.validated_data["value"],
         actor_id=request.user.pk,
         reason="api",
     )
