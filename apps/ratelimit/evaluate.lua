@@ -23,7 +23,13 @@
 -- (its per-IP one) carries an `ok` younger than waive_ms: failures from elsewhere cannot lock
 -- a client out of the hosts it already uses (Keycloak GHSA-cq42-vhv7-xr7p, for clients).
 --
--- KEYS: the rules' keys, then a (hash, lease zset) pair per counter, then per release.
+-- A refused key is also put in the sorted set of refusing keys (the last KEY), scored by when
+-- it lets a request through again, so operators list what refuses now without a SCAN of the
+-- keyspace (services.blocks_current); entries past their time are trimmed on each refusal,
+-- and the set is capped at REFUSING_MAX (the soonest-free dropped first).
+--
+-- KEYS: the rules' keys, then a (hash, lease zset) pair per counter, then per release, then
+--   the refusing-keys index.
 -- ARGV: n_rules, n_counters, n_releases, lease id, lease_ms, then per rule one string of 7
 --   comma-separated numbers (interval_ms, burst, backoff 0|1|2, base_ms, multiplier, cap_ms,
 --   period_ms), then 3 per counter (threshold, failure_reset_ms, waive_ms), then 2 per
@@ -47,6 +53,7 @@ for k = 1, nrel do
     redis.call('PEXPIRE', hk, known)
   end
 end
+local REFUSING_MAX = 100000
 local a = 6
 local rules = {}
 local refused = false
@@ -124,7 +131,13 @@ if refused then
       redis.call('HSET', KEYS[i], 'v', r.v, 'tv', r.tv, 'blk', r.blk, 'ev', r.ev)
       r.newtat = r.tat  -- unchanged: keep it as long as it matters
       expire(KEYS[i], r)
+      redis.call('ZADD', KEYS[#KEYS], now + r.retry, KEYS[i])
     end
+  end
+  local refusing = KEYS[#KEYS]
+  redis.call('ZREMRANGEBYSCORE', refusing, '-inf', now)
+  if redis.call('ZCARD', refusing) > REFUSING_MAX then
+    redis.call('ZREMRANGEBYRANK', refusing, 0, -REFUSING_MAX - 1)
   end
   return report(1, {})
 end

@@ -36,7 +36,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from apps.core.redis import get_redis
-from apps.ratelimit.rules import PREFIX, Key
+from apps.ratelimit.rules import PREFIX, REFUSING_KEY, Key
 
 log = logging.getLogger("tessera.ratelimit")
 
@@ -190,6 +190,7 @@ class RedisStore:
         redis_keys = [key.redis_key for key in keys]
         for counter in [*counters, *(counter for counter, _ in releases)]:
             redis_keys += [counter.hash_key, counter.lease_key]
+        redis_keys.append(REFUSING_KEY)
         reply: bytes = self._script(done=False)(redis_keys, argv, client=get_redis())
         # one bulk string of integers (parsing it costs less than a 20-element array's replies)
         return [int(number) for number in reply.split(b",")]

@@ -19,6 +19,9 @@ from django.conf import settings
 
 PREFIX = "tessera:rl:"
 MAX_VALUE = 128  # characters of a key's value before it is hashed
+# The sorted set of keys refused lately, scored by when each lets a request through again
+# (evaluate.lua keeps it; services.blocks_current reads it). No rule is named "refusing".
+REFUSING_KEY = f"{PREFIX}refusing"
 
 BACKOFF_CODES = {"none": 0, "linear": 1, "exponential": 2}
 # The endpoints whose limits matter for credentials: with Redis unreachable they fall back to

@@ -35,6 +35,7 @@ from apps.ratelimit import limiter
 from apps.ratelimit.limiter import ALLOWED, BUSY, LOCKED, Counter, Outcome, RuleResult
 from apps.ratelimit.rules import (
     PREFIX,
+    REFUSING_KEY,
     Key,
     client_value,
     identifier_value,
@@ -391,7 +392,6 @@ class CurrentLockouts:
 
 
 LOCK_PREFIX = f"{PREFIX}lock:"
-LOCKIPS_PREFIX = f"{PREFIX}lockips:"  # limiter.Counter.index_key: not a rate rule's key either
 CURRENT_LIMIT = 500  # lockouts_current's default bound: one console page, one API answer
 _SCAN_COUNT = 1000  # keys Redis looks at per SCAN call (a hint: redis.io/commands/scan)
 _Found = TypeVar("_Found")
@@ -659,33 +659,48 @@ def blocks_for(*, identifier: str = "", ips: Iterable[str] = ()) -> list[Block]:
 
 
 def blocks_current(*, rule: str | None = None, limit: int = CURRENT_LIMIT) -> CurrentBlocks:
-    """The rate-limit keys refusing now (of every rule, or of one): found with SCAN MATCH on
-    the rules' prefix (the failed-attempt counters under it skipped: lockouts_current shows
-    those), read _SCAN_COUNT at a time (blocks.lua: _read_blocks), at most `limit` of them
-    (the first found), the longest wait first. Keys of a rule no longer configured refuse
-    nothing and are skipped. Like lockouts_current, an operator's read: SCAN walks the whole
-    keyspace."""
+    """The rate-limit keys refusing now (of every rule, or of one): read from the index of
+    refused keys evaluate.lua keeps (rules.REFUSING_KEY, scored by when each frees; no SCAN
+    of the keyspace), the longest wait first, _SCAN_COUNT at a time, each checked against its
+    own state (blocks.lua: _read_blocks; a key cleared or freed since is skipped), at most
+    `limit` of them. Keys of a rule no longer configured refuse nothing and are skipped."""
     configured = rules()
     if rule is not None and rule not in configured:
         raise BadBlockKey("rule", f"No rate-limit rule is named {rule[:64]!r}.")
-    match = f"{PREFIX}{_glob_escaped(rule)}:*" if rule else f"{PREFIX}*"
 
     def wanted(name: str) -> bool:
-        if name.startswith((LOCK_PREFIX, LOCKIPS_PREFIX)):
-            return False
-        return name[len(PREFIX) :].partition(":")[0] in configured
+        rule_name = name[len(PREFIX) :].partition(":")[0]
+        return rule_name == rule if rule else rule_name in configured
 
     def read(batch: list[str]) -> list[Block]:
         parts = (name[len(PREFIX) :].partition(":") for name in batch)
         return _read_blocks([Key(configured[name], value) for name, _, value in parts])
 
-    blocks, truncated = _scan(match, wanted, read, limit)
+    blocks, truncated = _indexed(wanted, read, limit)
     return CurrentBlocks(_sorted(blocks), truncated, limit)
 
 
-def _glob_escaped(text: str) -> str:
-    """`text` matched literally by SCAN's MATCH (a glob: * ? [ ] and \\ are special)."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+def _indexed(
+    wanted: Callable[[str], bool], read: Callable[[list[str]], list[Block]], limit: int
+) -> tuple[list[Block], bool]:
+    """What `read` finds among the index's keys not yet free (those `wanted`), the latest to
+    free first, _SCAN_COUNT at a time; at most `limit` and whether there were more."""
+    redis = get_redis()
+    now_ms = int(time.time() * 1000)
+    found: list[Block] = []
+    offset = 0
+    while len(found) <= limit:
+        names = redis.zrevrangebyscore(
+            REFUSING_KEY, "+inf", f"({now_ms}", start=offset, num=_SCAN_COUNT
+        )
+        if not names:
+            break
+        offset += len(names)
+        batch = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        found += read([name for name in batch if wanted(name)])
+    truncated = len(found) > limit
+    del found[limit:]
+    return found, truncated
 
 
 def block_clear(*, rule: str, value: str, actor_id: object, reason: str = "operator") -> bool:
@@ -694,6 +709,7 @@ def block_clear(*, rule: str, value: str, actor_id: object, reason: str = "opera
     existed; BadBlockKey (a ValueError) for an unknown rule or a value it cannot have."""
     key = block_key(rule=rule, value=value)
     cleared = bool(get_redis().delete(key.redis_key))
+    get_redis().zrem(REFUSING_KEY, key.redis_key)
     emit(
         EventType.RATELIMIT_CLEARED,
         actor_id=actor_id,

@@ -281,8 +281,13 @@ def test_an_ipv6_network_and_a_global_key_are_shown_as_clear_takes_them(settings
     set_rule(settings, "login.ip", "2/1h")
     set_rule(settings, "global", "1000/1h burst=4")
     _refuse_sign_in("v6@example.com", ip="2001:db8:1:2::7")
-    HttpClient(REMOTE_ADDR="192.0.2.60").post("/login", {"email": "c@example.com", "password": ""})
-    HttpClient(REMOTE_ADDR="192.0.2.61").post("/login", {"email": "c@example.com", "password": ""})
+    for n in range(10):  # new addresses until the global rule itself refuses one
+        answer = HttpClient(REMOTE_ADDR=f"192.0.2.{60 + n}").post(
+            "/login", {"email": "c@example.com", "password": ""}
+        )
+        if answer.status_code == 429:
+            break
+    assert answer.status_code == 429
 
     blocks = {block.rule: block for block in blocks_current().blocks}
 

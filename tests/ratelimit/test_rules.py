@@ -149,3 +149,23 @@ def test_a_flood_writes_one_event_per_key_and_window(client, redis_client) -> No
     assert 429 in [_send(client, "login").status_code for _ in range(3)]
     journal.drain_now()
     assert events.count() == 2
+
+
+def test_a_refused_key_is_indexed_until_it_frees_and_stale_entries_are_trimmed(
+    client, settings, redis_client
+) -> None:
+    """Operators list what refuses now from this index (services.blocks_current), not by a
+    SCAN of the keyspace; a refusal trims the entries whose time has passed."""
+    from apps.ratelimit.rules import REFUSING_KEY
+
+    set_rule(settings, "login.ip", "2/1h")
+    redis_client.zadd(REFUSING_KEY, {"tessera:rl:login.ip:198.51.100.250": 1})  # long free
+    _, response, _ = _until_refused(
+        lambda: _send(client, "login", REMOTE_ADDR="198.51.100.9"), most=5
+    )
+    seconds, micros = redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    frees_at = redis_client.zscore(REFUSING_KEY, "tessera:rl:login.ip:198.51.100.9")
+    assert frees_at is not None
+    assert 0 < frees_at - now_ms <= (int(response["Retry-After"]) + 1) * 1000
+    assert redis_client.zscore(REFUSING_KEY, "tessera:rl:login.ip:198.51.100.250") is None
