@@ -18,10 +18,12 @@
 -- and their counters cleared before anything else is looked at.
 --
 -- A source that proved the secret before: a release with known_ms > 0 (a client's per-IP
--- counter) stamps `ok` on its hash and keeps it known_ms. A counter with waive_ms > 0 (a
--- client's own counter) that is locked or busy is waived for a request whose FIRST counter
--- (its per-IP one) carries an `ok` younger than waive_ms: failures from elsewhere cannot lock
--- a client out of the hosts it already uses (Keycloak GHSA-cq42-vhv7-xr7p, for clients).
+-- counter) stamps `ok` on its hash and keeps it known_ms. For a request whose FIRST counter
+-- (its per-IP one) carries an `ok` younger than waive_ms, a later counter with waive_ms > 0
+-- (a client's own) is waived, locked or busy: failures from elsewhere cannot lock a client
+-- out of the hosts it already uses (Keycloak GHSA-cq42-vhv7-xr7p, for clients); and the
+-- first counter itself, while it holds no failure, puts no cap on attempts in flight: a busy
+-- client's parallel calls from its own host do not queue behind each other.
 --
 -- A refused key is also put in the sorted set of refusing keys (the last KEY), scored by when
 -- it lets a request through again, so operators list what refuses now without a SCAN of the
@@ -163,7 +165,13 @@ for j = 1, nc do
   end
   if counters[j][1] ~= 0 and waive > 0 then
     local ok = tonumber(redis.call('HGET', KEYS[nr + 1], 'ok'))
-    if ok and now - ok < waive then counters[j] = {0, 0} end
+    if ok and now - ok < waive then
+      if j > 1 then
+        counters[j] = {0, 0}  -- the identifier's own counter: waived for a known host
+      elseif counters[j][1] == 3 and c == 0 then
+        counters[j] = {0, 0}  -- a known host without failures: no cap on its parallel calls
+      end
+    end
   end
   if counters[j][1] == 2 then
     code = 2

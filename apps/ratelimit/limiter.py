@@ -86,9 +86,10 @@ class Counter:
 
     @property
     def waive_ms(self) -> int:
-        """A client's own counter is waived for a host known this long (its per-IP counter
-        must come first among the attempt's counters)."""
-        return KNOWN_SOURCE_MS if self.kind == "client" and not self.ip else 0
+        """For a host known this long (a success on its per-IP counter, which must come first
+        among the attempt's counters), a client's own counter is waived and its per-IP one,
+        while it holds no failure, caps no attempts in flight (evaluate.lua)."""
+        return KNOWN_SOURCE_MS if self.kind == "client" else 0
 
     @property
     def threshold(self) -> int:

@@ -165,6 +165,26 @@ def test_a_client_id_locked_from_elsewhere_still_serves_the_hosts_that_proved_it
 
 
 @pytest.mark.django_db
+def test_a_known_client_host_without_failures_may_run_more_attempts_in_parallel(
+    rf, monkeypatch
+) -> None:
+    """The in-flight cap (threshold - failures) stops a race of guesses; a host that proved
+    the secret and has no failure is not capped, so a busy client's parallel token requests
+    from its own host do not queue behind each other."""
+    monkeypatch.setattr(services, "BUSY_WAIT_SECONDS", 0.05)
+    _client_attempt(rf, "192.0.2.20").succeeded()
+    known = [_client_attempt(rf, "192.0.2.20") for _ in range(12)]  # none settled yet
+    assert all(attempt.allowed for attempt in known)
+    unknown = [_client_attempt(rf, "192.0.2.21") for _ in range(6)]
+    assert [a.allowed for a in unknown] == [True] * 5 + [False]  # LOCKOUT_IP_THRESHOLD
+    assert unknown[-1].decision.reason == "busy"
+    known[0].failed()  # a failure on the known host: the cap applies again
+    for attempt in known[1:]:
+        attempt.succeeded()
+    assert _client_attempt(rf, "192.0.2.20").allowed  # the success cleared the failure
+
+
+@pytest.mark.django_db
 def test_permanent_lockout_until_an_operator_unlocks(rf, settings, redis_client) -> None:
     settings.LOCKOUT_PERMANENT_AFTER = 2
     _fail(rf, 5)
