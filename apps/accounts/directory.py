@@ -1,0 +1,717 @@
+"""Who may do what, as operators and scripts change it: organizations, workspaces, groups,
+permissions, roles and memberships. One road: the console, the admin API and the `directory`
+command call these functions and nothing else writes them.
+
+Each function takes keyword arguments and `actor_id` (the operator's user id; None for the
+system, e.g. a provisioning command), returns the model instance it wrote, and raises
+django.core.exceptions.ValidationError with a message that says what to do, keyed by field
+where it is about one. Every change records one `permission.changed` event in the same
+transaction (SOC2 CC6.2/CC6.3 access changes; GDPR Art. 30 record of processing): the operator
+as actor_id, the person as user_id where there is one, `before`/`after` in metadata.
+
+Memberships nest: a workspace membership needs the person in the workspace's organization,
+a group membership needs them in the group's workspace (the claims code counts a group only
+inside a workspace the person belongs to, apps.accounts.selectors.user_token_claims). Removing
+someone therefore also removes what they held below: out of an organization means out of its
+workspaces and groups. The unique constraints on (user, organization|workspace|group) make
+concurrent adds of one membership end with one row; the loser gets the same ValidationError
+as a sequential second add.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+
+from apps.accounts.models import (
+    Group,
+    GroupMembership,
+    Organization,
+    OrganizationMembership,
+    Permission,
+    PermissionScope,
+    Role,
+    User,
+    Workspace,
+    WorkspaceMembership,
+)
+from apps.accounts.selectors import (
+    DeleteImpact,
+    group_delete_impact,
+    organization_delete_impact,
+    workspace_delete_impact,
+)
+from apps.core import revocation
+from apps.core.events import EventType, emit
+
+T = TypeVar("T", bound=models.Model)
+
+# A slug is a URL path segment and a name scripts type: DNS-label-like (RFC 1035 §2.3.1,
+# lower case), 2-63 characters.
+SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+SLUG_MAX = 63
+# Path segments the console and the API use beside slugs.
+RESERVED_SLUGS = frozenset({"new", "edit", "delete", "admin", "api", "settings", "members"})
+NAME_MAX = 200
+# Resource and action appear in tokens as resource:action:scope: no colon, no spaces.
+PERMISSION_PART_RE = re.compile(r"[a-z][a-z0-9_.-]{0,99}\Z")
+ROLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _name(value: str, *, field: str = "name", maximum: int = NAME_MAX) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError({field: "A name is required."}, code="required")
+    if len(value) > maximum:
+        raise ValidationError(
+            {field: f"Use at most {maximum} characters ({len(value)} given)."}, code="max_length"
+        )
+    if _CONTROL.search(value):
+        raise ValidationError({field: "Remove the control characters."}, code="invalid")
+    return value
+
+
+def _slug(value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError({"slug": "A slug is required."}, code="required")
+    if len(value) > SLUG_MAX or len(value) < 2 or not SLUG_RE.match(value):
+        raise ValidationError(
+            {
+                "slug": f"Use 2-{SLUG_MAX} lower-case letters, digits and hyphens, starting "
+                f"and ending with a letter or digit (“{value[:80]}” is not)."
+            },
+            code="invalid",
+        )
+    if value in RESERVED_SLUGS:
+        raise ValidationError(
+            {"slug": f"“{value}” is reserved; choose another slug."}, code="reserved"
+        )
+    return value
+
+
+def _saved(instance: T, taken: ValidationError, *, update_fields: list[str] | None = None) -> T:
+    """Saves in a savepoint: a unique constraint lost to a concurrent writer becomes `taken`."""
+    try:
+        with transaction.atomic():
+            if update_fields is None:
+                instance.save(force_insert=True)
+            else:
+                instance.save(update_fields=update_fields)
+    except IntegrityError as error:
+        raise taken from error
+    return instance
+
+
+def _record(
+    *,
+    actor_id: object,
+    resource: models.Model,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    user_id: object = None,
+    **extra: Any,
+) -> None:
+    emit(
+        EventType.PERMISSION_CHANGED,
+        user_id=user_id,
+        actor_id=actor_id,
+        resource_type=type(resource)._meta.label_lower,
+        resource_id=resource.pk,
+        action=action,
+        metadata={"before": before, "after": after, **extra},
+    )
+
+
+# --- organizations, workspaces, groups ------------------------------------------------------
+
+
+def _org_view(org: Organization) -> dict[str, Any]:
+    return {"name": org.name, "slug": org.slug}
+
+
+def _org_taken(slug: str) -> ValidationError:
+    return ValidationError(
+        {"slug": f"An organization with the slug “{slug}” already exists; choose another."},
+        code="unique",
+    )
+
+
+def organization_create(*, name: str, slug: str, actor_id: object) -> Organization:
+    org = Organization(name=_name(name), slug=_slug(slug))
+    with transaction.atomic():
+        _saved(org, _org_taken(org.slug))
+        _record(
+            actor_id=actor_id, resource=org, action="created", before=None, after=_org_view(org)
+        )
+    return org
+
+
+def organization_rename(
+    *, organization: Organization, name: str, slug: str | None = None, actor_id: object
+) -> Organization:
+    before = _org_view(organization)
+    organization.name = _name(name)
+    organization.slug = _slug(slug) if slug is not None else organization.slug
+    with transaction.atomic():
+        _saved(organization, _org_taken(organization.slug), update_fields=["name", "slug"])
+        _record(
+            actor_id=actor_id,
+            resource=organization,
+            action="renamed",
+            before=before,
+            after=_org_view(organization),
+        )
+    return organization
+
+
+def organization_delete(*, organization: Organization, actor_id: object) -> DeleteImpact:
+    """Deletes the organization with its workspaces, groups, roles and every membership in
+    them; returns what went (organization_delete_impact, counted inside the deletion)."""
+    with transaction.atomic():
+        locked = Organization.objects.select_for_update().get(pk=organization.pk)
+        impact = organization_delete_impact(organization=locked)
+        _record(
+            actor_id=actor_id,
+            resource=locked,
+            action="deleted",
+            before=_org_view(locked),
+            after=None,
+            impact=impact.as_dict(),
+        )
+        # The organization's own roles are RESTRICTed by memberships: members go first.
+        GroupMembership.objects.filter(group__workspace__organization=locked).delete()
+        WorkspaceMembership.objects.filter(workspace__organization=locked).delete()
+        OrganizationMembership.objects.filter(organization=locked).delete()
+        locked.delete()
+    return impact
+
+
+def _workspace_view(workspace: Workspace) -> dict[str, Any]:
+    return {
+        "name": workspace.name,
+        "slug": workspace.slug,
+        "organization": str(workspace.organization_id),
+    }
+
+
+def _workspace_taken(slug: str) -> ValidationError:
+    return ValidationError(
+        {"slug": f"This organization already has a workspace “{slug}”; choose another slug."},
+        code="unique",
+    )
+
+
+def workspace_create(
+    *, organization: Organization, name: str, slug: str, actor_id: object
+) -> Workspace:
+    workspace = Workspace(organization=organization, name=_name(name), slug=_slug(slug))
+    with transaction.atomic():
+        _saved(workspace, _workspace_taken(workspace.slug))
+        _record(
+            actor_id=actor_id,
+            resource=workspace,
+            action="created",
+            before=None,
+            after=_workspace_view(workspace),
+        )
+    return workspace
+
+
+def workspace_rename(
+    *, workspace: Workspace, name: str, slug: str | None = None, actor_id: object
+) -> Workspace:
+    before = _workspace_view(workspace)
+    workspace.name = _name(name)
+    workspace.slug = _slug(slug) if slug is not None else workspace.slug
+    with transaction.atomic():
+        _saved(workspace, _workspace_taken(workspace.slug), update_fields=["name", "slug"])
+        _record(
+            actor_id=actor_id,
+            resource=workspace,
+            action="renamed",
+            before=before,
+            after=_workspace_view(workspace),
+        )
+    return workspace
+
+
+def workspace_delete(*, workspace: Workspace, actor_id: object) -> DeleteImpact:
+    """Deletes the workspace with its groups and their memberships."""
+    with transaction.atomic():
+        impact = workspace_delete_impact(workspace=workspace)
+        _record(
+            actor_id=actor_id,
+            resource=workspace,
+            action="deleted",
+            before=_workspace_view(workspace),
+            after=None,
+            impact=impact.as_dict(),
+        )
+        workspace.delete()
+    return impact
+
+
+def _group_view(group: Group) -> dict[str, Any]:
+    return {"name": group.name, "workspace": str(group.workspace_id)}
+
+
+def _group_taken(name: str) -> ValidationError:
+    return ValidationError(
+        {"name": f"This workspace already has a group “{name}”; choose another name."},
+        code="unique",
+    )
+
+
+def group_create(*, workspace: Workspace, name: str, actor_id: object) -> Group:
+    group = Group(workspace=workspace, name=_name(name))
+    with transaction.atomic():
+        _saved(group, _group_taken(group.name))
+        _record(
+            actor_id=actor_id,
+            resource=group,
+            action="created",
+            before=None,
+            after=_group_view(group),
+        )
+    return group
+
+
+def group_rename(*, group: Group, name: str, actor_id: object) -> Group:
+    before = _group_view(group)
+    group.name = _name(name)
+    with transaction.atomic():
+        _saved(group, _group_taken(group.name), update_fields=["name"])
+        _record(
+            actor_id=actor_id,
+            resource=group,
+            action="renamed",
+            before=before,
+            after=_group_view(group),
+        )
+    return group
+
+
+def group_delete(*, group: Group, actor_id: object) -> DeleteImpact:
+    with transaction.atomic():
+        impact = group_delete_impact(group=group)
+        _record(
+            actor_id=actor_id,
+            resource=group,
+            action="deleted",
+            before=_group_view(group),
+            after=None,
+            impact=impact.as_dict(),
+        )
+        group.delete()
+    return impact
+
+
+# --- permissions and roles ------------------------------------------------------------------
+
+
+def _permission_part(value: str, field: str) -> str:
+    value = (value or "").strip()
+    if not PERMISSION_PART_RE.match(value):
+        raise ValidationError(
+            {
+                field: f"Use 1-100 lower-case letters, digits, “_”, “.” or “-”, starting with a "
+                f"letter (“{value[:80]}” is not): it appears in tokens as resource:action:scope."
+            },
+            code="invalid",
+        )
+    return value
+
+
+def permission_create(*, resource: str, action: str, scope: str, actor_id: object) -> Permission:
+    if scope not in PermissionScope.values:
+        raise ValidationError(
+            {"scope": f"The scope must be one of {', '.join(PermissionScope.values)}."},
+            code="invalid_choice",
+        )
+    permission = Permission(
+        resource=_permission_part(resource, "resource"),
+        action=_permission_part(action, "action"),
+        scope=scope,
+    )
+    taken = ValidationError(f"The permission {permission} already exists.", code="unique")
+    with transaction.atomic():
+        _saved(permission, taken)
+        _record(
+            actor_id=actor_id,
+            resource=permission,
+            action="created",
+            before=None,
+            after={"permission": str(permission)},
+        )
+    return permission
+
+
+def permission_delete(*, permission: Permission, actor_id: object) -> int:
+    """Deletes the permission and takes it out of every role; returns how many roles had it."""
+    with transaction.atomic():
+        roles = permission.roles.count()
+        _record(
+            actor_id=actor_id,
+            resource=permission,
+            action="deleted",
+            before={"permission": str(permission)},
+            after=None,
+            roles=roles,
+        )
+        permission.delete()
+    return roles
+
+
+def _role_view(role: Role) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "description": role.description,
+        "organization": str(role.organization_id) if role.organization_id else None,
+        "permissions": sorted(str(p) for p in role.permissions.all()),
+    }
+
+
+def _role_name(name: str) -> str:
+    name = (name or "").strip()
+    if not ROLE_NAME_RE.match(name):
+        raise ValidationError(
+            {
+                "name": "Use 1-100 letters, digits, spaces, “_”, “.” or “-”, starting with a "
+                "letter or digit: the role's name appears in tokens."
+            },
+            code="invalid",
+        )
+    return name
+
+
+def _role_taken(role: Role) -> ValidationError:
+    where = "This organization" if role.organization_id else "A built-in role"
+    verb = "already has" if role.organization_id else "already has the name"
+    return ValidationError(
+        {"name": f"{where} {verb} “{role.name}”; choose another name."}, code="unique"
+    )
+
+
+def _permission_list(permissions: Iterable[Permission]) -> list[Permission]:
+    found = list(permissions)
+    if any(p.pk is None or p._state.adding for p in found):
+        raise ValidationError({"permissions": "Create each permission first."}, code="invalid")
+    return found
+
+
+def role_create(
+    *,
+    name: str,
+    organization: Organization | None = None,
+    description: str = "",
+    permissions: Iterable[Permission] = (),
+    actor_id: object,
+) -> Role:
+    """A role of `organization`, or built-in (available in every organization) without one."""
+    role = Role(organization=organization, name=_role_name(name), description=description.strip())
+    granted = _permission_list(permissions)
+    with transaction.atomic():
+        _saved(role, _role_taken(role))
+        role.permissions.set(granted)
+        _record(
+            actor_id=actor_id, resource=role, action="created", before=None, after=_role_view(role)
+        )
+    return role
+
+
+def role_update(
+    *,
+    role: Role,
+    name: str | None = None,
+    description: str | None = None,
+    permissions: Iterable[Permission] | None = None,
+    actor_id: object,
+) -> Role:
+    """Changes what is given; the members' next tokens carry the new permission set."""
+    before = _role_view(role)
+    if name is not None:
+        role.name = _role_name(name)
+    if description is not None:
+        role.description = description.strip()
+    granted = _permission_list(permissions) if permissions is not None else None
+    with transaction.atomic():
+        _saved(role, _role_taken(role), update_fields=["name", "description"])
+        if granted is not None:
+            role.permissions.set(granted)
+        after = _role_view(role)
+        if after != before:
+            _record(actor_id=actor_id, resource=role, action="changed", before=before, after=after)
+    return role
+
+
+def role_members_count(role: Role) -> int:
+    return role.organization_memberships.count() + role.workspace_memberships.count()
+
+
+def role_delete(*, role: Role, actor_id: object) -> None:
+    """Refused while any membership uses the role: its members would lose their access
+    silently (the RESTRICT on the memberships' foreign key holds this under races too)."""
+    with transaction.atomic():
+        used = role_members_count(role)
+        if used:
+            raise ValidationError(
+                f"The role “{role.name}” is used by {used} membership"
+                f"{'s' if used != 1 else ''}; give those members another role first.",
+                code="protected",
+            )
+        _record(
+            actor_id=actor_id, resource=role, action="deleted", before=_role_view(role), after=None
+        )
+        try:
+            with transaction.atomic():
+                role.delete()
+        except models.RestrictedError as error:  # a member added meanwhile
+            raise ValidationError(
+                f"The role “{role.name}” was just given to someone; give those members "
+                "another role first.",
+                code="protected",
+            ) from error
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+def _membership_view(role: Role | None) -> dict[str, Any] | None:
+    return None if role is None else {"role": role.name, "role_id": str(role.pk)}
+
+
+def _check_role(role: Role, organization_id: uuid.UUID, where: str) -> None:
+    if not role.is_available_in(organization_id):
+        raise ValidationError(
+            {
+                "role": f"The role “{role.name}” belongs to another organization; choose a "
+                f"built-in role or one of {where}'s own."
+            },
+            code="foreign_role",
+        )
+
+
+def _already(what: str, user: User) -> ValidationError:
+    return ValidationError(
+        {"user": f"{user.email} is already a member of {what}; change their role instead."},
+        code="unique",
+    )
+
+
+def organization_membership_add(
+    *, organization: Organization, user: User, role: Role, actor_id: object
+) -> OrganizationMembership:
+    _check_role(role, organization.pk, f"“{organization.name}”")
+    membership = OrganizationMembership(organization=organization, user=user, role=role)
+    with transaction.atomic():
+        _saved(membership, _already(f"“{organization.name}”", user))
+        _record(
+            actor_id=actor_id,
+            user_id=user.pk,
+            resource=membership,
+            action="member_added",
+            before=None,
+            after=_membership_view(role),
+            organization=str(organization.pk),
+        )
+    return membership
+
+
+def organization_membership_set_role(
+    *, membership: OrganizationMembership, role: Role, actor_id: object
+) -> OrganizationMembership:
+    return _set_role(membership, role, membership.organization_id, actor_id)
+
+
+def _set_role(
+    membership: OrganizationMembership | WorkspaceMembership,
+    role: Role,
+    organization_id: uuid.UUID,
+    actor_id: object,
+) -> Any:
+    _check_role(role, organization_id, "this organization")
+    with transaction.atomic():
+        type(membership).objects.select_for_update().filter(pk=membership.pk).first()
+        before = _membership_view(membership.role)
+        membership.role = role
+        membership.save(update_fields=["role"])
+        _record(
+            actor_id=actor_id,
+            user_id=membership.user_id,
+            resource=membership,
+            action="role_changed",
+            before=before,
+            after=_membership_view(role),
+        )
+    return membership
+
+
+def organization_membership_remove(
+    *, membership: OrganizationMembership, actor_id: object
+) -> dict[str, int]:
+    """Takes the person out of the organization, its workspaces and their groups. With
+    ACCOUNTS_REVOKE_ON_REMOVAL (the default) their live access tokens are revoked as well,
+    so the removal holds within a second instead of at token expiry; their refresh tokens
+    stay and give tokens without this organization. Returns what went (counts)."""
+    org_id, user_id = membership.organization_id, membership.user_id
+    with transaction.atomic():
+        deleted = OrganizationMembership.objects.filter(pk=membership.pk).delete()[0]
+        if not deleted:
+            raise ValidationError("This membership was already removed.", code="gone")
+        groups = GroupMembership.objects.filter(
+            user_id=user_id, group__workspace__organization_id=org_id
+        ).delete()[0]
+        workspaces = WorkspaceMembership.objects.filter(
+            user_id=user_id, workspace__organization_id=org_id
+        ).delete()[0]
+        revoked = 0
+        if settings.ACCOUNTS_REVOKE_ON_REMOVAL:
+            # Before commit: if the revocation list is unreachable the removal fails visibly.
+            revoked = revocation.revoke_user_access_tokens(
+                user_id=user_id, reason="membership_removed", actor_id=actor_id
+            )
+        result = {"workspaces": workspaces, "groups": groups, "tokens_revoked": revoked}
+        _record(
+            actor_id=actor_id,
+            user_id=user_id,
+            resource=membership,
+            action="member_removed",
+            before=_membership_view(membership.role),
+            after=None,
+            organization=str(org_id),
+            **result,
+        )
+    return result
+
+
+def _organization_membership_locked(user: User, organization_id: uuid.UUID) -> bool:
+    """Whether the person is in the organization, holding their membership row until commit:
+    a concurrent removal then waits, and its cleanup sees what this transaction added."""
+    return (
+        OrganizationMembership.objects.select_for_update()
+        .filter(user=user, organization_id=organization_id)
+        .exists()
+    )
+
+
+def workspace_membership_add(
+    *, workspace: Workspace, user: User, role: Role, actor_id: object
+) -> WorkspaceMembership:
+    _check_role(role, workspace.organization_id, "the workspace's organization")
+    membership = WorkspaceMembership(workspace=workspace, user=user, role=role)
+    with transaction.atomic():
+        if not _organization_membership_locked(user, workspace.organization_id):
+            raise ValidationError(
+                {
+                    "user": f"{user.email} is not a member of this workspace's organization; "
+                    "add them to the organization first."
+                },
+                code="not_in_organization",
+            )
+        _saved(membership, _already(f"the workspace “{workspace.name}”", user))
+        _record(
+            actor_id=actor_id,
+            user_id=user.pk,
+            resource=membership,
+            action="member_added",
+            before=None,
+            after=_membership_view(role),
+            workspace=str(workspace.pk),
+        )
+    return membership
+
+
+def workspace_membership_set_role(
+    *, membership: WorkspaceMembership, role: Role, actor_id: object
+) -> WorkspaceMembership:
+    organization_id = Workspace.objects.values_list("organization_id", flat=True).get(
+        pk=membership.workspace_id
+    )
+    result: WorkspaceMembership = _set_role(membership, role, organization_id, actor_id)
+    return result
+
+
+def workspace_membership_remove(*, membership: WorkspaceMembership, actor_id: object) -> int:
+    """Takes the person out of the workspace and its groups; returns how many groups."""
+    with transaction.atomic():
+        if not WorkspaceMembership.objects.filter(pk=membership.pk).delete()[0]:
+            raise ValidationError("This membership was already removed.", code="gone")
+        groups = GroupMembership.objects.filter(
+            user_id=membership.user_id, group__workspace_id=membership.workspace_id
+        ).delete()[0]
+        _record(
+            actor_id=actor_id,
+            user_id=membership.user_id,
+            resource=membership,
+            action="member_removed",
+            before=_membership_view(membership.role),
+            after=None,
+            workspace=str(membership.workspace_id),
+            groups=groups,
+        )
+    return groups
+
+
+def group_membership_add(
+    *, group: Group, user: User, actor_id: object, workspace: Workspace | None = None
+) -> GroupMembership:
+    """`workspace`, when the caller names one (a URL's), must be the group's own."""
+    if workspace is not None and group.workspace_id != workspace.pk:
+        raise ValidationError(
+            {
+                "group": f"The group “{group.name}” belongs to another workspace, not "
+                f"“{workspace.name}”."
+            },
+            code="foreign_group",
+        )
+    membership = GroupMembership(group=group, user=user)
+    with transaction.atomic():
+        in_workspace = (
+            WorkspaceMembership.objects.select_for_update()
+            .filter(user=user, workspace_id=group.workspace_id)
+            .exists()
+        )
+        if not in_workspace:
+            raise ValidationError(
+                {
+                    "user": f"{user.email} is not a member of the group's workspace; add them "
+                    "to the workspace first."
+                },
+                code="not_in_workspace",
+            )
+        _saved(membership, _already(f"the group “{group.name}”", user))
+        _record(
+            actor_id=actor_id,
+            user_id=user.pk,
+            resource=membership,
+            action="member_added",
+            before=None,
+            after={"group": str(group.pk)},
+        )
+    return membership
+
+
+def group_membership_remove(*, membership: GroupMembership, actor_id: object) -> None:
+    with transaction.atomic():
+        if not GroupMembership.objects.filter(pk=membership.pk).delete()[0]:
+            raise ValidationError("This membership was already removed.", code="gone")
+        _record(
+            actor_id=actor_id,
+            user_id=membership.user_id,
+            resource=membership,
+            action="member_removed",
+            before={"group": str(membership.group_id)},
+            after=None,
+        )
