@@ -20,9 +20,12 @@ as a sequential second add.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -45,12 +48,15 @@ from apps.accounts.selectors import (
     DeleteImpact,
     group_delete_impact,
     organization_delete_impact,
+    role_for_organization,
+    user_ids_for_emails,
     workspace_delete_impact,
 )
 from apps.core import revocation
 from apps.core.events import EventType, emit
 
 T = TypeVar("T", bound=models.Model)
+M = TypeVar("M", OrganizationMembership, WorkspaceMembership)
 
 # A slug is a URL path segment and a name scripts type: DNS-label-like (RFC 1035 §2.3.1,
 # lower case), 2-63 characters.
@@ -535,12 +541,7 @@ def organization_membership_set_role(
     return _set_role(membership, role, membership.organization_id, actor_id)
 
 
-def _set_role(
-    membership: OrganizationMembership | WorkspaceMembership,
-    role: Role,
-    organization_id: uuid.UUID,
-    actor_id: object,
-) -> Any:
+def _set_role(membership: M, role: Role, organization_id: uuid.UUID, actor_id: object) -> M:
     _check_role(role, organization_id, "this organization")
     with transaction.atomic():
         type(membership).objects.select_for_update().filter(pk=membership.pk).first()
@@ -639,8 +640,7 @@ def workspace_membership_set_role(
     organization_id = Workspace.objects.values_list("organization_id", flat=True).get(
         pk=membership.workspace_id
     )
-    result: WorkspaceMembership = _set_role(membership, role, organization_id, actor_id)
-    return result
+    return _set_role(membership, role, organization_id, actor_id)
 
 
 def workspace_membership_remove(*, membership: WorkspaceMembership, actor_id: object) -> int:
@@ -715,3 +715,163 @@ def group_membership_remove(*, membership: GroupMembership, actor_id: object) ->
             before={"group": str(membership.group_id)},
             after=None,
         )
+
+
+# --- bulk add -------------------------------------------------------------------------------
+
+BULK_MAX_LINES = 1000
+BULK_MAX_BYTES = 256 * 1024
+BULK_COLUMNS = ("email", "role", "workspace")
+
+
+@dataclass(frozen=True)
+class BulkLine:
+    """One line's outcome: "ok" (would be / was added), "unchanged" (already so) or "error"."""
+
+    line: int
+    email: str
+    role: str
+    workspace: str
+    status: str
+    message: str = ""
+
+
+def bulk_members_preview(*, organization: Organization, csv_text: str) -> list[BulkLine]:
+    """What bulk_members_apply would do with CSV lines `email,role[,workspace slug]` (an
+    optional header line `email,role,workspace` is skipped), line by line, writing nothing.
+    Without a workspace the line adds the person to the organization, with one to that
+    workspace (they must be in the organization, or added by an earlier line). A role name
+    means the organization's own role first, else the built-in one. Each person must already
+    have an account. Raises ValidationError for input over BULK_MAX_LINES or BULK_MAX_BYTES."""
+    rows = _bulk_rows(csv_text)
+    users = user_ids_for_emails(row[1][0].strip() for row in rows if row[1])
+    roles: dict[str, Role | None] = {}
+    members = set(
+        OrganizationMembership.objects.filter(organization=organization).values_list(
+            "user_id", "role__name"
+        )
+    )
+    in_org = {user_id for user_id, _ in members}
+    seen: dict[tuple[str, str], int] = {}
+    result = []
+    for number, cells in rows:
+        email, role_name, slug = [*cells, "", "", ""][:3]
+        email, role_name, slug = email.strip().lower(), role_name.strip(), slug.strip()
+
+        def line(status: str, message: str = "") -> BulkLine:
+            return BulkLine(number, email, role_name, slug, status, message)  # noqa: B023
+
+        if not email or not role_name or len(cells) > 3:
+            result.append(line("error", "Write email,role or email,role,workspace-slug."))
+            continue
+        user_id = users.get(email)
+        if user_id is None:
+            result.append(line("error", f"No account has the address {email}; create it first."))
+            continue
+        if (email, slug) in seen:
+            result.append(line("error", f"Line {seen[email, slug]} already adds this person here."))
+            continue
+        if role_name not in roles:
+            roles[role_name] = role_for_organization(organization=organization, name=role_name)
+        role = roles[role_name]
+        if role is None:
+            result.append(line("error", f"This organization has no role “{role_name}”."))
+            continue
+        if not slug:
+            current = next((name for uid, name in members if uid == user_id), None)
+            status, message = _bulk_status(current, role_name, "the organization")
+        else:
+            workspace = Workspace.objects.filter(organization=organization, slug=slug).first()
+            if workspace is None:
+                status, message = "error", f"This organization has no workspace “{slug}”."
+            elif user_id not in in_org:
+                status = "error"
+                message = "Not in the organization: add them first (a line without workspace)."
+            else:
+                current = (
+                    WorkspaceMembership.objects.filter(user_id=user_id, workspace=workspace)
+                    .values_list("role__name", flat=True)
+                    .first()
+                )
+                status, message = _bulk_status(current, role_name, f"the workspace “{slug}”")
+        if status != "error":
+            seen[email, slug] = number
+            if not slug:
+                in_org.add(user_id)
+        result.append(line(status, message))
+    return result
+
+
+def _bulk_status(current: str | None, role_name: str, where: str) -> tuple[str, str]:
+    if current is None:
+        return "ok", ""
+    if current == role_name:
+        return "unchanged", f"Already in {where} as “{role_name}”."
+    return "error", f"Already in {where} as “{current}”; change their role on their page."
+
+
+def _bulk_rows(csv_text: str) -> list[tuple[int, list[str]]]:
+    if len(csv_text.encode()) > BULK_MAX_BYTES:
+        raise ValidationError(
+            {"csv": f"The list is over {BULK_MAX_BYTES // 1024} KB; split it into parts."},
+            code="too_large",
+        )
+    try:
+        lines = list(csv.reader(io.StringIO(csv_text)))
+    except csv.Error as error:
+        raise ValidationError({"csv": f"The list is not CSV: {error}."}, code="invalid") from None
+    numbered = [(n, cells) for n, cells in enumerate(lines, 1) if any(c.strip() for c in cells)]
+    if numbered and [c.strip().lower() for c in numbered[0][1]] in (
+        list(BULK_COLUMNS),
+        list(BULK_COLUMNS[:2]),
+    ):
+        numbered = numbered[1:]
+    if len(numbered) > BULK_MAX_LINES:
+        raise ValidationError(
+            {"csv": f"The list has {len(numbered)} lines, over {BULK_MAX_LINES}; split it."},
+            code="too_large",
+        )
+    if not numbered:
+        raise ValidationError({"csv": "The list is empty."}, code="required")
+    return numbered
+
+
+def bulk_members_apply(
+    *, organization: Organization, csv_text: str, actor_id: object
+) -> list[BulkLine]:
+    """Adds every "ok" line of the preview in one transaction, or nothing: a list with any
+    error is refused whole (ValidationError naming the lines), so fixing and resubmitting it
+    cannot add anyone twice. Each addition records its own event."""
+    with transaction.atomic():
+        preview = bulk_members_preview(organization=organization, csv_text=csv_text)
+        errors = [line for line in preview if line.status == "error"]
+        if errors:
+            shown = "; ".join(f"line {line.line}: {line.message}" for line in errors[:5])
+            raise ValidationError(
+                {"csv": f"{len(errors)} line(s) have errors, nothing was added ({shown})."},
+                code="invalid",
+            )
+        for line in preview:
+            if line.status != "ok":
+                continue
+            user = User.objects.get(email=line.email)
+            role = role_for_organization(organization=organization, name=line.role)
+            assert role is not None  # the preview found it in this transaction
+            try:
+                if line.workspace:
+                    workspace = Workspace.objects.get(
+                        organization=organization, slug=line.workspace
+                    )
+                    workspace_membership_add(
+                        workspace=workspace, user=user, role=role, actor_id=actor_id
+                    )
+                else:
+                    organization_membership_add(
+                        organization=organization, user=user, role=role, actor_id=actor_id
+                    )
+            except ValidationError as error:  # changed since the preview, concurrently
+                raise ValidationError(
+                    {"csv": f"line {line.line}: {' '.join(error.messages)} Nothing was added."},
+                    code="invalid",
+                ) from error
+    return preview
