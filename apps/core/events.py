@@ -110,8 +110,9 @@ class EventType(models.TextChoices):
     )
     PERMISSION_CHANGED = (
         "permission.changed",
-        "Who may do what changed: an organization, workspace, group, role or permission, or a "
-        "person's membership (user_id the person, actor_id the operator, metadata before/after).",
+        "Who may do what changed: an organization, workspace, group, role, permission, staff "
+        "permission group or a person's membership (user_id the person, actor_id the "
+        "operator, metadata before/after).",
     )
     ADMIN_CHANGED = (
         "admin.changed",

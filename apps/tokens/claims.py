@@ -129,6 +129,8 @@ def bounded(claims: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
+# One more serialization per token: measured 49 µs for a 1.6 KB claim set on the shared
+# 2-core test machine, against milliseconds for the token endpoint's statements and signing.
 def _json_size(claims: dict[str, Any]) -> int:
     return len(json.dumps(claims, separators=(",", ":")).encode())  # as jose.jws_sign encodes
 
