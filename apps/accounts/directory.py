@@ -142,44 +142,58 @@ def _record(
 
 # --- organizations, workspaces, groups ------------------------------------------------------
 
+_VIEW_FIELDS: dict[type[models.Model], tuple[str, ...]] = {
+    Organization: ("name", "slug"),
+    Workspace: ("name", "slug", "organization_id"),
+    Group: ("name", "workspace_id"),
+}
 
-def _org_view(org: Organization) -> dict[str, Any]:
-    return {"name": org.name, "slug": org.slug}
+
+def _view(row: models.Model) -> dict[str, Any]:
+    """What an event's before/after shows of a row."""
+    return {f.removesuffix("_id"): str(getattr(row, f)) for f in _VIEW_FIELDS[type(row)]}
+
+
+def _write(row: T, taken: ValidationError, *, action: str, before: Any, actor_id: object) -> T:
+    """Inserts (before None) or updates the row's name/slug, with its event."""
+    fields = None if before is None else [f for f in ("name", "slug") if hasattr(row, f)]
+    with transaction.atomic():
+        _saved(row, taken, update_fields=fields)
+        _record(actor_id=actor_id, resource=row, action=action, before=before, after=_view(row))
+    return row
+
+
+def _delete(row: models.Model, impact: DeleteImpact, actor_id: object) -> DeleteImpact:
+    _record(
+        actor_id=actor_id,
+        resource=row,
+        action="deleted",
+        before=_view(row),
+        after=None,
+        impact=impact.as_dict(),
+    )
+    row.delete()
+    return impact
 
 
 def _org_taken(slug: str) -> ValidationError:
-    return ValidationError(
-        {"slug": f"An organization with the slug “{slug}” already exists; choose another."},
-        code="unique",
-    )
+    message = f"An organization with the slug “{slug}” already exists; choose another."
+    return ValidationError({"slug": message}, code="unique")
 
 
 def organization_create(*, name: str, slug: str, actor_id: object) -> Organization:
     org = Organization(name=_name(name), slug=_slug(slug))
-    with transaction.atomic():
-        _saved(org, _org_taken(org.slug))
-        _record(
-            actor_id=actor_id, resource=org, action="created", before=None, after=_org_view(org)
-        )
-    return org
+    return _write(org, _org_taken(org.slug), action="created", before=None, actor_id=actor_id)
 
 
 def organization_rename(
     *, organization: Organization, name: str, slug: str | None = None, actor_id: object
 ) -> Organization:
-    before = _org_view(organization)
+    before = _view(organization)
     organization.name = _name(name)
     organization.slug = _slug(slug) if slug is not None else organization.slug
-    with transaction.atomic():
-        _saved(organization, _org_taken(organization.slug), update_fields=["name", "slug"])
-        _record(
-            actor_id=actor_id,
-            resource=organization,
-            action="renamed",
-            before=before,
-            after=_org_view(organization),
-        )
-    return organization
+    taken = _org_taken(organization.slug)
+    return _write(organization, taken, action="renamed", before=before, actor_id=actor_id)
 
 
 def organization_delete(*, organization: Organization, actor_id: object) -> DeleteImpact:
@@ -188,140 +202,63 @@ def organization_delete(*, organization: Organization, actor_id: object) -> Dele
     with transaction.atomic():
         locked = Organization.objects.select_for_update().get(pk=organization.pk)
         impact = organization_delete_impact(organization=locked)
-        _record(
-            actor_id=actor_id,
-            resource=locked,
-            action="deleted",
-            before=_org_view(locked),
-            after=None,
-            impact=impact.as_dict(),
-        )
         # The organization's own roles are RESTRICTed by memberships: members go first.
         GroupMembership.objects.filter(group__workspace__organization=locked).delete()
         WorkspaceMembership.objects.filter(workspace__organization=locked).delete()
         OrganizationMembership.objects.filter(organization=locked).delete()
-        locked.delete()
-    return impact
-
-
-def _workspace_view(workspace: Workspace) -> dict[str, Any]:
-    return {
-        "name": workspace.name,
-        "slug": workspace.slug,
-        "organization": str(workspace.organization_id),
-    }
+        return _delete(locked, impact, actor_id)
 
 
 def _workspace_taken(slug: str) -> ValidationError:
-    return ValidationError(
-        {"slug": f"This organization already has a workspace “{slug}”; choose another slug."},
-        code="unique",
-    )
+    message = f"This organization already has a workspace “{slug}”; choose another slug."
+    return ValidationError({"slug": message}, code="unique")
 
 
 def workspace_create(
     *, organization: Organization, name: str, slug: str, actor_id: object
 ) -> Workspace:
     workspace = Workspace(organization=organization, name=_name(name), slug=_slug(slug))
-    with transaction.atomic():
-        _saved(workspace, _workspace_taken(workspace.slug))
-        _record(
-            actor_id=actor_id,
-            resource=workspace,
-            action="created",
-            before=None,
-            after=_workspace_view(workspace),
-        )
-    return workspace
+    taken = _workspace_taken(workspace.slug)
+    return _write(workspace, taken, action="created", before=None, actor_id=actor_id)
 
 
 def workspace_rename(
     *, workspace: Workspace, name: str, slug: str | None = None, actor_id: object
 ) -> Workspace:
-    before = _workspace_view(workspace)
+    before = _view(workspace)
     workspace.name = _name(name)
     workspace.slug = _slug(slug) if slug is not None else workspace.slug
-    with transaction.atomic():
-        _saved(workspace, _workspace_taken(workspace.slug), update_fields=["name", "slug"])
-        _record(
-            actor_id=actor_id,
-            resource=workspace,
-            action="renamed",
-            before=before,
-            after=_workspace_view(workspace),
-        )
-    return workspace
+    taken = _workspace_taken(workspace.slug)
+    return _write(workspace, taken, action="renamed", before=before, actor_id=actor_id)
 
 
 def workspace_delete(*, workspace: Workspace, actor_id: object) -> DeleteImpact:
     """Deletes the workspace with its groups and their memberships."""
     with transaction.atomic():
-        impact = workspace_delete_impact(workspace=workspace)
-        _record(
-            actor_id=actor_id,
-            resource=workspace,
-            action="deleted",
-            before=_workspace_view(workspace),
-            after=None,
-            impact=impact.as_dict(),
-        )
-        workspace.delete()
-    return impact
-
-
-def _group_view(group: Group) -> dict[str, Any]:
-    return {"name": group.name, "workspace": str(group.workspace_id)}
+        return _delete(workspace, workspace_delete_impact(workspace=workspace), actor_id)
 
 
 def _group_taken(name: str) -> ValidationError:
-    return ValidationError(
-        {"name": f"This workspace already has a group “{name}”; choose another name."},
-        code="unique",
-    )
+    message = f"This workspace already has a group “{name}”; choose another name."
+    return ValidationError({"name": message}, code="unique")
 
 
 def group_create(*, workspace: Workspace, name: str, actor_id: object) -> Group:
     group = Group(workspace=workspace, name=_name(name))
-    with transaction.atomic():
-        _saved(group, _group_taken(group.name))
-        _record(
-            actor_id=actor_id,
-            resource=group,
-            action="created",
-            before=None,
-            after=_group_view(group),
-        )
-    return group
+    return _write(group, _group_taken(group.name), action="created", before=None, actor_id=actor_id)
 
 
 def group_rename(*, group: Group, name: str, actor_id: object) -> Group:
-    before = _group_view(group)
+    before = _view(group)
     group.name = _name(name)
-    with transaction.atomic():
-        _saved(group, _group_taken(group.name), update_fields=["name"])
-        _record(
-            actor_id=actor_id,
-            resource=group,
-            action="renamed",
-            before=before,
-            after=_group_view(group),
-        )
-    return group
+    return _write(
+        group, _group_taken(group.name), action="renamed", before=before, actor_id=actor_id
+    )
 
 
 def group_delete(*, group: Group, actor_id: object) -> DeleteImpact:
     with transaction.atomic():
-        impact = group_delete_impact(group=group)
-        _record(
-            actor_id=actor_id,
-            resource=group,
-            action="deleted",
-            before=_group_view(group),
-            after=None,
-            impact=impact.as_dict(),
-        )
-        group.delete()
-    return impact
+        return _delete(group, group_delete_impact(group=group), actor_id)
 
 
 # --- permissions and roles ------------------------------------------------------------------
