@@ -481,7 +481,8 @@ def organization_membership_set_role(
 def _set_role(membership: M, role: Role, organization_id: uuid.UUID, actor_id: object) -> M:
     _check_role(role, organization_id, "this organization")
     with transaction.atomic():
-        type(membership).objects.select_for_update().filter(pk=membership.pk).first()
+        if not type(membership).objects.select_for_update().filter(pk=membership.pk).exists():
+            raise ValidationError("This membership was removed meanwhile.", code="gone")
         before = _membership_view(membership.role)
         membership.role = role
         membership.save(update_fields=["role"])

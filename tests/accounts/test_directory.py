@@ -501,3 +501,16 @@ def test_bulk_input_is_bounded() -> None:
         directory.bulk_members_preview(organization=org, csv_text=too_big)
     with pytest.raises(ValidationError, match="empty"):
         directory.bulk_members_preview(organization=org, csv_text="\n\n")
+
+
+def test_changing_the_role_of_a_removed_membership_says_so(settings) -> None:
+    settings.ACCOUNTS_REVOKE_ON_REMOVAL = False
+    org, role, person = OrganizationFactory(), RoleFactory(), UserFactory()
+    membership = directory.organization_membership_add(
+        organization=org, user=person, role=role, actor_id=None
+    )
+    directory.organization_membership_remove(membership=membership, actor_id=None)
+    with pytest.raises(ValidationError, match="removed meanwhile"):
+        directory.organization_membership_set_role(
+            membership=membership, role=RoleFactory(), actor_id=None
+        )
