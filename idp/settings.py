@@ -145,6 +145,16 @@ ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
 ACCESS_TOKEN_MIN_VERSION = env.integer("IDP_ACCESS_TOKEN_MIN_VERSION", 1, minimum=1, maximum=1000)
 # Algorithm of access tokens (RFC 9068); ID tokens default to RS256, the OIDC default.
 ACCESS_TOKEN_ALG = env.choice("IDP_ACCESS_TOKEN_ALG", "ES256", ("ES256", "RS256", "EdDSA"))
+# Largest signed access token in bytes. Beyond it the token leaves out its authorization
+# detail (workspaces, groups, perms, then orgs), names what it left out in OIDC Core §5.6.2
+# `_claim_names`/`_claim_sources` (userinfo returns it) and says `authz_truncated: true`
+# (apps/tokens/claims.py). At most 8192: the validation service refuses larger tokens and
+# common servers cap a request header near 8 KB (nginx large_client_header_buffers 8k).
+ACCESS_TOKEN_MAX_BYTES = env.integer("IDP_ACCESS_TOKEN_MAX_BYTES", 8192, minimum=2048, maximum=8192)
+# Removing someone from an organization also revokes their live access tokens (revocation
+# list, by jti), so it holds within a second, not at token expiry; their refresh tokens stay
+# and give tokens without the organization. Off: access lasts until the tokens expire.
+ACCOUNTS_REVOKE_ON_REMOVAL = env.boolean("IDP_REVOKE_ON_MEMBERSHIP_REMOVAL", True)
 # Days a signing key signs before the next one takes over (automatic rotation).
 KEY_ROTATION_DAYS = env.integer("IDP_KEY_ROTATION_DAYS", 30, minimum=1, maximum=365)
 # Seconds JWKS responses may be cached; a new key is published at least this long (and a
@@ -449,6 +459,8 @@ PERSONAL_DATA_HOLDERS = [
 ]
 # Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
+# Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
+USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",

@@ -3,14 +3,19 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
-from django.db.models import CharField, QuerySet, UUIDField, Value
+from django.db.models import CharField, F, Q, QuerySet, UUIDField, Value
 
 from apps.accounts.models import (
+    Group,
     GroupMembership,
+    Organization,
     OrganizationMembership,
+    Role,
     User,
+    Workspace,
     WorkspaceMembership,
 )
 from apps.core.precompiled import Precompiled
@@ -169,3 +174,81 @@ def user_ids_for_emails(emails: Iterable[str]) -> dict[str, uuid.UUID]:
     wanted = {email.lower() for email in emails}
     rows = User.objects.filter(email__in=wanted).values_list("email", "pk") if wanted else []
     return dict(rows)
+
+
+def claims_preview(*, user: User) -> UserTokenClaims:
+    """Exactly what the person's next access token says in orgs/workspaces/groups/perms: the
+    very function token issuance calls (apps.tokens.claims), not a copy. A token over
+    ACCESS_TOKEN_MAX_BYTES leaves some of these out (apps.tokens.claims.bounded)."""
+    return user_token_claims(user=user)
+
+
+@dataclass(frozen=True)
+class DeleteImpact:
+    """What goes with a deleted organization, workspace or group: for its confirmation page
+    and the event that records the deletion."""
+
+    workspaces: int = 0
+    groups: int = 0
+    roles: int = 0
+    memberships: int = 0
+    people: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def organization_delete_impact(*, organization: Organization) -> DeleteImpact:
+    in_org = {"workspace__organization": organization}
+    in_org_groups = {"group__workspace__organization": organization}
+    memberships = (
+        OrganizationMembership.objects.filter(organization=organization).count()
+        + WorkspaceMembership.objects.filter(**in_org).count()
+        + GroupMembership.objects.filter(**in_org_groups).count()
+    )
+    return DeleteImpact(
+        workspaces=Workspace.objects.filter(organization=organization).count(),
+        groups=Group.objects.filter(**in_org).count(),
+        roles=Role.objects.filter(organization=organization).count(),
+        memberships=memberships,
+        people=OrganizationMembership.objects.filter(organization=organization).count(),
+    )
+
+
+def workspace_delete_impact(*, workspace: Workspace) -> DeleteImpact:
+    members = WorkspaceMembership.objects.filter(workspace=workspace).count()
+    return DeleteImpact(
+        groups=Group.objects.filter(workspace=workspace).count(),
+        memberships=members + GroupMembership.objects.filter(group__workspace=workspace).count(),
+        people=members,
+    )
+
+
+def group_delete_impact(*, group: Group) -> DeleteImpact:
+    members = GroupMembership.objects.filter(group=group).count()
+    return DeleteImpact(memberships=members, people=members)
+
+
+def role_for_organization(*, organization: Organization, name: str) -> Role | None:
+    """The role a name means in the organization: its own first, else the built-in one."""
+    found = Role.objects.filter(
+        Q(organization=organization) | Q(organization__isnull=True), name=name
+    )
+    return found.order_by(F("organization").asc(nulls_last=True)).first()
+
+
+def membership_list_for_user(
+    *, user: User
+) -> tuple[list[OrganizationMembership], list[WorkspaceMembership], list[GroupMembership]]:
+    """A person's memberships, for their page: organizations, workspaces, groups."""
+    return (
+        list(
+            OrganizationMembership.objects.filter(user=user).select_related("organization", "role")
+        ),
+        list(
+            WorkspaceMembership.objects.filter(user=user).select_related(
+                "workspace__organization", "role"
+            )
+        ),
+        list(GroupMembership.objects.filter(user=user).select_related("group__workspace")),
+    )

@@ -115,7 +115,9 @@ class EventType(models.TextChoices):
     )
     PERMISSION_CHANGED = (
         "permission.changed",
-        "An operator changed a role, a permission or a staff permission group.",
+        "Who may do what changed: an organization, workspace, group, role, permission, staff "
+        "permission group or a person's membership (user_id the person, actor_id the "
+        "operator, metadata before/after).",
     )
     ADMIN_CHANGED = (
         "admin.changed",
@@ -200,7 +202,8 @@ RULES: dict[EventType, Rule] = {
     EventType.CLIENT_DELETED: _rule(H, H, SOC2),
     EventType.KEY_ROTATED: _rule(M, H, SOC2),
     EventType.MEMBERSHIP_CHANGED: _rule(M, M, SOC2),
-    EventType.PERMISSION_CHANGED: _rule(M, M, SOC2),
+    # GDPR: a person's memberships are processing of their data (Art. 30 records).
+    EventType.PERMISSION_CHANGED: _rule(M, M, SOC2, GDPR),
     EventType.ADMIN_CHANGED: _rule(M, M, SOC2),
     EventType.OPERATOR_VIEWED_USER: _rule(L, M, SOC2, GDPR),
     EventType.AUDIT_EXPORTED: _rule(M, M, SOC2, GDPR),

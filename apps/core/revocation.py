@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from apps.core.cache import CHANNEL, ProcessCache, bus
 from apps.core.redis import get_redis
@@ -50,6 +52,19 @@ def _revoke(key: str, ttl: int) -> None:
     pipe.publish(CHANNEL, f"{CACHE} {key} {ttl}")
     pipe.execute()
     _mirror.remember(key, ttl)  # this process refuses it at once, not when pub/sub arrives
+
+
+class UserAccessRevoker(Protocol):
+    """Port: revokes every live access token of a person, wherever they were issued; returns
+    how many. accounts asks through it (it may import only core); apps.tokens implements it,
+    named by settings.USER_ACCESS_TOKEN_REVOKER (a dotted path, as READINESS_CHECKS)."""
+
+    def __call__(self, *, user_id: object, reason: str, actor_id: object) -> int: ...
+
+
+def revoke_user_access_tokens(*, user_id: object, reason: str, actor_id: object = None) -> int:
+    revoker: UserAccessRevoker = import_string(settings.USER_ACCESS_TOKEN_REVOKER)
+    return revoker(user_id=user_id, reason=reason, actor_id=actor_id)
 
 
 def is_revoked(*, jti: str, sid: str | None) -> bool:

@@ -200,6 +200,31 @@ def user_access_revoke_all(*, user: User, reason: str, actor_id: object = None) 
     return AccessRevoked(sessions_ended=sessions, offline_grants_revoked=grants)
 
 
+def user_access_tokens_revoke(*, user_id: object, reason: str, actor_id: object = None) -> int:
+    """Lists the jti of each of the person's live access tokens (core.revocation's
+    UserAccessRevoker port), so they are refused within a second; returns how many. By jti,
+    not by login session (sid): the person keeps their sessions and refresh tokens, and the
+    next refreshed token, with a new jti, carries what they may do now; a revoked sid would
+    refuse those too until ACCESS_TOKEN_LIFETIME passed. Offline-grant tokens (no sid) are
+    covered as well."""
+    now = timezone.now()
+    live = list(
+        AccessToken.objects.filter(user_id=user_id, expires__gt=now).values_list("jti", "expires")
+    )
+    for jti, expires in live:
+        revocation.revoke_jti(jti, expires_in=int((expires - now).total_seconds()))
+    if live:
+        emit(
+            EventType.TOKEN_REVOKED,
+            user_id=user_id,
+            actor_id=actor_id,
+            resource_type="user",
+            resource_id=user_id,
+            metadata={"reason": reason, "access_tokens": len(live)},
+        )
+    return len(live)
+
+
 def token_revoke(*, token: str, client: Client) -> None:
     """RFC 7009 §2.1: revoke a token this client holds; unknown tokens are not an error.
     Revoking an access token also revokes the refresh token it came with, and vice versa."""

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauthlib.common import add_params_to_uri
 
+from apps.accounts.selectors import user_token_claims
 from apps.keys import keys
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
@@ -253,7 +254,10 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     except InsufficientScope as insufficient:
         return _bearer_error(403, "insufficient_scope", str(insufficient))
     scopes = str(claims["scope"]).split()
-    response = JsonResponse({"sub": str(user.pk), **profile_claims(user, scopes)})
+    body = {"sub": str(user.pk), **profile_claims(user, scopes)}
+    if claims.get("authz_truncated"):  # the token's _claim_sources point here (claims.bounded)
+        body.update(user_token_claims(user=user))
+    response = JsonResponse(body)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -138,3 +138,9 @@ def test_an_event_in_a_request_carries_its_duration_and_request_id() -> None:
     assert 0 <= event.duration_ms < 5000
     assert event.action == "logout"
     assert event.severity == "low"
+
+
+def test_a_change_to_who_may_do_what_is_evidence_for_soc2_and_gdpr() -> None:
+    # Issue 13: operator changes to memberships and roles are access-control changes (SOC2
+    # CC6.2/CC6.3) and processing of the person's data (GDPR Art. 30).
+    assert RULES[EventType.PERMISSION_CHANGED].tags == ("SOC2", "GDPR")
