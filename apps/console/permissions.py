@@ -65,12 +65,20 @@ class _HasRole(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         needed = self.read_role if request.method in SAFE_METHODS else self.role
-        return bool(
+        allowed = bool(
             user
             and user.is_authenticated
             and isinstance(user, User)
             and user.has_staff_role(needed)
         )
+        if not allowed:  # the 403's detail, as on the pages (DRF reads `message`)
+            self.message = (
+                f"This needs the {StaffRole(needed).label.lower()} role; "
+                "an administrator can give it to you."
+                if isinstance(user, User) and user.has_staff_role(StaffRole.VIEWER)
+                else "The admin API is for staff."
+            )
+        return allowed
 
 
 class StaffRead(_HasRole):
@@ -89,3 +97,17 @@ class AdministratorWrites(_HasRole):
     """Viewers read; administrators change (clients, keys, roles, staff)."""
 
     role = StaffRole.ADMINISTRATOR
+
+
+class OperatorOnly(_HasRole):
+    """Operators and administrators, reads included: a read that acts on a person (a GDPR
+    export hands over everything held about them)."""
+
+    role = read_role = StaffRole.OPERATOR
+
+
+class AdministratorOnly(_HasRole):
+    """Administrators, reads included: the API's default (settings.REST_FRAMEWORK), so an
+    endpoint that names no class is closed to everyone else (ASVS 4.1.5: fail secure)."""
+
+    role = read_role = StaffRole.ADMINISTRATOR
