@@ -344,7 +344,8 @@ def redis_url_for_kombu(url: str) -> str:
 # --- Django ------------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, open to administrators only (apps/console/admin_site.py).
+    "apps.console.admin_config.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -362,6 +363,13 @@ INSTALLED_APPS = [
     "apps.tokens",
     "apps.audit",
     "apps.console",
+]
+
+# Passwords are checked by ModelBackend (through the sign-in pipeline); the second backend
+# gives administrators (StaffRole) every model permission the Django admin asks for.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "apps.console.admin_site.AdministratorPermissions",
 ]
 
 MIDDLEWARE = [
