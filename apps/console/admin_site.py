@@ -17,11 +17,11 @@ from typing import Any, TypeVar, cast
 
 from django.contrib.admin import AdminSite
 from django.contrib.auth.backends import BaseBackend
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from apps.accounts.models import StaffRole, User
+from apps.core.errors import Refused
 
 _View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
@@ -47,7 +47,7 @@ class AdministratorsAdminSite(AdminSite):
         @wraps(inner)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.user.is_authenticated and not _administrator(request.user):
-                raise PermissionDenied(
+                raise Refused(
                     "The Django admin is for administrators; an administrator can give you "
                     "the role."
                 )

@@ -9,13 +9,13 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.cache import never_cache
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from apps.accounts.models import StaffRole, User
+from apps.core.errors import Refused
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_PERMISSION_CLASSES)
     from rest_framework.request import Request
@@ -38,8 +38,8 @@ def role_required(role: str) -> Callable[[View], View]:
                 return redirect_to_login(request.get_full_path())
             if not request.user.has_staff_role(role):
                 if not request.user.has_staff_role(StaffRole.VIEWER):
-                    raise PermissionDenied("The console is for staff.")
-                raise PermissionDenied(
+                    raise Refused("The console is for staff.")
+                raise Refused(
                     f"This needs the {StaffRole(role).label.lower()} role; "
                     "an administrator can give it to you."
                 )
