@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from django.test import Client as HttpClient
 from django.urls import URLPattern, reverse
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.settings import api_settings
 
 from apps.accounts.models import StaffRole, User
 from apps.accounts.services import staff_role_set, user_create
 from apps.console import urls as console_urls
 from apps.console.api import urls as api_urls
+from apps.console.permissions import AdministratorOnly
 from apps.core.models import SecurityEvent
 from tests.console.conftest import (
     ROLES,
@@ -114,7 +117,15 @@ def test_every_api_route_names_its_methods_and_roles() -> None:
         view = pattern.callback.cls  # type: ignore[attr-defined]
         methods = {m.upper() for m in view.http_method_names} - {"OPTIONS"}
         assert methods == set(API[name]), name
-        assert view.permission_classes, name  # set explicitly, not the settings' default
+        [permission] = view.permission_classes
+        for method, needed in API[name].items():
+            given = permission.read_role if method in SAFE_METHODS else permission.role
+            assert given == needed, (name, method)
+
+
+def test_a_route_that_names_no_permission_is_for_administrators() -> None:
+    """Fail secure (OWASP ASVS 4.1.5): the settings' default is the strictest class."""
+    assert [AdministratorOnly] == api_settings.DEFAULT_PERMISSION_CLASSES
 
 
 def _refusal(response: Any) -> str:
