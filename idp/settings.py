@@ -354,7 +354,8 @@ def redis_url_for_kombu(url: str) -> str:
 # --- Django ------------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, open to administrators only (apps/console/admin_site.py).
+    "apps.console.admin_config.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -372,6 +373,13 @@ INSTALLED_APPS = [
     "apps.tokens",
     "apps.audit",
     "apps.console",
+]
+
+# Passwords are checked by ModelBackend (through the sign-in pipeline); the second backend
+# gives administrators (StaffRole) every model permission the Django admin asks for.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "apps.console.admin_site.AdministratorPermissions",
 ]
 
 MIDDLEWARE = [
@@ -644,7 +652,9 @@ REST_FRAMEWORK = {
         "apps.console.api.authentication.AdminBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # The strictest class (administrators only) unless a view names its own: an endpoint
+    # that forgets to is closed, not open to every staff member (OWASP ASVS 4.1.5).
+    "DEFAULT_PERMISSION_CLASSES": ["apps.console.permissions.AdministratorOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.console.api.views.exception_handler",
@@ -659,7 +669,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     # The map of the admin API is for the people who may call it: staff sessions and admin
     # Bearer tokens, as for the API itself (least disclosure, OWASP ASVS 4.0 V14.3).
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SERVE_PERMISSIONS": ["apps.console.permissions.StaffRead"],
     # Two fields named "kind": a lockout's and a rate-limit key's.
     "ENUM_NAME_OVERRIDES": {
         "LockoutKindEnum": "apps.ratelimit.services.KINDS",

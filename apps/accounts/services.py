@@ -48,6 +48,61 @@ def user_create(
     return user
 
 
+class LastAdministrator(ValidationError):
+    """The change would leave no active administrator: nobody could manage staff any more."""
+
+
+def staff_role_set(*, user: User, role: str, actor_id: object) -> bool:
+    """Give `user` the console role `role` (StaffRole), making them staff, or with "" end
+    their staff access; record `user.changed` (before and after, `actor_id` the
+    administrator, None from the command line) in the same transaction. False when the role
+    was already that (nothing recorded).
+
+    Raises ValidationError for an unknown role, LastAdministrator when `user` is the last
+    active administrator and would stop being one. The active administrators' rows are
+    locked first (ordered by id), so two administrators demoting each other at once cannot
+    both succeed: one of them waits and then sees it is the last.
+    """
+    if role and role not in StaffRole.values:
+        raise ValidationError(
+            f"The staff role must be one of {', '.join(StaffRole.values)}.", code="invalid"
+        )
+    with transaction.atomic():
+        administrators = list(
+            User.objects.select_for_update()
+            .filter(is_active=True, is_staff=True, staff_role=StaffRole.ADMINISTRATOR)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        before = locked.staff_role
+        if before == role:
+            return False
+        if locked.pk in administrators and len(administrators) == 1:
+            raise LastAdministrator(
+                f"{locked.email} is the last administrator: make someone else administrator "
+                "first, or nobody could manage staff any more.",
+                code="last_administrator",
+            )
+        locked.staff_role = role
+        locked.is_staff = bool(role)
+        # Django's superuser flag means every permission; it goes with the administrator role.
+        locked.is_superuser = locked.is_superuser and role == StaffRole.ADMINISTRATOR
+        locked.save(update_fields=["staff_role", "is_staff", "is_superuser"])
+        emit(
+            EventType.USER_CHANGED,
+            user_id=locked.pk,
+            actor_id=actor_id,
+            resource_type="user",
+            resource_id=locked.pk,
+            action="staff_role_changed",
+            metadata={"staff_role_before": before, "staff_role_after": role},
+        )
+    user.staff_role, user.is_staff = locked.staff_role, locked.is_staff
+    user.is_superuser = locked.is_superuser
+    return True
+
+
 def _normalize_email(email: str) -> str:
     email = User.objects.normalize_email(email.strip()).lower()
     if not email:

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.cache import never_cache
 from rest_framework.permissions import SAFE_METHODS, BasePermission
-from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from apps.accounts.models import StaffRole, User
+from apps.core.errors import Refused
+
+if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_PERMISSION_CLASSES)
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 View = Callable[..., HttpResponseBase]  # a page, a redirect or a streamed download
 
@@ -36,8 +38,8 @@ def role_required(role: str) -> Callable[[View], View]:
                 return redirect_to_login(request.get_full_path())
             if not request.user.has_staff_role(role):
                 if not request.user.has_staff_role(StaffRole.VIEWER):
-                    raise PermissionDenied("The console is for staff.")
-                raise PermissionDenied(
+                    raise Refused("The console is for staff.")
+                raise Refused(
                     f"This needs the {StaffRole(role).label.lower()} role; "
                     "an administrator can give it to you."
                 )
@@ -65,12 +67,20 @@ class _HasRole(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         needed = self.read_role if request.method in SAFE_METHODS else self.role
-        return bool(
+        allowed = bool(
             user
             and user.is_authenticated
             and isinstance(user, User)
             and user.has_staff_role(needed)
         )
+        if not allowed:  # the 403's detail, as on the pages (DRF reads `message`)
+            self.message = (
+                f"This needs the {StaffRole(needed).label.lower()} role; "
+                "an administrator can give it to you."
+                if isinstance(user, User) and user.has_staff_role(StaffRole.VIEWER)
+                else "The admin API is for staff."
+            )
+        return allowed
 
 
 class StaffRead(_HasRole):
@@ -89,3 +99,17 @@ class AdministratorWrites(_HasRole):
     """Viewers read; administrators change (clients, keys, roles, staff)."""
 
     role = StaffRole.ADMINISTRATOR
+
+
+class OperatorOnly(_HasRole):
+    """Operators and administrators, reads included: a read that acts on a person (a GDPR
+    export hands over everything held about them)."""
+
+    role = read_role = StaffRole.OPERATOR
+
+
+class AdministratorOnly(_HasRole):
+    """Administrators, reads included: the API's default (settings.REST_FRAMEWORK), so an
+    endpoint that names no class is closed to everyone else (ASVS 4.1.5: fail secure)."""
+
+    role = read_role = StaffRole.ADMINISTRATOR

@@ -1,10 +1,12 @@
 from django.urls import path
 
-from apps.console import views
+from apps.console import staff, views
 
 app_name = "console"
 urlpatterns = [
     path("", views.home, name="home"),
+    path("staff/", staff.staff_list, name="staff"),
+    path("staff/role/", staff.staff_role_change, name="staff_role"),
     path("users/", views.user_search, name="user_search"),
     path("users/<uuid:user_id>/", views.user_detail, name="user"),
     path(

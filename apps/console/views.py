@@ -39,7 +39,11 @@ from apps.console.lookups import (
     user_or_404,
     viewed_user_or_404,
 )
-from apps.console.permissions import staff_required
+from apps.console.permissions import (
+    administrator_required,
+    operator_required,
+    staff_required,
+)
 from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
 from apps.ratelimit.services import (
@@ -109,7 +113,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     return render(request, "console/user.html", context)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     """Lifts the sign-in lockouts of the person's email address: its own counter and every
@@ -191,7 +195,7 @@ def lockout_list(request: HttpRequest) -> HttpResponse:
     return render(request, "console/lockouts.html", context)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def lockout_unlock(request: HttpRequest) -> HttpResponse:
     """The identifier and kind are in the query string of both halves: the confirmation page
@@ -318,7 +322,9 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
         return _audit_page(request, form, status=503)
 
 
-@staff_required
+# Operator, not viewer (least privilege, OWASP ASVS 4.1.3): the whole of a person's data in
+# one file leaves the console; it answers their request (GDPR Art. 15), an act on a person.
+@operator_required
 @require_safe
 def user_data_export(request: HttpRequest, user_id: uuid.UUID) -> HttpResponseBase:
     """Everything held about the person, one JSON document (GDPR Art. 15, 20)."""
@@ -330,7 +336,9 @@ def user_data_export(request: HttpRequest, user_id: uuid.UUID) -> HttpResponseBa
         return redirect("console:user", user_id=user.pk)
 
 
-@staff_required
+# Administrator (least privilege, OWASP ASVS 4.1.3): erasure cannot be undone and rewrites
+# the audit trail's identities; an operator's acts on a person (sessions, lockouts) can be.
+@administrator_required
 @require_http_methods(["GET", "POST"])
 def user_erase(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     """GDPR Art. 17, behind a confirmation; afterwards the person's pseudonymous timeline."""
@@ -358,7 +366,7 @@ def user_erase(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     return redirect(f"{reverse('console:audit')}?user={alias}")
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def session_revoke(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     session = session_or_404(session_id)
@@ -379,7 +387,7 @@ def session_revoke(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     return redirect("console:user", user_id=session.user_id)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def user_sessions_revoke(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     user = user_or_404(user_id)
@@ -398,7 +406,7 @@ def user_sessions_revoke(request: HttpRequest, user_id: uuid.UUID) -> HttpRespon
     return redirect("console:user", user_id=user.pk)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def offline_grant_revoke(request: HttpRequest, grant_id: uuid.UUID) -> HttpResponse:
     grant = offline_grant_or_404(grant_id)
@@ -422,7 +430,7 @@ def offline_grant_revoke(request: HttpRequest, grant_id: uuid.UUID) -> HttpRespo
     return redirect("console:user", user_id=grant.user_id)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def user_offline_grants_revoke(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     user = user_or_404(user_id)
@@ -445,7 +453,7 @@ def user_offline_grants_revoke(request: HttpRequest, user_id: uuid.UUID) -> Http
     return redirect("console:user", user_id=user.pk)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def user_revoke_all(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     user = user_or_404(user_id)
@@ -471,7 +479,7 @@ def user_revoke_all(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     return redirect("console:user", user_id=user.pk)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def session_compromise(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     session = session_or_404(session_id)

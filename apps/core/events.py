@@ -25,7 +25,8 @@ class EventType(models.TextChoices):
     USER_CREATED = "user.created", "An account was created (by sign-up, an operator or the CLI)."
     USER_CHANGED = (
         "user.changed",
-        "An operator changed an account in the admin: profile, status, staff rights, password.",
+        "An operator changed an account (in the admin, or its staff role in the console): "
+        "profile, status, staff rights, password.",
     )
     USER_DELETED = "user.deleted", "An operator deleted an account."
     LOGIN_SUCCEEDED = "login.succeeded", "A user proved their identity and a session began."

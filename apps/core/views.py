@@ -8,7 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from apps.core import request_context
-from apps.core.errors import AuditUnavailable
+from apps.core.errors import AuditUnavailable, Refused
 from apps.core.health import readiness
 
 
@@ -54,10 +54,14 @@ _ERRORS = {
 }
 
 
-def error_response(request: HttpRequest, status: int, *, json: bool | None = None) -> HttpResponse:
+def error_response(
+    request: HttpRequest, status: int, *, json: bool | None = None, message: str = ""
+) -> HttpResponse:
     """JSON unless the client prefers HTML (browsers say so in Accept; API clients often send
-    no Accept at all), or as `json` says; never a stack trace."""
-    code, message = _ERRORS[status]
+    no Accept at all), or as `json` says; never a stack trace. `message` replaces the
+    status's generic text."""
+    code, generic = _ERRORS[status]
+    message = message or generic
     context = request_context.current()
     request_id = context.request_id if context else ""
     response: HttpResponse
@@ -84,7 +88,9 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return error_response(request, 403)
+    return error_response(
+        request, 403, message=str(exception) if isinstance(exception, Refused) else ""
+    )
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -4,6 +4,7 @@ and the admin API."""
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from html import unescape
@@ -42,6 +43,7 @@ def _audit_store(empty_audit_store) -> None:
 
 @pytest.fixture
 def operator(db):
+    """The staff member most tests sign in as: an administrator, who may do everything."""
     return user_create(email="ops@example.com", password=PASSWORD, staff_role="administrator")
 
 
@@ -51,6 +53,43 @@ def staff(operator) -> HttpClient:
     http = HttpClient(enforce_csrf_checks=True)
     force_sign_in(http, operator)
     return http
+
+
+# Who may sign in to the console, weakest first: no one, a person who is not staff, then each
+# console role (StaffRole: viewer < operator < administrator).
+ROLES = ("anonymous", "nobody", "viewer", "operator", "administrator")
+
+
+def signed_in_as(role: str, *, enforce_csrf_checks: bool = True) -> HttpClient:
+    """A browser of a new person with `role` ("nobody": not staff; "anonymous": no one
+    signed in)."""
+    http = HttpClient(enforce_csrf_checks=enforce_csrf_checks)
+    if role != "anonymous":
+        user = user_create(
+            email=f"{role}-{uuid.uuid4().hex[:8]}@example.com",
+            staff_role="" if role == "nobody" else role,
+        )
+        force_sign_in(http, user)
+        http.user = user  # type: ignore[attr-defined]  # the test may need who it is
+    return http
+
+
+@pytest.fixture
+def viewer(db) -> HttpClient:
+    """A signed-in staff member with the viewer role (reads only)."""
+    return signed_in_as("viewer")
+
+
+@pytest.fixture
+def operator_staff(db) -> HttpClient:
+    """A signed-in staff member with the operator role (also acts on people)."""
+    return signed_in_as("operator")
+
+
+@pytest.fixture
+def administrator(db) -> HttpClient:
+    """A signed-in staff member with the administrator role (the `staff` fixture is one too)."""
+    return signed_in_as("administrator")
 
 
 @pytest.fixture

@@ -246,6 +246,8 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
     assert set(schema["paths"]) == {
         "/api/v1/users",
         "/api/v1/users/{user_id}",
+        "/api/v1/users/{user_id}/staff-role",
+        "/api/v1/staff",
         "/api/v1/users/{user_id}/sessions",
         "/api/v1/users/{user_id}/events",
         "/api/v1/users/{user_id}/export",

@@ -34,7 +34,8 @@ class AdminBearerAuthentication(BaseAuthentication):
     """A Tessera access token (apps.tokens.validation) carrying the admin scope, issued to a
     person. Tokens of client_credentials grants act for no one and are refused: an admin
     action is always recorded against the person who did it (OWASP ASVS 7.2.2). Whether that
-    person is active staff is the permission's business (IsAdminUser), as for sessions."""
+    person is active staff with a role is the permissions' business (console.permissions), as
+    for sessions."""
 
     def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

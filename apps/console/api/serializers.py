@@ -16,7 +16,7 @@ from apps.tokens.models import OfflineGrant
 class UserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
-        fields = ("id", "email", "name", "is_active", "is_staff", "date_joined")
+        fields = ("id", "email", "name", "is_active", "is_staff", "staff_role", "date_joined")
 
 
 class SessionClientSerializer(serializers.ModelSerializer[SessionClient]):

@@ -1,11 +1,13 @@
 from django.urls import path
 
-from apps.console.api import views
+from apps.console.api import staff, views
 
 app_name = "api"
 urlpatterns = [
     path("users", views.users, name="users"),
     path("users/<uuid:user_id>", views.user, name="user"),
+    path("users/<uuid:user_id>/staff-role", staff.user_staff_role, name="user_staff_role"),
+    path("staff", staff.staff, name="staff"),
     path("users/<uuid:user_id>/sessions", views.user_sessions, name="user_sessions"),
     path("users/<uuid:user_id>/events", views.user_events, name="user_events"),
     path("users/<uuid:user_id>/export", views.user_export, name="user_export"),

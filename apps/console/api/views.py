@@ -24,7 +24,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
-from rest_framework.decorators import api_view, content_negotiation_class
+from rest_framework.decorators import api_view, content_negotiation_class, permission_classes
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
@@ -69,6 +69,12 @@ from apps.console.lookups import (
     session_or_404,
     user_or_404,
     viewed_user_or_404,
+)
+from apps.console.permissions import (
+    AdministratorOnly,
+    OperatorOnly,
+    OperatorWrites,
+    StaffRead,
 )
 from apps.core.events import EventType, Severity
 from apps.ratelimit.services import (
@@ -154,6 +160,7 @@ class DownloadNegotiation(BaseContentNegotiation):
     responses=inline_serializer("UserList", {"results": UserSerializer(many=True)}),
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def users(request: Request) -> Response:
     form = _valid(UserLookupForm(request.query_params))
     user = user_lookup(email=form.cleaned_data["email"], user_id=form.cleaned_data["id"])
@@ -164,6 +171,7 @@ def users(request: Request) -> Response:
 
 @extend_schema(summary="One user", responses=UserSerializer)
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def user(request: Request, user_id: uuid.UUID) -> Response:
     return Response(UserSerializer(viewed_user_or_404(request, user_id)).data)
 
@@ -174,6 +182,7 @@ def user(request: Request, user_id: uuid.UUID) -> Response:
     responses=SessionPageSerializer,
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
     return _session_page(request, user=viewed_user_or_404(request, user_id))
 
@@ -183,6 +192,7 @@ def user_sessions(request: Request, user_id: uuid.UUID) -> Response:
     responses=inline_serializer("EventList", {"results": AuditEventSerializer(many=True)}),
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def user_events(request: Request, user_id: uuid.UUID) -> Response:
     user = viewed_user_or_404(request, user_id)
     events = events_recent_for_user(user_id=user.pk, limit=PAGE_SIZE)
@@ -195,6 +205,9 @@ def user_events(request: Request, user_id: uuid.UUID) -> Response:
     responses={(200, "application/json"): OpenApiTypes.OBJECT},
 )
 @api_view(["GET"])
+# Operator, as on the console's page: the GDPR export hands over everything held about a
+# person (least privilege, OWASP ASVS 4.1.3).
+@permission_classes([OperatorOnly])
 def user_export(request: Request, user_id: uuid.UUID) -> StreamingHttpResponse:
     user = user_or_404(user_id)
     return person_download(user=user, actor_id=request.user.pk)
@@ -207,6 +220,8 @@ def user_export(request: Request, user_id: uuid.UUID) -> StreamingHttpResponse:
     responses=ErasedSerializer,
 )
 @api_view(["POST"])
+# Administrator, as on the console's page: erasure cannot be undone (ASVS 4.1.3).
+@permission_classes([AdministratorOnly])
 def user_erase(request: Request, user_id: uuid.UUID) -> Response:
     user = user_or_404(user_id)
     try:
@@ -222,6 +237,7 @@ def user_erase(request: Request, user_id: uuid.UUID) -> Response:
     summary="Revoke every live session of a user", request=None, responses=SessionsEndedSerializer
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def user_sessions_revoke(request: Request, user_id: uuid.UUID) -> Response:
     user = user_or_404(user_id)
     ended = session_end_all(user=user, reason="api", actor_id=request.user.pk)
@@ -233,6 +249,7 @@ def user_sessions_revoke(request: Request, user_id: uuid.UUID) -> Response:
     responses=inline_serializer("OfflineGrantList", {"results": OfflineGrantSerializer(many=True)}),
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def user_offline_grants(request: Request, user_id: uuid.UUID) -> Response:
     grants = offline_grants_live(user=viewed_user_or_404(request, user_id))
     return Response({"results": OfflineGrantSerializer(grants, many=True).data})
@@ -244,6 +261,7 @@ def user_offline_grants(request: Request, user_id: uuid.UUID) -> Response:
     responses=OfflineGrantsRevokedSerializer,
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def user_offline_grants_revoke(request: Request, user_id: uuid.UUID) -> Response:
     user = user_or_404(user_id)
     revoked = token_services.offline_grants_revoke_all(
@@ -258,6 +276,7 @@ def user_offline_grants_revoke(request: Request, user_id: uuid.UUID) -> Response
     responses=EverythingRevokedSerializer,
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def user_revoke_all(request: Request, user_id: uuid.UUID) -> Response:
     user = user_or_404(user_id)
     revoked = token_services.user_access_revoke_all(
@@ -268,6 +287,7 @@ def user_revoke_all(request: Request, user_id: uuid.UUID) -> Response:
 
 @extend_schema(summary="One offline grant", responses=OfflineGrantSerializer)
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def offline_grant(request: Request, grant_id: uuid.UUID) -> Response:
     grant = offline_grant_or_404(grant_id)
     operator_viewed(request, grant.user)
@@ -280,6 +300,7 @@ def offline_grant(request: Request, grant_id: uuid.UUID) -> Response:
     responses=OfflineGrantSerializer,
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def offline_grant_revoke(request: Request, grant_id: uuid.UUID) -> Response:
     grant = offline_grant_or_404(grant_id)
     token_services.offline_grant_revoke(grant=grant, reason="api", actor_id=request.user.pk)
@@ -294,12 +315,14 @@ def offline_grant_revoke(request: Request, grant_id: uuid.UUID) -> Response:
     responses=SessionPageSerializer,
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def sessions(request: Request) -> Response:
     return _session_page(request, user=None)
 
 
 @extend_schema(summary="One session", responses=SessionSerializer)
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def session(request: Request, session_id: uuid.UUID) -> Response:
     found = session_or_404(session_id)
     operator_viewed(request, found.user)
@@ -312,6 +335,7 @@ def session(request: Request, session_id: uuid.UUID) -> Response:
     responses=SessionSerializer,
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def session_revoke(request: Request, session_id: uuid.UUID) -> Response:
     found = session_or_404(session_id)
     session_end(session=found, reason="api", actor_id=request.user.pk)
@@ -322,6 +346,7 @@ def session_revoke(request: Request, session_id: uuid.UUID) -> Response:
     summary="Mark a session compromised and end it", request=None, responses=SessionSerializer
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def session_compromise(request: Request, session_id: uuid.UUID) -> Response:
     found = session_or_404(session_id)
     session_mark_compromised(session=found, actor_id=request.user.pk)
@@ -335,6 +360,7 @@ def session_compromise(request: Request, session_id: uuid.UUID) -> Response:
     responses=AuditEventPageSerializer,
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def audit_events(request: Request) -> Response:
     form = _valid(AuditApiSearchForm(request.query_params))
     if form.filters.user_id:
@@ -353,6 +379,7 @@ def audit_events(request: Request) -> Response:
     responses={(200, "text/csv"): OpenApiTypes.STR},
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 @content_negotiation_class(DownloadNegotiation)
 def audit_events_csv(request: Request) -> StreamingHttpResponse:
     return _export(request, "csv")
@@ -365,6 +392,7 @@ def audit_events_csv(request: Request) -> StreamingHttpResponse:
     responses={(200, "application/jsonl"): OpenApiTypes.STR},
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 @content_negotiation_class(DownloadNegotiation)
 def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
     return _export(request, "jsonl")
@@ -386,6 +414,7 @@ def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
     responses={200: LockoutListSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def lockouts(request: Request) -> Response:
     form = _valid(LockoutFilterForm(request.query_params))
     identifier = form.cleaned_data["identifier"]
@@ -406,6 +435,7 @@ def lockouts(request: Request) -> Response:
     responses={200: LockoutsClearedSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def lockout_unlock(request: Request) -> Response:
     given = LockoutUnlockSerializer(data=request.data)
     given.is_valid(raise_exception=True)  # 400 naming each field at fault

@@ -47,3 +47,12 @@ def wait(seconds: int) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{secs} s"]
     return " ".join(part for part in parts if part and part != "0 s") or f"{secs} s"
+
+
+@register.filter
+def has_role(user: object, role: str) -> bool:
+    """Whether the signed-in staff member's console role is `role` or above, so a page leaves
+    out what they may not do instead of answering 403 after the click (the views still
+    check: apps.console.permissions)."""
+    check = getattr(user, "has_staff_role", None)
+    return bool(check and check(role))

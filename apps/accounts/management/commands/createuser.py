@@ -7,12 +7,16 @@ from typing import Any, TextIO
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.accounts.models import StaffRole
-from apps.accounts.services import user_create
+from apps.accounts.models import StaffRole, User
+from apps.accounts.services import staff_role_set, user_create
 
 
 class Command(BaseCommand):
-    help = "Create an account and print its id. Passwords come on stdin, never in argv."
+    help = (
+        "Create an account and print its id. Passwords come on stdin, never in argv. With "
+        "--staff-role (or --staff) and an address that has an account already, give that "
+        "account the role instead (so a provisioning script may run it twice)."
+    )
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -40,14 +44,17 @@ class Command(BaseCommand):
         password = None
         if options["password_stdin"]:
             password = _read_password(options.get("stdin") or sys.stdin)
+        role = options["staff_role"] or (StaffRole.ADMINISTRATOR if options["staff"] else "")
         try:
-            user = user_create(
-                email=options["email"],
-                name=options["name"],
-                password=password,
-                staff_role=options["staff_role"]
-                or (StaffRole.ADMINISTRATOR if options["staff"] else ""),
-            )
+            existing = User.objects.filter(email__iexact=options["email"].strip()).first()
+            if existing is not None and role and password is None and not options["name"]:
+                # Recorded as user.changed with no actor: the command line's operator.
+                staff_role_set(user=existing, role=role, actor_id=None)
+                user = existing
+            else:
+                user = user_create(
+                    email=options["email"], name=options["name"], password=password, staff_role=role
+                )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         self.stdout.write(str(user.id))
