@@ -132,7 +132,7 @@ def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpRespons
     return redirect("console:user", user_id=user.pk)
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def user_blocks_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     """Clears the rate-limit keys of the person's email address refusing now (the rules keyed
@@ -232,7 +232,7 @@ def _unlocked(request: HttpRequest, kind: str, identifier: str) -> None:
         messages.info(request, f"{identifier} had no failed attempts to clear.")
 
 
-@staff_required
+@operator_required
 @require_http_methods(["GET", "POST"])
 def block_clear_confirm(request: HttpRequest) -> HttpResponse:
     """One rate-limit key, named by rule and value in the query string of both halves (as

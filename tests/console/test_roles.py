@@ -44,6 +44,8 @@ CONSOLE = {
     "user_lockouts_clear": "operator",
     "lockouts": "viewer",
     "lockout_unlock": "operator",
+    "user_blocks_clear": "operator",
+    "block_clear": "operator",
     "user_export": "operator",  # a person's whole data, handed over (GDPR Art. 15)
     "user_erase": "administrator",  # cannot be undone (GDPR Art. 17)
     "sessions": "viewer",
@@ -78,6 +80,8 @@ API = {
     "sessions": {"GET": "viewer"},
     "lockouts": {"GET": "viewer"},
     "lockout_unlock": {"POST": "operator"},
+    "ratelimit_blocks": {"GET": "viewer"},
+    "ratelimit_block_clear": {"POST": "operator"},
     "audit_events": {"GET": "viewer"},
     "audit_events_csv": {"GET": "viewer"},
     "audit_events_jsonl": {"GET": "viewer"},

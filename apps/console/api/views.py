@@ -456,6 +456,7 @@ def lockout_unlock(request: Request) -> Response:
     responses={200: BlockListSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["GET"])
+@permission_classes([StaffRead])
 def ratelimit_blocks(request: Request) -> Response:
     form = _valid(RateLimitBlockFilterForm(request.query_params))
     current = blocks_current(rule=form.cleaned_data["rule"] or None)
@@ -471,6 +472,7 @@ def ratelimit_blocks(request: Request) -> Response:
     responses={200: BlockClearedSerializer, 400: FIELD_ERRORS},
 )
 @api_view(["POST"])
+@permission_classes([OperatorWrites])
 def ratelimit_block_clear(request: Request) -> Response:
     given = BlockClearSerializer(data=request.data)
     given.is_valid(raise_exception=True)  # 400 naming each field at fault
