@@ -24,7 +24,10 @@ from apps.tokens import clients_admin
 from apps.tokens.models import Client
 from apps.tokens.services import GRANT_TYPES
 
-_URI = serializers.CharField(max_length=2000)
+
+
+def _uri() -> serializers.CharField:
+    return serializers.CharField(max_length=2000)
 
 
 class ClientSerializer(serializers.ModelSerializer[Client]):
@@ -74,8 +77,8 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
     """What an edit may change (PATCH: any subset). URIs are kept exactly as sent."""
 
     name = serializers.CharField(max_length=255)
-    redirect_uris = serializers.ListField(child=_URI, max_length=100)
-    post_logout_redirect_uris = serializers.ListField(child=_URI, max_length=100)
+    redirect_uris = serializers.ListField(child=_uri(), max_length=100)
+    post_logout_redirect_uris = serializers.ListField(child=_uri(), max_length=100)
     grant_types = serializers.ListField(
         child=serializers.ChoiceField(choices=GRANT_TYPES), min_length=1, max_length=3
     )
@@ -92,8 +95,8 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
 class ClientRegistrationSerializer(ClientChangeSerializer):
     """A registration: `createclient`'s options, with its defaults."""
 
-    redirect_uris = serializers.ListField(child=_URI, max_length=100, default=list)
-    post_logout_redirect_uris = serializers.ListField(child=_URI, max_length=100, default=list)
+    redirect_uris = serializers.ListField(child=_uri(), max_length=100, default=list)
+    post_logout_redirect_uris = serializers.ListField(child=_uri(), max_length=100, default=list)
     grant_types = serializers.ListField(
         child=serializers.ChoiceField(choices=GRANT_TYPES),
         min_length=1,
