@@ -238,10 +238,10 @@ def keys_rotate(request: HttpRequest) -> HttpResponse:
             question="Rotate every signing key now?",
             detail=f"For each algorithm ({', '.join(terms.algorithms)}) a new key is created, "
             "published in the JWKS and signs every new token from now on, in every process "
-            "within a second. Relying parties that cached the JWKS (up to "
+            "within a second. Relying parties that cached the JWKS (for up to "
             f"{terms.jwks_max_age} seconds) fetch it again when they meet the new key id. The "
             "current keys are retired now: they sign nothing more but stay in the JWKS for "
-            f"{terms.retired_published_for_seconds // 60} minutes, until the last token they "
+            f"{terms.retired_published_for}, until the last token they "
             "signed has expired, so tokens already issued keep verifying. Use it after a "
             "suspected key compromise (those tokens stay valid until they expire: revoke "
             "sessions to end them sooner); otherwise the schedule rotates every "

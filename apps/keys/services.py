@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.keys.keys import (
     ALGORITHMS,
+    jwks,
     keys_rotate,
     publish_ahead,
     retired_publication,
@@ -42,7 +43,10 @@ class KeyChain:
 
 
 def key_chains(*, now: datetime | None = None) -> list[KeyChain]:
-    """Every algorithm's published keys, newest first, with their state at `now`."""
+    """Every algorithm's published keys, newest first, with their state at `now`. On a fresh
+    install the first keys are created here, as the first token signed would (keys.jwks()
+    bootstraps missing chains)."""
+    jwks()
     now = now or timezone.now()
     rows = list(SigningKey.objects.order_by("alg", "-generation"))
     chains = []
@@ -89,6 +93,24 @@ class RotationTerms:
     jwks_max_age: int  # relying parties may cache the JWKS this long
     rotation_days: int  # the scheduled rotation period
     publish_ahead_seconds: int  # how far ahead a scheduled next key is published
+
+    @property
+    def retired_published_for(self) -> str:
+        return _span(self.retired_published_for_seconds)
+
+    @property
+    def publish_ahead(self) -> str:
+        return _span(self.publish_ahead_seconds)
+
+
+def _span(seconds: int) -> str:
+    """A duration as a person reads it: "1 day", "65 minutes", "30 seconds"."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        days = seconds // 86400
+        return f"{days} day{'s' * (days != 1)}"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
 
 
 def rotation_terms() -> RotationTerms:
