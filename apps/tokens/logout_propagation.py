@@ -161,7 +161,10 @@ def backchannel_logout_deliver(*, delivery_id: int, final_attempt: bool) -> bool
     delivery = BackchannelLogoutDelivery.objects.select_related("session").get(pk=delivery_id)
     if delivery.status != BackchannelLogoutDelivery.Status.PENDING:
         return True  # a task redelivered after it had finished (acks_late)
-    client = client_by_id(delivery.client_id)
+    # A client an operator disabled is still told: its people signed out all the same.
+    client = client_by_id(delivery.client_id) or (
+        Client.objects.filter(client_id=delivery.client_id).first()
+    )
     if client is None or not client.backchannel_logout_uri:
         error: str | None = "the client no longer has a backchannel_logout_uri"
     else:

@@ -504,7 +504,10 @@ def _check_logout_uri(client: Client, name: str, uri: str) -> None:
         AllowedURIValidator(schemes, name, allow_path=True, allow_query=True)(uri)
     except ValidationError:
         raise ValidationError(
-            {name: f"{uri!r} must be an absolute {' or '.join(schemes)} URL without a fragment."}
+            {
+                name: f"{name} {uri!r} must be an absolute {' or '.join(schemes)} URL "
+                "without a fragment."
+            }
         ) from None
 
 

@@ -25,7 +25,6 @@ from apps.tokens.models import Client
 from apps.tokens.services import GRANT_TYPES
 
 
-
 def _uri() -> serializers.CharField:
     return serializers.CharField(max_length=2000)
 
