@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.hashers import check_password
 from django.test import Client as HttpClient
 
+from apps.accounts.models import User
 from apps.accounts.services import user_create
 from apps.core.models import SecurityEvent
 from apps.keys.models import SigningKey
@@ -110,7 +111,11 @@ def test_viewers_are_refused_every_change_page(
     viewer: HttpClient, app_client: Client, path: str
 ) -> None:
     assert viewer.get(path).status_code == 403
-    assert viewer.post(path, {}).status_code == 403  # CSRF or role: nothing happens either way
+    # without the CSRF check, so that the role is what refuses the POST
+    lax = HttpClient()
+    force_sign_in(lax, User.objects.get(email="viewer@example.com"))
+    assert lax.post(path, {}).status_code == 403
+    assert not SecurityEvent.objects.filter(event_type__in=["client.changed", "key.rotated"])
     assert Client.objects.filter(client_id="shop-web", disabled_at__isnull=True).exists()
 
 
