@@ -197,8 +197,12 @@ class ClientSearchForm(forms.Form):
     after = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=2**63 - 1,  # a bigint primary key: beyond it the database would raise
         widget=forms.HiddenInput,
-        error_messages={"invalid": "This page link is malformed; start again from the first page."},
+        error_messages={
+            "invalid": "This page link is malformed; start again from the first page.",
+            "max_value": "This page link is malformed; start again from the first page.",
+        },
     )
 
 
