@@ -67,6 +67,11 @@ def test_administrator_registers_a_client_rotates_its_secret_and_sees_the_keys(
     assert check_password(second_secret, client.client_secret)
     assert not check_password(first_secret, client.client_secret)
 
+    page.get_by_role("link", name="Applications").click()
+    page.wait_for_url(f"{live_server.url}/console/clients/")
+    assert "Billing portal" in page.inner_text("table.clients")
+    page.screenshot(path=str(artifacts / "console-clients.png"), full_page=True)
+
     page.get_by_role("link", name="Keys").click()
     page.wait_for_url(f"{live_server.url}/console/keys/")
     for alg in ("RS256", "ES256", "EdDSA"):
