@@ -220,3 +220,93 @@ class RateLimitBlockFilterForm(forms.Form):
         if rule and rule not in rules():
             raise ValidationError(f"No rate-limit rule is named {rule!r}.")
         return rule
+
+
+class ClientSearchForm(forms.Form):
+    """The clients list: a client id (exact) or part of a name, and the keyset position."""
+
+    q = forms.CharField(required=False, max_length=255, label="Client id or name")
+    after = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,  # a bigint primary key: beyond it the database would raise
+        widget=forms.HiddenInput,
+        error_messages={
+            "invalid": "This page link is malformed; start again from the first page.",
+            "max_value": "This page link is malformed; start again from the first page.",
+        },
+    )
+
+
+class _UriLines(forms.CharField):
+    """URIs one per line (or separated by spaces), each kept exactly as typed: redirect URIs
+    are compared byte for byte at /authorize (RFC 9700 §4.1.3)."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocapitalize": "off"})
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        return str(value or "").split()
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def validate(self, value: Any) -> None:
+        if self.required and not value:
+            raise ValidationError(self.error_messages["required"], code="required")
+
+    def run_validators(self, value: Any) -> None:
+        for uri in value:
+            if len(uri) > 2000:
+                raise ValidationError("A URI has at most 2000 characters.", code="max_length")
+
+
+GRANT_CHOICES = [
+    ("authorization_code", "authorization_code (people sign in)"),
+    ("refresh_token", "refresh_token"),
+    ("client_credentials", "client_credentials (the client acts for itself)"),
+]
+ALG_CHOICES = [
+    ("RS256", "RS256 (the OIDC default)"),
+    ("ES256", "ES256"),
+    ("EdDSA", "EdDSA"),
+]
+
+
+class ClientForm(forms.Form):
+    """A client's registration as an operator edits it; the field names are
+    apps.tokens.services.client_configure's arguments, so its errors land on the field at
+    fault. The rules themselves are the service's (the ones `createclient` applies)."""
+
+    name = forms.CharField(max_length=255)
+    redirect_uris = _UriLines(required=False, label="Redirect URIs (one a line, matched exactly)")
+    post_logout_redirect_uris = _UriLines(required=False, label="Post-logout redirect URIs")
+    grant_types = forms.MultipleChoiceField(
+        choices=GRANT_CHOICES, widget=forms.CheckboxSelectMultiple, label="Grant types"
+    )
+    skip_consent = forms.BooleanField(required=False, label="First-party: skip the consent page")
+    id_token_alg = forms.ChoiceField(choices=ALG_CHOICES, label="ID token algorithm")
+    require_pkce = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Require PKCE (untick only for a confidential client whose library cannot; it "
+        "must then send a nonce)",
+    )
+    backchannel_logout_uri = forms.CharField(
+        required=False, max_length=2000, label="Back-channel logout URI"
+    )
+    frontchannel_logout_uri = forms.CharField(
+        required=False, max_length=2000, label="Front-channel logout URI"
+    )
+
+
+class ClientRegisterForm(ClientForm):
+    """Registration adds what an edit cannot change: the client type and, optionally, the
+    client id (migrating from another provider)."""
+
+    public = forms.BooleanField(
+        required=False, label="Public client (a browser or mobile app: no secret, PKCE only)"
+    )
+    client_id = forms.CharField(
+        required=False, max_length=100, label="Client id (blank: generated)"
+    )
+    field_order = ("name", "public", "client_id")

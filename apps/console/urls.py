@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console import staff, views
+from apps.console import applications, staff, views
 
 app_name = "console"
 urlpatterns = [
@@ -48,4 +48,18 @@ urlpatterns = [
         views.session_compromise,
         name="session_compromise",
     ),
+    path("clients/", applications.client_list, name="clients"),
+    path("clients/register/", applications.client_register, name="client_register"),
+    path("clients/<str:client_id>/", applications.client_detail, name="client"),
+    path("clients/<str:client_id>/edit/", applications.client_edit, name="client_edit"),
+    path(
+        "clients/<str:client_id>/secret/",
+        applications.client_secret_rotate,
+        name="client_secret_rotate",
+    ),
+    path("clients/<str:client_id>/disable/", applications.client_disable, name="client_disable"),
+    path("clients/<str:client_id>/enable/", applications.client_enable, name="client_enable"),
+    path("clients/<str:client_id>/delete/", applications.client_delete, name="client_delete"),
+    path("keys/", applications.key_list, name="keys"),
+    path("keys/rotate/", applications.keys_rotate, name="keys_rotate"),
 ]

@@ -210,7 +210,9 @@ def private_key_unseal(*, key: SigningKey) -> PrivateKey:
 # --- rotation (the write side) -----------------------------------------------------------
 
 
-def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list[SigningKey]:
+def keys_rotate(
+    *, now: datetime | None = None, immediate: bool = False, actor_id: object = None
+) -> list[SigningKey]:
     """Bring every algorithm's key chain up to date at `now`; returns the keys it created.
 
     Scheduled (the hourly beat task): bootstrap an algorithm without a key; publish the next
@@ -218,13 +220,14 @@ def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list
     its successor has activated; delete keys whose last token has expired; re-seal keys still
     sealed under an old key-encryption key. immediate=True (after a suspected compromise): a
     new key signs from `now` and every other key of its algorithm is retired at `now` (and
-    stays published until its tokens have expired).
+    stays published until its tokens have expired). `actor_id`: the operator who asked, on
+    every key.rotated event this records.
     """
     now = now or timezone.now()
     for attempt in range(1, ROTATE_ATTEMPTS + 1):
         try:
             with transaction.atomic():
-                created = _rotate(now=now, immediate=immediate)
+                created = _rotate(now=now, immediate=immediate, actor_id=actor_id)
         except IntegrityError:
             # Another process added the same generation first: re-read its rows and go on.
             if attempt == ROTATE_ATTEMPTS:
@@ -235,35 +238,42 @@ def keys_rotate(*, now: datetime | None = None, immediate: bool = False) -> list
     return created
 
 
-def _rotate(*, now: datetime, immediate: bool) -> list[SigningKey]:
+def _rotate(*, now: datetime, immediate: bool, actor_id: object) -> list[SigningKey]:
     # Row locks serialize concurrent rotations over existing keys; the (alg, generation)
     # unique constraint catches the one race locks can't, two processes inserting a key.
     rows = list(SigningKey.objects.select_for_update().order_by("id"))
     created: list[SigningKey] = []
     for alg in ALGORITHMS:
         chain = [key for key in rows if key.alg == alg]
-        new_key = _rotate_chain(alg, chain, now=now, immediate=immediate)
+        new_key = _rotate_chain(alg, chain, now=now, immediate=immediate, actor_id=actor_id)
         if new_key is not None:
             created.append(new_key)
             rows.append(new_key)
-    _delete_unpublished(rows, now=now)
-    _reseal(rows)
+    _delete_unpublished(rows, now=now, actor_id=actor_id)
+    _reseal(rows, actor_id=actor_id)
     return created
 
 
 def _rotate_chain(
-    alg: str, chain: Sequence[SigningKey], *, now: datetime, immediate: bool
+    alg: str, chain: Sequence[SigningKey], *, now: datetime, immediate: bool, actor_id: object
 ) -> SigningKey | None:
     generation = max((key.generation for key in chain), default=0) + 1
-    _retire_superseded(chain, now=now)
+    _retire_superseded(chain, now=now, actor_id=actor_id)
     signer = _signer(chain, now)
     if signer is None or immediate:
         reason = "bootstrap" if signer is None else "immediate"
-        new_key = _create(alg, generation=generation, now=now, activates_at=now, reason=reason)
+        new_key = _create(
+            alg,
+            generation=generation,
+            now=now,
+            activates_at=now,
+            reason=reason,
+            actor_id=actor_id,
+        )
         for key in chain:
             if key.retired_at is None:  # the signer, and a published-ahead key: both suspect
-                _retire(key, at=now, replaced_by=new_key)
-        _emit(new_key, "activated", replaces=signer.kid if signer else None)
+                _retire(key, at=now, replaced_by=new_key, actor_id=actor_id)
+        _emit(new_key, "activated", actor_id, replaces=signer.kid if signer else None)
         return new_key
 
     pending = [key for key in chain if key.activates_at > now and key.retired_at is None]
@@ -275,11 +285,12 @@ def _rotate_chain(
             now=now,
             activates_at=now + publish_ahead(),
             reason="scheduled",
+            actor_id=actor_id,
         )
     return None
 
 
-def _retire_superseded(chain: Sequence[SigningKey], *, now: datetime) -> None:
+def _retire_superseded(chain: Sequence[SigningKey], *, now: datetime, actor_id: object) -> None:
     """A key stops signing when the next key activates: record that moment as retired_at."""
     activated = sorted(
         (
@@ -292,12 +303,18 @@ def _retire_superseded(chain: Sequence[SigningKey], *, now: datetime) -> None:
     )
     for key, successor in pairwise(activated):
         if key.retired_at is None:
-            _retire(key, at=successor.activates_at, replaced_by=successor)
-            _emit(successor, "activated", replaces=key.kid)
+            _retire(key, at=successor.activates_at, replaced_by=successor, actor_id=actor_id)
+            _emit(successor, "activated", actor_id, replaces=key.kid)
 
 
 def _create(
-    alg: str, *, generation: int, now: datetime, activates_at: datetime, reason: str
+    alg: str,
+    *,
+    generation: int,
+    now: datetime,
+    activates_at: datetime,
+    reason: str,
+    actor_id: object,
 ) -> SigningKey:
     private_key = _generate(alg)
     jwk = public_jwk(private_key.public_key())
@@ -318,25 +335,31 @@ def _create(
         created_at=now,
         activates_at=activates_at,
     )
-    _emit(key, "created", reason=reason, activates_at=activates_at.isoformat())
+    _emit(key, "created", actor_id, reason=reason, activates_at=activates_at.isoformat())
     return key
 
 
-def _retire(key: SigningKey, *, at: datetime, replaced_by: SigningKey) -> None:
+def _retire(key: SigningKey, *, at: datetime, replaced_by: SigningKey, actor_id: object) -> None:
     key.retired_at = at
     key.save(update_fields=["retired_at"])
     published_until = at + retired_publication()
-    _emit(key, "retired", replaced_by=replaced_by.kid, published_until=published_until.isoformat())
+    _emit(
+        key,
+        "retired",
+        actor_id,
+        replaced_by=replaced_by.kid,
+        published_until=published_until.isoformat(),
+    )
 
 
-def _delete_unpublished(rows: list[SigningKey], *, now: datetime) -> None:
+def _delete_unpublished(rows: list[SigningKey], *, now: datetime, actor_id: object) -> None:
     for key in [key for key in rows if not _published(key, now)]:
-        _emit(key, "removed")
+        _emit(key, "removed", actor_id)
         key.delete()
         rows.remove(key)
 
 
-def _reseal(rows: Iterable[SigningKey]) -> None:
+def _reseal(rows: Iterable[SigningKey], *, actor_id: object) -> None:
     """Keys sealed under an old key-encryption key move to the current one."""
     current = kek_id(settings.KEY_ENCRYPTION_KEY)
     for key in rows:
@@ -355,12 +378,13 @@ def _reseal(rows: Iterable[SigningKey]) -> None:
         previous = key.kek_id
         key.sealed_private_key, key.kek_id = _seal(der, kid=key.kid, alg=key.alg)
         key.save(update_fields=["sealed_private_key", "kek_id"])
-        _emit(key, "resealed", previous_kek_id=previous, kek_id=key.kek_id)
+        _emit(key, "resealed", actor_id, previous_kek_id=previous, kek_id=key.kek_id)
 
 
-def _emit(key: SigningKey, action: str, **metadata: Any) -> None:
+def _emit(key: SigningKey, action: str, actor_id: object, **metadata: Any) -> None:
     emit(
         EventType.KEY_ROTATED,
+        actor_id=actor_id,
         resource_type="signing_key",
         resource_id=key.kid,
         action=action,

@@ -25,13 +25,16 @@ _cache: ProcessCache[Client] = ProcessCache(CACHE, max_age=CACHE_SECONDS, max_en
 
 
 def client_by_id(client_id: str) -> Client | None:
-    """The registered client, or None. Treat the instance as read-only: it is shared.
+    """The registered client, or None (also for a client an operator disabled: every
+    protocol endpoint refuses it as unknown). Treat the instance as read-only: it is shared.
     Unknown ids are not cached: a flood of them cannot evict real clients."""
     return _cache.get(client_id, lambda _previous: _client_load(client_id))
 
 
 def _client_load(client_id: str) -> Client | None:
-    client: Client | None = Client.objects.filter(client_id=client_id).first()
+    client: Client | None = Client.objects.filter(
+        client_id=client_id, disabled_at__isnull=True
+    ).first()
     return client
 
 

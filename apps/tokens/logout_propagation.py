@@ -12,6 +12,7 @@ import http.client
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -77,20 +78,81 @@ def stalled_deliveries_claim() -> list[int]:
 
 def logout_token(*, client: Client, session: LoginSession) -> str:
     """Back-Channel Logout 1.0 §2.4, signed like the client's ID tokens (§2.4: same keys)."""
+    return _logout_token(
+        client_id=client.client_id,
+        alg=client.id_token_signed_response_alg,
+        sub=str(session.user_id),
+        sid=str(session.pk),
+    )
+
+
+def _logout_token(*, client_id: str, alg: str, sub: str, sid: str) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": settings.ISSUER,
-        "aud": client.client_id,
+        "aud": client_id,
         "iat": now,
         "exp": now + LOGOUT_TOKEN_LIFETIME,
         "jti": new_jti(),
-        "sub": str(session.user_id),
+        "sub": sub,
         # §2.4: sid whenever the OP supports backchannel_logout_session_supported (we do)
-        "sid": str(session.pk),
+        "sid": sid,
         "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
         # §2.4: a Logout Token MUST NOT contain a nonce claim
     }
-    return sign(claims, alg=client.id_token_signed_response_alg, typ=LOGOUT_TOKEN_TYPE)
+    return sign(claims, alg=alg, typ=LOGOUT_TOKEN_TYPE)
+
+
+# Sessions per task when a deleted client is told about each of its sessions.
+DEPARTED_BATCH = 500
+
+
+@dataclass(frozen=True)
+class DepartedClient:
+    """What telling a deleted client about its sessions needs once its row is gone."""
+
+    client_id: str
+    uri: str
+    alg: str
+    sessions: list[tuple[str, str]]  # (sid, sub) of each live session it holds tokens in
+
+
+def departing_client(*, client: Client) -> DepartedClient | None:
+    """Read before a client is deleted: its back-channel logout URI and the live sessions in
+    which it received tokens; None when it registered no URI or holds no live session."""
+    if not client.backchannel_logout_uri:
+        return None
+    live = SessionClient.objects.filter(
+        client_id=client.client_id,
+        session__ended_at__isnull=True,
+        session__expires_at__gt=timezone.now(),
+    )
+    sessions = [
+        (str(sid), str(sub)) for sid, sub in live.values_list("session_id", "session__user_id")
+    ]
+    if not sessions:
+        return None
+    return DepartedClient(
+        client.client_id,
+        client.backchannel_logout_uri,
+        client.id_token_signed_response_alg,
+        sessions,
+    )
+
+
+def departed_client_logouts_deliver(
+    *, client_id: str, uri: str, alg: str, sessions: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Back-Channel Logout 1.0 §2.5 for a client an operator deleted: one Logout Token per
+    session it held tokens in, so the relying party ends the sessions it keeps for them
+    (its tokens no longer work). No delivery rows (the client is gone); returns the
+    sessions whose token was not accepted, for the caller to retry."""
+    return [
+        (sid, sub)
+        for sid, sub in sessions
+        if _post_logout_token(uri, _logout_token(client_id=client_id, alg=alg, sub=sub, sid=sid))
+        is not None
+    ]
 
 
 def backchannel_logout_deliver(*, delivery_id: int, final_attempt: bool) -> bool:
@@ -99,7 +161,10 @@ def backchannel_logout_deliver(*, delivery_id: int, final_attempt: bool) -> bool
     delivery = BackchannelLogoutDelivery.objects.select_related("session").get(pk=delivery_id)
     if delivery.status != BackchannelLogoutDelivery.Status.PENDING:
         return True  # a task redelivered after it had finished (acks_late)
-    client = client_by_id(delivery.client_id)
+    # A client an operator disabled is still told: its people signed out all the same.
+    client = client_by_id(delivery.client_id) or (
+        Client.objects.filter(client_id=delivery.client_id).first()
+    )
     if client is None or not client.backchannel_logout_uri:
         error: str | None = "the client no longer has a backchannel_logout_uri"
     else:

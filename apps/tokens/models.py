@@ -45,6 +45,9 @@ class Client(AbstractApplication):
     frontchannel_logout_uri = models.CharField(max_length=2000, blank=True)
     # §3: when set, the iframe URL carries `iss` and `sid`.
     frontchannel_logout_session_required = models.BooleanField(default=True)
+    # Set by an operator: the client is refused everywhere (as if unknown) until enabled
+    # again; its refresh tokens are kept, its access tokens were revoked (clients_admin).
+    disabled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractApplication.Meta):
         db_table = "tokens_client"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -68,6 +69,11 @@ def client_tokens_revoke(*, client: Client) -> None:
     """Every token of the client (before it is deleted: the cascade would drop the rows but
     leave the JWTs valid until they expire)."""
     _revoke_tokens(application=client, reason="client_deleted")
+
+
+def client_access_tokens_revoke(*, client: Client) -> None:
+    """The client's stored access tokens, on the revocation list (a disabled client's)."""
+    _revoke_access_tokens(AccessToken.objects.filter(application=client))
 
 
 def token_family_revoke(*, family: uuid.UUID | None, reason: str) -> None:
@@ -345,6 +351,9 @@ def consent_revoke(*, user_id: Any, client: Client, actor_id: object = None) -> 
 
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CLIENT_NAME_MAX = 255  # DOT's column
+# A supplied client id: 100 is the column that names clients in sessions and deliveries.
+CLIENT_ID_FORM = re.compile(r"[A-Za-z0-9._~-]{1,100}")
 # The grant that can stand as DOT's single authorization_grant_type, by wire name.
 _DOT_PRIMARY_GRANT = {wire: dot for dot, wire in DOT_GRANT_NAMES.items()}
 
@@ -365,63 +374,59 @@ def client_create(
     frontchannel_logout_uri: str = "",
     frontchannel_logout_session_required: bool = True,
     require_pkce: bool = True,
+    actor_id: object = None,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
 
     Secrets are 256-bit random unless one is supplied (for migrations from another IdP).
     `require_pkce=False` is for a confidential client whose library cannot do PKCE: its
-    authorization requests must then carry a nonce (RFC 9700 §2.1.1).
+    authorization requests must then carry a nonce (RFC 9700 §2.1.1). Errors are keyed by
+    the field at fault (ValidationError.message_dict), as client_configure raises them.
     """
-    grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
-    unknown = set(grants) - set(GRANT_TYPES)
-    if unknown:
-        raise ValidationError(
-            f"Unknown grant type {sorted(unknown)[0]!r}: use {', '.join(GRANT_TYPES)}."
-        )
-    primary = next((g for g in grants if g in _DOT_PRIMARY_GRANT), None)
-    if primary is None:
-        raise ValidationError("A client needs authorization_code or client_credentials.")
-    if public and not require_pkce:
-        raise ValidationError("A public client must use PKCE (RFC 9700 §2.1.1).")
-    if public and "client_credentials" in grants:
-        raise ValidationError("A public client cannot use client_credentials (RFC 6749 §4.4).")
-    if "authorization_code" in grants and not redirect_uris:
-        raise ValidationError("authorization_code needs at least one --redirect-uri.")
-    for uri in [*redirect_uris, *(post_logout_redirect_uris or [])]:
-        if urlsplit(uri).fragment or "#" in uri:
-            raise ValidationError(f"{uri!r} has a fragment (RFC 6749 §3.1.2 forbids it).")
     if client_secret is not None and (public or len(client_secret) < 32):
         raise ValidationError(
-            "A supplied client secret needs at least 32 characters (and a confidential client)."
+            {
+                "client_secret": "A supplied client secret needs at least 32 characters "
+                "(and a confidential client)."
+            }
         )
     secret = None if public else (client_secret or secrets.token_urlsafe(32))
     client = Client(
-        name=name,
         client_type=Client.CLIENT_PUBLIC if public else Client.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=_DOT_PRIMARY_GRANT[primary],
-        grant_types=" ".join(grants),
-        redirect_uris=" ".join(redirect_uris),
-        post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
-        skip_authorization=skip_consent,
         client_secret=secret or "",
-        id_token_signed_response_alg=id_token_alg,
+    )
+    if client_id:
+        if not CLIENT_ID_FORM.fullmatch(client_id):
+            raise ValidationError(
+                {
+                    "client_id": "A client id is 1 to 100 letters, digits and . _ ~ - "
+                    "(RFC 6749 §2.2 allows more; these survive every URL and log unescaped)."
+                }
+            )
+        client.client_id = client_id
+    grants = client_configure(
+        client,
+        name=name,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris or [],
+        grant_types=grant_types,
+        skip_consent=skip_consent,
+        id_token_alg=id_token_alg,
         backchannel_logout_uri=backchannel_logout_uri,
         backchannel_logout_session_required=backchannel_logout_session_required,
         frontchannel_logout_uri=frontchannel_logout_uri,
         frontchannel_logout_session_required=frontchannel_logout_session_required,
         require_pkce=require_pkce,
     )
-    if client_id:
-        client.client_id = client_id
-    client.clean()  # DOT's own checks: redirect URI schemes and form
-    _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
-    _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
-            raise ValidationError(f"A client with id {client.client_id!r} already exists.")
+            raise ValidationError(
+                {"client_id": f"A client with id {client.client_id!r} already exists."}
+            )
         client.save()
         emit(
             EventType.CLIENT_CREATED,
+            actor_id=actor_id,
             resource_type="client",
             resource_id=client.client_id,
             metadata={
@@ -432,6 +437,85 @@ def client_create(
             },
         )
     return client, secret
+
+
+def client_configure(
+    client: Client,
+    *,
+    name: str,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str],
+    grant_types: list[str] | None,
+    skip_consent: bool,
+    id_token_alg: str,
+    backchannel_logout_uri: str,
+    backchannel_logout_session_required: bool,
+    frontchannel_logout_uri: str,
+    frontchannel_logout_session_required: bool,
+    require_pkce: bool,
+) -> list[str]:
+    """Checks a client's registration and sets it on `client` (a new one, or one being
+    edited: its client type stays), unsaved; returns its grant types. The one set of rules
+    for `createclient`, the console and the admin API. Raises ValidationError keyed by the
+    field at fault (the keyword argument's name)."""
+    public = client.client_type == Client.CLIENT_PUBLIC
+    grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
+    unknown = set(grants) - set(GRANT_TYPES)
+    if unknown:
+        raise ValidationError(
+            {
+                "grant_types": f"Unknown grant type {sorted(unknown)[0]!r}: use "
+                f"{', '.join(GRANT_TYPES)}."
+            }
+        )
+    primary = next((g for g in grants if g in _DOT_PRIMARY_GRANT), None)
+    if primary is None:
+        raise ValidationError(
+            {"grant_types": "A client needs authorization_code or client_credentials."}
+        )
+    if public and not require_pkce:
+        raise ValidationError({"require_pkce": "A public client must use PKCE (RFC 9700 §2.1.1)."})
+    if public and "client_credentials" in grants:
+        raise ValidationError(
+            {"grant_types": "A public client cannot use client_credentials (RFC 6749 §4.4)."}
+        )
+    if "authorization_code" in grants and not redirect_uris:
+        raise ValidationError(
+            {"redirect_uris": "authorization_code needs at least one --redirect-uri."}
+        )
+    for field, uris in (
+        ("redirect_uris", redirect_uris),
+        ("post_logout_redirect_uris", post_logout_redirect_uris),
+    ):
+        for uri in uris:
+            if urlsplit(uri).fragment or "#" in uri:
+                raise ValidationError(
+                    {field: f"{uri!r} has a fragment (RFC 6749 §3.1.2 forbids it)."}
+                )
+    if id_token_alg not in Client.SigningAlg.values:
+        raise ValidationError(
+            {"id_token_alg": f"Use one of {', '.join(Client.SigningAlg.values)}."}
+        )
+    if not name.strip() or len(name) > CLIENT_NAME_MAX:
+        raise ValidationError(
+            {"name": f"A client needs a name, of at most {CLIENT_NAME_MAX} characters."}
+        )
+    client.name = name
+    client.authorization_grant_type = _DOT_PRIMARY_GRANT[primary]
+    client.grant_types = " ".join(grants)
+    client.redirect_uris = " ".join(redirect_uris)
+    client.post_logout_redirect_uris = " ".join(post_logout_redirect_uris)
+    client.skip_authorization = skip_consent
+    client.id_token_signed_response_alg = id_token_alg
+    client.backchannel_logout_uri = backchannel_logout_uri
+    client.backchannel_logout_session_required = backchannel_logout_session_required
+    client.frontchannel_logout_uri = frontchannel_logout_uri
+    client.frontchannel_logout_session_required = frontchannel_logout_session_required
+    client.require_pkce = require_pkce
+    client.clean()  # DOT's own checks: redirect URI schemes and form, keyed by field
+    _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
+    _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)
+    return grants
 
 
 def _check_logout_uri(client: Client, name: str, uri: str) -> None:
@@ -445,7 +529,10 @@ def _check_logout_uri(client: Client, name: str, uri: str) -> None:
         AllowedURIValidator(schemes, name, allow_path=True, allow_query=True)(uri)
     except ValidationError:
         raise ValidationError(
-            f"{name} {uri!r} must be an absolute {' or '.join(schemes)} URL without a fragment."
+            {
+                name: f"{name} {uri!r} must be an absolute {' or '.join(schemes)} URL "
+                "without a fragment."
+            }
         ) from None
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from apps.tokens.logout_propagation import (
     RETRY_BACKOFF,
     backchannel_logout_deliver,
+    departed_client_logouts_deliver,
     stalled_deliveries_claim,
 )
 
@@ -31,3 +32,23 @@ def redeliver_stalled_backchannel_logouts() -> int:
     for delivery_id in stalled:
         deliver_backchannel_logout.delay(delivery_id)
     return len(stalled)
+
+
+@shared_task(bind=True, max_retries=len(RETRY_BACKOFF))
+def deliver_departed_client_logouts(
+    self: Task[Any, Any], client_id: str, uri: str, alg: str, sessions: list[list[str]]
+) -> int:
+    """Back-Channel Logout 1.0 §2.5 to a client an operator deleted, for a batch of the live
+    sessions it held tokens in; the sessions not accepted are retried with the same backoff
+    as any delivery. Returns how many were accepted in this attempt."""
+    pending = [(sid, sub) for sid, sub in sessions]
+    failed = departed_client_logouts_deliver(
+        client_id=client_id, uri=uri, alg=alg, sessions=pending
+    )
+    attempt = self.request.retries
+    if failed and attempt < len(RETRY_BACKOFF):
+        raise self.retry(
+            args=(client_id, uri, alg, [list(s) for s in failed]),
+            countdown=settings.BACKCHANNEL_RETRY_BASE_SECONDS * RETRY_BACKOFF[attempt],
+        )
+    return len(pending) - len(failed)

@@ -269,6 +269,13 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/lockouts/unlock",
         "/api/v1/ratelimit/blocks",
         "/api/v1/ratelimit/blocks/clear",
+        "/api/v1/clients",
+        "/api/v1/clients/{client_id}",
+        "/api/v1/clients/{client_id}/secret",
+        "/api/v1/clients/{client_id}/disable",
+        "/api/v1/clients/{client_id}/enable",
+        "/api/v1/keys",
+        "/api/v1/keys/rotate",
     }
     assert schema["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console.api import staff, views
+from apps.console.api import applications, staff, views
 
 app_name = "api"
 urlpatterns = [
@@ -47,4 +47,15 @@ urlpatterns = [
         views.session_compromise,
         name="session_compromise",
     ),
+    path("clients", applications.clients, name="clients"),
+    path("clients/<str:client_id>", applications.client, name="client"),
+    path(
+        "clients/<str:client_id>/secret",
+        applications.client_secret_rotate,
+        name="client_secret_rotate",
+    ),
+    path("clients/<str:client_id>/disable", applications.client_disable, name="client_disable"),
+    path("clients/<str:client_id>/enable", applications.client_enable, name="client_enable"),
+    path("keys", applications.keys, name="keys"),
+    path("keys/rotate", applications.keys_rotate, name="keys_rotate"),
 ]

@@ -1,0 +1,318 @@
+"""The admin API's applications and keys (/api/v1/clients, /api/v1/keys): what the console's
+pages do (apps.console.applications), through the same services (apps.tokens.clients_admin,
+apps.keys.services). Staff read; administrators change (AdministratorWrites). Bad input is a
+400 naming each field at fault, with the messages `createclient` gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.console.api.views import FIELD_ERRORS, _valid
+from apps.console.forms import ALG_CHOICES, ClientSearchForm
+from apps.console.permissions import AdministratorWrites
+from apps.keys.services import key_chains, keys_rotate_now
+from apps.tokens import clients_admin
+from apps.tokens.models import Client
+from apps.tokens.services import GRANT_TYPES
+
+
+def _uri() -> serializers.CharField:
+    return serializers.CharField(max_length=2000)
+
+
+class ClientSerializer(serializers.ModelSerializer[Client]):
+    """An OAuth client's registration (never its secret: only a hash is kept)."""
+
+    public = serializers.SerializerMethodField()
+    grant_types = serializers.SerializerMethodField()
+    redirect_uris = serializers.SerializerMethodField()
+    post_logout_redirect_uris = serializers.SerializerMethodField()
+    skip_consent = serializers.BooleanField(source="skip_authorization")
+    id_token_alg = serializers.CharField(source="id_token_signed_response_alg")
+    disabled = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Client
+        fields: tuple[str, ...] = (
+            "client_id", "name", "client_type", "public", "grant_types", "redirect_uris",
+            "post_logout_redirect_uris", "skip_consent", "id_token_alg", "require_pkce",
+            "backchannel_logout_uri", "frontchannel_logout_uri", "disabled", "disabled_at",
+            "created", "updated",
+        )  # fmt: skip
+
+    def get_public(self, client: Client) -> bool:
+        return bool(client.client_type == Client.CLIENT_PUBLIC)
+
+    def get_grant_types(self, client: Client) -> list[str]:
+        return client.grant_types.split()
+
+    def get_redirect_uris(self, client: Client) -> list[str]:
+        return str(client.redirect_uris).split()
+
+    def get_post_logout_redirect_uris(self, client: Client) -> list[str]:
+        return str(client.post_logout_redirect_uris).split()
+
+    def get_disabled(self, client: Client) -> bool:
+        return client.disabled_at is not None
+
+
+class ClientPageSerializer(serializers.Serializer[Any]):
+    results = ClientSerializer(many=True)
+    next = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after` for the next page; null on the last page."
+    )
+
+
+class ClientChangeSerializer(serializers.Serializer[Any]):
+    """What an edit may change (PATCH: any subset). URIs are kept exactly as sent."""
+
+    name = serializers.CharField(max_length=255)
+    redirect_uris = serializers.ListField(child=_uri(), max_length=100)
+    post_logout_redirect_uris = serializers.ListField(child=_uri(), max_length=100)
+    grant_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=GRANT_TYPES), min_length=1, max_length=3
+    )
+    skip_consent = serializers.BooleanField(help_text="First-party: no consent page.")
+    id_token_alg = serializers.ChoiceField(choices=[a for a, _ in ALG_CHOICES])
+    require_pkce = serializers.BooleanField(
+        help_text="False only for a confidential client whose library cannot do PKCE (its "
+        "authorization requests must carry a nonce)."
+    )
+    backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
+    frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
+
+
+class ClientRegistrationSerializer(ClientChangeSerializer):
+    """A registration: `createclient`'s options, with its defaults."""
+
+    redirect_uris = serializers.ListField(child=_uri(), max_length=100, default=list)
+    post_logout_redirect_uris = serializers.ListField(child=_uri(), max_length=100, default=list)
+    grant_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=GRANT_TYPES),
+        min_length=1,
+        max_length=3,
+        default=["authorization_code", "refresh_token"],
+    )
+    skip_consent = serializers.BooleanField(default=False)
+    id_token_alg = serializers.ChoiceField(choices=[a for a, _ in ALG_CHOICES], default="RS256")
+    require_pkce = serializers.BooleanField(default=True)
+    backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    public = serializers.BooleanField(default=False, help_text="No secret; PKCE only.")
+    client_id = serializers.CharField(
+        required=False, max_length=100, help_text="Chosen id (migrations); generated if absent."
+    )
+
+
+class ClientRegisteredSerializer(ClientSerializer):
+    client_secret = serializers.CharField(
+        allow_null=True,
+        help_text="In clear, this once (null for a public client); only its hash is kept.",
+    )
+
+    class Meta(ClientSerializer.Meta):
+        fields = (*ClientSerializer.Meta.fields, "client_secret")
+
+
+class SecretSerializer(serializers.Serializer[Any]):
+    client_id = serializers.CharField()
+    client_secret = serializers.CharField(
+        help_text="In clear, this once; the previous secret no longer works."
+    )
+
+
+class ClientDeletedSerializer(serializers.Serializer[Any]):
+    client_id = serializers.CharField()
+    refresh_tokens_revoked = serializers.IntegerField()
+    access_tokens_revoked = serializers.IntegerField(
+        help_text="Stored access tokens put on the revocation list."
+    )
+    offline_grants_ended = serializers.IntegerField()
+    sessions_told = serializers.IntegerField(
+        help_text="Live sessions whose back-channel Logout Token is queued to the client."
+    )
+
+
+class KeySerializer(serializers.Serializer[Any]):
+    kid = serializers.CharField(help_text="RFC 7638 thumbprint; the JWS header's kid.")
+    alg = serializers.CharField()
+    generation = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=["next", "active", "retired"])
+    created_at = serializers.DateTimeField(help_text="Published in the JWKS from then.")
+    activates_at = serializers.DateTimeField(help_text="Signs from then.")
+    retired_at = serializers.DateTimeField(allow_null=True, help_text="Stopped signing then.")
+    published_until = serializers.DateTimeField(
+        allow_null=True, help_text="Leaves the JWKS then (its last token has expired)."
+    )
+
+
+class KeyChainSerializer(serializers.Serializer[Any]):
+    alg = serializers.CharField()
+    keys = KeySerializer(many=True, help_text="Newest first.")
+
+
+def _client_or_404(client_id: str) -> Client:
+    client = clients_admin.client_detail(client_id=client_id)
+    if client is None:
+        raise Http404("No client has this id.")
+    return client
+
+
+def _refused(invalid: DjangoValidationError) -> ValidationError:
+    """The service's rule that failed, under the field it names."""
+    if hasattr(invalid, "error_dict"):
+        return ValidationError(invalid.message_dict)
+    return ValidationError({"non_field_errors": invalid.messages})
+
+
+def _input(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="clients_list",
+    summary=f"OAuth clients, newest first, {clients_admin.CLIENT_PAGE_SIZE} a page",
+    parameters=[
+        OpenApiParameter("q", str, description="A client id (exact) or part of a name."),
+        OpenApiParameter("after", int, description="The `next` value of the previous page."),
+    ],
+    responses={200: ClientPageSerializer, 400: FIELD_ERRORS},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="clients_register",
+    summary="Register a client (the rules of `manage.py createclient`); the secret is in "
+    "this answer only",
+    request=ClientRegistrationSerializer,
+    responses={201: ClientRegisteredSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["GET", "POST"])
+@permission_classes([AdministratorWrites])
+def clients(request: Request) -> Response:
+    if request.method == "POST":
+        registration = _input(ClientRegistrationSerializer(data=request.data))
+        try:
+            client, secret = clients_admin.client_register(actor_id=request.user.pk, **registration)
+        except DjangoValidationError as invalid:
+            raise _refused(invalid) from None
+        body = {**ClientSerializer(client).data, "client_secret": secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+    form = _valid(ClientSearchForm(request.query_params))
+    page = clients_admin.client_page(query=form.cleaned_data["q"], after=form.cleaned_data["after"])
+    return Response(
+        {"results": ClientSerializer(page.clients, many=True).data, "next": page.next_cursor}
+    )
+
+
+@extend_schema(methods=["GET"], summary="One client", responses=ClientSerializer)
+@extend_schema(
+    methods=["PATCH"],
+    summary="Change a client's registration (any of the fields; the type and id stay)",
+    request=ClientChangeSerializer,
+    responses={200: ClientSerializer, 400: FIELD_ERRORS},
+)
+@extend_schema(
+    methods=["DELETE"],
+    summary="Delete a client: its refresh tokens revoked and deleted, its stored access "
+    "tokens on the revocation list, its offline grants ended, its live sessions told over "
+    "back-channel logout",
+    responses=ClientDeletedSerializer,
+)
+@api_view(["GET", "PATCH", "DELETE"])
+@permission_classes([AdministratorWrites])
+def client(request: Request, client_id: str) -> Response:
+    found = _client_or_404(client_id)
+    if request.method == "PATCH":
+        changes = _input(ClientChangeSerializer(data=request.data, partial=True))
+        try:
+            clients_admin.client_update(client=found, actor_id=request.user.pk, **changes)
+        except DjangoValidationError as invalid:
+            raise _refused(invalid) from None
+    elif request.method == "DELETE":
+        deleted = clients_admin.client_delete(client=found, actor_id=request.user.pk)
+        return Response(ClientDeletedSerializer(deleted).data)
+    return Response(ClientSerializer(found).data)
+
+
+@extend_schema(
+    operation_id="clients_secret_rotate",
+    summary="A new secret for a confidential client, in this answer only; the old one stops "
+    "working at once",
+    request=None,
+    responses={200: SecretSerializer, 400: FIELD_ERRORS},
+)
+@api_view(["POST"])
+@permission_classes([AdministratorWrites])
+def client_secret_rotate(request: Request, client_id: str) -> Response:
+    found = _client_or_404(client_id)
+    try:
+        secret = clients_admin.client_secret_rotate(client=found, actor_id=request.user.pk)
+    except DjangoValidationError as invalid:
+        raise _refused(invalid) from None
+    return Response({"client_id": found.client_id, "client_secret": secret})
+
+
+@extend_schema(
+    operation_id="clients_disable",
+    summary="Disable a client: refused everywhere, its stored access tokens revoked, its "
+    "refresh tokens kept for when it is enabled (no change if it was disabled)",
+    request=None,
+    responses=ClientSerializer,
+)
+@api_view(["POST"])
+@permission_classes([AdministratorWrites])
+def client_disable(request: Request, client_id: str) -> Response:
+    found = _client_or_404(client_id)
+    clients_admin.client_disable(client=found, actor_id=request.user.pk)
+    return Response(ClientSerializer(found).data)
+
+
+@extend_schema(
+    operation_id="clients_enable",
+    summary="Enable a disabled client again (no change if it was not disabled)",
+    request=None,
+    responses=ClientSerializer,
+)
+@api_view(["POST"])
+@permission_classes([AdministratorWrites])
+def client_enable(request: Request, client_id: str) -> Response:
+    found = _client_or_404(client_id)
+    clients_admin.client_enable(client=found, actor_id=request.user.pk)
+    return Response(ClientSerializer(found).data)
+
+
+@extend_schema(
+    operation_id="keys_list",
+    summary="Signing keys per algorithm, newest first, with state (next, active, retired) "
+    "and dates",
+    responses=inline_serializer("KeyChainList", {"results": KeyChainSerializer(many=True)}),
+)
+@api_view(["GET"])
+@permission_classes([AdministratorWrites])
+def keys(request: Request) -> Response:
+    return Response({"results": KeyChainSerializer(key_chains(), many=True).data})
+
+
+@extend_schema(
+    operation_id="keys_rotate",
+    summary="Rotate every algorithm's key now: new keys publish and sign at once; the old "
+    "ones stop signing and stay in the JWKS until their tokens have expired",
+    request=None,
+    responses=inline_serializer("KeysRotated", {"created": KeySerializer(many=True)}),
+)
+@api_view(["POST"])
+@permission_classes([AdministratorWrites])
+def keys_rotate(request: Request) -> Response:
+    created = keys_rotate_now(actor_id=request.user.pk)
+    return Response({"created": KeySerializer(created, many=True).data})
