@@ -22,11 +22,20 @@ class UserAdmin(DjangoUserAdmin[User]):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("name",)}),
-        ("Access", {"fields": ("is_active", "is_staff", "staff_role", "is_superuser", "groups")}),
+        (
+            "Access",
+            {
+                "fields": ("is_active", "is_staff", "staff_role", "is_superuser", "groups"),
+                "description": "Console roles change on the console's Staff page, which keeps "
+                "at least one administrator.",
+            },
+        ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name")}),)
-    readonly_fields = ("last_login", "date_joined")
+    # Staff fields are read here: the Staff page (accounts.services.staff_role_set) is the one
+    # road that changes them, with the last-administrator guard this form would skip.
+    readonly_fields = ("last_login", "date_joined", "is_staff", "staff_role", "is_superuser")
 
 
 class OrganizationMembershipInline(admin.TabularInline[OrganizationMembership, Organization]):

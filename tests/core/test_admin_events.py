@@ -227,17 +227,29 @@ def test_adding_an_account_is_user_created(operator: HttpClient, admin_user: Use
     )
 
 
-def test_making_someone_staff_is_user_changed(operator: HttpClient, admin_user: User) -> None:
+def test_renaming_someone_is_user_changed_and_staff_fields_stay_read_only(
+    operator: HttpClient, admin_user: User
+) -> None:
+    """Roles change on the console's Staff page only (its last-administrator guard)."""
     person = UserFactory()
     path = url(User, "change", person.pk)
     data = unchanged(operator, path)
-    data["is_staff"] = "on"
-    data["staff_role"] = "viewer"
+    data["name"] = "Grace Renamed"
+    data["is_staff"] = "on"  # ignored: read-only here
+    data["staff_role"] = "administrator"
+    data["is_superuser"] = "on"
 
     with recorded() as events:
         response = operator.post(path, data)
 
     assert response.status_code == 302
+    person.refresh_from_db()
+    assert (person.name, person.is_staff, person.staff_role, person.is_superuser) == (
+        "Grace Renamed",
+        False,
+        "",
+        False,
+    )
     event = one_event(
         events,
         admin_user,
@@ -248,7 +260,7 @@ def test_making_someone_staff_is_user_changed(operator: HttpClient, admin_user: 
         resource_id=str(person.pk),
         severity="medium",
     )
-    assert event.metadata["change"] == "Changed Is staff and Staff role."
+    assert event.metadata["change"] == "Changed Name."
 
 
 def test_deleting_an_account_is_user_deleted(operator: HttpClient, admin_user: User) -> None:
