@@ -21,6 +21,7 @@ from apps.accounts.models import User
 from apps.core import revocation
 from apps.core.precompiled import Precompiled
 from apps.keys import jose, keys
+from apps.tokens import clients
 from apps.tokens.claims import ACCESS_TOKEN_TYPE
 
 MAX_TOKEN_BYTES = 8192  # our access tokens are ~1 KB; anything far larger is hostile
@@ -132,6 +133,16 @@ def _check_revocation(c: _Candidate, audience: str) -> None:
         raise InvalidToken("The token has been revoked.")
 
 
+def _check_client(c: _Candidate, audience: str) -> None:
+    """The client that obtained the token is still registered and enabled. Tokens of the
+    client_credentials grant are never stored, so disabling or deleting a client cannot put
+    their ids on the revocation list; this check ends them at once instead (RFC 7662 §2.2:
+    a token is active only while it may be used). The client comes from the in-process cache
+    (tokens.clients, invalidated in every process on change): no statement once warm."""
+    if clients.client_by_id(str(c.claims["client_id"])) is None:
+        raise InvalidToken("The client this token was issued to is disabled or deleted.")
+
+
 CHECKS: list[Callable[[_Candidate, str], None]] = [
     _check_size,
     _check_header,
@@ -141,6 +152,7 @@ CHECKS: list[Callable[[_Candidate, str], None]] = [
     _check_registered_claims,
     _check_claims,
     _check_revocation,
+    _check_client,
 ]
 
 

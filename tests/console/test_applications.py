@@ -462,6 +462,31 @@ def test_a_disabled_client_is_refused_until_enabled(
     assert [e.action for e in audited("client.changed", operator)] == ["disabled", "enabled"]
 
 
+def test_a_client_credentials_token_ends_when_its_client_is_disabled(staff: HttpClient) -> None:
+    """Never stored, so never on the revocation list: the validation service asks whether
+    its client is still enabled."""
+    client_create(
+        name="Batch", redirect_uris=[], grant_types=["client_credentials"], client_id="batch"
+    )
+    rotated = staff.post(
+        "/console/clients/batch/secret/",
+        {"csrfmiddlewaretoken": csrf_token(staff.get("/console/clients/batch/secret/").content)},
+    )
+    secret = re.search(rb'class="secret-value">([^<]+)<', rotated.content)
+    assert secret
+    issued = form_post(
+        HttpClient(), TOKEN, {"grant_type": "client_credentials"},
+        auth=RegisteredClient("batch", secret.group(1).decode()),
+    )  # fmt: skip
+    token = issued.json()["access_token"]
+    assert validate_access_token(token)
+
+    confirm(staff, "/console/clients/batch/disable/")
+
+    with pytest.raises(InvalidToken, match="disabled or deleted"):
+        validate_access_token(token)
+
+
 # --- delete -------------------------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from apps.accounts.services import user_create
 from apps.core import revocation
 from apps.sessions.services import session_start
 from apps.tokens.claims import access_token_claims, sign
+from apps.tokens.clients import client_by_id
+from apps.tokens.services import client_create
 from apps.tokens.validation import InvalidToken, validate_access_token
 from idp.serve import web_server_argv
 from tests.conftest import redis_start_again
@@ -35,6 +37,8 @@ def _user_token(*, staff: bool = False, scopes: tuple[str, ...] = ("openid",)) -
         user.is_staff, user.staff_role = True, "administrator"
         user.save(update_fields=["is_staff", "staff_role"])
     session = session_start(user=user, amr=["pwd"])
+    if client_by_id("rp") is None:  # validation refuses a token of an unknown client
+        client_create(name="RP", redirect_uris=["https://rp.example/cb"], client_id="rp")
     claims = access_token_claims(
         client_id="rp", user=user, scopes=list(scopes), session=session,
         audience=[settings.ACCESS_TOKEN_AUDIENCE], refreshed=False,

@@ -26,6 +26,7 @@ from apps.core import revocation
 from apps.keys import keys
 from apps.sessions.models import LoginSession
 from apps.tokens.claims import new_jti
+from apps.tokens.services import client_create
 from apps.tokens.validation import InvalidToken, validate_access_token
 from tests.rp import RegisteredClient
 from tests.tokens.conftest import (
@@ -42,6 +43,12 @@ from tests.tokens.conftest import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _rp() -> None:
+    """The client the minted tokens name: validation refuses a token of an unknown client."""
+    client_create(name="RP", redirect_uris=["https://rp.example/cb"], client_id="rp")
 
 
 class Minter:
