@@ -146,8 +146,11 @@ def client_disable(request: HttpRequest, client_id: str) -> HttpResponse:
             client,
             question=f"Disable {client.name}?",
             detail="From now on the application is refused everywhere as an unknown client: "
-            "no sign-in, no token, no refresh, no introspection. Its "
-            f"{counts.access_tokens} unexpired stored access token(s) are revoked at once. "
+            "no sign-in, no token, no refresh, no introspection. Every access token it holds "
+            f"({counts.access_tokens} stored, and any client_credentials ones) is refused at "
+            "once by userinfo, introspection and the validation service; a resource server "
+            "that checks our JWTs only by signature accepts them until they expire, within "
+            f"{settings.ACCESS_TOKEN_LIFETIME // 60} minutes. "
             f"Its {counts.refresh_tokens} refresh token(s) and its users' consents are kept, "
             "unusable while it is disabled: enabling it again restores them.",
             button="Disable",
@@ -199,9 +202,11 @@ def client_delete(request: HttpRequest, client_id: str) -> HttpResponse:
             question=f"Delete {client.name} ({client.client_id})?",
             detail=f"Its {counts.refresh_tokens} refresh token(s) are revoked and deleted (the "
             f"token endpoint refuses them), its {counts.access_tokens} unexpired stored access "
-            "token(s) are put on the revocation list (refused at once; client_credentials "
-            "tokens are not stored and run out within "
-            f"{settings.ACCESS_TOKEN_LIFETIME // 60} minutes), its {counts.offline_grants} "
+            "token(s) are put on the revocation list and every token of the client, "
+            "client_credentials ones too, is refused at once by userinfo, introspection and "
+            "the validation service (a resource server that checks our JWTs only by "
+            "signature accepts them until they expire, within "
+            f"{settings.ACCESS_TOKEN_LIFETIME // 60} minutes); its {counts.offline_grants} "
             "offline grant(s) end, and its consents and unused codes go with it. "
             f"{told} This cannot be undone: the client id is gone.",
             button="Delete client",
