@@ -6,11 +6,14 @@ input answered with a 400 naming the field (never a 500)."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client as HttpClient
 
 from apps.accounts.models import (
@@ -540,3 +543,33 @@ def test_the_schema_generates_without_warnings(tmp_path: Path) -> None:
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(out))
 
     assert "/api/v1/organizations/{organization_id}/members/bulk" in out.read_text()
+
+
+# --- concurrent adds --------------------------------------------------------------------------
+
+THREADS = 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicate_adds_through_the_api_leave_one_row() -> None:
+    """The unique constraint on (user, organization) holds whatever the timing; each loser
+    gets the same 400 as a sequential second add, none a 500."""
+    org, role, person = OrganizationFactory(), RoleFactory(), UserFactory()
+    clients = [api("operator") for _ in range(THREADS)]
+    start = threading.Barrier(THREADS, timeout=30)
+    body = {"user_id": str(person.pk), "role": str(role.pk)}
+
+    def add(http: HttpClient) -> tuple[int, str]:
+        try:
+            start.wait()
+            response = send(http, "POST", f"organizations/{org.pk}/members", body)
+            return response.status_code, str(response.json().get("user", [""])[0])
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        outcomes = list(pool.map(add, clients))
+
+    assert sorted(status for status, _ in outcomes) == [201] + [400] * (THREADS - 1)
+    assert all("already a member" in says for status, says in outcomes if status == 400)
+    assert OrganizationMembership.objects.filter(user=person, organization=org).count() == 1
