@@ -17,7 +17,8 @@ current state and succeeds once its members have another role)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -36,7 +37,6 @@ from rest_framework.response import Response
 from apps.accounts import directory, selectors
 from apps.accounts.models import (
     Group,
-    GroupMembership,
     Organization,
     OrganizationMembership,
     Permission,
@@ -50,6 +50,9 @@ from apps.console.api.applications import _input, _refused
 from apps.console.api.views import FIELD_ERRORS
 from apps.console.lookups import viewed_user_or_404
 from apps.console.permissions import AdministratorWrites, OperatorWrites, StaffRead
+from apps.sessions.selectors import user_lookup
+
+R = TypeVar("R")
 
 NOT_FOUND = OpenApiResponse(description='No such row: {"detail": "…"}.')
 
@@ -368,27 +371,26 @@ class BulkSerializer(serializers.Serializer[Any]):
 # --- lookups --------------------------------------------------------------------------------
 
 
-def _found(row: Any, what: str) -> Any:
+def _found(row: R | None, what: str) -> R:
     if row is None:
         raise Http404(f"No {what} has this id.")
     return row
 
 
 def _organization(organization_id: uuid.UUID) -> Organization:
-    found = selectors.organization_detail(organization_id=organization_id)
-    return _found(found, "organization")  # type: ignore[no-any-return]
+    return _found(selectors.organization_detail(organization_id=organization_id), "organization")
 
 
 def _workspace(workspace_id: uuid.UUID) -> Workspace:
-    return _found(selectors.workspace_detail(workspace_id=workspace_id), "workspace")  # type: ignore[no-any-return]
+    return _found(selectors.workspace_detail(workspace_id=workspace_id), "workspace")
 
 
 def _group(group_id: uuid.UUID) -> Group:
-    return _found(selectors.group_detail(group_id=group_id), "group")  # type: ignore[no-any-return]
+    return _found(selectors.group_detail(group_id=group_id), "group")
 
 
 def _role(role_id: uuid.UUID) -> Role:
-    return _found(selectors.role_detail(role_id=role_id), "role")  # type: ignore[no-any-return]
+    return _found(selectors.role_detail(role_id=role_id), "role")
 
 
 def _role_field(role_id: uuid.UUID) -> Role:
@@ -401,14 +403,14 @@ def _role_field(role_id: uuid.UUID) -> Role:
 
 def _person(given: dict[str, Any]) -> User:
     if "user_id" in given:
-        user = User.objects.filter(pk=given["user_id"]).first()
+        user = user_lookup(user_id=given["user_id"])
         if user is None:
             raise ValidationError({"user_id": ["No account has this id."]})
         return user
-    user_id = selectors.user_id_for_email(given["email"])
-    if user_id is None:
+    user = user_lookup(email=given["email"])
+    if user is None:
         raise ValidationError({"email": ["No account has this address; create it first."]})
-    return User.objects.get(pk=user_id)
+    return user
 
 
 def _permissions(ids: list[uuid.UUID]) -> list[Permission]:
@@ -435,7 +437,7 @@ class RoleInUse(APIException):
     default_code = "role_in_use"
 
 
-def _call(service: Any, **kwargs: Any) -> Any:
+def _call(service: Callable[..., R], **kwargs: Any) -> R:
     """The service, with its ValidationError as a 400 naming the field."""
     try:
         return service(**kwargs)
@@ -519,7 +521,10 @@ def organization(request: Request, organization_id: uuid.UUID) -> Response:
             actor_id=request.user.pk,
         )
     elif request.method == "DELETE":
-        impact = directory.organization_delete(organization=found, actor_id=request.user.pk)
+        try:
+            impact = directory.organization_delete(organization=found, actor_id=request.user.pk)
+        except Organization.DoesNotExist:  # deleted meanwhile by someone else
+            raise Http404("No organization has this id.") from None
         return Response(DeleteImpactSerializer(impact).data)
     return Response(_organization_body(found))
 
@@ -797,7 +802,9 @@ def organization_members(request: Request, organization_id: uuid.UUID) -> Respon
     return _page(page, MemberSerializer)
 
 
-def _organization_membership(organization_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+def _organization_membership(
+    organization_id: uuid.UUID, user_id: uuid.UUID
+) -> OrganizationMembership:
     found = _organization(organization_id)
     membership = selectors.organization_membership_of(organization=found, user_id=user_id)
     return _found(membership, "member of this organization")
@@ -980,7 +987,7 @@ def group_members(request: Request, group_id: uuid.UUID) -> Response:
 @permission_classes([OperatorWrites])
 def group_member(request: Request, group_id: uuid.UUID, user_id: uuid.UUID) -> Response:
     found = _group(group_id)
-    membership: GroupMembership = _found(
+    membership = _found(
         selectors.group_membership_of(group=found, user_id=user_id), "member of this group"
     )
     _call(directory.group_membership_remove, membership=membership, actor_id=request.user.pk)
