@@ -15,6 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import (
     GroupMembership,
@@ -573,3 +574,33 @@ def test_concurrent_duplicate_adds_through_the_api_leave_one_row() -> None:
     assert sorted(status for status, _ in outcomes) == [201] + [400] * (THREADS - 1)
     assert all("already a member" in says for status, says in outcomes if status == 400)
     assert OrganizationMembership.objects.filter(user=person, organization=org).count() == 1
+
+
+def test_lists_cost_the_same_statements_for_one_row_or_many(org, member_role) -> None:
+    """No statement per row: members, roles with their permissions, an organization's
+    workspaces and roles (SQL statements counted, as the project's tests may)."""
+    http = api("viewer")
+    paths = [
+        f"/api/v1/organizations/{org.pk}/members",
+        f"/api/v1/roles?organization={org.pk}",
+        f"/api/v1/organizations/{org.pk}",
+    ]
+
+    def statements() -> list[int]:
+        counts = []
+        for path in paths:
+            with CaptureQueriesContext(connection) as seen:
+                assert http.get(path).status_code == 200
+            counts.append(len(seen))
+        return counts
+
+    OrganizationMembershipFactory(organization=org, role=member_role)
+    statements()  # the session's first request does its own bookkeeping
+    few = statements()
+    for n in range(20):
+        OrganizationMembershipFactory(organization=org, role=member_role)
+        WorkspaceFactory(organization=org)
+        RoleFactory(organization=org, name=f"own-{n}", permissions=[PermissionFactory()])
+    many = statements()
+
+    assert many == few
