@@ -13,6 +13,7 @@ from apps.accounts.models import (
     GroupMembership,
     Organization,
     OrganizationMembership,
+    Permission,
     Role,
     User,
     Workspace,
@@ -252,3 +253,130 @@ def membership_list_for_user(
         ),
         list(GroupMembership.objects.filter(user=user).select_related("group__workspace")),
     )
+
+
+# --- the admin API's reads (apps.console.api.directory) -------------------------------------
+
+DIRECTORY_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Page:
+    """One keyset page: its rows, and the cursor of the next (None on the last page)."""
+
+    rows: list[Any]
+    next_cursor: str | None
+
+
+def _keyset(rows: QuerySet[Any, Any], key: str, after: str | None, size: int) -> Page:
+    """Rows ordered by `key` (unique), those after the cursor; one row more than a page tells
+    whether there is a next one (no COUNT)."""
+    if after:
+        rows = rows.filter(**{f"{key}__gt": after})
+    found = list(rows.order_by(key)[: size + 1])
+    if len(found) <= size:
+        return Page(found, None)
+    return Page(found[:size], str(_dotted(found[size - 1], key)))
+
+
+def _dotted(row: Any, key: str) -> Any:
+    for part in key.split("__"):
+        row = getattr(row, part)
+    return row
+
+
+def organization_page(
+    *, query: str = "", after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
+) -> Page:
+    """Organizations by slug (unique: a stable keyset), `query` a part of the name or slug."""
+    rows = Organization.objects.all()
+    if query:
+        rows = rows.filter(Q(name__icontains=query) | Q(slug__icontains=query.lower()))
+    return _keyset(rows, "slug", after, size)
+
+
+def organization_detail(*, organization_id: uuid.UUID) -> Organization | None:
+    return Organization.objects.filter(pk=organization_id).first()
+
+
+def workspace_list_for_organization(*, organization: Organization) -> list[Workspace]:
+    return list(Workspace.objects.filter(organization=organization).order_by("slug"))
+
+
+def workspace_detail(*, workspace_id: uuid.UUID) -> Workspace | None:
+    return Workspace.objects.select_related("organization").filter(pk=workspace_id).first()
+
+
+def group_list_for_workspace(*, workspace: Workspace) -> list[Group]:
+    return list(Group.objects.filter(workspace=workspace).order_by("name"))
+
+
+def group_detail(*, group_id: uuid.UUID) -> Group | None:
+    return Group.objects.select_related("workspace").filter(pk=group_id).first()
+
+
+def permission_list() -> list[Permission]:
+    return list(Permission.objects.order_by("resource", "action", "scope"))
+
+
+def permission_detail(*, permission_id: uuid.UUID) -> Permission | None:
+    return Permission.objects.filter(pk=permission_id).first()
+
+
+def permissions_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Permission]:
+    wanted = set(ids)
+    return {p.pk: p for p in Permission.objects.filter(pk__in=wanted)} if wanted else {}
+
+
+def role_list(*, organization: Organization | None = None) -> list[Role]:
+    """The built-in roles; with an organization, those available in it (built-in and its
+    own), each with its permissions (two statements)."""
+    where = Q(organization__isnull=True)
+    if organization is not None:
+        where |= Q(organization=organization)
+    rows = Role.objects.filter(where).prefetch_related("permissions")
+    return list(rows.order_by(F("organization").asc(nulls_first=True), "name"))
+
+
+def role_detail(*, role_id: uuid.UUID) -> Role | None:
+    return Role.objects.prefetch_related("permissions").filter(pk=role_id).first()
+
+
+def organization_member_page(
+    *, organization: Organization, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
+) -> Page:
+    """The organization's members by email address (unique: the keyset), with their roles."""
+    rows = OrganizationMembership.objects.filter(organization=organization)
+    return _keyset(rows.select_related("user", "role"), "user__email", after, size)
+
+
+def workspace_member_page(
+    *, workspace: Workspace, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
+) -> Page:
+    rows = WorkspaceMembership.objects.filter(workspace=workspace)
+    return _keyset(rows.select_related("user", "role"), "user__email", after, size)
+
+
+def group_member_page(
+    *, group: Group, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
+) -> Page:
+    rows = GroupMembership.objects.filter(group=group).select_related("user")
+    return _keyset(rows, "user__email", after, size)
+
+
+def organization_membership_of(
+    *, organization: Organization, user_id: uuid.UUID
+) -> OrganizationMembership | None:
+    rows = OrganizationMembership.objects.select_related("user", "role")
+    return rows.filter(organization=organization, user_id=user_id).first()
+
+
+def workspace_membership_of(
+    *, workspace: Workspace, user_id: uuid.UUID
+) -> WorkspaceMembership | None:
+    rows = WorkspaceMembership.objects.select_related("user", "role")
+    return rows.filter(workspace=workspace, user_id=user_id).first()
+
+
+def group_membership_of(*, group: Group, user_id: uuid.UUID) -> GroupMembership | None:
+    return GroupMembership.objects.filter(group=group, user_id=user_id).first()

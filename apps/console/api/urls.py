@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console.api import applications, staff, views
+from apps.console.api import applications, directory, staff, views
 
 app_name = "api"
 urlpatterns = [
@@ -58,4 +58,59 @@ urlpatterns = [
     path("clients/<str:client_id>/enable", applications.client_enable, name="client_enable"),
     path("keys", applications.keys, name="keys"),
     path("keys/rotate", applications.keys_rotate, name="keys_rotate"),
+    path("organizations", directory.organizations, name="organizations"),
+    path("organizations/<uuid:organization_id>", directory.organization, name="organization"),
+    path(
+        "organizations/<uuid:organization_id>/workspaces",
+        directory.organization_workspaces,
+        name="organization_workspaces",
+    ),
+    path(
+        "organizations/<uuid:organization_id>/members",
+        directory.organization_members,
+        name="organization_members",
+    ),
+    path(
+        "organizations/<uuid:organization_id>/members/bulk",
+        directory.organization_members_bulk,
+        name="organization_members_bulk",
+    ),
+    path(
+        "organizations/<uuid:organization_id>/members/<uuid:user_id>",
+        directory.organization_member,
+        name="organization_member",
+    ),
+    path("workspaces/<uuid:workspace_id>", directory.workspace, name="workspace"),
+    path(
+        "workspaces/<uuid:workspace_id>/groups",
+        directory.workspace_groups,
+        name="workspace_groups",
+    ),
+    path(
+        "workspaces/<uuid:workspace_id>/members",
+        directory.workspace_members,
+        name="workspace_members",
+    ),
+    path(
+        "workspaces/<uuid:workspace_id>/members/<uuid:user_id>",
+        directory.workspace_member,
+        name="workspace_member",
+    ),
+    path("groups/<uuid:group_id>", directory.group, name="group"),
+    path("groups/<uuid:group_id>/members", directory.group_members, name="group_members"),
+    path(
+        "groups/<uuid:group_id>/members/<uuid:user_id>",
+        directory.group_member,
+        name="group_member",
+    ),
+    path("permissions", directory.permissions, name="permissions"),
+    path("permissions/<uuid:permission_id>", directory.permission, name="permission"),
+    path("roles", directory.roles, name="roles"),
+    path("roles/<uuid:role_id>", directory.role, name="role"),
+    path(
+        "users/<uuid:user_id>/claims-preview",
+        directory.user_claims_preview,
+        name="user_claims_preview",
+    ),
+    path("users/<uuid:user_id>/memberships", directory.user_memberships, name="user_memberships"),
 ]
