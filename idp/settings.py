@@ -674,5 +674,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LockoutKindEnum": "apps.ratelimit.services.KINDS",
         "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
+        "PermissionScopeEnum": "apps.accounts.models.PermissionScope",
     },
 }

@@ -301,6 +301,44 @@ def permission_create(*, resource: str, action: str, scope: str, actor_id: objec
     return permission
 
 
+def permission_update(
+    *,
+    permission: Permission,
+    resource: str | None = None,
+    action: str | None = None,
+    scope: str | None = None,
+    actor_id: object,
+) -> Permission:
+    """Renames a permission (any of its three parts); every role that has it keeps it, and the
+    next tokens of their members say the new name."""
+    if scope is not None and scope not in PermissionScope.values:
+        raise ValidationError(
+            {"scope": f"The scope must be one of {', '.join(PermissionScope.values)}."},
+            code="invalid_choice",
+        )
+    before = str(permission)
+    if resource is not None:
+        permission.resource = _permission_part(resource, "resource")
+    if action is not None:
+        permission.action = _permission_part(action, "action")
+    if scope is not None:
+        permission.scope = scope
+    if str(permission) == before:
+        return permission
+    taken = ValidationError(f"The permission {permission} already exists.", code="unique")
+    with transaction.atomic():
+        _saved(permission, taken, update_fields=["resource", "action", "scope"])
+        _record(
+            actor_id=actor_id,
+            resource=permission,
+            action="changed",
+            before={"permission": before},
+            after={"permission": str(permission)},
+            roles=permission.roles.count(),
+        )
+    return permission
+
+
 def permission_delete(*, permission: Permission, actor_id: object) -> int:
     """Deletes the permission and takes it out of every role; returns how many roles had it."""
     with transaction.atomic():

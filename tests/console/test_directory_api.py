@@ -219,6 +219,35 @@ def test_deleting_a_permission_takes_it_out_of_its_roles(member_role) -> None:
     assert event.actor_id == actor(http)
 
 
+def test_renaming_a_permission_keeps_it_in_its_roles_and_refuses_a_taken_name(
+    member_role,
+) -> None:
+    [permission] = member_role.permissions.all()
+    http = api("administrator")
+    send(http, "POST", "permissions", {"resource": "docs", "action": "taken", "scope": "own"})
+
+    with recorded() as events:
+        renamed = send(http, "PATCH", f"permissions/{permission.pk}", {"action": "publish"})
+
+    assert renamed.status_code == 200
+    assert renamed.json()["action"] == "publish"
+    assert member_role.permissions.get().action == "publish"
+    [event] = changed(events)
+    assert event.actor_id == actor(http)
+    assert event.metadata["after"]["permission"] == renamed.json()["claim"]
+    clash = send(
+        http, "PATCH", f"permissions/{permission.pk}",
+        {"resource": "docs", "action": "taken", "scope": "own"},
+    )  # fmt: skip
+    assert clash.status_code == 400
+    assert "already exists" in json.dumps(clash.json())
+    bad = send(http, "PATCH", f"permissions/{permission.pk}", {"scope": "everything"})
+    assert bad.status_code == 400
+    assert "scope" in bad.json()
+    viewer = send(api("operator"), "PATCH", f"permissions/{permission.pk}", {"action": "x"})
+    assert viewer.status_code == 403
+
+
 def test_a_role_in_use_is_a_409_with_the_services_message(org, member_role) -> None:
     OrganizationMembershipFactory(organization=org, role=member_role)
     unused = RoleFactory()

@@ -97,7 +97,7 @@ API = {
     "group_members": {"GET": "viewer", "POST": "operator"},
     "group_member": {"DELETE": "operator"},
     "permissions": {"GET": "viewer", "POST": "administrator"},
-    "permission": {"DELETE": "administrator"},
+    "permission": {"PATCH": "administrator", "DELETE": "administrator"},
     "roles": {"GET": "viewer", "POST": "administrator"},
     "role": {"GET": "viewer", "PATCH": "administrator", "DELETE": "administrator"},
     "user_claims_preview": {"GET": "viewer"},

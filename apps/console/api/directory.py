@@ -313,7 +313,14 @@ class GroupNameSerializer(serializers.Serializer[Any]):
 class PermissionInputSerializer(serializers.Serializer[Any]):
     resource = StrictText(max_length=100)
     action = StrictText(max_length=100)
-    scope = serializers.ChoiceField(choices=PermissionScope.values)
+    scope = serializers.ChoiceField(choices=PermissionScope.choices)
+
+
+class PermissionChangeSerializer(PermissionInputSerializer):
+    """Any of the three parts (PATCH)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, partial=True, **kwargs)
 
 
 class RoleChangeSerializer(serializers.Serializer[Any]):
@@ -659,13 +666,28 @@ def permissions(request: Request) -> Response:
 
 
 @extend_schema(
+    methods=["PATCH"],
+    operation_id="permissions_update",
+    summary="Rename a permission (any of resource, action, scope); roles keep it" + ADMINISTRATORS,
+    request=PermissionChangeSerializer,
+    responses={200: PermissionSerializer, 400: FIELD_ERRORS, 404: NOT_FOUND},
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="permissions_delete",
     summary="Delete a permission; every role that had it loses it" + ADMINISTRATORS,
     responses={200: PermissionDeletedSerializer, 404: NOT_FOUND},
 )
-@api_view(["DELETE"])
+@api_view(["PATCH", "DELETE"])
 @permission_classes([AdministratorWrites])
 def permission(request: Request, permission_id: uuid.UUID) -> Response:
     found = _found(selectors.permission_detail(permission_id=permission_id), "permission")
+    if request.method == "PATCH":
+        given = _input(PermissionChangeSerializer(data=request.data))
+        changed = _call(
+            directory.permission_update, permission=found, actor_id=request.user.pk, **given
+        )
+        return Response(PermissionSerializer(changed).data)
     roles = directory.permission_delete(permission=found, actor_id=request.user.pk)
     return Response({"roles": roles})
 
