@@ -18,6 +18,7 @@ from apps.accounts.models import (
     Workspace,
     WorkspaceMembership,
 )
+from apps.core.cursors import KeysetCursor
 from apps.core.precompiled import Precompiled
 
 
@@ -252,3 +253,60 @@ def membership_list_for_user(
         ),
         list(GroupMembership.objects.filter(user=user).select_related("group__workspace")),
     )
+
+
+# --- the console's directory pages ----------------------------------------------------------
+
+ORGANIZATION_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class OrganizationPage:
+    organizations: list[Organization]
+    next_cursor: KeysetCursor | None  # pass as `after` for the next page; None on the last
+
+
+def organization_page(
+    *, query: str = "", after: KeysetCursor | None = None, size: int = ORGANIZATION_PAGE_SIZE
+) -> OrganizationPage:
+    """Organizations newest first, a keyset page at a time by (created_at, id): no OFFSET, no
+    COUNT. `query` matches a slug exactly or a name or slug in part."""
+    found = Organization.objects.all()
+    if query:
+        found = found.filter(
+            Q(slug=query.lower()) | Q(name__icontains=query) | Q(slug__icontains=query)
+        )
+    if after is not None:
+        found = found.filter(Q(created_at__lt=after.at) | Q(created_at=after.at, id__lt=after.id))
+    rows = list(found.order_by("-created_at", "-id")[: size + 1])
+    if len(rows) <= size:
+        return OrganizationPage(rows, None)
+    last = rows[size - 1]
+    return OrganizationPage(rows[:size], KeysetCursor(last.created_at, last.id))
+
+
+def roles_available_in(*, organization: Organization | None) -> QuerySet[Role]:
+    """The roles a membership of `organization` may have: built-in ones, then its own."""
+    found = Role.objects.filter(Q(organization__isnull=True) | Q(organization=organization))
+    return found.order_by(F("organization").asc(nulls_first=True), "name")
+
+
+def role_list() -> list[Role]:
+    """Every role with its permissions and organization: built-in ones first."""
+    found = Role.objects.select_related("organization").prefetch_related("permissions")
+    return list(found.order_by(F("organization__name").asc(nulls_first=True), "name"))
+
+
+def organization_members(*, organization: Organization) -> list[OrganizationMembership]:
+    found = OrganizationMembership.objects.filter(organization=organization)
+    return list(found.select_related("user", "role").order_by("user__email"))
+
+
+def workspace_members(*, workspace: Workspace) -> list[WorkspaceMembership]:
+    found = WorkspaceMembership.objects.filter(workspace=workspace)
+    return list(found.select_related("user", "role").order_by("user__email"))
+
+
+def group_members(*, group: Group) -> list[GroupMembership]:
+    found = GroupMembership.objects.filter(group=group)
+    return list(found.select_related("user").order_by("user__email"))
