@@ -5,13 +5,12 @@ server's token endpoint, carries them (issue 13). Screenshots in test-artifacts/
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.parse
-import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+import requests
 
 from apps.accounts.models import Organization, Permission, Role, Workspace
 from apps.accounts.services import user_create
@@ -25,17 +24,14 @@ ADMIN_PASSWORD = "an administrator's long passphrase"
 
 def refresh(base_url: str, client_id: str, secret: str, refresh_token: str) -> dict[str, Any]:
     """RFC 6749 §6 over HTTP to the live server, client_secret_basic (§2.3.1)."""
-    basic = ":".join(urllib.parse.quote(part, safe="") for part in (client_id, secret))
-    request = urllib.request.Request(
+    response = requests.post(
         f"{base_url}/oauth/token",
-        data=urllib.parse.urlencode(
-            {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        ).encode(),
-        headers={"Authorization": "Basic " + base64.b64encode(basic.encode()).decode()},
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(quote(client_id, safe=""), quote(secret, safe="")),
+        timeout=15,
     )
-    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - our live server
-        assert response.status == 200
-        tokens: dict[str, Any] = json.load(response)
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
     return tokens
 
 
@@ -126,4 +122,25 @@ def test_administrator_builds_an_organization_and_the_persons_token_follows(
     after = unverified_payload(tokens["access_token"])
     assert {key: after[key] for key in ("orgs", "workspaces", "groups", "perms")} == preview
     assert after["orgs"][0]["role"] == "approver"
+
+    # Bulk add: a preview with each line's result, then "Add N people".
+    user_create(email="bo@example.com")
+    bulk_url = f"{base}/console/organizations/{org.pk}/members/bulk/"
+    page.goto(f"{base}/console/organizations/{org.pk}/")
+    page.get_by_role("link", name="Add a list…").click()
+    page.wait_for_url(bulk_url)
+    page.fill(
+        "#id_csv", "email,role,workspace\nbo@example.com,approver\nghost@example.com,approver\n"
+    )
+    page.get_by_role("button", name="Preview").click()
+    assert "No account has the address ghost@example.com" in page.inner_text("table.bulk-preview")
+    assert page.get_by_role("button", name="Add 1 person").count() == 0
+    page.screenshot(path=str(artifacts / "console-directory-bulk-errors.png"), full_page=True)
+    page.get_by_role("link", name="Start over").click()
+    page.fill("#id_csv", "bo@example.com,approver\nbo@example.com,approver,billing\n")
+    page.get_by_role("button", name="Preview").click()
+    page.screenshot(path=str(artifacts / "console-directory-bulk-preview.png"), full_page=True)
+    page.get_by_role("button", name="Add 2 people").click()
+    page.wait_for_selector("text=2 added (0 already there).")
+    assert "bo@example.com" in page.inner_text("table.members")
     assert problems == []
