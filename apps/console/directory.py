@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Model
@@ -350,9 +351,15 @@ def organization_membership_remove(request: HttpRequest, membership_id: uuid.UUI
         return _confirm(
             request,
             question=f"Remove {membership.user.email} from {membership.organization.name}?",
-            detail="They leave the organization and every workspace and group in it. Their "
-            "current access tokens are revoked at once (ACCOUNTS_REVOKE_ON_REMOVAL, on by "
-            "default); the tokens they get next no longer name this organization.",
+            detail="They leave the organization and every workspace and group in it; the "
+            "tokens they get next no longer name it. "
+            + (
+                "Their current access tokens are revoked at once "
+                "(IDP_REVOKE_ON_MEMBERSHIP_REMOVAL)."
+                if settings.ACCOUNTS_REVOKE_ON_REMOVAL
+                else "Their current access tokens keep working until they expire "
+                "(IDP_REVOKE_ON_MEMBERSHIP_REMOVAL is off)."
+            ),
             button="Remove",
             back=back,
         )
