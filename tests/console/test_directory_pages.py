@@ -619,3 +619,48 @@ def test_a_person_without_memberships_has_empty_claims(viewer, ada) -> None:
     assert "No memberships" in html
     shown = html.split('aria-label="Claims preview">', 1)[1].split("</pre>", 1)[0]
     assert json.loads(shown) == {"orgs": [], "workspaces": [], "groups": [], "perms": []}
+
+
+def _queries(http: HttpClient, path: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    http.get(path)  # warm
+    with CaptureQueriesContext(connection) as captured:
+        assert http.get(path).status_code == 200
+    return len(captured)
+
+
+def test_directory_pages_cost_the_same_whatever_their_size(viewer, acme, tree, member_role):
+    """No query per row: members, workspaces, roles and permissions come in a fixed count."""
+    workspace = tree["workspace"]
+    own = directory.role_create(name="own", organization=acme, actor_id=None)
+    own.permissions.set(member_role.permissions.all())  # a prefetch's query needs one row
+    paths = [
+        f"/console/organizations/{acme.pk}/",
+        f"/console/workspaces/{workspace.pk}/",
+        f"/console/groups/{tree['group'].pk}/",
+        "/console/roles/",
+        "/console/permissions/",
+        "/console/organizations/",
+    ]
+    before = [_queries(viewer, path) for path in paths]
+    for n in range(10):
+        person = user_create(email=f"p{n}@example.com")
+        perm = directory.permission_create(
+            resource=f"r{n}", action="read", scope="own", actor_id=None
+        )
+        role = directory.role_create(
+            name=f"role {n}", organization=acme, permissions=[perm], actor_id=None
+        )
+        directory.organization_membership_add(
+            organization=acme, user=person, role=role, actor_id=None
+        )
+        directory.workspace_membership_add(
+            workspace=workspace, user=person, role=role, actor_id=None
+        )
+        directory.group_membership_add(group=tree["group"], user=person, actor_id=None)
+        directory.workspace_create(organization=acme, name=f"W{n}", slug=f"w-{n}", actor_id=None)
+        directory.organization_create(name=f"O{n}", slug=f"o-{n}", actor_id=None)
+
+    assert [_queries(viewer, path) for path in paths] == before
