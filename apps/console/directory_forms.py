@@ -104,7 +104,7 @@ class BulkMembersForm(forms.Form):
 
     csv = forms.CharField(
         required=False,
-        max_length=BULK_MAX_BYTES,
+        max_length=2 * BULK_MAX_BYTES,  # bounded here; the service says when it is too long
         label="People, one per line: email,role or email,role,workspace-slug",
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
     )

@@ -417,6 +417,7 @@ def test_bulk_add_takes_an_uploaded_file(operator_staff, acme, member_role, ada)
     [
         ({"csv": ""}, "Type the list or choose a file."),
         ({"csv": "x\n" * 1001}, "over 1000"),
+        ({"csv": "someone@example.com,member\n" * 10_000}, "The list is over 256 KB"),
     ],
 )
 def test_a_bad_bulk_list_says_why(operator_staff, acme, data, message) -> None:
