@@ -255,7 +255,7 @@ def membership_list_for_user(
     )
 
 
-# --- the admin API's reads (apps.console.api.directory) -------------------------------------
+# --- the directory's reads (the console's pages and the admin API alike) -------------------
 
 DIRECTORY_PAGE_SIZE = 50
 
@@ -328,40 +328,62 @@ def permissions_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Permission]:
     return {p.pk: p for p in Permission.objects.filter(pk__in=wanted)} if wanted else {}
 
 
+def roles_available_in(*, organization: Organization | None) -> QuerySet[Role]:
+    """The roles a membership of `organization` may have: built-in ones, then its own (a
+    queryset: forms choose from it)."""
+    found = Role.objects.filter(Q(organization__isnull=True) | Q(organization=organization))
+    return found.order_by(F("organization").asc(nulls_first=True), "name")
+
+
 def role_list(*, organization: Organization | None = None) -> list[Role]:
     """The built-in roles; with an organization, those available in it (built-in and its
     own), each with its permissions (two statements)."""
-    where = Q(organization__isnull=True)
-    if organization is not None:
-        where |= Q(organization=organization)
-    rows = Role.objects.filter(where).prefetch_related("permissions")
-    return list(rows.order_by(F("organization").asc(nulls_first=True), "name"))
+    return list(roles_available_in(organization=organization).prefetch_related("permissions"))
+
+
+def role_list_every() -> list[Role]:
+    """Every role, of every organization, with its permissions: built-in ones first."""
+    found = Role.objects.select_related("organization").prefetch_related("permissions")
+    return list(found.order_by(F("organization__name").asc(nulls_first=True), "name"))
 
 
 def role_detail(*, role_id: uuid.UUID) -> Role | None:
     return Role.objects.prefetch_related("permissions").filter(pk=role_id).first()
 
 
+def organization_members(*, organization: Organization) -> QuerySet[OrganizationMembership]:
+    """The organization's members by email, with their roles."""
+    found = OrganizationMembership.objects.filter(organization=organization)
+    return found.select_related("user", "role").order_by("user__email")
+
+
+def workspace_members(*, workspace: Workspace) -> QuerySet[WorkspaceMembership]:
+    found = WorkspaceMembership.objects.filter(workspace=workspace)
+    return found.select_related("user", "role").order_by("user__email")
+
+
+def group_members(*, group: Group) -> QuerySet[GroupMembership]:
+    found = GroupMembership.objects.filter(group=group)
+    return found.select_related("user").order_by("user__email")
+
+
 def organization_member_page(
     *, organization: Organization, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
 ) -> Page:
     """The organization's members by email address (unique: the keyset), with their roles."""
-    rows = OrganizationMembership.objects.filter(organization=organization)
-    return _keyset(rows.select_related("user", "role"), "user__email", after, size)
+    return _keyset(organization_members(organization=organization), "user__email", after, size)
 
 
 def workspace_member_page(
     *, workspace: Workspace, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
 ) -> Page:
-    rows = WorkspaceMembership.objects.filter(workspace=workspace)
-    return _keyset(rows.select_related("user", "role"), "user__email", after, size)
+    return _keyset(workspace_members(workspace=workspace), "user__email", after, size)
 
 
 def group_member_page(
     *, group: Group, after: str | None = None, size: int = DIRECTORY_PAGE_SIZE
 ) -> Page:
-    rows = GroupMembership.objects.filter(group=group).select_related("user")
-    return _keyset(rows, "user__email", after, size)
+    return _keyset(group_members(group=group), "user__email", after, size)
 
 
 def organization_membership_of(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console import applications, staff, views
+from apps.console import applications, directory, staff, views
 
 app_name = "console"
 urlpatterns = [
@@ -62,4 +62,86 @@ urlpatterns = [
     path("clients/<str:client_id>/delete/", applications.client_delete, name="client_delete"),
     path("keys/", applications.key_list, name="keys"),
     path("keys/rotate/", applications.keys_rotate, name="keys_rotate"),
+]
+
+# Organizations, workspaces, groups, roles, permissions and memberships (apps.console.directory).
+_ORG = "organizations/<uuid:organization_id>"
+urlpatterns += [
+    path("organizations/", directory.organization_list, name="organizations"),
+    path("organizations/new/", directory.organization_create, name="organization_create"),
+    path(f"{_ORG}/", directory.organization_detail, name="organization"),
+    path(f"{_ORG}/rename/", directory.organization_rename, name="organization_rename"),
+    path(f"{_ORG}/delete/", directory.organization_delete, name="organization_delete"),
+    path(f"{_ORG}/members/add/", directory.organization_member_add, name="organization_member_add"),
+    path(
+        f"{_ORG}/members/bulk/",
+        directory.organization_members_bulk,
+        name="organization_members_bulk",
+    ),
+    path(f"{_ORG}/workspaces/new/", directory.workspace_create, name="workspace_create"),
+    path(
+        "organization-memberships/<uuid:membership_id>/role/",
+        directory.organization_membership_role,
+        name="organization_membership_role",
+    ),
+    path(
+        "organization-memberships/<uuid:membership_id>/remove/",
+        directory.organization_membership_remove,
+        name="organization_membership_remove",
+    ),
+    path("workspaces/<uuid:workspace_id>/", directory.workspace_detail, name="workspace"),
+    path(
+        "workspaces/<uuid:workspace_id>/rename/",
+        directory.workspace_rename,
+        name="workspace_rename",
+    ),
+    path(
+        "workspaces/<uuid:workspace_id>/delete/",
+        directory.workspace_delete,
+        name="workspace_delete",
+    ),
+    path(
+        "workspaces/<uuid:workspace_id>/members/add/",
+        directory.workspace_member_add,
+        name="workspace_member_add",
+    ),
+    path(
+        "workspaces/<uuid:workspace_id>/groups/new/",
+        directory.group_create,
+        name="group_create",
+    ),
+    path(
+        "workspace-memberships/<uuid:membership_id>/role/",
+        directory.workspace_membership_role,
+        name="workspace_membership_role",
+    ),
+    path(
+        "workspace-memberships/<uuid:membership_id>/remove/",
+        directory.workspace_membership_remove,
+        name="workspace_membership_remove",
+    ),
+    path("groups/<uuid:group_id>/", directory.group_detail, name="group"),
+    path("groups/<uuid:group_id>/rename/", directory.group_rename, name="group_rename"),
+    path("groups/<uuid:group_id>/delete/", directory.group_delete, name="group_delete"),
+    path(
+        "groups/<uuid:group_id>/members/add/",
+        directory.group_member_add,
+        name="group_member_add",
+    ),
+    path(
+        "group-memberships/<uuid:membership_id>/remove/",
+        directory.group_membership_remove,
+        name="group_membership_remove",
+    ),
+    path("roles/", directory.role_index, name="roles"),
+    path("roles/new/", directory.role_create, name="role_create"),
+    path("roles/<uuid:role_id>/edit/", directory.role_edit, name="role_edit"),
+    path("roles/<uuid:role_id>/delete/", directory.role_delete, name="role_delete"),
+    path("permissions/", directory.permission_index, name="permissions"),
+    path("permissions/new/", directory.permission_create, name="permission_create"),
+    path(
+        "permissions/<uuid:permission_id>/delete/",
+        directory.permission_delete,
+        name="permission_delete",
+    ),
 ]

@@ -23,6 +23,7 @@ from apps.accounts.selectors import user_ids_for_emails
 from apps.audit import gdpr
 from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import StoreUnavailable
+from apps.console.directory import person_directory
 from apps.console.downloads import events_download, person_download
 from apps.console.forms import (
     AuditSearchForm,
@@ -109,6 +110,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
             for lockout in lockouts_for(kind="login", identifier=user.email)
         ],
         "blocks": [BlockRow(block, user.pk, "") for block in blocks_for(identifier=user.email)],
+        **person_directory(user),
     }
     return render(request, "console/user.html", context)
 
