@@ -772,6 +772,31 @@ def permission_create(request: HttpRequest) -> HttpResponse:
 
 @administrator_required
 @require_http_methods(["GET", "POST"])
+def permission_edit(request: HttpRequest, permission_id: uuid.UUID) -> HttpResponse:
+    permission = _get(Permission, permission_id)
+    before = str(permission)
+
+    def act(data: dict[str, Any]) -> str:
+        renamed = directory.permission_update(
+            permission=permission, actor_id=request.user.pk, **data
+        )
+        messages.success(request, f"Permission {before} is now {renamed}.")
+        return reverse("console:permissions")
+
+    initial = {"resource": permission.resource, "action": permission.action}
+    return _submit(
+        request,
+        PermissionForm(request.POST or None, initial={**initial, "scope": permission.scope}),
+        act,
+        title=f"Rename the permission {before}",
+        button="Save",
+        back=reverse("console:permissions"),
+        intro="The roles that have it keep it; their members' next tokens carry the new name.",
+    )
+
+
+@administrator_required
+@require_http_methods(["GET", "POST"])
 def permission_delete(request: HttpRequest, permission_id: uuid.UUID) -> HttpResponse:
     permission = _get(Permission, permission_id)
     back = reverse("console:permissions")

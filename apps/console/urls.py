@@ -140,6 +140,11 @@ urlpatterns += [
     path("permissions/", directory.permission_index, name="permissions"),
     path("permissions/new/", directory.permission_create, name="permission_create"),
     path(
+        "permissions/<uuid:permission_id>/edit/",
+        directory.permission_edit,
+        name="permission_edit",
+    ),
+    path(
         "permissions/<uuid:permission_id>/delete/",
         directory.permission_delete,
         name="permission_delete",

@@ -569,6 +569,24 @@ def test_a_bad_role_name_or_permission_says_why(administrator, member_role) -> N
     assert Permission.objects.count() == 1
 
 
+def test_a_permission_is_renamed_and_its_roles_keep_it(administrator, member_role) -> None:
+    permission = member_role.permissions.get()
+    path = f"/console/permissions/{permission.pk}/edit/"
+    assert 'value="invoices"' in text(administrator.get(path))  # the form starts from it
+
+    done = submit(administrator, path, {"resource": "bills", "action": "read", "scope": "own"})
+    clash = submit(administrator, path, {"resource": "bills", "action": "read", "scope": "own"})
+    bad = submit(administrator, path, {"resource": "Bills!", "action": "read", "scope": "own"})
+
+    assert done.status_code == 302
+    assert str(member_role.permissions.get()) == "bills:read:own"
+    [event] = changes(administrator, action="changed")
+    assert event.metadata["after"] == {"permission": "bills:read:own"}
+    assert clash.status_code == 302  # the same name again: nothing to change
+    assert bad.status_code == 400
+    assert "lower-case letters" in text(bad)
+
+
 def test_a_role_in_use_is_not_deleted(administrator, tree, member_role) -> None:
     path = f"/console/roles/{member_role.pk}/delete/"
     assert "It is used by 2 membership(s)" in text(administrator.get(path))

@@ -51,6 +51,7 @@ CONSOLE = {
     "clients": "viewer",
     "client": "viewer",
     "client_register": "administrator",
+    "permission_edit": "administrator",
     "client_edit": "administrator",
     "client_secret_rotate": "administrator",
     "client_disable": "administrator",
