@@ -24,7 +24,6 @@ from apps.tokens.services import (
     client_access_tokens_revoke,
     client_configure,
     client_create,
-    client_tokens_revoke,
 )
 from apps.tokens.tasks import deliver_departed_client_logouts
 
@@ -243,9 +242,8 @@ def client_delete(*, client: Client, actor_id: object) -> ClientDeleted:
         locked = Client.objects.select_for_update().get(pk=client.pk)
         counts = client_token_counts(client=locked)
         departed = departing_client(client=locked)
-        client_tokens_revoke(client=locked)  # the pre_delete receiver does it too: idempotent
         client_id = locked.client_id
-        locked.delete()
+        locked.delete()  # its pre_delete receiver revokes every token (tokens.receivers)
         result = ClientDeleted(
             client_id=client_id,
             refresh_tokens_revoked=counts.refresh_tokens,
