@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from apps.keys.keys import (
     ALGORITHMS,
+    _signer,
     jwks,
     keys_rotate,
     publish_ahead,
     retired_publication,
-    signing_key_at,
 )
 from apps.keys.models import SigningKey
 
@@ -52,7 +52,7 @@ def key_chains(*, now: datetime | None = None) -> list[KeyChain]:
     chains = []
     for alg in ALGORITHMS:
         chain = [key for key in rows if key.alg == alg]
-        signer = signing_key_at(alg=alg, now=now) if chain else None
+        signer = _signer(chain, now)  # the signing path's own rule, on the rows read above
         successors = sorted((k.activates_at for k in chain if k.activates_at <= now), reverse=True)
         states = []
         for key in chain:
