@@ -202,8 +202,9 @@ class DeleteImpact:
 def organization_delete_impact(*, organization: Organization) -> DeleteImpact:
     in_org = {"workspace__organization": organization}
     in_org_groups = {"group__workspace__organization": organization}
+    people = OrganizationMembership.objects.filter(organization=organization).count()
     memberships = (
-        OrganizationMembership.objects.filter(organization=organization).count()
+        people
         + WorkspaceMembership.objects.filter(**in_org).count()
         + GroupMembership.objects.filter(**in_org_groups).count()
     )
@@ -212,7 +213,7 @@ def organization_delete_impact(*, organization: Organization) -> DeleteImpact:
         groups=Group.objects.filter(**in_org).count(),
         roles=Role.objects.filter(organization=organization).count(),
         memberships=memberships,
-        people=OrganizationMembership.objects.filter(organization=organization).count(),
+        people=people,
     )
 
 
