@@ -12,24 +12,18 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import StaffRole, User
-from apps.console.forms import ClientForm, ClientRegisterForm, ClientSearchForm
+from apps.console.forms import ClientForm, ClientRegisterForm, ClientSearchForm, form_errors
+from apps.console.lookups import client_or_404
 from apps.console.permissions import administrator_required, staff_required
 from apps.keys.services import key_chains, keys_rotate_now, rotation_terms
 from apps.tokens import clients_admin
 from apps.tokens.models import Client
-
-
-def _client_or_404(client_id: str) -> Client:
-    client = clients_admin.client_detail(client_id=client_id)
-    if client is None:
-        raise Http404("No client has this id.")
-    return client
 
 
 def _may_change(request: HttpRequest) -> bool:
@@ -60,7 +54,7 @@ def client_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_safe
 def client_detail(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     context = {
         "client": client,
         "settings": clients_admin.client_settings(client),
@@ -83,7 +77,7 @@ def client_register(request: HttpRequest) -> HttpResponse:
                 actor_id=request.user.pk, **form.cleaned_data
             )
         except ValidationError as invalid:
-            _form_errors(form, invalid)
+            form_errors(form, invalid)
         else:
             return _secret_page(request, client, secret, registered=True)
     return _form_page(request, form, client=None, status=400)
@@ -92,7 +86,7 @@ def client_register(request: HttpRequest) -> HttpResponse:
 @administrator_required
 @require_http_methods(["GET", "POST"])
 def client_edit(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     if request.method != "POST":
         form = ClientForm(initial=clients_admin.client_settings(client))
         return _form_page(request, form, client=client)
@@ -103,7 +97,7 @@ def client_edit(request: HttpRequest, client_id: str) -> HttpResponse:
                 client=client, actor_id=request.user.pk, **form.cleaned_data
             )
         except ValidationError as invalid:
-            _form_errors(form, invalid)
+            form_errors(form, invalid)
         else:
             if changed:
                 messages.success(request, f"Saved: {', '.join(changed)} changed.")
@@ -116,7 +110,7 @@ def client_edit(request: HttpRequest, client_id: str) -> HttpResponse:
 @administrator_required
 @require_http_methods(["GET", "POST"])
 def client_secret_rotate(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     if client.client_type != Client.CLIENT_CONFIDENTIAL:
         messages.error(request, "A public client has no secret.")
         return redirect("console:client", client_id=client.client_id)
@@ -138,7 +132,7 @@ def client_secret_rotate(request: HttpRequest, client_id: str) -> HttpResponse:
 @administrator_required
 @require_http_methods(["GET", "POST"])
 def client_disable(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     if request.method != "POST":
         counts = clients_admin.client_token_counts(client=client)
         return _confirm(
@@ -165,7 +159,7 @@ def client_disable(request: HttpRequest, client_id: str) -> HttpResponse:
 @administrator_required
 @require_http_methods(["GET", "POST"])
 def client_enable(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     if request.method != "POST":
         return _confirm(
             request,
@@ -186,7 +180,7 @@ def client_enable(request: HttpRequest, client_id: str) -> HttpResponse:
 @administrator_required
 @require_http_methods(["GET", "POST"])
 def client_delete(request: HttpRequest, client_id: str) -> HttpResponse:
-    client = _client_or_404(client_id)
+    client = client_or_404(client_id)
     if request.method != "POST":
         counts = clients_admin.client_token_counts(client=client)
         told = (
@@ -259,15 +253,6 @@ def keys_rotate(request: HttpRequest) -> HttpResponse:
         request, "New signing keys: " + ", ".join(f"{k.alg} {k.kid[:12]}…" for k in created)
     )
     return redirect("console:keys")
-
-
-def _form_errors(form: ClientForm, invalid: ValidationError) -> None:
-    """The service's errors, each on the form field it names (or above the form)."""
-    if not hasattr(invalid, "error_dict"):
-        form.add_error(None, invalid)
-        return
-    for field, errors in invalid.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 def _form_page(

@@ -64,6 +64,7 @@ from apps.console.directory_forms import (
     RoleForm,
     WorkspaceForm,
 )
+from apps.console.forms import form_errors
 from apps.console.permissions import administrator_required, operator_required, staff_required
 
 T = TypeVar("T", bound=Model)
@@ -75,15 +76,6 @@ T = TypeVar("T", bound=Model)
 def _get(model: type[T], pk: uuid.UUID, *related: str) -> T:
     found: T = get_object_or_404(model._default_manager.select_related(*related), pk=pk)
     return found
-
-
-def _form_errors(form: forms.Form, invalid: ValidationError) -> None:
-    """The service's errors, each on the form field it names (or above the form)."""
-    if not hasattr(invalid, "error_dict"):
-        form.add_error(None, invalid)
-        return
-    for field, errors in invalid.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 def _form_page(
@@ -117,7 +109,7 @@ def _submit(
             try:
                 return redirect(act(form.cleaned_data))
             except ValidationError as invalid:
-                _form_errors(form, invalid)
+                form_errors(form, invalid)
         status = 400
     else:
         status = 200
@@ -303,7 +295,7 @@ def organization_members_bulk(request: HttpRequest, organization_id: uuid.UUID) 
             return redirect(_org_url(organization.pk))
         lines = directory.bulk_members_preview(organization=organization, csv_text=csv_text)
     except ValidationError as invalid:
-        _form_errors(form, invalid)
+        form_errors(form, invalid)
         return render(request, "console/directory/bulk.html", context, status=400)
     context.update(
         lines=lines,

@@ -310,3 +310,13 @@ class ClientRegisterForm(ClientForm):
         required=False, max_length=100, label="Client id (blank: generated)"
     )
     field_order = ("name", "public", "client_id")
+
+
+def form_errors(form: forms.Form, invalid: ValidationError) -> None:
+    """A service's errors, each on the form field it names (or above the form): how the
+    console's pages show a refusal (the admin API's counterpart: api.views._refused)."""
+    if not hasattr(invalid, "error_dict"):
+        form.add_error(None, invalid)
+        return
+    for field, errors in invalid.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)

@@ -14,7 +14,8 @@ from apps.audit.store import pseudonym
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_detail, user_lookup
-from apps.tokens.models import OfflineGrant
+from apps.tokens import clients_admin
+from apps.tokens.models import Client, OfflineGrant
 from apps.tokens.selectors import offline_grant_detail
 
 
@@ -30,6 +31,14 @@ def viewed_user_or_404(request: HttpRequest | Request, user_id: uuid.UUID) -> Us
     user = user_or_404(user_id)
     operator_viewed(request, user)
     return user
+
+
+def client_or_404(client_id: str) -> Client:
+    """Any client, disabled or not (the console and the admin API's client pages)."""
+    client = clients_admin.client_detail(client_id=client_id)
+    if client is None:
+        raise Http404("No client has this id.")
+    return client
 
 
 def session_or_404(session_id: uuid.UUID) -> LoginSession:

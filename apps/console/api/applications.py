@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.console.api.views import FIELD_ERRORS, _valid
+from apps.console.api.views import FIELD_ERRORS, _call, _input, _valid
 from apps.console.forms import ALG_CHOICES, ClientSearchForm
+from apps.console.lookups import client_or_404
 from apps.console.permissions import AdministratorWrites
 from apps.keys.services import key_chains, keys_rotate_now
 from apps.tokens import clients_admin
@@ -160,25 +158,6 @@ class KeyChainSerializer(serializers.Serializer[Any]):
     keys = KeySerializer(many=True, help_text="Newest first.")
 
 
-def _client_or_404(client_id: str) -> Client:
-    client = clients_admin.client_detail(client_id=client_id)
-    if client is None:
-        raise Http404("No client has this id.")
-    return client
-
-
-def _refused(invalid: DjangoValidationError) -> ValidationError:
-    """The service's rule that failed, under the field it names."""
-    if hasattr(invalid, "error_dict"):
-        return ValidationError(invalid.message_dict)
-    return ValidationError({"non_field_errors": invalid.messages})
-
-
-def _input(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 @extend_schema(
     methods=["GET"],
     operation_id="clients_list",
@@ -202,10 +181,9 @@ def _input(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
 def clients(request: Request) -> Response:
     if request.method == "POST":
         registration = _input(ClientRegistrationSerializer(data=request.data))
-        try:
-            client, secret = clients_admin.client_register(actor_id=request.user.pk, **registration)
-        except DjangoValidationError as invalid:
-            raise _refused(invalid) from None
+        client, secret = _call(
+            clients_admin.client_register, actor_id=request.user.pk, **registration
+        )
         body = {**ClientSerializer(client).data, "client_secret": secret}
         return Response(body, status=status.HTTP_201_CREATED)
     form = _valid(ClientSearchForm(request.query_params))
@@ -232,13 +210,10 @@ def clients(request: Request) -> Response:
 @api_view(["GET", "PATCH", "DELETE"])
 @permission_classes([AdministratorWrites])
 def client(request: Request, client_id: str) -> Response:
-    found = _client_or_404(client_id)
+    found = client_or_404(client_id)
     if request.method == "PATCH":
         changes = _input(ClientChangeSerializer(data=request.data, partial=True))
-        try:
-            clients_admin.client_update(client=found, actor_id=request.user.pk, **changes)
-        except DjangoValidationError as invalid:
-            raise _refused(invalid) from None
+        _call(clients_admin.client_update, client=found, actor_id=request.user.pk, **changes)
     elif request.method == "DELETE":
         deleted = clients_admin.client_delete(client=found, actor_id=request.user.pk)
         return Response(ClientDeletedSerializer(deleted).data)
@@ -255,11 +230,8 @@ def client(request: Request, client_id: str) -> Response:
 @api_view(["POST"])
 @permission_classes([AdministratorWrites])
 def client_secret_rotate(request: Request, client_id: str) -> Response:
-    found = _client_or_404(client_id)
-    try:
-        secret = clients_admin.client_secret_rotate(client=found, actor_id=request.user.pk)
-    except DjangoValidationError as invalid:
-        raise _refused(invalid) from None
+    found = client_or_404(client_id)
+    secret = _call(clients_admin.client_secret_rotate, client=found, actor_id=request.user.pk)
     return Response({"client_id": found.client_id, "client_secret": secret})
 
 
@@ -273,7 +245,7 @@ def client_secret_rotate(request: Request, client_id: str) -> Response:
 @api_view(["POST"])
 @permission_classes([AdministratorWrites])
 def client_disable(request: Request, client_id: str) -> Response:
-    found = _client_or_404(client_id)
+    found = client_or_404(client_id)
     clients_admin.client_disable(client=found, actor_id=request.user.pk)
     return Response(ClientSerializer(found).data)
 
@@ -287,7 +259,7 @@ def client_disable(request: Request, client_id: str) -> Response:
 @api_view(["POST"])
 @permission_classes([AdministratorWrites])
 def client_enable(request: Request, client_id: str) -> Response:
-    found = _client_or_404(client_id)
+    found = client_or_404(client_id)
     clients_admin.client_enable(client=found, actor_id=request.user.pk)
     return Response(ClientSerializer(found).data)
 

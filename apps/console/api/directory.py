@@ -17,7 +17,6 @@ current state and succeeds once its members have another role)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -46,8 +45,7 @@ from apps.accounts.models import (
     Workspace,
     WorkspaceMembership,
 )
-from apps.console.api.applications import _input, _refused
-from apps.console.api.views import FIELD_ERRORS
+from apps.console.api.views import FIELD_ERRORS, _call, _input, _refused
 from apps.console.lookups import viewed_user_or_404
 from apps.console.permissions import AdministratorWrites, OperatorWrites, StaffRead
 from apps.sessions.selectors import user_lookup
@@ -442,14 +440,6 @@ class RoleInUse(APIException):
 
     status_code = 409
     default_code = "role_in_use"
-
-
-def _call(service: Callable[..., R], **kwargs: Any) -> R:
-    """The service, with its ValidationError as a 400 naming the field."""
-    try:
-        return service(**kwargs)
-    except DjangoValidationError as invalid:
-        raise _refused(invalid) from None
 
 
 # --- organizations, workspaces, groups ------------------------------------------------------

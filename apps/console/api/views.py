@@ -11,11 +11,12 @@ else is a 404 from the URL resolver) and query parameters are parsed by the cons
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
 from django import forms
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -24,6 +25,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
+from rest_framework import serializers
 from rest_framework.decorators import api_view, content_negotiation_class, permission_classes
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
@@ -494,6 +496,30 @@ def _session_page(request: Request, *, user: User | None) -> Response:
     page = session_page(user=user, **_valid(SessionFilterForm(request.query_params)).cleaned_data)
     body = {"results": page.sessions, "next": str(page.next_cursor) if page.next_cursor else None}
     return Response(SessionPageSerializer(body).data)
+
+
+_R = TypeVar("_R")
+
+
+def _refused(invalid: DjangoValidationError) -> ValidationError:
+    """A service's ValidationError as DRF's 400: the rule that failed, under the field it
+    names (the console's pages put it on the form field: console.forms.form_errors)."""
+    if hasattr(invalid, "error_dict"):
+        return ValidationError(invalid.message_dict)
+    return ValidationError({"non_field_errors": invalid.messages})
+
+
+def _input(serializer: serializers.Serializer[Any]) -> dict[str, Any]:
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _call(service: Callable[..., _R], **kwargs: Any) -> _R:
+    """The service, with its ValidationError as a 400 naming the field."""
+    try:
+        return service(**kwargs)
+    except DjangoValidationError as invalid:
+        raise _refused(invalid) from None
 
 
 def _valid(form: F) -> F:
