@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -495,6 +495,31 @@ STORAGES = {
 }
 
 LOGIN_URL = "signin:login"
+
+# --- Outgoing e-mail (apps/core/mail.py; sent by the Celery worker) -----------------------
+
+# The name messages and pages sign with.
+SITE_NAME = env.string("IDP_SITE_NAME", "Tessera")
+# The From: of every message (RFC 5322 §3.6.2); a deployment sets its own domain's address.
+MAIL_FROM = env.string("IDP_MAIL_FROM", f"{SITE_NAME} <no-reply@{urlsplit(ISSUER).hostname}>")
+# IDP_SMTP_URL: smtp://[user:password@]host[:port] sends through STARTTLS, required (RFC 3207;
+# port 587 by default); smtps://… uses implicit TLS (RFC 8314 §3.3; port 465). Unset: each
+# message is written as a file under the data dir (MAIL_DIR), and `make run` prints where.
+SMTP_URL = env.url("IDP_SMTP_URL", None, schemes=("smtp", "smtps"))
+MAIL_DIR = DATA_DIR / "mail"
+EMAIL_TIMEOUT = 10  # seconds per SMTP operation: a stuck server fails the try, which retries
+if SMTP_URL:
+    _smtp = urlsplit(SMTP_URL)
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = _smtp.hostname or "localhost"
+    EMAIL_PORT = _smtp.port or (465 if _smtp.scheme == "smtps" else 587)
+    EMAIL_HOST_USER = unquote(_smtp.username or "")
+    EMAIL_HOST_PASSWORD = unquote(_smtp.password or "")
+    EMAIL_USE_SSL = _smtp.scheme == "smtps"
+    EMAIL_USE_TLS = _smtp.scheme == "smtp"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(MAIL_DIR)
 
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 

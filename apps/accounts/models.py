@@ -70,6 +70,9 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField(unique=True)
+    # True once the person followed a verification link sent to `email` (OIDC Core §5.1
+    # email_verified); a changed address is verified before it replaces this one.
+    email_verified = models.BooleanField(default=False)
     name = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)

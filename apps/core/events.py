@@ -25,10 +25,48 @@ class EventType(models.TextChoices):
     USER_CREATED = "user.created", "An account was created (by sign-up, an operator or the CLI)."
     USER_CHANGED = (
         "user.changed",
-        "An operator changed an account (in the admin, or its staff role in the console): "
-        "profile, status, staff rights, password.",
+        "An account was changed by an operator (in the admin, or its staff role in the "
+        "console) or by the person on their account page (actor_id says who): profile, "
+        "status, staff rights.",
     )
     USER_DELETED = "user.deleted", "An operator deleted an account."
+    EMAIL_VERIFICATION_SENT = (
+        "email.verification_sent",
+        "A link to verify an e-mail address was sent (at registration, an e-mail change, the "
+        "person's or an operator's request; actor_id says who asked).",
+    )
+    EMAIL_VERIFIED = (
+        "email.verified",
+        "A person proved they receive mail at an address (a verification link was used).",
+    )
+    EMAIL_CHANGED = (
+        "email.changed",
+        "A person's e-mail address changed, after the new one was verified; metadata has both.",
+    )
+    PASSWORD_RESET_REQUESTED = (
+        "password.reset_requested",
+        "A password-reset link was asked for (user_id when the address has an account, "
+        "metadata.email as typed; actor_id when an operator sent it).",
+    )
+    PASSWORD_CHANGED = (
+        "password.changed",
+        "A person's password changed; metadata.method says how (reset link, account page).",
+    )
+    REGISTRATION_REQUESTED = (
+        "registration.requested",
+        "Someone asked to register an address (open registration or an invitation); the "
+        "account is created only when the address is verified (user.created).",
+    )
+    INVITATION_CHANGED = (
+        "invitation.changed",
+        "An operator created or revoked an organization's invitation link, or a person used "
+        "one; action says which.",
+    )
+    MAIL_FAILED = (
+        "mail.failed",
+        "An e-mail could not be delivered after every retry; metadata names the message and "
+        "the last error (never its content).",
+    )
     LOGIN_SUCCEEDED = "login.succeeded", "A user proved their identity and a session began."
     LOGIN_FAILED = (
         "login.failed",
@@ -176,6 +214,14 @@ RULES: dict[EventType, Rule] = {
     EventType.USER_CREATED: _rule(L, M, SOC2, GDPR),
     EventType.USER_CHANGED: _rule(M, M, SOC2, GDPR),
     EventType.USER_DELETED: _rule(H, H, SOC2, GDPR),
+    EventType.EMAIL_VERIFICATION_SENT: _rule(L, M, SOC2, GDPR),
+    EventType.EMAIL_VERIFIED: _rule(L, M, SOC2, GDPR),
+    EventType.EMAIL_CHANGED: _rule(M, M, SOC2, GDPR),
+    EventType.PASSWORD_RESET_REQUESTED: _rule(L, M, SOC2),
+    EventType.PASSWORD_CHANGED: _rule(M, H, SOC2),
+    EventType.REGISTRATION_REQUESTED: _rule(L, M, SOC2, GDPR),
+    EventType.INVITATION_CHANGED: _rule(M, M, SOC2),
+    EventType.MAIL_FAILED: _rule(M, M, SOC2),
     EventType.LOGIN_SUCCEEDED: _rule(L, H, SOC2),
     # One failed sign-in is routine; bursts are for rate limits and threat rules to raise.
     EventType.LOGIN_FAILED: _rule(L, L, SOC2),

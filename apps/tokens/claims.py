@@ -40,7 +40,7 @@ ACCESS_TOKEN_PROFILE_CLAIMS = ("email", "name")
 
 def profile_claims(user: User, scopes: list[str]) -> dict[str, Any]:
     """The user's claims that `scopes` release, for the ID token and userinfo alike."""
-    claims = {"email": user.email, "email_verified": False, "name": user.name}
+    claims = {"email": user.email, "email_verified": user.email_verified, "name": user.name}
     return {name: value for name, value in claims.items() if PROFILE_CLAIM_SCOPES[name] in scopes}
 
 
