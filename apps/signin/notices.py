@@ -1,0 +1,60 @@
+"""Security notices: an e-mail to the person whenever something about their account's
+security happens — a sign-in from a new device, a password or e-mail change, a second factor
+added or removed — saying what happened, when, from where, and where to act (their account
+page). OWASP ASVS 4.0.3 2.2.3 ("users are notified after updates to authentication details")
+and NIST SP 800-63B §6.1.2.3 (notify the subscriber of authenticator changes)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.core.mail import mail_send, recipient
+from apps.core.request_context import client_ip
+from apps.sessions.binding import device
+from apps.sessions.geo import location
+
+# What each notice says happened, by kind (the subject and the first line of the message).
+NOTICES = {
+    "new_device": "New sign-in to your account",
+    "password_changed": "Your password was changed",
+    "email_changed": "Your e-mail address was changed",
+    "mfa_added": "A sign-in method was added to your account",
+    "mfa_removed": "A sign-in method was removed from your account",
+}
+
+
+def account_url() -> str:
+    return settings.ISSUER + reverse("signin:account")
+
+
+def security_notice(
+    *, user: User, kind: str, request: HttpRequest | None, to: str | None = None, detail: str = ""
+) -> None:
+    """Mail `user` (or `to`, e.g. the old address after an e-mail change) the notice `kind`
+    (NOTICES) with where the request came from, after the current transaction commits."""
+    where = ""
+    browser = ""
+    if request is not None:
+        ip = client_ip(request)
+        place = location(ip) or {}
+        city = ", ".join(v for v in (place.get("city", ""), place.get("country", "")) if v)
+        where = f"{ip or 'an unknown address'}" + (f" ({city})" if city else "")
+        browser = device(request).browser
+    mail_send(
+        "security_notice",
+        to=recipient(to or user.email, user.name),
+        context={
+            "user": user,
+            "headline": NOTICES[kind],
+            "kind": kind,
+            "detail": detail,
+            "when": timezone.now(),
+            "where": where,
+            "browser": browser,
+            "account_url": account_url(),
+        },
+    )
