@@ -205,6 +205,17 @@ def web_server_argv(python: str) -> list[str]:
     return [python, "-m", "idp.web"]
 
 
+def mail_destination() -> str:
+    """Where outgoing mail goes, for the line `make run` prints: the SMTP server (never its
+    credentials) or the folder the file backend writes to."""
+    from django.conf import settings
+
+    if settings.SMTP_URL:
+        tls = "implicit TLS" if settings.EMAIL_USE_SSL else "STARTTLS"
+        return f"SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT} ({tls})"
+    return f"written as files to {settings.MAIL_DIR}/ (set IDP_SMTP_URL to send)"
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
     import django
@@ -255,6 +266,7 @@ def main() -> int:
         say(f"  issuer   {settings.ISSUER}")
         say(f"  console  {settings.ISSUER}/console/")
         say(f"  health   {health}/healthz  {health}/readyz")
+        say(f"  mail     {mail_destination()}")
         say("press Ctrl-C to stop")
         while not tree.stopping:
             dead = tree.dead_child()

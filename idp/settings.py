@@ -503,16 +503,41 @@ SITE_NAME = env.string("IDP_SITE_NAME", "Tessera")
 # The From: of every message (RFC 5322 §3.6.2); a deployment sets its own domain's address.
 MAIL_FROM = env.string("IDP_MAIL_FROM", f"{SITE_NAME} <no-reply@{urlsplit(ISSUER).hostname}>")
 # IDP_SMTP_URL: smtp://[user:password@]host[:port] sends through STARTTLS, required (RFC 3207;
-# port 587 by default); smtps://… uses implicit TLS (RFC 8314 §3.3; port 465). Unset: each
-# message is written as a file under the data dir (MAIL_DIR), and `make run` prints where.
-SMTP_URL = env.url("IDP_SMTP_URL", None, schemes=("smtp", "smtps"))
+# port 587 by default); smtps://… uses implicit TLS (RFC 8314 §3.3; port 465). The server's
+# certificate and host name are always verified; user and password are percent-decoded.
+# Unset: each message is written as a file under the data dir (MAIL_DIR), and `make run`
+# prints where. There is no unencrypted SMTP: a relay without TLS is not an option here.
+_SMTP_URL_FORM = (
+    "IDP_SMTP_URL is not valid: expected smtp://[user:password@]host[:port] or "
+    "smtps://[user:password@]host[:port], user and password percent-encoded."
+)  # the value is never repeated in an error: it may hold the password
+try:
+    SMTP_URL = env.url("IDP_SMTP_URL", None, schemes=("smtp", "smtps"))
+except ImproperlyConfigured:
+    raise ImproperlyConfigured(_SMTP_URL_FORM) from None
+# A PEM bundle of the CA certificates that verify the SMTP server (a private CA); unset = the
+# system's trust store.
+SMTP_CA_FILE = env.existing_file("IDP_SMTP_CA_FILE")
+# Tries after the first failed delivery before a message is given up (`mail.failed`).
+MAIL_RETRIES = env.integer("IDP_MAIL_RETRIES", 8, minimum=0, maximum=30)
+# Seconds before the first retry; each next one waits twice as long (at most 10 minutes), less
+# up to half at random so a recovered server is not hit by every message at once.
+MAIL_RETRY_BASE_SECONDS = env.integer("IDP_MAIL_RETRY_BASE_SECONDS", 10, minimum=0, maximum=3600)
 MAIL_DIR = DATA_DIR / "mail"
 EMAIL_TIMEOUT = 10  # seconds per SMTP operation: a stuck server fails the try, which retries
 if SMTP_URL:
     _smtp = urlsplit(SMTP_URL)
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = _smtp.hostname or "localhost"
-    EMAIL_PORT = _smtp.port or (465 if _smtp.scheme == "smtps" else 587)
+    _smtp_url_invalid = False
+    if not _smtp.hostname or _smtp.path not in ("", "/") or _smtp.query or _smtp.fragment:
+        _smtp_url_invalid = True
+    try:
+        EMAIL_PORT = _smtp.port or (465 if _smtp.scheme == "smtps" else 587)
+    except ValueError:
+        _smtp_url_invalid = True
+    if _smtp_url_invalid:
+        raise ImproperlyConfigured(_SMTP_URL_FORM)
+    EMAIL_BACKEND = "apps.core.mail.SMTPBackend"
+    EMAIL_HOST = _smtp.hostname
     EMAIL_HOST_USER = unquote(_smtp.username or "")
     EMAIL_HOST_PASSWORD = unquote(_smtp.password or "")
     EMAIL_USE_SSL = _smtp.scheme == "smtps"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +274,92 @@ def page(browser: object) -> Iterator[object]:
     opened.set_default_timeout(15_000)
     yield opened
     context.close()
+
+
+class Mailbox:
+    """What the suite's SMTP server (tests/smtp_server.py) received since this test began.
+
+    `wait_for` polls the Maildir until a matching message is there and hands each message out
+    once, oldest first: two tests, or two steps of one test, that mail the same address each
+    get their own. Messages stored before the test began are never matched."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.new = maildir / "new"  # the server renames each message into new/ once written
+        self.seen = {entry.name for entry in self.new.iterdir()}  # earlier tests' messages
+        self.taken: set[str] = set()
+
+    def messages(self) -> list[EmailMessage]:
+        """Every message received since the test began, oldest first."""
+        return [message for _, message in self._received()]
+
+    def _received(self) -> list[tuple[str, EmailMessage]]:
+        received = []
+        for entry in self.new.iterdir():
+            if entry.name in self.seen:
+                continue
+            raw = entry.read_bytes()
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            received.append((entry.stat().st_mtime_ns, entry.name, parsed))
+        received.sort(key=lambda item: (item[0], item[1]))
+        return [(name, message) for _, name, message in received]
+
+    def wait_for(
+        self, *, to: str, subject_contains: str | None = None, timeout: float = 30
+    ) -> EmailMessage:
+        """The oldest message not yet handed out whose envelope recipient is `to` (and whose
+        subject holds `subject_contains`), once it has arrived; AssertionError after
+        `timeout` seconds naming what did arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for key, message in self._received():
+                if key in self.taken or not _addressed_to(message, to):
+                    continue
+                if subject_contains is not None and subject_contains not in message["Subject"]:
+                    continue
+                self.taken.add(key)
+                return message
+            if time.monotonic() > deadline:
+                arrived = [(m["X-RcptTo"], m["Subject"]) for m in self.messages()]
+                raise AssertionError(
+                    f"no message to {to} with {subject_contains!r} in its subject within "
+                    f"{timeout}s; arrived since the test began: {arrived}"
+                )
+            time.sleep(0.05)
+
+    @staticmethod
+    def text(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("plain",))
+        assert part is not None, "the message has no text/plain part"
+        return str(part.get_content())
+
+    @staticmethod
+    def html(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("html",))
+        assert part is not None, "the message has no text/html part"
+        return str(part.get_content())
+
+    @classmethod
+    def link(cls, message: EmailMessage, path_prefix: str) -> str:
+        """The first URL in the text part under our issuer whose path starts with
+        `path_prefix`."""
+        start = settings.ISSUER + path_prefix
+        for url in re.findall(r"https?://[^\s<>\"]+", cls.text(message)):
+            if url.startswith(start):
+                return str(url)
+        raise AssertionError(f"no link starting with {start} in:\n{cls.text(message)}")
+
+
+def _addressed_to(message: EmailMessage, to: str) -> bool:
+    envelope = [a.strip().lower() for a in str(message["X-RcptTo"] or "").split(",")]
+    return to.lower() in envelope
+
+
+@pytest.fixture
+def mailbox(servers: TestServers, celery_worker: WorkerProcess) -> Mailbox:
+    """The messages the suite's SMTP server receives during the test (class Mailbox); the
+    Celery worker that delivers them is running. Tests that send mail must be
+    `@pytest.mark.django_db(transaction=True)`: mail is queued when the transaction commits."""
+    if not servers.smtp.running:  # a test that stopped it and failed before starting it again
+        servers.smtp.start()
+    return Mailbox(servers.smtp.maildir)

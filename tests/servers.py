@@ -1,16 +1,19 @@
-"""Throwaway PostgreSQL, Redis and ClickHouse servers for one pytest session.
+"""Throwaway PostgreSQL, Redis, ClickHouse and SMTP servers for one pytest session.
 
 Loaded with `-p tests.servers` so that it runs before pytest-django reads the settings: it
 starts each server on a free loopback port in its own temp dir and points the environment
-(DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CLICKHOUSE_URL) at them. Nothing here relies on a
-service that is already running or on a default port, so two runs at once do not collide.
+(DATABASE_URL, REDIS_URL, CELERY_BROKER_URL, CLICKHOUSE_URL, IDP_SMTP_URL) at them. Nothing
+here relies on a service that is already running or on a default port, so two runs at once do
+not collide.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import glob
+import ipaddress
 import os
 import pwd
 import secrets
@@ -24,10 +27,12 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 STARTUP_TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -238,6 +243,108 @@ class ClickHouse(Server):
         return f"clickhouse://default:@127.0.0.1:{self.port}/default"
 
 
+class SMTP(Server):
+    """aiosmtpd (tests/smtp_server.py): STARTTLS required, with a certificate for localhost
+    from a CA made for this run (IDP_SMTP_CA_FILE), AUTH PLAIN/LOGIN with a generated password,
+    every message kept in the Maildir `maildir`."""
+
+    name = "smtp"
+    user = "tessera@mail.test"  # an @ and a password with URL delimiters: percent-decoding runs
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.ca_file = self.dir / "ca.pem"
+        self.maildir = self.dir / "Maildir"
+        self.password = secrets.token_urlsafe(18) + ":/@%?#"
+        (self.dir / "user").write_text(self.user)
+        _write_tls_files(self.dir, self.ca_file)
+
+    @property
+    def password(self) -> str:
+        return (self.dir / "password").read_text()
+
+    @password.setter
+    def password(self, value: str) -> None:
+        """Read by the server at each AUTH: a test can make the suite's credentials wrong."""
+        (self.dir / "password").write_text(value)
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "tests.smtp_server", str(self.port), str(self.dir)]
+
+    def spawn(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(4).startswith(b"220")
+        except OSError:
+            return False
+
+    def url(self) -> str:
+        credentials = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"smtp://{credentials}@localhost:{self.port}"
+
+
+def _write_tls_files(directory: Path, ca_file: Path) -> None:
+    """A CA and a certificate it signs for localhost / 127.0.0.1 (key.pem, cert.pem), both
+    with the extensions Python's strict verification expects (RFC 5280 §4.2)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tessera test mail CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "cert.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 class TestServers:
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="tessera-test-"))
@@ -245,7 +352,8 @@ class TestServers:
         self.postgres = Postgres(self.base)
         self.redis = Redis(self.base)
         self.clickhouse = ClickHouse(self.base)
-        self.all: list[Server] = [self.postgres, self.redis, self.clickhouse]
+        self.smtp = SMTP(self.base)
+        self.all: list[Server] = [self.postgres, self.redis, self.clickhouse, self.smtp]
         # The live server's port is fixed now: the issuer (read once, at settings import)
         # must be the URL relying parties talk to.
         self.web_port = free_port()
@@ -283,6 +391,11 @@ class TestServers:
             # Playwright's sync API runs an event loop in the test thread; Django's ORM guard
             # would otherwise refuse the test's own database calls made beside it.
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+            # Mail goes to the suite's SMTP server (tests/smtp_server.py), verified against
+            # the CA made for this run; retries come back in seconds, not minutes.
+            "IDP_SMTP_URL": self.smtp.url(),
+            "IDP_SMTP_CA_FILE": str(self.smtp.ca_file),
+            "IDP_MAIL_RETRY_BASE_SECONDS": "1",
         }
 
 
@@ -310,9 +423,6 @@ def wait_for(condition: Callable[[], object], timeout: float, message: str) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout}s)")
         time.sleep(0.05)
-
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager

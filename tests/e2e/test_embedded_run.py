@@ -104,6 +104,7 @@ def test_embedded_default_starts_ready_and_stops_cleanly(tmp_path) -> None:
     assert "tessera: ready in" in output
     assert "issuer   http://127.0.0.1:" in output
     assert "/console/" in output
+    assert f"mail     written as files to {tmp_path / 'var' / 'mail'}/" in output
     assert (tmp_path / "var" / "idp.sqlite3").exists()
     assert (tmp_path / "var" / "redis" / "appendonly.aof").exists()
     print(f"embedded start: first {first:.1f}s, second {second:.1f}s")
