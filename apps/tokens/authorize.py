@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -209,9 +209,10 @@ def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) ->
     return asked_at is not None and login_at >= asked_at
 
 
-def _login_redirect(areq: AuthorizationRequest) -> HttpResponse:
+def _login_redirect(areq: AuthorizationRequest, *, fresh: bool = False) -> HttpResponse:
     params = dict(areq.params)
-    params.setdefault(LOGIN_MARK, signing.dumps(time.time(), salt=LOGIN_MARK))
+    if fresh or LOGIN_MARK not in params:
+        params[LOGIN_MARK] = signing.dumps(time.time(), salt=LOGIN_MARK)
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
     login_url = resolve_url(settings.LOGIN_URL)  # the hosted sign-in page (apps/signin)
     if hint := areq.params.get("login_hint"):
@@ -265,13 +266,26 @@ def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
     if "none" in areq.prompt:
         raise error_to_client(areq, "consent_required", "The user must approve this client.")
     blob = signing.dumps(areq.params, salt=CONSENT_SALT, compress=True)
-    raise Answer(
-        render(
-            request,
-            "tokens/consent.html",
-            {"client": areq.client, "scopes": describe_scopes(areq.scopes), "request_blob": blob},
-        )
-    )
+    context = {
+        "client": areq.client,
+        "scopes": describe_scopes(areq.scopes),
+        "request_blob": blob,
+        "redirect_origin": redirect_origin(areq.redirect_uri),
+        # An application that named the person (id_token_hint) asked for that person only.
+        "can_switch_account": "id_token_hint" not in areq.params,
+    }
+    raise Answer(render(request, "tokens/consent.html", context))
+
+
+def redirect_origin(uri: str) -> str:
+    """Where the answer sends the browser, as people read it: scheme://host[:port] of the
+    validated redirect URI (RFC 6454 §4), or for a native app's private-use scheme (RFC 8252
+    §7.1) the URI without its query."""
+    parts = urlsplit(uri)
+    if not parts.hostname:
+        return uri.split("?", 1)[0].split("#", 1)[0]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def describe_scopes(scopes: list[str]) -> list[tuple[str, str]]:
@@ -326,12 +340,31 @@ def authorize(request: HttpRequest, query: QueryDict) -> HttpResponse:
         return answer.response
 
 
+CONSENT_EXPIRED = "This approval page has expired. Start signing in again."
+
+
+def consent_request(blob: str) -> dict[str, str] | None:
+    """The authorization request the consent form carries, None if forged or expired."""
+    try:
+        params: dict[str, str] = signing.loads(blob, salt=CONSENT_SALT, max_age=600)
+    except signing.BadSignature:
+        return None
+    return params
+
+
+def switch_account_login(params: dict[str, str]) -> HttpResponse:
+    """ "Not you?": after the current login session has ended (the caller ends it), the
+    sign-in page, then the same authorization request again for whoever signs in. The login
+    hint named the previous person, so it is left out (OIDC Core §3.1.2.1: a hint only)."""
+    params = {key: value for key, value in params.items() if key != "login_hint"}
+    return _login_redirect(AuthorizationRequest(params=params), fresh=True)
+
+
 def consent_decision(request: HttpRequest, blob: str, allow: bool) -> HttpResponse:
     """The consent form's answer: re-run every check but consent, then issue or deny."""
-    try:
-        params = signing.loads(blob, salt=CONSENT_SALT, max_age=600)
-    except signing.BadSignature:
-        return refusal_page(request, "This approval page has expired. Start signing in again.")
+    params = consent_request(blob)
+    if params is None:
+        return refusal_page(request, CONSENT_EXPIRED)
     areq = AuthorizationRequest(params=params)
     try:
         for check in CHECKS:

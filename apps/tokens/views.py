@@ -112,8 +112,22 @@ def authorize(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def consent(request: HttpRequest) -> HttpResponse:
-    return authorize_flow.consent_decision(
-        request, request.POST.get("request", ""), allow=request.POST.get("decision") == "allow"
+    blob, decision = request.POST.get("request", ""), request.POST.get("decision")
+    if decision == "switch_account":
+        return _switch_account(request, blob)
+    return authorize_flow.consent_decision(request, blob, allow=decision == "allow")
+
+
+def _switch_account(request: HttpRequest, blob: str) -> HttpResponse:
+    """The consent page's "Not you? Sign in as someone else" (a CSRF-checked POST): the login
+    session ends as a sign-out ends it (RP-Initiated Logout's road: back- and front-channel
+    logout for its applications), then the sign-in page leads back to the same request."""
+    params = authorize_flow.consent_request(blob)
+    if params is None:
+        return refusal_page(request, authorize_flow.CONSENT_EXPIRED)
+    iframes = _end_login_session(request)
+    return _signed_out_response(
+        request, iframes, authorize_flow.switch_account_login(params), switching=True
     )
 
 
@@ -295,18 +309,21 @@ def end_session(request: HttpRequest) -> HttpResponse:
     hint = params.get("id_token_hint", "")
     claims = id_tokens.verify_hint(hint) if hint else None
     if hint and claims is None:  # §2: a hint that is not ours is refused outright
-        return refusal_page(request, "The id_token_hint is not an ID token of this issuer.")
+        return _logout_refused(
+            request, "The application sent a sign-out request that Tessera did not issue."
+        )
     audience = claims.get("aud") if claims else None
     client_id = params.get("client_id") or (audience if isinstance(audience, str) else None)
     if claims and params.get("client_id") and params.get("client_id") != audience:
-        return refusal_page(request, "client_id does not match the id_token_hint.")
+        return _logout_refused(
+            request, "The sign-out request names one application but comes from another."
+        )
     redirect_uri = params.get("post_logout_redirect_uri", "")
     client = clients.client_by_id(client_id) if client_id else None
-    if redirect_uri and (
-        client is None or redirect_uri not in client.post_logout_redirect_uris.split()
-    ):
-        # §3: only an exactly registered URI of an identified client
-        return refusal_page(request, "post_logout_redirect_uri is not registered for this client.")
+    if redirect_uri:  # §3: only an exactly registered URI of an identified client
+        refused = _post_logout_redirect_refused(request, client, redirect_uri)
+        if refused is not None:
+            return refused
     target = {
         "redirect_uri": redirect_uri,
         "state": params.get("state", ""),
@@ -329,10 +346,47 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     try:
         target = signing.loads(request.POST.get("request", ""), salt=LOGOUT_SALT, max_age=600)
     except signing.BadSignature:
-        return refusal_page(request, "This sign-out page has expired.")
+        return _logout_refused(request, "This sign-out page has expired.")
     if request.POST.get("decision") != "logout":
         return render(request, "tokens/signed_out.html", {"stayed": True})
     return _sign_out(request, target)
+
+
+def _post_logout_redirect_refused(
+    request: HttpRequest, client: Client | None, redirect_uri: str
+) -> HttpResponse | None:
+    if client is None:
+        return _logout_refused(
+            request,
+            "An application asked to send you to an address after sign-out without saying "
+            "which application it is (or naming one Tessera does not know), so the address "
+            "cannot be checked.",
+            unregistered_redirect=True,
+        )
+    if redirect_uri not in client.post_logout_redirect_uris.split():
+        return _logout_refused(
+            request,
+            f"{client.name or client.client_id} asked to send you to an address it has not "
+            "registered for after sign-out, so you will not be sent there.",
+            unregistered_redirect=True,
+        )
+    return None
+
+
+def _logout_refused(
+    request: HttpRequest, description: str, *, unregistered_redirect: bool = False
+) -> HttpResponse:
+    """RP-Initiated Logout 1.0 §2, §3: a sign-out request we do not follow (never redirecting
+    to an unverified URI); the person is still signed in and may sign out here instead, with
+    no redirect afterwards."""
+    target = {"redirect_uri": "", "state": "", "client_id": ""}
+    signed_in = session_current(request) is not None
+    context = {
+        "description": description,
+        "unregistered_redirect": unregistered_redirect,
+        "request_blob": signing.dumps(target, salt=LOGOUT_SALT) if signed_in else "",
+    }
+    return render(request, "tokens/logout_error.html", context, status=400)
 
 
 # Seconds the signed-out page shows its front-channel iframes before it returns the person
@@ -340,14 +394,26 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
 FRONTCHANNEL_REDIRECT_DELAY = 2
 
 
-def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
+def _end_login_session(request: HttpRequest) -> list[str]:
+    """Ends the browser's login session (its tokens refused, back-channel logouts queued) and
+    the Django session; returns the front-channel logout URIs to load."""
     session = session_current(request)
     iframes: list[str] = []
     if session is not None:
         session_end(session=session, reason="logout", actor_id=session.user_id)
         iframes = logout_propagation.frontchannel_logout_uris(session=session)
     logout(request)
-    redirect = _post_logout_redirect(target)
+    return iframes
+
+
+def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
+    iframes = _end_login_session(request)
+    return _signed_out_response(request, iframes, _post_logout_redirect(target))
+
+
+def _signed_out_response(
+    request: HttpRequest, iframes: list[str], redirect: HttpResponse | None, switching: bool = False
+) -> HttpResponse:
     if redirect is not None and not iframes:
         return redirect
     # Front-Channel Logout 1.0 §4: the iframes load first, then the RP-Initiated Logout 1.0
@@ -356,7 +422,12 @@ def _sign_out(request: HttpRequest, target: dict[str, str]) -> HttpResponse:
     response = render(
         request,
         "tokens/signed_out.html",
-        {"stayed": False, "frontchannel_logout_uris": iframes, "continue_uri": continue_uri},
+        {
+            "stayed": False,
+            "frontchannel_logout_uris": iframes,
+            "continue_uri": continue_uri,
+            "switching": switching,
+        },
     )
     if continue_uri:
         response["Refresh"] = f"{FRONTCHANNEL_REDIRECT_DELAY}; url={continue_uri}"

@@ -253,3 +253,42 @@ def test_nul_byte_in_a_logout_parameter_is_400(lenient_client: HttpClient, rp, f
     params[field] = "abc\x00def"
     response = lenient_client.get(LOGOUT, params, HTTP_ACCEPT="text/html")  # as browsers send
     assert_refused_page(response)
+
+
+def test_unregistered_post_logout_redirect_uri_says_so_and_offers_a_plain_sign_out(
+    flow: Flow, person
+) -> None:
+    # RP-Initiated Logout 1.0 §3: no redirect to it; the page names the actual problem
+    hint = flow.tokens()["id_token"]
+    response = flow.http.get(
+        LOGOUT, {"id_token_hint": hint, "post_logout_redirect_uri": "https://evil.example/out"}
+    )
+
+    assert_refused_page(response)
+    page = response.content.decode()
+    assert (
+        "Example RP asked to send you to an address it has not registered for after sign-out"
+        in page
+    )
+    assert "post_logout_redirect_uri" in page  # what the application's owner must fix
+    assert "sign-in request" not in page
+    assert "evil.example" not in page
+    assert session_alive(person)
+
+    blob = re.search(r'name="request" value="([^"]+)"', page)
+    assert blob is not None
+    signed_out = flow.http.post(
+        "/oauth/logout/confirm", {"request": blob.group(1), "decision": "logout"}
+    )
+    assert signed_out.status_code == 200  # signed out, and sent nowhere
+    assert "Location" not in signed_out
+    assert not session_alive(person)
+
+
+def test_post_logout_redirect_uri_of_an_unnamed_application_says_so(flow: Flow, person) -> None:
+    response = flow.http.get(LOGOUT, {"post_logout_redirect_uri": POST_LOGOUT_URI})
+
+    assert_refused_page(response)
+    page = response.content.decode()
+    assert "without saying which application it is" in page
+    assert "sign-in request" not in page
