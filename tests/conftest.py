@@ -362,4 +362,11 @@ def mailbox(servers: TestServers, celery_worker: WorkerProcess) -> Mailbox:
     `@pytest.mark.django_db(transaction=True)`: mail is queued when the transaction commits."""
     if not servers.smtp.running:  # a test that stopped it and failed before starting it again
         servers.smtp.start()
+    # Messages that tests without a worker queued are delivered when the worker starts: they
+    # are taken from the broker's queue before this test's messages count.
+    broker = redis.Redis.from_url(servers.redis.url(1))
+    try:
+        wait_for(lambda: broker.llen("celery") == 0, 60, "the worker did not drain the queue")
+    finally:
+        broker.close()
     return Mailbox(servers.smtp.maildir)
