@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import re
 import smtplib
 import time
 from typing import Any
@@ -22,7 +23,7 @@ def heartbeat() -> float:
 
 
 # Delivery retries (settings.MAIL_RETRIES, MAIL_RETRY_BASE_SECONDS): 10 s, 20 s, 40 s … capped
-# at 10 min, each less up to half at random, 8 retries (about 40 min in all by default); then
+# at 10 min, each less up to half at random, 8 retries (23 to 30 min in all by default); then
 # the message is given up and `mail.failed` recorded.
 MAIL_RETRY_MAX_SECONDS = 600
 
@@ -35,15 +36,19 @@ def mail_retry_countdown(retries: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - spreading load, not a secret
 
 
+ADDRESS = re.compile(r"[^\s<>]+@[^\s<>]+")  # what a server reply may echo of the envelope
+
+
 def _mail_error(error: Exception) -> str:
     """What `mail.failed` keeps of the last error: its SMTP reply codes and text, never a
-    recipient address or anything of the message (SMTPRecipientsRefused's str names them)."""
+    address or anything of the message (SMTPRecipientsRefused's str names the recipients, a
+    server's reply may quote them)."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return "recipient refused: " + ", ".join(str(c) for c, _ in error.recipients.values())
     if isinstance(error, smtplib.SMTPResponseException):
         reply = error.smtp_error
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-        return f"{error.smtp_code} {text}"[:500]
+        return f"{error.smtp_code} {ADDRESS.sub('<address>', text)}"[:500]
     return str(error)[:500]
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from apps.core.mail import Message, SMTPBackend, mail_render, mail_send, recipient
 from apps.core.models import SecurityEvent
-from apps.core.tasks import mail_deliver, mail_retry_countdown
+from apps.core.tasks import _mail_error, mail_deliver, mail_retry_countdown
 from tests.servers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,3 +239,18 @@ def test_embedded_default_writes_each_message_to_a_file(tmp_path) -> None:
     assert "Subject: File me" in content
     assert "On disk." in content
     assert "To: a@example.com" in content
+
+
+@pytest.mark.parametrize(
+    ("error", "kept"),
+    [
+        (
+            smtplib.SMTPRecipientsRefused({"bob@example.com": (550, b"no")}),
+            "recipient refused: 550",
+        ),
+        (smtplib.SMTPDataError(554, b"5.7.1 <bob@example.com> no"), "554 5.7.1 <<address>> no"),
+        (smtplib.SMTPServerDisconnected("Connection closed"), "Connection closed"),
+    ],
+)
+def test_mail_failed_keeps_the_reply_but_no_address(error, kept) -> None:
+    assert _mail_error(error) == kept
