@@ -344,7 +344,8 @@ class Mailbox:
         """The first URL in the text part under our issuer whose path starts with
         `path_prefix`."""
         start = settings.ISSUER + path_prefix
-        for url in re.findall(r"https?://[^\s<>\"]+", cls.text(message)):
+        for found in re.findall(r"https?://[^\s<>\"]+", cls.text(message)):
+            url = found.rstrip(".,;:!?)'")  # the sentence's punctuation, not the link's
             if url.startswith(start):
                 return str(url)
         raise AssertionError(f"no link starting with {start} in:\n{cls.text(message)}")
