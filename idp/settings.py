@@ -504,10 +504,7 @@ AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = [
         "NAME": "apps.accounts.passwords.MinimumLengthValidator",
         "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH},
     },
-    {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
-        "OPTIONS": {"user_attributes": ("email", "name")},
-    },
+    {"NAME": "apps.accounts.passwords.UserAttributeSimilarityValidator"},
     {"NAME": "apps.accounts.passwords.CommonPasswordValidator"},
 ]
 if PASSWORD_BLOCKLIST_FILE is not None:

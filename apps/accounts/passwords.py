@@ -81,6 +81,19 @@ class MaximumLengthValidator:
         return f"At most {self.max_length} characters."
 
 
+class UserAttributeSimilarityValidator(password_validation.UserAttributeSimilarityValidator):
+    """Django's, comparing with the e-mail address and the name, saying what to do."""
+
+    def __init__(self, max_similarity: float = 0.7) -> None:
+        super().__init__(user_attributes=("email", "name"), max_similarity=max_similarity)
+
+    def get_error_message(self) -> str:
+        return "This password is too close to your %(verbose_name)s. Choose one that is not."
+
+    def get_help_text(self) -> str:
+        return "Not close to your e-mail address or name."
+
+
 class CommonPasswordValidator(password_validation.CommonPasswordValidator):
     """Django's list of 20 000 common passwords, with a message that says what to do."""
 
