@@ -497,12 +497,12 @@ PASSWORD_MAX_LENGTH = env.integer("IDP_PASSWORD_MAX_LENGTH", 128, minimum=64, ma
 PASSWORD_BLOCKLIST_FILE = env.existing_file("IDP_PASSWORD_BLOCKLIST_FILE")
 AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = [
     {
-        "NAME": "apps.accounts.passwords.MaximumLengthValidator",
-        "OPTIONS": {"max_length": PASSWORD_MAX_LENGTH},
-    },
-    {
         "NAME": "apps.accounts.passwords.MinimumLengthValidator",
         "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH},
+    },
+    {
+        "NAME": "apps.accounts.passwords.MaximumLengthValidator",
+        "OPTIONS": {"max_length": PASSWORD_MAX_LENGTH},
     },
     {"NAME": "apps.accounts.passwords.UserAttributeSimilarityValidator"},
     {"NAME": "apps.accounts.passwords.CommonPasswordValidator"},

@@ -153,7 +153,12 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
 def _link_refused(request: HttpRequest, template: str, invalid: LinkInvalid) -> HttpResponse:
     """A bad link's page: 410 Gone for an expired link (RFC 9110 §15.5.11: no longer
     available), 400 for anything else (malformed, tampered, used, for another account)."""
-    context = {"invalid": True, "expired": invalid.expired}
+    context = {
+        "invalid": True,
+        "expired": invalid.expired,
+        "minutes": settings.PASSWORD_RESET_MINUTES,
+        "hours": settings.EMAIL_VERIFY_HOURS,
+    }
     return render(request, template, context, status=410 if invalid.expired else 400)
 
 

@@ -134,7 +134,7 @@ def test_an_expired_verification_link_says_how_to_get_a_new_one(ada: User, setti
     ):
         assert response.status_code == 410
         text = page_text(response)
-        assert "This link has expired." in text
+        assert "This link has expired: a verification link works for 24 hours." in text
         assert "Sign in to ask for a new link" in text
     ada.refresh_from_db()
     assert not ada.email_verified
@@ -367,7 +367,9 @@ def test_an_expired_reset_link_is_refused_with_the_way_to_a_new_one(ada: User, s
         _reset(HttpClient(), token, NEW_PASSWORD),
     ):
         assert response.status_code == 410
-        assert "This link has expired" in page_text(response)
+        assert "This link has expired: a password-reset link works for 30 minutes." in (
+            page_text(response)
+        )
         assert 'href="/password/forgot"' in response.content.decode()
     assert User.objects.get(pk=ada.pk).check_password(PASSWORD)
 
