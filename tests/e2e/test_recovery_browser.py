@@ -167,7 +167,8 @@ def test_forget_reset_signs_out_everywhere_and_the_links_die(
 
     expired = _expired_reset_link(person, settings.PASSWORD_RESET_MINUTES * 60 + 5)
     response = page.goto(f"{base}/password/reset/{expired}")
-    assert response is not None and response.status == 410
+    assert response is not None
+    assert response.status == 410
     assert "This link has expired" in page.inner_text("main")
     page.screenshot(path=str(artifacts / "reset-expired.png"), full_page=True)
     page.click("a:has-text('Ask for a new link')")
