@@ -22,12 +22,14 @@ Password reset (OWASP Forgot Password Cheat Sheet):
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
+from redis.exceptions import RedisError
 
 from apps.accounts.models import User
 from apps.core.events import EventType, emit
@@ -36,6 +38,8 @@ from apps.core.request_context import client_ip
 from apps.ratelimit.services import lockout_clear, lockouts_for
 from apps.signin.credentials import password_set
 from apps.signin.links import Link, LinkInvalid, link_make, link_read, token_digest
+
+log = logging.getLogger("tessera.signin")
 
 VERIFY = "verify_email"
 RESET = "password_reset"
@@ -210,7 +214,10 @@ def _lockout_lift(user: User) -> None:
     longer protects anything and would only keep its owner out (NIST SP 800-63B §5.2.2:
     throttling must not become a denial of service; Keycloak GHSA-cq42-vhv7-xr7p). Lifted,
     and recorded (account.unlocked, reason password_reset), only when there is one."""
-    if lockouts_for(kind="login", identifier=user.email):
-        lockout_clear(
-            kind="login", identifier=user.email, actor_id=user.pk, reason="password_reset"
-        )
+    try:
+        if lockouts_for(kind="login", identifier=user.email):
+            lockout_clear(
+                kind="login", identifier=user.email, actor_id=user.pk, reason="password_reset"
+            )
+    except RedisError as error:  # the password is set; the lockout then ends on its own
+        log.warning("lockout not lifted after a password reset", extra={"error": str(error)})
