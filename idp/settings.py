@@ -237,6 +237,16 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     "userinfo.ip": env.rate("IDP_RATELIMIT_USERINFO_IP", "1200/1m burst=300"),
     # The admin API (/api/v1/) per client IP.
     "api.ip": env.rate("IDP_RATELIMIT_API_IP", "300/1m burst=100"),
+    # E-mail verification and password reset (apps/signin/recovery.py). "Send a new
+    # verification link" per client IP and per account; "forgot password" per client IP and
+    # per address typed (existing or not: the refusal tells nothing about accounts); the
+    # links' confirm and new-password forms per client IP (OWASP Forgot Password Cheat Sheet:
+    # rate limit; ASVS 4.0.3 2.2.1 anti-automation).
+    "verify.ip": env.rate("IDP_RATELIMIT_VERIFY_IP", "20/1h burst=5"),
+    "verify.account": env.rate("IDP_RATELIMIT_VERIFY_ACCOUNT", "5/1h burst=3"),
+    "forgot.ip": env.rate("IDP_RATELIMIT_FORGOT_IP", "20/1h burst=5"),
+    "forgot.account": env.rate("IDP_RATELIMIT_FORGOT_ACCOUNT", "5/1h burst=3"),
+    "link.ip": env.rate("IDP_RATELIMIT_LINK_IP", "60/1h burst=20"),
     # Every rate-limited request together (load shedding for the whole server).
     "global": env.rate("IDP_RATELIMIT_GLOBAL", "5000/1s"),
 }
@@ -475,12 +485,35 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "apps.tokens.hashers.ClientSecretHasher",  # client secrets only (CLIENT_SECRET_HASHER)
 ]
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+# --- Password policy (apps/accounts/passwords.py; NIST SP 800-63B §5.1.1.2) -------------
+# Length in characters (Unicode code points): at least 12 by default (800-63B: 8 at least,
+# the floor here), at most 128 by default (800-63B: at least 64 must be accepted; the sign-in
+# form reads up to 1024). No composition rules. Refused when on Django's list of common
+# passwords, too similar to the person's e-mail address or name, or on the operator's list.
+PASSWORD_MIN_LENGTH = env.integer("IDP_PASSWORD_MIN_LENGTH", 12, minimum=8, maximum=64)
+PASSWORD_MAX_LENGTH = env.integer("IDP_PASSWORD_MAX_LENGTH", 128, minimum=64, maximum=1024)
+# A file of breached or forbidden passwords, one a line, UTF-8, optionally gzip (e.g. a Have
+# I Been Pwned extract); read once per process, 8 bytes of memory per entry. Unset: none.
+PASSWORD_BLOCKLIST_FILE = env.existing_file("IDP_PASSWORD_BLOCKLIST_FILE")
+AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = [
+    {
+        "NAME": "apps.accounts.passwords.MinimumLengthValidator",
+        "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH},
+    },
+    {
+        "NAME": "apps.accounts.passwords.MaximumLengthValidator",
+        "OPTIONS": {"max_length": PASSWORD_MAX_LENGTH},
+    },
+    {"NAME": "apps.accounts.passwords.UserAttributeSimilarityValidator"},
+    {"NAME": "apps.accounts.passwords.CommonPasswordValidator"},
 ]
+if PASSWORD_BLOCKLIST_FILE is not None:
+    AUTH_PASSWORD_VALIDATORS.append(
+        {
+            "NAME": "apps.accounts.passwords.BlocklistValidator",
+            "OPTIONS": {"path": PASSWORD_BLOCKLIST_FILE},
+        }
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -545,6 +578,14 @@ if SMTP_URL:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(MAIL_DIR)
+
+# --- E-mail verification and password reset (apps/signin/recovery.py) -------------------
+
+# Hours a link to verify an e-mail address stays valid (it is single use either way).
+EMAIL_VERIFY_HOURS = env.integer("IDP_EMAIL_VERIFY_HOURS", 24, minimum=1, maximum=168)
+# Minutes a password-reset link stays valid; it also dies when used or when the password
+# changes (OWASP Forgot Password Cheat Sheet: single use, short expiry).
+PASSWORD_RESET_MINUTES = env.integer("IDP_PASSWORD_RESET_MINUTES", 30, minimum=5, maximum=1440)
 
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 

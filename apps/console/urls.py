@@ -30,6 +30,16 @@ urlpatterns = [
         views.user_lockouts_clear,
         name="user_lockouts_clear",
     ),
+    path(
+        "users/<uuid:user_id>/verification/send/",
+        views.user_verification_send,
+        name="user_verification_send",
+    ),
+    path(
+        "users/<uuid:user_id>/password-reset/send/",
+        views.user_password_reset_send,
+        name="user_password_reset_send",
+    ),
     path("lockouts/", views.lockout_list, name="lockouts"),
     path("lockouts/unlock/", views.lockout_unlock, name="lockout_unlock"),
     path(

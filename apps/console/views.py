@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -60,6 +61,7 @@ from apps.ratelimit.services import (
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
+from apps.signin import recovery
 from apps.tokens import services as token_services
 from apps.tokens.models import BackchannelLogoutDelivery
 from apps.tokens.selectors import backchannel_deliveries, client_names, offline_grants_live
@@ -131,6 +133,54 @@ def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpRespons
             button="Unlock",
         )
     _unlocked(request, "login", user.email)
+    return redirect("console:user", user_id=user.pk)
+
+
+@operator_required
+@require_http_methods(["GET", "POST"])
+def user_verification_send(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """Mails the person a new link to verify their address (email.verification_sent, the
+    operator as actor). The operator never sees the link."""
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Send {user.email} a verification e-mail?",
+            detail=f"They get a link that verifies {user.email} once they open it and confirm; "
+            f"it works for {settings.EMAIL_VERIFY_HOURS} hours.",
+            button="Send verification e-mail",
+        )
+    if recovery.verification_send(user, actor_id=request.user.pk, request=request):
+        messages.success(request, f"Verification e-mail sent to {user.email}.")
+    else:
+        messages.info(
+            request, f"{user.email} is verified already or deactivated: nothing was sent."
+        )
+    return redirect("console:user", user_id=user.pk)
+
+
+@operator_required
+@require_http_methods(["GET", "POST"])
+def user_password_reset_send(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """Mails the person a password-reset link (password.reset_requested, the operator as
+    actor). Neither the link nor any password is shown to the operator; their password stays
+    until they choose a new one."""
+    user = user_or_404(user_id)
+    if request.method != "POST":
+        return _confirm(
+            request,
+            user,
+            question=f"Send {user.email} a password-reset e-mail?",
+            detail="They get a link to choose a new password, valid "
+            f"{settings.PASSWORD_RESET_MINUTES} minutes. Their current password keeps working "
+            "until they use it; then every session and offline grant of theirs ends.",
+            button="Send password-reset e-mail",
+        )
+    if recovery.password_reset_send(user, actor_id=request.user.pk, request=request):
+        messages.success(request, f"Password-reset e-mail sent to {user.email}.")
+    else:
+        messages.error(request, f"{user.email} is deactivated: nothing was sent.")
     return redirect("console:user", user_id=user.pk)
 
 

@@ -109,11 +109,18 @@ GROUPS = {
     "/oauth/introspect": "introspect",
     "/oauth/revoke": "revoke",
     "/oauth/userinfo": "userinfo",
+    "/password/forgot": "forgot",
+    "/account/verify": "verify",
 }
+# Paths under these prefixes, by group: the links mailed for a password reset or to verify an
+# address (their forms; the token is in the path).
+GROUP_PREFIXES = {"/password/reset/": "link", "/account/verify/": "link"}
+# Groups whose GET only shows a form: posting it is what counts.
+POST_ONLY = frozenset({"login", "forgot", "verify", "link"})
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.
-DEFERRED = frozenset({"token", "introspect", "revoke", "login"})
+DEFERRED = frozenset({"token", "introspect", "revoke", "login", "forgot", "verify"})
 
 
 def group_for(request: HttpRequest) -> str | None:
@@ -121,7 +128,9 @@ def group_for(request: HttpRequest) -> str | None:
     if path.startswith("/api/v1/"):
         return "api"
     group = GROUPS.get(path)
-    if group == "login" and request.method != "POST":
+    if group is None:
+        group = next((g for p, g in GROUP_PREFIXES.items() if path.startswith(p)), None)
+    if group in POST_ONLY and request.method != "POST":
         return None  # showing the form costs nothing; posting it is an attempt
     return group
 

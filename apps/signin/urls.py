@@ -1,9 +1,13 @@
 from django.urls import path
 
-from apps.signin import account, views
+from apps.signin import account, recovery_views, views
 
 app_name = "signin"
 urlpatterns = [
     path("login", views.login_view, name="login"),
     path("account/", account.account, name="account"),
+    path("account/verify", recovery_views.verify_resend, name="verify_resend"),
+    path("account/verify/<str:token>", recovery_views.verify, name="verify"),
+    path("password/forgot", recovery_views.password_forgot, name="password_forgot"),
+    path("password/reset/<str:token>", recovery_views.password_reset, name="password_reset"),
 ]

@@ -94,7 +94,8 @@ def test_empty_stdin_is_refused_rather_than_read_as_a_password() -> None:
         (
             ("--email", "ada@example.com", "--password-stdin"),
             "short\n",
-            "This password is too short. It must contain at least 8 characters.",
+            "Use at least 12 characters (this one has 5). A few unrelated words make a long "
+            "password that is easy to remember.",
         ),
     ],
 )

@@ -256,6 +256,8 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/users/{user_id}/offline-grants",
         "/api/v1/users/{user_id}/offline-grants/revoke",
         "/api/v1/users/{user_id}/revoke-all",
+        "/api/v1/users/{user_id}/verification/send",
+        "/api/v1/users/{user_id}/password-reset/send",
         "/api/v1/offline-grants/{grant_id}",
         "/api/v1/offline-grants/{grant_id}/revoke",
         "/api/v1/audit/events",

@@ -26,7 +26,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "threat": {"sessions", "accounts", "core"},
     "ratelimit": {"core"},
     "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"}
-    | {"ratelimit"},  # lockouts: see and lift them (issue 12)
+    | {"ratelimit"}  # lockouts: see and lift them (issue 12)
+    | {"signin"},  # send a verification or password-reset link (issue 14)
 }
 
 

@@ -16,7 +16,15 @@ from apps.tokens.models import OfflineGrant
 class UserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
-        fields = ("id", "email", "name", "is_active", "is_staff", "staff_role", "date_joined")
+        fields = (
+            "id", "email", "email_verified", "name", "is_active", "is_staff", "staff_role",
+            "date_joined",
+        )  # fmt: skip
+
+
+class MailSentSerializer(serializers.Serializer[dict[str, Any]]):
+    sent = serializers.BooleanField(help_text="Whether a message was queued for delivery.")
+    detail = serializers.CharField(help_text="What happened, for a person to read.")
 
 
 class SessionClientSerializer(serializers.ModelSerializer[SessionClient]):

@@ -26,6 +26,16 @@ urlpatterns = [
         name="user_offline_grants_revoke",
     ),
     path("users/<uuid:user_id>/revoke-all", views.user_revoke_all, name="user_revoke_all"),
+    path(
+        "users/<uuid:user_id>/verification/send",
+        views.user_verification_send,
+        name="user_verification_send",
+    ),
+    path(
+        "users/<uuid:user_id>/password-reset/send",
+        views.user_password_reset_send,
+        name="user_password_reset_send",
+    ),
     path("offline-grants/<uuid:grant_id>", views.offline_grant, name="offline_grant"),
     path(
         "offline-grants/<uuid:grant_id>/revoke",

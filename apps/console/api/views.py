@@ -50,6 +50,7 @@ from apps.console.api.serializers import (
     LockoutListSerializer,
     LockoutsClearedSerializer,
     LockoutUnlockSerializer,
+    MailSentSerializer,
     OfflineGrantSerializer,
     OfflineGrantsRevokedSerializer,
     SessionPageSerializer,
@@ -90,6 +91,7 @@ from apps.ratelimit.services import (
 )
 from apps.sessions.selectors import CONSOLE_PAGE_SIZE, session_page, user_lookup
 from apps.sessions.services import session_end, session_end_all, session_mark_compromised
+from apps.signin import recovery
 from apps.tokens import services as token_services
 from apps.tokens.selectors import offline_grants_live
 
@@ -285,6 +287,42 @@ def user_revoke_all(request: Request, user_id: uuid.UUID) -> Response:
         user=user, reason="api", actor_id=request.user.pk
     )
     return Response(asdict(revoked))
+
+
+@extend_schema(
+    summary="Mail a user a link to verify their e-mail address",
+    description="Nothing is sent (sent: false) when the address is verified already or the "
+    "account is deactivated. Recorded as email.verification_sent with the caller as actor; "
+    "the link is never shown to the caller.",
+    request=None,
+    responses=MailSentSerializer,
+)
+@api_view(["POST"])
+@permission_classes([OperatorWrites])
+def user_verification_send(request: Request, user_id: uuid.UUID) -> Response:
+    user = user_or_404(user_id)
+    if recovery.verification_send(user, actor_id=request.user.pk, request=request):
+        return Response({"sent": True, "detail": f"Verification e-mail sent to {user.email}."})
+    detail = f"{user.email} is verified already or deactivated: nothing was sent."
+    return Response({"sent": False, "detail": detail})
+
+
+@extend_schema(
+    summary="Mail a user a password-reset link",
+    description="The person chooses a new password through the link (valid "
+    "IDP_PASSWORD_RESET_MINUTES); no operator sees or sets a password. Nothing is sent "
+    "(sent: false) to a deactivated account. Recorded as password.reset_requested with the "
+    "caller as actor.",
+    request=None,
+    responses=MailSentSerializer,
+)
+@api_view(["POST"])
+@permission_classes([OperatorWrites])
+def user_password_reset_send(request: Request, user_id: uuid.UUID) -> Response:
+    user = user_or_404(user_id)
+    if recovery.password_reset_send(user, actor_id=request.user.pk, request=request):
+        return Response({"sent": True, "detail": f"Password-reset e-mail sent to {user.email}."})
+    return Response({"sent": False, "detail": f"{user.email} is deactivated: nothing was sent."})
 
 
 @extend_schema(summary="One offline grant", responses=OfflineGrantSerializer)
