@@ -15,10 +15,10 @@ from authlib.integrations.requests_client import OAuth2Session
 from apps.accounts.models import User
 from apps.signin.links import link_make
 from apps.signin.recovery import RESET
+from tests.conftest import Mailbox
 from tests.rp import PASSWORD, REDIRECT_URI, new_verifier
-from tests.signin.mailfiles import link_in, mail_count, mail_wait
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("mailbox")]
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -56,7 +56,7 @@ def contexts(browser) -> Iterator[Callable[[], object]]:
 
 
 def test_a_person_verifies_their_address_from_the_mail(
-    live_server, person, contexts, artifacts
+    mailbox: Mailbox, live_server, person, contexts, artifacts
 ) -> None:
     base = live_server.url
     page = contexts()
@@ -65,12 +65,13 @@ def test_a_person_verifies_their_address_from_the_mail(
     page.goto(f"{base}/account/verify")
     assert "is not verified yet" in page.inner_text("main")
     page.screenshot(path=str(artifacts / "verify-resend.png"), full_page=True)
-    before = mail_count(person.email, subject="Verify your e-mail address")
     page.click("text=Send a new link")
     page.wait_for_selector("text=We sent a new link to ada@example.com.")
     page.screenshot(path=str(artifacts / "verify-resend-sent.png"), full_page=True)
 
-    link = link_in(mail_wait(person.email, subject="Verify", after=before), "/account/verify/")
+    link = Mailbox.link(
+        mailbox.wait_for(to=person.email, subject_contains="Verify"), "/account/verify/"
+    )
     page.goto(link)
     assert "Confirm that ada@example.com is your address." in page.inner_text("main")
     page.screenshot(path=str(artifacts / "verify-confirm.png"), full_page=True)
@@ -113,7 +114,7 @@ def _userinfo(base: str, token: str) -> int:
 
 
 def test_forget_reset_signs_out_everywhere_and_the_links_die(
-    live_server, person, rp, contexts, artifacts, settings
+    mailbox: Mailbox, live_server, person, rp, contexts, artifacts, settings
 ) -> None:
     base = live_server.url
     other = contexts()  # signed in before the reset, with an access token
@@ -126,13 +127,14 @@ def test_forget_reset_signs_out_everywhere_and_the_links_die(
     page.click("text=Forgot your password?")
     page.wait_for_url(f"{base}/password/forgot")
     page.screenshot(path=str(artifacts / "forgot.png"), full_page=True)
-    before = mail_count(person.email, subject="Choose a new password")
     page.fill("#id_email", person.email)
     page.click("button[type=submit]")
     page.wait_for_selector("h1:has-text('Check your mail')")
     page.screenshot(path=str(artifacts / "forgot-sent.png"), full_page=True)
 
-    link = link_in(mail_wait(person.email, subject="new password", after=before), "/password/")
+    link = Mailbox.link(
+        mailbox.wait_for(to=person.email, subject_contains="new password"), "/password/"
+    )
     page.goto(link)
     assert page.inner_text("h1") == "Choose a new password"
     page.screenshot(path=str(artifacts / "reset-form.png"), full_page=True)
@@ -185,7 +187,7 @@ def _expired_reset_link(person: User, age: int) -> str:
 
 
 def test_an_operator_sends_the_mails_from_the_persons_page(
-    live_server, person, contexts, artifacts
+    mailbox: Mailbox, live_server, person, contexts, artifacts
 ) -> None:
     from apps.accounts.services import user_create
 
@@ -200,7 +202,6 @@ def test_an_operator_sends_the_mails_from_the_persons_page(
     assert "not verified" in page.inner_text("dl.facts")
     page.screenshot(path=str(artifacts / "console-person-mail.png"), full_page=True)
 
-    before = mail_count(person.email, subject="Choose a new password")
     page.click("text=Send password-reset e-mail")
     page.wait_for_selector("h1:has-text('Send ada@example.com a password-reset e-mail?')")
     page.screenshot(path=str(artifacts / "console-reset-confirm.png"), full_page=True)
@@ -211,4 +212,4 @@ def test_an_operator_sends_the_mails_from_the_persons_page(
     page.click("button[type=submit]")
     page.wait_for_selector("text=Verification e-mail sent to ada@example.com.")
     page.screenshot(path=str(artifacts / "console-person-mail-sent.png"), full_page=True)
-    mail_wait(person.email, subject="Choose a new password", after=before)
+    mailbox.wait_for(to=person.email, subject_contains="Choose a new password")
