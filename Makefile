@@ -56,6 +56,7 @@ migrations-check: ## fail when a model change has no migration
 
 deploy-check: ## Django's deployment checklist against production settings
 	IDP_ENV=production IDP_ISSUER=https://idp.example.com IDP_DATA_DIR=$$(mktemp -d) \
+	IDP_SMTP_URL=smtp://mail.example.com \
 	IDP_SECRET_KEY=deploy-check-$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))') \
 	IDP_KEY_ENCRYPTION_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))') \
 	$(PY) manage.py check --deploy --fail-level WARNING

@@ -538,8 +538,8 @@ MAIL_FROM = env.string("IDP_MAIL_FROM", f"{SITE_NAME} <no-reply@{urlsplit(ISSUER
 # IDP_SMTP_URL: smtp://[user:password@]host[:port] sends through STARTTLS, required (RFC 3207;
 # port 587 by default); smtps://… uses implicit TLS (RFC 8314 §3.3; port 465). The server's
 # certificate and host name are always verified; user and password are percent-decoded.
-# Unset: each message is written as a file under the data dir (MAIL_DIR), and `make run`
-# prints where. There is no unencrypted SMTP: a relay without TLS is not an option here.
+# Unset (development only; production refuses to start): each message is written as a file
+# under the data dir (MAIL_DIR), and `make run` prints where. There is no unencrypted SMTP: a relay without TLS is not an option here.
 _SMTP_URL_FORM = (
     "IDP_SMTP_URL is not valid: expected smtp://[user:password@]host[:port] or "
     "smtps://[user:password@]host[:port], user and password percent-encoded."
@@ -575,6 +575,13 @@ if SMTP_URL:
     EMAIL_HOST_PASSWORD = unquote(_smtp.password or "")
     EMAIL_USE_SSL = _smtp.scheme == "smtps"
     EMAIL_USE_TLS = _smtp.scheme == "smtp"
+elif PRODUCTION:
+    # Verification and password-reset links that land in a file reach nobody: a person who
+    # forgot their password would wait for a mail that never comes.
+    raise ImproperlyConfigured(
+        "IDP_SMTP_URL is not set: production sends verification, password-reset and security "
+        "mail through SMTP (smtp://user:password@host:587 with STARTTLS, or smtps://…:465)."
+    )
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(MAIL_DIR)

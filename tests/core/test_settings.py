@@ -17,6 +17,7 @@ SAFE_PRODUCTION = {
     "IDP_ISSUER": "https://idp.example.com",
     "IDP_SECRET_KEY": GOOD_KEY,
     "IDP_KEY_ENCRYPTION_KEY": GOOD_KEK,
+    "IDP_SMTP_URL": "smtp://idp%40example.com:secret@mail.example.com:587",
 }
 
 
@@ -66,6 +67,7 @@ def test_malformed_value_stops_startup_naming_the_variable(
         ({"IDP_DEBUG": "1"}, "IDP_DEBUG must be off"),
         ({"IDP_KEY_ENCRYPTION_KEY": ""}, "IDP_KEY_ENCRYPTION_KEY is not set"),
         ({"IDP_KEY_ENCRYPTION_KEY": "c2hvcnQ"}, "expected 32 bytes, base64url-encoded"),
+        ({"IDP_SMTP_URL": ""}, "IDP_SMTP_URL is not set"),
     ],
 )
 def test_production_refuses_unsafe_settings(tmp_path, change, named) -> None:
