@@ -521,6 +521,29 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = str(MAIL_DIR)
 
+# --- Registration and invitations (apps/signin/registration.py, apps/accounts/invitations.py)
+
+# Who may create their own account at /register: "off" (operators create accounts; people
+# given an organization's invitation link still register through it) or "open" (anyone).
+# Either way the account is created only when the address is verified (a link mailed to it).
+REGISTRATION = env.choice("IDP_REGISTRATION", "off", ("off", "open"))
+# Seconds a registration link (mailed to the address being registered) stays valid: a day.
+REGISTRATION_LINK_MAX_AGE = env.integer(
+    "IDP_REGISTRATION_LINK_MAX_AGE", 86400, minimum=300, maximum=7 * 86400
+)
+# Days an organization's invitation link stays valid when its creator does not say.
+INVITATION_DAYS = env.integer("IDP_INVITATION_DAYS", 7, minimum=1, maximum=90)
+RATELIMIT_RULES.update(
+    {
+        # Registration and invitation posts (/register, /invite/<token>) per client IP.
+        "register.ip": env.rate("IDP_RATELIMIT_REGISTER_IP", "20/1h burst=5 backoff=linear"),
+        # … per address typed (existing or not): each post mails that address, so this caps
+        # the mail anyone can make us send to one person (OWASP ASVS 4.0.3 11.1.4: anti-automation).
+        "register.account": env.rate("IDP_RATELIMIT_REGISTER_ACCOUNT", "5/1h burst=3"),
+        "register.endpoint": env.rate("IDP_RATELIMIT_REGISTER_ENDPOINT", "100/1s"),
+    }
+)
+
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 
 # Browser sessions in the database, through a store that spends one INSERT per sign-in

@@ -109,11 +109,16 @@ GROUPS = {
     "/oauth/introspect": "introspect",
     "/oauth/revoke": "revoke",
     "/oauth/userinfo": "userinfo",
+    "/register": "register",
 }
+# Path prefixes → endpoint group (a path with a token in it).
+PREFIX_GROUPS = {"/invite/": "register"}
+# Groups limited on POST only: showing a form costs nothing, posting it is an attempt.
+POST_ONLY = frozenset({"login", "register"})
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.
-DEFERRED = frozenset({"token", "introspect", "revoke", "login"})
+DEFERRED = frozenset({"token", "introspect", "revoke", "login", "register"})
 
 
 def group_for(request: HttpRequest) -> str | None:
@@ -121,7 +126,9 @@ def group_for(request: HttpRequest) -> str | None:
     if path.startswith("/api/v1/"):
         return "api"
     group = GROUPS.get(path)
-    if group == "login" and request.method != "POST":
+    if group is None:
+        group = next((g for p, g in PREFIX_GROUPS.items() if path.startswith(p)), None)
+    if group in POST_ONLY and request.method != "POST":
         return None  # showing the form costs nothing; posting it is an attempt
     return group
 
