@@ -20,6 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.directory import organization_membership_add
@@ -146,6 +147,11 @@ def invitation_revoke(*, invitation: OrganizationInvitation, actor_id: object) -
         _record(locked, action="revoked", actor_id=actor_id)
     invitation.revoked_at = locked.revoked_at
     return True
+
+
+def invitation_url(token: str) -> str:
+    """The link a token makes: the hosted invitation page (apps/signin/registration.py)."""
+    return settings.ISSUER + reverse("signin:invite", args=[token])
 
 
 def invitation_for_token(token: str) -> OrganizationInvitation:

@@ -23,7 +23,6 @@ from apps.accounts.selectors import roles_available_in
 from apps.console.directory_forms import _role_field
 from apps.console.forms import form_errors
 from apps.console.permissions import operator_required, staff_required
-from apps.signin.registration import invite_url, registration_open
 
 
 class InvitationForm(forms.Form):
@@ -58,7 +57,7 @@ def organization_invitations(request: HttpRequest, organization_id: uuid.UUID) -
     context = {
         "organization": organization,
         "invitations": invitations.invitation_list(organization=organization),
-        "registration_open": registration_open(),
+        "registration_open": settings.REGISTRATION == "open",
     }
     return render(request, "console/directory/invitations.html", context)
 
@@ -91,7 +90,7 @@ def organization_invitation_create(
                 context = {
                     "organization": organization,
                     "invitation": invitation,
-                    "link": invite_url(token),
+                    "link": invitations.invitation_url(token),
                 }
                 return render(request, "console/directory/invitation_link.html", context)
         status = 400

@@ -96,10 +96,6 @@ def registration_open() -> bool:
     return settings.REGISTRATION == "open"
 
 
-def invite_url(token: str) -> str:
-    return settings.ISSUER + reverse("signin:invite", args=[token])
-
-
 def _login_url(email: str, next_path: str = "") -> str:
     query = {"login_hint": email, **({"next": next_path} if next_path else {})}
     return settings.ISSUER + reverse("signin:login") + "?" + urlencode(query)

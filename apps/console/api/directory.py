@@ -50,7 +50,6 @@ from apps.console.api.views import FIELD_ERRORS, _call, _input, _refused
 from apps.console.lookups import viewed_user_or_404
 from apps.console.permissions import AdministratorWrites, OperatorWrites, StaffRead
 from apps.sessions.selectors import user_lookup
-from apps.signin.registration import invite_url
 
 R = TypeVar("R")
 
@@ -1115,7 +1114,7 @@ def organization_invitations(request: Request, organization_id: uuid.UUID) -> Re
             days=given.get("days"),
             actor_id=request.user.pk,
         )
-        answer = {**InvitationSerializer(made).data, "url": invite_url(token)}
+        answer = {**InvitationSerializer(made).data, "url": invitations.invitation_url(token)}
         return Response(answer, status=status.HTTP_201_CREATED)
     rows = invitations.invitation_list(organization=found)
     return Response(InvitationSerializer(rows, many=True).data)
