@@ -18,7 +18,7 @@ PASSWORD = "a new person's long passphrase"
 
 
 def test_invitation_register_confirm_sign_in_member(
-    live_server, browser, artifacts, celery_worker
+    live_server, browser, artifacts, celery_worker, settings
 ) -> None:
     organization = OrganizationFactory(name="Analytical Engines")
     RoleFactory(name="member")
@@ -90,5 +90,14 @@ def test_invitation_register_confirm_sign_in_member(
     membership = OrganizationMembership.objects.get(user=user)
     assert membership.organization_id == organization.pk
     assert membership.role.name == "member"
+    # With open registration the sign-in page offers it.
+    settings.REGISTRATION = "open"
+    visitor = browser.new_page()
+    visitor.goto(f"{live_server.url}/login")
+    visitor.click("text=Create an account")
+    assert visitor.inner_text("h1") == "Create an account"
+    visitor.screenshot(path=str(artifacts / "register-open.png"), full_page=True)
+    visitor.close()
+
     # no CSP refusal or script error on any page (the form refused above answered 400)
     assert [m for m in problems if "status of 400" not in m] == []
