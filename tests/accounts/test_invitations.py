@@ -152,3 +152,36 @@ def test_role_of_another_organization_is_refused(operator) -> None:
     with pytest.raises(ValidationError) as refused:
         _create(operator, role=foreign)
     assert "role" in refused.value.message_dict
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_people_racing_for_the_last_use_get_one_membership() -> None:
+    """The invitation's row is locked while a use is counted: the loser waits, then finds
+    no use left (not two members from a one-use link)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    invitation, _ = invitation_create(
+        organization=OrganizationFactory(), role=RoleFactory(), actor_id=None
+    )
+    people = [UserFactory(), UserFactory()]
+    start = threading.Barrier(2)
+
+    def use(person):
+        start.wait()
+        try:
+            invitation_use(invitation_id=invitation.pk, user=person)
+            return "member"
+        except InvitationUnusable as refused:
+            return refused.code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(use, people))
+    assert outcomes == ["member", "used"]
+    invitation.refresh_from_db()
+    assert invitation.uses == 1
+    assert OrganizationMembership.objects.filter(organization=invitation.organization).count() == 1
