@@ -539,7 +539,8 @@ MAIL_FROM = env.string("IDP_MAIL_FROM", f"{SITE_NAME} <no-reply@{urlsplit(ISSUER
 # port 587 by default); smtps://… uses implicit TLS (RFC 8314 §3.3; port 465). The server's
 # certificate and host name are always verified; user and password are percent-decoded.
 # Unset (development only; production refuses to start): each message is written as a file
-# under the data dir (MAIL_DIR), and `make run` prints where. There is no unencrypted SMTP: a relay without TLS is not an option here.
+# under the data dir (MAIL_DIR), and `make run` prints where. There is no unencrypted SMTP:
+# a relay without TLS is not an option here.
 _SMTP_URL_FORM = (
     "IDP_SMTP_URL is not valid: expected smtp://[user:password@]host[:port] or "
     "smtps://[user:password@]host[:port], user and password percent-encoded."
@@ -593,6 +594,29 @@ EMAIL_VERIFY_HOURS = env.integer("IDP_EMAIL_VERIFY_HOURS", 24, minimum=1, maximu
 # Minutes a password-reset link stays valid; it also dies when used or when the password
 # changes (OWASP Forgot Password Cheat Sheet: single use, short expiry).
 PASSWORD_RESET_MINUTES = env.integer("IDP_PASSWORD_RESET_MINUTES", 30, minimum=5, maximum=1440)
+
+# --- Registration and invitations (apps/signin/registration.py, apps/accounts/invitations.py)
+
+# Who may create their own account at /register: "off" (operators create accounts; people
+# given an organization's invitation link still register through it) or "open" (anyone).
+# Either way the account is created only when the address is verified (a link mailed to it).
+REGISTRATION = env.choice("IDP_REGISTRATION", "off", ("off", "open"))
+# Seconds a registration link (mailed to the address being registered) stays valid: a day.
+REGISTRATION_LINK_MAX_AGE = env.integer(
+    "IDP_REGISTRATION_LINK_MAX_AGE", 86400, minimum=300, maximum=7 * 86400
+)
+# Days an organization's invitation link stays valid when its creator does not say.
+INVITATION_DAYS = env.integer("IDP_INVITATION_DAYS", 7, minimum=1, maximum=90)
+RATELIMIT_RULES.update(
+    {
+        # Registration and invitation posts (/register, /invite/<token>) per client IP.
+        "register.ip": env.rate("IDP_RATELIMIT_REGISTER_IP", "20/1h burst=5 backoff=linear"),
+        # … per address typed (existing or not): each post mails that address, so this caps
+        # the mail anyone can make us send to one person (OWASP ASVS 4.0.3 11.1.4: anti-automation).
+        "register.account": env.rate("IDP_RATELIMIT_REGISTER_ACCOUNT", "5/1h burst=3"),
+        "register.endpoint": env.rate("IDP_RATELIMIT_REGISTER_ENDPOINT", "100/1s"),
+    }
+)
 
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 

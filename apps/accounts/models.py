@@ -348,3 +348,59 @@ class GroupMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.group}"
+
+
+class OrganizationInvitation(models.Model):
+    """A link an operator hands out: whoever follows it (and, when `email` is set, only from
+    that address) may register, or join with their existing account, and becomes a member of
+    the organization with `role`. Only the SHA-256 of the link's token is kept (like a client
+    secret's hash): the link is shown once, when it is created. Usable while not revoked,
+    not expired and used fewer than `max_uses` times (apps/accounts/invitations.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    # RESTRICT as for memberships: a role in use by an invitation cannot be deleted.
+    role = models.ForeignKey(Role, on_delete=models.RESTRICT, related_name="invitations")
+    token_digest = models.CharField(max_length=64, unique=True)  # hex SHA-256 of the token
+    email = models.EmailField(blank=True, default="")  # lower-cased; "" for anyone
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [  # noqa: RUF012 - Django reads Meta, nothing mutates it
+            models.CheckConstraint(
+                condition=models.Q(uses__lte=models.F("max_uses")),
+                name="accounts_invitation_uses_within_max",
+                violation_error_message="An invitation is used at most max_uses times.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_uses__gte=1), name="accounts_invitation_max_uses_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.organization} ({self.pk})"
+
+    @property
+    def state(self) -> str:
+        """ "active", "revoked", "expired" or "used" (no uses left)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        if self.uses >= self.max_uses:
+            return "used"
+        return "active"

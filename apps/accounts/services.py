@@ -10,12 +10,22 @@ from apps.core.events import EventType, emit
 
 
 def user_create(
-    *, email: str, name: str = "", password: str | None = None, staff_role: str = ""
+    *,
+    email: str,
+    name: str = "",
+    password: str | None = None,
+    staff_role: str = "",
+    password_hash: str | None = None,
+    email_verified: bool = False,
+    metadata: dict[str, object] | None = None,
 ) -> User:
     """Create an account and record `user.created` in the same transaction.
 
     Without a password the account gets an unusable one (it signs in some other way). A
     `staff_role` (StaffRole) makes the person staff with that console role.
+    `password_hash` is a password already checked by the policy and hashed (registration
+    keeps only the hash while the address is verified); `email_verified` says the address was
+    proven; `metadata` joins the event's (e.g. how the account came to be).
     Raises ValidationError for a malformed or taken email (in any case) or a weak password.
     """
     email = _normalize_email(email)
@@ -25,8 +35,16 @@ def user_create(
         raise ValidationError(
             f"The staff role must be one of {', '.join(StaffRole.values)}.", code="invalid"
         )
-    user = User(email=email, name=name, is_staff=bool(staff_role), staff_role=staff_role)
-    if password is None:
+    user = User(
+        email=email,
+        name=name,
+        is_staff=bool(staff_role),
+        staff_role=staff_role,
+        email_verified=email_verified,
+    )
+    if password_hash is not None:
+        user.password = password_hash
+    elif password is None:
         user.set_unusable_password()
     else:
         validate_password(password, user=user)
@@ -43,7 +61,7 @@ def user_create(
             user_id=user.id,
             resource_type="user",
             resource_id=user.id,
-            metadata={"staff": bool(staff_role), "staff_role": staff_role},
+            metadata={"staff": bool(staff_role), "staff_role": staff_role, **(metadata or {})},
         )
     return user
 
@@ -101,6 +119,11 @@ def staff_role_set(*, user: User, role: str, actor_id: object) -> bool:
     user.staff_role, user.is_staff = locked.staff_role, locked.is_staff
     user.is_superuser = locked.is_superuser
     return True
+
+
+def normalize_email(email: str) -> str:
+    """The address as accounts store it (trimmed, lower-cased), or ValidationError."""
+    return _normalize_email(email)
 
 
 def _normalize_email(email: str) -> str:

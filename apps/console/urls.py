@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console import applications, directory, staff, views
+from apps.console import applications, directory, invitations, staff, views
 
 app_name = "console"
 urlpatterns = [
@@ -81,6 +81,21 @@ urlpatterns += [
     path("organizations/new/", directory.organization_create, name="organization_create"),
     path(f"{_ORG}/", directory.organization_detail, name="organization"),
     path(f"{_ORG}/rename/", directory.organization_rename, name="organization_rename"),
+    path(
+        f"{_ORG}/invitations/",
+        invitations.organization_invitations,
+        name="organization_invitations",
+    ),
+    path(
+        f"{_ORG}/invitations/new/",
+        invitations.organization_invitation_create,
+        name="organization_invitation_create",
+    ),
+    path(
+        "invitations/<uuid:invitation_id>/revoke/",
+        invitations.invitation_revoke,
+        name="invitation_revoke",
+    ),
     path(f"{_ORG}/delete/", directory.organization_delete, name="organization_delete"),
     path(f"{_ORG}/members/add/", directory.organization_member_add, name="organization_member_add"),
     path(

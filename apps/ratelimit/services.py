@@ -111,16 +111,17 @@ GROUPS = {
     "/oauth/userinfo": "userinfo",
     "/password/forgot": "forgot",
     "/account/verify": "verify",
+    "/register": "register",
 }
 # Paths under these prefixes, by group: the links mailed for a password reset or to verify an
-# address (their forms; the token is in the path).
-GROUP_PREFIXES = {"/password/reset/": "link", "/account/verify/": "link"}
+# address (their forms; the token is in the path), and organizations' invitation links.
+GROUP_PREFIXES = {"/password/reset/": "link", "/account/verify/": "link", "/invite/": "register"}
 # Groups whose GET only shows a form: posting it is what counts.
-POST_ONLY = frozenset({"login", "forgot", "verify", "link"})
+POST_ONLY = frozenset({"login", "forgot", "verify", "link", "register"})
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.
-DEFERRED = frozenset({"token", "introspect", "revoke", "login", "forgot", "verify"})
+DEFERRED = frozenset({"token", "introspect", "revoke", "login", "forgot", "verify", "register"})
 
 
 def group_for(request: HttpRequest) -> str | None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.signin import account, recovery_views, views
+from apps.signin import account, recovery_views, registration, views
 
 app_name = "signin"
 urlpatterns = [
@@ -10,4 +10,7 @@ urlpatterns = [
     path("account/verify/<str:token>", recovery_views.verify, name="verify"),
     path("password/forgot", recovery_views.password_forgot, name="password_forgot"),
     path("password/reset/<str:token>", recovery_views.password_reset, name="password_reset"),
+    path("register", registration.register, name="register"),
+    path("register/confirm/<str:token>", registration.register_confirm, name="register_confirm"),
+    path("invite/<str:token>", registration.invite, name="invite"),
 ]

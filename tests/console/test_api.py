@@ -281,6 +281,8 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/organizations",
         "/api/v1/organizations/{organization_id}",
         "/api/v1/organizations/{organization_id}/workspaces",
+        "/api/v1/organizations/{organization_id}/invitations",
+        "/api/v1/invitations/{invitation_id}/revoke",
         "/api/v1/organizations/{organization_id}/members",
         "/api/v1/organizations/{organization_id}/members/bulk",
         "/api/v1/organizations/{organization_id}/members/{user_id}",

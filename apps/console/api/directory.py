@@ -33,10 +33,11 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts import directory, selectors
+from apps.accounts import directory, invitations, selectors
 from apps.accounts.models import (
     Group,
     Organization,
+    OrganizationInvitation,
     OrganizationMembership,
     Permission,
     PermissionScope,
@@ -1038,3 +1039,97 @@ def user_memberships(request: Request, user_id: uuid.UUID) -> Response:
             {"organizations": orgs, "workspaces": workspaces, "groups": groups}
         ).data
     )
+
+
+# --- invitations ----------------------------------------------------------------------------
+
+
+class InvitationSerializer(serializers.ModelSerializer[OrganizationInvitation]):
+    state = serializers.CharField(
+        read_only=True, help_text="active, revoked, expired or used (no uses left)."
+    )
+
+    class Meta:
+        model = OrganizationInvitation
+        fields: tuple[str, ...] = (
+            "id", "organization", "role", "email", "created_by", "created_at", "expires_at",
+            "max_uses", "uses", "revoked_at", "state",
+        )  # fmt: skip
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    url = serializers.CharField(
+        read_only=True, help_text="The invitation link: shown in this answer only."
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = (*InvitationSerializer.Meta.fields, "url")
+
+
+class InvitationCreateSerializer(serializers.Serializer[Any]):
+    role = serializers.UUIDField(help_text="A role id: built-in or the organization's own.")
+    email = StrictText(
+        required=False,
+        allow_blank=True,
+        max_length=254,
+        help_text="Only this address may use the invitation (then once); empty for anyone.",
+    )
+    max_uses = serializers.IntegerField(
+        required=False, default=1, min_value=1, max_value=invitations.MAX_USES_LIMIT
+    )
+    days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=invitations.DAYS_LIMIT,
+        help_text="Days the link is valid (IDP_INVITATION_DAYS when absent).",
+    )
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="organizations_invitations_list",
+    summary="The organization's invitations, newest first (never their links)",
+    responses={200: InvitationSerializer(many=True), 404: NOT_FOUND},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="organizations_invitations_create",
+    summary="Make an invitation link; the answer holds the link, the only time it is shown"
+    + OPERATORS,
+    request=InvitationCreateSerializer,
+    responses={201: InvitationCreatedSerializer, 400: FIELD_ERRORS, 404: NOT_FOUND},
+)
+@api_view(["GET", "POST"])
+@permission_classes([OperatorWrites])
+def organization_invitations(request: Request, organization_id: uuid.UUID) -> Response:
+    found = _organization(organization_id)
+    if request.method == "POST":
+        given = _input(InvitationCreateSerializer(data=request.data))
+        made, token = _call(
+            invitations.invitation_create,
+            organization=found,
+            role=_role_field(given["role"]),
+            email=given.get("email", ""),
+            max_uses=given["max_uses"],
+            days=given.get("days"),
+            actor_id=request.user.pk,
+        )
+        answer = {**InvitationSerializer(made).data, "url": invitations.invitation_url(token)}
+        return Response(answer, status=status.HTTP_201_CREATED)
+    rows = invitations.invitation_list(organization=found)
+    return Response(InvitationSerializer(rows, many=True).data)
+
+
+@extend_schema(
+    methods=["POST"],
+    operation_id="invitations_revoke",
+    summary="Withdraw an invitation: its link stops working at once" + OPERATORS,
+    request=None,
+    responses={200: InvitationSerializer, 404: NOT_FOUND},
+)
+@api_view(["POST"])
+@permission_classes([OperatorWrites])
+def invitation_revoke(request: Request, invitation_id: uuid.UUID) -> Response:
+    found = _found(OrganizationInvitation.objects.filter(pk=invitation_id).first(), "invitation")
+    invitations.invitation_revoke(invitation=found, actor_id=request.user.pk)
+    return Response(InvitationSerializer(found).data)

@@ -76,6 +76,16 @@ urlpatterns = [
         name="organization_workspaces",
     ),
     path(
+        "organizations/<uuid:organization_id>/invitations",
+        directory.organization_invitations,
+        name="organization_invitations",
+    ),
+    path(
+        "invitations/<uuid:invitation_id>/revoke",
+        directory.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path(
         "organizations/<uuid:organization_id>/members",
         directory.organization_members,
         name="organization_members",
