@@ -469,6 +469,11 @@ PERSONAL_DATA_HOLDERS = [
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
 USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
+# The person's own account page (apps/signin/account.py) reaches tokens and audit through
+# these ports (apps/core/people.py): their applications (consents, offline grants) and their
+# recent security events.
+PERSON_APPLICATIONS = "apps.tokens.person.PersonApplications"
+PERSON_SECURITY_HISTORY = "apps.audit.selectors.person_security_history"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",
