@@ -263,7 +263,8 @@ _END_REASONS = {
 def _what(entry: HistoryEntry, clients: dict[str, str], user: User) -> str:
     data = entry.metadata or {}
     kind = entry.event_type
-    client = clients.get(entry.resource_id) or str(data.get("client_id") or entry.resource_id)
+    client_id = str(data.get("client_id") or entry.resource_id)  # offline grants name it
+    client = clients.get(client_id, client_id)
     by_someone_else = entry.actor_id not in ("", str(user.pk))
     if kind == EventType.LOGIN_SUCCEEDED:
         return "Signed in from a new device" if data.get("new_device") else "Signed in"
