@@ -61,12 +61,16 @@ def test_the_page_shows_profile_sessions_applications_and_history(
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Ada Lovelace" in html and "ada@example.com" in html and "not verified" in html
+    assert "Ada Lovelace" in html
+    assert "ada@example.com" in html
+    assert "not verified" in html
     assert html.count(">this device<") == 1
     assert f"/account/sessions/{other.pk}/sign-out" in html
-    assert "203.0.113.9" in html and "Firefox on Linux" in html
+    assert "203.0.113.9" in html
+    assert "Firefox on Linux" in html
     assert "Sign out everywhere else" in html
-    assert "Mail app" in html and "Offline access" in html
+    assert "Mail app" in html
+    assert "Offline access" in html
     assert "offline_access" in html
     # History: people's words, never bare event codes.
     assert "Gave Mail app offline access" in html
@@ -447,4 +451,5 @@ def test_history_tells_what_happened_in_words(signed_in, person, empty_audit_sto
     history = html[html.index("Recent security events") :]
     assert "Name changed" in history
     assert "A session was signed out from the account page" in history
-    assert "user.changed" not in history and "account_page" not in history
+    assert "user.changed" not in history
+    assert "account_page" not in history
