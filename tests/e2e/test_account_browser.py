@@ -70,7 +70,7 @@ def _userinfo(live_server, token: str) -> int:
 
 
 def test_person_signs_out_their_other_browser_and_its_token_dies(
-    live_server, browser, person, artifacts
+    live_server, browser, person, artifacts, empty_audit_store
 ) -> None:
     rp, secret = client_create(name="First party", redirect_uris=[REDIRECT_URI], skip_consent=True)
     assert secret is not None
@@ -108,6 +108,9 @@ def test_person_signs_out_their_other_browser_and_its_token_dies(
         status = _userinfo(live_server, token)
     assert status == 401, f"still accepted {time.monotonic() - started:.2f}s after sign-out"
     assert rows.count() == 1
+    history = laptop.locator("table.history").inner_text()
+    assert "A session was signed out from the account page" in history
+    assert "Signed in from a new device" in history
     laptop.screenshot(path=str(artifacts / "account-page-signed-out-other.png"), full_page=True)
 
     # The other browser is signed out: its next page asks it to sign in.
