@@ -239,6 +239,11 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     "api.ip": env.rate("IDP_RATELIMIT_API_IP", "300/1m burst=100"),
     # Every rate-limited request together (load shedding for the whole server).
     "global": env.rate("IDP_RATELIMIT_GLOBAL", "5000/1s"),
+    # The account page's e-mail change (/account/email: a link mailed to an address the
+    # person types) per client IP and per account: bounds the mail anyone with an account
+    # can send to someone else's mailbox.
+    "account_email.ip": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_IP", "20/1h burst=5"),
+    "account_email.account": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_ACCOUNT", "5/1h burst=3"),
 }
 # Failed-attempt lockout (Keycloak's brute-force model), for passwords per identifier and
 # client secrets per client id, existing or not; an attempt is reserved before the secret is

@@ -109,6 +109,7 @@ GROUPS = {
     "/oauth/introspect": "introspect",
     "/oauth/revoke": "revoke",
     "/oauth/userinfo": "userinfo",
+    "/account/email": "account_email",  # the account page's e-mail change (mails a link)
 }
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;

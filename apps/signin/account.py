@@ -94,14 +94,17 @@ def current_password_check(request: HttpRequest, *, user: User, password: str) -
     if not reservation.allowed:
         if reservation.decision.permanent:
             return "Too many wrong passwords: ask your administrator to unlock your account."
-        minutes, seconds = divmod(max(reservation.decision.retry_after, 1), 60)
-        wait = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-        return f"Too many wrong passwords. Try again in {wait}."
+        return f"Too many wrong passwords. {_wait(reservation.decision)}"
     if user.has_usable_password() and user.check_password(password):
         reservation.succeeded()
         return ""
     reservation.failed()
     return WRONG_PASSWORD
+
+
+def _wait(decision: ratelimit.Decision) -> str:
+    minutes, seconds = divmod(max(decision.retry_after, 1), 60)
+    return f"Try again in {minutes} min {seconds} s." if minutes else f"Try again in {seconds} s."
 
 
 def email_change_request(*, user: User, email: str, request: HttpRequest) -> None:
@@ -386,6 +389,15 @@ def email_update(request: HttpRequest) -> HttpResponse:
         form.add_error("password", refusal)
         return _page(request, email_form=form, status=400)
     email = form.cleaned_data["email"]
+    # Per account too, not only per IP (RATELIMIT_RULES account_email.*): each request mails
+    # someone's mailbox (OWASP ASVS 4.0.3 11.1.4 anti-automation of business flows).
+    decision = ratelimit.check(request, account=str(user.pk))
+    if not decision.allowed:
+        form.add_error("email", f"Too many address changes asked for. {_wait(decision)}")
+        response = _page(request, email_form=form, status=429)
+        for name, value in decision.headers().items():
+            response[name] = value
+        return response
     try:
         email_change_request(user=user, email=email, request=request)
     except ValidationError as error:

@@ -146,8 +146,8 @@ def test_bad_names_are_form_errors(signed_in, person, name, error) -> None:
 # --- E-mail change -------------------------------------------------------------------------
 
 
-def _ask(http: HttpClient, email: str, password: str = PASSWORD):
-    return http.post("/account/email", {"email": email, "password": password})
+def _ask(http: HttpClient, email: str, password: str = PASSWORD, ip: str = "127.0.0.1"):
+    return http.post("/account/email", {"email": email, "password": password}, REMOTE_ADDR=ip)
 
 
 def test_email_change_asks_for_the_password_and_changes_nothing_until_confirmed(
@@ -453,3 +453,19 @@ def test_history_tells_what_happened_in_words(signed_in, person, empty_audit_sto
     assert "A session was signed out from the account page" in history
     assert "user.changed" not in history
     assert "account_page" not in history
+
+
+def test_email_change_requests_are_rate_limited_per_account(signed_in, person, settings) -> None:
+    settings.RATELIMIT_ALLOW = ()  # the suite allow-lists loopback for unrelated tests
+    # RATELIMIT_RULES account_email.account: 5/1h burst=3, keyed by the account, not the IP.
+    statuses = [
+        _ask(signed_in, f"new{n}@example.com", PASSWORD, ip=f"198.51.100.{n}").status_code
+        for n in range(4)
+    ]
+
+    assert statuses == [302, 302, 302, 429]
+    refused = _ask(signed_in, "new9@example.com", PASSWORD, ip="198.51.100.9")
+    assert refused.status_code == 429
+    assert any("Too many address changes" in e for e in _errors(refused)), _errors(refused)
+    assert int(refused["Retry-After"]) >= 1
+    assert len(_events("email.verification_sent", person)) == 3
