@@ -167,7 +167,8 @@ def email_change_confirm(*, token: str, request: HttpRequest) -> EmailChange:
         # the address changed under it.
         if (user.email, user.password) != (change.user.email, change.user.password):
             raise LinkInvalid
-        if User.objects.filter(email__iexact=change.email).exclude(pk=user.pk).exists():
+        # Addresses are stored lower-cased, as the form sends them: the unique index answers.
+        if User.objects.filter(email=change.email.lower()).exclude(pk=user.pk).exists():
             raise EmailTaken
         old = user.email
         user.email, user.email_verified = change.email, True

@@ -145,3 +145,20 @@ def test_sign_out_everywhere_else_keeps_this_browser(live_server, browser, perso
     assert here.url == f"{live_server.url}/account/"
     for context in contexts:
         context.close()
+
+
+def test_account_page_on_a_phone(live_server, browser, person, artifacts) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/login?next=/account/")
+    page.fill("#id_email", person.email)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/account/")
+    page.get_by_text("Change your e-mail address").click()
+    assert page.locator("#id_email").is_visible()
+    # Nothing wider than the screen but the tables' own scrolling boxes.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    page.screenshot(path=str(artifacts / "account-page-phone.png"), full_page=True)
+    context.close()
