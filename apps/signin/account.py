@@ -76,7 +76,9 @@ def name_change(*, user: User, name: str) -> bool:
             resource_type="user",
             resource_id=user.pk,
             action="name_changed",
-            metadata={"name_before": before, "name_after": name},
+            # Which field, not its values: a name is personal data that an erasure must not
+            # have to find inside events (GDPR Art. 17; apps/audit/gdpr.py scrubs addresses).
+            metadata={"fields": ["name"]},
         )
     return True
 
@@ -292,7 +294,7 @@ def _what(entry: HistoryEntry, clients: dict[str, str], user: User) -> str:
         to = f" to {data['email']}" if data.get("email") else ""
         return f"A verification link was sent{to}"
     if kind == EventType.USER_CHANGED:
-        if "name_after" in data:
+        if data.get("fields") == ["name"]:
             return "Name changed" + (" by an administrator" if by_someone_else else "")
         return "Account details changed" + (" by an administrator" if by_someone_else else "")
     if kind == EventType.CONSENT_GRANTED:
@@ -471,6 +473,12 @@ def password_update(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def session_sign_out(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Ends one of the person's sessions (OWASP ASVS 4.0.3 3.3.4: people can see and log out
+    their sessions). ASVS asks for the credentials again first; deliberately not here:
+    ending a session only takes access away (the worst a thief holding this session can do
+    is sign the owner out elsewhere; the owner signs in again and changes the password,
+    which ends the thief's session), while a person who has just seen a stranger's session
+    must be able to end it at once. Someone else's session id, or a malformed one: 404."""
     user = _person(request)
     session = session_live_of_user(user=user, session_id=session_id)
     if session is None:
