@@ -39,7 +39,7 @@ class NameForm(forms.Form):
     name = forms.CharField(label="Name", max_length=NAME_MAX, required=False, strip=True)
 
     def clean_name(self) -> str:
-        return " ".join(_printable_name(self.cleaned_data["name"]).split(" ")).strip()
+        return _printable_name(self.cleaned_data["name"])  # trimmed by strip=True
 
 
 def _address(value: str) -> str:
