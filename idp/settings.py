@@ -249,6 +249,11 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     "link.ip": env.rate("IDP_RATELIMIT_LINK_IP", "60/1h burst=20"),
     # Every rate-limited request together (load shedding for the whole server).
     "global": env.rate("IDP_RATELIMIT_GLOBAL", "5000/1s"),
+    # The account page's e-mail change (/account/email: a link mailed to an address the
+    # person types) per client IP and per account: bounds the mail anyone with an account
+    # can send to someone else's mailbox.
+    "account_email.ip": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_IP", "20/1h burst=5"),
+    "account_email.account": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_ACCOUNT", "5/1h burst=3"),
 }
 # Failed-attempt lockout (Keycloak's brute-force model), for passwords per identifier and
 # client secrets per client id, existing or not; an attempt is reserved before the secret is
@@ -479,6 +484,11 @@ PERSONAL_DATA_HOLDERS = [
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
 USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
+# The person's own account page (apps/signin/account.py) reaches tokens and audit through
+# these ports (apps/core/people.py): their applications (consents, offline grants) and their
+# recent security events.
+PERSON_APPLICATIONS = "apps.tokens.person.PersonApplications"
+PERSON_SECURITY_HISTORY = "apps.audit.selectors.person_security_history"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",

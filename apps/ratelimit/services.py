@@ -112,6 +112,7 @@ GROUPS = {
     "/password/forgot": "forgot",
     "/account/verify": "verify",
     "/register": "register",
+    "/account/email": "account_email",  # the account page's e-mail change (mails a link)
 }
 # Paths under these prefixes, by group: the links mailed for a password reset or to verify an
 # address (their forms; the token is in the path), and organizations' invitation links.

@@ -107,3 +107,31 @@ def device_signed_in_before(*, user_id: uuid.UUID, request: HttpRequest) -> bool
         return False
     device = binding.device_id(cookie_id, request)
     return LoginSession.objects.filter(user_id=user_id, device_id=device).exists()
+
+
+# --- The person's own account page (apps/signin/account.py) --------------------------------
+
+# Live sessions a person's page lists at most (LOGIN_SESSION_LIMIT, when set, is far below).
+OWN_SESSIONS_MAX = 100
+
+
+def sessions_live_for_user(*, user: User) -> list[LoginSession]:
+    """The person's live login sessions, most recently used first (the partial index of live
+    sessions by user answers the filter)."""
+    live = LoginSession.objects.filter(
+        user=user, ended_at__isnull=True, expires_at__gt=timezone.now()
+    )
+    return list(live.order_by("-last_active_at", "-id")[:OWN_SESSIONS_MAX])
+
+
+def session_live_of_user(*, user: User, session_id: object) -> LoginSession | None:
+    """The person's live session with this id; None for another person's, an ended one or a
+    malformed id (the page answers 404 for each alike)."""
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        return None
+    found: LoginSession | None = LoginSession.objects.filter(
+        pk=pk, user=user, ended_at__isnull=True, expires_at__gt=timezone.now()
+    ).first()
+    return found

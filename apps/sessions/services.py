@@ -143,6 +143,7 @@ def _make_room(user: User, now: datetime, provider: str) -> str:
 # Why a session ended (LoginSession.end_reason), and the event each one records.
 END_REASONS = {
     "logout": EventType.LOGOUT,
+    "account_page": EventType.LOGOUT,  # the person ended it from their account page
     "operator": EventType.SESSION_REVOKED,
     "api": EventType.SESSION_REVOKED,
     "compromised": EventType.SESSION_REVOKED,

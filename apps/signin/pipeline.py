@@ -1,6 +1,7 @@
 """The hosted sign-in journey as one pipeline of ordered steps, read top to bottom (STEPS):
 
-    identify → limits → first factor (password) → [second factor] → [risk decision] → session
+    identify → limits → first factor (password) → [second factor] → [risk decision]
+             → recognize device → session → new-device notice
 
 (Keycloak's authentication flows and node-oidc-provider's interaction policy are built the
 same way.) Each step takes the attempt so far and returns None to go on, or a Refusal that
@@ -12,6 +13,7 @@ by the session step, so `user_logged_in` fires for third-party code; nothing of 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,9 @@ from apps.ratelimit import services as ratelimit
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import SESSION_KEY, device_signed_in_before
 from apps.sessions.services import SessionRefused, session_start
+from apps.signin.notices import security_notice
+
+log = logging.getLogger("tessera.signin")
 
 # One message for an unknown address, a wrong password and a deactivated account: the page
 # must not tell which addresses have accounts (OWASP Authentication Cheat Sheet,
@@ -51,6 +56,8 @@ class Attempt:
     session: LoginSession | None = None  # the login session `open_session` began
     # The failed-attempt slot `limits` reserved; settled by `first_factor_password`.
     reservation: ratelimit.Attempt | None = None
+    # This browser never opened a session of this account before (`recognize_device`).
+    new_device: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,24 @@ def first_factor_password(attempt: Attempt) -> Refusal | None:
 # refusal or a required step-up must come before any session exists.
 
 
+def recognize_device(attempt: Attempt) -> Refusal | None:
+    """Whether this browser (its device cookie, browser and platform) ever opened a login
+    session of this account: asked before `open_session`, whose new session would answer
+    yes. Only a proven sign-in gets here, so the failure paths cost what they did (one
+    statement more only for a login the session limit then refuses). Not a new device on
+    the account's very first sign-in (last_login still empty): every device is new then, and
+    the person who was just given the account is the one signing in; a notice with every
+    first sign-in would teach people to ignore them. From the second sign-in on, every new
+    device is announced, as Google's security alerts do ("new sign-in on <device>"), not only
+    a suspicious-looking one: the person, not a score, judges whether it was them."""
+    user = attempt.user
+    assert user is not None  # the steps before refuse an attempt without one
+    attempt.new_device = user.last_login is not None and not device_signed_in_before(
+        user_id=user.pk, request=attempt.request
+    )
+    return None
+
+
 def open_session(attempt: Attempt) -> Refusal | None:
     """The login session (apps.sessions.services.session_start: bound to this browser's
     device, IP and user agent; the per-user session limit) and the browser's
@@ -177,12 +202,39 @@ def open_session(attempt: Attempt) -> Refusal | None:
         session_id=started.pk,
         resource_type="session",
         resource_id=started.pk,
-        metadata={"provider": started.provider, "amr": started.amr},
+        metadata={
+            "provider": started.provider,
+            "amr": started.amr,
+            "new_device": attempt.new_device,
+        },
     )
     return None
 
 
-STEPS: tuple[Step, ...] = (identify, limits, first_factor_password, open_session)
+def notify_new_device(attempt: Attempt) -> Refusal | None:
+    """A sign-in from a device this account never used gets an e-mail to the person (OWASP
+    ASVS 5.0 V6.3.5: notify users of suspicious authentication, e.g. from an unusual
+    client; what Google, Microsoft and GitHub send): when, from where, which browser, and a
+    link to the account page to end the session. A notice that cannot be queued is logged:
+    it never undoes a sign-in the person proved."""
+    if not attempt.new_device:
+        return None
+    assert attempt.user is not None  # the steps before refuse an attempt without one
+    try:
+        security_notice(user=attempt.user, kind="new_device", request=attempt.request)
+    except Exception:  # the broker or the template: a missing notice is not a refusal
+        log.exception("new-device notice not queued for %s", attempt.user.pk)
+    return None
+
+
+STEPS: tuple[Step, ...] = (
+    identify,
+    limits,
+    first_factor_password,
+    recognize_device,
+    open_session,
+    notify_new_device,
+)
 
 
 def sign_in(request: HttpRequest, *, email: str, password: str) -> Attempt | Refusal:

@@ -123,7 +123,10 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
                 f"We sent a new link to {user.email}. It works for "
                 f"{settings.EMAIL_VERIFY_HOURS} hours; earlier links still work until then.",
             )
-        return HttpResponseRedirect(reverse("signin:verify_resend"))
+        # Back where the button was: the account page, or this page (a fixed choice, never
+        # a URL from the form: no open redirect, OWASP ASVS 5.1.5).
+        back = "signin:account" if request.POST.get("next") == "account" else "signin:verify_resend"
+        return HttpResponseRedirect(reverse(back))
     return render(request, "signin/verify_resend.html", context)
 
 

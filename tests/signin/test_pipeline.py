@@ -19,12 +19,15 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_steps_read_in_the_order_of_the_journey() -> None:
-    # DESIGN.md: identify → limits → first factor → [second factor] → [risk] → session.
+    # DESIGN.md: identify → limits → first factor → [second factor] → [risk] → session,
+    # with the new-device notice around the session (issue 14).
     assert [step.__name__ for step in pipeline.STEPS] == [
         "identify",
         "limits",
         "first_factor_password",
+        "recognize_device",
         "open_session",
+        "notify_new_device",
     ]
 
 
