@@ -1,7 +1,8 @@
 """Changing one's e-mail address in headless Chromium (issue 14), with the messages read from
 the suite's SMTP server: the link goes to the NEW address and changes nothing until the
 person confirms it; then the account signs in with the new address, verified, the OLD address
-gets a notice, the same link is refused, and userinfo says `email_verified`."""
+gets a notice, and the same link is refused (ID tokens and userinfo reading email_verified:
+tests/tokens/test_claim_release.py)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ session's device in `did`, and the client IP only when the operator asks for it.
 
 from __future__ import annotations
 
+import jwt
 import pytest
 from django.test import Client as HttpClient
 
@@ -77,3 +78,17 @@ def test_a_client_credentials_token_carries_nothing_about_a_person(
     assert "email" not in claims
     assert "name" not in claims
     assert "ip" not in claims
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_email_verified_says_whether_the_person_verified_their_address(
+    flow: Flow, person, verified: bool
+) -> None:
+    """OIDC Core §5.1: `email_verified` is true only once the person followed a verification
+    link to this address (apps/signin/recovery.py email_verify sets the column)."""
+    type(person).objects.filter(pk=person.pk).update(email_verified=verified)
+    tokens = flow.tokens(scope="openid email")
+
+    id_token = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert id_token["email_verified"] is verified
+    assert userinfo(flow.http, tokens["access_token"]).json()["email_verified"] is verified
