@@ -363,24 +363,28 @@ class _Journal:
                 self.stopping.wait(BATCH_WINDOW)  # let the rest of a burst arrive
                 busy = time.monotonic()
             self.wake.clear()
+            # Everything that may raise is inside the try, the connection's upkeep included
+            # (checking an open connection asks the database): this thread is the process's
+            # only drainer, and one exception escaping it would leave every later event in
+            # the file until the process exits, out of the audit store the whole time.
             try:
                 self.drain()
                 if time.monotonic() >= next_replay:
                     replay_dead(self.directory)
                     next_replay = time.monotonic() + REPLAY_INTERVAL
                 self._recovered()
+                if time.monotonic() - busy > IDLE_CLOSE:
+                    connection.close()  # quiet: no connection held by an idle drain thread
+                else:
+                    connection.close_if_unusable_or_obsolete()  # CONN_MAX_AGE, as requests do
             except Exception as error:  # the records wait in the file; retry
                 self._failed(error)
                 with suppress(Exception):
                     connection.close()
                 self.stopping.wait(RETRY_INTERVAL)
                 self.wake.set()  # what failed is still pending
-                continue
-            if time.monotonic() - busy > IDLE_CLOSE:
-                connection.close()  # quiet: no connection held by an idle drain thread
-            else:
-                connection.close_if_unusable_or_obsolete()  # CONN_MAX_AGE, as a request does
-        connection.close()
+        with suppress(Exception):
+            connection.close()
 
     def _failed(self, error: Exception) -> None:
         if self.failing_since is None:
