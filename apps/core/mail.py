@@ -18,6 +18,7 @@ from email.headerregistry import Address
 from email.utils import formataddr
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
@@ -28,6 +29,7 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.functional import cached_property
 
+DELIVER_TASK = "apps.core.tasks.mail_deliver"
 # RFC 5322 §2.1.1: a line is at most 998 characters; a subject longer than this is cut.
 SUBJECT_MAX = 200
 NAME_MAX = 200
@@ -89,9 +91,8 @@ def mail_send(template: str, *, to: str, context: dict[str, Any]) -> Message:
     """Render `template` for `to` and queue it for delivery when the current transaction
     commits (at once outside one). `to` comes from `recipient()`."""
     message = mail_render(template, to=to, context=context)
-    from apps.core.tasks import mail_deliver  # tasks import this module
-
-    transaction.on_commit(lambda: mail_deliver.delay(asdict(message)))
+    # By name: apps/core/tasks.py imports this module (the worker's half of delivery).
+    transaction.on_commit(lambda: current_app.send_task(DELIVER_TASK, args=[asdict(message)]))
     return message
 
 

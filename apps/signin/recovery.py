@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
@@ -42,6 +43,7 @@ from apps.signin.links import Link, LinkInvalid, link_make, link_read, token_dig
 log = logging.getLogger("tessera.signin")
 
 VERIFY = "verify_email"
+RESET_MAIL_TASK = "apps.signin.tasks.password_reset_mail_task"
 RESET = "password_reset"
 # The id a lookup of an unknown address stands in for (the nil UUID, RFC 9562 §5.9).
 NO_ACCOUNT = uuid.UUID(int=0)
@@ -147,11 +149,9 @@ def password_reset_request(request: HttpRequest, *, email: str) -> None:
         resource_id=user_id,
         metadata={"email": email},
     )
-    from apps.signin.tasks import password_reset_mail_task  # tasks import this module
-
-    queued = str(user_id or NO_ACCOUNT)
-    ip = client_ip(request) or ""
-    transaction.on_commit(lambda: password_reset_mail_task.delay(queued, ip))
+    # By name: apps/signin/tasks.py imports this module (the worker's half).
+    args = [str(user_id or NO_ACCOUNT), client_ip(request) or ""]
+    transaction.on_commit(lambda: current_app.send_task(RESET_MAIL_TASK, args=args))
 
 
 def password_reset_mail(user: User, *, ip: str = "", by_operator: bool = False) -> str:

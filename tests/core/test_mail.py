@@ -254,3 +254,10 @@ def test_embedded_default_writes_each_message_to_a_file(tmp_path) -> None:
 )
 def test_mail_failed_keeps_the_reply_but_no_address(error, kept) -> None:
     assert _mail_error(error) == kept
+
+
+def test_the_queued_name_is_the_delivery_tasks() -> None:
+    """mail_send queues the task by name (tasks.py imports mail.py): the two must agree."""
+    from apps.core.mail import DELIVER_TASK
+
+    assert mail_deliver.name == DELIVER_TASK

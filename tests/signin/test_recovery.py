@@ -489,3 +489,10 @@ def test_the_api_sends_both_mails_and_shows_the_verification_state(ada: User) ->
     again = operator.post(f"/api/v1/users/{ada.pk}/verification/send").json()
     assert again["sent"] is False
     assert operator.get(f"/api/v1/users/{ada.pk}").json()["email_verified"] is True
+
+
+def test_forgot_queues_the_reset_mail_task_by_its_name() -> None:
+    """password_reset_request queues the task by name (tasks.py imports recovery.py)."""
+    from apps.signin.recovery import RESET_MAIL_TASK
+
+    assert password_reset_mail_task.name == RESET_MAIL_TASK
