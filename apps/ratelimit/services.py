@@ -61,6 +61,13 @@ class Decision:
     degraded: bool = False  # decided by this process alone: Redis was unreachable
     permanent: bool = False
 
+    @property
+    def wait(self) -> str:
+        """How long until a request goes through, as a person reads it: "45 s", "2 min 5 s"
+        (at least 1 s, as Retry-After says)."""
+        minutes, seconds = divmod(max(self.retry_after, 1), 60)
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
     def headers(self) -> dict[str, str]:
         """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-10) for the
         rules partitioned by client (IP, client id, identifier): the shared endpoint and

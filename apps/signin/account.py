@@ -96,17 +96,12 @@ def current_password_check(request: HttpRequest, *, user: User, password: str) -
     if not reservation.allowed:
         if reservation.decision.permanent:
             return "Too many wrong passwords: ask your administrator to unlock your account."
-        return f"Too many wrong passwords. {_wait(reservation.decision)}"
+        return f"Too many wrong passwords. Try again in {reservation.decision.wait}."
     if user.has_usable_password() and user.check_password(password):
         reservation.succeeded()
         return ""
     reservation.failed()
     return WRONG_PASSWORD
-
-
-def _wait(decision: ratelimit.Decision) -> str:
-    minutes, seconds = divmod(max(decision.retry_after, 1), 60)
-    return f"Try again in {minutes} min {seconds} s." if minutes else f"Try again in {seconds} s."
 
 
 def email_change_request(*, user: User, email: str, request: HttpRequest) -> None:
@@ -396,7 +391,9 @@ def email_update(request: HttpRequest) -> HttpResponse:
     # someone's mailbox (OWASP ASVS 4.0.3 11.1.4 anti-automation of business flows).
     decision = ratelimit.check(request, account=str(user.pk))
     if not decision.allowed:
-        form.add_error("email", f"Too many address changes asked for. {_wait(decision)}")
+        form.add_error(
+            "email", f"Too many address changes asked for. Try again in {decision.wait}."
+        )
         response = _page(request, email_form=form, status=429)
         for name, value in decision.headers().items():
             response[name] = value

@@ -136,9 +136,7 @@ def _reserve(attempt: Attempt, *, known_device: bool) -> ratelimit.Attempt:
 def _unavailable(decision: ratelimit.Decision) -> str:
     if decision.permanent:
         return "Sign-in is unavailable for this address. Ask your administrator to unlock it."
-    minutes, seconds = divmod(max(decision.retry_after, 1), 60)
-    wait = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-    return f"Sign-in is temporarily unavailable for this address. Try again in {wait}."
+    return f"Sign-in is temporarily unavailable for this address. Try again in {decision.wait}."
 
 
 def first_factor_password(attempt: Attempt) -> Refusal | None:

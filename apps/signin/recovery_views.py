@@ -83,11 +83,8 @@ class TokenForm(forms.Form):
 
 
 def _wait(decision: ratelimit.Decision) -> str:
-    seconds = max(1, decision.retry_after)
-    minutes, rest = divmod(seconds, 60)
-    wait = f"{minutes} min {rest} s" if minutes else f"{rest} s"
-    when = datetime.now(UTC) + timedelta(seconds=seconds)
-    return f"Try again in {wait} (after {when:%H:%M} UTC)."
+    when = datetime.now(UTC) + timedelta(seconds=max(1, decision.retry_after))
+    return f"Try again in {decision.wait} (after {when:%H:%M} UTC)."
 
 
 def _refused(request: HttpRequest, template: str, context: dict[str, object], what: str,
