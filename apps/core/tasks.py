@@ -11,6 +11,7 @@ from django.conf import settings
 
 from apps.core.events import EventType, emit
 from apps.core.health import HEARTBEAT_KEY
+from apps.core.mail import Message
 from apps.core.redis import get_redis
 
 
@@ -59,8 +60,6 @@ def mail_deliver(self: Task[Any, None], message: dict[str, Any]) -> None:
     `mail.failed`. A refused recipient (SMTPRecipientsRefused) and refused credentials are
     retried too: a greylisting server refuses first and accepts later (RFC 6647 §2.1), and an
     operator can correct the password while messages wait."""
-    from apps.core.mail import Message
-
     mail = Message(**message)
     try:
         mail.email().send()

@@ -36,5 +36,11 @@ def location(ip: str | None) -> dict[str, str] | None:
     return {key: value for key, value in found.items() if isinstance(value, str)} or None
 
 
+def place(found: dict[str, str] | None) -> str:
+    """A location (as `location` returns it) as a person reads it: "Lyon, FR", "FR", or ""."""
+    found = found or {}
+    return ", ".join(v for v in (found.get("city", ""), found.get("country", "")) if v)
+
+
 def geo_cache_clear() -> None:
     _reader.cache_clear()

@@ -214,8 +214,7 @@ class SessionRow:
 
 
 def _place(ip: str | None, known: dict[str, Any] | None = None) -> str:
-    found = known or geo.location(ip) or {}
-    return ", ".join(v for v in (found.get("city", ""), found.get("country", "")) if v)
+    return geo.place(known or geo.location(ip))
 
 
 def _session_rows(request: HttpRequest, user: User) -> list[SessionRow]:

@@ -15,7 +15,7 @@ from apps.accounts.models import User
 from apps.core.mail import mail_send, recipient
 from apps.core.request_context import client_ip
 from apps.sessions.binding import device
-from apps.sessions.geo import location
+from apps.sessions.geo import location, place
 
 # What each notice says happened, by kind (the subject and the first line of the message).
 NOTICES = {
@@ -40,8 +40,7 @@ def security_notice(
     browser = ""
     if request is not None:
         ip = client_ip(request)
-        place = location(ip) or {}
-        city = ", ".join(v for v in (place.get("city", ""), place.get("country", "")) if v)
+        city = place(location(ip))
         where = f"{ip or 'an unknown address'}" + (f" ({city})" if city else "")
         browser = device(request).browser
     mail_send(
