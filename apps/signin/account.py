@@ -164,15 +164,14 @@ def email_change_confirm(*, token: str, request: HttpRequest) -> EmailChange:
         # the address changed under it.
         if (user.email, user.password) != (change.user.email, change.user.password):
             raise LinkInvalid
-        # Addresses are stored lower-cased, as the form sends them: the unique index answers.
-        if User.objects.filter(email=change.email.lower()).exclude(pk=user.pk).exists():
-            raise EmailTaken
         old = user.email
         user.email, user.email_verified = change.email, True
         try:
-            with transaction.atomic():  # a savepoint: an account taking it meanwhile loses us
+            # A savepoint: the unique index on lower(email) says whether another account has
+            # the address, or took it a moment ago, in the same statement that takes it.
+            with transaction.atomic():
                 user.save(update_fields=["email", "email_verified"])
-        except IntegrityError as error:  # the unique index on lower(email)
+        except IntegrityError as error:
             raise EmailTaken from error
         emit(
             EventType.EMAIL_CHANGED,
