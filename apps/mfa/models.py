@@ -105,3 +105,11 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return f"recovery code {self.pk}"
+
+
+class FactorKind(models.TextChoices):
+    """The kinds of second factor; the value is the resource_type of their events."""
+
+    TOTP = "totp", "Authenticator app"
+    WEBAUTHN = "webauthn", "Security key or passkey"
+    RECOVERY_CODES = "recovery_codes", "Recovery codes"
