@@ -54,10 +54,15 @@ def totp_enrol(*, user: User, name: str, now: datetime | None = None) -> TotpEnr
     with transaction.atomic():
         TotpDevice.objects.filter(user=user, confirmed_at__isnull=True).delete()
         device.save(force_insert=True)
-    uri = pyotp.TOTP(secret, digits=DIGITS).provisioning_uri(
+    uri = totp_provisioning_uri(user=user, secret=secret)
+    return TotpEnrolment(device=device, secret=secret, provisioning_uri=uri)
+
+
+def totp_provisioning_uri(*, user: User, secret: str) -> str:
+    """The otpauth:// URI an authenticator app reads from the QR code."""
+    return pyotp.TOTP(secret, digits=DIGITS).provisioning_uri(
         name=user.email, issuer_name=settings.SITE_NAME
     )
-    return TotpEnrolment(device=device, secret=secret, provisioning_uri=uri)
 
 
 def totp_confirm(*, device: TotpDevice, code: str, now: datetime | None = None) -> TotpDevice:
