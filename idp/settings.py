@@ -384,6 +384,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.ratelimit",
     "apps.sessions",
+    "apps.mfa",
     "apps.signin",
     "apps.tokens",
     "apps.audit",

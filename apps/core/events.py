@@ -180,6 +180,29 @@ class EventType(models.TextChoices):
         "An operator erased a person (GDPR Art. 17); user_id is the pseudonym their events "
         "now carry.",
     )
+    MFA_ENROLLED = (
+        "mfa.enrolled",
+        "A person added a second factor (TOTP, WebAuthn credential) or a new set of recovery "
+        "codes; resource_type names the kind, metadata its name.",
+    )
+    MFA_REMOVED = (
+        "mfa.removed",
+        "A person removed one of their second factors, after authenticating afresh.",
+    )
+    MFA_SUCCEEDED = "mfa.succeeded", "A person proved a second factor; resource_type says which."
+    MFA_FAILED = (
+        "mfa.failed",
+        "A second factor was refused; error_code says why (invalid_code, replayed_code, "
+        "invalid_response, cloned_authenticator, unknown_credential).",
+    )
+    MFA_RECOVERY_CODE_USED = (
+        "mfa.recovery_code_used",
+        "A recovery code was used (each works once); metadata.remaining says how many are left.",
+    )
+    MFA_RESET = (
+        "mfa.reset",
+        "An operator removed every second factor of a person (actor_id says who).",
+    )
 
 
 class Severity(models.TextChoices):
@@ -256,6 +279,13 @@ RULES: dict[EventType, Rule] = {
     EventType.AUDIT_EXPORTED: _rule(M, M, SOC2, GDPR),
     EventType.GDPR_EXPORTED: _rule(M, M, SOC2, GDPR),
     EventType.GDPR_ERASED: _rule(H, H, SOC2, GDPR),
+    EventType.MFA_ENROLLED: _rule(M, M, SOC2),
+    EventType.MFA_REMOVED: _rule(M, M, SOC2),
+    # A failed second factor comes from someone who already has the password: worth a look.
+    EventType.MFA_SUCCEEDED: _rule(L, M, SOC2),
+    EventType.MFA_FAILED: _rule(M, M, SOC2),
+    EventType.MFA_RECOVERY_CODE_USED: _rule(M, M, SOC2),
+    EventType.MFA_RESET: _rule(H, H, SOC2),
 }
 
 

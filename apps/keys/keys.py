@@ -25,26 +25,24 @@ in their own transaction, so callers never have to bootstrap first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core import sealing
 from apps.core.cache import ProcessCache, publish_on_commit
 from apps.core.events import EventType, emit
+from apps.core.sealing import kek_id as kek_id  # named here before it moved to core
 from apps.keys.jose import JWKError, PublicKey, jwk_thumbprint, public_jwk, public_key_from_jwk
 from apps.keys.models import SigningAlg, SigningKey
 
@@ -62,8 +60,6 @@ MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
 DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
 TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `exp`
 ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
-
-_NONCE_BYTES = 12  # 96-bit GCM nonce (NIST SP 800-38D §8.2)
 
 
 class SigningKeyError(Exception):
@@ -160,40 +156,28 @@ def _generate(alg: str) -> PrivateKey:
     raise SigningKeyError(f"unsupported signing algorithm {alg!r}: use one of {ALGORITHMS}")
 
 
-def kek_id(kek: bytes) -> str:
-    """Names a key-encryption key without revealing it: 8 hex digits of its SHA-256."""
-    return hashlib.sha256(kek).hexdigest()[:8]
-
-
 def _aad(kid: str, alg: str) -> bytes:
     """Binds a sealed key to its row: a ciphertext copied to another kid or alg won't open."""
     return f"tessera signing key\x00{kid}\x00{alg}".encode()
 
 
 def _seal(plaintext: bytes, *, kid: str, alg: str) -> tuple[bytes, str]:
-    kek = settings.KEY_ENCRYPTION_KEY
-    nonce = os.urandom(_NONCE_BYTES)
-    return nonce + AESGCM(kek).encrypt(nonce, plaintext, _aad(kid, alg)), kek_id(kek)
+    return sealing.seal(plaintext, aad=_aad(kid, alg))
 
 
 def private_key_unseal(*, key: SigningKey) -> PrivateKey:
     """Open the sealed private key with IDP_KEY_ENCRYPTION_KEY or one of the old keys."""
-    keks = {
-        kek_id(kek): kek for kek in (*settings.KEY_ENCRYPTION_KEYS_OLD, settings.KEY_ENCRYPTION_KEY)
-    }
-    kek = keks.get(key.kek_id)
-    if kek is None:
+    try:
+        plaintext = sealing.unseal(
+            bytes(key.sealed_private_key), sealed_by=key.kek_id, aad=_aad(key.kid, key.alg)
+        )
+    except sealing.UnknownKek:
         raise KeyUnsealError(
             f"signing key {key.kid} was sealed under key-encryption key {key.kek_id}, which is "
             "neither IDP_KEY_ENCRYPTION_KEY nor one of IDP_KEY_ENCRYPTION_KEYS_OLD: configure "
             "that key (as an old key) or rotate with `manage.py rotate_keys`"
-        )
-    sealed = bytes(key.sealed_private_key)
-    try:
-        plaintext = AESGCM(kek).decrypt(
-            sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _aad(key.kid, key.alg)
-        )
-    except InvalidTag:
+        ) from None
+    except sealing.SealAltered:
         raise KeyUnsealError(
             f"signing key {key.kid} does not decrypt under key-encryption key {key.kek_id}: "
             "the stored row was altered"

@@ -19,6 +19,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "accounts": {"core"},
     "sessions": {"accounts", "core"},
     "keys": {"core"},
+    "mfa": {"accounts", "core"},
     "tokens": {"keys", "sessions", "accounts", "ratelimit", "core"},
     "signin": {"mfa", "sessions", "ratelimit", "accounts", "core"},
     "federation": {"signin", "tokens", "sessions", "accounts", "core"},

@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from apps.core import cache
+from apps.core import cache, sealing
 from apps.core.models import SecurityEvent
 from apps.keys import keys
 from apps.keys.keys import (
@@ -546,7 +546,7 @@ def test_second_read_runs_no_query_and_parses_no_key(monkeypatch, django_assert_
     monkeypatch.setattr(serialization, "load_der_private_key", parse)
     monkeypatch.setattr(serialization, "load_pem_private_key", parse)
     monkeypatch.setattr(keys, "public_key_from_jwk", parse)
-    monkeypatch.setattr(keys, "AESGCM", parse)
+    monkeypatch.setattr(sealing, "AESGCM", parse)  # the seal moved to core (apps.core.sealing)
     with django_assert_num_queries(0):
         for alg, kid in kids.items():
             assert signing_key(alg).kid == kid
