@@ -180,6 +180,11 @@ class EventType(models.TextChoices):
         "An operator erased a person (GDPR Art. 17); user_id is the pseudonym their events "
         "now carry.",
     )
+    SESSION_STEPPED_UP = (
+        "session.stepped_up",
+        "A login session proved another factor (step-up); metadata has the methods added and "
+        "the level before and after.",
+    )
 
 
 class Severity(models.TextChoices):
@@ -256,6 +261,7 @@ RULES: dict[EventType, Rule] = {
     EventType.AUDIT_EXPORTED: _rule(M, M, SOC2, GDPR),
     EventType.GDPR_EXPORTED: _rule(M, M, SOC2, GDPR),
     EventType.GDPR_ERASED: _rule(H, H, SOC2, GDPR),
+    EventType.SESSION_STEPPED_UP: _rule(L, M, SOC2),
 }
 
 
