@@ -3,7 +3,8 @@ checks, each either passing or answering the request (node-oidc-provider's shape
 
 oauthlib validates the OAuth parameters (client, exact redirect URI, response type, scopes,
 PKCE presence); the checks here add what needs the browser session: login, prompt, max_age,
-id_token_hint and consent. Every response sent back to the client carries `iss` (RFC 9207).
+id_token_hint, the authentication level (acr_values, the client's MFA requirement) and
+consent. Every response sent back to the client carries `iss` (RFC 9207).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import FatalClientError, OAuth2Error
 from oauthlib.oauth2.rfc6749.errors import MissingCodeChallengeError
 
+from apps.sessions.levels import LEVEL_ACR, LEVEL_MFA, acr_level
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
+from apps.sessions.services import session_auth_time
 from apps.tokens import id_tokens
 from apps.tokens.clients import client_by_id
 from apps.tokens.errors import describe
@@ -38,6 +41,11 @@ from apps.tokens.services import code_issue, consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
+# Marks a request already sent to step up once (check_acr); signed, short-lived.
+STEP_UP_MARK = "tessera_step_up"
+# The sign-in page's parameter naming the acr a request needs (docs/architecture.md).
+STEP_UP_PARAM = "step_up"
+MARK_MAX_AGE = 900
 CONSENT_SALT = "tessera.authorize.consent"
 KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
 PKCE_REQUIRED = (
@@ -196,14 +204,14 @@ def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) ->
     """OIDC Core §3.1.2.1: prompt=login and max_age ask for a login newer than the request
     (max_age=0 means the same as prompt=login); a login made after we sent the person to
     sign in for this very request (the signed mark) satisfies both."""
-    login_at = session.created_at.timestamp()
+    login_at = session_auth_time(session).timestamp()
     max_age = areq.params.get("max_age")
     too_old = max_age is not None and login_at < time.time() - int(max_age)
     if not too_old and not areq.prompt & {"login", "select_account"}:
         return True
     mark = areq.params.get(LOGIN_MARK)
     try:
-        asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=900) if mark else None
+        asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=MARK_MAX_AGE) if mark else None
     except signing.BadSignature:
         asked_at = None
     return asked_at is not None and login_at >= asked_at
@@ -245,6 +253,67 @@ def _id_token_hint_subject(request: HttpRequest, areq: AuthorizationRequest) -> 
             areq, "invalid_request", "id_token_hint is not an ID token of this issuer."
         )
     return str(claims["sub"])
+
+
+def required_level(areq: AuthorizationRequest) -> tuple[int, bool]:
+    """The level the request needs, and whether it is required (not merely asked).
+
+    OIDC Core §3.1.2.1, §5.5.1.1: `acr_values` asks for the acr claim as a voluntary claim,
+    values in order of preference; any of them is acceptable to the client, so the lowest of
+    ours it names is the level that satisfies it, and values we do not know are ignored. A
+    client registered with require_mfa needs the MFA level on every authorization.
+    """
+    asked = [acr_level(value) for value in areq.params.get("acr_values", "").split()]
+    known = [level for level in asked if level is not None]
+    level = min(known, default=0)
+    assert areq.client is not None
+    if areq.client.require_mfa and level < LEVEL_MFA:
+        return LEVEL_MFA, True
+    return level, bool(areq.client.require_mfa)
+
+
+def _stepped_up_before(areq: AuthorizationRequest) -> bool:
+    mark = areq.params.get(STEP_UP_MARK)
+    if not mark:
+        return False
+    try:
+        return bool(signing.loads(mark, salt=STEP_UP_MARK, max_age=MARK_MAX_AGE))
+    except signing.BadSignature:
+        return False
+
+
+def check_acr(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """A session below the level the request needs goes to step-up: the sign-in page, asked
+    for the missing factor (`step_up=<acr>`), then this request again; not a new login.
+
+    Once back from it (the signed mark) and still below: a voluntary acr is left unmet and
+    the ID token's acr says what the session proves (OIDC Core §5.5.1.1); a required level
+    is refused with unmet_authentication_requirements (OpenID Connect Core Error Code
+    unmet_authentication_requirements 1.0 §2). With prompt=none nothing may be shown:
+    login_required (OIDC Core §3.1.2.6).
+    """
+    assert areq.session is not None
+    wanted, required = required_level(areq)
+    if areq.session.security_level >= wanted:
+        return
+    if "none" in areq.prompt:
+        raise error_to_client(
+            areq, "login_required", "The user must authenticate with a stronger method."
+        )
+    if _stepped_up_before(areq):
+        if not required:
+            return
+        raise error_to_client(
+            areq,
+            "unmet_authentication_requirements",
+            "This application requires multi-factor authentication.",
+        )
+    params = dict(areq.params)
+    params[STEP_UP_MARK] = signing.dumps(True, salt=STEP_UP_MARK)
+    next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
+    login_url = resolve_url(settings.LOGIN_URL)
+    login_url += "?" + urlencode({STEP_UP_PARAM: LEVEL_ACR[wanted]})
+    raise Answer(redirect_to_login(next_url, login_url))
 
 
 def check_offline_access(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -301,6 +370,7 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_pkce_s256,
     check_prompt,
     check_login,
+    check_acr,
     check_offline_access,
     check_consent,
 ]
