@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from io import StringIO
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from apps.sessions.levels import ACR_HARDWARE_KEY, ACR_MFA, ACR_PASSWORD
 from apps.sessions.models import LoginSession
@@ -19,7 +21,7 @@ from apps.sessions.services import session_step_up
 from apps.tokens.authorize import STEP_UP_MARK
 from apps.tokens.models import Client
 from apps.tokens.validation import validate_access_token
-from tests.rp import PASSWORD
+from tests.rp import PASSWORD, REDIRECT_URI
 from tests.tokens.conftest import (
     STATE,
     Flow,
@@ -203,6 +205,11 @@ def test_require_mfa_is_a_registration_setting(register) -> None:
     rp = register(require_mfa=True)
     assert Client.objects.get(client_id=rp.client_id).require_mfa
     assert not Client.objects.get(client_id=register().client_id).require_mfa
+    call_command(
+        "createclient", "--name", "MFA RP", "--redirect-uri", REDIRECT_URI, "--require-mfa",
+        "--client-id", "mfa-rp", stdout=StringIO(),
+    )  # fmt: skip
+    assert Client.objects.get(client_id="mfa-rp").require_mfa
 
 
 # --- max_age and auth_time ------------------------------------------------------------------
