@@ -9,6 +9,7 @@ consent. Every response sent back to the client carries `iss` (RFC 9207).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,12 +47,23 @@ STEP_UP_MARK = "tessera_step_up"
 # The sign-in page's parameter naming the acr a request needs (docs/architecture.md).
 STEP_UP_PARAM = "step_up"
 MARK_MAX_AGE = 900
+# The claims parameter's JSON (OIDC Core §5.5): a request for a few claims is well under it.
+MAX_CLAIMS_REQUEST = 4096
+CLAIMS_MALFORMED = "claims must be a JSON object as OpenID Connect Core section 5.5 defines."
 CONSENT_SALT = "tessera.authorize.consent"
 KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
 PKCE_REQUIRED = (
     "PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636, "
     "RFC 9700 section 2.1.1)."
 )
+
+
+@dataclass(frozen=True)
+class AcrClaim:
+    """OIDC Core §5.5.1.1: the acr claim asked for the ID token through `claims`."""
+
+    essential: bool
+    values: tuple[str, ...]
 
 
 @dataclass
@@ -62,6 +74,7 @@ class AuthorizationRequest:
     credentials: dict[str, Any] = field(default_factory=dict)
     client: Client | None = None
     session: LoginSession | None = None
+    acr_claim: AcrClaim | None = None  # the claims parameter's id_token.acr (OIDC Core §5.5)
     _consented: frozenset[str] | None = None
 
     @property
@@ -200,6 +213,42 @@ def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
         raise error_to_client(areq, "invalid_request", "max_age must be a number of seconds.")
 
 
+def check_claims_request(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """OIDC Core §5.5: `claims`, a JSON object with `id_token` and `userinfo` members. Of what
+    it asks, the ID token's `acr` is acted on (§5.5.1.1, check_acr); the other claims are
+    released by scope, as §5.5.1 allows (a claim not returned is never an error)."""
+    raw = areq.params.get("claims")
+    if raw is None:
+        return
+    try:
+        if len(raw) > MAX_CLAIMS_REQUEST:
+            raise ValueError(raw)
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED) from None
+    if not isinstance(parsed, dict):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    members = [parsed.get("id_token"), parsed.get("userinfo")]
+    if not all(member is None or isinstance(member, dict) for member in members):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    acr = (members[0] or {}).get("acr")
+    if acr is None:
+        return  # not asked, or asked "in the default manner" (null)
+    values = (
+        acr.get("values", [acr["value"]] if "value" in acr else [])
+        if isinstance(acr, dict)
+        else None
+    )
+    if (
+        not isinstance(acr, dict)
+        or not isinstance(acr.get("essential", False), bool)
+        or not isinstance(values, list)
+        or not all(isinstance(value, str) for value in values)
+    ):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    areq.acr_claim = AcrClaim(bool(acr.get("essential", False)), tuple(values))
+
+
 def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) -> bool:
     """OIDC Core §3.1.2.1: prompt=login and max_age ask for a login newer than the request
     (max_age=0 means the same as prompt=login); a login made after we sent the person to
@@ -255,21 +304,53 @@ def _id_token_hint_subject(request: HttpRequest, areq: AuthorizationRequest) -> 
     return str(claims["sub"])
 
 
-def required_level(areq: AuthorizationRequest) -> tuple[int, bool]:
-    """The level the request needs, and whether it is required (not merely asked).
+def requested_levels(areq: AuthorizationRequest) -> tuple[int, int]:
+    """The level the request asks for, and the level it requires (0: none).
 
     OIDC Core §3.1.2.1, §5.5.1.1: `acr_values` asks for the acr claim as a voluntary claim,
     values in order of preference; any of them is acceptable to the client, so the lowest of
-    ours it names is the level that satisfies it, and values we do not know are ignored. A
-    client registered with require_mfa needs the MFA level on every authorization.
+    ours it names is the level that satisfies it, and values we do not know are ignored. The
+    same from `claims` (id_token.acr), where `essential` makes it required: a level none of
+    its values names cannot be met, and is refused at once. A client registered with
+    require_mfa requires the MFA level on every authorization.
     """
-    asked = [acr_level(value) for value in areq.params.get("acr_values", "").split()]
-    known = [level for level in asked if level is not None]
-    level = min(known, default=0)
     assert areq.client is not None
-    if areq.client.require_mfa and level < LEVEL_MFA:
-        return LEVEL_MFA, True
-    return level, bool(areq.client.require_mfa)
+    asked = _lowest_known(areq.params.get("acr_values", "").split())
+    required = LEVEL_MFA if areq.client.require_mfa else 0
+    claim = areq.acr_claim
+    if claim is not None and claim.values:
+        level = _lowest_known(list(claim.values))
+        if claim.essential:
+            if not level:
+                raise error_to_client(
+                    areq,
+                    "unmet_authentication_requirements",
+                    "None of the essential acr values is one this server supports.",
+                )
+            required = max(required, level)
+        asked = max(asked, level)
+    return max(asked, required), required
+
+
+def _lowest_known(values: list[str]) -> int:
+    known = [level for level in map(acr_level, values) if level is not None]
+    return min(known, default=0)
+
+
+def token_acr(areq: AuthorizationRequest) -> str:
+    """The ID token's acr: the session's, unless `claims` asked for it essential with values
+    (OIDC Core §5.5.1.1: then one of them), the strongest the session's level satisfies."""
+    assert areq.session is not None
+    claim = areq.acr_claim
+    if claim is None or not claim.essential or not claim.values:
+        return ""
+    levels = {value: acr_level(value) for value in claim.values}
+    met = {
+        level: value
+        for value, level in levels.items()
+        if level is not None and level <= areq.session.security_level
+    }
+    return met[max(met)] if met else ""
 
 
 def _stepped_up_before(areq: AuthorizationRequest) -> bool:
@@ -293,7 +374,7 @@ def check_acr(request: HttpRequest, areq: AuthorizationRequest) -> None:
     login_required (OIDC Core §3.1.2.6).
     """
     assert areq.session is not None
-    wanted, required = required_level(areq)
+    wanted, required = requested_levels(areq)
     if areq.session.security_level >= wanted:
         return
     if "none" in areq.prompt:
@@ -301,7 +382,7 @@ def check_acr(request: HttpRequest, areq: AuthorizationRequest) -> None:
             areq, "login_required", "The user must authenticate with a stronger method."
         )
     if _stepped_up_before(areq):
-        if not required:
+        if areq.session.security_level >= required:
             return
         raise error_to_client(
             areq,
@@ -369,6 +450,7 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_response_mode,
     check_pkce_s256,
     check_prompt,
+    check_claims_request,
     check_login,
     check_acr,
     check_offline_access,
@@ -392,6 +474,7 @@ def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse
         code_challenge=str(credentials.get("code_challenge") or ""),
         code_challenge_method=str(credentials.get("code_challenge_method") or ""),
         nonce=str(credentials.get("nonce") or ""),
+        acr=token_acr(areq),
     )
     return redirect_to_client(areq, {"code": code})
 

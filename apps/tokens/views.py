@@ -66,7 +66,8 @@ def _metadata() -> bytes:
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
             "sid", "email", "email_verified", "name",
         ],
-        "claims_parameter_supported": False,
+        # OIDC Core §5.5: accepted; the ID token's acr is acted on, the rest follows scopes
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3

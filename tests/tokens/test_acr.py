@@ -6,6 +6,7 @@ pipeline asks the second factor (apps/mfa)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from io import StringIO
@@ -242,3 +243,82 @@ def test_a_step_up_answers_max_age(flow: Flow, person) -> None:
     tokens = flow.tokens(max_age="60", prompt="none")
     claims = verify_id_token(tokens["id_token"], flow.rp.client_id)
     assert claims["auth_time"] >= int(time.time()) - 5
+
+
+# --- acr through the claims parameter (OIDC Core §5.5, §5.5.1.1) ----------------------------
+
+
+def acr_claim(**request: object) -> str:
+    return json.dumps({"id_token": {"acr": request}, "userinfo": {"email": None}})
+
+
+def test_discovery_says_the_claims_parameter_is_accepted(client) -> None:
+    metadata = client.get("/.well-known/openid-configuration").json()
+    assert metadata["claims_parameter_supported"] is True
+
+
+def test_an_essential_acr_is_returned_as_one_of_its_values(flow: Flow, person) -> None:
+    # §5.5.1.1: essential with values: the ID token's acr is one of them (the strongest the
+    # session satisfies, here a lower one than the session's own); the access token says
+    # what the session proves
+    step_up(person, ["otp"])
+    tokens = flow.tokens(
+        claims=acr_claim(essential=True, values=[ACR_PASSWORD, "urn:example:x"]), prompt="none"
+    )
+    assert verify_id_token(tokens["id_token"], flow.rp.client_id)["acr"] == ACR_PASSWORD
+    assert validate_access_token(tokens["access_token"])["acr"] == ACR_MFA
+
+
+def test_an_essential_acr_above_the_session_steps_up_then_is_met(flow: Flow, person) -> None:
+    pkce = new_pkce()
+    asked = flow.authorize(pkce, claims=acr_claim(essential=True, value=ACR_MFA))
+    back = assert_step_up_redirect(asked, ACR_MFA)
+    step_up(person, ["hwk"])
+    answer = client_redirect(flow.http.get(back))
+    tokens = flow.exchange(answer["code"], pkce.verifier).json()
+    assert verify_id_token(tokens["id_token"], flow.rp.client_id)["acr"] == ACR_MFA
+
+
+def test_an_essential_acr_left_unmet_is_refused(flow: Flow) -> None:
+    # §5.5.1.1: an essential acr not met is a failed authentication
+    back = assert_step_up_redirect(
+        flow.authorize(claims=acr_claim(essential=True, values=[ACR_MFA])), ACR_MFA
+    )
+    assert_error(flow.http.get(back), "unmet_authentication_requirements")
+
+
+def test_an_essential_acr_none_of_ours_is_refused_at_once(flow: Flow) -> None:
+    response = flow.authorize(claims=acr_claim(essential=True, values=["urn:example:gold"]))
+    assert_error(response, "unmet_authentication_requirements")
+
+
+def test_a_voluntary_acr_claim_is_like_acr_values(flow: Flow) -> None:
+    assert_step_up_redirect(flow.authorize(claims=acr_claim(values=[ACR_MFA])), ACR_MFA)
+    tokens = flow.tokens(claims=acr_claim(essential=False), prompt="none")
+    assert verify_id_token(tokens["id_token"], flow.rp.client_id)["acr"] == ACR_PASSWORD
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        "[]",
+        '{"id_token": []}',
+        '{"id_token": {"acr": "urn:tessera:acr:mfa"}}',
+        '{"id_token": {"acr": {"essential": "yes"}}}',
+        '{"id_token": {"acr": {"values": "urn:tessera:acr:mfa"}}}',
+        '{"id_token": {"acr": {"values": [1]}}}',
+        json.dumps({"userinfo": {"email": {"value": "x" * 5000}}}),
+    ],
+)
+def test_a_malformed_claims_request_is_invalid_request(flow: Flow, claims: str) -> None:
+    # §5.5: a JSON object of objects; never a 500
+    assert_error(flow.authorize(method="post", claims=claims), "invalid_request")
+
+
+@pytest.mark.parametrize("claims", ["not json", '{"id_token": ' * 2000 + "{}" + "}" * 2000])
+def test_a_claims_request_that_is_not_json_is_refused(flow: Flow, claims: str) -> None:
+    # oauthlib's OpenID Connect grant parses claims first, before it has checked the redirect
+    # URI: the refusal page (RFC 6749 §4.1.2.1), never a 500
+    response = flow.authorize(method="post", claims=claims)
+    assert response.status_code == 400
+    assert "Malformed claims parameter" in response.content.decode()

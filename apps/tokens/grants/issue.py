@@ -47,6 +47,8 @@ class Issuance:
     audience: list[str]
     offline: bool = False  # OIDC Core §11: the refresh chain is an offline grant
     nonce: str = ""  # OIDC Core §3.1.3.6: the authorization request's, for a code's ID token
+    # OIDC Core §5.5.1.1: the ID token's acr when asked essential with values ("": the session's)
+    acr: str = ""
     previous: RefreshToken | None = None  # the refresh token this rotates (refresh grant)
 
 
@@ -177,6 +179,8 @@ def _id_token(issuance: Issuance, access_token: str) -> str:
     }
     if session is not None:
         claims.update(authentication_claims(session))
+        if issuance.acr:
+            claims["acr"] = issuance.acr
         if session_is_live(session):
             claims["sid"] = str(session.pk)
     if issuance.nonce:
