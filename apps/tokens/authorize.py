@@ -42,7 +42,9 @@ from apps.tokens.services import code_issue, consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
-# Marks a request already sent to step up once (check_acr); signed, short-lived.
+# Marks a request already sent to step up once (check_acr); signed, short-lived. Not bound to
+# the request: carried to another, it can only leave an asked level unmet (the tokens then
+# say the session's real acr), never pass a required one.
 STEP_UP_MARK = "tessera_step_up"
 # The sign-in page's parameter naming the acr a request needs (docs/architecture.md).
 STEP_UP_PARAM = "step_up"
