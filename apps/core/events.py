@@ -203,6 +203,11 @@ class EventType(models.TextChoices):
         "mfa.reset",
         "An operator removed every second factor of a person (actor_id says who).",
     )
+    SESSION_STEPPED_UP = (
+        "session.stepped_up",
+        "A login session proved another factor (step-up); metadata has the methods added and "
+        "the level before and after.",
+    )
 
 
 class Severity(models.TextChoices):
@@ -286,6 +291,7 @@ RULES: dict[EventType, Rule] = {
     EventType.MFA_FAILED: _rule(M, M, SOC2),
     EventType.MFA_RECOVERY_CODE_USED: _rule(M, M, SOC2),
     EventType.MFA_RESET: _rule(H, H, SOC2),
+    EventType.SESSION_STEPPED_UP: _rule(L, M, SOC2),
 }
 
 

@@ -26,7 +26,13 @@ class LoginSession(models.Model):
     user_agent = models.CharField(max_length=512, blank=True)
     # Location (when GeoIP is configured), device, network, browser and security flags.
     context = models.JSONField(default=dict, blank=True)
-    security_level = models.PositiveSmallIntegerField(default=1)  # 1 password, 2 with MFA
+    # What the amr proves (apps.sessions.levels): 1 one factor, 2 MFA, 3 MFA with a hardware
+    # key; kept with acr by session_start and session_step_up, never set alone.
+    security_level = models.PositiveSmallIntegerField(default=1)
+    # OIDC Core §2 auth_time: the person's latest active authentication in this session (its
+    # login, then each step-up); null only on sessions begun before it was kept (read
+    # session_auth_time, which falls back to created_at).
+    authenticated_at = models.DateTimeField(null=True, blank=True)
     threat_score = models.PositiveSmallIntegerField(default=0)  # 0-100, set by threat scoring
     compromised = models.BooleanField(default=False)
     created_at = models.DateTimeField()

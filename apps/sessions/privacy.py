@@ -33,6 +33,8 @@ def _sessions(user: User) -> Iterator[dict[str, Any]]:
             "provider": s.provider,
             "acr": s.acr,
             "amr": s.amr,
+            "security_level": s.security_level,
+            "authenticated_at": s.authenticated_at,
             "device_id": s.device_id,
             "ip_address": s.ip_address,
             "user_agent": s.user_agent,

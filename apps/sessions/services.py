@@ -13,11 +13,9 @@ from apps.accounts.models import User
 from apps.core import request_context, revocation
 from apps.core.events import EventType, emit
 from apps.sessions import binding, geo
+from apps.sessions.levels import amr_with, level_of
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.signals import session_ended
-
-# OIDC Core §2 acr: this deployment's level for a password login (no MFA yet).
-ACR_PASSWORD = "urn:tessera:acr:pwd"
 
 
 @dataclass(frozen=True)
@@ -56,11 +54,14 @@ def session_start(
         refusal = _make_room(user, now, provider)
         if refusal:
             return SessionRefused(refusal)  # commits: the login.failed event is kept
+        level = level_of(amr)
         return LoginSession.objects.create(
             user=user,
             provider=provider,
-            acr=ACR_PASSWORD,
+            acr=level.acr,
             amr=amr,
+            security_level=level.security_level,
+            authenticated_at=now,
             device_id=device_id,
             ip_address=ip,
             user_agent=user_agent,
@@ -223,3 +224,56 @@ def session_client_record(*, session: LoginSession, client_id: str) -> None:
 
 def session_is_live(session: LoginSession, *, now: datetime | None = None) -> bool:
     return session.ended_at is None and session.expires_at > (now or timezone.now())
+
+
+def session_auth_time(session: LoginSession) -> datetime:
+    """OIDC Core §2 auth_time: when the person last actively authenticated in this session."""
+    return session.authenticated_at or session.created_at
+
+
+def session_step_up(*, session: LoginSession, amr: list[str]) -> bool:
+    """Records that the person of a live session proved the methods `amr` (RFC 8176) besides
+    those it holds: the session's amr gains them, its level and acr follow (apps.sessions.
+    levels), and its auth_time becomes now. False when the session is no longer live.
+
+    auth_time moves: OIDC Core §2 defines it as the time of the End-User's authentication, and
+    a step-up is one, made with the person present; so a second factor given for a request
+    with max_age also answers that max_age. NIST SP 800-63B §4.2.3 counts such a
+    reauthentication with one factor as renewing an AAL2 session. The session keeps its id
+    (`sid`): tokens already issued under it stay tied to it; the caller renews the browser
+    session's key (OWASP Session Management Cheat Sheet: renew on privilege change).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked: two factors proven at once must both end up in amr.
+        row = (
+            LoginSession.objects.select_for_update()
+            .filter(pk=session.pk, ended_at__isnull=True, expires_at__gt=now)
+            .only("amr", "security_level")
+            .first()
+        )
+        if row is None:
+            return False
+        before = row.security_level
+        combined = amr_with(row.amr, amr)
+        level = level_of(combined)
+        LoginSession.objects.filter(pk=session.pk).update(
+            amr=combined, acr=level.acr, security_level=level.security_level, authenticated_at=now
+        )
+        emit(
+            EventType.SESSION_STEPPED_UP,
+            user_id=session.user_id,
+            session_id=session.pk,
+            resource_type="session",
+            resource_id=session.pk,
+            metadata={
+                "added": [method for method in amr if method not in row.amr],
+                "amr": combined,
+                "acr": level.acr,
+                "level_before": before,
+                "level_after": level.security_level,
+            },
+        )
+    session.amr, session.acr, session.security_level = combined, level.acr, level.security_level
+    session.authenticated_at = now
+    return True

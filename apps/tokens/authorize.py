@@ -3,11 +3,13 @@ checks, each either passing or answering the request (node-oidc-provider's shape
 
 oauthlib validates the OAuth parameters (client, exact redirect URI, response type, scopes,
 PKCE presence); the checks here add what needs the browser session: login, prompt, max_age,
-id_token_hint and consent. Every response sent back to the client carries `iss` (RFC 9207).
+id_token_hint, the authentication level (acr_values, the client's MFA requirement) and
+consent. Every response sent back to the client carries `iss` (RFC 9207).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +28,10 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import FatalClientError, OAuth2Error
 from oauthlib.oauth2.rfc6749.errors import MissingCodeChallengeError
 
+from apps.sessions.levels import LEVEL_ACR, LEVEL_MFA, acr_level
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
+from apps.sessions.services import session_auth_time
 from apps.tokens import id_tokens
 from apps.tokens.clients import client_by_id
 from apps.tokens.errors import describe
@@ -38,12 +42,30 @@ from apps.tokens.services import code_issue, consent_grant
 
 # Marks a login as done for one authorization request (prompt=login); signed, short-lived.
 LOGIN_MARK = "tessera_login_after"
+# Marks a request already sent to step up once (check_acr); signed, short-lived. Not bound to
+# the request: carried to another, it can only leave an asked level unmet (the tokens then
+# say the session's real acr), never pass a required one.
+STEP_UP_MARK = "tessera_step_up"
+# The sign-in page's parameter naming the acr a request needs (docs/architecture.md).
+STEP_UP_PARAM = "step_up"
+MARK_MAX_AGE = 900
+# The claims parameter's JSON (OIDC Core §5.5): a request for a few claims is well under it.
+MAX_CLAIMS_REQUEST = 4096
+CLAIMS_MALFORMED = "claims must be a JSON object as OpenID Connect Core section 5.5 defines."
 CONSENT_SALT = "tessera.authorize.consent"
 KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
 PKCE_REQUIRED = (
     "PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636, "
     "RFC 9700 section 2.1.1)."
 )
+
+
+@dataclass(frozen=True)
+class AcrClaim:
+    """OIDC Core §5.5.1.1: the acr claim asked for the ID token through `claims`."""
+
+    essential: bool
+    values: tuple[str, ...]
 
 
 @dataclass
@@ -54,6 +76,7 @@ class AuthorizationRequest:
     credentials: dict[str, Any] = field(default_factory=dict)
     client: Client | None = None
     session: LoginSession | None = None
+    acr_claim: AcrClaim | None = None  # the claims parameter's id_token.acr (OIDC Core §5.5)
     _consented: frozenset[str] | None = None
 
     @property
@@ -192,18 +215,54 @@ def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
         raise error_to_client(areq, "invalid_request", "max_age must be a number of seconds.")
 
 
+def check_claims_request(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """OIDC Core §5.5: `claims`, a JSON object with `id_token` and `userinfo` members. Of what
+    it asks, the ID token's `acr` is acted on (§5.5.1.1, check_acr); the other claims are
+    released by scope, as §5.5.1 allows (a claim not returned is never an error)."""
+    raw = areq.params.get("claims")
+    if raw is None:
+        return
+    try:
+        if len(raw) > MAX_CLAIMS_REQUEST:
+            raise ValueError(raw)
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED) from None
+    if not isinstance(parsed, dict):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    members = [parsed.get("id_token"), parsed.get("userinfo")]
+    if not all(member is None or isinstance(member, dict) for member in members):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    acr = (members[0] or {}).get("acr")
+    if acr is None:
+        return  # not asked, or asked "in the default manner" (null)
+    values = (
+        acr.get("values", [acr["value"]] if "value" in acr else [])
+        if isinstance(acr, dict)
+        else None
+    )
+    if (
+        not isinstance(acr, dict)
+        or not isinstance(acr.get("essential", False), bool)
+        or not isinstance(values, list)
+        or not all(isinstance(value, str) for value in values)
+    ):
+        raise error_to_client(areq, "invalid_request", CLAIMS_MALFORMED)
+    areq.acr_claim = AcrClaim(bool(acr.get("essential", False)), tuple(values))
+
+
 def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) -> bool:
     """OIDC Core §3.1.2.1: prompt=login and max_age ask for a login newer than the request
     (max_age=0 means the same as prompt=login); a login made after we sent the person to
     sign in for this very request (the signed mark) satisfies both."""
-    login_at = session.created_at.timestamp()
+    login_at = session_auth_time(session).timestamp()
     max_age = areq.params.get("max_age")
     too_old = max_age is not None and login_at < time.time() - int(max_age)
     if not too_old and not areq.prompt & {"login", "select_account"}:
         return True
     mark = areq.params.get(LOGIN_MARK)
     try:
-        asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=900) if mark else None
+        asked_at = signing.loads(mark, salt=LOGIN_MARK, max_age=MARK_MAX_AGE) if mark else None
     except signing.BadSignature:
         asked_at = None
     return asked_at is not None and login_at >= asked_at
@@ -245,6 +304,99 @@ def _id_token_hint_subject(request: HttpRequest, areq: AuthorizationRequest) -> 
             areq, "invalid_request", "id_token_hint is not an ID token of this issuer."
         )
     return str(claims["sub"])
+
+
+def requested_levels(areq: AuthorizationRequest) -> tuple[int, int]:
+    """The level the request asks for, and the level it requires (0: none).
+
+    OIDC Core §3.1.2.1, §5.5.1.1: `acr_values` asks for the acr claim as a voluntary claim,
+    values in order of preference; any of them is acceptable to the client, so the lowest of
+    ours it names is the level that satisfies it, and values we do not know are ignored. The
+    same from `claims` (id_token.acr), where `essential` makes it required: a level none of
+    its values names cannot be met, and is refused at once. A client registered with
+    require_mfa requires the MFA level on every authorization.
+    """
+    assert areq.client is not None
+    asked = _lowest_known(areq.params.get("acr_values", "").split())
+    required = LEVEL_MFA if areq.client.require_mfa else 0
+    claim = areq.acr_claim
+    if claim is not None and claim.values:
+        level = _lowest_known(list(claim.values))
+        if claim.essential:
+            if not level:
+                raise error_to_client(
+                    areq,
+                    "unmet_authentication_requirements",
+                    "None of the essential acr values is one this server supports.",
+                )
+            required = max(required, level)
+        asked = max(asked, level)
+    return max(asked, required), required
+
+
+def _lowest_known(values: list[str]) -> int:
+    known = [level for level in map(acr_level, values) if level is not None]
+    return min(known, default=0)
+
+
+def token_acr(areq: AuthorizationRequest) -> str:
+    """The ID token's acr: the session's, unless `claims` asked for it essential with values
+    (OIDC Core §5.5.1.1: then one of them), the strongest the session's level satisfies."""
+    assert areq.session is not None
+    claim = areq.acr_claim
+    if claim is None or not claim.essential or not claim.values:
+        return ""
+    levels = {value: acr_level(value) for value in claim.values}
+    met = {
+        level: value
+        for value, level in levels.items()
+        if level is not None and level <= areq.session.security_level
+    }
+    return met[max(met)] if met else ""
+
+
+def _stepped_up_before(areq: AuthorizationRequest) -> bool:
+    mark = areq.params.get(STEP_UP_MARK)
+    if not mark:
+        return False
+    try:
+        return bool(signing.loads(mark, salt=STEP_UP_MARK, max_age=MARK_MAX_AGE))
+    except signing.BadSignature:
+        return False
+
+
+def check_acr(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """A session below the level the request needs goes to step-up: the sign-in page, asked
+    for the missing factor (`step_up=<acr>`), then this request again; not a new login.
+
+    Once back from it (the signed mark) and still below: a voluntary acr is left unmet and
+    the ID token's acr says what the session proves (OIDC Core §5.5.1.1); a required level
+    is refused with unmet_authentication_requirements (OpenID Connect Core Error Code
+    unmet_authentication_requirements 1.0 §2). With prompt=none nothing may be shown:
+    login_required (OIDC Core §3.1.2.6).
+    """
+    assert areq.session is not None
+    wanted, required = requested_levels(areq)
+    if areq.session.security_level >= wanted:
+        return
+    if "none" in areq.prompt:
+        raise error_to_client(
+            areq, "login_required", "The user must authenticate with a stronger method."
+        )
+    if _stepped_up_before(areq):
+        if areq.session.security_level >= required:
+            return
+        raise error_to_client(
+            areq,
+            "unmet_authentication_requirements",
+            "This application requires multi-factor authentication.",
+        )
+    params = dict(areq.params)
+    params[STEP_UP_MARK] = signing.dumps(True, salt=STEP_UP_MARK)
+    next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
+    login_url = resolve_url(settings.LOGIN_URL)
+    login_url += "?" + urlencode({STEP_UP_PARAM: LEVEL_ACR[wanted]})
+    raise Answer(redirect_to_login(next_url, login_url))
 
 
 def check_offline_access(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -300,7 +452,9 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_response_mode,
     check_pkce_s256,
     check_prompt,
+    check_claims_request,
     check_login,
+    check_acr,
     check_offline_access,
     check_consent,
 ]
@@ -322,6 +476,7 @@ def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse
         code_challenge=str(credentials.get("code_challenge") or ""),
         code_challenge_method=str(credentials.get("code_challenge_method") or ""),
         nonce=str(credentials.get("nonce") or ""),
+        acr=token_acr(areq),
     )
     return redirect_to_client(areq, {"code": code})
 

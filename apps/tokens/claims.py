@@ -21,6 +21,7 @@ from apps.core import request_context
 from apps.keys import keys
 from apps.keys.jose import jws_sign
 from apps.sessions.models import LoginSession
+from apps.sessions.services import session_auth_time
 
 # Raised when the claim set changes shape; validators refuse older versions (settings).
 ACCESS_TOKEN_VERSION = 1
@@ -44,6 +45,16 @@ def profile_claims(user: User, scopes: list[str]) -> dict[str, Any]:
     return {name: value for name, value in claims.items() if PROFILE_CLAIM_SCOPES[name] in scopes}
 
 
+def authentication_claims(session: LoginSession) -> dict[str, Any]:
+    """OIDC Core §2 (ID token) and RFC 9068 §2.2.1 (access token): when and how the person
+    authenticated in this session (apps.sessions.levels reads amr as acr)."""
+    return {
+        "auth_time": int(session_auth_time(session).timestamp()),
+        "acr": session.acr,
+        "amr": session.amr,
+    }
+
+
 def access_token_claims(
     *,
     client_id: str,
@@ -58,7 +69,9 @@ def access_token_claims(
 
     What describes the person is released by scope, as userinfo releases it (OIDC Core §5.4:
     `email` with email, `name` with profile); the authorization picture (orgs, workspaces,
-    groups, perms) and the security context (sid, did, ver, login_at, refresh_at) always.
+    groups, perms) and the security context (sid, did, ver, login_at, refresh_at) always;
+    with a person, how they authenticated (RFC 9068 §2.2.1: auth_time, acr, amr, as the ID
+    token says them, so a resource server can demand a level without a call back).
     A token of an offline grant (OIDC Core §11) carries no `sid`: it belongs to the grant,
     which outlives the sign-in, and is revoked with the grant (by jti), not with the session.
     """
@@ -82,6 +95,8 @@ def access_token_claims(
         "login_at": int(session.created_at.timestamp()) if session else None,
         "refresh_at": now if refreshed else None,
     }
+    if session is not None:
+        claims.update(authentication_claims(session))
     if settings.ACCESS_TOKEN_IP_CLAIM:  # personal data: only when the operator asks for it
         context = request_context.current()
         claims["ip"] = context.client_ip if context else None

@@ -48,6 +48,9 @@ class Client(AbstractApplication):
     # Set by an operator: the client is refused everywhere (as if unknown) until enabled
     # again; its refresh tokens are kept, its access tokens were revoked (clients_admin).
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # Every authorization for this client needs the MFA level (apps/sessions/levels.py):
+    # a session below it steps up first (apps/tokens/authorize.py check_acr).
+    require_mfa = models.BooleanField(default=False)
 
     class Meta(AbstractApplication.Meta):
         db_table = "tokens_client"

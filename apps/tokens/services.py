@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -374,13 +375,15 @@ def client_create(
     frontchannel_logout_uri: str = "",
     frontchannel_logout_session_required: bool = True,
     require_pkce: bool = True,
+    require_mfa: bool = False,
     actor_id: object = None,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
 
     Secrets are 256-bit random unless one is supplied (for migrations from another IdP).
     `require_pkce=False` is for a confidential client whose library cannot do PKCE: its
-    authorization requests must then carry a nonce (RFC 9700 §2.1.1). Errors are keyed by
+    authorization requests must then carry a nonce (RFC 9700 §2.1.1). `require_mfa=True`: every
+    authorization needs the MFA level (apps/tokens/authorize.py check_acr). Errors are keyed by
     the field at fault (ValidationError.message_dict), as client_configure raises them.
     """
     if client_secret is not None and (public or len(client_secret) < 32):
@@ -417,6 +420,7 @@ def client_create(
         frontchannel_logout_uri=frontchannel_logout_uri,
         frontchannel_logout_session_required=frontchannel_logout_session_required,
         require_pkce=require_pkce,
+        require_mfa=require_mfa,
     )
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
@@ -434,6 +438,7 @@ def client_create(
                 "grant_types": grants,
                 "public": public,
                 "require_pkce": require_pkce,
+                "require_mfa": require_mfa,
             },
         )
     return client, secret
@@ -453,11 +458,13 @@ def client_configure(
     frontchannel_logout_uri: str,
     frontchannel_logout_session_required: bool,
     require_pkce: bool,
+    require_mfa: bool | None = None,
 ) -> list[str]:
     """Checks a client's registration and sets it on `client` (a new one, or one being
     edited: its client type stays), unsaved; returns its grant types. The one set of rules
     for `createclient`, the console and the admin API. Raises ValidationError keyed by the
-    field at fault (the keyword argument's name)."""
+    field at fault (the keyword argument's name). `require_mfa` None leaves it as it is (the
+    console does not edit it yet)."""
     public = client.client_type == Client.CLIENT_PUBLIC
     grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     unknown = set(grants) - set(GRANT_TYPES)
@@ -512,6 +519,8 @@ def client_configure(
     client.frontchannel_logout_uri = frontchannel_logout_uri
     client.frontchannel_logout_session_required = frontchannel_logout_session_required
     client.require_pkce = require_pkce
+    if require_mfa is not None:
+        client.require_mfa = require_mfa
     client.clean()  # DOT's own checks: redirect URI schemes and form, keyed by field
     _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
     _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)
@@ -545,12 +554,14 @@ def code_issue(
     code_challenge: str,
     code_challenge_method: str,
     nonce: str,
+    acr: str = "",
 ) -> str:
     """An authorization code for a request the authorize checks accepted (RFC 6749 §4.1.2):
     256 random bits (RFC 6749 §10.10), single use and short-lived (AUTHORIZATION_CODE_LIFETIME,
     RFC 6749 §4.1.2 recommends at most 10 minutes), bound to the client, the exact redirect
     URI, the PKCE challenge (RFC 7636 §4.4; S256 only, RFC 9700 §2.1.1), the nonce (OIDC Core
-    §3.1.2.1) and the login session, and the start of a token family."""
+    §3.1.2.1) and the login session, and the start of a token family. `acr`: the ID token's
+    acr when the request asked it essential with values (OIDC Core §5.5.1.1; in `claims`)."""
     code = secrets.token_urlsafe(32)
     Grant.objects.create(
         application=client,
@@ -564,6 +575,6 @@ def code_issue(
         code_challenge=code_challenge,
         code_challenge_method=code_challenge_method,
         nonce=nonce,
-        claims="{}",
+        claims=json.dumps({"acr": acr}) if acr else "{}",
     )
     return code

@@ -19,6 +19,7 @@ from oauthlib.common import add_params_to_uri
 
 from apps.accounts.selectors import user_token_claims
 from apps.keys import keys
+from apps.sessions.levels import ACR_VALUES_SUPPORTED
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
@@ -59,12 +60,14 @@ def _metadata() -> bytes:
         "revocation_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": sorted(authorize_flow.KNOWN_PROMPTS),
-        "acr_values_supported": ["urn:tessera:acr:pwd"],
+        # OIDC Discovery 1.0 §3; the levels are apps/sessions/levels.py's, lowest first
+        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
             "sid", "email", "email_verified", "name",
         ],
-        "claims_parameter_supported": False,
+        # OIDC Core §5.5: accepted; the ID token's acr is acted on, the rest follows scopes
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 §3

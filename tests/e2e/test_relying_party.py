@@ -3,23 +3,27 @@ token checked by joserfc against our JWKS, runs the whole flow against a live se
 
 OpenID conformance basic plan: oidcc-server, oidcc-userinfo-get, oidcc-userinfo-post-body,
 oidcc-refresh-token, oidcc-scope-*, oidcc-rp-initiated-logout (RP-Initiated Logout 1.0); and
-OIDC Core §11 offline access.
+OIDC Core §11 offline access; acr_values and max_age (OIDC Core §3.1.2.1) with step-up.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from apps.accounts.models import User
+from apps.sessions.levels import ACR_MFA, ACR_PASSWORD
 from apps.sessions.models import LoginSession
+from apps.sessions.services import session_step_up
 from apps.tokens.models import OfflineGrant
 from apps.tokens.services import user_access_revoke_all
 from tests.rp import POST_LOGOUT_URI, REDIRECT_URI, new_verifier
@@ -254,3 +258,75 @@ def test_offline_access_without_prompt_consent_is_ignored(
         client.refresh_token(metadata["token_endpoint"], refresh_token=token["refresh_token"])
     assert ended.value.error == "invalid_grant"
     assert "sign-in" in ended.value.description
+
+
+def _id_token_claims(metadata, token: dict, **validation: object) -> dict:
+    """OIDC Core §3.1.3.7 as Authlib's CodeIDToken checks it (acr values, auth_time required
+    with max_age, amr an array), the signature by joserfc against our JWKS."""
+    keys = KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json())
+    decoded = jwt.decode(token["id_token"], keys, algorithms=["RS256"])
+    options = validation.pop("options", {})
+    claims = CodeIDToken(decoded.claims, decoded.header, options=options, params=validation)
+    claims.validate(leeway=5)
+    return dict(claims)
+
+
+def test_acr_values_and_max_age_with_authlib(
+    live_server, hosted_pages, person, rp, rp_session
+) -> None:
+    # OIDC Core §3.1.2.1 acr_values and max_age, §2 acr/amr/auth_time, §3.1.3.7 (13): the RP
+    # checks auth_time itself after max_age. The second factor is given by session_step_up,
+    # as the sign-in pipeline's MFA step will.
+    metadata = _discover(live_server)
+    assert ACR_MFA in metadata["acr_values_supported"]
+    client = rp_session()
+    token, nonce = _sign_in(hosted_pages, metadata, client)
+    first = _id_token_claims(
+        metadata, token, nonce=nonce, client_id=rp.client_id,
+        options={"acr": {"essential": True, "values": [ACR_PASSWORD]}},
+    )  # fmt: skip
+    assert first["amr"] == ["pwd"]
+
+    # acr_values asking for MFA: the sign-in page is asked for the second factor (step_up)
+    verifier, nonce = new_verifier(), new_verifier()
+    url, state = client.create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
+        acr_values=ACR_MFA,
+    )  # fmt: skip
+    asked = hosted_pages.http.get(url, allow_redirects=False, timeout=10)
+    assert asked.status_code == 302
+    to_sign_in = parse_qs(urlsplit(asked.headers["Location"]).query)
+    assert to_sign_in["step_up"] == [ACR_MFA]
+    session = LoginSession.objects.get(pk=first["sid"])
+    assert session_step_up(session=session, amr=["otp"])
+    back = hosted_pages.http.get(
+        urljoin(live_server.url, to_sign_in["next"][0]), allow_redirects=False, timeout=10
+    )
+    location = back.headers["Location"]
+    assert parse_qs(urlsplit(location).query)["state"] == [state]
+    token = client.fetch_token(
+        metadata["token_endpoint"], authorization_response=location, code_verifier=verifier
+    )
+    stepped = _id_token_claims(
+        metadata, token, nonce=nonce, client_id=rp.client_id,
+        options={"acr": {"essential": True, "values": [ACR_MFA]}},
+    )  # fmt: skip
+    assert stepped["amr"] == ["pwd", "otp"]
+    assert stepped["sid"] == first["sid"]  # the same sign-in, stepped up
+    assert stepped["auth_time"] >= first["auth_time"]
+    access = jwt.decode(
+        token["access_token"],
+        KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json()),
+        algorithms=["ES256"],
+    ).claims
+    assert (access["acr"], access["amr"]) == (ACR_MFA, ["pwd", "otp"])  # RFC 9068 §2.2.1
+    assert access["auth_time"] == stepped["auth_time"]
+
+    # max_age=0: the person signs in again; auth_time is after the request
+    asked_at = int(time.time())
+    token, nonce = _sign_in(hosted_pages, metadata, client, max_age="0")
+    # (a string, as sent: Authlib requires auth_time only for a truthy max_age)
+    again = _id_token_claims(metadata, token, nonce=nonce, client_id=rp.client_id, max_age="0")
+    assert again["auth_time"] >= asked_at - 1
+    assert again["auth_time"] >= stepped["auth_time"]
+    assert again["acr"] == ACR_PASSWORD  # a new sign-in with the password alone

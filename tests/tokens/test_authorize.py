@@ -264,9 +264,9 @@ def test_unknown_prompt_value_is_invalid_request(flow: Flow) -> None:
 
 
 def _age_login_session(user, seconds: int) -> None:
-    LoginSession.objects.filter(user=user).update(
-        created_at=LoginSession.objects.get(user=user).created_at - timedelta(seconds=seconds)
-    )
+    login_at = LoginSession.objects.get(user=user).created_at - timedelta(seconds=seconds)
+    # auth_time (OIDC Core §2) is the session's latest authentication: its login here
+    LoginSession.objects.filter(user=user).update(created_at=login_at, authenticated_at=login_at)
 
 
 def test_max_age_shorter_than_the_login_age_shows_the_login_form(flow: Flow, person) -> None:

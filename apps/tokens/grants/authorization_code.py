@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from typing import NoReturn
 
@@ -48,11 +49,18 @@ def issue(request: TokenRequest) -> dict[str, object]:
         # OIDC Core §11: the authorize checks granted the scope only where allowed.
         offline=OFFLINE_ACCESS in scopes,
         nonce=grant.nonce,
+        acr=_requested_acr(grant.claims),
     )
     answer = tokens_issue_claimed(lambda: _spend(grant), issuance)
     if answer is None:
         _replayed(grant)
     return answer
+
+
+def _requested_acr(claims: str) -> str:
+    """The ID token's acr the authorize checks chose (services.code_issue), or ""."""
+    acr = json.loads(claims or "{}").get("acr", "")
+    return acr if isinstance(acr, str) else ""
 
 
 def _code(request: TokenRequest) -> Grant:

@@ -24,7 +24,13 @@ from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record, session_is_live
 from apps.tokens import services
-from apps.tokens.claims import ACCESS_TOKEN_TYPE, access_token_claims, profile_claims, sign
+from apps.tokens.claims import (
+    ACCESS_TOKEN_TYPE,
+    access_token_claims,
+    authentication_claims,
+    profile_claims,
+    sign,
+)
 from apps.tokens.models import AccessToken, Client, RefreshToken
 
 
@@ -41,6 +47,8 @@ class Issuance:
     audience: list[str]
     offline: bool = False  # OIDC Core §11: the refresh chain is an offline grant
     nonce: str = ""  # OIDC Core §3.1.3.6: the authorization request's, for a code's ID token
+    # OIDC Core §5.5.1.1: the ID token's acr when asked essential with values ("": the session's)
+    acr: str = ""
     previous: RefreshToken | None = None  # the refresh token this rotates (refresh grant)
 
 
@@ -170,9 +178,9 @@ def _id_token(issuance: Issuance, access_token: str) -> str:
         **profile_claims(issuance.user, issuance.scopes),
     }
     if session is not None:
-        claims.update(
-            auth_time=int(session.created_at.timestamp()), acr=session.acr, amr=session.amr
-        )
+        claims.update(authentication_claims(session))
+        if issuance.acr:
+            claims["acr"] = issuance.acr
         if session_is_live(session):
             claims["sid"] = str(session.pk)
     if issuance.nonce:

@@ -28,6 +28,12 @@ class Command(BaseCommand):
             help="confidential client whose library cannot do PKCE: its authorization "
             "requests must carry a nonce instead (RFC 9700 §2.1.1)",
         )
+        parser.add_argument(
+            "--require-mfa",
+            action="store_true",
+            help="every authorization needs the MFA level (urn:tessera:acr:mfa): a session "
+            "signed in with one factor steps up first",
+        )
         parser.add_argument("--client-id")
         parser.add_argument("--client-secret")
         parser.add_argument(
@@ -56,6 +62,7 @@ class Command(BaseCommand):
                 backchannel_logout_uri=options["backchannel_logout_uri"],
                 frontchannel_logout_uri=options["frontchannel_logout_uri"],
                 require_pkce=not options["allow_no_pkce"],
+                require_mfa=options["require_mfa"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
