@@ -606,6 +606,14 @@ EMAIL_VERIFY_HOURS = env.integer("IDP_EMAIL_VERIFY_HOURS", 24, minimum=1, maximu
 # changes (OWASP Forgot Password Cheat Sheet: single use, short expiry).
 PASSWORD_RESET_MINUTES = env.integer("IDP_PASSWORD_RESET_MINUTES", 30, minimum=5, maximum=1440)
 
+# --- Second factors (apps/mfa, the sign-in pipeline's second-factor step)
+
+# Every person must prove a second factor at sign-in (NIST SP 800-63B AAL2), whatever the
+# client asks; a person without one enrols one at sign-in. Off by default: a person who has
+# enrolled a factor is asked for it anyway, and a person (operator or threat response), an
+# organization (its policy) or a client (require_mfa) can each require one.
+MFA_REQUIRED = env.boolean("IDP_MFA_REQUIRED", False)
+
 # --- Registration and invitations (apps/signin/registration.py, apps/accounts/invitations.py)
 
 # Who may create their own account at /register: "off" (operators create accounts; people

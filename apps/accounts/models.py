@@ -65,6 +65,13 @@ class StaffRole(models.TextChoices):
 
 
 # django-stubs cannot see the reverse manager of django-oauth-toolkit's untyped Client.user.
+class MfaRequiredBy(models.TextChoices):
+    """Who made a second factor mandatory for a person (User.mfa_required)."""
+
+    OPERATOR = "operator", "An operator"
+    THREAT = "threat", "A threat response"
+
+
 class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     """A person who signs in. The UUID is the stable `sub`; the email may change."""
 
@@ -79,6 +86,13 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
     # The console role; set together with is_staff (the constraint below): staff have a role.
     staff_role = models.CharField(max_length=16, choices=StaffRole.choices, blank=True, default="")
     date_joined = models.DateTimeField(default=timezone.now)
+    # This person must prove a second factor at every sign-in (issue 15), whatever the client
+    # and the global setting ask; one without a factor enrols one at sign-in. Set through
+    # apps.accounts.services.mfa_requirement_set, which records who set it and why.
+    mfa_required = models.BooleanField(default=False)
+    mfa_required_by = models.CharField(
+        max_length=16, choices=MfaRequiredBy.choices, blank=True, default=""
+    )
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -134,6 +148,8 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Every member must prove a second factor at sign-in (organization policy, issue 15).
+    mfa_required = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("name",)

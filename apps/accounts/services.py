@@ -5,7 +5,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from apps.accounts.models import StaffRole, User
+from apps.accounts.models import (
+    MfaRequiredBy,
+    Organization,
+    OrganizationMembership,
+    StaffRole,
+    User,
+)
 from apps.core.events import EventType, emit
 
 
@@ -118,6 +124,74 @@ def staff_role_set(*, user: User, role: str, actor_id: object) -> bool:
         )
     user.staff_role, user.is_staff = locked.staff_role, locked.is_staff
     user.is_superuser = locked.is_superuser
+    return True
+
+
+def mfa_requirement_set(*, user: User, required: bool, actor_id: object, source: str) -> bool:
+    """Make a second factor mandatory for `user` at every sign-in, or stop requiring it
+    (NIST SP 800-63B §4.2: AAL2 needs two factors). `source` says who decided (MfaRequiredBy:
+    an operator, a threat response); records `user.changed` with the actor (None for a rule
+    or the command line). False when nothing changed. Lifting it leaves the person's factors
+    enrolled: a person who has one is still asked for it at sign-in."""
+    if source not in MfaRequiredBy.values:
+        raise ValidationError(
+            f"The source must be one of {', '.join(MfaRequiredBy.values)}.", code="invalid"
+        )
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.mfa_required == required:
+            return False
+        locked.mfa_required = required
+        locked.mfa_required_by = source if required else ""
+        locked.save(update_fields=["mfa_required", "mfa_required_by"])
+        emit(
+            EventType.USER_CHANGED,
+            user_id=locked.pk,
+            actor_id=actor_id,
+            resource_type="user",
+            resource_id=locked.pk,
+            action="mfa_required_changed",
+            metadata={"mfa_required": required, "source": source},
+        )
+    user.mfa_required, user.mfa_required_by = locked.mfa_required, locked.mfa_required_by
+    return True
+
+
+def mfa_required_by_policy(user: User) -> bool:
+    """Whether the person or one of their organizations requires a second factor (one
+    query when the person's own flag is off; none when it is on)."""
+    if user.mfa_required:
+        return True
+    return OrganizationMembership.objects.filter(
+        user_id=user.pk, organization__mfa_required=True
+    ).exists()
+
+
+def organization_mfa_policy_set(
+    *, organization: Organization, required: bool, actor_id: object
+) -> bool:
+    """Every member of `organization` must prove a second factor at sign-in (or no longer
+    must); records `permission.changed` (before/after) with the actor. False when unchanged."""
+    with transaction.atomic():
+        updated = (
+            Organization.objects.filter(pk=organization.pk)
+            .exclude(mfa_required=required)
+            .update(mfa_required=required)
+        )
+        if not updated:
+            return False
+        emit(
+            EventType.PERMISSION_CHANGED,
+            actor_id=actor_id,
+            resource_type="accounts.organization",
+            resource_id=organization.pk,
+            action="mfa_policy_changed",
+            metadata={
+                "before": {"mfa_required": not required},
+                "after": {"mfa_required": required},
+            },
+        )
+    organization.mfa_required = required
     return True
 
 
