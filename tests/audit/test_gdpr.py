@@ -9,6 +9,7 @@ import ipaddress
 import json
 from collections import Counter
 
+import pyotp
 import pytest
 from clickhouse_driver import Client
 from django.test import Client as HttpClient
@@ -21,6 +22,9 @@ from apps.audit.store import EventFilters, StoreUnavailable, audit_store, pseudo
 from apps.audit.store.base import ip_pseudonym
 from apps.core.events import EventType, emit
 from apps.core.models import SecurityEvent
+from apps.mfa.models import RecoveryCodeSet, TotpDevice
+from apps.mfa.recovery import recovery_codes_generate
+from apps.mfa.totp import totp_confirm, totp_enrol, totp_secret
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record
 from apps.tokens.models import Client as OAuthClient
@@ -81,6 +85,11 @@ def ada(person, rp: RegisteredClient, operator, empty_audit_store: Client):
     )
     bob = user_create(email="bob@example.com", password=PASSWORD)
     assert sign_in("bob@example.com", PASSWORD, BOB_IP) == 302
+    # A second factor, added after her sign-in (mfa.enrolled for the app and the codes).
+    device = totp_enrol(user=person, name="Phone").device
+    totp_confirm(device=device, code=pyotp.TOTP(totp_secret(device)).now())
+    person.totp_secret = totp_secret(device)
+    recovery_codes_generate(user=person)
     ship_all()
     unshipped = audit_event(
         event_type="login.failed", user_id=str(person.pk), ip_address=PHONE_IP, success=False
@@ -120,6 +129,13 @@ def test_export_holds_everything_kept_about_the_person(ada, rp, operator) -> Non
     [consent] = document["consents"]
     assert (consent["client_id"], consent["scopes"]) == (rp.client_id, ["email", "openid"])
     assert document["clients"] == [{"client_id": rp.client_id, "name": "Example RP"}]
+    factors = document["second_factors"]  # named, never a secret or a code
+    assert [(f["kind"], f["name"]) for f in factors] == [
+        ("totp", "Phone"),
+        ("recovery_codes", "Recovery codes"),
+    ]
+    assert factors[1]["recovery_codes_remaining"] == 10
+    assert ada.totp_secret not in json.dumps(document)
     events = document["events"]
     assert Counter(e["event_type"] for e in events) == {
         "user.created": 1,
@@ -127,6 +143,7 @@ def test_export_holds_everything_kept_about_the_person(ada, rp, operator) -> Non
         "consent.granted": 1,
         "login.failed": 2,  # with her address (no user id), and the one not shipped yet
         "operator.viewed_user": 1,
+        "mfa.enrolled": 2,
     }
     assert {e["ip_address"] for e in events} >= {HOME_IP, ATTACKER_IP, PHONE_IP}
     assert "bob@example.com" not in json.dumps(document)
@@ -177,6 +194,8 @@ def test_erased_account_holds_nothing_and_cannot_sign_in(ada, operator) -> None:
     for relation in ("organization_memberships", "workspace_memberships", "group_memberships"):
         assert not getattr(ada, relation).exists()
     assert sign_in("ada@example.com", PASSWORD, HOME_IP) == 400
+    assert not TotpDevice.objects.filter(user=ada).exists()
+    assert not RecoveryCodeSet.objects.filter(user=ada).exists()
 
 
 def test_offline_grants_are_exported_and_end_with_the_erasure(ada, operator) -> None:
