@@ -174,24 +174,30 @@ class Offer:
 
 
 def factors_offered(user: User, *, wanted: int, mode: str) -> Offer:
-    """The person's factors that reach `wanted`: for level 3 (urn:tessera:acr:hwk) only a
-    WebAuthn credential that is not backup-eligible (apps.mfa.methods.device_bound; NIST SP
-    800-63B §4.3 AAL3: a hardware-bound authenticator). A pending sign-in of a person who
-    has factors but none of that kind is still asked one of them (their second factor is due
-    whatever the request asked); a step-up then has nothing to offer."""
+    """The person's factors the page offers. For level 3 (urn:tessera:acr:hwk) only a
+    WebAuthn credential that is not backup-eligible reaches it (apps.mfa.methods.device_bound;
+    NIST SP 800-63B §4.3 AAL3: a hardware-bound authenticator): a step-up offers only those
+    (nothing else would change the session's level), while a pending sign-in offers all the
+    person's factors (their second factor is due whatever the request asked) and says when
+    none reaches the level."""
     factors = [factor for factor in factors_of(user) if not factor.cloned]
     totp = any(f.kind == FactorKind.TOTP for f in factors)
     keys = [f for f in factors if f.kind == FactorKind.WEBAUTHN]
     codes = next((f.remaining or 0 for f in factors if f.kind == FactorKind.RECOVERY_CODES), 0)
-    if wanted >= LEVEL_HARDWARE_KEY:
-        if any(not key.passkey for key in keys):
-            return Offer(webauthn=True)
-        if mode == STEP_UP:
-            return Offer(reaches_level=False)
-    offer = Offer(totp=totp, webauthn=bool(keys), recovery_codes=codes)
-    if wanted >= LEVEL_HARDWARE_KEY:
-        return Offer(offer.totp, offer.webauthn, offer.recovery_codes, reaches_level=False)
-    return offer
+    if wanted < LEVEL_HARDWARE_KEY:
+        return Offer(totp=totp, webauthn=bool(keys), recovery_codes=codes)
+    bound = any(not key.passkey for key in keys)
+    if mode == STEP_UP:
+        return Offer(webauthn=bound, reaches_level=bound)
+    return Offer(totp=totp, webauthn=bool(keys), recovery_codes=codes, reaches_level=bound)
+
+
+def may_enrol(user: User) -> bool:
+    """Enrolment on the sign-in pages is for a person without any second factor (recovery
+    codes included): one who has a factor proves it here, and adds others on their security
+    page once signed in. Else the enrolment page would be a way around the factor they
+    have (OWASP ASVS 4.0.3 V2.5: authenticator lifecycle)."""
+    return not factors_offered(user, wanted=LEVEL_MFA, mode=SIGN_IN).any
 
 
 # --- proving a factor ----------------------------------------------------------------------

@@ -52,11 +52,13 @@ from apps.signin.second_factor import (
     factors_offered,
     failure_message,
     log,
+    may_enrol,
     prove,
 )
 from apps.signin.second_factor_forms import RecoveryCodeForm, TotpForm, WebAuthnForm
 
 EXPIRED = "This sign-in took too long or has ended. Sign in again."
+HAS_FACTOR = "Your account has a second factor already: use it to sign in."
 
 View = Callable[[HttpRequest], HttpResponse]
 
@@ -66,6 +68,17 @@ def _expired(request: HttpRequest) -> HttpResponse:
     ended): say so and lead back to the sign-in page."""
     status = 200 if request.method == "GET" else 400
     return render(request, "signin/second_factor_expired.html", {"message": EXPIRED}, status=status)
+
+
+def _enrolling(request: HttpRequest) -> tuple[Challenge, User] | HttpResponse:
+    """The challenge of a person who may enrol here (second_factor.may_enrol), or the answer:
+    no challenge, or a person who has a factor (sent to prove it)."""
+    found = _challenged(request)
+    if found is None:
+        return _expired(request)
+    if not may_enrol(found[1]):
+        return HttpResponseRedirect(reverse("signin:second_factor"))
+    return found
 
 
 def _challenged(request: HttpRequest) -> tuple[Challenge, User] | None:
@@ -134,7 +147,7 @@ def _page(
             "recovery_form": recovery_form or RecoveryCodeForm(),
             "error": error,
             "next": challenge.next_url,
-            "may_enrol": not offer.any or not offer.reaches_level,
+            "may_enrol": may_enrol(user),
         },
         status=status,
     )
@@ -264,18 +277,21 @@ def webauthn_answer(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def go_on(request: HttpRequest) -> HttpResponse:
-    """No factor reaches what was asked, and none is required: the journey goes on at the
-    level the person has (a pending sign-in opens its session with the password alone); the
-    authorize request then decides (it never sends the browser back: docs/architecture.md)."""
+    """Go on without a (further) factor. A step-up goes back to `next` with the session as it
+    is: the authorize request then decides, and never sends the browser back
+    (docs/architecture.md). A pending sign-in may go on with the password alone only when the
+    person has no factor at all and no policy requires one (a request only asked for it)."""
     found = _challenged(request)
     if found is None:
         return _expired(request)
     challenge, user = found
-    if challenge.required:
-        return HttpResponseRedirect(reverse("signin:second_factor_enrol"))
-    offer = factors_offered(user, wanted=challenge.wanted, mode=challenge.mode)
-    if offer.any and offer.reaches_level:  # a factor is due: no going on without it
-        return _page(request, challenge, user, error="Prove your second factor first.", status=400)
+    if challenge.mode != STEP_UP:
+        if challenge.required:
+            return HttpResponseRedirect(reverse("signin:second_factor_enrol"))
+        if factors_offered(user, wanted=challenge.wanted, mode=challenge.mode).any:
+            return _page(
+                request, challenge, user, error="Prove your second factor first.", status=400
+            )
     return _finish(request, challenge, user, []) or HttpResponseRedirect(challenge.next_url)
 
 
@@ -283,11 +299,13 @@ def go_on(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def cancel(request: HttpRequest) -> HttpResponse:
-    """Leave the pending sign-in (another account, another day)."""
+    """Leave: a step-up goes back to `next` as it is (authorize decides); a pending sign-in is
+    dropped (another account, another day)."""
     challenge = challenge_current(request)
     challenge_end(request)
-    if challenge is not None and challenge.mode != STEP_UP:
-        logout(request)  # nothing signed in; drops the browser session's data
+    if challenge is not None and challenge.mode == STEP_UP:
+        return HttpResponseRedirect(challenge.next_url)
+    logout(request)  # nothing was signed in; drops the browser session's data
     return HttpResponseRedirect(reverse("signin:login"))
 
 
@@ -357,9 +375,9 @@ def _enrolled(
 @require_http_methods(["GET"])
 def enrol(request: HttpRequest) -> HttpResponse:
     """An authenticator app (TOTP, QR drawn server-side) or a security key / passkey."""
-    found = _challenged(request)
-    if found is None:
-        return _expired(request)
+    found = _enrolling(request)
+    if isinstance(found, HttpResponse):
+        return found
     return _enrol_page(request, *found)
 
 
@@ -369,9 +387,9 @@ def enrol(request: HttpRequest) -> HttpResponse:
 @require_POST
 def enrol_totp(request: HttpRequest) -> HttpResponse:
     """The first code from the app proves it holds the secret (apps.mfa.totp.totp_confirm)."""
-    found = _challenged(request)
-    if found is None:
-        return _expired(request)
+    found = _enrolling(request)
+    if isinstance(found, HttpResponse):
+        return found
     challenge, user = found
     form = TotpForm(request.POST)
     if not form.is_valid():
@@ -403,9 +421,9 @@ def enrol_totp(request: HttpRequest) -> HttpResponse:
 @require_POST
 def enrol_webauthn_options(request: HttpRequest) -> JsonResponse:
     """WebAuthn L2 §7.1: registration options for the pending person (JSON)."""
-    found = _challenged(request)
-    if found is None:
-        return _json_error(EXPIRED, 400)
+    found = _enrolling(request)
+    if isinstance(found, HttpResponse):
+        return _json_error(EXPIRED if found.status_code != 302 else HAS_FACTOR, 400)
     ceremony = webauthn_registration_begin(user=found[1])
     return _options(ceremony.id, ceremony.options_json)
 
@@ -414,9 +432,9 @@ def enrol_webauthn_options(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_POST
 def enrol_webauthn(request: HttpRequest) -> HttpResponse:
-    found = _challenged(request)
-    if found is None:
-        return _expired(request)
+    found = _enrolling(request)
+    if isinstance(found, HttpResponse):
+        return found
     challenge, user = found
     form = WebAuthnForm(request.POST)
     if not form.is_valid():

@@ -136,6 +136,32 @@ def test_identify_reads_the_policy_as_accounts_does(person):
     assert attempt.user.has_second_factor is False
 
 
+def test_identify_with_its_questions_is_still_an_index_lookup(person):
+    # The EXISTS questions ride on the one lookup; it must stay answerable from the unique
+    # index on lower(email) (as tests/signin/test_statement_budget.py checks for the manager).
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    attempt = pipeline.Attempt(request=None, email="ada@example.com", password="")  # type: ignore[arg-type]
+    with CaptureQueriesContext(connection) as captured:
+        pipeline.identify(attempt)
+    [lookup] = [q["sql"] for q in captured.captured_queries]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {lookup}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "accounts_user_email_ci_uniq" in plan, plan
+
+
+def test_an_oversized_body_is_refused_not_a_500(http, person):
+    key_of(person)
+    password_step(http, person)
+    huge = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    answer = http.post("/login/second-factor/webauthn", {"ceremony": "x", "credential": huge})
+    assert answer.status_code == 413  # the project's answer to a body over the limit
+    assert live_sessions(person) == []
+
+
 def test_a_recovery_code_signs_in_and_says_how_many_remain(http, person):
     totp_of(person)
     codes = recovery_codes_generate(user=person)
@@ -345,6 +371,35 @@ def test_a_factor_that_is_due_cannot_be_skipped(http, person):
     answer = http.post("/login/second-factor/continue")
     assert answer.status_code == 400
     assert live_sessions(person) == []
+
+
+def test_a_person_with_a_factor_cannot_enrol_around_it(http, person):
+    # Enrolment at sign-in is for a person with no factor; else it would skip the one they have.
+    totp_of(person)
+    password_step(http, person, {"step_up": ACR_HARDWARE_KEY})
+    page = http.get("/login/second-factor/enrol")
+    assert page.status_code == 302
+    assert page["Location"] == "/login/second-factor"
+    assert http.post("/login/second-factor/enrol/totp", {"code": "123456"}).status_code == 302
+    options = http.post("/login/second-factor/enrol/webauthn/options")
+    assert options.status_code == 400
+    assert "already" in options.json()["error"]
+    assert http.post("/login/second-factor/enrol/webauthn", {}).status_code == 302
+    # nor go on without it, though TOTP cannot reach the level asked
+    assert http.post("/login/second-factor/continue").status_code == 400
+    assert live_sessions(person) == []
+    assert TotpDevice.objects.filter(user=person).count() == 1
+
+
+def test_cancel_drops_the_pending_sign_in(http, person):
+    totp_of(person)
+    password_step(http, person)
+    left = http.post("/login/second-factor/cancel")
+    assert left["Location"] == "/login"
+    assert CHALLENGE_KEY not in http.session
+    assert (
+        http.post("/login/second-factor", {"method": "totp", "code": "123456"}).status_code == 400
+    )
 
 
 # --- enrolment at sign-in ---------------------------------------------------------------------
