@@ -199,6 +199,38 @@ def test_a_security_key_as_second_factor(http, person, backup_eligible, amr, acr
     assert (session.amr, session.acr) == (amr, acr)
 
 
+def test_the_options_endpoint_takes_the_csrf_header_the_script_sends(person):
+    # The browser contract (issue 15): the script POSTs the form's fields with X-CSRFToken.
+    key_of(person)
+    browser = HttpClient(enforce_csrf_checks=True)
+    login_page = browser.get("/login")
+    token = login_page.context["csrf_token"]
+    browser.post(
+        "/login?" + urlencode({"next": NEXT}),
+        {"email": person.email, "password": PASSWORD, "csrfmiddlewaretoken": token},
+    )
+    page = browser.get("/login/second-factor").content.decode()
+    [form_token] = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[:1]
+    refused = browser.post("/login/second-factor/webauthn/options")
+    assert refused.status_code == 403
+    allowed = browser.post(
+        "/login/second-factor/webauthn/options",
+        {"csrfmiddlewaretoken": form_token, "ceremony": "", "credential": ""},
+        HTTP_X_CSRFTOKEN=form_token,
+    )
+    assert allowed.status_code == 200
+    assert allowed["Content-Type"] == "application/json"
+
+
+def test_a_person_deactivated_meanwhile_cannot_finish(http, person):
+    secret = totp_of(person)
+    password_step(http, person)
+    User.objects.filter(pk=person.pk).update(is_active=False)
+    answer = http.post("/login/second-factor", {"method": "totp", "code": code_now(secret)})
+    assert answer.status_code == 400
+    assert live_sessions(person) == []
+
+
 def test_a_replayed_totp_code_is_refused(person):
     # RFC 6238 §5.2: each time step's code is accepted once.
     secret = totp_of(person)
@@ -435,6 +467,17 @@ def test_a_person_who_must_have_mfa_enrols_an_app_and_gets_recovery_codes(http, 
     assert (session.amr, session.acr) == (["pwd", "otp"], ACR_MFA)
     assert TotpDevice.objects.filter(user=person, confirmed_at__isnull=False).count() == 1
     assert totp_secret(TotpDevice.objects.get(user=person)) == secret
+
+
+def test_step_up_for_a_person_without_factor_enrols_and_steps_the_session_up(http, person):
+    session = force_sign_in(http, person)
+    http.get(step_up_url(ACR_MFA))
+    page = http.get("/login/second-factor/enrol").content.decode()
+    done = http.post("/login/second-factor/enrol/totp", {"code": code_now(_secret_on(page))})
+    assert done.status_code == 200
+    assert b"recovery codes" in done.content
+    session.refresh_from_db()
+    assert (session.amr, session.acr) == (["pwd", "otp"], ACR_MFA)
 
 
 def test_the_global_setting_takes_a_person_through_passkey_enrolment(http, person, settings):
