@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -74,7 +73,6 @@ class Challenge:
     started: float  # epoch seconds
     session_id: str = ""  # STEP_UP: the login session
     totp_device: str = ""  # enrolment: the unconfirmed TOTP device shown to the person
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def expired(self) -> bool:
@@ -288,11 +286,3 @@ def failure_message(error: MfaError, method: str) -> str:
     if method == FactorKind.WEBAUTHN:
         return "The security key's answer was not accepted. Try again."
     return "That code is not right. Check the time on your phone, then type the current code."
-
-
-def wanted_level_name(level: int) -> str:
-    return (
-        "a security key bound to its device"
-        if level >= LEVEL_HARDWARE_KEY
-        else ("a second factor" if level >= LEVEL_MFA else "your password")
-    )
