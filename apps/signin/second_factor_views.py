@@ -12,7 +12,6 @@ answer to bad input is a page or JSON with a message, never a 500.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import segno
 from django.contrib.auth import logout
@@ -59,8 +58,6 @@ from apps.signin.second_factor_forms import RecoveryCodeForm, TotpForm, WebAuthn
 
 EXPIRED = "This sign-in took too long or has ended. Sign in again."
 HAS_FACTOR = "Your account has a second factor already: use it to sign in."
-
-View = Callable[[HttpRequest], HttpResponse]
 
 
 def _expired(request: HttpRequest) -> HttpResponse:
