@@ -614,6 +614,10 @@ PASSWORD_RESET_MINUTES = env.integer("IDP_PASSWORD_RESET_MINUTES", 30, minimum=5
 # enrolled a factor is asked for it anyway, and a person (operator or threat response), an
 # organization (its policy) or a client (require_mfa) can each require one.
 MFA_REQUIRED = env.boolean("IDP_MFA_REQUIRED", False)
+# Wrong second-factor answers (TOTP, recovery code, WebAuthn) per person before their second
+# factor locks, for LOCKOUT_WAIT_INCREMENT x the lockouts so far (capped at LOCKOUT_MAX_WAIT):
+# counted apart from passwords, by account id (Keycloak issue 46164; NIST SP 800-63B §5.2.2).
+MFA_LOCKOUT_THRESHOLD = env.integer("IDP_MFA_LOCKOUT_THRESHOLD", 5, minimum=1, maximum=100)
 
 # --- Registration and invitations (apps/signin/registration.py, apps/accounts/invitations.py)
 

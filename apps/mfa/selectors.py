@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q
 
 from apps.accounts.models import User
 from apps.mfa.models import FactorKind, RecoveryCodeSet, TotpDevice, WebAuthnCredential
@@ -74,3 +74,13 @@ def has_second_factor(user: User) -> bool:
         TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
         or WebAuthnCredential.objects.filter(user=user, clone_detected_at__isnull=True).exists()
     )
+
+
+def second_factor_exists(user_ref: str = "pk") -> ExpressionWrapper[Q]:
+    """has_second_factor as an expression on the user row named `user_ref`, for a query that
+    reads the account anyway (the sign-in's `identify`: no statement of its own)."""
+    totp = TotpDevice.objects.filter(user_id=OuterRef(user_ref), confirmed_at__isnull=False)
+    keys = WebAuthnCredential.objects.filter(
+        user_id=OuterRef(user_ref), clone_detected_at__isnull=True
+    )
+    return ExpressionWrapper(Q(Exists(totp)) | Q(Exists(keys)), output_field=BooleanField())

@@ -60,7 +60,7 @@ DONE_LUA = (_HERE / "done.lua").read_text()
 class Counter:
     """A failed-attempt counter: per identifier, or per (identifier, IP)."""
 
-    kind: str  # "login" (passwords) or "client" (client secrets)
+    kind: str  # "login" (passwords), "client" (client secrets), "mfa" (second factors)
     identifier: str  # normalized and bounded (rules.identifier_value / client_value)
     ip: str = ""  # rules.ip_value; "" for the identifier's own counter
 
@@ -93,6 +93,8 @@ class Counter:
 
     @property
     def threshold(self) -> int:
+        if self.kind == "mfa":
+            return int(settings.MFA_LOCKOUT_THRESHOLD)
         return int(settings.LOCKOUT_IP_THRESHOLD if self.ip else settings.LOCKOUT_THRESHOLD)
 
 

@@ -47,7 +47,9 @@ from apps.ratelimit.rules import (
 # (only when failures + attempts in flight reach the threshold), polling every BUSY_POLL.
 BUSY_WAIT_SECONDS = 5.0
 BUSY_POLL_SECONDS = 0.005
-KINDS = ("login", "client")
+# "login": passwords, by the address typed; "client": client secrets, by client id; "mfa":
+# second factors, by account id (apps/signin/second_factor.py), apart from the passwords'.
+KINDS = ("login", "client", "mfa")
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,13 @@ GROUPS = {
 }
 # Paths under these prefixes, by group: the links mailed for a password reset or to verify an
 # address (their forms; the token is in the path), and organizations' invitation links.
-GROUP_PREFIXES = {"/password/reset/": "link", "/account/verify/": "link", "/invite/": "register"}
+# The sign-in's second-factor pages (/login/second-factor…) count as sign-in posts.
+GROUP_PREFIXES = {
+    "/password/reset/": "link",
+    "/account/verify/": "link",
+    "/invite/": "register",
+    "/login/": "login",
+}
 # Groups whose GET only shows a form: posting it is what counts.
 POST_ONLY = frozenset({"login", "forgot", "verify", "link", "register"})
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
@@ -277,20 +285,23 @@ class Attempt:
             self.settled = True
             limiter.settle(self.counters, self.lease, ok=True)
 
-    def failed(self) -> None:
-        """The secret was wrong: counted; reaching a threshold locks (account.locked)."""
+    def failed(self) -> bool:
+        """The secret was wrong: counted; reaching a threshold locks (account.locked).
+        True when this failure locked a counter."""
         if not self.allowed or self.settled:
-            return
+            return False
         self.settled = True
+        locked = False
         for counter, settled in zip(
             self.counters, limiter.settle(self.counters, self.lease, ok=False), strict=True
         ):
             if settled.locked:
+                locked = True
                 emit(
                     EventType.ACCOUNT_LOCKED,
                     success=False,
                     user_id=self.user_id,
-                    resource_type="account" if self.kind == "login" else "client",
+                    resource_type="client" if self.kind == "client" else "account",
                     resource_id=self.identifier[:128],
                     error_code="too_many_failures",
                     metadata={
@@ -304,6 +315,7 @@ class Attempt:
                         "permanent": settled.permanent,
                     },
                 )
+        return locked
 
 
 def attempt_begin(
@@ -350,9 +362,14 @@ def attempt_begin(
         raise ValueError(f"kind must be one of {KINDS}")
     limits = request_limits(request)
     value = identifier_value(identifier) if kind == "login" else client_value(identifier)
-    counters = [Counter(kind, value, ip_value(limits.ip))]
-    if not known_device:
-        counters.append(Counter(kind, value))
+    if kind == "mfa":
+        # One counter per person, whatever the address: whoever answers has the password
+        # already, so moving to another IP must not buy more guesses (Keycloak issue 46164).
+        counters = [Counter(kind, value)]
+    else:
+        counters = [Counter(kind, value, ip_value(limits.ip))]
+        if not known_device:
+            counters.append(Counter(kind, value))
     keys = limits.pending + _extra_keys(limits, client_id, account)
     limits.pending = []
     if not settings.RATELIMIT_ENABLED:

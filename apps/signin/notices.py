@@ -24,6 +24,16 @@ NOTICES = {
     "email_changed": "Your e-mail address was changed",
     "mfa_added": "A sign-in method was added to your account",
     "mfa_removed": "A sign-in method was removed from your account",
+    # apps/signin/second_factor.py: the second-factor counter locked (Keycloak issue 46164).
+    "mfa_locked": "Your second sign-in step was locked after wrong answers",
+}
+# What each notice adds below the headline, where it has more to say.
+DETAILS = {
+    "mfa_locked": (
+        "Someone who knew your password typed wrong codes for your second factor several "
+        "times, so it is locked for a while. If it was not you, your password is known to "
+        "someone else: change it now."
+    ),
 }
 
 
@@ -50,7 +60,7 @@ def security_notice(
             "user": user,
             "headline": NOTICES[kind],
             "kind": kind,
-            "detail": detail,
+            "detail": detail or DETAILS.get(kind, ""),
             "when": timezone.now(),
             "where": where,
             "browser": browser,

@@ -1,12 +1,14 @@
 """The hosted sign-in journey as one pipeline of ordered steps, read top to bottom (STEPS):
 
-    identify → limits → first factor (password) → [second factor] → [risk decision]
+    identify → limits → first factor (password) → second factor → [risk decision]
              → recognize device → session → new-device notice
 
 (Keycloak's authentication flows and node-oidc-provider's interaction policy are built the
-same way.) Each step takes the attempt so far and returns None to go on, or a Refusal that
-ends it: the page shows the refusal's message with its status, and the step has recorded its
-security event. A feature that touches sign-in (MFA, the threat port, federation) adds a step
+same way.) Each step takes the attempt so far and returns None to go on, a Refusal that
+ends it (the page shows the refusal's message with its status, and the step has recorded its
+security event), or an Interaction: the journey goes on on another page (the second factor,
+apps/signin/second_factor.py), which resumes the remaining steps once it is proven
+(`sign_in_resume`). A feature that touches sign-in (MFA, the threat port, federation) adds a step
 here, visibly, not a signal receiver elsewhere. django.contrib.auth's login() is still called
 by the session step, so `user_logged_in` fires for third-party code; nothing of ours listens.
 """
@@ -18,17 +20,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.hashers import make_password
+from django.db.models import Exists, OuterRef, Value
+from django.db.models.functions import Lower
 from django.http import HttpRequest
 
-from apps.accounts.models import User
+from apps.accounts.models import OrganizationMembership, User
 from apps.core.events import EventType, emit
+from apps.mfa.selectors import second_factor_exists
 from apps.ratelimit import services as ratelimit
+from apps.sessions.levels import LEVEL_MFA, acr_level
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import SESSION_KEY, device_signed_in_before
 from apps.sessions.services import SessionRefused, session_start
 from apps.signin.notices import security_notice
+from apps.signin.second_factor import challenge_begin
 
 log = logging.getLogger("tessera.signin")
 
@@ -58,6 +66,13 @@ class Attempt:
     reservation: ratelimit.Attempt | None = None
     # This browser never opened a session of this account before (`recognize_device`).
     new_device: bool = False
+    # Where the journey ends (an authorize request, the account page): checked by the view.
+    next_url: str = ""
+    # The level an authorize request sent this sign-in for (`/login?step_up=<acr>`), or 0.
+    step_up: int = 0
+    # The second-factor page proved a factor, or let the person go on without one
+    # (sign_in_resume): the `second_factor` step lets the attempt through.
+    second_factor_settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,15 +82,39 @@ class Refusal:
     headers: dict[str, str] = field(default_factory=dict)  # Retry-After and RateLimit on 429
 
 
-Step = Callable[[Attempt], Refusal | None]
+@dataclass(frozen=True)
+class Interaction:
+    """The journey goes on on another page (the second factor): where to send the browser."""
+
+    url: str
+
+
+Step = Callable[[Attempt], Refusal | Interaction | None]
 
 
 def identify(attempt: Attempt) -> Refusal | None:
     """The account the address names, in any case (the lookup django.contrib.auth's
-    ModelBackend makes). An unknown address is not refused here: it goes through the same
-    steps, so its answer and its cost are a wrong password's (`first_factor_password`)."""
+    ModelBackend makes: UserManager.get_by_natural_key's, on the index of lower(email)). An
+    unknown address is not refused here: it goes through the same steps, so its answer and
+    its cost are a wrong password's (`first_factor_password`).
+
+    The same statement says what `second_factor` needs to know (correlated EXISTS on indexed
+    columns): whether the person has a second factor (apps.mfa.selectors.has_second_factor)
+    and whether one of their organizations requires one (the organization half of
+    apps.accounts.services.mfa_required_by_policy), so a sign-in without MFA costs what it
+    did."""
+    organization_requires = OrganizationMembership.objects.filter(
+        user_id=OuterRef("pk"), organization__mfa_required=True
+    )
     try:
-        attempt.user = User._default_manager.get_by_natural_key(attempt.email)
+        attempt.user = (
+            User._default_manager.alias(email_lower=Lower("email"))
+            .annotate(
+                has_second_factor=second_factor_exists(),
+                organization_requires_mfa=Exists(organization_requires),
+            )
+            .get(email_lower=Lower(Value(attempt.email)))
+        )
     except User.DoesNotExist:
         attempt.user = None
     return None
@@ -157,8 +196,40 @@ def first_factor_password(attempt: Attempt) -> Refusal | None:
     return None
 
 
-# second factor (apps/mfa) goes after first_factor_password: what the first factor proved
-# and the account's enrolled factors decide whether one is asked.
+def second_factor(attempt: Attempt) -> Refusal | Interaction | None:
+    """A second factor (apps/mfa: TOTP, WebAuthn, a recovery code) is asked when the person
+    has one (NIST SP 800-63B §4.2: AAL2 for whoever can give it), when a policy requires one
+    (the person's flag, an organization, IDP_MFA_REQUIRED), or when the authorize request
+    that sent the browser here asks for level 2 or more (`step_up`, OIDC Core §3.1.2.1
+    acr_values; a client's require_mfa). Nothing session-like exists before it is proven (no
+    login session, no login(): OWASP ASVS 4.0.3 V2.8, V3.2.1): what the password proved
+    becomes a short-lived pending sign-in in this browser's session, and the browser goes
+    to the second-factor page (apps/signin/second_factor.py), which comes back through
+    `sign_in_resume` once the factor is proven or enrolled. Without a factor and a
+    requirement, a person only asked for one is told so and may go on (authorize decides)."""
+    if attempt.second_factor_settled:
+        return None
+    user = attempt.user
+    assert user is not None  # the steps before refuse an attempt without one
+    required = bool(
+        settings.MFA_REQUIRED
+        or user.mfa_required
+        or getattr(user, "organization_requires_mfa", False)
+    )
+    enrolled = bool(getattr(user, "has_second_factor", False))
+    if not (required or enrolled or attempt.step_up >= LEVEL_MFA):
+        return None
+    url = challenge_begin(
+        attempt.request,
+        user=user,
+        amr=attempt.amr,
+        next_url=attempt.next_url,
+        wanted=max(LEVEL_MFA, attempt.step_up),
+        required=required,
+    )
+    return Interaction(url)
+
+
 # risk decision (threat scoring, through a port in core) goes before open_session: a
 # refusal or a required step-up must come before any session exists.
 
@@ -229,20 +300,58 @@ STEPS: tuple[Step, ...] = (
     identify,
     limits,
     first_factor_password,
+    second_factor,
     recognize_device,
     open_session,
     notify_new_device,
 )
 
 
-def sign_in(request: HttpRequest, *, email: str, password: str) -> Attempt | Refusal:
-    """Runs the steps in order; the signed-in attempt, or the refusal that stopped it."""
-    attempt = Attempt(request=request, email=email, password=password)
-    for step in STEPS:
-        refusal = step(attempt)
-        if refusal is not None:
-            return refusal
+def sign_in(
+    request: HttpRequest, *, email: str, password: str, next_url: str = ""
+) -> Attempt | Refusal | Interaction:
+    """Runs the steps in order; the signed-in attempt, the refusal that stopped it, or the
+    page the journey goes on with."""
+    attempt = Attempt(
+        request=request,
+        email=email,
+        password=password,
+        next_url=next_url,
+        step_up=step_up_level(request),
+    )
+    return _run(attempt, STEPS)
+
+
+def sign_in_resume(
+    request: HttpRequest, *, user: User, amr: list[str], next_url: str
+) -> Attempt | Refusal | Interaction:
+    """The steps after the second factor, for a pending sign-in whose factor is proven (its
+    methods in `amr`) or which may go on without one."""
+    attempt = Attempt(
+        request=request,
+        email=user.email,
+        password="",
+        user=user,
+        amr=list(amr),
+        next_url=next_url,
+        second_factor_settled=True,
+    )
+    return _run(attempt, STEPS[STEPS.index(second_factor) :])
+
+
+def _run(attempt: Attempt, steps: tuple[Step, ...]) -> Attempt | Refusal | Interaction:
+    for step in steps:
+        outcome = step(attempt)
+        if outcome is not None:
+            return outcome
     return attempt
+
+
+def step_up_level(request: HttpRequest) -> int:
+    """The level `/login?step_up=<acr>` names (docs/architecture.md, "Authentication levels
+    and step-up"), 0 for none or a value that is not ours. Only ever asks for more: a
+    browser that sends it forges nothing but a harder sign-in for itself."""
+    return acr_level(request.GET.get("step_up", "")[:64]) or 0
 
 
 def refuse_malformed(*, email: str) -> Refusal:

@@ -1,10 +1,36 @@
 from django.urls import path
 
 from apps.signin import account, recovery_views, registration, views
+from apps.signin import second_factor_views as second_factor
 
 app_name = "signin"
 urlpatterns = [
     path("login", views.login_view, name="login"),
+    path("login/second-factor", second_factor.challenge_page, name="second_factor"),
+    path(
+        "login/second-factor/webauthn/options",
+        second_factor.webauthn_options,
+        name="second_factor_webauthn_options",
+    ),
+    path(
+        "login/second-factor/webauthn", second_factor.webauthn_answer, name="second_factor_webauthn"
+    ),
+    path("login/second-factor/continue", second_factor.go_on, name="second_factor_continue"),
+    path("login/second-factor/cancel", second_factor.cancel, name="second_factor_cancel"),
+    path("login/second-factor/enrol", second_factor.enrol, name="second_factor_enrol"),
+    path(
+        "login/second-factor/enrol/totp", second_factor.enrol_totp, name="second_factor_enrol_totp"
+    ),
+    path(
+        "login/second-factor/enrol/webauthn/options",
+        second_factor.enrol_webauthn_options,
+        name="second_factor_enrol_webauthn_options",
+    ),
+    path(
+        "login/second-factor/enrol/webauthn",
+        second_factor.enrol_webauthn,
+        name="second_factor_enrol_webauthn",
+    ),
     path("account/", account.account, name="account"),
     path("account/verify", recovery_views.verify_resend, name="verify_resend"),
     path("account/verify/<str:token>", recovery_views.verify, name="verify"),

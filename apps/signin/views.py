@@ -8,8 +8,10 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from apps.sessions.selectors import session_current
 from apps.signin import pipeline
 from apps.signin.forms import LoginForm
+from apps.signin.second_factor import step_up_begin
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -25,7 +27,19 @@ def _safe_next(request: HttpRequest) -> str:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
-    """The hosted sign-in page: the form, then the sign-in pipeline (apps.signin.pipeline)."""
+    """The hosted sign-in page: the form, then the sign-in pipeline (apps.signin.pipeline).
+
+    `?step_up=<acr>` from authorize (docs/architecture.md, "Authentication levels and
+    step-up") with a live login session below that level: the missing factor of that
+    session's person, not the password again (apps/signin/second_factor.py)."""
+    if request.method == "GET" and (wanted := pipeline.step_up_level(request)):
+        session = session_current(request)
+        if session is not None:
+            if session.security_level >= wanted:
+                return HttpResponseRedirect(_safe_next(request))
+            return HttpResponseRedirect(
+                step_up_begin(request, session=session, next_url=_safe_next(request), wanted=wanted)
+            )
     form = LoginForm(
         request.POST if request.method == "POST" else None,  # an empty POST is still a POST
         initial={"email": request.GET.get("login_hint", "")[:254]},
@@ -33,12 +47,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             outcome = pipeline.sign_in(
-                request, email=form.cleaned_data["email"], password=form.cleaned_data["password"]
+                request,
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                next_url=_safe_next(request),
             )
         else:
             outcome = pipeline.refuse_malformed(email=str(form.data.get("email", "")))
         if isinstance(outcome, pipeline.Attempt):
             return HttpResponseRedirect(_safe_next(request))
+        if isinstance(outcome, pipeline.Interaction):  # the second factor, on its page
+            return HttpResponseRedirect(outcome.url)
         form.add_error(None, outcome.message)
         status, headers = outcome.status, outcome.headers
     else:

@@ -25,6 +25,7 @@ def test_the_steps_read_in_the_order_of_the_journey() -> None:
         "identify",
         "limits",
         "first_factor_password",
+        "second_factor",
         "recognize_device",
         "open_session",
         "notify_new_device",
