@@ -148,3 +148,26 @@ def test_cancelled_or_unknown_passkey_shows_an_error_and_the_button_comes_back(
     assert button.inner_text() == "Sign in with a passkey"
     _shot(page, artifacts, "login-page-passkey-error.png")
     context.close()
+
+
+def test_button_shows_progress_while_the_browser_waits_for_a_key(
+    live_server, browser, person
+) -> None:
+    """WebAuthn on, no authenticator attached: the browser waits (up to the options' time-out)
+    and the button says so, disabled, until then."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    page.add_init_script(
+        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+    )
+    page.goto(f"{live_server.url}/login")
+    button = page.locator("form[data-webauthn] button[type=submit]")
+    button.focus()
+    page.keyboard.press("Enter")  # keyboard alone
+    page.wait_for_selector("form[data-webauthn] button[aria-busy=true]")
+    assert button.is_disabled()
+    assert button.inner_text() == "Waiting for your passkey…"
+    context.close()
