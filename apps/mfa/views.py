@@ -106,22 +106,33 @@ def _login_session_id(request: HttpRequest) -> str:
     return str(getattr(getattr(request, "login_session", None), "pk", "") or "")
 
 
-def authenticated_at(request: HttpRequest) -> datetime | None:
+def authenticated_at(request: HttpRequest, *, not_by: str = "") -> datetime | None:
     """The person's last proof of who they are in this browser: the sign-in (or step-up) of
-    its login session, or a confirmation on the re-authentication page, the later of the two."""
+    its login session, or a confirmation on the re-authentication page, the later of the two.
+    `not_by` ("<kind>:<id>" or a kind): a confirmation made with that factor does not count
+    (removing a factor needs the password or *another* factor, issue 15)."""
     times: list[datetime] = []
     signed_in = getattr(getattr(request, "login_session", None), "authenticated_at", None)
     if isinstance(signed_in, datetime):
         times.append(signed_in)
     confirmed = request.session.get(REAUTH_KEY)
-    if isinstance(confirmed, dict) and confirmed.get("sid") == _login_session_id(request):
+    if (
+        isinstance(confirmed, dict)
+        and confirmed.get("sid") == _login_session_id(request)
+        and not (not_by and str(confirmed.get("by", "")) in _factor_keys(not_by))
+    ):
         with contextlib.suppress(ValueError):
             times.append(datetime.fromisoformat(str(confirmed.get("at"))))
     return max(times, default=None)
 
 
-def _recent(request: HttpRequest) -> bool:
-    at, now = authenticated_at(request), timezone.now()
+def _factor_keys(key: str) -> set[str]:
+    """A factor's mark and its kind's (recovery codes are marked by kind: a set, not a code)."""
+    return {key, key.partition(":")[0]} if key.startswith("recovery_codes") else {key}
+
+
+def _recent(request: HttpRequest, *, not_by: str = "") -> bool:
+    at, now = authenticated_at(request, not_by=not_by), timezone.now()
     return at is not None and at <= now + CLOCK_SKEW and now - at <= REAUTHENTICATION_MAX_AGE
 
 
@@ -302,15 +313,19 @@ def _reauth_page(request: HttpRequest, *, status: int = 200, **extra: Any) -> Ht
         "has_password": _person(request).has_usable_password(),
         "has_codes": FactorKind.TOTP in kinds or FactorKind.RECOVERY_CODES in kinds,
         "has_passkey": FactorKind.WEBAUTHN in kinds,
+        "removing": _safe_back(request).startswith(f"{reverse('mfa:factors')}remove/"),
     }
     context.update(extra)
     return render(request, "mfa/reauthenticate.html", context, status=status)
 
 
-def _reauthenticated(request: HttpRequest) -> HttpResponse:
+def _reauthenticated(request: HttpRequest, *, by: str) -> HttpResponse:
+    """Marks the confirmation: which login session, when, and by what ("password",
+    "totp:<id>", "webauthn:<id>" or "recovery_codes")."""
     request.session[REAUTH_KEY] = {
         "sid": _login_session_id(request),
         "at": timezone.now().isoformat(),
+        "by": by,
     }
     return HttpResponseRedirect(_safe_back(request))
 
@@ -329,7 +344,7 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
     if method == "password":
         form = PasswordForm(request.POST)
         if form.is_valid() and user.check_password(form.cleaned_data["password"]):
-            return _reauthenticated(request)
+            return _reauthenticated(request, by="password")
         emit(
             EventType.LOGIN_FAILED,
             user_id=user.pk,
@@ -344,38 +359,40 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
         return _reauth_page(request, status=400, password_form=form)
     if method == "code":
         code_form = CodeForm(request.POST)
-        if code_form.is_valid() and _code_accepted(user, code_form.cleaned_data["code"]):
-            return _reauthenticated(request)
+        proved = _code_proves(user, code_form.cleaned_data["code"]) if code_form.is_valid() else ""
+        if proved:
+            return _reauthenticated(request, by=proved)
         if code_form.is_valid():
             code_form.add_error("code", "That code is not right.")
         return _reauth_page(request, status=400, code_form=code_form)
     if method == "passkey":
         try:
-            webauthn_authentication_finish(
+            assertion = webauthn_authentication_finish(
                 user=user,
                 ceremony_id=request.POST.get("ceremony", "")[:CEREMONY_MAX],
                 response=request.POST.get("credential", ""),
             )
         except MfaError as error:
             return _reauth_page(request, status=400, passkey_error=_webauthn_message(error))
-        return _reauthenticated(request)
+        return _reauthenticated(request, by=f"{FactorKind.WEBAUTHN}:{assertion.credential.pk}")
     return _reauth_page(request, status=400, error="Choose a way to confirm it is you.")
 
 
-def _code_accepted(user: User, code: str) -> bool:
-    """An authenticator app's code, else a recovery code (each records its own event)."""
+def _code_proves(user: User, code: str) -> str:
+    """The factor an authenticator app's code or else a recovery code proved ("" for none;
+    each records its own event)."""
     compact = "".join(code.split())
     if compact.isdigit() and len(compact) == DIGITS:
         try:
-            totp_verify(user=user, code=compact)
+            device = totp_verify(user=user, code=compact)
         except MfaError:
-            return False
-        return True
+            return ""
+        return f"{FactorKind.TOTP}:{device.pk}"
     try:
         recovery_code_use(user=user, code=code)
     except MfaError:
-        return False
-    return True
+        return ""
+    return str(FactorKind.RECOVERY_CODES)
 
 
 @login_required
@@ -403,8 +420,9 @@ def remove(request: HttpRequest, kind: str, factor_id: str) -> HttpResponse:
     factor = next((f for f in factors_of(user) if f.kind == kind and str(f.id) == factor_id), None)
     if factor is None:
         raise Http404("No such factor of yours.")
+    proof_of_itself = f"{factor.kind}:{factor.id}"
     if request.method == "GET":
-        if not _recent(request):
+        if not _recent(request, not_by=proof_of_itself):
             return _confirm_first(request, request.path)
         return render(request, "mfa/remove.html", {"factor": factor})
     try:
@@ -412,7 +430,7 @@ def remove(request: HttpRequest, kind: str, factor_id: str) -> HttpResponse:
             user=user,
             kind=kind,
             factor_id=factor.id,
-            reauthenticated_at=authenticated_at(request),
+            reauthenticated_at=authenticated_at(request, not_by=proof_of_itself),
         )
     except ReauthenticationRequired:
         return _confirm_first(request, request.path)

@@ -353,3 +353,42 @@ def test_someone_elses_factor_cannot_be_removed(signed_in: Any) -> None:
     http, _ = signed_in
     assert http.post(f"/account/security/remove/webauthn/{theirs.pk}").status_code == 404
     assert WebAuthnCredential.objects.filter(pk=theirs.pk).exists()
+
+
+def test_a_factor_cannot_confirm_its_own_removal(signed_in: Any, person: Any) -> None:
+    """Issue 15: removing a factor needs the password or *another* factor."""
+    http, session = signed_in
+    authenticator = _authenticator()
+    assert _add_passkey(http, authenticator).status_code == 302
+    credential = WebAuthnCredential.objects.get(user=person)
+    remove_url = f"/account/security/remove/webauthn/{credential.pk}"
+    _stale(session)
+    data = _options(http, "/account/security/confirm/options")
+    assertion = authenticator.get(json.dumps(data["publicKey"]))
+    body = {
+        "method": "passkey",
+        "ceremony": data["ceremony"],
+        "credential": json.dumps(assertion),
+        "next": remove_url,
+    }
+    assert http.post("/account/security/confirm", body)["Location"] == remove_url
+
+    asked_again = http.get(remove_url)
+    assert asked_again["Location"].startswith("/account/security/confirm?next=")
+    assert (
+        "another factor than the one you remove"
+        in http.get(asked_again["Location"]).content.decode()
+    )
+    assert http.post(remove_url).status_code == 302
+    assert WebAuthnCredential.objects.filter(pk=credential.pk).exists()
+    # ... while the same confirmation is good for adding one.
+    assert http.post("/account/security/totp/new", {"name": "Phone"})["Location"] == (
+        "/account/security/totp"
+    )
+
+    http.post(
+        "/account/security/confirm",
+        {"method": "password", "password": PASSWORD, "next": remove_url},
+    )
+    assert http.post(remove_url).status_code == 302
+    assert not WebAuthnCredential.objects.filter(pk=credential.pk).exists()
