@@ -254,6 +254,12 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     # can send to someone else's mailbox.
     "account_email.ip": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_IP", "20/1h burst=5"),
     "account_email.account": env.rate("IDP_RATELIMIT_ACCOUNT_EMAIL_ACCOUNT", "5/1h burst=3"),
+    # Passwordless sign-in (/login/passkey and its options) per client IP: the sign-in page
+    # asks for options once per view (the browser's passkey autofill), so more than login.ip.
+    "passkey.ip": env.rate("IDP_RATELIMIT_PASSKEY_IP", "60/1m burst=20 backoff=exponential"),
+    "passkey.endpoint": env.rate("IDP_RATELIMIT_PASSKEY_ENDPOINT", "300/1s"),
+    # The security page's "confirm it is you" (password, code or passkey) per client IP.
+    "reauth.ip": env.rate("IDP_RATELIMIT_REAUTH_IP", "20/1m burst=10 backoff=exponential"),
 }
 # Failed-attempt lockout (Keycloak's brute-force model), for passwords per identifier and
 # client secrets per client id, existing or not; an attempt is reserved before the secret is

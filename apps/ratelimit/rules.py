@@ -27,7 +27,18 @@ BACKOFF_CODES = {"none": 0, "linear": 1, "exponential": 2}
 # The endpoints whose limits matter for credentials: with Redis unreachable they fall back to
 # the per-process limiter instead of passing (issue 12).
 CREDENTIAL_GROUPS = frozenset(
-    {"login", "token", "introspect", "revoke", "forgot", "verify", "link", "register"}
+    {
+        "login",
+        "token",
+        "introspect",
+        "revoke",
+        "forgot",
+        "verify",
+        "link",
+        "register",
+        "passkey",
+        "reauth",
+    }
 )
 
 

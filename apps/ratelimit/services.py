@@ -122,6 +122,12 @@ GROUPS = {
     "/account/verify": "verify",
     "/register": "register",
     "/account/email": "account_email",  # the account page's e-mail change (mails a link)
+    # Passwordless sign-in (apps/signin/passwordless.py): its options and its assertion.
+    "/login/passkey/options": "passkey",
+    "/login/passkey": "passkey",
+    # The security page's re-authentication (apps/mfa/views.py: password, code or passkey).
+    "/account/security/confirm": "reauth",
+    "/account/security/confirm/options": "reauth",
 }
 # Paths under these prefixes, by group: the links mailed for a password reset or to verify an
 # address (their forms; the token is in the path), and organizations' invitation links.
@@ -133,7 +139,7 @@ GROUP_PREFIXES = {
     "/login/": "login",
 }
 # Groups whose GET only shows a form: posting it is what counts.
-POST_ONLY = frozenset({"login", "forgot", "verify", "link", "register"})
+POST_ONLY = frozenset({"login", "forgot", "verify", "link", "register", "passkey", "reauth"})
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.

@@ -64,3 +64,11 @@ urlpatterns = [
         name="account_offline_grant_revoke",
     ),
 ]
+
+# Passwordless sign-in with a passkey (apps/signin/passwordless.py).
+from apps.signin import passwordless  # noqa: E402
+
+urlpatterns += [
+    path("login/passkey/options", passwordless.options, name="passkey_options"),
+    path("login/passkey", passwordless.finish, name="passkey"),
+]
