@@ -41,11 +41,13 @@ from apps.signin.forms import LoginForm
 from apps.signin.pipeline import (
     PROVIDER,
     Attempt,
+    Interaction,
     Refusal,
     Step,
     notify_new_device,
     open_session,
     recognize_device,
+    run_steps,
 )
 from apps.signin.views import _safe_next
 
@@ -104,15 +106,13 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def sign_in(request: HttpRequest, *, ceremony: str, credential: str) -> Attempt | Refusal:
+def sign_in(
+    request: HttpRequest, *, ceremony: str, credential: str
+) -> Attempt | Refusal | Interaction:
     attempt = PasskeyAttempt(
         request=request, email="", password="", ceremony=ceremony, credential=credential
     )
-    for step in STEPS:
-        refusal = step(attempt)
-        if refusal is not None:
-            return refusal
-    return attempt
+    return run_steps(attempt, STEPS)
 
 
 def _refused(attempt: PasskeyAttempt, error: MfaError | None) -> Refusal:
@@ -155,6 +155,8 @@ def finish(request: HttpRequest) -> HttpResponse:
     )
     if isinstance(outcome, Attempt):
         return HttpResponseRedirect(_safe_next(request))
+    if isinstance(outcome, Interaction):  # none of these steps asks one; kept for the type
+        return HttpResponseRedirect(outcome.url)
     form = LoginForm({"email": "", "password": ""})  # bound: it carries the refusal
     form.is_valid()
     form.add_error(None, outcome.message)

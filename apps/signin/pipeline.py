@@ -319,7 +319,7 @@ def sign_in(
         next_url=next_url,
         step_up=step_up_level(request),
     )
-    return _run(attempt, STEPS)
+    return run_steps(attempt, STEPS)
 
 
 def sign_in_resume(
@@ -336,10 +336,11 @@ def sign_in_resume(
         next_url=next_url,
         second_factor_settled=True,
     )
-    return _run(attempt, STEPS[STEPS.index(second_factor) :])
+    return run_steps(attempt, STEPS[STEPS.index(second_factor) :])
 
 
-def _run(attempt: Attempt, steps: tuple[Step, ...]) -> Attempt | Refusal | Interaction:
+def run_steps(attempt: Attempt, steps: tuple[Step, ...]) -> Attempt | Refusal | Interaction:
+    """Runs `steps` in order (a journey's own list: STEPS, passwordless.STEPS)."""
     for step in steps:
         outcome = step(attempt)
         if outcome is not None:

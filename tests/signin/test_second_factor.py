@@ -505,13 +505,3 @@ def test_the_global_setting_takes_a_person_through_passkey_enrolment(http, perso
 def http() -> HttpClient:
     return HttpClient()
 
-
-@pytest.fixture(autouse=True)
-def _webauthn_script_may_be_missing(settings: Any) -> None:
-    """apps/mfa/static/mfa/webauthn.js comes from the browser branch (issue 15); until it is
-    merged the manifest storage has no entry for it, so these pages are rendered with the
-    plain storage (the URL is the same but for the hash)."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }

@@ -26,13 +26,6 @@ from tests.tokens.conftest import SCOPE, Flow, client_redirect, new_pkce, query_
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _webauthn_script_may_be_missing(settings: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
 
 def _flow(http: HttpClient, rp: RegisteredClient, person: Any) -> Flow:
     consent_grant(
