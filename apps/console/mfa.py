@@ -76,7 +76,8 @@ class FactorResetForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def user_mfa_reset(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     """Removes every second factor of the person (apps.mfa.services.mfa_reset: mfa.reset with
-    the operator as actor), and by default ends their sessions (reason "mfa_reset")."""
+    the operator as actor), and by default ends their sessions (session.revoked, reason
+    "operator")."""
     user = user_or_404(user_id)
     if request.method != "POST":
         factors = factors_of(user)
@@ -94,7 +95,7 @@ def user_mfa_reset(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     went = sum(removed.values())
     message = f"{user.email}: {went} second factor{'s' * (went != 1)} removed"
     if end_sessions:
-        ended = session_end_all(user=user, reason="mfa_reset", actor_id=request.user.pk)
+        ended = session_end_all(user=user, reason="operator", actor_id=request.user.pk)
         message += f", {ended} live session{'s' * (ended != 1)} ended"
     messages.success(request, f"{message}.")
     return redirect("console:user", user_id=user.pk)

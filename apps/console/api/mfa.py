@@ -84,7 +84,7 @@ def user_factors_reset(request: Request, user_id: uuid.UUID) -> Response:
     removed = mfa_reset(user=user, actor_id=request.user.pk)
     ended = 0
     if given["end_sessions"]:
-        ended = session_end_all(user=user, reason="mfa_reset", actor_id=request.user.pk)
+        ended = session_end_all(user=user, reason="api", actor_id=request.user.pk)
     return Response({"removed": removed, "sessions_ended": ended})
 
 
