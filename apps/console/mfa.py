@@ -68,7 +68,11 @@ class FactorResetForm(forms.Form):
     # an operator helping a person who merely replaced their phone may untick it. Offline
     # grants (apps that stay connected) are left to "Revoke everything", which says so.
     end_sessions = forms.BooleanField(
-        required=False, initial=True, label="Also sign them out everywhere (end every session)"
+        required=False,
+        initial=True,
+        label="Also sign them out everywhere (end every session)",
+        help_text="Applications they let stay connected (offline access) keep it; Revoke "
+        "everything on their page ends that too.",
     )
 
 
@@ -85,7 +89,8 @@ def user_mfa_reset(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
             request,
             user,
             question=f"Reset the second factors of {user.email}?",
-            detail=f"{_what_goes(factors)} {_what_next(user)}",
+            detail=_what_goes(factors),
+            more=[_what_next(user)],
             button="Reset second factors",
             form=FactorResetForm(),
         )
@@ -103,17 +108,14 @@ def user_mfa_reset(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
 
 def _what_goes(factors: list[Factor]) -> str:
     counts = Counter(f.kind for f in factors)
-    parts = [
-        f"{counts[FactorKind.TOTP]} authenticator app{'s' * (counts[FactorKind.TOTP] != 1)}",
-        f"{counts[FactorKind.WEBAUTHN]} security key{'s' * (counts[FactorKind.WEBAUTHN] != 1)} "
-        "or passkeys",
-    ]
+    apps, keys = counts[FactorKind.TOTP], counts[FactorKind.WEBAUTHN]
     codes = next((f for f in factors if f.kind == FactorKind.RECOVERY_CODES), None)
-    if codes is not None:
-        parts.append(f"their recovery codes ({codes.remaining} unused)")
-    else:
-        parts.append("no recovery codes")
-    return f"Removed: {', '.join(parts)}. This cannot be undone."
+    return (
+        f"This removes {apps} authenticator app{'s' * (apps != 1)}, {keys} security "
+        f"key{'s' * (keys != 1)} or passkeys and "
+        + (f"their recovery codes ({codes.remaining} unused)" if codes else "no recovery codes")
+        + "; it cannot be undone."
+    )
 
 
 def _what_next(user: User) -> str:
@@ -258,6 +260,7 @@ def _confirm(
     question: str,
     detail: str,
     button: str,
+    more: list[str] | None = None,
     form: forms.Form | None = None,
     danger: bool = True,
     back: str = "",
@@ -269,6 +272,7 @@ def _confirm(
         "person": user,
         "question": question,
         "detail": detail,
+        "more": more or [],
         "button": button,
         "back": back,
         "form": form,

@@ -14,6 +14,7 @@ from typing import Any
 import pyotp
 import pytest
 from django.test import Client as HttpClient
+from django.test import override_settings
 
 from apps.accounts import directory
 from apps.accounts.models import Organization, User
@@ -39,11 +40,15 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
-def enrol_every_factor(user: User, settings: Any) -> dict[str, Any]:
+def enrol_every_factor(user: User) -> dict[str, Any]:
     """A TOTP app, a synced passkey, a device-bound key flagged as cloned, and recovery codes
     with one used: through apps.mfa's own enrolment functions. Returns the secrets, so a
     test can check none reaches a page."""
-    settings.ISSUER = "https://id.example.com"
+    with override_settings(ISSUER="https://id.example.com"):  # the passkeys' RP ID
+        return _enrol_every_factor(user)
+
+
+def _enrol_every_factor(user: User) -> dict[str, Any]:
     enrolment = totp_enrol(user=user, name="Work phone", now=NOW)
     totp_confirm(device=enrolment.device, code=pyotp.TOTP(enrolment.secret).at(NOW), now=NOW)
     for name, synced in (("iCloud passkey", True), ("YubiKey 5", False)):
@@ -93,10 +98,8 @@ def acme(person: User) -> Organization:
 # --- the person page ------------------------------------------------------------------------
 
 
-def test_the_person_page_lists_factors_and_never_a_secret(
-    viewer: HttpClient, person: User, settings: Any
-) -> None:
-    secrets = enrol_every_factor(person, settings)
+def test_the_person_page_lists_factors_and_never_a_secret(viewer: HttpClient, person: User) -> None:
+    secrets = enrol_every_factor(person)
 
     page = viewer.get(f"/console/users/{person.pk}/").content.decode()
     section = _section(page)
@@ -157,9 +160,9 @@ def test_the_global_setting_shows_on_the_person_page(
 
 
 def test_the_reset_confirmation_says_what_goes_and_what_next(
-    operator_staff: HttpClient, person: User, settings: Any
+    operator_staff: HttpClient, person: User
 ) -> None:
-    enrol_every_factor(person, settings)
+    enrol_every_factor(person)
     mfa_requirement_set(user=person, required=True, actor_id=None, source="operator")
 
     page = operator_staff.get(f"/console/users/{person.pk}/mfa/reset/")
@@ -167,11 +170,13 @@ def test_the_reset_confirmation_says_what_goes_and_what_next(
     assert page.status_code == 200
     text = page.content.decode()
     assert f"Reset the second factors of {person.email}?" in text
-    assert "1 authenticator app, 2 security keys or passkeys" in text
+    assert "This removes 1 authenticator app, 2 security keys or passkeys and" in text
     assert "their recovery codes (9 unused)" in text
     assert "they enrol a new one before they get in" in text
     # "also sign them out everywhere", ticked by default
     assert re.search(r'<input type="checkbox" name="end_sessions"[^>]* checked', text)
+    assert 'aria-describedby="id_end_sessions_helptext"' in text
+    assert 'id="id_end_sessions_helptext"' in text  # offline access stays: said beside it
     assert TotpDevice.objects.filter(user=person).count() == 1  # the GET changed nothing
 
 
@@ -180,14 +185,14 @@ def test_without_a_requirement_the_confirmation_says_password_only(
 ) -> None:
     text = operator_staff.get(f"/console/users/{person.pk}/mfa/reset/").content.decode()
 
-    assert "0 authenticator apps, 0 security keys or passkeys, no recovery codes" in text
+    assert "0 authenticator apps, 0 security keys or passkeys and no recovery codes" in text
     assert "they sign in with the password alone" in text
 
 
 def test_an_operator_resets_factors_and_signs_the_person_out(
-    operator_staff: HttpClient, person: User, settings: Any
+    operator_staff: HttpClient, person: User
 ) -> None:
-    enrol_every_factor(person, settings)
+    enrol_every_factor(person)
     session = add_session(person)
     path = f"/console/users/{person.pk}/mfa/reset/"
     page = operator_staff.get(path)
@@ -212,10 +217,8 @@ def test_an_operator_resets_factors_and_signs_the_person_out(
     assert (session.ended_at is not None, session.end_reason) == (True, "operator")
 
 
-def test_unticked_the_reset_leaves_sessions(
-    operator_staff: HttpClient, person: User, settings: Any
-) -> None:
-    enrol_every_factor(person, settings)
+def test_unticked_the_reset_leaves_sessions(operator_staff: HttpClient, person: User) -> None:
+    enrol_every_factor(person)
     session = add_session(person)
     path = f"/console/users/{person.pk}/mfa/reset/"
     page = operator_staff.get(path)
@@ -228,8 +231,8 @@ def test_unticked_the_reset_leaves_sessions(
     assert audited("mfa.reset", operator_staff.user)  # type: ignore[attr-defined]
 
 
-def test_a_viewer_cannot_reset(viewer: HttpClient, person: User, settings: Any) -> None:
-    enrol_every_factor(person, settings)
+def test_a_viewer_cannot_reset(viewer: HttpClient, person: User) -> None:
+    enrol_every_factor(person)
     lax = HttpClient()
     lax.cookies = viewer.cookies
 
@@ -428,10 +431,8 @@ def test_a_non_boolean_require_mfa_is_a_400(shop: Client, value: Any) -> None:
 # --- the admin API --------------------------------------------------------------------------
 
 
-def test_the_api_lists_factors_and_why_mfa_is_required(
-    person: User, acme: Organization, settings: Any
-) -> None:
-    secrets = enrol_every_factor(person, settings)
+def test_the_api_lists_factors_and_why_mfa_is_required(person: User, acme: Organization) -> None:
+    secrets = enrol_every_factor(person)
     organization_mfa_policy_set(organization=acme, required=True, actor_id=None)
     http = _api("viewer")
 
@@ -462,8 +463,8 @@ def test_the_api_lists_factors_and_why_mfa_is_required(
     ).exists()
 
 
-def test_the_api_resets_factors_and_ends_sessions_by_default(person: User, settings: Any) -> None:
-    enrol_every_factor(person, settings)
+def test_the_api_resets_factors_and_ends_sessions_by_default(person: User) -> None:
+    enrol_every_factor(person)
     session = add_session(person)
     http = _api()
 
@@ -480,8 +481,8 @@ def test_the_api_resets_factors_and_ends_sessions_by_default(person: User, setti
     assert event.user_id == str(person.pk)
 
 
-def test_the_api_reset_may_leave_sessions(person: User, settings: Any) -> None:
-    enrol_every_factor(person, settings)
+def test_the_api_reset_may_leave_sessions(person: User) -> None:
+    enrol_every_factor(person)
     session = add_session(person)
 
     response = _json(
@@ -536,8 +537,8 @@ def test_a_body_that_is_not_json_is_a_400(person: User) -> None:
     assert "JSON parse error" in response.json()["detail"]
 
 
-def test_a_non_boolean_end_sessions_is_a_400(person: User, settings: Any) -> None:
-    enrol_every_factor(person, settings)
+def test_a_non_boolean_end_sessions_is_a_400(person: User) -> None:
+    enrol_every_factor(person)
 
     response = _json(
         _api(), "POST", f"/api/v1/users/{person.pk}/factors/reset", {"end_sessions": "no"}
@@ -614,7 +615,7 @@ def test_an_operator_cannot_patch_an_organizations_policy(acme: Organization) ->
     assert not acme.mfa_required
 
 
-def test_the_sessions_a_reset_ends_are_the_persons_only(person: User, settings: Any) -> None:
+def test_the_sessions_a_reset_ends_are_the_persons_only(person: User) -> None:
     other = user_create(email="bob@example.com")
     theirs, bobs = add_session(person), add_session(other)
 
