@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyotp
@@ -51,7 +51,8 @@ def enrol_every_factor(user: User) -> dict[str, Any]:
 def _enrol_every_factor(user: User) -> dict[str, Any]:
     enrolment = totp_enrol(user=user, name="Work phone", now=NOW)
     totp_confirm(device=enrolment.device, code=pyotp.TOTP(enrolment.secret).at(NOW), now=NOW)
-    for name, synced in (("iCloud passkey", True), ("YubiKey 5", False)):
+    # a minute apart: factors_of lists by creation time, so the order is certain
+    for minute, (name, synced) in enumerate((("iCloud passkey", True), ("YubiKey 5", False))):
         ceremony = webauthn_registration_begin(user=user)
         authenticator = SoftAuthenticator(
             origin="https://id.example.com", rp_id="id.example.com", backup_eligible=synced
@@ -61,7 +62,7 @@ def _enrol_every_factor(user: User) -> dict[str, Any]:
             ceremony_id=ceremony.id,
             response=json.dumps(authenticator.create(ceremony.options_json)),
             name=name,
-            now=NOW,
+            now=NOW + timedelta(minutes=minute),
         )
     # test setup: the counter regression apps.mfa.passkeys records on a cloned key
     WebAuthnCredential.objects.filter(user=user, name="YubiKey 5").update(clone_detected_at=NOW)
