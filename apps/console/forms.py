@@ -291,6 +291,11 @@ class ClientForm(forms.Form):
         label="Require PKCE (untick only for a confidential client whose library cannot; it "
         "must then send a nonce)",
     )
+    require_mfa = forms.BooleanField(
+        required=False,
+        label="Require a second factor: every sign-in to it reaches the MFA level (people "
+        "without one enrol at sign-in)",
+    )
     backchannel_logout_uri = forms.CharField(
         required=False, max_length=2000, label="Back-channel logout URI"
     )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console import applications, directory, invitations, staff, views
+from apps.console import applications, directory, invitations, mfa, staff, views
 
 app_name = "console"
 urlpatterns = [
@@ -40,6 +40,8 @@ urlpatterns = [
         views.user_password_reset_send,
         name="user_password_reset_send",
     ),
+    path("users/<uuid:user_id>/mfa/reset/", mfa.user_mfa_reset, name="user_mfa_reset"),
+    path("users/<uuid:user_id>/mfa/required/", mfa.user_mfa_required, name="user_mfa_required"),
     path("lockouts/", views.lockout_list, name="lockouts"),
     path("lockouts/unlock/", views.lockout_unlock, name="lockout_unlock"),
     path(
@@ -97,6 +99,7 @@ urlpatterns += [
         name="invitation_revoke",
     ),
     path(f"{_ORG}/delete/", directory.organization_delete, name="organization_delete"),
+    path(f"{_ORG}/mfa-policy/", mfa.organization_mfa_policy, name="organization_mfa_policy"),
     path(f"{_ORG}/members/add/", directory.organization_member_add, name="organization_member_add"),
     path(
         f"{_ORG}/members/bulk/",

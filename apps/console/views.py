@@ -41,6 +41,7 @@ from apps.console.lookups import (
     user_or_404,
     viewed_user_or_404,
 )
+from apps.console.mfa import person_mfa
 from apps.console.permissions import (
     administrator_required,
     operator_required,
@@ -114,6 +115,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
         "blocks": [BlockRow(block, user.pk, "") for block in blocks_for(identifier=user.email)],
         **person_directory(user),
     }
+    context.update(person_mfa(user, context["organization_memberships"]))
     return render(request, "console/user.html", context)
 
 

@@ -39,6 +39,7 @@ EDITABLE = (
     "backchannel_logout_uri",
     "frontchannel_logout_uri",
     "require_pkce",
+    "require_mfa",
 )
 
 
@@ -83,6 +84,7 @@ def client_settings(client: Client) -> dict[str, Any]:
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "require_pkce": client.require_pkce,
+        "require_mfa": client.require_mfa,
     }
 
 

@@ -42,6 +42,8 @@ CONSOLE = {
     "user_revoke_all": "operator",
     "user_verification_send": "operator",
     "user_password_reset_send": "operator",
+    "user_mfa_reset": "operator",  # a lost phone: the operator on duty helps at once
+    "user_mfa_required": "operator",
     "offline_grant_revoke": "operator",
     "user_lockouts_clear": "operator",
     "lockouts": "viewer",
@@ -74,6 +76,7 @@ CONSOLE = {
     "organization_create": "administrator",
     "organization_rename": "administrator",
     "organization_delete": "administrator",
+    "organization_mfa_policy": "administrator",  # the organization itself: administrators'
     "organization_member_add": "operator",
     "organization_members_bulk": "operator",
     "organization_membership_role": "operator",
@@ -152,6 +155,9 @@ API = {
     "user_revoke_all": {"POST": "operator"},
     "user_verification_send": {"POST": "operator"},
     "user_password_reset_send": {"POST": "operator"},
+    "user_factors": {"GET": "viewer"},
+    "user_factors_reset": {"POST": "operator"},
+    "user_mfa_required": {"PUT": "operator"},
     "offline_grant": {"GET": "viewer"},
     "offline_grant_revoke": {"POST": "operator"},
     "sessions": {"GET": "viewer"},

@@ -28,7 +28,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ratelimit": {"core"},
     "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"}
     | {"ratelimit"}  # lockouts: see and lift them (issue 12)
-    | {"signin"},  # send a verification or password-reset link (issue 14)
+    | {"signin"}  # send a verification or password-reset link (issue 14)
+    | {"mfa"},  # a person's second factors: see them, reset them (issue 15)
 }
 
 

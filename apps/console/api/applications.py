@@ -13,6 +13,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.console.api.serializers import StrictBoolean
 from apps.console.api.views import FIELD_ERRORS, _call, _input, _valid
 from apps.console.forms import ALG_CHOICES, ClientSearchForm
 from apps.console.lookups import client_or_404
@@ -43,8 +44,8 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
         fields: tuple[str, ...] = (
             "client_id", "name", "client_type", "public", "grant_types", "redirect_uris",
             "post_logout_redirect_uris", "skip_consent", "id_token_alg", "require_pkce",
-            "backchannel_logout_uri", "frontchannel_logout_uri", "disabled", "disabled_at",
-            "created", "updated",
+            "require_mfa", "backchannel_logout_uri", "frontchannel_logout_uri", "disabled",
+            "disabled_at", "created", "updated",
         )  # fmt: skip
 
     def get_public(self, client: Client) -> bool:
@@ -85,6 +86,10 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
         help_text="False only for a confidential client whose library cannot do PKCE (its "
         "authorization requests must carry a nonce)."
     )
+    require_mfa = StrictBoolean(
+        help_text="Every authorization needs the MFA level (acr "
+        "urn:tessera:acr:mfa or above); a person without a second factor enrols at sign-in."
+    )
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
 
@@ -103,6 +108,7 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
     skip_consent = serializers.BooleanField(default=False)
     id_token_alg = serializers.ChoiceField(choices=[a for a, _ in ALG_CHOICES], default="RS256")
     require_pkce = serializers.BooleanField(default=True)
+    require_mfa = StrictBoolean(default=False)
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
     public = serializers.BooleanField(default=False, help_text="No secret; PKCE only.")

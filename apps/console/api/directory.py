@@ -20,6 +20,7 @@ import uuid
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -46,6 +47,8 @@ from apps.accounts.models import (
     Workspace,
     WorkspaceMembership,
 )
+from apps.accounts.services import organization_mfa_policy_set
+from apps.console.api.serializers import StrictBoolean
 from apps.console.api.views import FIELD_ERRORS, _call, _input, _refused
 from apps.console.lookups import viewed_user_or_404
 from apps.console.permissions import AdministratorWrites, OperatorWrites, StaffRead
@@ -71,7 +74,7 @@ class StrictText(serializers.CharField):
 class OrganizationSerializer(serializers.ModelSerializer[Organization]):
     class Meta:
         model = Organization
-        fields: tuple[str, ...] = ("id", "name", "slug", "created_at")
+        fields: tuple[str, ...] = ("id", "name", "slug", "mfa_required", "created_at")
 
 
 class WorkspaceSerializer(serializers.ModelSerializer[Workspace]):
@@ -305,6 +308,16 @@ class RenameSerializer(serializers.Serializer[Any]):
     slug = _slug(required=False)
 
 
+class OrganizationChangeSerializer(RenameSerializer):
+    """PATCH: any of them. mfa_required: every member must prove a second factor at sign-in."""
+
+    mfa_required = StrictBoolean(
+        required=False,
+        help_text="Every member must prove a second factor at sign-in (recorded as "
+        "permission.changed, action mfa_policy_changed).",
+    )
+
+
 class GroupNameSerializer(serializers.Serializer[Any]):
     name = _name()
 
@@ -495,8 +508,9 @@ def _organization_body(organization: Organization) -> dict[str, Any]:
 )
 @extend_schema(
     methods=["PATCH"],
-    summary="Rename an organization (name, slug or both)" + ADMINISTRATORS,
-    request=RenameSerializer,
+    summary="Rename an organization (name, slug or both), or set its MFA policy "
+    "(mfa_required)" + ADMINISTRATORS,
+    request=OrganizationChangeSerializer,
     responses={200: OrganizationDetailSerializer, 400: FIELD_ERRORS, 404: NOT_FOUND},
 )
 @extend_schema(
@@ -510,14 +524,21 @@ def _organization_body(organization: Organization) -> dict[str, Any]:
 def organization(request: Request, organization_id: uuid.UUID) -> Response:
     found = _organization(organization_id)
     if request.method == "PATCH":
-        given = _input(RenameSerializer(data=request.data))
-        _call(
-            directory.organization_rename,
-            organization=found,
-            name=given.get("name", found.name),
-            slug=given.get("slug"),
-            actor_id=request.user.pk,
-        )
+        given = _input(OrganizationChangeSerializer(data=request.data))
+        policy = given.pop("mfa_required", None)
+        with transaction.atomic():  # all of the PATCH, or none of it
+            if given or policy is None:
+                _call(
+                    directory.organization_rename,
+                    organization=found,
+                    name=given.get("name", found.name),
+                    slug=given.get("slug"),
+                    actor_id=request.user.pk,
+                )
+            if policy is not None:
+                organization_mfa_policy_set(
+                    organization=found, required=policy, actor_id=request.user.pk
+                )
     elif request.method == "DELETE":
         try:
             impact = directory.organization_delete(organization=found, actor_id=request.user.pk)

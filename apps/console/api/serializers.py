@@ -7,10 +7,24 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.accounts.models import User
+from apps.mfa.models import FactorKind
 from apps.ratelimit.services import KEY_KINDS_SHOWN, KINDS, BadBlockKey, block_key
 from apps.sessions.models import LoginSession, SessionClient
 from apps.sessions.services import session_is_live
 from apps.tokens.models import OfflineGrant
+
+
+class StrictBoolean(serializers.BooleanField):
+    """JSON true or false and nothing else: DRF's BooleanField would also take "yes", "on",
+    1 or "0", and a security switch should not be flipped by a guess at what was meant
+    (OWASP ASVS 5.1.3: input checked against what is expected)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError(
+                "Must be true or false (a JSON boolean).", code="invalid"
+            )
+        return data
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
@@ -18,8 +32,79 @@ class UserSerializer(serializers.ModelSerializer[User]):
         model = User
         fields = (
             "id", "email", "email_verified", "name", "is_active", "is_staff", "staff_role",
-            "date_joined",
+            "date_joined", "mfa_required", "mfa_required_by",
         )  # fmt: skip
+
+
+class FactorSerializer(serializers.Serializer[Any]):
+    """One second factor as apps.mfa.selectors.factors_of describes it: never a secret, a
+    public key or a code hash."""
+
+    kind = serializers.ChoiceField(choices=FactorKind.choices)
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    passkey = serializers.BooleanField(
+        help_text="WebAuthn: backup-eligible, may be synced between devices."
+    )
+    cloned = serializers.BooleanField(
+        help_text="WebAuthn: its signature counter went backwards (a cloned authenticator); "
+        "refused as a second factor."
+    )
+    remaining = serializers.IntegerField(
+        allow_null=True, help_text="Recovery codes: how many are left unused; null otherwise."
+    )
+
+
+class MfaOrganizationSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class MfaRequiredBySerializer(serializers.Serializer[Any]):
+    person = serializers.BooleanField(help_text="Their own flag (User.mfa_required).")
+    set_by = serializers.CharField(
+        help_text='Who set their own flag: "operator", "threat", or "" when it is off.'
+    )
+    organizations = MfaOrganizationSerializer(
+        many=True, help_text="Their organizations whose policy requires a second factor."
+    )
+    everyone = serializers.BooleanField(help_text="IDP_MFA_REQUIRED: required of everyone.")
+
+
+class FactorListSerializer(serializers.Serializer[Any]):
+    results = FactorSerializer(many=True)
+    mfa_required = serializers.BooleanField(
+        help_text="A second factor is required of them at sign-in, for any of the reasons in "
+        "required_by (without one, they enrol one at their next sign-in)."
+    )
+    required_by = MfaRequiredBySerializer()
+
+
+class FactorResetSerializer(serializers.Serializer[Any]):
+    end_sessions = StrictBoolean(
+        default=True,
+        help_text="Also end every live session of theirs (default true: a reset usually "
+        "answers a lost or stolen device, which may hold a signed-in browser).",
+    )
+
+
+class FactorsResetSerializer(serializers.Serializer[Any]):
+    removed = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="How many went, by kind: totp, webauthn, recovery_codes (sets).",
+    )
+    sessions_ended = serializers.IntegerField()
+
+
+class MfaRequiredSerializer(serializers.Serializer[Any]):
+    mfa_required = StrictBoolean(help_text="true: require a second factor; false: stop.")
+
+
+class MfaRequiredSetSerializer(serializers.Serializer[Any]):
+    user = UserSerializer()
+    changed = serializers.BooleanField(help_text="False when it was so already.")
 
 
 class MailSentSerializer(serializers.Serializer[dict[str, Any]]):

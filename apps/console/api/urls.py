@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console.api import applications, directory, staff, views
+from apps.console.api import applications, directory, mfa, staff, views
 
 app_name = "api"
 urlpatterns = [
@@ -36,6 +36,9 @@ urlpatterns = [
         views.user_password_reset_send,
         name="user_password_reset_send",
     ),
+    path("users/<uuid:user_id>/factors", mfa.user_factors, name="user_factors"),
+    path("users/<uuid:user_id>/factors/reset", mfa.user_factors_reset, name="user_factors_reset"),
+    path("users/<uuid:user_id>/mfa-required", mfa.user_mfa_required, name="user_mfa_required"),
     path("offline-grants/<uuid:grant_id>", views.offline_grant, name="offline_grant"),
     path(
         "offline-grants/<uuid:grant_id>/revoke",
