@@ -504,4 +504,3 @@ def test_the_global_setting_takes_a_person_through_passkey_enrolment(http, perso
 @pytest.fixture
 def http() -> HttpClient:
     return HttpClient()
-

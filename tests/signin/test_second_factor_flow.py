@@ -26,7 +26,6 @@ from tests.tokens.conftest import SCOPE, Flow, client_redirect, new_pkce, query_
 pytestmark = pytest.mark.django_db
 
 
-
 def _flow(http: HttpClient, rp: RegisteredClient, person: Any) -> Flow:
     consent_grant(
         user_id=person.pk, client=Client.objects.get(client_id=rp.client_id), scopes=SCOPE.split()
