@@ -125,7 +125,8 @@ GROUPS = {
     # Passwordless sign-in (apps/signin/passwordless.py): its options and its assertion.
     "/login/passkey/options": "passkey",
     "/login/passkey": "passkey",
-    # The security page's re-authentication (apps/mfa/views.py: password, code or passkey).
+    # The security page's re-authentication (apps/signin/reauthentication.py: password, code
+    # or passkey; each answer also on the sign-in's failed-attempt counters).
     "/account/security/confirm": "reauth",
     "/account/security/confirm/options": "reauth",
 }
