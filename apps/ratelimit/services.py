@@ -548,7 +548,7 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
     emit(
         EventType.ACCOUNT_UNLOCKED,
         actor_id=actor_id,
-        resource_type="account" if kind == "login" else "client",
+        resource_type="client" if kind == "client" else "account",  # as Attempt.failed
         resource_id=identifier[:128],
         metadata={
             "reason": reason,
