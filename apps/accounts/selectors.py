@@ -177,6 +177,19 @@ def user_ids_for_emails(emails: Iterable[str]) -> dict[str, uuid.UUID]:
     return dict(rows)
 
 
+def user_ids_existing(ids: Iterable[str]) -> dict[str, uuid.UUID]:
+    """Those of these account ids (as text; anything else is skipped) whose account exists,
+    by the text given: one indexed query, for a list that links to people."""
+    wanted: dict[uuid.UUID, str] = {}
+    for text in ids:
+        try:
+            wanted[uuid.UUID(text)] = text
+        except ValueError:
+            continue
+    found = User.objects.filter(pk__in=wanted).values_list("pk", flat=True) if wanted else []
+    return {wanted[pk]: pk for pk in found}
+
+
 def claims_preview(*, user: User) -> UserTokenClaims:
     """Exactly what the person's next access token says in orgs/workspaces/groups/perms: the
     very function token issuance calls (apps.tokens.claims), not a copy. A token over

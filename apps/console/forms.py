@@ -158,22 +158,44 @@ class AuditApiSearchForm(AuditSearchForm):
         return self.cleaned_data["limit"] or PAGE_SIZE
 
 
-LOCKOUT_KINDS = [("login", "Sign-in (email address)"), ("client", "Client (client id)")]
+LOCKOUT_KINDS = [
+    ("login", "Sign-in (email address)"),
+    ("client", "Client (client id)"),
+    ("mfa", "Second factor (account id)"),
+]
+
+
+def _kind_of(identifier: str) -> str:
+    """Without a kind, an identifier with an @ is an email address, else a client id (a
+    second-factor counter is named by kind: a client id may look like an account id)."""
+    return "login" if "@" in identifier else "client"
+
+
+def _check_account_id(form: forms.Form, kind: str | None, identifier: str) -> None:
+    """A second-factor counter is keyed by the account id (apps/signin/second_factor.py)."""
+    if kind == "mfa" and identifier:
+        try:
+            uuid.UUID(identifier)
+        except ValueError:
+            form.add_error("identifier", "A second-factor lockout is named by the account id.")
 
 
 class LockoutTargetForm(forms.Form):
     """An identifier whose failed-attempt counters an operator looks up or clears: an email
-    address as a person types it at sign-in (kind "login") or a client id (kind "client").
-    Without a kind, an identifier with an @ is an email address (the console's one search
-    box). Any text up to 254 characters: counters exist for identifiers no account has."""
+    address as a person types it at sign-in (kind "login"), a client id (kind "client") or an
+    account id (kind "mfa": second-factor answers). Without a kind, an identifier with an @ is
+    an email address, else a client id (the console's one search box). Any text up to 254
+    characters: counters exist for identifiers no account has."""
 
     kind = forms.ChoiceField(required=False, choices=[("", "Any"), *LOCKOUT_KINDS])
-    identifier = forms.CharField(max_length=254, label="Email address or client id")
+    identifier = forms.CharField(max_length=254, label="Email address, client id or account id")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if not self.errors and not cleaned.get("kind"):
-            cleaned["kind"] = "login" if "@" in cleaned["identifier"] else "client"
+            cleaned["kind"] = _kind_of(cleaned["identifier"])
+        if not self.errors:
+            _check_account_id(self, cleaned["kind"], cleaned["identifier"])
         return cleaned
 
 
@@ -181,14 +203,18 @@ class LockoutFilterForm(LockoutTargetForm):
     """The lockouts page and list: every current lockout (of one kind), and optionally the
     counters of one identifier whatever their state."""
 
-    identifier = forms.CharField(required=False, max_length=254, label="Email address or client id")
+    identifier = forms.CharField(
+        required=False, max_length=254, label="Email address, client id or account id"
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = forms.Form.clean(self) or {}
         if not self.errors and cleaned.get("identifier") and not cleaned.get("kind"):
-            cleaned["lookup_kind"] = "login" if "@" in cleaned["identifier"] else "client"
+            cleaned["lookup_kind"] = _kind_of(cleaned["identifier"])
         else:
             cleaned["lookup_kind"] = cleaned.get("kind")
+        if not self.errors:
+            _check_account_id(self, cleaned.get("kind"), cleaned.get("identifier", ""))
         return cleaned
 
 

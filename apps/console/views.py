@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import User
-from apps.accounts.selectors import user_ids_for_emails
+from apps.accounts.selectors import user_ids_existing, user_ids_for_emails
 from apps.audit import gdpr
 from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import StoreUnavailable
@@ -110,7 +110,8 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
         "erased": gdpr.user_is_erased(user),
         "lockouts": [
             LockoutRow(lockout, user.pk, "")
-            for lockout in lockouts_for(kind="login", identifier=user.email)
+            for kind, identifier in _person_lockout_keys(user)
+            for lockout in lockouts_for(kind=kind, identifier=identifier)
         ],
         "blocks": [BlockRow(block, user.pk, "") for block in blocks_for(identifier=user.email)],
         **person_directory(user),
@@ -119,11 +120,18 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     return render(request, "console/user.html", context)
 
 
+def _person_lockout_keys(user: User) -> list[tuple[str, str]]:
+    """A person's failed-attempt counters: their address's (passwords, kind "login") and
+    their account's (second-factor answers, kind "mfa", apps/signin/second_factor.py)."""
+    return [("login", user.email), ("mfa", str(user.pk))]
+
+
 @operator_required
 @require_http_methods(["GET", "POST"])
 def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
-    """Lifts the sign-in lockouts of the person's email address: its own counter and every
-    per-IP one (account.unlocked, the operator as actor: OWASP ASVS 7.2.2)."""
+    """Lifts the person's sign-in lockouts: their email address's own counter and every
+    per-IP one, and their second factor's (account.unlocked for each, the operator as actor:
+    OWASP ASVS 7.2.2)."""
     user = user_or_404(user_id)
     if request.method != "POST":
         return _confirm(
@@ -131,10 +139,18 @@ def user_lockouts_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpRespons
             user,
             question=f"Unlock sign-in for {user.email}?",
             detail="Every failed-attempt counter of this address is cleared, its own and "
-            "those per IP address: whoever types it can try passwords again at once.",
+            "those per IP address, and the counter of this person's second factor: whoever "
+            "types the address can try passwords, and codes, again at once.",
             button="Unlock",
         )
-    _unlocked(request, "login", user.email)
+    cleared = sum(
+        lockout_clear(kind=kind, identifier=identifier, actor_id=request.user.pk)
+        for kind, identifier in _person_lockout_keys(user)
+        # the address always (its unlock is recorded even with nothing counted, as before);
+        # the second factor when it has a counter, not an empty account.unlocked besides
+        if kind == "login" or lockouts_for(kind=kind, identifier=identifier)
+    )
+    _unlocked_message(request, user.email, cleared)
     return redirect("console:user", user_id=user.pk)
 
 
@@ -218,7 +234,7 @@ def user_blocks_clear(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
 @dataclass(frozen=True)
 class LockoutRow:
     lockout: Lockout
-    person_id: uuid.UUID | None  # the account with this email address (kind "login")
+    person_id: uuid.UUID | None  # the account with this address (login) or this id (mfa)
     client_name: str  # the client with this id (kind "client"); "" when none has it
 
 
@@ -260,7 +276,10 @@ def lockout_unlock(request: HttpRequest) -> HttpResponse:
     kind, identifier = form.cleaned_data["kind"], form.cleaned_data["identifier"]
     back = reverse("console:lockouts")
     if request.method != "POST":
-        what = "sign-in for" if kind == "login" else "client authentication of"
+        what = {
+            "login": "sign-in for",
+            "mfa": "the second factor of account",
+        }.get(kind, "client authentication of")
         return _confirm(
             request,
             None,
@@ -276,6 +295,10 @@ def lockout_unlock(request: HttpRequest) -> HttpResponse:
 
 def _unlocked(request: HttpRequest, kind: str, identifier: str) -> None:
     cleared = lockout_clear(kind=kind, identifier=identifier, actor_id=request.user.pk)
+    _unlocked_message(request, identifier, cleared)
+
+
+def _unlocked_message(request: HttpRequest, identifier: str, cleared: int) -> None:
     if cleared:
         messages.success(
             request,
@@ -329,6 +352,7 @@ def _block_rows(blocks: list[Block]) -> list[BlockRow]:
 
 def _lockout_rows(lockouts: list[Lockout]) -> list[LockoutRow]:
     people = user_ids_for_emails(x.identifier for x in lockouts if x.kind == "login")
+    people.update(user_ids_existing(x.identifier for x in lockouts if x.kind == "mfa"))
     clients = client_names(x.identifier for x in lockouts if x.kind == "client")
     return [
         LockoutRow(x, people.get(x.identifier), clients.get(x.identifier, "")) for x in lockouts

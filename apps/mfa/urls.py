@@ -10,11 +10,7 @@ urlpatterns = [
     path("account/security/recovery-codes", views.recovery_codes, name="recovery_codes"),
     path("account/security/passkeys/options", views.passkey_options, name="passkey_options"),
     path("account/security/passkeys", views.passkey_add, name="passkey_add"),
-    path("account/security/confirm", views.reauthenticate, name="reauthenticate"),
-    path(
-        "account/security/confirm/options",
-        views.reauthenticate_options,
-        name="reauthenticate_options",
-    ),
+    # /account/security/confirm and its options: apps/signin/reauthentication.py (the
+    # sign-in's failed-attempt counters live there), names signin:reauthenticate[_options].
     path("account/security/remove/<str:kind>/<str:factor_id>", views.remove, name="remove"),
 ]

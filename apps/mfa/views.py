@@ -8,16 +8,15 @@ Every change is a POST under CSRF protection; bad input is a form error (400), n
 
 Sensitive changes need a recent authentication (OWASP ASVS 4.0.3 V3.7.1, NIST SP 800-63B
 §6.1.2.1 "binding an additional authenticator"): the sign-in itself (the login session's
-authenticated_at, moved by a step-up) or the confirmation page here (the password, a code of
-an authenticator app, a recovery code or a passkey), at most
-services.REAUTHENTICATION_MAX_AGE ago.
+authenticated_at, moved by a step-up) or the confirmation page /account/security/confirm
+(the password, a code of an authenticator app, a recovery code or a passkey, checked under the
+sign-in's failed-attempt counters: apps/signin/reauthentication.py), at most
+services.REAUTHENTICATION_MAX_AGE ago (apps/mfa/reauthentication.py reads the record).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from datetime import datetime
 from typing import Any
 
 import segno
@@ -27,15 +26,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.models import User
-from apps.core.events import EventType, emit
 from apps.mfa.errors import (
     ClonedAuthenticator,
     FactorNotFound,
@@ -44,30 +41,28 @@ from apps.mfa.errors import (
     ReauthenticationRequired,
     VerificationFailed,
 )
-from apps.mfa.models import FactorKind, TotpDevice
+from apps.mfa.models import TotpDevice
 from apps.mfa.passkeys import (
     NAME_MAX,
-    webauthn_authentication_begin,
-    webauthn_authentication_finish,
     webauthn_registration_begin,
     webauthn_registration_finish,
 )
-from apps.mfa.recovery import recovery_code_use, recovery_codes_generate
+from apps.mfa.reauthentication import authenticated_at, recently_authenticated
+from apps.mfa.recovery import recovery_codes_generate
 from apps.mfa.selectors import factors_of
-from apps.mfa.services import CLOCK_SKEW, REAUTHENTICATION_MAX_AGE, factor_remove
+from apps.mfa.services import factor_remove
 from apps.mfa.totp import (
     DIGITS,
     totp_confirm,
     totp_enrol,
     totp_provisioning_uri,
     totp_secret,
-    totp_verify,
 )
 
-# The browser session's record of the last confirmation on the re-authentication page: the
-# login session it was given in, and when.
-REAUTH_KEY = "tessera_mfa_reauth"
 CEREMONY_MAX = 64  # characters of a ceremony id (passkeys._take bounds it too)
+# The confirmation page (the password or a factor, under the sign-in's failed-attempt
+# counters): apps.signin.reauthentication, reached by URL name (mfa does not import signin).
+CONFIRM_URL_NAME = "signin:reauthenticate"
 
 
 class TotpNameForm(forms.Form):
@@ -84,74 +79,14 @@ class PasskeyNameForm(forms.Form):
     )
 
 
-class PasswordForm(forms.Form):
-    password = forms.CharField(label="Your password", max_length=1024)
-
-
-class CodeForm(forms.Form):
-    code = forms.CharField(
-        label=f"A code from your authenticator app ({DIGITS} digits) or a recovery code",
-        max_length=32,
-    )
-
-
 def _person(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)  # login_required
     return user
 
 
-def _login_session_id(request: HttpRequest) -> str:
-    # request.login_session: set by apps.sessions' middleware (mfa may not import sessions).
-    return str(getattr(getattr(request, "login_session", None), "pk", "") or "")
-
-
-def authenticated_at(request: HttpRequest, *, not_by: str = "") -> datetime | None:
-    """The person's last proof of who they are in this browser: the sign-in (or step-up) of
-    its login session, or a confirmation on the re-authentication page, the later of the two.
-    `not_by` ("<kind>:<id>" or a kind): a confirmation made with that factor does not count
-    (removing a factor needs the password or *another* factor, issue 15)."""
-    times: list[datetime] = []
-    signed_in = getattr(getattr(request, "login_session", None), "authenticated_at", None)
-    if isinstance(signed_in, datetime):
-        times.append(signed_in)
-    confirmed = request.session.get(REAUTH_KEY)
-    if (
-        isinstance(confirmed, dict)
-        and confirmed.get("sid") == _login_session_id(request)
-        and not (not_by and str(confirmed.get("by", "")) in _factor_keys(not_by))
-    ):
-        with contextlib.suppress(ValueError):
-            times.append(datetime.fromisoformat(str(confirmed.get("at"))))
-    return max(times, default=None)
-
-
-def _factor_keys(key: str) -> set[str]:
-    """A factor's mark and its kind's (recovery codes are marked by kind: a set, not a code)."""
-    return {key, key.partition(":")[0]} if key.startswith("recovery_codes") else {key}
-
-
-def _recent(request: HttpRequest, *, not_by: str = "") -> bool:
-    at, now = authenticated_at(request, not_by=not_by), timezone.now()
-    return at is not None and at <= now + CLOCK_SKEW and now - at <= REAUTHENTICATION_MAX_AGE
-
-
 def _confirm_first(request: HttpRequest, back: str) -> HttpResponse:
-    return HttpResponseRedirect(f"{reverse('mfa:reauthenticate')}?{urlencode({'next': back})}")
-
-
-def _safe_back(request: HttpRequest) -> str:
-    """Where the re-authentication page returns: a page of this section only (OWASP ASVS
-    5.1.5: no open redirect)."""
-    home = reverse("mfa:factors")
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if (
-        target.startswith(home)
-        and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
-        and "\\" not in target
-    ):
-        return target
-    return home
+    return HttpResponseRedirect(f"{reverse(CONFIRM_URL_NAME)}?{urlencode({'next': back})}")
 
 
 def _ceremony_options(ceremony_id: str, options_json: str, **extensions: Any) -> JsonResponse:
@@ -186,8 +121,8 @@ def _page(request: HttpRequest, *, status: int = 200, **extra: Any) -> HttpRespo
         "factors": factors_of(_person(request)),
         "name_form": TotpNameForm(),
         "passkey_form": PasskeyNameForm(),
-        "recent": _recent(request),
-        "confirm_url": f"{reverse('mfa:reauthenticate')}?{urlencode({'next': request.path})}",
+        "recent": recently_authenticated(request),
+        "confirm_url": f"{reverse(CONFIRM_URL_NAME)}?{urlencode({'next': request.path})}",
     }
     context.update(extra)
     return render(request, "mfa/factors.html", context, status=status)
@@ -207,7 +142,7 @@ def factors(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def totp_start(request: HttpRequest) -> HttpResponse:
-    if not _recent(request):  # NIST SP 800-63B §6.1.2.1: binding needs a fresh proof
+    if not recently_authenticated(request):  # NIST SP 800-63B §6.1.2.1: binding needs a fresh proof
         return _confirm_first(request, reverse("mfa:factors") + "#totp")
     form = TotpNameForm(request.POST)
     name = form.cleaned_data["name"] if form.is_valid() else ""
@@ -271,7 +206,7 @@ def totp(request: HttpRequest) -> HttpResponse:
 @require_POST
 def passkey_options(request: HttpRequest) -> HttpResponse:
     """navigator.credentials.create()'s options (WebAuthn L2 §5.4) as JSON for webauthn.js."""
-    if not _recent(request):
+    if not recently_authenticated(request):
         return _json_error("Confirm it is you first: reload the page and follow its link.", 403)
     ceremony = webauthn_registration_begin(user=_person(request))
     # credProps (WebAuthn L2 §10.4): the browser says whether the key is discoverable.
@@ -284,7 +219,7 @@ def passkey_options(request: HttpRequest) -> HttpResponse:
 def passkey_add(request: HttpRequest) -> HttpResponse:
     """The registration's answer (WebAuthn L2 §7.1), checked by apps.mfa.passkeys; the ceremony
     id comes back in the form and is bound to this person by the ceremony store."""
-    if not _recent(request):
+    if not recently_authenticated(request):
         return _confirm_first(request, reverse("mfa:factors") + "#passkeys")
     form = PasskeyNameForm(request.POST)
     name = form.cleaned_data["name"] if form.is_valid() else ""
@@ -299,112 +234,6 @@ def passkey_add(request: HttpRequest) -> HttpResponse:
         return _page(request, status=400, passkey_error=_webauthn_message(error))
     messages.success(request, f"“{credential.name}” was added. You can sign in with it now.")
     return HttpResponseRedirect(reverse("mfa:factors") + "#factors")
-
-
-# --- re-authentication (OWASP ASVS 4.0.3 V3.7.1) -----------------------------------------
-
-
-def _reauth_page(request: HttpRequest, *, status: int = 200, **extra: Any) -> HttpResponse:
-    kinds = {factor.kind for factor in factors_of(_person(request))}
-    context: dict[str, Any] = {
-        "next": _safe_back(request),
-        "password_form": PasswordForm(),
-        "code_form": CodeForm(),
-        "has_password": _person(request).has_usable_password(),
-        "has_codes": FactorKind.TOTP in kinds or FactorKind.RECOVERY_CODES in kinds,
-        "has_passkey": FactorKind.WEBAUTHN in kinds,
-        "removing": _safe_back(request).startswith(f"{reverse('mfa:factors')}remove/"),
-    }
-    context.update(extra)
-    return render(request, "mfa/reauthenticate.html", context, status=status)
-
-
-def _reauthenticated(request: HttpRequest, *, by: str) -> HttpResponse:
-    """Marks the confirmation: which login session, when, and by what ("password",
-    "totp:<id>", "webauthn:<id>" or "recovery_codes")."""
-    request.session[REAUTH_KEY] = {
-        "sid": _login_session_id(request),
-        "at": timezone.now().isoformat(),
-        "by": by,
-    }
-    return HttpResponseRedirect(_safe_back(request))
-
-
-@sensitive_post_parameters("password", "code")
-@login_required
-@never_cache
-@require_http_methods(["GET", "POST"])
-def reauthenticate(request: HttpRequest) -> HttpResponse:
-    """Confirm it is you: the password, a code (authenticator app or recovery code), or a
-    passkey. Rate limited per client IP (the "reauth" rules, apps.ratelimit)."""
-    if request.method == "GET":
-        return _reauth_page(request)
-    user = _person(request)
-    method = request.POST.get("method", "")
-    if method == "password":
-        form = PasswordForm(request.POST)
-        if form.is_valid() and user.check_password(form.cleaned_data["password"]):
-            return _reauthenticated(request, by="password")
-        emit(
-            EventType.LOGIN_FAILED,
-            user_id=user.pk,
-            success=False,
-            resource_type="user",
-            resource_id=user.pk,
-            error_code="wrong_credentials",
-            metadata={"provider": "local", "purpose": "reauthentication"},
-        )
-        if form.is_valid():  # else the form says what is missing
-            form.add_error("password", "That password is not right.")
-        return _reauth_page(request, status=400, password_form=form)
-    if method == "code":
-        code_form = CodeForm(request.POST)
-        proved = _code_proves(user, code_form.cleaned_data["code"]) if code_form.is_valid() else ""
-        if proved:
-            return _reauthenticated(request, by=proved)
-        if code_form.is_valid():
-            code_form.add_error("code", "That code is not right.")
-        return _reauth_page(request, status=400, code_form=code_form)
-    if method == "passkey":
-        try:
-            assertion = webauthn_authentication_finish(
-                user=user,
-                ceremony_id=request.POST.get("ceremony", "")[:CEREMONY_MAX],
-                response=request.POST.get("credential", ""),
-            )
-        except MfaError as error:
-            return _reauth_page(request, status=400, passkey_error=_webauthn_message(error))
-        return _reauthenticated(request, by=f"{FactorKind.WEBAUTHN}:{assertion.credential.pk}")
-    return _reauth_page(request, status=400, error="Choose a way to confirm it is you.")
-
-
-def _code_proves(user: User, code: str) -> str:
-    """The factor an authenticator app's code or else a recovery code proved ("" for none;
-    each records its own event)."""
-    compact = "".join(code.split())
-    if compact.isdigit() and len(compact) == DIGITS:
-        try:
-            device = totp_verify(user=user, code=compact)
-        except MfaError:
-            return ""
-        return f"{FactorKind.TOTP}:{device.pk}"
-    try:
-        recovery_code_use(user=user, code=code)
-    except MfaError:
-        return ""
-    return str(FactorKind.RECOVERY_CODES)
-
-
-@login_required
-@never_cache
-@require_POST
-def reauthenticate_options(request: HttpRequest) -> HttpResponse:
-    """A second-factor assertion's options (allowCredentials: this person's keys)."""
-    try:
-        ceremony = webauthn_authentication_begin(user=_person(request))
-    except FactorNotFound:
-        return _json_error("You have no security key or passkey registered.", 400)
-    return _ceremony_options(ceremony.id, ceremony.options_json)
 
 
 # --- removing a factor, recovery codes ---------------------------------------------------
@@ -422,7 +251,7 @@ def remove(request: HttpRequest, kind: str, factor_id: str) -> HttpResponse:
         raise Http404("No such factor of yours.")
     proof_of_itself = f"{factor.kind}:{factor.id}"
     if request.method == "GET":
-        if not _recent(request, not_by=proof_of_itself):
+        if not recently_authenticated(request, not_by=proof_of_itself):
             return _confirm_first(request, request.path)
         return render(request, "mfa/remove.html", {"factor": factor})
     try:
@@ -446,7 +275,7 @@ def remove(request: HttpRequest, kind: str, factor_id: str) -> HttpResponse:
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     """A new set, shown on this response only (never stored in clear, never shown again);
     the old set stops working."""
-    if not _recent(request):
+    if not recently_authenticated(request):
         return _confirm_first(request, reverse("mfa:factors") + "#recovery")
     codes = recovery_codes_generate(user=_person(request))
     return render(request, "mfa/recovery_codes.html", {"codes": codes})

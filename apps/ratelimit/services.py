@@ -125,7 +125,8 @@ GROUPS = {
     # Passwordless sign-in (apps/signin/passwordless.py): its options and its assertion.
     "/login/passkey/options": "passkey",
     "/login/passkey": "passkey",
-    # The security page's re-authentication (apps/mfa/views.py: password, code or passkey).
+    # The security page's re-authentication (apps/signin/reauthentication.py: password, code
+    # or passkey; each answer also on the sign-in's failed-attempt counters).
     "/account/security/confirm": "reauth",
     "/account/security/confirm/options": "reauth",
 }
@@ -547,7 +548,7 @@ def lockout_clear(*, kind: str, identifier: str, actor_id: object, reason: str =
     emit(
         EventType.ACCOUNT_UNLOCKED,
         actor_id=actor_id,
-        resource_type="account" if kind == "login" else "client",
+        resource_type="client" if kind == "client" else "account",  # as Attempt.failed
         resource_id=identifier[:128],
         metadata={
             "reason": reason,

@@ -46,6 +46,7 @@ from apps.signin.account_forms import EmailChangeForm, NameForm, PasswordChangeF
 from apps.signin.credentials import password_set
 from apps.signin.links import LinkInvalid, link_make, link_read
 from apps.signin.notices import security_notice
+from apps.signin.pipeline import Refusal
 
 # How long an e-mail change link works. Short, since it moves the account to another mailbox
 # (OWASP Forgot Password Cheat Sheet: links short-lived and single use; the same holds here).
@@ -84,24 +85,35 @@ def name_change(*, user: User, name: str) -> bool:
 
 
 def current_password_check(request: HttpRequest, *, user: User, password: str) -> str:
-    """ "" when `password` is the person's, else what the page says. Checked as a sign-in
-    checks it, through the same failed-attempt counters (apps.ratelimit attempt_begin,
-    kind="login", the account's address): a stolen session cannot guess the password here
-    faster than on /login, and a lockout refuses before the password is looked at, with the
-    same answer whether it is right or wrong, so this form is no password oracle (OWASP ASVS
-    4.0.3 2.2.1 anti-automation; 2.1.6 / 3.3.x re-authentication for credential changes)."""
+    """ "" when `password` is the person's, else what the page says (current_password_verify's
+    message)."""
+    refusal = current_password_verify(request, user=user, password=password)
+    return refusal.message if refusal is not None else ""
+
+
+def current_password_verify(request: HttpRequest, *, user: User, password: str) -> Refusal | None:
+    """None when `password` is the person's, else the refusal: 400 for a wrong password, 429
+    with Retry-After while locked. Checked as a sign-in checks it, through the same
+    failed-attempt counters (apps.ratelimit attempt_begin, kind="login", the account's
+    address): a stolen session cannot guess the password here faster than on /login, and a
+    lockout refuses before the password is looked at, with the same answer whether it is
+    right or wrong, so this form is no password oracle (OWASP ASVS 4.0.3 2.2.1
+    anti-automation; 2.1.6 / 3.3.x re-authentication for credential changes)."""
     reservation = ratelimit.attempt_begin(
         request, kind="login", identifier=user.email, user_id=user.pk
     )
     if not reservation.allowed:
-        if reservation.decision.permanent:
-            return "Too many wrong passwords: ask your administrator to unlock your account."
-        return f"Too many wrong passwords. Try again in {reservation.decision.wait}."
+        decision = reservation.decision
+        if decision.permanent:
+            message = "Too many wrong passwords: ask your administrator to unlock your account."
+        else:
+            message = f"Too many wrong passwords. Try again in {decision.wait}."
+        return Refusal(message, status=429, headers=decision.headers())
     if user.has_usable_password() and user.check_password(password):
         reservation.succeeded()
-        return ""
+        return None
     reservation.failed()
-    return WRONG_PASSWORD
+    return Refusal(WRONG_PASSWORD, status=400)
 
 
 def email_change_request(*, user: User, email: str, request: HttpRequest) -> None:

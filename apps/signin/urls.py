@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.signin import account, recovery_views, registration, views
+from apps.signin import account, reauthentication, recovery_views, registration, views
 from apps.signin import second_factor_views as second_factor
 
 app_name = "signin"
@@ -32,6 +32,14 @@ urlpatterns = [
         name="second_factor_enrol_webauthn",
     ),
     path("account/", account.account, name="account"),
+    # The security page's confirmation (apps/mfa/views.py reads its record): here, since its
+    # answers count on the sign-in's failed-attempt counters.
+    path("account/security/confirm", reauthentication.reauthenticate, name="reauthenticate"),
+    path(
+        "account/security/confirm/options",
+        reauthentication.reauthenticate_options,
+        name="reauthenticate_options",
+    ),
     path("account/verify", recovery_views.verify_resend, name="verify_resend"),
     path("account/verify/<str:token>", recovery_views.verify, name="verify"),
     path("password/forgot", recovery_views.password_forgot, name="password_forgot"),

@@ -360,3 +360,110 @@ def test_api_list_names_the_field_at_fault(staff, query, field: str) -> None:
 def test_api_lockouts_need_credentials(client) -> None:
     assert client.get("/api/v1/lockouts").status_code == 401
     assert client.post("/api/v1/lockouts/unlock").status_code == 401
+
+
+# --- second-factor lockouts (kind "mfa", keyed by the account id; issue 15) -----------------
+
+
+def _lock_second_factor(rf, person) -> None:
+    """Wrong second-factor answers (apps/signin/second_factor.py prove) until the person's one
+    counter locks (MFA_LOCKOUT_THRESHOLD, 5 by default)."""
+    for _ in range(5):
+        attempt = services.attempt_begin(
+            rf.post("/login/second-factor", REMOTE_ADDR=ATTACKER_IP),
+            kind="mfa",
+            identifier=str(person.pk),
+            user_id=person.pk,
+        )
+        assert attempt.allowed
+        attempt.failed()
+    assert any(lock.locked for lock in services.lockouts_for(kind="mfa", identifier=str(person.pk)))
+
+
+def test_persons_page_lists_a_second_factor_lockout_and_unlock_clears_it(
+    staff, operator, person, rf
+) -> None:
+    _lock_second_factor(rf, person)
+
+    page = staff.get(f"/console/users/{person.pk}/").content.decode()
+    section = page[page.index("Sign-in lockouts") : page.index("Rate-limit blocks")]
+    assert "second factor, from any address" in section
+    assert "No failed attempts and no lockout." not in section
+    assert f'href="/console/users/{person.pk}/lockouts/clear/"' in section
+
+    done = confirm(staff, f"/console/users/{person.pk}/lockouts/clear/")
+
+    assert "ada@example.com unlocked: 1 failed-attempt counter cleared." in done.content.decode()
+    assert services.lockouts_for(kind="mfa", identifier=str(person.pk)) == []
+    unlocked = {event.metadata["kind"]: event for event in audited("account.unlocked", operator)}
+    assert set(unlocked) == {"login", "mfa"}
+    assert (unlocked["mfa"].resource_type, unlocked["mfa"].resource_id) == (
+        "account",
+        str(person.pk),
+    )
+
+
+def test_persons_unlock_records_no_second_factor_unlock_when_none_is_counted(
+    staff, operator, person
+) -> None:
+    _lock_sign_in(person.email)
+
+    confirm(staff, f"/console/users/{person.pk}/lockouts/clear/")
+
+    [event] = audited("account.unlocked", operator)
+    assert event.metadata["kind"] == "login"
+
+
+def test_lockouts_page_lists_second_factor_lockouts_and_unlocks_them(
+    staff, operator, person, rf
+) -> None:
+    _lock_second_factor(rf, person)
+
+    page = staff.get("/console/lockouts/").content.decode()
+    only_mfa = staff.get("/console/lockouts/", {"kind": "mfa"}).content.decode()
+    looked_up = staff.get(
+        "/console/lockouts/", {"kind": "mfa", "identifier": str(person.pk)}
+    ).content.decode()
+
+    assert f'<a href="/console/users/{person.pk}/">{person.pk}</a>' in page
+    assert "second factor" in page
+    unlock = f"/console/lockouts/unlock/?kind=mfa&amp;identifier={person.pk}"
+    assert unlock in page
+    assert f'<a href="/console/users/{person.pk}/">{person.pk}</a>' in only_mfa
+    assert "Second-factor answers of this account" in looked_up
+    assert (
+        "Nothing is locked." in staff.get("/console/lockouts/", {"kind": "login"}).content.decode()
+    )
+
+    asked = staff.get(unlock.replace("&amp;", "&"))
+    assert f"Unlock the second factor of account {person.pk}?" in asked.content.decode()
+    confirm(staff, unlock.replace("&amp;", "&"))
+    assert services.lockouts_for(kind="mfa", identifier=str(person.pk)) == []
+    [event] = audited("account.unlocked", operator)
+    assert event.metadata["kind"] == "mfa"
+
+
+@pytest.mark.parametrize("path", ["/console/lockouts/", "/console/lockouts/unlock/"])
+def test_a_second_factor_lockout_is_named_by_an_account_id(staff, path: str) -> None:
+    response = staff.get(path, {"kind": "mfa", "identifier": "ada@example.com"})
+
+    assert response.status_code == 400
+    assert "named by the account id" in response.content.decode()
+
+
+def test_api_lists_and_unlocks_second_factor_lockouts(operator, person, rf) -> None:
+    _lock_second_factor(rf, person)
+    headers = bearer(access_token(operator, "openid admin"))
+
+    listed = HttpClient().get("/api/v1/lockouts", {"kind": "mfa"}, headers=headers).json()
+    [found] = listed["results"]
+    assert (found["kind"], found["identifier"], found["locked"]) == ("mfa", str(person.pk), True)
+    response = HttpClient().post(
+        "/api/v1/lockouts/unlock",
+        {"kind": "mfa", "identifier": str(person.pk)},
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert response.json() == {"cleared": 1}
+    assert services.lockouts_for(kind="mfa", identifier=str(person.pk)) == []

@@ -221,7 +221,9 @@ class LockoutSerializer(serializers.Serializer[Any]):
     """A failed-attempt counter (apps.ratelimit.services.Lockout)."""
 
     kind = serializers.ChoiceField(
-        choices=KINDS, help_text="login: an email address; client: a client id."
+        choices=KINDS,
+        help_text="login: an email address; client: a client id; mfa: an account id (its "
+        "second factor).",
     )
     identifier = serializers.CharField(
         help_text="Normalized (an email address case-folded); longer than 128 characters: "
@@ -251,7 +253,9 @@ class LockoutListSerializer(serializers.Serializer[Any]):
 class LockoutUnlockSerializer(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=KINDS)
     identifier = serializers.CharField(
-        max_length=254, help_text="An email address (kind login) or a client id (kind client)."
+        max_length=254,
+        help_text="An email address (kind login), a client id (kind client) or an account id "
+        "(kind mfa).",
     )
 
 

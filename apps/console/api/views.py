@@ -447,8 +447,9 @@ def audit_events_jsonl(request: Request) -> StreamingHttpResponse:
         OpenApiParameter(
             "identifier",
             str,
-            description="An email address or a client id (at most 254 characters); without "
-            "`kind`, one with an @ is an email address.",
+            description="An email address, a client id or (kind mfa) an account id (at most "
+            "254 characters); without `kind`, one with an @ is an email address, else a client "
+            "id.",
         ),
     ],
     responses={200: LockoutListSerializer, 400: FIELD_ERRORS},
