@@ -1,6 +1,7 @@
 """The second factor in headless Chromium, on the real pages (issue 15):
 - a passkey (registered on the security page, Chromium's virtual WebAuthn authenticator
-  through the Chrome DevTools Protocol) used as the second factor after the password;
+  through the Chrome DevTools Protocol) used as the second factor after the password, on the
+  page that offers it beside an authenticator app and a recovery code;
 - step-up through `acr_values` (OIDC Core §3.1.2.1): a relying party asks a password-only
   session for MFA; the browser is asked for the second factor alone (docs/architecture.md,
   "Authentication levels and step-up"), types the authenticator app's code and comes back to
@@ -21,8 +22,10 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from playwright.sync_api import expect
 
 from apps.mfa.models import RecoveryCode, TotpDevice, WebAuthnCredential
+from apps.mfa.recovery import recovery_codes_generate
 from apps.sessions.levels import ACR_MFA, ACR_PASSWORD
 from apps.sessions.models import LoginSession
 from tests.e2e.browser_steps import (
@@ -71,6 +74,9 @@ def test_a_passkey_as_second_factor_after_the_password(
     page.wait_for_selector("text=“Work laptop” was added")
     assert WebAuthnCredential.objects.filter(user=person).count() == 1
     sign_out(page, live_server)
+    # An authenticator app and recovery codes too (the services): the page offers all three.
+    totp_enrolled(person)
+    recovery_codes_generate(user=person)
 
     # The password is right: the second step asks for the passkey; nothing signed in yet.
     page.add_init_script(NO_CONDITIONAL_UI)  # the password, not the passkey autofill
@@ -79,7 +85,11 @@ def test_a_passkey_as_second_factor_after_the_password(
     assert page.inner_text("h1") == "Second step of sign-in"
     assert page.locator("#id_password").count() == 0
     assert not LoginSession.objects.filter(user=person, ended_at__isnull=True).exists()
-    shot(page, artifacts, "second-factor-passkey.png")
+    shot(page, artifacts, "second-factor.png")
+    assert page.locator("#id_totp_code").is_visible()
+    page.click("summary:text-is('Use a recovery code')")
+    expect(page.locator("#id_recovery_code")).to_be_visible()
+    shot(page, artifacts, "second-factor-recovery-code.png")
 
     page.click("form[data-webauthn=get] button[type=submit]")
     page.wait_for_url(f"{live_server.url}/account/")
