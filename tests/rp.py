@@ -1,24 +1,32 @@
 """Relying-party fixtures (a plugin of tests/conftest.py): a registered client, a person who
-can sign in, and a form-filling client for our hosted pages."""
+can sign in, and a form-filling client for our hosted pages (sign-in, second factor,
+consent)."""
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from html import unescape
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
+import pyotp
 import pytest
 import requests
+from django.utils import timezone
 
+from apps.accounts.models import User
 from apps.accounts.services import user_create
+from apps.mfa.totp import totp_confirm, totp_enrol
 from apps.tokens.services import client_create
 
 PASSWORD = "a long correct passphrase"
 REDIRECT_URI = "https://rp.example.com/callback"
 POST_LOGOUT_URI = "https://rp.example.com/signed-out"
+SECOND_FACTOR_PATH = "/login/second-factor"
 
 
 @dataclass
@@ -43,13 +51,45 @@ def rp(db) -> RegisteredClient:
     return RegisteredClient(client.client_id, secret)
 
 
+def totp_enrolled(user: User) -> str:
+    """A confirmed authenticator app (the service functions, as the security page calls them),
+    confirmed with the code of two steps ago so that the code of now is still unused; returns
+    its secret."""
+    enrolment = totp_enrol(user=user, name="Phone")
+    earlier = timezone.now() - timedelta(seconds=60)
+    totp_confirm(
+        device=enrolment.device, code=pyotp.TOTP(enrolment.secret).at(earlier), now=earlier
+    )
+    return enrolment.secret
+
+
+class TotpCodes:
+    """The codes an authenticator app shows, as a person types them: the code of now, or,
+    when it was used already (RFC 6238 §5.2: a verifier accepts a step once), the next step's,
+    which the ±1 step window still accepts. Never waits for the clock."""
+
+    def __init__(self, secret: str) -> None:
+        self.totp = pyotp.TOTP(secret)
+        self.last_step: int | None = None
+
+    def __call__(self) -> str:
+        now = int(time.time()) // self.totp.interval
+        step = now if self.last_step is None else max(now, self.last_step + 1)
+        assert step <= now + 1, "three codes in one step: the server's window has none left"
+        self.last_step = step
+        return self.totp.generate_otp(step)
+
+
 class Browser:
     """What a person's browser does on our hosted pages: follow redirects on our origin,
-    fill the sign-in and consent forms, and stop at the relying party's redirect."""
+    fill the sign-in, second-factor and consent forms, and stop at the relying party's
+    redirect. `filled` names the forms it filled, in order ("password", "second-factor",
+    "consent")."""
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.http = requests.Session()
+        self.filled: list[str] = []
 
     def _csrf(self, html: str) -> str:
         match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
@@ -62,9 +102,12 @@ class Browser:
         return unescape(match.group(1))
 
     def visit(self, url: str, *, email: str = "ada@example.com", password: str = PASSWORD,
-              consent: str | None = "allow") -> requests.Response:  # fmt: skip
+              consent: str | None = "allow",
+              second_factor: Callable[[], str] | None = None) -> requests.Response:  # fmt: skip
         """Follows our pages until a response leaves our origin (the RP's redirect) or
-        stops on a page with no form to fill."""
+        stops on a page with no form to fill. `second_factor` gives the authenticator app's
+        code (e.g. a TotpCodes) when the second-factor page asks; without it, or when the
+        page offers no app, the visit stops on that page."""
         response = self.http.get(url, allow_redirects=False, timeout=30)
         for _ in range(10):
             if response.is_redirect:
@@ -72,7 +115,21 @@ class Browser:
                 if not target.startswith(self.base):
                     return response
                 response = self.http.get(target, allow_redirects=False, timeout=30)
-            elif 'action="/login' in response.text or 'name="password"' in response.text:
+            elif urlsplit(response.url).path.startswith(SECOND_FACTOR_PATH):
+                # Its forms post to /login/second-factor…: never the password form below.
+                if second_factor is None or 'name="method" value="totp"' not in response.text:
+                    return response
+                self.filled.append("second-factor")
+                response = self.http.post(
+                    urljoin(self.base, SECOND_FACTOR_PATH),
+                    data={"csrfmiddlewaretoken": self._csrf(response.text), "method": "totp",
+                          "code": second_factor()},
+                    headers={"Referer": response.url}, allow_redirects=False, timeout=30,
+                )  # fmt: skip
+                if response.status_code == 400:
+                    return response
+            elif 'name="password"' in response.text and 'name="email"' in response.text:
+                self.filled.append("password")
                 response = self.http.post(
                     response.url,
                     data={"csrfmiddlewaretoken": self._csrf(response.text), "email": email,
@@ -90,6 +147,7 @@ class Browser:
                           "request": self._hidden(response.text, "request")},
                     headers={"Referer": response.url}, allow_redirects=False, timeout=30,
                 )  # fmt: skip
+                self.filled.append("consent")
                 consent = None
             else:
                 return response

@@ -10,7 +10,6 @@ verification, as a phone or laptop passkey is."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -18,42 +17,16 @@ from django.utils import timezone
 
 from apps.mfa.models import WebAuthnCredential
 from apps.sessions.models import LoginSession
+from tests.e2e.browser_steps import (
+    NO_CONDITIONAL_UI,
+    password_sign_in,
+    shot,
+    sign_out,
+    virtual_authenticator,
+)
 from tests.rp import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SHOTS = Path("/tmp/mfa-shots")
-
-
-def _virtual_authenticator(page) -> tuple[object, str]:
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    added = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-            }
-        },
-    )
-    return cdp, added["authenticatorId"]
-
-
-def _shot(page, artifacts: Path, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
-    page.screenshot(path=str(artifacts / name), full_page=True)
-
-
-def _sign_out(page, live_server) -> None:
-    """RP-initiated logout's confirmation page, as a person signs out."""
-    page.goto(f"{live_server.url}/oauth/logout")
-    page.click("button[value=logout]")
-    page.wait_for_selector("text=You are signed out")
 
 
 def test_passkey_added_signs_in_without_password_and_is_removed_after_reauth(
@@ -65,13 +38,10 @@ def test_passkey_added_signs_in_without_password_and_is_removed_after_reauth(
     console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
-    cdp, authenticator_id = _virtual_authenticator(page)
+    cdp, authenticator_id = virtual_authenticator(page)
 
     # Signed in with the password (a fresh sign-in: adding a factor needs no confirmation).
-    page.goto(f"{live_server.url}/login?{urlencode({'next': '/account/security/'})}")
-    page.fill("#id_email", person.email)
-    page.fill("#id_password", PASSWORD)
-    page.click("form:not([data-webauthn]) button[type=submit]")
+    password_sign_in(page, live_server, person.email, "/account/security/")
     page.wait_for_url(f"{live_server.url}/account/security/")
 
     # Add a passkey: the script fetches the options, the virtual authenticator answers.
@@ -84,12 +54,12 @@ def test_passkey_added_signs_in_without_password_and_is_removed_after_reauth(
     assert len(stored["credentials"]) == 1
     assert stored["credentials"][0]["isResidentCredential"]
     assert "Work laptop" in page.inner_text("#factors")
-    _shot(page, artifacts, "security-page.png")
+    shot(page, artifacts, "security-page.png")
 
     # Conditional UI (WebAuthn L3 §5.1.4.1): on the sign-in page the script asks for a
     # passkey with mediation "conditional"; Chromium's virtual authenticator answers it with
     # its one discoverable credential, as a person picking it from the autofill list does.
-    _sign_out(page, live_server)
+    sign_out(page, live_server)
     page.goto(f"{live_server.url}/login?{urlencode({'next': '/account/'})}")
     page.wait_for_url(f"{live_server.url}/account/")
     [by_autofill] = LoginSession.objects.filter(user=person, ended_at__isnull=True)
@@ -97,13 +67,11 @@ def test_passkey_added_signs_in_without_password_and_is_removed_after_reauth(
     assert by_autofill.security_level == 3
 
     # The button, in a browser without conditional UI (made so for the next pages).
-    _sign_out(page, live_server)
-    page.add_init_script(
-        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
-    )
+    sign_out(page, live_server)
+    page.add_init_script(NO_CONDITIONAL_UI)
     page.goto(f"{live_server.url}/login?{urlencode({'next': '/account/'})}")
     assert page.get_attribute("#id_email", "autocomplete") == "username webauthn"
-    _shot(page, artifacts, "login-page.png")
+    shot(page, artifacts, "login-page.png")
     page.click("button:text-is('Sign in with a passkey')")
     page.wait_for_url(f"{live_server.url}/account/")
     [session] = LoginSession.objects.filter(user=person, ended_at__isnull=True)
@@ -123,7 +91,7 @@ def test_passkey_added_signs_in_without_password_and_is_removed_after_reauth(
     # ... but not its own removal: that takes the password or another factor (issue 15).
     page.click(f"a[href='/account/security/remove/webauthn/{credential.pk}']")
     page.wait_for_selector("text=another factor than the one you remove")
-    _shot(page, artifacts, "security-confirm.png")
+    shot(page, artifacts, "security-confirm.png")
     page.fill("#id_password", PASSWORD)
     page.click("button:text-is('Confirm with password')")
     page.wait_for_selector("h1:text('Remove “Work laptop”?')")
@@ -143,10 +111,9 @@ def test_cancelled_or_unknown_passkey_shows_an_error_and_the_button_comes_back(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    _virtual_authenticator(page)
-    page.add_init_script(  # no autofill request: the button's own request is the one refused
-        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
-    )
+    virtual_authenticator(page)
+    # no autofill request: the button's own request is the one refused
+    page.add_init_script(NO_CONDITIONAL_UI)
     page.goto(f"{live_server.url}/login")
     button = page.locator("button:text-is('Sign in with a passkey')")
     button.click()
@@ -155,7 +122,7 @@ def test_cancelled_or_unknown_passkey_shows_an_error_and_the_button_comes_back(
     assert "cancelled or timed out" in alert.inner_text()
     assert button.is_enabled()
     assert button.inner_text() == "Sign in with a passkey"
-    _shot(page, artifacts, "login-page-passkey-error.png")
+    shot(page, artifacts, "login-page-passkey-error.png")
     context.close()
 
 
@@ -169,9 +136,7 @@ def test_button_shows_progress_while_the_browser_waits_for_a_key(
     page.set_default_timeout(15_000)
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    page.add_init_script(
-        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
-    )
+    page.add_init_script(NO_CONDITIONAL_UI)
     page.goto(f"{live_server.url}/login")
     button = page.locator("form[data-webauthn] button[type=submit]")
     button.focus()

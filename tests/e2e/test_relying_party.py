@@ -23,10 +23,9 @@ from joserfc.jwk import KeySet
 from apps.accounts.models import User
 from apps.sessions.levels import ACR_MFA, ACR_PASSWORD
 from apps.sessions.models import LoginSession
-from apps.sessions.services import session_step_up
 from apps.tokens.models import OfflineGrant
 from apps.tokens.services import user_access_revoke_all
-from tests.rp import POST_LOGOUT_URI, REDIRECT_URI, new_verifier
+from tests.rp import POST_LOGOUT_URI, REDIRECT_URI, TotpCodes, new_verifier, totp_enrolled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,12 +58,15 @@ def rp_session(rp) -> Iterator[Callable[..., OAuth2Session]]:
         session.close()
 
 
-def _sign_in(hosted_pages, metadata, client: OAuth2Session, **params: str) -> tuple[dict, str]:
+def _sign_in(
+    hosted_pages, metadata, client: OAuth2Session, *,
+    second_factor: Callable[[], str] | None = None, **params: str,
+) -> tuple[dict, str]:  # fmt: skip
     verifier, nonce = new_verifier(), new_verifier()
     url, state = client.create_authorization_url(
         metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce, **params
     )
-    response = hosted_pages.visit(url)
+    response = hosted_pages.visit(url, second_factor=second_factor)
     assert response.is_redirect, f"{response.status_code} {response.url}\n{response.text[:1500]}"
     location = response.headers["Location"]
     params = parse_qs(urlsplit(location).query)
@@ -275,8 +277,8 @@ def test_acr_values_and_max_age_with_authlib(
     live_server, hosted_pages, person, rp, rp_session
 ) -> None:
     # OIDC Core §3.1.2.1 acr_values and max_age, §2 acr/amr/auth_time, §3.1.3.7 (13): the RP
-    # checks auth_time itself after max_age. The second factor is given by session_step_up,
-    # as the sign-in pipeline's MFA step will.
+    # checks auth_time itself after max_age. The second factor is typed on the real
+    # second-factor page (/login/second-factor), a code computed from the enrolled secret.
     metadata = _discover(live_server)
     assert ACR_MFA in metadata["acr_values_supported"]
     client = rp_session()
@@ -286,8 +288,13 @@ def test_acr_values_and_max_age_with_authlib(
         options={"acr": {"essential": True, "values": [ACR_PASSWORD]}},
     )  # fmt: skip
     assert first["amr"] == ["pwd"]
+    assert hosted_pages.filled == ["password", "consent"]
 
-    # acr_values asking for MFA: the sign-in page is asked for the second factor (step_up)
+    # The person sets up an authenticator app after signing in (as on the security page).
+    codes = TotpCodes(totp_enrolled(person))
+
+    # acr_values asking for MFA: the live session is asked for the second factor alone, not
+    # a whole new sign-in (step_up), and goes on to the client.
     verifier, nonce = new_verifier(), new_verifier()
     url, state = client.create_authorization_url(
         metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce,
@@ -297,11 +304,11 @@ def test_acr_values_and_max_age_with_authlib(
     assert asked.status_code == 302
     to_sign_in = parse_qs(urlsplit(asked.headers["Location"]).query)
     assert to_sign_in["step_up"] == [ACR_MFA]
-    session = LoginSession.objects.get(pk=first["sid"])
-    assert session_step_up(session=session, amr=["otp"])
-    back = hosted_pages.http.get(
-        urljoin(live_server.url, to_sign_in["next"][0]), allow_redirects=False, timeout=10
-    )
+    hosted_pages.filled.clear()
+    back = hosted_pages.visit(urljoin(live_server.url, asked.headers["Location"]),
+                              second_factor=codes)  # fmt: skip
+    assert back.is_redirect, f"{back.status_code} {back.url}\n{back.text[:1500]}"
+    assert hosted_pages.filled == ["second-factor"]  # no password, no consent again
     location = back.headers["Location"]
     assert parse_qs(urlsplit(location).query)["state"] == [state]
     token = client.fetch_token(
@@ -314,6 +321,8 @@ def test_acr_values_and_max_age_with_authlib(
     assert stepped["amr"] == ["pwd", "otp"]
     assert stepped["sid"] == first["sid"]  # the same sign-in, stepped up
     assert stepped["auth_time"] >= first["auth_time"]
+    session = LoginSession.objects.get(pk=first["sid"])
+    assert (session.acr, session.amr, session.security_level) == (ACR_MFA, ["pwd", "otp"], 2)
     access = jwt.decode(
         token["access_token"],
         KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json()),
@@ -322,11 +331,15 @@ def test_acr_values_and_max_age_with_authlib(
     assert (access["acr"], access["amr"]) == (ACR_MFA, ["pwd", "otp"])  # RFC 9068 §2.2.1
     assert access["auth_time"] == stepped["auth_time"]
 
-    # max_age=0: the person signs in again; auth_time is after the request
+    # max_age=0: the person signs in again, password and then the app (it is enrolled now),
+    # with a code not used before; auth_time is after the request.
     asked_at = int(time.time())
-    token, nonce = _sign_in(hosted_pages, metadata, client, max_age="0")
+    hosted_pages.filled.clear()
+    token, nonce = _sign_in(hosted_pages, metadata, client, second_factor=codes, max_age="0")
+    assert hosted_pages.filled == ["password", "second-factor"]
     # (a string, as sent: Authlib requires auth_time only for a truthy max_age)
     again = _id_token_claims(metadata, token, nonce=nonce, client_id=rp.client_id, max_age="0")
     assert again["auth_time"] >= asked_at - 1
     assert again["auth_time"] >= stepped["auth_time"]
-    assert again["acr"] == ACR_PASSWORD  # a new sign-in with the password alone
+    assert (again["acr"], again["amr"]) == (ACR_MFA, ["pwd", "otp"])
+    assert again["sid"] != first["sid"]  # a new sign-in
