@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client as HttpClient
-from django.utils import timezone
 
 from apps.core.models import SecurityEvent
 from apps.mfa.models import WebAuthnCredential
 from apps.mfa.passkeys import MAX_RESPONSE_BYTES
 from apps.sessions.models import LoginSession
 from tests.accounts.factories import UserFactory
-from tests.mfa.authenticator import SoftAuthenticator
+from tests.mfa.security_steps import ORIGIN, add_passkey, options, stale
+from tests.mfa.security_steps import authenticator as soft_authenticator
 from tests.rp import PASSWORD
 from tests.signin.browser import force_sign_in
 
 pytestmark = pytest.mark.django_db
-
-ORIGIN = "https://id.example.com"
 
 
 @pytest.fixture(autouse=True)
@@ -48,35 +45,6 @@ def signed_in(person: Any) -> tuple[HttpClient, LoginSession]:
     return http, force_sign_in(http, person)
 
 
-def _authenticator(**kwargs: Any) -> SoftAuthenticator:
-    return SoftAuthenticator(origin=ORIGIN, rp_id="id.example.com", **kwargs)
-
-
-def _stale(session: LoginSession) -> None:
-    """The sign-in was longer ago than a sensitive change allows (5 minutes)."""
-    LoginSession.objects.filter(pk=session.pk).update(
-        authenticated_at=timezone.now() - timedelta(minutes=10)
-    )
-
-
-def _options(http: HttpClient, url: str) -> dict[str, Any]:
-    response = http.post(url, HTTP_ACCEPT="application/json")
-    assert response.status_code == 200, response.content
-    data: dict[str, Any] = response.json()
-    return data
-
-
-def _add_passkey(
-    http: HttpClient, authenticator: SoftAuthenticator, name: str = "Laptop", **bend: Any
-) -> Any:
-    data = _options(http, "/account/security/passkeys/options")
-    credential = authenticator.create(json.dumps(data["publicKey"]), **bend)
-    return http.post(
-        "/account/security/passkeys",
-        {"ceremony": data["ceremony"], "credential": json.dumps(credential), "name": name},
-    )
-
-
 def test_security_page_offers_a_passkey_form_for_the_one_script(signed_in: Any) -> None:
     http, _ = signed_in
     html = http.get("/account/security/").content.decode()
@@ -95,11 +63,11 @@ def test_security_page_offers_a_passkey_form_for_the_one_script(signed_in: Any) 
 
 def test_passkey_is_added_through_the_pages_and_listed(signed_in: Any, person: Any) -> None:
     http, _ = signed_in
-    data = _options(http, "/account/security/passkeys/options")
+    data = options(http, "/account/security/passkeys/options")
     assert data["publicKey"]["rp"]["id"] == "id.example.com"
     assert data["publicKey"]["extensions"] == {"credProps": True}  # WebAuthn L2 §10.4
 
-    authenticator = _authenticator(backup_eligible=True, backed_up=True)
+    authenticator = soft_authenticator(backup_eligible=True, backed_up=True)
     credential = authenticator.create(json.dumps(data["publicKey"]))
     added = http.post(
         "/account/security/passkeys",
@@ -119,7 +87,7 @@ def test_passkey_is_added_through_the_pages_and_listed(signed_in: Any, person: A
 
 def test_adding_a_factor_needs_a_recent_sign_in(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    _stale(session)
+    stale(session)
     page = http.get("/account/security/").content.decode()
     assert 'data-webauthn="create"' not in page
     assert "/account/security/confirm?next=" in page
@@ -141,7 +109,7 @@ def test_adding_a_factor_needs_a_recent_sign_in(signed_in: Any, person: Any) -> 
     )
     assert confirmed.status_code == 302
     assert confirmed["Location"] == "/account/security/#passkeys"
-    assert _add_passkey(http, _authenticator()).status_code == 302
+    assert add_passkey(http, soft_authenticator()).status_code == 302
     assert WebAuthnCredential.objects.filter(user=person).count() == 1
 
 
@@ -157,7 +125,7 @@ def test_wrong_challenge_origin_or_rp_id_is_a_clear_400(
     signed_in: Any, person: Any, bend: dict[str, Any]
 ) -> None:
     http, _ = signed_in
-    refused = _add_passkey(http, _authenticator(), **bend)
+    refused = add_passkey(http, soft_authenticator(), **bend)
     assert refused.status_code == 400
     html = refused.content.decode()
     assert "could not be verified" in html
@@ -180,7 +148,7 @@ def test_malformed_or_oversized_registration_is_a_clear_400(
     signed_in: Any, credential: str
 ) -> None:
     http, _ = signed_in
-    data = _options(http, "/account/security/passkeys/options")
+    data = options(http, "/account/security/passkeys/options")
     refused = http.post(
         "/account/security/passkeys", {"ceremony": data["ceremony"], "credential": credential}
     )
@@ -190,8 +158,8 @@ def test_malformed_or_oversized_registration_is_a_clear_400(
 
 def test_unknown_or_reused_ceremony_is_a_clear_400(signed_in: Any) -> None:
     http, _ = signed_in
-    authenticator = _authenticator()
-    data = _options(http, "/account/security/passkeys/options")
+    authenticator = soft_authenticator()
+    data = options(http, "/account/security/passkeys/options")
     body = {"ceremony": data["ceremony"], "name": "Key"}
     body["credential"] = json.dumps(authenticator.create(json.dumps(data["publicKey"])))
     assert http.post("/account/security/passkeys", body).status_code == 302
@@ -205,9 +173,9 @@ def test_unknown_or_reused_ceremony_is_a_clear_400(signed_in: Any) -> None:
 def test_a_ceremony_begun_by_someone_else_is_refused(signed_in: Any, person: Any) -> None:
     other = HttpClient()
     force_sign_in(other, UserFactory(email="mallory@example.com"))
-    theirs = _options(other, "/account/security/passkeys/options")
+    theirs = options(other, "/account/security/passkeys/options")
     http, _ = signed_in
-    response = _authenticator().create(json.dumps(theirs["publicKey"]))
+    response = soft_authenticator().create(json.dumps(theirs["publicKey"]))
     refused = http.post(
         "/account/security/passkeys",
         {"ceremony": theirs["ceremony"], "credential": json.dumps(response)},
@@ -218,10 +186,10 @@ def test_a_ceremony_begun_by_someone_else_is_refused(signed_in: Any, person: Any
 
 def test_removing_a_factor_needs_a_fresh_authentication(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    assert _add_passkey(http, _authenticator()).status_code == 302
+    assert add_passkey(http, soft_authenticator()).status_code == 302
     credential = WebAuthnCredential.objects.get(user=person)
     remove_url = f"/account/security/remove/webauthn/{credential.pk}"
-    _stale(session)
+    stale(session)
 
     asked = http.get(remove_url)
     assert asked.status_code == 302
@@ -274,7 +242,7 @@ def test_unknown_factor_is_not_a_500(signed_in: Any) -> None:
 def test_someone_elses_factor_cannot_be_removed(signed_in: Any) -> None:
     other = HttpClient()
     force_sign_in(other, UserFactory(email="mallory@example.com"))
-    assert _add_passkey(other, _authenticator()).status_code == 302
+    assert add_passkey(other, soft_authenticator()).status_code == 302
     theirs = WebAuthnCredential.objects.get()
     http, _ = signed_in
     assert http.post(f"/account/security/remove/webauthn/{theirs.pk}").status_code == 404

@@ -28,13 +28,13 @@ from apps.mfa.totp import totp_confirm, totp_enrol
 from apps.ratelimit import services as ratelimit
 from apps.sessions.models import LoginSession
 from tests.accounts.factories import UserFactory
-from tests.mfa.authenticator import SoftAuthenticator
+from tests.mfa.security_steps import ORIGIN, add_passkey, options, stale
+from tests.mfa.security_steps import authenticator as soft_authenticator
 from tests.rp import PASSWORD
 from tests.signin.browser import force_sign_in
 
 pytestmark = pytest.mark.django_db
 
-ORIGIN = "https://id.example.com"
 CONFIRM = "/account/security/confirm"
 OPTIONS = "/account/security/confirm/options"
 
@@ -56,33 +56,6 @@ def person() -> Any:
 def signed_in(person: Any) -> tuple[HttpClient, LoginSession]:
     http = HttpClient()
     return http, force_sign_in(http, person)
-
-
-def _authenticator(**kwargs: Any) -> SoftAuthenticator:
-    return SoftAuthenticator(origin=ORIGIN, rp_id="id.example.com", **kwargs)
-
-
-def _stale(session: LoginSession) -> None:
-    """The sign-in was longer ago than a sensitive change allows (5 minutes)."""
-    LoginSession.objects.filter(pk=session.pk).update(
-        authenticated_at=timezone.now() - timedelta(minutes=10)
-    )
-
-
-def _options(http: HttpClient, url: str) -> dict[str, Any]:
-    response = http.post(url, HTTP_ACCEPT="application/json")
-    assert response.status_code == 200, response.content
-    data: dict[str, Any] = response.json()
-    return data
-
-
-def _add_passkey(http: HttpClient, authenticator: SoftAuthenticator, name: str = "Laptop") -> Any:
-    data = _options(http, "/account/security/passkeys/options")
-    credential = authenticator.create(json.dumps(data["publicKey"]))
-    return http.post(
-        "/account/security/passkeys",
-        {"ceremony": data["ceremony"], "credential": json.dumps(credential), "name": name},
-    )
 
 
 def _with_totp(user: User) -> str:
@@ -113,10 +86,10 @@ def _mfa_locked(user: User) -> bool:
 
 def test_a_passkey_confirms_it_is_you(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    authenticator = _authenticator()
-    assert _add_passkey(http, authenticator).status_code == 302
-    _stale(session)
-    data = _options(http, OPTIONS)
+    authenticator = soft_authenticator()
+    assert add_passkey(http, authenticator).status_code == 302
+    stale(session)
+    data = options(http, OPTIONS)
     assert data["publicKey"]["allowCredentials"][0]["id"]
     assertion = authenticator.get(json.dumps(data["publicKey"]))
     confirmed = http.post(
@@ -137,11 +110,11 @@ def test_a_passkey_confirms_it_is_you(signed_in: Any, person: Any) -> None:
 
 def test_a_cloned_passkey_cannot_confirm_and_says_why(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    authenticator = _authenticator()
-    assert _add_passkey(http, authenticator).status_code == 302
-    _stale(session)
+    authenticator = soft_authenticator()
+    assert add_passkey(http, authenticator).status_code == 302
+    stale(session)
     for count in (5, 3):  # WebAuthn L2 §6.1.1: the counter went backwards
-        data = _options(http, OPTIONS)
+        data = options(http, OPTIONS)
         answer = authenticator.get(json.dumps(data["publicKey"]), sign_count=count)
         response = http.post(
             CONFIRM,
@@ -157,7 +130,7 @@ def test_a_code_confirms_it_is_you_once(signed_in: Any, person: Any) -> None:
     http, session = signed_in
     codes = http.post("/account/security/recovery-codes").content.decode()
     code = re.findall(r"<li><code>([^<]+)</code></li>", codes)[0]
-    _stale(session)
+    stale(session)
     page = http.get(CONFIRM).content.decode()
     assert 'autocomplete="one-time-code"' in page
     body = {"method": "code", "code": code, "next": "/account/security/"}
@@ -183,12 +156,12 @@ def test_confirmation_returns_only_to_the_security_pages(signed_in: Any, target:
 def test_a_factor_cannot_confirm_its_own_removal(signed_in: Any, person: Any) -> None:
     """Issue 15: removing a factor needs the password or *another* factor."""
     http, session = signed_in
-    authenticator = _authenticator()
-    assert _add_passkey(http, authenticator).status_code == 302
+    authenticator = soft_authenticator()
+    assert add_passkey(http, authenticator).status_code == 302
     credential = WebAuthnCredential.objects.get(user=person)
     remove_url = f"/account/security/remove/webauthn/{credential.pk}"
-    _stale(session)
-    data = _options(http, OPTIONS)
+    stale(session)
+    data = options(http, OPTIONS)
     assertion = authenticator.get(json.dumps(data["publicKey"]))
     body = {
         "method": "passkey",
@@ -229,7 +202,7 @@ def test_wrong_codes_lock_the_second_factor_here_and_at_sign_in(
     guessed on this page lock the sign-in's second factor too, and a right code waits."""
     http, session = signed_in
     secret = _with_totp(person)
-    _stale(session)
+    stale(session)
     wrong = {"method": "code", "code": _wrong_code(secret), "next": "/account/security/"}
     for attempt in range(settings.MFA_LOCKOUT_THRESHOLD):
         answer = http.post(CONFIRM, wrong)
@@ -264,13 +237,13 @@ def test_wrong_codes_lock_the_second_factor_here_and_at_sign_in(
 
 def test_a_locked_second_factor_refuses_a_passkey_too(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    authenticator = _authenticator()
-    assert _add_passkey(http, authenticator).status_code == 302
+    authenticator = soft_authenticator()
+    assert add_passkey(http, authenticator).status_code == 302
     secret = _with_totp(person)
-    _stale(session)
+    stale(session)
     for _ in range(settings.MFA_LOCKOUT_THRESHOLD):
         http.post(CONFIRM, {"method": "code", "code": _wrong_code(secret)})
-    data = _options(http, OPTIONS)  # beginning costs nothing; the answer is refused unread
+    data = options(http, OPTIONS)  # beginning costs nothing; the answer is refused unread
     assertion = authenticator.get(json.dumps(data["publicKey"]))
     refused = http.post(
         CONFIRM,
@@ -286,7 +259,7 @@ def test_a_right_code_before_the_lock_confirms_and_counts_from_zero(
 ) -> None:
     http, session = signed_in
     secret = _with_totp(person)
-    _stale(session)
+    stale(session)
     for _ in range(settings.MFA_LOCKOUT_THRESHOLD - 1):
         assert (
             http.post(CONFIRM, {"method": "code", "code": _wrong_code(secret)}).status_code == 400
@@ -304,7 +277,7 @@ def test_wrong_passwords_count_on_the_sign_in_counters_and_lock_as_a_sign_in_wou
     signed_in: Any, person: Any
 ) -> None:
     http, session = signed_in
-    _stale(session)
+    stale(session)
     for attempt in range(settings.LOCKOUT_IP_THRESHOLD):
         wrong = http.post(CONFIRM, {"method": "password", "password": f"guess {attempt}"})
         assert wrong.status_code == 400, attempt
@@ -333,7 +306,7 @@ def test_wrong_passwords_count_on_the_sign_in_counters_and_lock_as_a_sign_in_wou
 
 def test_a_right_password_before_the_lock_confirms(signed_in: Any, person: Any) -> None:
     http, session = signed_in
-    _stale(session)
+    stale(session)
     for _ in range(settings.LOCKOUT_IP_THRESHOLD - 1):
         http.post(CONFIRM, {"method": "password", "password": "not it"})
     done = http.post(CONFIRM, {"method": "password", "password": PASSWORD})
@@ -370,8 +343,8 @@ def test_bad_input_is_a_message_not_a_500_and_costs_no_attempt(
 
 def test_an_unreadable_passkey_answer_is_a_clear_400(signed_in: Any, person: Any) -> None:
     http, _ = signed_in
-    assert _add_passkey(http, _authenticator()).status_code == 302
-    data = _options(http, OPTIONS)
+    assert add_passkey(http, soft_authenticator()).status_code == 302
+    data = options(http, OPTIONS)
     answer = http.post(
         CONFIRM, {"method": "passkey", "ceremony": data["ceremony"], "credential": "{not json"}
     )
