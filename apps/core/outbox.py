@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.dispatch import Signal
 from psycopg.types.json import Jsonb
 
 from apps.core import journal
+from apps.core.commit import after_commit
 from apps.core.models import SecurityEvent
 
 # Sent after the commit of each AUDIT_SHIP_THRESHOLD-th event this process writes: the audit
@@ -89,7 +90,7 @@ _CHECKPOINT_UPSERT = (
 def _count(rows: int) -> None:
     if any(next(_written) % settings.AUDIT_SHIP_THRESHOLD == 0 for _ in range(rows)):
         # robust: a broker outage must not fail the action; the scheduled run ships later.
-        transaction.on_commit(partial(outbox_grew.send, sender=SecurityEvent), robust=True)
+        after_commit(outbox_grew.send, sender=SecurityEvent)
 
 
 def _insert(values: Mapping[str, Any]) -> None:

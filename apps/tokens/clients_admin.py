@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -17,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.commit import after_commit
 from apps.core.events import EventType, emit
 from apps.tokens.logout_propagation import DEPARTED_BATCH, departing_client
 from apps.tokens.models import AccessToken, Client, OfflineGrant, RefreshToken
@@ -270,14 +270,11 @@ def client_delete(*, client: Client, actor_id: object) -> ClientDeleted:
             for start in range(0, len(departed.sessions), DEPARTED_BATCH):
                 batch = [list(s) for s in departed.sessions[start : start + DEPARTED_BATCH]]
                 # robust: a broker outage must not undo the deletion (as at logout)
-                transaction.on_commit(
-                    partial(
-                        deliver_departed_client_logouts.delay,
-                        departed.client_id,
-                        departed.uri,
-                        departed.alg,
-                        batch,
-                    ),
-                    robust=True,
+                after_commit(
+                    deliver_departed_client_logouts.delay,
+                    departed.client_id,
+                    departed.uri,
+                    departed.alg,
+                    batch,
                 )
     return result

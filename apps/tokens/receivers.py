@@ -17,16 +17,15 @@ Ending a session for any other reason leaves offline grants alone (OIDC Core §1
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from apps.accounts.models import User
 from apps.accounts.signals import password_changed
 from apps.core.cache import publish_on_commit
+from apps.core.commit import after_commit
 from apps.sessions.models import LoginSession
 from apps.sessions.signals import session_ended
 from apps.tokens import clients
@@ -70,7 +69,7 @@ def tell_relying_parties(sender: Any, session: LoginSession, reason: str, **kwar
     if reason == "account_deleted":
         return  # the account's deletion cascades to its sessions and their deliveries
     for delivery in backchannel_deliveries_create(session=session):
-        transaction.on_commit(partial(deliver_backchannel_logout.delay, delivery.pk), robust=True)
+        after_commit(deliver_backchannel_logout.delay, delivery.pk)
 
 
 @receiver(session_ended, dispatch_uid="tessera.tokens.compromised_session")
