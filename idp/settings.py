@@ -393,6 +393,7 @@ INSTALLED_APPS = [
     "apps.mfa",
     "apps.signin",
     "apps.tokens",
+    "apps.threat",
     "apps.audit",
     "apps.console",
 ]
@@ -497,6 +498,8 @@ USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
 # recent security events.
 PERSON_APPLICATIONS = "apps.tokens.person.PersonApplications"
 PERSON_SECURITY_HISTORY = "apps.audit.selectors.person_security_history"
+# Sign-in and token code reach threat scoring through this port (apps/core/risk.py).
+RISK_ASSESSOR = "apps.threat.port.ThreatAssessor"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.OwaspArgon2PasswordHasher",

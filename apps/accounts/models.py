@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any, ClassVar
 
@@ -93,6 +94,12 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
     mfa_required_by = models.CharField(
         max_length=16, choices=MfaRequiredBy.choices, blank=True, default=""
     )
+    # Blocked from signing in (issue 16): by an operator or a threat rule, until an operator
+    # unblocks the person or `blocked_until` passes (apps.accounts.services.user_block).
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    blocked_until = models.DateTimeField(null=True, blank=True)  # null: until unblocked
+    blocked_by = models.CharField(max_length=16, choices=MfaRequiredBy.choices, blank=True)
+    blocked_reason = models.CharField(max_length=200, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -124,6 +131,12 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
         super().save(*args, **kwargs)
         if changed:
             password_changed.send(sender=User, user=self)
+
+    def is_blocked(self, now: datetime.datetime | None = None) -> bool:
+        """Blocked now: a block without an end, or whose end is still to come."""
+        if self.blocked_at is None:
+            return False
+        return self.blocked_until is None or self.blocked_until > (now or timezone.now())
 
     def has_staff_role(self, role: str) -> bool:
         """Active staff whose role is `role` or above (StaffRole: viewer < operator <

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import datetime
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.accounts.models import (
     MfaRequiredBy,
@@ -155,6 +158,89 @@ def mfa_requirement_set(*, user: User, required: bool, actor_id: object, source:
         )
     user.mfa_required, user.mfa_required_by = locked.mfa_required, locked.mfa_required_by
     return True
+
+
+def user_block(
+    *,
+    user: User,
+    actor_id: object,
+    source: str,
+    reason: str,
+    until: datetime.datetime | None = None,
+    rule: str = "",
+) -> bool:
+    """Refuse every sign-in of `user` (the `not_blocked` step of apps/signin/pipeline.py)
+    until an operator unblocks them or `until` passes (None: until unblocked). `source` says
+    who decided (an operator, a threat rule: MfaRequiredBy); records `user.blocked`. Ending
+    the person's sessions is the caller's choice (a threat rule's response does it). A person
+    already blocked keeps the later of the two ends. False when nothing changed."""
+    if source not in MfaRequiredBy.values:
+        raise ValidationError(
+            f"The source must be one of {', '.join(MfaRequiredBy.values)}.", code="invalid"
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.is_blocked(now) and (
+            locked.blocked_until is None or (until is not None and until <= locked.blocked_until)
+        ):
+            return False
+        locked.blocked_at = now
+        locked.blocked_until = until
+        locked.blocked_by = source
+        locked.blocked_reason = reason[:200]
+        locked.save(update_fields=_BLOCK_FIELDS)
+        emit(
+            EventType.USER_BLOCKED,
+            user_id=locked.pk,
+            actor_id=actor_id,
+            resource_type="user",
+            resource_id=locked.pk,
+            metadata={
+                "source": source,
+                "reason": locked.blocked_reason,
+                "rule": rule,
+                "until": until.isoformat() if until else None,
+            },
+        )
+    _copy_block(locked, user)
+    return True
+
+
+def user_unblock(*, user: User, actor_id: object, reason: str = "") -> bool:
+    """Lift a block (an operator, with `actor_id`; or the block's time passed, actor None);
+    records `user.unblocked`. False when the person was not blocked."""
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.blocked_at is None:
+            return False
+        metadata = {
+            "source": locked.blocked_by,
+            "blocked_reason": locked.blocked_reason,
+            "blocked_at": locked.blocked_at.isoformat(),
+            "reason": reason[:200] or ("expired" if actor_id is None else "operator"),
+        }
+        locked.blocked_at = locked.blocked_until = None
+        locked.blocked_by = locked.blocked_reason = ""
+        locked.save(update_fields=_BLOCK_FIELDS)
+        emit(
+            EventType.USER_UNBLOCKED,
+            user_id=locked.pk,
+            actor_id=actor_id,
+            resource_type="user",
+            resource_id=locked.pk,
+            metadata=metadata,
+        )
+    _copy_block(locked, user)
+    return True
+
+
+_BLOCK_FIELDS = ["blocked_at", "blocked_until", "blocked_by", "blocked_reason"]
+
+
+def _copy_block(source: User, target: User) -> None:
+    for name in _BLOCK_FIELDS:
+        setattr(target, name, getattr(source, name))
 
 
 def mfa_required_by_policy(user: User) -> bool:

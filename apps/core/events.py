@@ -203,6 +203,30 @@ class EventType(models.TextChoices):
         "mfa.reset",
         "An operator removed every second factor of a person (actor_id says who).",
     )
+    USER_BLOCKED = (
+        "user.blocked",
+        "A person was blocked from signing in (by an operator or a threat rule; actor_id None "
+        "for a rule); metadata has the reason, the rule and until when.",
+    )
+    USER_UNBLOCKED = (
+        "user.unblocked",
+        "A block ended: an operator lifted it (actor_id) or its time passed (actor_id None).",
+    )
+    THREAT_ASSESSED = (
+        "threat.assessed",
+        "A sign-in attempt or later session activity was scored; metadata has the score "
+        "(0-100), the reasons, the rules that matched and the action taken.",
+    )
+    THREAT_ALERTED = (
+        "threat.alerted",
+        "A threat rule raised an alert to operators (webhook, e-mail); metadata names the rule, "
+        "the score and the channels it was sent to.",
+    )
+    THREAT_RULE_CHANGED = (
+        "threat.rule_changed",
+        "An administrator created, changed or deleted a threat rule; metadata has before and "
+        "after.",
+    )
     SESSION_STEPPED_UP = (
         "session.stepped_up",
         "A login session proved another factor (step-up); metadata has the methods added and "
@@ -291,6 +315,11 @@ RULES: dict[EventType, Rule] = {
     EventType.MFA_FAILED: _rule(M, M, SOC2),
     EventType.MFA_RECOVERY_CODE_USED: _rule(M, M, SOC2),
     EventType.MFA_RESET: _rule(H, H, SOC2),
+    EventType.USER_BLOCKED: _rule(H, H, SOC2),
+    EventType.USER_UNBLOCKED: _rule(M, M, SOC2),
+    EventType.THREAT_ASSESSED: _rule(L, L, SOC2),
+    EventType.THREAT_ALERTED: _rule(H, H, SOC2),
+    EventType.THREAT_RULE_CHANGED: _rule(M, M, SOC2),
     EventType.SESSION_STEPPED_UP: _rule(L, M, SOC2),
 }
 

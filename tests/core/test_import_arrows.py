@@ -24,7 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "signin": {"mfa", "sessions", "ratelimit", "accounts", "core"},
     "federation": {"signin", "tokens", "sessions", "accounts", "core"},
     "audit": {"core"},
-    "threat": {"sessions", "accounts", "core"},
+    "threat": {"sessions", "mfa", "ratelimit", "accounts", "core"},
     "ratelimit": {"core"},
     "console": {"core", "keys", "accounts", "sessions", "tokens", "federation", "audit", "threat"}
     | {"ratelimit"}  # lockouts: see and lift them (issue 12)
