@@ -182,7 +182,7 @@ def alert(
 
 def _queue_webhook(payload: dict[str, Any]) -> None:
     try:
-        current_app.send_task(WEBHOOK_TASK, args=[payload])
+        current_app.send_task(WEBHOOK_TASK, args=[settings.THREAT_WEBHOOK_URL, payload])
     except Exception as error:  # a broker outage must not fail the response
         log.error("threat alert %s: webhook not queued: %s", payload["id"], error)
 

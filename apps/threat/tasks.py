@@ -76,14 +76,12 @@ def webhook_post(url: str, payload: dict[str, Any]) -> int:
 
 
 @shared_task(bind=True, max_retries=None)
-def webhook_deliver(self: Task[Any, int | None], payload: dict[str, Any]) -> int | None:
-    """Delivers one alert to settings.THREAT_WEBHOOK_URL; on a network error, a timeout or a
-    non-2xx answer, retries up to settings.THREAT_WEBHOOK_RETRIES times, then logs
-    `threat.webhook_failed` (the alert's id, the tries and the last error; the alert itself
-    stays in the audit store as threat.alerted). None when no URL is configured any more."""
-    url = settings.THREAT_WEBHOOK_URL
-    if not url:
-        return None
+def webhook_deliver(self: Task[Any, int | None], url: str, payload: dict[str, Any]) -> int | None:
+    """Delivers one alert to `url` (settings.THREAT_WEBHOOK_URL when it was queued); on a
+    network error, a timeout or a non-2xx answer, retries up to THREAT_WEBHOOK_RETRIES times,
+    then logs `threat.webhook_failed` (the alert's id, the tries and the last error; the
+    alert itself stays in the audit store as threat.alerted). Returns the receiver's status,
+    None when given up."""
     try:
         return webhook_post(url, payload)
     except (OSError, WebhookRefused) as error:
