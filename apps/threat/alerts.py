@@ -76,7 +76,7 @@ def verify(
             timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
-    if timestamp is None or not candidates:
+    if timestamp is None or not candidates or not secret:
         return False
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False

@@ -136,8 +136,9 @@ def test_a_changed_body_a_stale_time_or_a_malformed_header_is_refused() -> None:
     stale = sign(body, timestamp=now - 301, secrets=[THREAT_WEBHOOK_SECRET])
     assert not verify(body, stale, secret=THREAT_WEBHOOK_SECRET)  # a replay, past 300 s
     assert verify(body, stale, secret=THREAT_WEBHOOK_SECRET, tolerance=600)
-    for malformed in ("", "v1=abc", f"t={now}", "t=soon,v1=00", "garbage"):
+    for malformed in ("", "v1=abc", f"t={now}", "t=soon,v1=00", "garbage", ",,=,"):
         assert not verify(body, malformed, secret=THREAT_WEBHOOK_SECRET)
+    assert not verify(body, header, secret="")  # no key: nothing verifies
 
 
 def test_retries_back_off_exponentially_with_jitter() -> None:
