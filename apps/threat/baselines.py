@@ -1,0 +1,291 @@
+"""Per-person baselines rebuilt from the audit trail: every person's successful sign-ins of the
+last THREAT_BASELINE_DAYS (core.signin_history: `login.succeeded` events from ClickHouse and
+the outbox, or the database alone), folded into the Redis hash that sign-in reads and learns
+(`baseline_key`, fields in apps/threat/history.py's docstring) with the very same values:
+each sign-in goes through engine.located and engine.attempt_of as a live one does (country and
+ASN looked up now, from the GeoIP databases configured now, unless the event names them;
+network, browser and OS, UTC hour), the same caps (BASELINE_CAPS: a value past the cap stays
+"new") and the same reset after BASELINE_TTL_MS without a success.
+
+Why rebuild what sign-in learns: the incremental baseline only grows (values kept until the
+cap, 180 days from the last success), and is lost with Redis. The daily rebuild
+(tasks.rebuild_baselines, beat at THREAT_BASELINE_REBUILD_HOUR UTC) makes it what the last
+N days say: a country not seen for N days is new again; Redis restored empty is refilled.
+
+Each person's hash is replaced atomically: one script (BASELINE_WRITE) deletes it, writes
+every field and sets its TTL (from the last success, as sign-in's PEXPIRE would have), so a
+sign-in reading it sees the old baseline or the new one, never half. A sign-in that lands
+while the rebuild runs is in the audit trail, so the next rebuild has it; until then it is
+not lost either: the script keeps the hash as it is when its last success (`at`) is newer
+than the rebuilt one's (the incremental baseline already holds everything the rebuild read,
+plus that sign-in). After every person is written, the baselines whose last success is older
+than the window (people with no sign-in left in it) are deleted, by the same comparison.
+
+Successes that did not become a session (a second factor never given: sign-in learns them at
+the first factor) are not `login.succeeded` events, so a rebuild drops them; an erased person's
+events carry a pseudonym, not their id, and build nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import groupby
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from redis.commands.core import Script
+
+from apps.core.redis import get_redis
+from apps.core.risk import LoginContext
+from apps.core.signin_history import PastSignIn, past_sign_ins
+from apps.threat import engine
+from apps.threat.history import (
+    BASELINE_CAPS,
+    BASELINE_TTL_MS,
+    PREFIX,
+    Attempt,
+    baseline_key,
+)
+
+log = logging.getLogger("tessera.threat")
+
+KINDS = ("c", "a", "n", "d", "b", "o")  # country, ASN, network, device, browser, OS
+# People between two progress lines in the log (and the command's output).
+PROGRESS_EVERY = 1000
+# Baselines written per Redis round trip (each still replaced atomically on its own).
+WRITE_BATCH = 200
+# A window longer than the baseline's TTL would fold sign-ins the hash would have forgotten.
+BASELINE_DAYS_MAX = BASELINE_TTL_MS // 86_400_000
+# Keys asked per SCAN when looking for the baselines of people with no sign-in left.
+SCAN_COUNT = 1000
+
+# KEYS[1] the baseline; ARGV[1] its last success (ms), ARGV[2] TTL (ms), ARGV[3..] fields and
+# values. Kept as it is when a sign-in learned since holds a newer last success.
+BASELINE_WRITE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
+if current > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS[1] a baseline; ARGV[1] the window's start (ms): deleted when its last success is older.
+BASELINE_DROP_OLDER = """
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
+if at < tonumber(ARGV[1]) then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class RebuildReport:
+    since: datetime
+    people: int = 0  # people with a sign-in in the window
+    sign_ins: int = 0  # their sign-ins, folded
+    written: int = 0  # baselines replaced
+    kept_newer: int = 0  # left as they were: a sign-in was learned during the rebuild
+    expired: int = 0  # last success beyond the TTL already (a window longer than it)
+    removed: int = 0  # baselines of people with no sign-in left in the window
+    seconds: float = 0.0
+
+    @property
+    def sign_ins_per_second(self) -> float:
+        return self.sign_ins / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.people} people, {self.sign_ins} sign-ins since {self.since.isoformat()}: "
+            f"{self.written} baselines written, {self.kept_newer} kept (newer sign-in), "
+            f"{self.expired} expired, {self.removed} removed (no sign-in left); "
+            f"{self.seconds:.1f} s, {self.sign_ins_per_second:,.0f} sign-ins/s"
+        )
+
+
+@dataclass
+class Baseline:
+    """One person's baseline as history.lua keeps it (module docstring of history.py)."""
+
+    values: tuple[dict[str, int], ...] = field(default_factory=lambda: tuple({} for _ in KINDS))
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    successes: int = 0
+    at_ms: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+    def learn(self, attempt: Attempt) -> None:
+        """What history.lua does with a success (MemoryHistory the same in memory)."""
+        values = (
+            attempt.country,
+            str(attempt.asn) if attempt.asn else "",
+            attempt.network,
+            attempt.device,
+            attempt.browser,
+            attempt.os,
+        )
+        for value, seen, cap in zip(values, self.values, BASELINE_CAPS, strict=True):
+            if value in seen:
+                seen[value] += 1
+            elif value and len(seen) < cap:
+                seen[value] = 1
+        self.hours[attempt.hour] += 1
+        self.successes += 1
+        self.at_ms = attempt.at_ms
+        coordinates = attempt.lat is not None and attempt.lon is not None
+        self.lat, self.lon = (attempt.lat, attempt.lon) if coordinates else (None, None)
+
+    def fields(self) -> dict[str, str | int]:
+        """The hash's fields, each only where history.lua would have written it."""
+        found: dict[str, str | int] = {}
+        for kind, seen in zip(KINDS, self.values, strict=True):
+            found |= {f"{kind}:{value}": count for value, count in seen.items()}
+            if seen:
+                found[f"#{kind}"] = len(seen)
+        found |= {f"h:{hour}": count for hour, count in enumerate(self.hours) if count}
+        found["s"] = self.successes
+        if self.at_ms is not None:
+            found["at"] = self.at_ms
+        if self.lat is not None and self.lon is not None:
+            found["lat"], found["lon"] = repr(self.lat), repr(self.lon)
+        return found
+
+
+def attempt_of(sign_in: PastSignIn) -> Attempt:
+    """The sign-in as the engine would have recorded it (located now, unless the event said
+    where: engine.located fills only what is None)."""
+    context = LoginContext(
+        at=sign_in.at,
+        email="",
+        ip=sign_in.ip or None,
+        user_agent=sign_in.user_agent,
+        success=True,
+        device_id=sign_in.device_id,
+        country=sign_in.country,
+        asn=sign_in.asn,
+    )
+    return engine.attempt_of(engine.located(context))
+
+
+def baseline_fold(sign_ins: Iterable[PastSignIn]) -> Baseline:
+    """One person's successful sign-ins, oldest first, folded as sign-in learns them: a
+    success after BASELINE_TTL_MS without one starts afresh (the hash would have expired)."""
+    baseline = Baseline()
+    for sign_in in sign_ins:
+        attempt = attempt_of(sign_in)
+        if baseline.at_ms is not None and attempt.at_ms - baseline.at_ms >= BASELINE_TTL_MS:
+            baseline = Baseline()
+        baseline.learn(attempt)
+    return baseline
+
+
+def baselines_rebuild(
+    *,
+    days: int | None = None,
+    now: datetime | None = None,
+    progress: Callable[[RebuildReport], None] | None = None,
+) -> RebuildReport:
+    """Rebuilds every person's baseline from their successful sign-ins of the last `days`
+    (settings.THREAT_BASELINE_DAYS), streamed person by person, and deletes the baselines
+    of people with none left. Logs (and hands `progress`) the report every PROGRESS_EVERY
+    people. Raises SignInHistoryUnavailable (audit store down) or redis.RedisError; what
+    was written until then stays, and the next run does it all again."""
+    days = settings.THREAT_BASELINE_DAYS if days is None else days
+    if not 1 <= days <= BASELINE_DAYS_MAX:
+        raise ValueError(f"days is from 1 to {BASELINE_DAYS_MAX} (the baseline TTL)")
+    now = now or timezone.now()
+    report = RebuildReport(since=now - timedelta(days=days))
+    started = time.monotonic()
+    redis = get_redis()
+    write = redis.register_script(BASELINE_WRITE)
+    now_ms = int(now.timestamp() * 1000)
+    pending: list[tuple[str, Baseline]] = []
+    log.info("threat: rebuilding baselines from sign-ins since %s", report.since.isoformat())
+    for user_id, sign_ins in groupby(past_sign_ins(since=report.since), key=_user):
+        baseline = baseline_fold(_counted(sign_ins, report))
+        report.people += 1
+        pending.append((user_id, baseline))
+        if len(pending) >= WRITE_BATCH:
+            _write(write, pending, now_ms, report)
+            pending = []
+        if report.people % PROGRESS_EVERY == 0:
+            report.seconds = time.monotonic() - started
+            _progress(report, progress)
+    _write(write, pending, now_ms, report)
+    report.removed = _drop_older(int(report.since.timestamp() * 1000))
+    report.seconds = time.monotonic() - started
+    log.info("threat: baselines rebuilt: %s", report.summary())
+    return report
+
+
+def _user(sign_in: PastSignIn) -> str:
+    return sign_in.user_id
+
+
+def _counted(sign_ins: Iterable[PastSignIn], report: RebuildReport) -> Iterator[PastSignIn]:
+    for sign_in in sign_ins:
+        report.sign_ins += 1
+        yield sign_in
+
+
+def _progress(report: RebuildReport, progress: Callable[[RebuildReport], None] | None) -> None:
+    log.info("threat: rebuilding baselines: %s", report.summary())
+    if progress is not None:
+        progress(report)
+
+
+def _write(
+    write: Script, batch: list[tuple[str, Baseline]], now_ms: int, report: RebuildReport
+) -> None:
+    if not batch:
+        return
+    pipe = get_redis().pipeline(transaction=False)
+    written: list[bool] = []
+    for user_id, baseline in batch:
+        assert baseline.at_ms is not None  # a person here has at least one sign-in
+        ttl = baseline.at_ms + BASELINE_TTL_MS - now_ms
+        if ttl <= 0:  # expired already, as the hash itself would be
+            report.expired += 1
+            pipe.delete(baseline_key(user_id))
+            written.append(False)
+            continue
+        args: list[str | int] = [baseline.at_ms, ttl]
+        for name, value in baseline.fields().items():
+            args += [name, value]
+        write(keys=[baseline_key(user_id)], args=args, client=pipe)
+        written.append(True)
+    replies = pipe.execute()
+    for wanted, reply in zip(written, replies, strict=True):
+        if wanted:
+            if reply:
+                report.written += 1
+            else:
+                report.kept_newer += 1
+
+
+def _drop_older(since_ms: int) -> int:
+    """Deletes the baselines whose last success is before `since_ms`; returns how many."""
+    redis = get_redis()
+    drop = redis.register_script(BASELINE_DROP_OLDER)
+    removed = 0
+    pattern = f"{PREFIX}baseline:*"
+    for keys in _batches(redis.scan_iter(match=pattern, count=SCAN_COUNT), SCAN_COUNT):
+        pipe = redis.pipeline(transaction=False)
+        for key in keys:
+            drop(keys=[key], args=[since_ms], client=pipe)
+        removed += sum(int(reply) for reply in pipe.execute())
+    return removed
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
