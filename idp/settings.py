@@ -500,6 +500,7 @@ PERSONAL_DATA_HOLDERS = [
     "apps.sessions.privacy.SessionData",
     "apps.tokens.privacy.TokenData",
     "apps.mfa.privacy.MfaData",
+    "apps.threat.privacy.ThreatData",
 ]
 # Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
