@@ -96,6 +96,8 @@ def compute(context: LoginContext, view: View) -> dict[str, object]:
     ip_list = reputation.listed(context.ip)
     return {
         "success": context.success,
+        "activity": False,  # a sign-in attempt, not session activity
+        "public_client": False,
         "user_exists": context.user_id is not None,
         "known_person": known,
         "failures_user_1h": view.failures_user_1h,

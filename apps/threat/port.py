@@ -67,8 +67,9 @@ class ThreatAssessor:
         else:
             decision = engine.decide(located, view, ruleset)
         self._record(located, decision, session_id)
-        if context.user_id is not None and any(a in RESPONDED for a in decision.actions):
-            from apps.threat.responses import respond  # type: ignore[import-not-found,unused-ignore]
+        if any(action in RESPONDED for action in decision.actions):
+            # An unknown address (no user_id) can only be alerted about (respond says so).
+            from apps.threat.responses import respond
 
             respond(decision, user_id=context.user_id, context=located, session_id=session_id)
         return decision

@@ -18,7 +18,7 @@ from apps.accounts.models import MfaRequiredBy
 from apps.accounts.services import user_block
 from apps.core.risk import risk_assessor
 from apps.sessions.models import LoginSession
-from apps.signin.pipeline import BLOCKED, WRONG_CREDENTIALS
+from apps.signin.pipeline import BLOCKED, RISK_REFUSED, WRONG_CREDENTIALS
 from apps.threat.models import ThreatRule
 from tests.events import recorded
 from tests.rp import PASSWORD
@@ -92,6 +92,23 @@ def test_the_score_and_flags_cross_the_second_factor_page_onto_the_session(perso
     assert "headless_ua" in session.context["security_flags"]
     assert session.context["threat_reasons"][0]["signal"] == "headless_ua"
     assert session.context["threat_reasons"][0]["points"] == 20
+
+
+def test_a_blocking_rule_refuses_the_sign_in_and_blocks_the_person(person) -> None:
+    rule("scripts-blocked", "success and headless_ua", "block")
+    with recorded() as events:
+        refused = sign_in(person, user_agent=HEADLESS)
+    assert refused.status_code == 403
+    assert RISK_REFUSED in refused.content.decode()
+    person.refresh_from_db()
+    assert person.is_blocked()
+    kinds = [e.event_type for e in events]
+    assert {"threat.assessed", "user.blocked", "login.failed"} <= set(kinds)
+    assert [e.error_code for e in events if e.event_type == "login.failed"] == ["risk_refused"]
+    assert not LoginSession.objects.filter(user=person).exists()
+    again = sign_in(person)  # an ordinary browser now: the block holds
+    assert again.status_code == 403
+    assert BLOCKED in again.content.decode()
 
 
 def test_failed_passwords_are_judged_and_counted(person) -> None:
