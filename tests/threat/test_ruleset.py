@@ -3,6 +3,7 @@ a file for the replay, and kept per process from the database."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -234,3 +235,114 @@ def test_an_unchanged_condition_is_not_compiled_again(redis_client) -> None:
     assert after is not before
     assert after.rules == (RuleSpec("keep", "score >= 50", "alert", "high"),)
     assert after._rules[0].condition is before._rules[0].condition
+
+
+# --- the rules Tessera ships (migration 0002) ---------------------------------------------
+
+DEFAULTS = importlib.import_module("apps.threat.migrations.0002_default_rules")
+SHIPPED = Ruleset.of(
+    RuleSpec(r["name"], r["condition"], r["action"], r["severity"], r.get("block_minutes"))
+    for r in DEFAULTS.DEFAULT_RULES
+)
+
+# What a person's ordinary sign-ins look like: none of them may trip a shipped rule.
+_HOME = {"user_exists": True, "known_person": True, "country": "FR", "asn": 3215, "score": 5}
+ORDINARY = {
+    "a sign-in from home": _HOME | {"success": True},
+    "a few typos, then the password": _HOME
+    | {"success": True, "failures_user_1h": 3, "failures_user_24h": 3, "failures_user_7d": 4,
+       "failures_ip_1h": 3, "score": 15},
+    "a forgotten password, until the lockout": _HOME
+    | {"success": False, "failures_user_1h": 4, "failures_user_24h": 4, "failures_user_7d": 4,
+       "failures_ip_1h": 4},
+    "the same typo every few days": _HOME
+    | {"success": False, "failures_user_7d": 5, "failures_user_1h": 1},
+    "a new phone": _HOME
+    | {"success": True, "new_device": True, "new_browser": True, "new_os": True, "score": 30},
+    "a trip abroad on the hotel's network": _HOME
+    | {"success": True, "new_country": False, "new_asn": True, "new_network": True,
+       "distance_km": 900.0, "travel_kmh": 150.0, "score": 35},
+    "an office behind one address": _HOME
+    | {"success": True, "accounts_ip_1h": 8, "attempts_ip_1h": 12, "failures_ip_1h": 3},
+    "someone's very first sign-in": {"success": True, "user_exists": True, "known_person": False,
+                                     "new_country": True, "new_asn": True, "new_device": True},
+    "a sign-in at 3 a.m.": _HOME | {"success": True, "unusual_hour": True, "hour_share": 0.01},
+}  # fmt: skip
+
+# For each shipped rule, an attempt that is what it is meant to catch.
+ATTACKS = {
+    "credential_stuffing_source": {"success": False, "accounts_ip_1h": 40, "failures_ip_1h": 40,
+                                   "no_device_cookie": True, "headless_ua": True},
+    "stuffing_success": {"success": True, "accounts_ip_1h": 40, "failures_ip_1h": 39,
+                         "no_device_cookie": True, "known_person": True},
+    "password_spraying": {"success": False, "spray_accounts_1h": 25, "accounts_ip_1h": 3},
+    "sprayed_password_success": {"success": True, "spray_accounts_1h": 25, "known_person": True},
+    "brute_force": _HOME | {"success": False, "failures_user_1h": 30, "failures_user_24h": 30,
+                            "failures_user_7d": 30},
+    "distributed_brute_force": _HOME | {"success": False, "ips_user_1h": 12,
+                                        "failures_user_1h": 12, "failures_user_24h": 12},
+    "impossible_travel": _HOME | {"success": True, "impossible_travel": True, "country": "JP",
+                                  "distance_km": 9700.0, "travel_kmh": 4850.0},
+    "new_country_new_network": _HOME | {"success": True, "new_country": True, "new_asn": True,
+                                        "country": "BR"},
+    "listed_network": _HOME | {"success": True, "ip_listed": True, "ip_list": "tor"},
+    "scripted_success": _HOME | {"success": True, "headless_ua": True,
+                                 "no_device_cookie": True},
+    "low_and_slow": _HOME | {"success": False, "no_device_cookie": True,
+                             "failures_user_7d": 14, "failures_user_24h": 2,
+                             "failures_user_1h": 1},
+    "takeover_after_attack": _HOME | {"success": True, "failures_user_24h": 25,
+                                      "failures_user_1h": 3, "new_device": True,
+                                      "new_asn": True},
+    "high_score": _HOME | {"success": True, "score": 92},
+}  # fmt: skip
+
+
+def test_every_shipped_rule_compiles_and_has_a_description_and_an_attack_here() -> None:
+    assert len(SHIPPED) == len(DEFAULTS.DEFAULT_RULES)
+    assert {rule.name for rule in SHIPPED} == set(ATTACKS)
+    for rule in DEFAULTS.DEFAULT_RULES:
+        assert 40 < len(rule["description"]) <= 500, rule["name"]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_each_shipped_rule_fires_on_the_attack_it_is_for(name) -> None:
+    matched = {match.name for match in SHIPPED.decide(ATTACKS[name])}
+    assert name in matched
+
+
+@pytest.mark.parametrize("situation", sorted(ORDINARY))
+def test_no_shipped_rule_fires_on_an_ordinary_sign_in(situation) -> None:
+    assert SHIPPED.decide(ORDINARY[situation]) == ()
+
+
+def test_only_extreme_cases_refuse_a_sign_in() -> None:
+    """Most shipped rules alert or ask for a second factor; the two that refuse (a block, an
+    end of every session) need a high score or a success right after an attack."""
+    refusing = {rule.name: rule.action for rule in SHIPPED if rule.action in ("block",
+                "invalidate_sessions")}  # fmt: skip
+    assert refusing == {"high_score": "block", "takeover_after_attack": "invalidate_sessions"}
+    assert next(rule for rule in SHIPPED if rule.name == "high_score").block_minutes == 60
+    # A person travelling with a new phone after mistyping a few times is asked, not refused.
+    traveller = _HOME | {"success": True, "new_device": True, "new_asn": True,
+                         "new_country": True, "failures_user_24h": 4, "score": 60}  # fmt: skip
+    assert {match.action for match in SHIPPED.decide(traveller)} == {"require_mfa"}
+
+
+@pytest.mark.django_db
+def test_the_migration_installs_the_shipped_rules_and_keeps_an_administrators_own() -> None:
+    from django.apps import apps as registry
+
+    ThreatRule.objects.all().delete()
+    _rule(name="listed_network", condition="ip_listed and country == 'FR'")
+    DEFAULTS.install_default_rules(registry, None)
+    rows = {rule.name: rule for rule in ThreatRule.objects.all()}
+    assert set(rows) == set(ATTACKS)
+    assert rows["listed_network"].condition == "ip_listed and country == 'FR'"
+    assert not rows["listed_network"].builtin
+    assert all(rule.builtin and rule.enabled for n, rule in rows.items() if n != "listed_network")
+    assert rows["high_score"].block_minutes == 60
+    shipped_now = ruleset_current()
+    assert len(shipped_now) == len(ATTACKS)
+    DEFAULTS.remove_default_rules(registry, None)
+    assert list(ThreatRule.objects.values_list("name", flat=True)) == ["listed_network"]
