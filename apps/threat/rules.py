@@ -244,7 +244,7 @@ class _Checker:
                 number = _number(node)
                 if number is None:
                     raise self.fail(node, "a sign (- or +) goes only before a number: -1, +2.5")
-                return ast.Constant(value=number), type(number)
+                return ast.Constant(value=self.finite(node, number)), _numeric(type(number))
             raise self.fail(node, "~ is not allowed")
         if isinstance(node, ast.Compare):
             return self.compare(node, depth), bool
@@ -271,8 +271,6 @@ class _Checker:
             raise self.fail(node, f"{value!r} is not allowed: use numbers, strings, True, False")
         if isinstance(node, ast.Tuple | ast.List):
             raise self.fail(node, "a list goes only right of `in`: country in ('FR', 'DE')")
-        if isinstance(node, ast.Compare | ast.Name):  # pragma: no cover - handled above
-            raise AssertionError
         message = _REFUSED.get(type(node), f"{type(node).__name__} is not allowed")
         raise self.fail(node, message)
 

@@ -28,6 +28,8 @@ from apps.threat.signals import SIGNALS
         ("travel_kmh > 1000.5", {"travel_kmh": 1200.0}, True),
         ("travel_kmh > 1000", {"travel_kmh": 999.9}, False),
         ("score >= -1", {}, True),
+        ("travel_kmh > -1.5 and distance_km >= -0", {}, True),
+        ("-2.5 < score", {"score": -2}, True),
         ("impossible_travel == True", {"impossible_travel": True}, True),
         ("headless_ua != False", {}, False),
         ("True", {}, True),
@@ -204,12 +206,14 @@ _EVERY_SIGNAL_SET = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300))
 def test_any_text_compiles_or_raises_condition_error(text: str) -> None:
     _compiles_or_refuses(text)
 
 
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_token_text)
 def test_any_sequence_of_tokens_compiles_or_raises_condition_error(text: str) -> None:
@@ -226,7 +230,8 @@ def _conditions(draw: st.DrawFn, depth: int = 0) -> str:
         return draw(st.sampled_from(flags))
     if choice == 1:
         op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
-        return f"{draw(st.sampled_from(numbers))} {op} {draw(st.integers(-5, 200))}"
+        number = draw(st.one_of(st.integers(-5, 200), st.floats(-5, 200, allow_nan=False)))
+        return f"{draw(st.sampled_from(numbers))} {op} {number!r}"
     if choice == 2:
         return f"not ({draw(_conditions(depth + 1))})"
     word = "and" if choice == 3 else "or"
@@ -234,10 +239,16 @@ def _conditions(draw: st.DrawFn, depth: int = 0) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_conditions(), st.dictionaries(st.sampled_from(list(SIGNALS)), st.integers(0, 300)))
+@given(
+    _conditions(),
+    st.dictionaries(
+        st.sampled_from(list(SIGNALS)),
+        st.one_of(st.integers(-10, 300), st.floats(-10, 300, allow_nan=False)),
+    ),
+)
 def test_well_formed_conditions_compile_and_match_python(text: str, numbers) -> None:
     signals = {
-        name: (bool(value % 2) if SIGNALS[name].kind is bool else value)
+        name: (bool(int(value) % 2) if SIGNALS[name].kind is bool else value)
         for name, value in numbers.items()
         if SIGNALS[name].kind is not str
     }
