@@ -10,6 +10,7 @@ rule on last month's trace before enabling it).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -259,6 +260,23 @@ def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def shipped_rules() -> tuple[RuleSpec, ...]:
+    """The rules Tessera ships, as migration threat/0002_default_rules installs them: for a
+    replay or a benchmark that runs the defaults without a database, and for tests that must
+    not depend on the rows a migration left (a transactional test empties every table)."""
+    migration = importlib.import_module("apps.threat.migrations.0002_default_rules")
+    return tuple(
+        RuleSpec(
+            rule["name"],
+            rule["condition"],
+            rule["action"],
+            rule["severity"],
+            rule.get("block_minutes"),
+        )
+        for rule in migration.DEFAULT_RULES
+    )
 
 
 # --- the database's rules, cached per process ---------------------------------------------

@@ -20,6 +20,7 @@ from apps.threat.ruleset import (
     RuleSpec,
     ruleset_cache_clear,
     ruleset_current,
+    shipped_rules,
 )
 
 STUFFING = RuleSpec("stuffing", "not success and accounts_ip_1h >= 10", "alert", "high")
@@ -240,10 +241,7 @@ def test_an_unchanged_condition_is_not_compiled_again(redis_client) -> None:
 # --- the rules Tessera ships (migration 0002) ---------------------------------------------
 
 DEFAULTS = importlib.import_module("apps.threat.migrations.0002_default_rules")
-SHIPPED = Ruleset.of(
-    RuleSpec(r["name"], r["condition"], r["action"], r["severity"], r.get("block_minutes"))
-    for r in DEFAULTS.DEFAULT_RULES
-)
+SHIPPED = Ruleset.of(shipped_rules())
 
 # What a person's ordinary sign-ins look like: none of them may trip a shipped rule.
 _HOME = {"user_exists": True, "known_person": True, "country": "FR", "asn": 3215, "score": 5}
@@ -300,6 +298,10 @@ ATTACKS = {
 
 def test_every_shipped_rule_compiles_and_has_a_description_and_an_attack_here() -> None:
     assert len(SHIPPED) == len(DEFAULTS.DEFAULT_RULES)
+    assert {(r.name, r.condition, r.action, r.severity, r.block_minutes) for r in SHIPPED} == {
+        (r["name"], r["condition"], r["action"], r["severity"], r.get("block_minutes"))
+        for r in DEFAULTS.DEFAULT_RULES
+    }
     assert {rule.name for rule in SHIPPED} == set(ATTACKS)
     for rule in DEFAULTS.DEFAULT_RULES:
         assert 40 < len(rule["description"]) <= 500, rule["name"]
