@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from apps.core.events import EventType, emit
 from apps.core.risk import Action, LoginContext, RiskDecision, SessionActivity
 from apps.threat import engine, history
+from apps.threat.ruleset import ruleset_current
 
 log = logging.getLogger("tessera.threat")
 
@@ -30,24 +31,8 @@ log = logging.getLogger("tessera.threat")
 RESPONDED = (Action.ALERT, Action.BLOCK, Action.INVALIDATE_SESSIONS)
 
 
-class _NoRules:
-    def decide(self, signals: object) -> tuple[()]:
-        return ()
-
-
 def _current_rules() -> engine.Rules:
-    try:
-        from apps.threat.ruleset import (  # type: ignore[import-not-found,unused-ignore]
-            ruleset_current,
-        )
-    except ModuleNotFoundError as error:
-        # Only while apps.threat.ruleset (branch threat-rules) is not merged: scores are
-        # recorded and no rule acts. Goes with that merge.
-        if error.name != "apps.threat.ruleset":
-            raise
-        return _NoRules()
-    rules: engine.Rules = ruleset_current()
-    return rules
+    return ruleset_current()
 
 
 class ThreatAssessor:

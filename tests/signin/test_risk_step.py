@@ -1,8 +1,8 @@
 """The sign-in's risk steps, through the hosted pages with real Redis and the real assessor
-(apps.threat.port.ThreatAssessor) over rules stored as ThreatRule rows: a blocked person is
-refused, a rule's require_mfa sends the browser to the second-factor page, the score and
-flags reach the login session, failures are judged too, and with Redis down a sign-in is
-still decided."""
+(apps.threat.port.ThreatAssessor) over rules stored as ThreatRule rows (apps.threat.ruleset):
+a blocked person is refused, a rule's require_mfa sends the browser to the second-factor
+page, a blocking rule refuses and blocks, the score and flags reach the login session,
+failures are judged too, and with Redis down a sign-in is still decided."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from django.test import Client as HttpClient
 
 from apps.accounts.models import MfaRequiredBy
 from apps.accounts.services import user_block
-from apps.core.risk import risk_assessor
 from apps.sessions.models import LoginSession
 from apps.signin.pipeline import BLOCKED, RISK_REFUSED, WRONG_CREDENTIALS
 from apps.threat.models import ThreatRule
+from apps.threat.ruleset import ruleset_cache_clear
 from tests.events import recorded
 from tests.rp import PASSWORD
 from tests.servers import Redis
@@ -32,11 +32,12 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 
 @pytest.fixture(autouse=True)
-def assessor(settings) -> Iterator[None]:
-    settings.RISK_ASSESSOR = "tests.threat.ruleset_for_tests.DatabaseRulesAssessor"
-    risk_assessor.cache_clear()
+def own_rules_only() -> Iterator[None]:
+    """Each test decides by the rules it makes (the shipped ones, migration 0002, removed)."""
+    ThreatRule.objects.all().delete()
+    ruleset_cache_clear()
     yield
-    risk_assessor.cache_clear()
+    ruleset_cache_clear()
 
 
 def rule(name: str, condition: str, action: str) -> ThreatRule:

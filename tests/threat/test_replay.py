@@ -12,15 +12,16 @@ from django.core.management import CommandError, call_command
 from apps.core.models import SecurityEvent
 from apps.threat import replay
 from apps.threat.models import ThreatRule
-from tests.threat.ruleset_for_tests import Rule, TestRuleset
+from apps.threat.ruleset import Ruleset
+from apps.threat.ruleset import RuleSpec as Rule
 
 pytestmark = pytest.mark.django_db
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-RULES = TestRuleset(
+RULES = Ruleset.of(
     [
-        Rule("travel", "impossible_travel", "require_mfa"),
-        Rule("stuffing", "accounts_ip_1h >= 3 and not success", "alert"),
+        Rule("travel", "impossible_travel", "require_mfa", "medium"),
+        Rule("stuffing", "accounts_ip_1h >= 3 and not success", "alert", "medium"),
     ]
 )
 
