@@ -21,6 +21,8 @@ from apps.signin.pipeline import BLOCKED, RISK_REFUSED, WRONG_CREDENTIALS
 from apps.threat.models import ThreatRule
 from apps.threat.ruleset import ruleset_cache_clear
 from tests.events import recorded
+from tests.mfa.test_passwordless import ORIGIN, _registered
+from tests.mfa.test_passwordless import _sign_in as _passkey_sign_in
 from tests.rp import PASSWORD
 from tests.servers import Redis
 from tests.signin.test_second_factor import code_now, totp_of
@@ -145,3 +147,37 @@ def test_with_redis_down_a_sign_in_is_still_decided(own_redis, person) -> None:
     assert len(assessed) == 1
     assert assessed[0].metadata["history"] == "unavailable"
     assert assessed[0].metadata["rules"] == ["headless-needs-mfa"]  # no history rule fires
+
+
+# --- the passkey journey (apps/signin/passwordless.py) -------------------------------------
+
+
+@pytest.fixture
+def passkey_origin(settings) -> None:
+    settings.ISSUER = ORIGIN
+
+
+def test_a_blocked_person_is_refused_with_a_passkey_too(passkey_origin) -> None:
+    user, authenticator = _registered()
+    user_block(user=user, actor_id=None, source=MfaRequiredBy.OPERATOR, reason="test")
+    http = HttpClient()
+    refused = _passkey_sign_in(http, authenticator)
+    assert refused.status_code == 403
+    assert BLOCKED in refused.content.decode()
+    assert not LoginSession.objects.filter(user=user).exists()
+
+
+def test_a_passkey_meets_require_mfa_and_its_score_reaches_the_session(passkey_origin) -> None:
+    rule("everyone-mfa", "success", "require_mfa")
+    user, authenticator = _registered()
+    http = HttpClient(HTTP_USER_AGENT=HEADLESS)
+    http.get("/login")  # the device cookie
+    with recorded() as events:
+        signed_in = _passkey_sign_in(http, authenticator, next_url="/account/")
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/account/"  # no second-factor page: a passkey is two
+    session = LoginSession.objects.get(user=user)
+    assert session.threat_score == 20  # headless_ua
+    assert session.context["security_flags"] == ["headless_ua"]
+    [assessed] = [e for e in events if e.event_type == "threat.assessed"]
+    assert assessed.metadata["rules"] == ["everyone-mfa"]
