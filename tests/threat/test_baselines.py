@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 from clickhouse_driver import Client
 from django.core.management import CommandError, call_command
+from django.test import Client as HttpClient
 from django.utils import timezone
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from apps.audit.store import pseudonym
+from apps.audit.store import EventFilters, audit_store, pseudonym
+from apps.core import journal
 from apps.core.risk import LoginContext
 from apps.core.signin_history import PastSignIn
 from apps.sessions import geo
@@ -36,6 +38,7 @@ from apps.threat.history import (
 )
 from apps.threat.tasks import rebuild_baselines
 from tests.audit.factories import audit_event, outbox_insert, ship_all
+from tests.rp import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -370,3 +373,37 @@ def test_the_daily_task_rebuilds_from_clickhouse(world, empty_audit_store, redis
 
     assert result == {"people": 3, "sign_ins": 15, "written": 3, "kept_newer": 0, "removed": 0}
     assert len(redis_client.keys(baseline_key("*"))) == 3
+
+
+def test_sign_ins_through_the_hosted_page_rebuild_into_what_they_taught(
+    world, person, empty_audit_store, redis_client
+) -> None:
+    # The whole road: the risk step learns each sign-in (history.lua), sign-in records
+    # login.succeeded, and the rebuild folds those events back into the same hash.
+    # All from Tokyo: a jump elsewhere minutes later is impossible travel, and refused.
+    for ip, agent in ((ADDRESSES[0], FIREFOX), (ADDRESSES[1], CHROME), (ADDRESSES[0], IPHONE)):
+        browser = HttpClient(REMOTE_ADDR=ip, HTTP_USER_AGENT=agent)
+        browser.get("/login")
+        assert (
+            browser.post("/login", {"email": person.email, "password": PASSWORD}).status_code == 302
+        )
+    journal.drain_now()
+    learned = redis_client.hgetall(baseline_key(person.pk))
+    redis_client.flushdb()
+
+    report = baselines_rebuild()
+
+    rebuilt = redis_client.hgetall(baseline_key(person.pk))
+    assert (report.people, report.sign_ins) == (1, 3)
+    # Sign-in learns at the risk step, the event is recorded a moment later, with the session.
+    assert 0 <= int(rebuilt.pop(b"at")) - int(learned.pop(b"at")) < 5000
+    devices = {k for k in learned if k.startswith((b"d:", b"#d"))}
+    assert {k: v for k, v in rebuilt.items() if k not in devices} == {
+        k: v for k, v in learned.items() if k not in devices
+    }
+    assert learned[b"s"] == b"3"
+    assert (learned[b"c:JP"], learned[b"a:2516"], learned[b"#b"]) == (b"3", b"3", b"3")
+    # The device comes from login.succeeded's metadata (device_id), when sign-in puts it there.
+    named = {e.metadata.get("device_id") for e in audit_store().iterate(EventFilters(
+        user_id=str(person.pk), event_type="login.succeeded"))} - {None}  # fmt: skip
+    assert {k for k in rebuilt if k.startswith(b"d:")} == {b"d:" + d.encode() for d in named}
