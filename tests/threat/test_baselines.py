@@ -407,3 +407,18 @@ def test_sign_ins_through_the_hosted_page_rebuild_into_what_they_taught(
     named = {e.metadata.get("device_id") for e in audit_store().iterate(EventFilters(
         user_id=str(person.pk), event_type="login.succeeded"))} - {None}  # fmt: skip
     assert {k for k in rebuilt if k.startswith(b"d:")} == {b"d:" + d.encode() for d in named}
+
+
+@pytest.mark.django_db(transaction=True)  # the worker reads committed rows
+def test_a_celery_worker_rebuilds_from_clickhouse(celery_worker, empty_audit_store, redis_client):
+    # The beat entry's task, run by a real worker process against the suite's ClickHouse
+    # and Redis (no GeoIP database in the worker: countries and ASNs stay unknown).
+    events = history_of(people=3, per_person=4, now=timezone.now())
+    outbox_insert(events)
+    ship_all()
+
+    result = rebuild_baselines.delay().get(timeout=60)
+
+    assert result == {"people": 3, "sign_ins": 12, "written": 3, "kept_newer": 0, "removed": 0}
+    for user in {e.user_id for e in events}:
+        assert redis_client.hget(baseline_key(user), "s") == b"4"
