@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +166,21 @@ class Benchmark:
     def fill(self) -> int:
         from django.db import connection
 
+        from apps.accounts.models import User
+
+        # The people's accounts (a baseline is built only for an account that exists), with
+        # the ids the events below give them: md5('user' || p) as a UUID.
+        User.objects.bulk_create(
+            [
+                User(
+                    id=uuid.UUID(hashlib.md5(f"user{p}".encode()).hexdigest()),  # noqa: S324
+                    email=f"person{p}@bench.example",
+                    name=f"Person {p}",
+                )
+                for p in range(self.args.people)
+            ],
+            batch_size=2000,
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 _FILL_OUTBOX,

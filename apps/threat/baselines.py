@@ -21,6 +21,7 @@ than the rebuilt one's (the incremental baseline already holds everything the re
 plus that sign-in). After every person is written, the baselines whose last success is older
 than the window (people with no sign-in left in it) are deleted, by the same comparison.
 
+Sign-ins of an account deleted since build nothing (one query per batch of people checks).
 Successes that did not become a session (a second factor never given: sign-in learns them at
 the first factor) are not `login.succeeded` events, so a rebuild drops them; an erased person's
 events carry a pseudonym, not their id, and build nothing.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -40,6 +42,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.commands.core import Script
 
+from apps.accounts.models import User
 from apps.core.redis import get_redis
 from apps.core.risk import LoginContext
 from apps.core.signin_history import PastSignIn, past_sign_ins
@@ -92,6 +95,7 @@ class RebuildReport:
     kept_newer: int = 0  # left as they were: a sign-in was learned during the rebuild
     expired: int = 0  # last success beyond the TTL already (a window longer than it)
     removed: int = 0  # baselines of people with no sign-in left in the window
+    no_account: int = 0  # sign-ins of accounts deleted since: no baseline (theirs deleted)
     seconds: float = 0.0
 
     @property
@@ -102,7 +106,8 @@ class RebuildReport:
         return (
             f"{self.people} people, {self.sign_ins} sign-ins since {self.since.isoformat()}: "
             f"{self.written} baselines written, {self.kept_newer} kept (newer sign-in), "
-            f"{self.expired} expired, {self.removed} removed (no sign-in left); "
+            f"{self.expired} expired, {self.removed} removed (no sign-in left), "
+            f"{self.no_account} without an account; "
             f"{self.seconds:.1f} s, {self.sign_ins_per_second:,.0f} sign-ins/s"
         )
 
@@ -278,7 +283,13 @@ def _write(
         return
     pipe = get_redis().pipeline(transaction=False)
     written: list[bool] = []
+    accounts = _existing({user_id for user_id, _ in batch})
     for user_id, baseline in batch:
+        if user_id not in accounts:  # deleted since: keep nothing about them
+            report.no_account += 1
+            pipe.delete(baseline_key(user_id))
+            written.append(False)
+            continue
         assert baseline.at_ms is not None  # a person here has at least one sign-in
         ttl = baseline.at_ms + BASELINE_TTL_MS - now_ms
         if ttl <= 0:  # expired already, as the hash itself would be
@@ -298,6 +309,18 @@ def _write(
                 report.written += 1
             else:
                 report.kept_newer += 1
+
+
+def _existing(user_ids: set[str]) -> set[str]:
+    """The ids among `user_ids` that are accounts (one query per batch)."""
+    valid = []
+    for user_id in user_ids:
+        try:
+            valid.append(uuid.UUID(user_id))
+        except ValueError:
+            continue
+    found = User.objects.filter(pk__in=valid).values_list("pk", flat=True)
+    return {str(pk) for pk in found}
 
 
 def _drop_older(since_ms: int) -> int:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
+from apps.accounts.models import User
 from apps.audit.store import EventFilters, audit_store, pseudonym
 from apps.core import journal
 from apps.core.risk import LoginContext
@@ -83,6 +84,12 @@ def world(tmp_path: Path, settings) -> Iterator[None]:
     geo.geo_cache_clear()
 
 
+def account() -> str:
+    """A person's id: an account (a baseline is built only for one that exists)."""
+    user = User.objects.create(email=f"{uuid.uuid4().hex}@example.com", name="Someone")
+    return str(user.pk)
+
+
 def sign_in(user_id: str, at: datetime, ip: str, agent: str, device: str, **metadata: object):
     """A login.succeeded event as sign-in records it (device id in its metadata)."""
     return audit_event(
@@ -103,7 +110,7 @@ def history_of(people: int, per_person: int, *, now: datetime, seed: int = 7) ->
     rng = random.Random(seed)  # noqa: S311 - a repeatable sample, not a secret
     events = []
     for _ in range(people):
-        user = str(uuid.uuid4())
+        user = account()
         devices = [uuid.uuid4().hex for _ in range(3)] + [""]
         for _ in range(per_person):
             at = now - timedelta(seconds=rng.randrange(3600, 60 * 86400))
@@ -215,7 +222,7 @@ def test_the_rebuilt_baseline_lives_until_the_ttl_after_its_last_success(
     settings.CLICKHOUSE_URL = None
     now = timezone.now()
     last = now - timedelta(days=10)
-    user = str(uuid.uuid4())
+    user = account()
     outbox_insert([sign_in(user, last - timedelta(days=5), ADDRESSES[2], FIREFOX, "d1"),
                    sign_in(user, last, ADDRESSES[0], CHROME, "d2")])  # fmt: skip
 
@@ -231,7 +238,7 @@ def test_the_rebuilt_baseline_lives_until_the_ttl_after_its_last_success(
 def test_values_past_the_caps_stay_new_as_in_sign_in(world, redis_client, settings) -> None:
     settings.CLICKHOUSE_URL = None
     now = timezone.now()
-    user = str(uuid.uuid4())
+    user = account()
     devices = BASELINE_CAPS[3] + 6
     events = [
         sign_in(user, now - timedelta(hours=devices - i), ADDRESSES[0], FIREFOX, f"device-{i}")
@@ -254,7 +261,7 @@ def test_values_past_the_caps_stay_new_as_in_sign_in(world, redis_client, settin
 def test_a_person_with_no_sign_in_left_keeps_no_baseline(world, redis_client, settings) -> None:
     settings.CLICKHOUSE_URL = None
     now = timezone.now()
-    gone, stays = str(uuid.uuid4()), str(uuid.uuid4())
+    gone, stays = account(), account()
     old = sign_in(gone, now - timedelta(days=100), ADDRESSES[0], FIREFOX, "d1")
     learn_incrementally([old], RedisHistory())  # still in Redis: its TTL is 180 days
     outbox_insert([old, sign_in(stays, now - timedelta(days=1), ADDRESSES[2], CHROME, "d2")])
@@ -271,7 +278,7 @@ def test_a_sign_in_learned_during_the_rebuild_is_not_overwritten(
 ) -> None:
     settings.CLICKHOUSE_URL = None
     now = timezone.now()
-    user = str(uuid.uuid4())
+    user = account()
     read = sign_in(user, now - timedelta(days=2), ADDRESSES[0], FIREFOX, "d1")
     outbox_insert([read])
     # Sign-in learns a newer success (not yet in what the rebuild reads) before it writes.
@@ -422,3 +429,23 @@ def test_a_celery_worker_rebuilds_from_clickhouse(celery_worker, empty_audit_sto
     assert result == {"people": 3, "sign_ins": 12, "written": 3, "kept_newer": 0, "removed": 0}
     for user in {e.user_id for e in events}:
         assert redis_client.hget(baseline_key(user), "s") == b"4"
+
+
+def test_an_account_deleted_since_keeps_no_baseline(world, redis_client, settings) -> None:
+    settings.CLICKHOUSE_URL = None
+    now = timezone.now()
+    kept, deleted = account(), account()
+    events = [
+        sign_in(user, now - timedelta(days=1), ADDRESSES[0], FIREFOX, "d1")
+        for user in (kept, deleted, "not-a-uuid")
+    ]
+    learn_incrementally(events[1:2], RedisHistory())
+    User.objects.filter(pk=deleted).delete()
+    outbox_insert(events)
+
+    report = baselines_rebuild(now=now)
+
+    assert (report.people, report.written, report.no_account) == (3, 1, 2)
+    assert redis_client.exists(baseline_key(kept))
+    assert not redis_client.exists(baseline_key(deleted))
+    assert not redis_client.exists(baseline_key("not-a-uuid"))
