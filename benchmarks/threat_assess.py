@@ -209,7 +209,7 @@ class Benchmark:
                 ip=f"198.51.{n % 250}.{n % 200 + 1}", user_agent=FIREFOX,
                 success=rng.random() > 0.05, user_id=uuid.UUID(int=n + 1),
                 device_id=f"dev{n}", country=country, city=city, lat=lat, lon=lon, asn=asn,
-                password_digest="d",  # noqa: S106 - a digest name, no password
+                password_digest=f"pw-{n}",
             )  # fmt: skip
 
         def nothing() -> None:
