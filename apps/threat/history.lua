@@ -48,7 +48,8 @@ local reply = {
   count(KEYS[5], HOUR), count(KEYS[6], HOUR), count(KEYS[7], HOUR),
   ARGV[6] == '1' and count(KEYS[8], HOUR) or 0,
 }
-if ARGV[7] ~= '1' then return reply end
+-- One bulk string, "n,n,...": redis-py parses one reply instead of forty-five.
+if ARGV[7] ~= '1' then return table.concat(reply, ',') end
 
 -- The baseline: the field of each of this attempt's values, the hour histogram, the last
 -- success. Fields: c:<country> a:<asn> n:<network> d:<device> b:<browser> o:<os> h:<hour>
@@ -86,4 +87,4 @@ if success then
   end
   redis.call('PEXPIRE', KEYS[9], tonumber(ARGV[9]))
 end
-return reply
+return table.concat(reply, ',')

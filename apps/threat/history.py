@@ -207,7 +207,7 @@ class RedisHistory:
             *BASELINE_CAPS,
         ]
         reply = _script()(keys=_keys(attempt), args=args, client=get_redis())
-        return _view(reply)
+        return _view(_text(reply).split(","))
 
 
 @cache
@@ -219,11 +219,11 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _view(reply: list[object]) -> View:
-    counts = [int(_text(value)) for value in reply[:11]]
+def _view(reply: list[str]) -> View:
+    counts = [int(value) for value in reply[:11]]
     if len(reply) == 11:
         return _counted(counts)
-    base = [_text(value) for value in reply[11:]]
+    base = reply[11:]
     known = [value != "" for value in base[:6]]
     hours = tuple(int(value) if value else 0 for value in base[6:30])
     successes, at, lat, lon = base[30:34]
