@@ -21,10 +21,10 @@ than the rebuilt one's (the incremental baseline already holds everything the re
 plus that sign-in). After every person is written, the baselines whose last success is older
 than the window (people with no sign-in left in it) are deleted, by the same comparison.
 
-Sign-ins of an account deleted since build nothing (one query per batch of people checks).
-Successes that did not become a session (a second factor never given: sign-in learns them at
-the first factor) are not `login.succeeded` events, so a rebuild drops them; an erased person's
-events carry a pseudonym, not their id, and build nothing.
+Successes that did not become a session (a rule refused them, or a second factor was never
+given: sign-in learns them at the first factor) are not `login.succeeded` events, so a
+rebuild forgets them. An erased person's events carry a pseudonym, not their id, and build
+nothing; nor do the sign-ins of an account deleted since (one query per batch of people).
 """
 
 from __future__ import annotations
