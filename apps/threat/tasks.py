@@ -105,8 +105,10 @@ def webhook_deliver(self: Task[Any, int | None], url: str, payload: dict[str, An
 @shared_task(bind=True, max_retries=3, default_retry_delay=600)
 def rebuild_baselines(self: Task[Any, dict[str, int]]) -> dict[str, int]:
     """Beat runs this daily: rebuilds every person's baseline from the audit trail
-    (baselines.baselines_rebuild). The audit store or Redis down: tried again in 10 minutes,
-    three times, then left to the next day (sign-in keeps learning meanwhile)."""
+    (baselines.baselines_rebuild). The audit store, Redis or the database down: tried again
+    in 10 minutes, three times, then left to the next day (sign-in keeps learning
+    meanwhile)."""
+    from django.db import DatabaseError
     from redis import RedisError
 
     from apps.core.signin_history import SignInHistoryUnavailable
@@ -114,7 +116,7 @@ def rebuild_baselines(self: Task[Any, dict[str, int]]) -> dict[str, int]:
 
     try:
         report = baselines_rebuild()
-    except (SignInHistoryUnavailable, RedisError) as error:
+    except (SignInHistoryUnavailable, RedisError, DatabaseError) as error:
         log.warning("threat: baseline rebuild failed, trying again later: %s", error)
         raise self.retry(exc=error) from error
     return {
@@ -123,4 +125,5 @@ def rebuild_baselines(self: Task[Any, dict[str, int]]) -> dict[str, int]:
         "written": report.written,
         "kept_newer": report.kept_newer,
         "removed": report.removed,
+        "no_account": report.no_account,
     }

@@ -378,7 +378,14 @@ def test_the_daily_task_rebuilds_from_clickhouse(world, empty_audit_store, redis
 
     result = rebuild_baselines.apply().get()
 
-    assert result == {"people": 3, "sign_ins": 15, "written": 3, "kept_newer": 0, "removed": 0}
+    assert result == {
+        "people": 3,
+        "sign_ins": 15,
+        "written": 3,
+        "kept_newer": 0,
+        "removed": 0,
+        "no_account": 0,
+    }
     assert len(redis_client.keys(baseline_key("*"))) == 3
 
 
@@ -426,7 +433,14 @@ def test_a_celery_worker_rebuilds_from_clickhouse(celery_worker, empty_audit_sto
 
     result = rebuild_baselines.delay().get(timeout=60)
 
-    assert result == {"people": 3, "sign_ins": 12, "written": 3, "kept_newer": 0, "removed": 0}
+    assert result == {
+        "people": 3,
+        "sign_ins": 12,
+        "written": 3,
+        "kept_newer": 0,
+        "removed": 0,
+        "no_account": 0,
+    }
     for user in {e.user_id for e in events}:
         assert redis_client.hget(baseline_key(user), "s") == b"4"
 

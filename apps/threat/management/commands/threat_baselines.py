@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from redis import RedisError
 
 from apps.core.signin_history import SignInHistoryUnavailable
@@ -39,6 +40,8 @@ class Command(BaseCommand):
             raise CommandError(f"the audit store did not answer: {error}") from None
         except RedisError as error:
             raise CommandError(f"Redis: {type(error).__name__}: {error}") from None
+        except DatabaseError as error:
+            raise CommandError(f"the database: {type(error).__name__}: {error}") from None
         self.stdout.write(f"threat baselines rebuilt: {report.summary()}")
 
     def _progress(self, report: RebuildReport) -> None:
