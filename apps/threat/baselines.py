@@ -173,9 +173,10 @@ class Places:
     """What attempt_of makes of an address and a browser (GeoIP lookups, the network, the
     browser and OS parsed), kept for the rest of a rebuild: people sign in from the same few
     places, and locating is most of what a sign-in costs (benchmarks/threat_baselines.py).
-    At most MAX entries, then it starts afresh."""
+    At most MAX entries (about 1 kB each), then it starts afresh: what it saves is mostly a
+    person's own repeats, which a fresh start loses for one person only."""
 
-    MAX = 100_000
+    MAX = 20_000
 
     def __init__(self) -> None:
         self.found: dict[tuple[str, str | None, int | None, str], tuple[Attempt, tuple[str, ...]]]
@@ -229,8 +230,9 @@ def baselines_rebuild(
     """Rebuilds every person's baseline from their successful sign-ins of the last `days`
     (settings.THREAT_BASELINE_DAYS), streamed person by person, and deletes the baselines
     of people with none left. Logs (and hands `progress`) the report every PROGRESS_EVERY
-    people. Raises SignInHistoryUnavailable (audit store down) or redis.RedisError; what
-    was written until then stays, and the next run does it all again."""
+    people. Raises SignInHistoryUnavailable (audit store down), redis.RedisError or
+    django.db.DatabaseError; what was written until then stays, and the next run does it
+    all again."""
     days = settings.THREAT_BASELINE_DAYS if days is None else days
     if not 1 <= days <= BASELINE_DAYS_MAX:
         raise ValueError(f"days is from 1 to {BASELINE_DAYS_MAX} (the baseline TTL)")
