@@ -176,9 +176,23 @@ def test_an_administrator_edits_a_rule_and_unblocks_a_person(
 
     person.refresh_from_db()
     assert not person.is_blocked()
+
+    # And block her again by hand, for an hour.
+    page.get_by_role("link", name="Block", exact=True).click()
+    assert page.inner_text("h1") == f"Block {person.email}?"
+    page.fill("#id_reason", "her phone was stolen at the conference")
+    page.fill("#id_minutes", "60")
+    shot(page, artifacts, "console-threat-block-confirm.png")
+    page.get_by_role("button", name="Block").click()
+    page.wait_for_url(f"{live_server.url}/console/users/{person.pk}/")
+    assert "by an operator: her phone was stolen" in page.inner_text("dl.block-state")
+    person.refresh_from_db()
+    assert person.is_blocked()
+    assert person.blocked_until is not None
     assert ThreatRule.objects.get(pk=rule.pk).updated_by_id == admin.pk
     by_admin = SecurityEvent.objects.filter(
-        actor_id=str(admin.pk), event_type__in=["threat.rule_changed", "user.unblocked"]
+        actor_id=str(admin.pk),
+        event_type__in=["threat.rule_changed", "user.unblocked", "user.blocked"],
     ).values_list("event_type", flat=True)
-    assert sorted(by_admin) == ["threat.rule_changed", "user.unblocked"]
+    assert sorted(by_admin) == ["threat.rule_changed", "user.blocked", "user.unblocked"]
     assert problems == []
