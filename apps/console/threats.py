@@ -87,6 +87,7 @@ class Assessment:
     rules: tuple[str, ...]
     session_id: str
     kind: str  # "sign-in", or the session activity judged (refresh, code, userinfo)
+    success: bool | None  # the first factor was proven (a sign-in); None when not said
 
     @property
     def place(self) -> str:
@@ -140,8 +141,14 @@ def assessment_of(event: AuditEvent, emails: dict[str, str]) -> Assessment:
         reasons=tuple(r for r in map(_reason, reasons) if r is not None),
         rules=tuple(str(r) for r in rules),
         session_id=event.session_id,
-        kind=text("activity") or text("kind") or "sign-in",
+        kind=_kind(text("kind")),
+        success=meta["success"] if isinstance(meta.get("success"), bool) else None,
     )
+
+
+def _kind(recorded: str) -> str:
+    """apps.threat.port records "sign_in", or the activity's kind (refresh, code, userinfo)."""
+    return "sign-in" if recorded in ("", "sign_in", "sign-in") else recorded
 
 
 def assessments_of(events: list[AuditEvent]) -> list[Assessment]:

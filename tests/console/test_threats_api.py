@@ -89,6 +89,8 @@ def test_assessments_with_filters(viewer: HttpClient, ada: User, bob: User) -> N
     assert first["rules"] == ["impossible_travel_block"]
     assert first["ip_address"] == "203.0.113.7"
     assert first["user_id"] == str(ada.pk)
+    assert first["kind"] == "sign-in"
+    assert first["success"] is True
     assert every["next"] is None
     assert [a["email"] for a in high["results"]] == ["ada@example.com"]
     assert [a["email"] for a in alerts["results"]] == ["bob@example.com"]

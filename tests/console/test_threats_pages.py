@@ -31,7 +31,10 @@ pytestmark = pytest.mark.django_db
 
 def assessed(user: User | None, seconds_ago: float, **metadata: Any) -> AuditEvent:
     """A threat.assessed event as the assessor records it (apps.core.risk.RiskDecision in
-    its metadata), `seconds_ago` before now."""
+    its metadata, in apps.threat.port's shape), `seconds_ago` before now."""
+    metadata = {"kind": "sign_in", "success": True} | metadata
+    if user is not None:
+        metadata.setdefault("email", user.email)
     return audit_event(
         0,
         occurred_at=timezone.now() - timedelta(seconds=seconds_ago),
@@ -80,6 +83,7 @@ def assessments(ada: User, bob: User) -> list[AuditEvent]:
             bob,
             20,
             ip="198.51.100.9",
+            success=False,
             score=40,
             action="alert",
             reasons=[{"signal": "new_country", "points": 40, "detail": "FR"}],
@@ -117,6 +121,7 @@ def test_recent_assessments_with_their_reasons(viewer: HttpClient, assessments) 
     assert "bob@example.com" in middle
     assert "198.51.100.9" in middle
     assert "Paris, FR" in middle
+    assert "sign-in · failed" in middle
     assert "40" in middle
     assert "alert" in middle
     assert "new_country +40 FR" in middle

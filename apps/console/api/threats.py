@@ -62,6 +62,9 @@ class AssessmentSerializer(serializers.Serializer[Any]):
     )
     session_id = serializers.CharField()
     kind = serializers.CharField(help_text="sign-in, or the session activity judged.")
+    success = serializers.BooleanField(
+        allow_null=True, help_text="A sign-in's first factor was proven; null if not recorded."
+    )
 
 
 class AssessmentPageSerializer(serializers.Serializer[Any]):
