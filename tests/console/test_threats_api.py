@@ -332,6 +332,22 @@ def test_a_patch_checks_what_it_changes(administrator: HttpClient) -> None:
     assert rule.condition == "new_device"
 
 
+@pytest.mark.parametrize("body", [{"builtin": False}, {"id": "x", "enabled": False}])
+def test_a_patch_of_a_field_no_one_may_change_is_refused(
+    administrator: HttpClient, body: dict[str, Any]
+) -> None:
+    rule = rule_create(
+        actor_id=None, name="r", condition="new_device", action="alert", severity="low"
+    )
+
+    response = post(administrator, f"/api/v1/threats/rules/{rule.pk}", body, method="patch")
+
+    assert response.status_code == 400
+    assert set(response.json()) == set(body) - {"enabled"}
+    rule.refresh_from_db()
+    assert rule.enabled is True
+
+
 def test_a_shipped_rule_cannot_be_deleted(administrator: HttpClient) -> None:
     rule = rule_create(
         actor_id=None, name="shipped", condition="new_device", action="alert", severity="low"

@@ -15,6 +15,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -317,7 +318,12 @@ def _rule_or_404(rule_id: uuid.UUID) -> ThreatRule:
 def rule(request: Request, rule_id: uuid.UUID) -> Response:
     found = _rule_or_404(rule_id)
     if request.method == "PATCH":
-        changes = _input(RuleInputSerializer(data=request.data, partial=True))
+        given = RuleInputSerializer(data=request.data, partial=True)
+        if isinstance(request.data, dict):  # a field no one may change is refused, not ignored
+            fixed = sorted(set(request.data) - set(given.fields))
+            if fixed:
+                raise ValidationError({key: ["This field cannot be changed."] for key in fixed})
+        changes = _input(given)
         _call(rule_services.rule_update, rule=found, actor_id=request.user.pk, **changes)
     elif request.method == "DELETE":
         _call(rule_services.rule_delete, rule=found, actor_id=request.user.pk)
