@@ -273,12 +273,7 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     except InsufficientScope as insufficient:
         return _bearer_error(403, "insufficient_scope", str(insufficient))
     scopes = str(claims["scope"]).split()
-    activity_report(
-        kind="userinfo",
-        user_id=user.pk,
-        session_id=_session_id(claims),
-        client_id=str(claims.get("client_id", "")),
-    )
+    _report_userinfo(user, claims)
     body = {"sub": str(user.pk), **profile_claims(user, scopes)}
     if claims.get("authz_truncated"):  # the token's _claim_sources point here (claims.bounded)
         body.update(user_token_claims(user=user))
@@ -287,11 +282,24 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _session_id(claims: dict[str, Any]) -> uuid.UUID | None:
+def _report_userinfo(user: Any, claims: dict[str, Any]) -> None:
+    """A public client's userinfo call comes from the person's own device: session activity
+    for threat scoring (apps/tokens/activity.py). A confidential client calls from its own
+    servers, whose address says nothing of the person's."""
+    client = clients.client_by_id(str(claims.get("client_id", "")))
+    if client is None or client.client_type != Client.CLIENT_PUBLIC:
+        return
     try:
-        return uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
+        session_id = uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
     except ValueError:
-        return None
+        session_id = None
+    activity_report(
+        kind="userinfo",
+        user_id=user.pk,
+        session_id=session_id,
+        client_id=client.client_id,
+        public_client=True,
+    )
 
 
 @csrf_exempt

@@ -117,8 +117,12 @@ def tokens_issue(issuance: Issuance) -> dict[str, object]:
 
 
 def _report_activity(issuance: Issuance) -> None:
-    """A code exchange or a refresh is session activity that threat scoring judges later
-    (apps/tokens/activity.py): handed over once the tokens are committed."""
+    """A public client's code exchange or refresh comes from the person's own device (a
+    native app, a browser application): session activity that threat scoring judges later
+    (apps/tokens/activity.py), handed over once the tokens are committed. A confidential
+    client calls from its own servers, whose address says nothing of the person's."""
+    if issuance.client.client_type != Client.CLIENT_PUBLIC:
+        return
     session = issuance.session
     after_commit(
         activity_report,
@@ -128,7 +132,7 @@ def _report_activity(issuance: Issuance) -> None:
         session_ip=session.ip_address if session is not None else None,
         client_id=issuance.client.client_id,
         family=issuance.family,
-        public_client=issuance.client.client_type == Client.CLIENT_PUBLIC,
+        public_client=True,
     )
 
 
