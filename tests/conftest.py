@@ -30,6 +30,8 @@ pytest_plugins = ["tests.rp"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# The key the suite's Celery worker signs threat alert webhooks with (IDP_THREAT_WEBHOOK_SECRET).
+THREAT_WEBHOOK_SECRET = "test-threat-webhook-secret-0123456789abcdef"
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the suite may run as root (CI); the page is our own
     "--disable-gpu",
@@ -96,16 +98,19 @@ def _journal_drained(django_db_blocker: Any) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Iterator[None]:
-    """Signing keys and clients are cached per process; a test's rolled-back rows must not
-    outlive it."""
+    """Signing keys, clients and threat rules are cached per process; a test's rolled-back
+    rows must not outlive it."""
     from apps.keys.keys import keys_cache_clear
+    from apps.threat.ruleset import ruleset_cache_clear
     from apps.tokens.clients import clients_cache_clear
 
     keys_cache_clear()
     clients_cache_clear()
+    ruleset_cache_clear()
     yield
     keys_cache_clear()
     clients_cache_clear()
+    ruleset_cache_clear()
 
 
 @pytest.fixture
@@ -237,6 +242,10 @@ def celery_worker(
         "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
         # Back-Channel Logout retries at once: a failing delivery ends in well under a second.
         "IDP_BACKCHANNEL_RETRY_BASE_SECONDS": "0",
+        # Threat alert webhooks (tests/threat/test_alerts.py) are signed with this key and
+        # retried at once.
+        "IDP_THREAT_WEBHOOK_SECRET": THREAT_WEBHOOK_SECRET,
+        "IDP_THREAT_WEBHOOK_RETRY_BASE_SECONDS": "0",
     }
     worker = WorkerProcess(env, servers.base / "celery-worker.log")
     worker.start()
