@@ -209,6 +209,15 @@ class RedisHistory:
         reply = _script()(keys=_keys(attempt), args=args, client=get_redis())
         return _view(_text(reply).split(","))
 
+    def baseline(self, attempt: Attempt) -> View:
+        """The person's baseline as this attempt would see it, recording nothing and
+        counting nothing (session activity is judged against it, apps/threat/activity.py):
+        one HMGET."""
+        fields = [f"{kind}:{value}" for kind, value in zip("candbo", _values(attempt), strict=True)]
+        fields += [f"h:{hour}" for hour in range(24)] + ["s", "at", "lat", "lon"]
+        reply = get_redis().hmget(baseline_key(attempt.baseline), fields)
+        return _view([0] * 11 + [value if value is not None else "" for value in reply])
+
 
 @cache
 def _script() -> Script:
