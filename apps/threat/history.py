@@ -216,7 +216,7 @@ class RedisHistory:
         fields = [f"{kind}:{value}" for kind, value in zip("candbo", _values(attempt), strict=True)]
         fields += [f"h:{hour}" for hour in range(24)] + ["s", "at", "lat", "lon"]
         reply = get_redis().hmget(baseline_key(attempt.baseline), fields)
-        return _view([0] * 11 + [value if value is not None else "" for value in reply])
+        return _view(["0"] * 11 + [_text(value) if value is not None else "" for value in reply])
 
 
 @cache
