@@ -139,6 +139,18 @@ LOGIN_SESSION_IPV6_PREFIX = env.integer("IDP_LOGIN_SESSION_IPV6_PREFIX", 64, min
 # A MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb): login sessions record where a
 # login came from (country, city) in their context. Unset: no location.
 GEOIP_DATABASE = env.existing_file("IDP_GEOIP_DATABASE")
+# A MaxMind GeoLite2/GeoIP2 ASN database (.mmdb): threat scoring knows the network operator
+# (autonomous system) of a sign-in (new_asn). Unset: asn is 0, new_asn never holds.
+GEOIP_ASN_DATABASE = env.existing_file("IDP_GEOIP_ASN_DATABASE")
+# Threat scoring (docs/threat.md). IP reputation lists: "name=path,name=path", each a file of
+# CIDR networks, one a line (# comments), read once per process; unset: no lists.
+THREAT_IP_LISTS = env.string("IDP_THREAT_IP_LISTS", "")
+# Impossible travel: the speed (km/h) beyond which a trip between two sign-ins is impossible.
+THREAT_TRAVEL_KMH = env.integer("IDP_THREAT_TRAVEL_KMH", 1000, minimum=100, maximum=100_000)
+# Impossible travel: km forgiven for VPN exits and city-level GeoIP inaccuracy.
+THREAT_TRAVEL_TOLERANCE_KM = env.integer(
+    "IDP_THREAT_TRAVEL_TOLERANCE_KM", 300, minimum=0, maximum=20_000
+)
 # Default `aud` of access tokens (RFC 9068 §3); a client may ask for others (RFC 8707).
 ACCESS_TOKEN_AUDIENCE = env.string("IDP_ACCESS_TOKEN_AUDIENCE", ISSUER)
 # Oldest access-token format version the validators accept (raise to retire old tokens).

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
 
@@ -129,3 +130,14 @@ class RiskAssessor(Protocol):
 def risk_assessor() -> RiskAssessor:
     assessor: RiskAssessor = import_string(settings.RISK_ASSESSOR)()
     return assessor
+
+
+def password_digest(password: str) -> str:
+    """A keyed digest of a password tried (HMAC-SHA256 under a key derived from SECRET_KEY,
+    cut to 128 bits), for LoginContext.password_digest: what counts one password tried against
+    many accounts (spraying) without keeping it. Here, not in apps.threat, so sign-in can
+    make it without importing threat code. "" for no password."""
+    if not password:
+        return ""
+    digest = salted_hmac("tessera.threat.password", password, algorithm="sha256")
+    return digest.hexdigest()[:32]
