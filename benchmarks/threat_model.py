@@ -42,7 +42,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +49,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import threat_traces
-from benchmarks.threat_detection import DISRUPTIVE, cpu_model, read_jsonl, setup_django
+from benchmarks.threat_detection import (
+    DISRUPTIVE,
+    cpu_model,
+    load_ruleset,
+    read_jsonl,
+    setup_django,
+)
 
 # Signals that are not features: names and identifiers (a model would learn the trace's
 # countries and operators by heart), and the score (kept apart, as its own detector).
 NOT_FEATURES = ("country", "ip_list", "asn", "score", "activity", "public_client")
-USER_NAMESPACE = uuid.UUID("6f1c3b52-5b0a-4a39-9a0c-7c2f4d1e8a10")
 DEPENDENCIES = ("scikit-learn", "scipy", "numpy", "joblib", "threadpoolctl")
 
 
@@ -70,47 +74,18 @@ class Line:
     action: str
 
 
-def context_of(record: dict[str, Any]) -> Any:
-    """The LoginContext of a trace line, as the replay builds it (apps.threat.replay when it
-    has `context_of`, else the same fields here)."""
-    from apps.core.risk import LoginContext
-
-    try:
-        from apps.threat import replay
-
-        build = getattr(replay, "context_of", None)
-    except ImportError:
-        build = None
-    if build is not None:
-        return build(record)
-    email = str(record["user"])
-    return LoginContext(
-        at=dt.datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")),
-        email=email,
-        ip=record.get("ip"),
-        user_agent=str(record.get("user_agent", "")),
-        success=bool(record["success"]),
-        user_id=uuid.uuid5(USER_NAMESPACE, email.strip().lower()),
-        device_id=str(record.get("device_id", "")),
-        country=record.get("country"),
-        city=record.get("city"),
-        lat=record.get("lat"),
-        lon=record.get("lon"),
-        asn=record.get("asn"),
-        password_digest=str(record.get("password_digest", "")),
-    )
-
-
 def signal_lines(trace: Path, labels: Path, ruleset: Any) -> tuple[list[str], list[Line]]:
     from apps.core.risk import Action
-    from apps.threat import engine, features, history, scoring
+    from apps.threat import engine, features, history, replay, scoring
     from apps.threat.signals import SIGNALS
 
     names = [name for name in SIGNALS if name not in NOT_FEATURES]
     memory = history.MemoryHistory()
     out: list[Line] = []
-    for record, label in zip(read_jsonl(trace), read_jsonl(labels), strict=True):
-        context = engine.located(context_of(record))
+    with trace.open(encoding="utf-8") as texts:
+        records = [(text, json.loads(text)) for text in texts if text.strip()]
+    for (text, record), label in zip(records, read_jsonl(labels), strict=True):
+        context = engine.located(replay.parse(text))
         view = memory.observe(engine.attempt_of(context))
         signals = features.compute(context, view)
         score, _ = scoring.score_of(signals)
@@ -128,12 +103,6 @@ def signal_lines(trace: Path, labels: Path, ruleset: Any) -> tuple[list[str], li
             )
         )
     return names, out
-
-
-def load_ruleset(rules: Path | None) -> Any:
-    from apps.threat.ruleset import Ruleset, ruleset_current
-
-    return Ruleset.from_json(rules) if rules else ruleset_current()
 
 
 @dataclass

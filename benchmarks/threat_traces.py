@@ -9,7 +9,8 @@ Writes two files:
   format: `{"ts", "user", "ip", "user_agent", "device_id" (absent for scripts), "country",
   "city", "lat", "lon", "asn", "success"}`, plus `"password_digest"` (a hex digest of the
   password tried, the field LoginContext.password_digest carries: what spraying is counted
-  by; `--no-password-digest` leaves it out);
+  by; `--no-password-digest` leaves it out) and, on a line whose address names no account,
+  `"user_exists": false` (both optional fields of the replay's input);
 - the labels (`--labels`, default: the trace's name with `.labels.jsonl`): one line per trace
   line, same order, `{"line": N, "kind": "normal" | <attack kind>, "episode": "kind-K" | null}`
   with N counted from 1.
@@ -420,6 +421,7 @@ class Generator:
         password: str,
         kind: str = NORMAL,
         episode: str | None = None,
+        exists: bool = True,
     ) -> None:
         rng = self.rng
         # City-level GeoIP is a few kilometres off; the trace says where the database would.
@@ -431,6 +433,8 @@ class Generator:
         }
         if device is not None:
             record["device_id"] = device
+        if not exists:
+            record["user_exists"] = False
         record.update(
             country=place[1],
             city=place[0],
@@ -594,6 +598,7 @@ class Generator:
                 user, pw = victim.email, victim.password if reused else f"leak{rng.random()}"
             else:
                 user, pw, reused = self._unknown_email(), f"leak{rng.random()}", False
+            known = user in self._passwords
             self._emit(
                 t,
                 user=user,
@@ -606,6 +611,7 @@ class Generator:
                 password=pw,
                 kind="credential_stuffing",
                 episode=ep,
+                exists=known,
             )
 
     def password_spraying(self) -> None:

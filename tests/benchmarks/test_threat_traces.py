@@ -16,8 +16,8 @@ import pytest
 from benchmarks import threat_traces
 from benchmarks.threat_traces import ATTACK_KINDS, NORMAL, haversine_km
 
-# The issue's input line; device_id is absent for scripted logins; password_digest is the
-# one addition (LoginContext.password_digest: what spraying is counted by).
+# The issue's input line; device_id is absent for scripted logins; the replay's two optional
+# fields: password_digest (what spraying is counted by) and user_exists (false only).
 ISSUE_FIELDS = {"ts", "user", "ip", "user_agent", "country", "city", "lat", "lon", "asn", "success"}
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -52,7 +52,8 @@ def test_every_line_has_the_issue_input_format(trace: threat_traces.Trace) -> No
     for line in trace.lines:
         keys = set(line)
         assert keys >= ISSUE_FIELDS
-        assert keys - ISSUE_FIELDS <= {"device_id", "password_digest"}
+        assert keys - ISSUE_FIELDS <= {"device_id", "password_digest", "user_exists"}
+        assert line.get("user_exists", False) is False
         assert TS.match(str(line["ts"]))
         assert isinstance(line["user"], str)
         assert "@" in line["user"]
@@ -73,7 +74,8 @@ def test_every_line_has_the_issue_input_format(trace: threat_traces.Trace) -> No
 
 def test_without_password_digest_the_lines_have_only_the_issue_fields() -> None:
     bare = threat_traces.generate(people=20, days=10, seed=3, password_digest=False)
-    assert {key for line in bare.lines for key in line} == ISSUE_FIELDS | {"device_id"}
+    keys = {key for line in bare.lines for key in line}
+    assert ISSUE_FIELDS | {"device_id"} <= keys <= ISSUE_FIELDS | {"device_id", "user_exists"}
 
 
 def test_lines_are_in_time_order_within_the_days_asked(trace: threat_traces.Trace) -> None:
@@ -130,6 +132,13 @@ def test_credential_stuffing_is_many_accounts_from_few_scripted_addresses(
         assert len({line["ip"] for line in lines}) <= 8
         assert all("device_id" not in line for line in lines)
         assert {line["user_agent"] for line in lines} <= set(threat_traces.SCRIPT_UAS)
+
+
+def test_only_addresses_of_nobody_are_said_not_to_exist(trace: threat_traces.Trace) -> None:
+    people = {line["user"] for line in trace.lines if line["success"]}
+    unknown = {line["user"] for line in trace.lines if line.get("user_exists") is False}
+    assert unknown
+    assert not unknown & people
 
 
 def test_spraying_tries_one_password_against_many_accounts_slowly(
