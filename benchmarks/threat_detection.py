@@ -10,8 +10,9 @@ Without `--trace` it generates one (benchmarks/threat_traces.py, `--people`, `--
 `--seed`) into a temporary folder (`--keep DIR` keeps the trace, its labels and the replay's
 output there). It then runs `manage.py threat_replay TRACE --output OUT [--rules FILE]` in
 this process (call_command: the command's own code, Django already set up), timed, and reads
-OUT beside the labels. Without `--rules` the replay decides by the shipped default rules: the
-database of a throwaway IDP_DATA_DIR, migrated first (the defaults come with the migrations).
+OUT beside the labels. Without `--rules` the replay decides by the shipped default rules (the
+DEFAULT_RULES the apps/threat migration installs, written to a rules file: what a new
+deployment's database holds, without migrating one).
 A second pass times each line's decision alone (apps.threat.engine.evaluate with the
 replay's in-memory history, as the replay calls it; parsing the JSON line left out) for the
 per-line percentiles.
@@ -178,39 +179,51 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def setup_django(data_dir: Path, *, migrate: bool) -> None:
+def setup_django(data_dir: Path) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
     os.environ.setdefault("IDP_DATA_DIR", str(data_dir))
     os.environ.setdefault("IDP_LOG_LEVEL", "warning")
     import django
 
     django.setup()
-    if migrate:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
 
 
-def run_replay(trace: Path, output: Path, rules: Path | None) -> tuple[float, float]:
+def run_replay(trace: Path, output: Path, rules: Path) -> tuple[float, float]:
     """Runs the command in this process; (wall seconds, CPU seconds of this thread)."""
     from django.core.management import call_command
 
-    options: dict[str, object] = {"output": str(output)}
-    if rules is not None:
-        options["rules"] = str(rules)
+    argv = [str(trace), "--output", str(output), "--rules", str(rules)]  # as a command line
     wall, cpu = time.perf_counter(), time.thread_time()
-    call_command("threat_replay", str(trace), **options)
+    call_command("threat_replay", *argv)
     return time.perf_counter() - wall, time.thread_time() - cpu
 
 
-def load_ruleset(rules: Path | None) -> Any:
-    """The rules the command would use: the file, or the enabled rules of the database."""
-    from apps.threat.ruleset import Ruleset, ruleset_current
+def load_ruleset(rules: Path) -> Any:
+    from apps.threat.ruleset import Ruleset
 
-    return Ruleset.from_json(rules) if rules else ruleset_current()
+    return Ruleset.from_json(rules)
 
 
-def time_lines(trace: Path, rules: Path | None) -> list[float]:
+def shipped_rules(folder: Path) -> Path:
+    """The default rules the migrations install (their DEFAULT_RULES), as a rules file: what
+    a new deployment's database holds, without migrating one."""
+    import importlib
+    import pkgutil
+
+    import apps.threat.migrations as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        found = getattr(
+            importlib.import_module(f"{package.__name__}.{module.name}"), "DEFAULT_RULES", None
+        )
+        if found:
+            path = folder / "shipped-rules.json"
+            path.write_text(json.dumps(found, indent=1), encoding="utf-8")
+            return path
+    raise SystemExit("no migration of apps/threat ships DEFAULT_RULES: give --rules")
+
+
+def time_lines(trace: Path, rules: Path) -> list[float]:
     """Microseconds of each line's decision alone (apps.threat.engine.evaluate over the
     replay's in-memory history, the parsing of the line left out): what a sign-in pays."""
     from apps.threat import engine, replay
@@ -261,15 +274,16 @@ def main(argv: list[str] | None = None) -> None:
             if not labels_path.is_file():
                 parser.error(f"--labels {labels_path}: no such file")
         output = folder / "replay.jsonl"
-        setup_django(Path(tmp) / "data", migrate=args.rules is None)
+        setup_django(Path(tmp) / "data")
+        rules = args.rules or shipped_rules(folder)
         print("# replaying", file=sys.stderr)
-        wall_s, cpu_s = run_replay(trace_path, output, args.rules)
+        wall_s, cpu_s = run_replay(trace_path, output, rules)
         figures = evaluate(read_jsonl(trace_path), read_jsonl(labels_path), read_jsonl(output))
         lines = sum(k.lines for k in figures.kinds.values())
         timings: list[float] = []
         if not args.no_timing:
             print("# timing each line", file=sys.stderr)
-            timings = time_lines(trace_path, args.rules)
+            timings = time_lines(trace_path, rules)
 
     import django
 

@@ -639,7 +639,7 @@ class Generator:
                     place=place,
                     asn=asn,
                     success=hit,
-                    password=victim.password if hit else word,
+                    password=word,  # a hit: the sprayed word was this person's password
                     kind="password_spraying",
                     episode=ep,
                 )
