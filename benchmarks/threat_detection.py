@@ -76,6 +76,10 @@ class Figures:
     kinds: dict[str, KindFigures]
     normal_signins: int
     normal_signins_flagged: int
+    # per behaviour of normal lines: [lines, flagged, disruptive]
+    behaviours: dict[str, list[int]] = field(default_factory=dict)
+    # score reasons (signal names) of flagged normal lines
+    normal_reasons: Counter[str] = field(default_factory=Counter)
 
     def normal(self) -> KindFigures:
         return self.kinds[threat_traces.NORMAL]
@@ -90,6 +94,8 @@ def evaluate(
     Raises ValueError when the three do not line up."""
     kinds: dict[str, KindFigures] = defaultdict(KindFigures)
     normal_signins = normal_signins_flagged = 0
+    behaviours: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    reasons: Counter[str] = Counter()
     n = 0
     sentinel: dict[str, object] = {}
     joined = zip_longest(lines, labels, outputs, fillvalue=sentinel)
@@ -116,6 +122,16 @@ def evaluate(
             if kind == threat_traces.NORMAL:
                 normal_signins += 1
                 normal_signins_flagged += flagged
+        if kind == threat_traces.NORMAL:
+            counts = behaviours[str(label.get("behaviour", "unknown"))]
+            counts[0] += 1
+            counts[1] += flagged
+            counts[2] += disruptive
+            if flagged:
+                found = out.get("reasons")
+                for reason in found if isinstance(found, list) else ():
+                    if isinstance(reason, dict):
+                        reasons[str(reason.get("signal"))] += 1
         episode = label.get("episode")
         if episode:
             figures.episodes.add(str(episode))
@@ -124,7 +140,7 @@ def evaluate(
     if not n:
         raise ValueError("the trace is empty")
     kinds.setdefault(threat_traces.NORMAL, KindFigures())
-    return Figures(dict(kinds), normal_signins, normal_signins_flagged)
+    return Figures(dict(kinds), normal_signins, normal_signins_flagged, dict(behaviours), reasons)
 
 
 def report(figures: Figures) -> list[str]:
@@ -139,6 +155,13 @@ def report(figures: Figures) -> list[str]:
         f"signins_flagged_pct={_pct(figures.normal_signins_flagged, figures.normal_signins):.2f} "
         + " ".join(f"{a}={normal.actions[a]}" for a in ACTIONS)
     )
+    for behaviour, (count, flagged, disruptive) in sorted(figures.behaviours.items()):
+        out.append(
+            f"normal behaviour={behaviour} lines={count} flagged_pct={_pct(flagged, count):.2f} "
+            f"disruptive_pct={_pct(disruptive, count):.2f}"
+        )
+    top = ",".join(f"{name}:{n}" for name, n in figures.normal_reasons.most_common(8))
+    out.append(f"normal flagged_reasons={top or '-'}")
     for kind in threat_traces.ATTACK_KINDS:
         k = figures.kinds.get(kind, KindFigures())
         stopped = f"{_pct(k.successes_stopped, k.successes):.1f}" if k.successes else "n/a"

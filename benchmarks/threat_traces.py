@@ -13,7 +13,9 @@ Writes two files:
   `"user_exists": false` (both optional fields of the replay's input);
 - the labels (`--labels`, default: the trace's name with `.labels.jsonl`): one line per trace
   line, same order, `{"line": N, "kind": "normal" | <attack kind>, "episode": "kind-K" | null}`
-  with N counted from 1.
+  with N counted from 1; a normal line also says what it is, `"behaviour"`: home, work,
+  mobile, trip, roaming, vpn, new_phone (its first sign-ins), cleared_cookies or typo (a
+  mistyped password): where false positives come from.
 
 Same arguments, same bytes: everything is drawn from one `random.Random(seed)` and sorted with
 a stable tie-break.
@@ -351,10 +353,11 @@ class Generator:
         self.days = days
         self.start = start
         self.net = Networks()
-        self.records: list[tuple[float, int, dict[str, object], str, str | None]] = []
+        # (seconds from start, sequence, line, kind, episode, what a normal line is)
+        self.records: list[tuple[float, int, dict[str, object], str, str | None, str]] = []
         self.people = [self._person(i) for i in range(people)]
         self.episodes: dict[str, str] = {}
-        self._own_successes: list[tuple[float, int, dict[str, object], str, str | None]] = []
+        self._own_successes: list[tuple[float, int, dict[str, object], str, str | None, str]] = []
         self._passwords: dict[str, str] = {}
 
     # -- people ---------------------------------------------------------------------------
@@ -422,6 +425,7 @@ class Generator:
         kind: str = NORMAL,
         episode: str | None = None,
         exists: bool = True,
+        behaviour: str = "",
     ) -> None:
         rng = self.rng
         # City-level GeoIP is a few kilometres off; the trace says where the database would.
@@ -444,7 +448,7 @@ class Generator:
             success=success,
             password_digest=_digest(password),
         )
-        self.records.append((at, len(self.records), record, kind, episode))
+        self.records.append((at, len(self.records), record, kind, episode, behaviour))
 
     def _local_time(self, person: Person, day: int, offset: float | None = None) -> float:
         hour = self.rng.choices(range(24), weights=person.hours)[0]
@@ -460,11 +464,11 @@ class Generator:
         ip: str,
         asn: int,
         place: tuple[str, str, float, float, float, float],
+        behaviour: str,
     ) -> None:
         rng = self.rng
         day = int(at // 86400)
         ua = device.user_agent(day)
-        common = {"user": person.email, "ua": ua, "device": device.id, "ip": ip}
         # Mistyped passwords: a failure or two seconds before; now and then a forgotten one.
         roll = rng.random()
         typos = 1 if roll < 0.05 else 2 if roll < 0.065 else 4 if roll < 0.068 else 0
@@ -472,20 +476,28 @@ class Generator:
         for n in range(typos):
             self._emit(
                 t,
-                **common,
+                user=person.email,
+                ip=ip,
+                ua=ua,
+                device=device.id,
                 place=place,
                 asn=asn,
                 success=False,
                 password=f"{person.password}~{day}~{n}",
+                behaviour="typo",
             )
             t += rng.uniform(5, 25)
         self._emit(
             at,
-            **common,
+            user=person.email,
+            ip=ip,
+            ua=ua,
+            device=device.id,
             place=place,
             asn=asn,
             success=True,
             password=person.password,
+            behaviour=behaviour,
         )
 
     def _normal(self, person: Person) -> None:
@@ -525,7 +537,9 @@ class Generator:
                     person.devices = [d for d in devices if d.kind != "phone"] + [phone]
                     devices = list(person.devices)
                 device = rng.choice(devices)
+                behaviour = "new_phone" if device.id.endswith("n") else ""
                 if rng.random() < 0.01:  # cleared cookies, a private window
+                    behaviour = "cleared_cookies"
                     device = Device(
                         f"{rng.getrandbits(128):032x}",
                         device.kind,
@@ -536,12 +550,15 @@ class Generator:
                     vpn_asn = rng.choice(VPN_ASNS)
                     exit_city = _CITY[rng.choice(VPN_CITIES)]
                     ip, asn, place = self.net.hosting(vpn_asn, rng), vpn_asn, exit_city
+                    behaviour = behaviour or "vpn"
                 elif here is not home:
                     if device.kind == "phone" and rng.random() < 0.5:
                         # Roaming: data goes home through the home carrier.
                         asn = person.mobile_asn
                         ip, place = self.net.consumer(asn, rng), home
+                        behaviour = behaviour or "roaming"
                     else:
+                        behaviour = behaviour or "trip"
                         key = f"{here[0]}"
                         if key not in hotel_ip:
                             hasn = rng.choice(FIXED_ASNS[here[1]])
@@ -550,13 +567,18 @@ class Generator:
                 elif device.kind == "phone" and rng.random() < 0.6:
                     asn = person.mobile_asn
                     ip, place = self.net.consumer(asn, rng), home
+                    behaviour = behaviour or "mobile"
                 elif person.work_ip and person.work_asn and rng.random() < 0.35:
                     ip, asn, place = person.work_ip, person.work_asn, home
+                    behaviour = behaviour or "work"
                 else:
+                    behaviour = behaviour or "home"
                     if rng.random() < 0.01:  # the ISP hands out a new address
                         person.home_ip = self.net.consumer(person.home_asn, rng)
                     ip, asn, place = person.home_ip, person.home_asn, home
-                self._sign_in(person, at, device=device, ip=ip, asn=asn, place=place)
+                self._sign_in(
+                    person, at, device=device, ip=ip, asn=asn, place=place, behaviour=behaviour
+                )
 
     # -- attacks ----------------------------------------------------------------------------
 
@@ -741,8 +763,8 @@ class Generator:
         if not own:
             return
         ep = self._episode("impossible_travel")
-        at, _, record, _, _ = rng.choice(own)
-        victim_lat, victim_lon = float(record["lat"]), float(record["lon"])
+        at, _, record, _, _, _ = rng.choice(own)
+        victim_lat, victim_lon = float(str(record["lat"])), float(str(record["lon"]))
         far = [c for c in CITIES if haversine_km(victim_lat, victim_lon, c[2], c[3]) > 3000]
         place = rng.choice(far)
         asn = rng.choice(FIXED_ASNS[place[1]])
@@ -809,7 +831,8 @@ class Generator:
         kept = sorted((r for r in self.records if 0 <= r[0] < end), key=lambda r: (r[0], r[1]))
         lines = [r[2] for r in kept]
         labels: list[dict[str, object]] = [
-            {"line": n, "kind": r[3], "episode": r[4]} for n, r in enumerate(kept, start=1)
+            {"line": n, "kind": r[3], "episode": r[4]} | ({"behaviour": r[5]} if r[5] else {})
+            for n, r in enumerate(kept, start=1)
         ]
         present = {r[4] for r in kept if r[4]}
         return Trace(lines, labels, {e: k for e, k in self.episodes.items() if e in present})

@@ -19,6 +19,17 @@ from benchmarks.threat_traces import ATTACK_KINDS, NORMAL, haversine_km
 # The issue's input line; device_id is absent for scripted logins; the replay's two optional
 # fields: password_digest (what spraying is counted by) and user_exists (false only).
 ISSUE_FIELDS = {"ts", "user", "ip", "user_agent", "country", "city", "lat", "lon", "asn", "success"}
+BEHAVIOURS = {
+    "home",
+    "work",
+    "mobile",
+    "trip",
+    "roaming",
+    "vpn",
+    "new_phone",
+    "cleared_cookies",
+    "typo",
+}
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -92,7 +103,9 @@ def test_labels_line_up_with_the_lines(trace: threat_traces.Trace, tmp_path: Pat
     for label in trace.labels:
         if label["kind"] == NORMAL:
             assert label["episode"] is None
+            assert label["behaviour"] in BEHAVIOURS
         else:
+            assert "behaviour" not in label
             assert trace.episodes[str(label["episode"])] == label["kind"]
     # The files: one label per trace line, same order.
     threat_traces.write(trace, tmp_path / "t.jsonl", tmp_path / "t.labels.jsonl")
@@ -113,6 +126,9 @@ def test_most_lines_are_normal_sign_ins_mostly_successful(trace: threat_traces.T
     failures = sum(not line["success"] for line in normal)
     assert 0.02 < failures / len(normal) < 0.15  # typos, a forgotten password now and then
     assert all("device_id" in line for line in normal)  # people's browsers keep the cookie
+    behaviours = [label["behaviour"] for label in trace.labels if label["kind"] == NORMAL]
+    assert set(behaviours) == BEHAVIOURS
+    assert behaviours.count("vpn") < 0.05 * len(behaviours)  # VPNs at a low rate
 
 
 def _episodes(trace: threat_traces.Trace, kind: str) -> list[list[dict[str, object]]]:
