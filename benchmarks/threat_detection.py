@@ -217,7 +217,8 @@ def run_replay(trace: Path, output: Path, rules: Path) -> tuple[float, float]:
 
     argv = [str(trace), "--output", str(output), "--rules", str(rules)]  # as a command line
     wall, cpu = time.perf_counter(), time.thread_time()
-    call_command("threat_replay", *argv)
+    # The command's own "N lines replayed" goes to stderr: stdout is the figures.
+    call_command("threat_replay", *argv, stdout=sys.stderr, stderr=sys.stderr)
     return time.perf_counter() - wall, time.thread_time() - cpu
 
 
