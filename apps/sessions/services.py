@@ -28,10 +28,17 @@ class SessionRefused:
 
 
 def session_start(
-    *, user: User, amr: list[str], provider: str = "local", request: HttpRequest | None = None
+    *,
+    user: User,
+    amr: list[str],
+    provider: str = "local",
+    request: HttpRequest | None = None,
+    risk: dict[str, Any] | None = None,
 ) -> LoginSession | SessionRefused:
     """A new login session, bound to the browser of `request` (apps.sessions.binding), or why
-    it may not begin.
+    it may not begin. `risk` is the sign-in's threat decision ({"score", "flags", "reasons"},
+    apps.signin.pipeline.risk_of): the score goes to threat_score, the flags and reasons to
+    context["security_flags"] and context["threat_reasons"].
 
     The per-user limit (LOGIN_SESSION_LIMIT; OWASP Session Management Cheat Sheet,
     "Simultaneous Session Logons") holds under concurrent logins: the user's row is locked
@@ -45,6 +52,10 @@ def session_start(
     ip = context.client_ip if context else None
     user_agent = context.user_agent if context else ""
     device_id, login_context = _binding(request, ip, user_agent)
+    risk = risk or {}
+    if risk:
+        login_context["security_flags"] = list(risk.get("flags", []))
+        login_context["threat_reasons"] = list(risk.get("reasons", []))
     with transaction.atomic():
         now = timezone.now()
         User.objects.filter(pk=user.pk).update(last_login=now)  # the row lock, and the record
@@ -66,6 +77,7 @@ def session_start(
             ip_address=ip,
             user_agent=user_agent,
             context=login_context,
+            threat_score=int(risk.get("score", 0)),
             created_at=now,
             last_active_at=now,
             expires_at=now + timedelta(seconds=settings.LOGIN_SESSION_LIFETIME),

@@ -44,6 +44,8 @@ from apps.signin.pipeline import (
     Interaction,
     Refusal,
     Step,
+    assess_risk,
+    not_blocked,
     notify_new_device,
     open_session,
     recognize_device,
@@ -96,10 +98,13 @@ def amr_of(assertion: Assertion) -> list[str]:
 
 # Read top to bottom like pipeline.STEPS: the first factor is the passkey (it names the
 # account, so no identify step, and the rate limits ran before the view), then the pipeline's
-# own session steps. No password step and no second-factor step: a user-verified passkey is
-# two factors on its own.
+# own steps: a blocked person is refused and the attempt judged by threat scoring (a
+# require_mfa is met already: a user-verified passkey is two factors on its own, so there is
+# no second-factor step).
 STEPS: tuple[Step, ...] = (
     first_factor_passkey,
+    not_blocked,
+    assess_risk,
     recognize_device,
     open_session,
     notify_new_device,

@@ -1,7 +1,7 @@
 """The hosted sign-in journey as one pipeline of ordered steps, read top to bottom (STEPS):
 
-    identify → limits → first factor (password) → second factor → [risk decision]
-             → recognize device → session → new-device notice
+    identify → limits → first factor (password) → not blocked → risk decision
+             → second factor → recognize device → session → new-device notice
 
 (Keycloak's authentication flows and node-oidc-provider's interaction policy are built the
 same way.) Each step takes the attempt so far and returns None to go on, a Refusal that
@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -26,12 +27,16 @@ from django.contrib.auth.hashers import make_password
 from django.db.models import Exists, OuterRef, Value
 from django.db.models.functions import Lower
 from django.http import HttpRequest
+from django.utils import timezone
 
 from apps.accounts.models import OrganizationMembership, User
+from apps.core import request_context
 from apps.core.events import EventType, emit
+from apps.core.risk import Action, LoginContext, RiskDecision, password_digest, risk_assessor
 from apps.mfa.selectors import second_factor_exists
 from apps.ratelimit import services as ratelimit
-from apps.sessions.levels import LEVEL_MFA, acr_level
+from apps.sessions import binding
+from apps.sessions.levels import LEVEL_MFA, acr_level, level_of
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import SESSION_KEY, device_signed_in_before
 from apps.sessions.services import SessionRefused, session_start
@@ -44,6 +49,9 @@ log = logging.getLogger("tessera.signin")
 # must not tell which addresses have accounts (OWASP Authentication Cheat Sheet,
 # "Authentication Responses"; ASVS 4.0.3 has no item of its own for it).
 WRONG_CREDENTIALS = "Email or password is incorrect."
+BLOCKED = "This account is blocked. Contact your administrator."
+# A refusal by a threat rule says no more than that: the rules and signals stay with operators.
+RISK_REFUSED = "This sign-in was refused for your account's protection. Contact your administrator."
 PROVIDER = "local"
 # The backend that later requests resolve the signed-in user with (request.user).
 SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -73,6 +81,11 @@ class Attempt:
     # The second-factor page proved a factor, or let the person go on without one
     # (sign_in_resume): the `second_factor` step lets the attempt through.
     second_factor_settled: bool = False
+    # The risk decision (`assess_risk`): kept on the login session as {"score", "flags",
+    # "reasons"}, across the second-factor page (its Challenge carries it).
+    risk: dict[str, Any] = field(default_factory=dict)
+    # A threat rule asked a second factor of this sign-in (enrolment if none).
+    risk_requires_mfa: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,68 @@ def first_factor_password(attempt: Attempt) -> Refusal | None:
     return None
 
 
+def not_blocked(attempt: Attempt) -> Refusal | None:
+    """A blocked person (User.is_blocked: by an operator or a threat rule, until unblocked or
+    the block's time passes) is refused once the first factor is proven: a wrong password
+    is answered as any other, so a block tells nothing to whoever does not know it."""
+    user = attempt.user
+    assert user is not None  # the steps before refuse an attempt without one
+    if not user.is_blocked():
+        return None
+    _record_failure(user_id=user.pk, email=attempt.email, error_code="blocked")
+    return Refusal(BLOCKED, status=403)
+
+
+def assess_risk(attempt: Attempt) -> Refusal | None:
+    """The attempt judged by threat scoring through the port (apps.core.risk: the score, its
+    reasons, the rules that match), before anything session-like exists. A refusing decision
+    (block, invalidate_sessions) ends the attempt, recorded as login.failed "risk_refused" (the
+    assessor has recorded threat.assessed and carried out the block or the ending); a
+    require_mfa asks a second factor of this sign-in even where none would be asked, and
+    enrolment where the person has none (OWASP ASVS 5.0 V6.3.5: risk-based step-up). A
+    passkey sign-in (level 2 already) satisfies it. The score, the flags and the reasons go on
+    the login session (`open_session`)."""
+    user = attempt.user
+    assert user is not None  # the steps before refuse an attempt without one
+    decision = risk_assessor().assess(_risk_context(attempt, success=True))
+    attempt.risk = risk_of(decision)
+    if decision.refuses:
+        _record_failure(user_id=user.pk, email=attempt.email, error_code="risk_refused")
+        return Refusal(RISK_REFUSED, status=403)
+    if Action.REQUIRE_MFA in decision.actions and level_of(attempt.amr).security_level < LEVEL_MFA:
+        attempt.risk_requires_mfa = True
+    return None
+
+
+def risk_of(decision: RiskDecision) -> dict[str, Any]:
+    """What the login session keeps of a decision (JSON: it crosses the second-factor page)."""
+    return {
+        "score": decision.score,
+        "flags": list(decision.flags),
+        "reasons": [
+            {"signal": r.signal, "points": r.points, "detail": r.detail} for r in decision.reasons
+        ],
+    }
+
+
+def _risk_context(attempt: Attempt, *, success: bool) -> LoginContext:
+    context = request_context.current()
+    try:
+        cookie = binding.device_cookie(attempt.request)
+    except binding.TamperedDeviceCookie:
+        cookie = None
+    return LoginContext(
+        at=timezone.now(),
+        email=attempt.email,
+        ip=context.client_ip if context else None,
+        user_agent=context.user_agent if context else "",
+        success=success,
+        user_id=attempt.user.pk if attempt.user is not None else None,
+        device_id=binding.device_id(cookie, attempt.request) if cookie else "",
+        password_digest=password_digest(attempt.password),
+    )
+
+
 def second_factor(attempt: Attempt) -> Refusal | Interaction | None:
     """A second factor (apps/mfa: TOTP, WebAuthn, a recovery code) is asked when the person
     has one (NIST SP 800-63B §4.2: AAL2 for whoever can give it), when a policy requires one
@@ -215,6 +290,7 @@ def second_factor(attempt: Attempt) -> Refusal | Interaction | None:
         settings.MFA_REQUIRED
         or user.mfa_required
         or getattr(user, "organization_requires_mfa", False)
+        or attempt.risk_requires_mfa
     )
     enrolled = bool(getattr(user, "has_second_factor", False))
     if not (required or enrolled or attempt.step_up >= LEVEL_MFA):
@@ -226,12 +302,9 @@ def second_factor(attempt: Attempt) -> Refusal | Interaction | None:
         next_url=attempt.next_url,
         wanted=max(LEVEL_MFA, attempt.step_up),
         required=required,
+        risk=attempt.risk,
     )
     return Interaction(url)
-
-
-# risk decision (threat scoring, through a port in core) goes before open_session: a
-# refusal or a required step-up must come before any session exists.
 
 
 def recognize_device(attempt: Attempt) -> Refusal | None:
@@ -259,7 +332,9 @@ def open_session(attempt: Attempt) -> Refusal | None:
     fixation, OWASP ASVS 3.2.1) and a new CSRF token."""
     user = attempt.user
     assert user is not None  # the steps before refuse an attempt without one
-    started = session_start(user=user, amr=attempt.amr, provider=PROVIDER, request=attempt.request)
+    started = session_start(
+        user=user, amr=attempt.amr, provider=PROVIDER, request=attempt.request, risk=attempt.risk
+    )
     if isinstance(started, SessionRefused):  # its login.failed event is recorded
         return Refusal(started.message, status=403)
     login(attempt.request, user, backend=SESSION_BACKEND)
@@ -300,6 +375,8 @@ STEPS: tuple[Step, ...] = (
     identify,
     limits,
     first_factor_password,
+    not_blocked,
+    assess_risk,
     second_factor,
     recognize_device,
     open_session,
@@ -323,10 +400,16 @@ def sign_in(
 
 
 def sign_in_resume(
-    request: HttpRequest, *, user: User, amr: list[str], next_url: str
+    request: HttpRequest,
+    *,
+    user: User,
+    amr: list[str],
+    next_url: str,
+    risk: dict[str, Any] | None = None,
 ) -> Attempt | Refusal | Interaction:
     """The steps after the second factor, for a pending sign-in whose factor is proven (its
-    methods in `amr`) or which may go on without one."""
+    methods in `amr`) or which may go on without one; `risk` is the decision `assess_risk`
+    made before the second-factor page."""
     attempt = Attempt(
         request=request,
         email=user.email,
@@ -335,6 +418,7 @@ def sign_in_resume(
         amr=list(amr),
         next_url=next_url,
         second_factor_settled=True,
+        risk=dict(risk or {}),
     )
     return run_steps(attempt, STEPS[STEPS.index(second_factor) :])
 
@@ -367,6 +451,9 @@ def _wrong_credentials(attempt: Attempt) -> Refusal:
         attempt.reservation.failed()  # counted; may lock (account.locked)
     user_id = attempt.user.pk if attempt.user is not None else None
     _record_failure(user_id=user_id, email=attempt.email, error_code="wrong_credentials")
+    # Judged too (an unknown address included): failure counts, spraying and the alert and
+    # block rules see it. The answer stays the wrong password's whatever the decision.
+    risk_assessor().assess(_risk_context(attempt, success=False))
     return Refusal(WRONG_CREDENTIALS, status=400)
 
 

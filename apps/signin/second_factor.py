@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -73,6 +74,8 @@ class Challenge:
     started: float  # epoch seconds
     session_id: str = ""  # STEP_UP: the login session
     totp_device: str = ""  # enrolment: the unconfirmed TOTP device shown to the person
+    # SIGN_IN: the risk decision before this page (pipeline.risk_of), for the login session.
+    risk: dict[str, Any] = field(default_factory=dict)
 
     @property
     def expired(self) -> bool:
@@ -87,12 +90,22 @@ def challenge_begin(
     next_url: str,
     wanted: int,
     required: bool,
+    risk: dict[str, Any] | None = None,
 ) -> str:
     """A pending sign-in (the pipeline's `second_factor` step); returns the page to go to."""
     request.session.cycle_key()  # OWASP ASVS 3.2.1: a new key as the privilege changes
     _save(
         request,
-        Challenge(SIGN_IN, str(user.pk), list(amr), next_url, wanted, required, time.time()),
+        Challenge(
+            SIGN_IN,
+            str(user.pk),
+            list(amr),
+            next_url,
+            wanted,
+            required,
+            time.time(),
+            risk=dict(risk or {}),
+        ),
     )
     return reverse("signin:second_factor")
 

@@ -106,7 +106,11 @@ def _finish(
         request.session.cycle_key()
         return None
     outcome = pipeline.sign_in_resume(
-        request, user=user, amr=[*challenge.amr, *amr], next_url=challenge.next_url
+        request,
+        user=user,
+        amr=[*challenge.amr, *amr],
+        next_url=challenge.next_url,
+        risk=challenge.risk,
     )
     if isinstance(outcome, pipeline.Refusal):
         return render(

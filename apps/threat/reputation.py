@@ -7,9 +7,10 @@ configures a list wants all of it, not a silent part.
 Lookup: each list's networks become merged, sorted integer ranges (one array per IP version),
 and an address is found by bisection, O(log n) per list; the first list (in the setting's
 order) holding the address names it. Only membership matters here, so nested networks merge
-and no longest-prefix bookkeeping is needed. Measured on this machine: 200,000 random /24 to
-/32 networks load in about 1 s and an address is looked up in about 1.5 µs (see
-tests/threat/test_features.py::test_reputation_lookup_is_fast for the figure's check).
+and no longest-prefix bookkeeping is needed. Measured on this (loaded, 2-core) machine: 200,000
+random /24 to /32 networks load in 1.5 s, and an address is looked up in 6.5 µs, most of it
+parsing the address (tests/threat/test_features.py::test_reputation_lookup_is_fast keeps
+generous bounds on both).
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ def _merged(pairs: list[tuple[int, int]]) -> _Ranges:
     return _Ranges(tuple(starts), tuple(ends))
 
 
+def _range(entry: str) -> tuple[int, int, int]:
+    """(IP version, first, last address as integers) of "192.0.2.0/24", "2001:db8::/32" or a
+    single address; host bits are ignored. ValueError for anything else. (ip_network() costs
+    about ten times more: 200,000 lines took 11 s with it.)"""
+    address, slash, prefix = entry.partition("/")
+    ip = ipaddress.ip_address(address)
+    bits = ip.max_prefixlen
+    length = int(prefix) if slash and prefix.isdigit() else bits if not slash else -1
+    if not 0 <= length <= bits:
+        raise ValueError(entry)
+    host = (1 << (bits - length)) - 1
+    start = int(ip) & ~host
+    return ip.version, start, start | host
+
+
 def load_list(name: str, path: Path) -> ReputationList:
     try:
         text = path.read_text(encoding="utf-8")
@@ -71,14 +87,12 @@ def load_list(name: str, path: Path) -> ReputationList:
         if not entry:
             continue
         try:
-            network = ipaddress.ip_network(entry, strict=False)
+            version, start, end = _range(entry)
         except ValueError:
             raise ReputationListError(
                 f"{path}:{number}: {entry[:80]!r} is not an IP network (CIDR, e.g. 192.0.2.0/24)"
             ) from None
-        pairs[network.version].append(
-            (int(network.network_address), int(network.broadcast_address))
-        )
+        pairs[version].append((start, end))
     return ReputationList(name, {v: _merged(p) for v, p in pairs.items() if p})
 
 

@@ -20,11 +20,14 @@ pytestmark = pytest.mark.django_db
 
 def test_the_steps_read_in_the_order_of_the_journey() -> None:
     # DESIGN.md: identify → limits → first factor → [second factor] → [risk] → session,
-    # with the new-device notice around the session (issue 14).
+    # with the new-device notice around the session (issue 14); the risk decision comes
+    # before the second factor (issue 16): a rule's require_mfa must be able to ask one.
     assert [step.__name__ for step in pipeline.STEPS] == [
         "identify",
         "limits",
         "first_factor_password",
+        "not_blocked",
+        "assess_risk",
         "second_factor",
         "recognize_device",
         "open_session",
