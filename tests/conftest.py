@@ -98,16 +98,19 @@ def _journal_drained(django_db_blocker: Any) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Iterator[None]:
-    """Signing keys and clients are cached per process; a test's rolled-back rows must not
-    outlive it."""
+    """Signing keys, clients and threat rules are cached per process; a test's rolled-back
+    rows must not outlive it."""
     from apps.keys.keys import keys_cache_clear
+    from apps.threat.ruleset import ruleset_cache_clear
     from apps.tokens.clients import clients_cache_clear
 
     keys_cache_clear()
     clients_cache_clear()
+    ruleset_cache_clear()
     yield
     keys_cache_clear()
     clients_cache_clear()
+    ruleset_cache_clear()
 
 
 @pytest.fixture
