@@ -10,9 +10,9 @@ Without `--trace` it generates one (benchmarks/threat_traces.py, `--people`, `--
 `--seed`) into a temporary folder (`--keep DIR` keeps the trace, its labels and the replay's
 output there). It then runs `manage.py threat_replay TRACE --output OUT [--rules FILE]` in
 this process (call_command: the command's own code, Django already set up), timed, and reads
-OUT beside the labels. Without `--rules` the replay decides by the shipped default rules (the
-DEFAULT_RULES the apps/threat migration installs, written to a rules file: what a new
-deployment's database holds, without migrating one).
+OUT beside the labels. Without `--rules` the replay decides by the shipped default rules
+(apps.threat.ruleset.shipped_rules, what migration threat/0002 installs, written to a rules
+file: a new deployment's rules, without migrating a database).
 A second pass times each line's decision alone (apps.threat.engine.evaluate with the
 replay's in-memory history, as the replay calls it; parsing the JSON line left out) for the
 per-line percentiles.
@@ -229,22 +229,15 @@ def load_ruleset(rules: Path) -> Any:
 
 
 def shipped_rules(folder: Path) -> Path:
-    """The default rules the migrations install (their DEFAULT_RULES), as a rules file: what
-    a new deployment's database holds, without migrating one."""
-    import importlib
-    import pkgutil
+    """The rules Tessera ships (apps.threat.ruleset.shipped_rules: what migration
+    threat/0002 installs) as a rules file: a new deployment's rules, without a database."""
+    from dataclasses import asdict
 
-    import apps.threat.migrations as package
+    from apps.threat.ruleset import shipped_rules as shipped
 
-    for module in pkgutil.iter_modules(package.__path__):
-        found = getattr(
-            importlib.import_module(f"{package.__name__}.{module.name}"), "DEFAULT_RULES", None
-        )
-        if found:
-            path = folder / "shipped-rules.json"
-            path.write_text(json.dumps(found, indent=1), encoding="utf-8")
-            return path
-    raise SystemExit("no migration of apps/threat ships DEFAULT_RULES: give --rules")
+    path = folder / "shipped-rules.json"
+    path.write_text(json.dumps([asdict(rule) for rule in shipped()], indent=1), encoding="utf-8")
+    return path
 
 
 @dataclass
