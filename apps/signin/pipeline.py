@@ -51,7 +51,7 @@ log = logging.getLogger("tessera.signin")
 WRONG_CREDENTIALS = "Email or password is incorrect."
 BLOCKED = "This account is blocked. Contact your administrator."
 # A refusal by a threat rule says no more than that: the rules and signals stay with operators.
-RISK_REFUSED = "This sign-in was refused for your account's protection. Contact your administrator."
+RISK_REFUSED = "This sign-in was refused to protect the account. Contact your administrator."
 PROVIDER = "local"
 # The backend that later requests resolve the signed-in user with (request.user).
 SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"

@@ -17,7 +17,7 @@ from apps.threat.signals import BOOLEAN_SIGNALS
 
 SEVERITIES = ("low", "medium", "high", "critical")
 # Boolean signals that describe the attempt rather than flag it: not kept as security flags.
-NOT_FLAGS = ("success", "user_exists", "known_person")
+NOT_FLAGS = ("success", "activity", "public_client", "user_exists", "known_person")
 FLAGS = tuple(name for name in BOOLEAN_SIGNALS if name not in NOT_FLAGS)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -46,12 +47,14 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+@lru_cache(maxsize=4096)  # a few user agents make most sign-ins; the parser is regexes
 def browser_and_os(user_agent: str) -> tuple[str, str]:
     """("Firefox", "Linux") from the coarse parser login sessions use (apps.sessions.binding)."""
     browser, _, system = browser_family(user_agent).partition(" on ")
     return browser, system
 
 
+@lru_cache(maxsize=4096)
 def headless(user_agent: str) -> bool:
     return not user_agent.strip() or HEADLESS.search(user_agent) is not None
 
@@ -96,6 +99,8 @@ def compute(context: LoginContext, view: View) -> dict[str, object]:
     ip_list = reputation.listed(context.ip)
     return {
         "success": context.success,
+        "activity": False,  # a sign-in attempt, not session activity
+        "public_client": False,
         "user_exists": context.user_id is not None,
         "known_person": known,
         "failures_user_1h": view.failures_user_1h,

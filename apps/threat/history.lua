@@ -17,8 +17,7 @@ local cap = tonumber(ARGV[8])
 local function add(key, member, keep)
   redis.call('ZADD', key, now, member)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - keep)
-  local excess = redis.call('ZCARD', key) - cap
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', key, 0, excess - 1) end
+  redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)  -- the newest `cap` stay
   redis.call('PEXPIRE', key, keep)
 end
 

@@ -142,6 +142,9 @@ def network_of(ip: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) of `ip`, or "" for none or not an address."""
     if not ip:
         return ""
+    parts = ip.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts):
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"  # the common case, 10x cheaper
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from apps.core.events import EventType, emit
 from apps.core.risk import Action, LoginContext, RiskDecision, SessionActivity
 from apps.threat import engine, history
+from apps.threat.ruleset import ruleset_current
 
 log = logging.getLogger("tessera.threat")
 
@@ -30,24 +31,8 @@ log = logging.getLogger("tessera.threat")
 RESPONDED = (Action.ALERT, Action.BLOCK, Action.INVALIDATE_SESSIONS)
 
 
-class _NoRules:
-    def decide(self, signals: object) -> tuple[()]:
-        return ()
-
-
 def _current_rules() -> engine.Rules:
-    try:
-        from apps.threat.ruleset import (  # type: ignore[import-not-found,unused-ignore]
-            ruleset_current,
-        )
-    except ModuleNotFoundError as error:
-        # Only while apps.threat.ruleset (branch threat-rules) is not merged: scores are
-        # recorded and no rule acts. Goes with that merge.
-        if error.name != "apps.threat.ruleset":
-            raise
-        return _NoRules()
-    rules: engine.Rules = ruleset_current()
-    return rules
+    return ruleset_current()
 
 
 class ThreatAssessor:
@@ -67,8 +52,9 @@ class ThreatAssessor:
         else:
             decision = engine.decide(located, view, ruleset)
         self._record(located, decision, session_id)
-        if context.user_id is not None and any(a in RESPONDED for a in decision.actions):
-            from apps.threat.responses import respond  # type: ignore[import-not-found,unused-ignore]
+        if any(action in RESPONDED for action in decision.actions):
+            # An unknown address (no user_id) can only be alerted about (respond says so).
+            from apps.threat.responses import respond
 
             respond(decision, user_id=context.user_id, context=located, session_id=session_id)
         return decision

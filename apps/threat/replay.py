@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from apps.core.risk import LoginContext
@@ -71,6 +72,11 @@ def _number(record: dict[str, Any], name: str, low: float, high: float) -> float
     if not low <= value <= high:
         raise BadLine(f"{name!r} must be between {low:g} and {high:g}")
     return float(value)
+
+
+@lru_cache(maxsize=65536)
+def _replay_id(address: str) -> uuid.UUID:
+    return uuid.uuid5(REPLAY_NAMESPACE, address)
 
 
 def parse(text: str) -> LoginContext:
@@ -118,7 +124,7 @@ def parse(text: str) -> LoginContext:
         ip=ip or None,
         user_agent=(_string(record, "user_agent") or "")[:512],
         success=success,
-        user_id=uuid.uuid5(REPLAY_NAMESPACE, user.lower()) if exists else None,
+        user_id=_replay_id(user.lower()) if exists else None,
         device_id=(_string(record, "device_id") or "")[:128],
         country=_string(record, "country"),
         city=_string(record, "city"),
@@ -129,52 +135,47 @@ def parse(text: str) -> LoginContext:
     )
 
 
-def _time_of(text: str) -> float:
-    """The line's time for ordering; a line without one sorts first (it is an error line)."""
-    try:
-        record = json.loads(text)
-        return dt.datetime.fromisoformat(record["ts"]).timestamp()
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return -math.inf
-
-
 def replay(
     lines: Iterable[str],
     *,
     ruleset: engine.Rules,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[Result]:
-    """The output line of each input line, in the input's order."""
-    texts = [line.rstrip("\n") for line in lines]
-    order = sorted(
-        (i for i, text in enumerate(texts) if text.strip()),
-        key=lambda i: (_time_of(texts[i]), i),
-    )
-    history = MemoryHistory()
-    results: list[str | None] = [None] * len(texts)
-    for done, i in enumerate(order, start=1):
+    """The output line of each input line, in the input's order. Every line is read first
+    (a bad one becomes its error record), then the attempts are judged in time order."""
+    attempts: list[tuple[float, int, LoginContext]] = []
+    results: list[str | None] = []
+    for i, line in enumerate(lines):
+        stripped = line.rstrip("\n")
+        results.append(None)
+        if not stripped.strip():
+            continue  # a blank line is no attempt and has no output line
         try:
-            context = parse(texts[i])
+            context = parse(stripped)
         except BadLine as error:
             results[i] = json.dumps({"line": i + 1, "error": str(error)})
         else:
-            decision = engine.evaluate(context, history=history, ruleset=ruleset)
-            results[i] = json.dumps(
-                {
-                    "line": i + 1,
-                    "score": decision.score,
-                    "action": decision.action,
-                    "reasons": [
-                        {"signal": r.signal, "points": r.points, "detail": r.detail}
-                        for r in decision.reasons
-                    ],
-                }
-            )
+            attempts.append((context.at.timestamp(), i, context))
+    attempts.sort(key=lambda attempt: (attempt[0], attempt[1]))
+    history = MemoryHistory()
+    for done, (_, i, context) in enumerate(attempts, start=1):
+        decision = engine.evaluate(context, history=history, ruleset=ruleset)
+        results[i] = json.dumps(
+            {
+                "line": i + 1,
+                "score": decision.score,
+                "action": decision.action,
+                "reasons": [
+                    {"signal": r.signal, "points": r.points, "detail": r.detail}
+                    for r in decision.reasons
+                ],
+            }
+        )
         if progress is not None:
-            progress(done, len(order))
-    for i, text in enumerate(results):
-        if text is not None:  # a blank input line has no output line
-            yield Result(i + 1, text)
+            progress(done, len(attempts))
+    for i, written in enumerate(results):
+        if written is not None:
+            yield Result(i + 1, written)
 
 
 class Progress:

@@ -50,17 +50,24 @@ WEIGHTS: dict[str, Flag | Count] = {
 }
 
 
+_FLAGS = tuple((n, w) for n, w in WEIGHTS.items() if isinstance(w, Flag))
+_COUNTS = tuple((n, w) for n, w in WEIGHTS.items() if isinstance(w, Count))
+
+
 def score_of(signals: dict[str, object]) -> tuple[int, tuple[RiskReason, ...]]:
     """The score and the reasons (the signals that added points), the heaviest first."""
-    reasons: list[RiskReason] = []
-    for name, weight in WEIGHTS.items():
+    reasons: list[RiskReason] = [
+        RiskReason(name, flag.points, _detail(name, flag, signals))
+        for name, flag in _FLAGS
+        if signals.get(name) is True
+    ]
+    for name, count in _COUNTS:
         value = signals.get(name)
-        if isinstance(weight, Flag):
-            if value is True:
-                reasons.append(RiskReason(name, weight.points, _detail(name, weight, signals)))
-        elif isinstance(value, int) and value > weight.threshold:
-            points = min(weight.most, (value - weight.threshold) * weight.per)
-            reasons.append(RiskReason(name, points, f"{value} {weight.detail}"))
+        if isinstance(value, int) and value > count.threshold:
+            points = min(count.most, (value - count.threshold) * count.per)
+            reasons.append(RiskReason(name, points, f"{value} {count.detail}"))
+    if not reasons:
+        return 0, ()
     reasons.sort(key=lambda reason: -reason.points)
     return min(100, sum(reason.points for reason in reasons)), tuple(reasons)
 

@@ -13,6 +13,7 @@ from apps.accounts.services import user_create
 from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
 from apps.signin import pipeline
+from apps.threat.ruleset import ruleset_current
 from tests.rp import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +93,7 @@ def test_an_unknown_address_costs_what_a_wrong_password_costs(client, counting) 
     # Responses": response times must not tell which addresses have accounts).
     user_create(email="real@example.com", password="another passphrase entirely")
     client.get("/login")  # a browser: it holds a device cookie
+    ruleset_current()  # the threat rules, loaded once per process, as after any sign-in
     hashes, statements = {}, {}
     for email in ("real@example.com", "nobody@example.com"):
         counting.computed = 0

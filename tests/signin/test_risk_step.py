@@ -1,8 +1,8 @@
 """The sign-in's risk steps, through the hosted pages with real Redis and the real assessor
-(apps.threat.port.ThreatAssessor) over rules stored as ThreatRule rows: a blocked person is
-refused, a rule's require_mfa sends the browser to the second-factor page, the score and
-flags reach the login session, failures are judged too, and with Redis down a sign-in is
-still decided."""
+(apps.threat.port.ThreatAssessor) over rules stored as ThreatRule rows (apps.threat.ruleset):
+a blocked person is refused, a rule's require_mfa sends the browser to the second-factor
+page, a blocking rule refuses and blocks, the score and flags reach the login session,
+failures are judged too, and with Redis down a sign-in is still decided."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from django.test import Client as HttpClient
 
 from apps.accounts.models import MfaRequiredBy
 from apps.accounts.services import user_block
-from apps.core.risk import risk_assessor
 from apps.sessions.models import LoginSession
-from apps.signin.pipeline import BLOCKED, WRONG_CREDENTIALS
+from apps.signin.pipeline import BLOCKED, RISK_REFUSED, WRONG_CREDENTIALS
 from apps.threat.models import ThreatRule
+from apps.threat.ruleset import ruleset_cache_clear
 from tests.events import recorded
+from tests.mfa.test_passwordless import ORIGIN, _registered
+from tests.mfa.test_passwordless import _sign_in as _passkey_sign_in
 from tests.rp import PASSWORD
 from tests.servers import Redis
 from tests.signin.test_second_factor import code_now, totp_of
@@ -32,11 +34,12 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 
 @pytest.fixture(autouse=True)
-def assessor(settings) -> Iterator[None]:
-    settings.RISK_ASSESSOR = "tests.threat.ruleset_for_tests.DatabaseRulesAssessor"
-    risk_assessor.cache_clear()
+def own_rules_only() -> Iterator[None]:
+    """Each test decides by the rules it makes (the shipped ones, migration 0002, removed)."""
+    ThreatRule.objects.all().delete()
+    ruleset_cache_clear()
     yield
-    risk_assessor.cache_clear()
+    ruleset_cache_clear()
 
 
 def rule(name: str, condition: str, action: str) -> ThreatRule:
@@ -94,6 +97,23 @@ def test_the_score_and_flags_cross_the_second_factor_page_onto_the_session(perso
     assert session.context["threat_reasons"][0]["points"] == 20
 
 
+def test_a_blocking_rule_refuses_the_sign_in_and_blocks_the_person(person) -> None:
+    rule("scripts-blocked", "success and headless_ua", "block")
+    with recorded() as events:
+        refused = sign_in(person, user_agent=HEADLESS)
+    assert refused.status_code == 403
+    assert RISK_REFUSED in refused.content.decode()
+    person.refresh_from_db()
+    assert person.is_blocked()
+    kinds = [e.event_type for e in events]
+    assert {"threat.assessed", "user.blocked", "login.failed"} <= set(kinds)
+    assert [e.error_code for e in events if e.event_type == "login.failed"] == ["risk_refused"]
+    assert not LoginSession.objects.filter(user=person).exists()
+    again = sign_in(person)  # an ordinary browser now: the block holds
+    assert again.status_code == 403
+    assert BLOCKED in again.content.decode()
+
+
 def test_failed_passwords_are_judged_and_counted(person) -> None:
     rule("many-failures", "failures_user_1h >= 3", "require_mfa")
     with recorded() as events:
@@ -127,3 +147,37 @@ def test_with_redis_down_a_sign_in_is_still_decided(own_redis, person) -> None:
     assert len(assessed) == 1
     assert assessed[0].metadata["history"] == "unavailable"
     assert assessed[0].metadata["rules"] == ["headless-needs-mfa"]  # no history rule fires
+
+
+# --- the passkey journey (apps/signin/passwordless.py) -------------------------------------
+
+
+@pytest.fixture
+def passkey_origin(settings) -> None:
+    settings.ISSUER = ORIGIN
+
+
+def test_a_blocked_person_is_refused_with_a_passkey_too(passkey_origin) -> None:
+    user, authenticator = _registered()
+    user_block(user=user, actor_id=None, source=MfaRequiredBy.OPERATOR, reason="test")
+    http = HttpClient()
+    refused = _passkey_sign_in(http, authenticator)
+    assert refused.status_code == 403
+    assert BLOCKED in refused.content.decode()
+    assert not LoginSession.objects.filter(user=user).exists()
+
+
+def test_a_passkey_meets_require_mfa_and_its_score_reaches_the_session(passkey_origin) -> None:
+    rule("everyone-mfa", "success", "require_mfa")
+    user, authenticator = _registered()
+    http = HttpClient(HTTP_USER_AGENT=HEADLESS)
+    http.get("/login")  # the device cookie
+    with recorded() as events:
+        signed_in = _passkey_sign_in(http, authenticator, next_url="/account/")
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/account/"  # no second-factor page: a passkey is two
+    session = LoginSession.objects.get(user=user)
+    assert session.threat_score == 20  # headless_ua
+    assert session.context["security_flags"] == ["headless_ua"]
+    [assessed] = [e for e in events if e.event_type == "threat.assessed"]
+    assert assessed.metadata["rules"] == ["everyone-mfa"]

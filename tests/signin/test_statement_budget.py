@@ -13,6 +13,7 @@ from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 
 from apps.sessions.models import LoginSession
+from apps.threat.ruleset import ruleset_current
 from apps.tokens.services import client_create
 from tests.rp import PASSWORD, REDIRECT_URI
 from tests.tokens.conftest import authorize_params, new_pkce
@@ -32,6 +33,7 @@ def test_password_sign_in_runs_at_most_its_budget(person) -> None:
     # first-party (--skip-consent): authorize answers with the code at once
     rp, _ = client_create(name="First party", redirect_uris=[REDIRECT_URI], skip_consent=True)
     caches_caught_up()
+    ruleset_current()  # the threat rules, loaded once per process, as after any sign-in
     browser = HttpClient(enforce_csrf_checks=True)
     to_login = browser.get("/oauth/authorize", authorize_params(rp.client_id, new_pkce()))
     assert to_login.status_code == 302, to_login.content

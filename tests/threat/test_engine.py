@@ -9,13 +9,14 @@ import uuid
 from apps.core.risk import Action, LoginContext
 from apps.threat.engine import evaluate
 from apps.threat.history import MemoryHistory, RedisHistory
-from tests.threat.ruleset_for_tests import Rule, TestRuleset
+from apps.threat.ruleset import Ruleset
+from apps.threat.ruleset import RuleSpec as Rule
 
 AT = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 ADA = uuid.uuid4()
 
-RULES = TestRuleset(
+RULES = Ruleset.of(
     [
         Rule("travel", "impossible_travel", "require_mfa", "high"),
         Rule("stuffing", "accounts_ip_1h >= 5 and not success", "alert", "medium"),

@@ -15,16 +15,17 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.core.risk import Action, LoginContext
 from apps.threat.port import ThreatAssessor
+from apps.threat.ruleset import Ruleset
+from apps.threat.ruleset import RuleSpec as Rule
 from tests.events import recorded
 from tests.servers import Redis
-from tests.threat.ruleset_for_tests import Rule, TestRuleset
 
 pytestmark = pytest.mark.django_db
 
-RULES = TestRuleset(
+RULES = Ruleset.of(
     [
-        Rule("scripts", "headless_ua", "require_mfa"),
-        Rule("hammering", "failures_user_1h >= 2", "require_mfa"),
+        Rule("scripts", "headless_ua", "require_mfa", "medium"),
+        Rule("hammering", "failures_user_1h >= 2", "require_mfa", "medium"),
     ]
 )
 
@@ -51,11 +52,11 @@ def test_an_attempt_is_judged_and_recorded_without_a_sql_statement() -> None:
         statements = [q["sql"][:200] for q in queries]
     assert statements == []
     assert decision.action == Action.REQUIRE_MFA
-    assert decision.rules == ("scripts", "hammering")
+    assert decision.rules == ("hammering", "scripts")  # the ruleset's order: severity, name
     [event] = events
     assert event.event_type == "threat.assessed"
     assert event.metadata["score"] == decision.score
-    assert event.metadata["rules"] == ["scripts", "hammering"]
+    assert event.metadata["rules"] == ["hammering", "scripts"]
     assert event.metadata["reasons"][0]["signal"] == "headless_ua"
     assert "history" not in event.metadata
 

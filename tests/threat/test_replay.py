@@ -12,15 +12,16 @@ from django.core.management import CommandError, call_command
 from apps.core.models import SecurityEvent
 from apps.threat import replay
 from apps.threat.models import ThreatRule
-from tests.threat.ruleset_for_tests import Rule, TestRuleset
+from apps.threat.ruleset import Ruleset
+from apps.threat.ruleset import RuleSpec as Rule
 
 pytestmark = pytest.mark.django_db
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-RULES = TestRuleset(
+RULES = Ruleset.of(
     [
-        Rule("travel", "impossible_travel", "require_mfa"),
-        Rule("stuffing", "accounts_ip_1h >= 3 and not success", "alert"),
+        Rule("travel", "impossible_travel", "require_mfa", "medium"),
+        Rule("stuffing", "accounts_ip_1h >= 3 and not success", "alert", "medium"),
     ]
 )
 
@@ -133,3 +134,18 @@ def test_the_command_names_the_bad_lines(tmp_path: Path, monkeypatch) -> None:
     }
     with pytest.raises(CommandError, match="cannot read"):
         call_command("threat_replay", str(tmp_path / "missing"), "--output", str(target))
+
+
+def test_the_command_takes_rules_from_a_file(tmp_path: Path) -> None:
+    source, target, rules = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "r.json"
+    source.write_text(line("2026-11-02T08:00:00Z", user_agent="curl/8") + "\n")
+    rules.write_text(
+        json.dumps(
+            [{"name": "scripts", "condition": "headless_ua", "action": "alert", "severity": "low"}]
+        )
+    )
+    call_command("threat_replay", str(source), "--output", str(target), "--rules", str(rules))
+    assert json.loads(target.read_text())["action"] == "alert"
+    rules.write_text('[{"name": "bad", "condition": "nonsense_signal", "action": "alert"}]')
+    with pytest.raises(CommandError, match=r"r\.json: entry 1 \('bad'\)"):
+        call_command("threat_replay", str(source), "--output", str(target), "--rules", str(rules))

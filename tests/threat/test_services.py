@@ -18,6 +18,12 @@ from tests.events import recorded
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _no_other_rules() -> None:
+    """Only the rules a test makes decide (the shipped ones may be in the database)."""
+    ThreatRule.objects.all().delete()
+
+
 @pytest.fixture
 def admin():
     return UserFactory(is_staff=True, staff_role=StaffRole.ADMINISTRATOR)

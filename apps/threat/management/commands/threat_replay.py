@@ -3,13 +3,13 @@ scoring and rules over a recorded trace (apps/threat/replay.py; docs/threat.md "
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.threat import engine, replay
+from apps.threat import engine, port, replay
+from apps.threat.ruleset import Ruleset, RulesetError
 
 
 class Command(BaseCommand):
@@ -58,13 +58,8 @@ class Command(BaseCommand):
 
     def _ruleset(self, path: Path | None) -> engine.Rules:
         if path is None:
-            from apps.threat.port import _current_rules
-
-            return _current_rules()
-        from apps.threat.ruleset import Ruleset  # type: ignore[import-not-found,unused-ignore]
-
+            return port._current_rules()
         try:
-            rules: engine.Rules = Ruleset.from_json(path)
-        except (OSError, ValueError, json.JSONDecodeError) as error:
-            raise CommandError(f"{path}: {error}") from None
-        return rules
+            return Ruleset.from_json(path)
+        except RulesetError as error:  # names the file, the entry and what is wrong
+            raise CommandError(str(error)) from None
