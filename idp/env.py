@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -92,6 +93,25 @@ def networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
                 name, value, "a comma-separated list of IP addresses or CIDR networks"
             ) from None
     return tuple(result)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback IP address (127.0.0.0/8, ::1); a name is not."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def emails(name: str) -> list[str]:
+    """A comma-separated list of e-mail addresses (none when unset)."""
+    value = _raw(name)
+    if value is None:
+        return []
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if any(not re.fullmatch(r"[^@\s,<>\"]+@[^@\s,<>\"]+\.[^@\s,<>\"]+", item) for item in items):
+        raise _bad(name, value, "a comma-separated list of e-mail addresses")
+    return items
 
 
 def hosts(name: str, default: list[str]) -> list[str]:

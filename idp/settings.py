@@ -493,6 +493,8 @@ PERSONAL_DATA_HOLDERS = [
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
 USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
+# Ends a person's offline grants for threat responses (apps/core/revocation.py port).
+USER_OFFLINE_GRANTS_REVOKER = "apps.tokens.services.offline_grants_revoke_all"
 # The person's own account page (apps/signin/account.py) reaches tokens and audit through
 # these ports (apps/core/people.py): their applications (consents, offline grants) and their
 # recent security events.
@@ -628,6 +630,53 @@ MFA_REQUIRED = env.boolean("IDP_MFA_REQUIRED", False)
 # counted apart from passwords, by account id (Keycloak issue 46164; NIST SP 800-63B §5.2.2).
 MFA_LOCKOUT_THRESHOLD = env.integer("IDP_MFA_LOCKOUT_THRESHOLD", 5, minimum=1, maximum=100)
 
+# --- Threat responses (apps/threat/responses.py, alerts.py, tasks.py; docs/threat.md) ------
+
+# Where a threat rule's alert is POSTed (JSON, signed: docs/threat.md "Responses"); none: no
+# webhook. https only: http is accepted for a loopback host alone (127.0.0.0/8, ::1,
+# localhost), an explicit exception for tests and development (OWASP ASVS 9.2.1).
+THREAT_WEBHOOK_URL = env.url("IDP_THREAT_WEBHOOK_URL", None, schemes=("https", "http"))
+if THREAT_WEBHOOK_URL is not None and THREAT_WEBHOOK_URL.startswith("http://"):
+    _hook_host = (urlsplit(THREAT_WEBHOOK_URL).hostname or "").lower()
+    if not (_hook_host == "localhost" or env.is_loopback(_hook_host)):
+        raise ImproperlyConfigured(
+            f"IDP_THREAT_WEBHOOK_URL={THREAT_WEBHOOK_URL!r} is not valid: expected an https:// "
+            "URL (http:// is accepted only for a loopback host such as 127.0.0.1 or localhost)."
+        )
+# The HMAC-SHA256 key the webhook's Tessera-Signature header is computed with (at least 32
+# characters; required with IDP_THREAT_WEBHOOK_URL).
+THREAT_WEBHOOK_SECRET = env.optional_string("IDP_THREAT_WEBHOOK_SECRET") or ""
+# The key before a rotation: while set, each alert carries a second v1 signature made with
+# it, so receivers can switch keys without missing an alert.
+THREAT_WEBHOOK_SECRET_PREVIOUS = env.optional_string("IDP_THREAT_WEBHOOK_SECRET_PREVIOUS") or ""
+for _name, _secret in (
+    ("IDP_THREAT_WEBHOOK_SECRET", THREAT_WEBHOOK_SECRET),
+    ("IDP_THREAT_WEBHOOK_SECRET_PREVIOUS", THREAT_WEBHOOK_SECRET_PREVIOUS),
+):
+    if _secret and len(_secret) < 32:
+        raise ImproperlyConfigured(f"{_name} is too short: expected at least 32 characters.")
+if THREAT_WEBHOOK_URL is not None and not THREAT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "IDP_THREAT_WEBHOOK_URL is set but IDP_THREAT_WEBHOOK_SECRET is not: alerts are signed "
+        "so that a receiver can tell them from forgeries (32 characters or more)."
+    )
+# Seconds one webhook attempt may take (connect and answer) before it counts as failed.
+THREAT_WEBHOOK_TIMEOUT = env.integer("IDP_THREAT_WEBHOOK_TIMEOUT", 5, minimum=1, maximum=60)
+# Retries of a failed webhook delivery (a network error, a timeout, any answer but 2xx)
+# before it is given up and logged (threat.webhook_failed).
+THREAT_WEBHOOK_RETRIES = env.integer("IDP_THREAT_WEBHOOK_RETRIES", 8, minimum=0, maximum=30)
+# Seconds before the first retry; each next doubles (capped at 10 min), with jitter.
+THREAT_WEBHOOK_RETRY_BASE_SECONDS = env.integer(
+    "IDP_THREAT_WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=0, maximum=3600
+)
+# Operators who get each alert by e-mail (comma-separated addresses); none: no e-mail.
+THREAT_ALERT_EMAILS = env.emails("IDP_THREAT_ALERT_EMAILS")
+# Seconds during which the same rule for the same person (or, for an unknown address, the
+# same IP) alerts once: a credential-stuffing run sends one alert per account, not thousands.
+THREAT_ALERT_DEDUP_SECONDS = env.integer(
+    "IDP_THREAT_ALERT_DEDUP_SECONDS", 300, minimum=0, maximum=86400
+)
+
 # --- Registration and invitations (apps/signin/registration.py, apps/accounts/invitations.py)
 
 # Who may create their own account at /register: "off" (operators create accounts; people
@@ -707,6 +756,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.tokens.tasks.redeliver_stalled_backchannel_logouts",
         "schedule": 300.0,
         "options": {"expires": 300.0},
+    },
+    "lift-expired-blocks": {
+        "task": "apps.accounts.tasks.lift_expired_blocks",
+        "schedule": 60.0,  # a block whose time passed is lifted (and recorded) within a minute
+        "options": {"expires": 60.0},
     },
     "apply-audit-retention": {
         "task": "apps.audit.tasks.apply_retention",

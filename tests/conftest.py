@@ -30,6 +30,8 @@ pytest_plugins = ["tests.rp"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# The key the suite's Celery worker signs threat alert webhooks with (IDP_THREAT_WEBHOOK_SECRET).
+THREAT_WEBHOOK_SECRET = "test-threat-webhook-secret-0123456789abcdef"
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the suite may run as root (CI); the page is our own
     "--disable-gpu",
@@ -240,6 +242,10 @@ def celery_worker(
         "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
         # Back-Channel Logout retries at once: a failing delivery ends in well under a second.
         "IDP_BACKCHANNEL_RETRY_BASE_SECONDS": "0",
+        # Threat alert webhooks (tests/threat/test_alerts.py) are signed with this key and
+        # retried at once.
+        "IDP_THREAT_WEBHOOK_SECRET": THREAT_WEBHOOK_SECRET,
+        "IDP_THREAT_WEBHOOK_RETRY_BASE_SECONDS": "0",
     }
     worker = WorkerProcess(env, servers.base / "celery-worker.log")
     worker.start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -65,6 +65,20 @@ class UserAccessRevoker(Protocol):
 def revoke_user_access_tokens(*, user_id: object, reason: str, actor_id: object = None) -> int:
     revoker: UserAccessRevoker = import_string(settings.USER_ACCESS_TOKEN_REVOKER)
     return revoker(user_id=user_id, reason=reason, actor_id=actor_id)
+
+
+class UserOfflineGrantsRevoker(Protocol):
+    """Port: ends every live offline grant of a person (their refresh tokens refused, their
+    access tokens listed); returns how many. Threat responses ask through it (apps.threat
+    may not import apps.tokens); apps.tokens implements it, named by
+    settings.USER_OFFLINE_GRANTS_REVOKER."""
+
+    def __call__(self, *, user: Any, reason: str, actor_id: object) -> int: ...
+
+
+def revoke_user_offline_grants(*, user: Any, reason: str, actor_id: object = None) -> int:
+    revoker: UserOfflineGrantsRevoker = import_string(settings.USER_OFFLINE_GRANTS_REVOKER)
+    return revoker(user=user, reason=reason, actor_id=actor_id)
 
 
 def is_revoked(*, jti: str, sid: str | None) -> bool:

@@ -108,6 +108,9 @@ class SessionActivity:
     client_id: str = ""
     family: str = ""  # the refresh-token family (grant) it belongs to, if any
     public_client: bool = False
+    # The address the session signed in from, when the caller has the session at hand: an
+    # activity from the same network is nothing new and costs nothing more.
+    session_ip: str | None = None
 
 
 class RiskAssessor(Protocol):

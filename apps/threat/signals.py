@@ -22,6 +22,14 @@ class Signal:
 SIGNALS: dict[str, Signal] = {
     # The attempt itself
     "success": Signal(bool, "The first factor (password or passkey) was proven."),
+    "activity": Signal(
+        bool,
+        "Session activity after sign-in (a refresh, a code exchange, a userinfo call), judged "
+        "later by a worker; false for a sign-in attempt.",
+    ),
+    "public_client": Signal(
+        bool, "The activity is a public client's (its refresh token is a bearer credential)."
+    ),
     "user_exists": Signal(bool, "The address names an account."),
     "known_person": Signal(
         bool, "The person has signed in successfully before (a baseline exists)."
