@@ -303,7 +303,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.trace is None:
             trace_path = folder / "trace.jsonl"
             print(f"# generating {args.people} people over {args.days} days", file=sys.stderr)
-            trace = threat_traces.generate(people=args.people, days=args.days, seed=args.seed)
+            try:
+                trace = threat_traces.generate(people=args.people, days=args.days, seed=args.seed)
+            except ValueError as error:
+                parser.error(str(error))
             labels_path = threat_traces.labels_path(trace_path)
             threat_traces.write(trace, trace_path, labels_path)
         else:
@@ -315,8 +318,16 @@ def main(argv: list[str] | None = None) -> None:
         setup_django(Path(tmp) / "data")
         rules = args.rules or shipped_rules(folder)
         print("# replaying", file=sys.stderr)
-        wall_s, cpu_s = run_replay(trace_path, output, rules)
-        figures = evaluate(read_jsonl(trace_path), read_jsonl(labels_path), read_jsonl(output))
+        from django.core.management import CommandError
+
+        try:
+            wall_s, cpu_s = run_replay(trace_path, output, rules)
+        except CommandError as error:  # a rules file or a trace line the replay refuses
+            parser.exit(2, f"threat_replay: {error}\n")
+        try:
+            figures = evaluate(read_jsonl(trace_path), read_jsonl(labels_path), read_jsonl(output))
+        except ValueError as error:  # labels of another trace, or output that is not JSON
+            parser.exit(2, f"{labels_path}: {error}\n")
         lines = sum(k.lines for k in figures.kinds.values())
         timing = Timing()
         if not args.no_timing:

@@ -126,3 +126,32 @@ def test_a_rules_file_that_is_not_there_is_said(capsys: pytest.CaptureFixture[st
         threat_detection.main(["--rules", "/nonexistent/rules.json"])
     assert exit_.value.code == 2
     assert "--rules /nonexistent/rules.json: no such file" in capsys.readouterr().err
+
+
+def test_a_rules_file_the_replay_refuses_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.json"
+    rule = {"name": "x", "condition": "no_such_signal", "action": "alert", "severity": "low"}
+    rules.write_text(json.dumps([rule]))
+    with pytest.raises(SystemExit) as exit_:
+        threat_detection.main(["--people", "20", "--days", "10", "--rules", str(rules)])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("threat_replay: ")
+    assert "no_such_signal" in error
+
+
+def test_labels_of_another_trace_are_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = threat_traces.generate(people=20, days=10, seed=1)
+    other = threat_traces.generate(people=25, days=10, seed=1)
+    threat_traces.write(small, tmp_path / "t.jsonl", tmp_path / "t.labels.jsonl")
+    threat_traces.write(other, tmp_path / "o.jsonl", tmp_path / "o.labels.jsonl")
+    with pytest.raises(SystemExit) as exit_:
+        threat_detection.main(
+            ["--trace", str(tmp_path / "t.jsonl"), "--labels", str(tmp_path / "o.labels.jsonl")]
+        )
+    assert exit_.value.code == 2
+    assert "differ in length" in capsys.readouterr().err
