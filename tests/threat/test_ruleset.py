@@ -265,6 +265,14 @@ ORDINARY = {
     "someone's very first sign-in": {"success": True, "user_exists": True, "known_person": False,
                                      "new_country": True, "new_asn": True, "new_device": True},
     "a sign-in at 3 a.m.": _HOME | {"success": True, "unusual_hour": True, "hour_share": 0.01},
+    # Session activity (a public client's call from another network) is judged as a success.
+    "an app's refresh from another network": _HOME
+    | {"success": True, "activity": True, "public_client": True, "headless_ua": True,
+       "no_device_cookie": True, "new_network": True, "score": 20},
+    "an app's refresh while the account is under attack": _HOME
+    | {"success": True, "activity": True, "public_client": True, "headless_ua": True,
+       "no_device_cookie": True, "new_device": True, "new_asn": True,
+       "failures_user_24h": 30, "score": 90},
 }  # fmt: skip
 
 # For each shipped rule, an attempt that is what it is meant to catch.
@@ -348,3 +356,13 @@ def test_the_migration_installs_the_shipped_rules_and_keeps_an_administrators_ow
     assert len(shipped_now) == len(ATTACKS)
     DEFAULTS.remove_default_rules(registry, None)
     assert list(ThreatRule.objects.values_list("name", flat=True)) == ["listed_network"]
+
+
+def test_a_stolen_refresh_token_used_far_away_is_caught_as_activity() -> None:
+    stolen = _HOME | {"success": True, "activity": True, "public_client": True,
+                      "impossible_travel": True, "new_country": True, "new_asn": True,
+                      "country": "RU", "score": 95}  # fmt: skip
+    assert [match.name for match in SHIPPED.decide(stolen)] == [
+        "impossible_travel",
+        "new_country_new_network",
+    ]

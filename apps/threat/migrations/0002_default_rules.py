@@ -9,6 +9,12 @@ of 85 or more blocks, for an hour. The failure thresholds sit above what the fai
 lockout lets one person reach from their own address (5 per identifier and IP,
 IDP_LOCKOUT_IP_THRESHOLD), so a person's own typing does not trip them.
 
+Session activity (a public client's refresh, code exchange or userinfo call from another
+network than the session's) is judged by the same rules, as a success (`activity` true):
+impossible travel, a new country and network, and a listed network apply to it as to a
+sign-in; the rules that speak of a sign-in say `not activity` (an app's calls are scripted by
+nature, and a score made for sign-ins is not one to block on).
+
 A rule of the same name an administrator made before this migration is left as it is.
 Rules are data from here on: this file is not read again (a change to a default in a later
 release is a new migration), and what it installs is not an administrator's change, so no
@@ -114,7 +120,9 @@ DEFAULT_RULES = [
     },
     {
         "name": "scripted_success",
-        "condition": "success and headless_ua and no_device_cookie and known_person",
+        "condition": (
+            "success and not activity and headless_ua and no_device_cookie and known_person"
+        ),
         "action": "alert",
         "severity": "medium",
         "description": (
@@ -138,7 +146,8 @@ DEFAULT_RULES = [
     {
         "name": "takeover_after_attack",
         "condition": (
-            "success and known_person and failures_user_24h >= 10 and new_device and new_asn"
+            "success and not activity and known_person and failures_user_24h >= 10"
+            " and new_device and new_asn"
         ),
         "action": "invalidate_sessions",
         "severity": "critical",
@@ -150,7 +159,7 @@ DEFAULT_RULES = [
     },
     {
         "name": "high_score",
-        "condition": "success and score >= 85",
+        "condition": "success and not activity and score >= 85",
         "action": "block",
         "severity": "critical",
         "block_minutes": 60,
