@@ -229,6 +229,15 @@ class RedisHistory:
         ]
         _forget_script()(keys=[baseline_key(attempt.baseline)], args=args, client=get_redis())
 
+    def baseline(self, attempt: Attempt) -> View:
+        """The person's baseline as this attempt would see it, recording nothing and
+        counting nothing (session activity is judged against it, apps/threat/activity.py):
+        one HMGET."""
+        fields = [f"{kind}:{value}" for kind, value in zip("candbo", _values(attempt), strict=True)]
+        fields += [f"h:{hour}" for hour in range(24)] + ["s", "at", "lat", "lon"]
+        reply = get_redis().hmget(baseline_key(attempt.baseline), fields)
+        return _view(["0"] * 11 + [_text(value) if value is not None else "" for value in reply])
+
 
 @cache
 def _script() -> Script:
