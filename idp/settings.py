@@ -897,6 +897,7 @@ SPECTACULAR_SETTINGS = {
         "LockoutKindEnum": "apps.ratelimit.services.KINDS",
         "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
         "PermissionScopeEnum": "apps.accounts.models.PermissionScope",
+        "MfaRequiredByEnum": "apps.accounts.models.MfaRequiredBy",  # also who blocked a person
     },
 }
 

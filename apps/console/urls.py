@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console import applications, directory, invitations, mfa, staff, views
+from apps.console import applications, directory, invitations, mfa, staff, threats, views
 
 app_name = "console"
 urlpatterns = [
@@ -42,6 +42,21 @@ urlpatterns = [
     ),
     path("users/<uuid:user_id>/mfa/reset/", mfa.user_mfa_reset, name="user_mfa_reset"),
     path("users/<uuid:user_id>/mfa/required/", mfa.user_mfa_required, name="user_mfa_required"),
+    path("users/<uuid:user_id>/block/", threats.user_block_view, name="user_block"),
+    path("users/<uuid:user_id>/unblock/", threats.user_unblock_view, name="user_unblock"),
+    path("threats/", threats.threat_overview, name="threats"),
+    path("threats/rules/new/", threats.threat_rule_create, name="threat_rule_create"),
+    path("threats/rules/<uuid:rule_id>/", threats.threat_rule_edit, name="threat_rule_edit"),
+    path(
+        "threats/rules/<uuid:rule_id>/enabled/",
+        threats.threat_rule_enable,
+        name="threat_rule_enable",
+    ),
+    path(
+        "threats/rules/<uuid:rule_id>/delete/",
+        threats.threat_rule_delete,
+        name="threat_rule_delete",
+    ),
     path("lockouts/", views.lockout_list, name="lockouts"),
     path("lockouts/unlock/", views.lockout_unlock, name="lockout_unlock"),
     path(

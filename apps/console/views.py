@@ -47,6 +47,7 @@ from apps.console.permissions import (
     operator_required,
     staff_required,
 )
+from apps.console.threats import person_threat
 from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
 from apps.ratelimit.services import (
@@ -117,6 +118,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
         **person_directory(user),
     }
     context.update(person_mfa(user, context["organization_memberships"]))
+    context.update(person_threat(user))
     return render(request, "console/user.html", context)
 
 

@@ -350,6 +350,8 @@ def open_session(attempt: Attempt) -> Refusal | None:
             "provider": started.provider,
             "amr": started.amr,
             "new_device": attempt.new_device,
+            # What a rebuilt threat baseline learns the device from (apps/threat/baselines).
+            "device_id": started.device_id,
         },
     )
     return None

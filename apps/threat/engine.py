@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from apps.core.risk import Action, LoginContext, RiskDecision
+from apps.core.risk import Action, LoginContext, RiskDecision, SessionActivity
 from apps.sessions import geo
 from apps.threat import features, history, scoring
 from apps.threat.signals import BOOLEAN_SIGNALS
@@ -72,9 +72,18 @@ def attempt_of(context: LoginContext) -> history.Attempt:
     )
 
 
-def decide(context: LoginContext, view: history.View, ruleset: Rules) -> RiskDecision:
-    """The decision for a located context and its history view."""
+def decide(
+    context: LoginContext,
+    view: history.View,
+    ruleset: Rules,
+    activity: SessionActivity | None = None,
+) -> RiskDecision:
+    """The decision for a located context and its history view; for session activity
+    (apps/threat/activity.py) the signals say so (`activity`, `public_client`)."""
     signals = features.compute(context, view)
+    if activity is not None:
+        signals["activity"] = True
+        signals["public_client"] = activity.public_client
     score, reasons = scoring.score_of(signals)
     signals["score"] = score
     matches = ruleset.decide(signals)
@@ -105,7 +114,12 @@ def decide(context: LoginContext, view: history.View, ruleset: Rules) -> RiskDec
 
 def evaluate(context: LoginContext, *, history: history.History, ruleset: Rules) -> RiskDecision:
     """Locates the attempt, records it in `history` and reads what came before (one round
-    trip), computes the signals and the score, and lets `ruleset` decide."""
+    trip), computes the signals and the score, and lets `ruleset` decide. A success the
+    decision refuses is taken back out of the baseline (a second round trip, only then)."""
     context = located(context)
-    view = history.observe(attempt_of(context))
-    return decide(context, view, ruleset)
+    attempt = attempt_of(context)
+    view = history.observe(attempt)
+    decision = decide(context, view, ruleset)
+    if decision.refuses and context.success:
+        history.forget(attempt, view)  # a refused success teaches the baseline nothing
+    return decision

@@ -16,19 +16,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 
-from apps.core.events import EventType, emit
-from apps.core.risk import Action, LoginContext, RiskDecision, SessionActivity
+from apps.core.risk import LoginContext, RiskDecision, SessionActivity
 from apps.threat import engine, history
+from apps.threat.activity import activity_observe
+from apps.threat.assessments import RESPONDED, assessment_record
+from apps.threat.responses import respond
 from apps.threat.ruleset import ruleset_current
 
 log = logging.getLogger("tessera.threat")
-
-# The actions respond() carries out; require_mfa and the refusal are the sign-in's own.
-RESPONDED = (Action.ALERT, Action.BLOCK, Action.INVALIDATE_SESSIONS)
 
 
 def _current_rules() -> engine.Rules:
@@ -43,51 +41,26 @@ class ThreatAssessor:
     def assess(self, context: LoginContext, *, session_id: uuid.UUID | None = None) -> RiskDecision:
         ruleset = self.rules()
         located = engine.located(context)
+        attempt = engine.attempt_of(located)
         try:
-            view = self.history.observe(engine.attempt_of(located))
+            view = self.history.observe(attempt)
         except RedisError as error:
             log.warning("threat history unavailable, judging the attempt alone: %s", error)
             decision = engine.decide(located, history.EMPTY, ruleset)
             decision.extra["history"] = "unavailable"
         else:
             decision = engine.decide(located, view, ruleset)
-        self._record(located, decision, session_id)
+            if decision.refuses and located.success:
+                # A refused success teaches the baseline nothing (engine.evaluate does the same).
+                try:
+                    self.history.forget(attempt, view)
+                except RedisError as error:
+                    log.warning("threat baseline not corrected: %s", error)
+        assessment_record(located, decision, session_id=session_id)
         if any(action in RESPONDED for action in decision.actions):
             # An unknown address (no user_id) can only be alerted about (respond says so).
-            from apps.threat.responses import respond
-
             respond(decision, user_id=context.user_id, context=located, session_id=session_id)
         return decision
 
-    def _record(
-        self, context: LoginContext, decision: RiskDecision, session_id: uuid.UUID | None
-    ) -> None:
-        metadata: dict[str, Any] = {
-            "kind": "sign_in",
-            "email": context.email[:254],
-            "success": context.success,
-            "score": decision.score,
-            "action": decision.action,
-            "actions": list(decision.actions),
-            "rules": list(decision.rules),
-            "flags": list(decision.flags),
-            "reasons": [
-                {"signal": r.signal, "points": r.points, "detail": r.detail}
-                for r in decision.reasons
-            ],
-            **{key: decision.extra.get(key) for key in ("country", "city", "asn")},
-        }
-        if "history" in decision.extra:
-            metadata["history"] = decision.extra["history"]
-        emit(
-            EventType.THREAT_ASSESSED,
-            user_id=context.user_id,
-            session_id=session_id,
-            resource_type="user",
-            resource_id=context.user_id,
-            metadata=metadata,
-        )
-
     def observe_activity(self, activity: SessionActivity) -> None:
-        # Session activity is not assessed yet: the lead adds the Celery path (threat-activity).
-        return None
+        activity_observe(activity)

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
+from apps.threat.activity import activity_assess
 from apps.threat.alerts import SIGNATURE_HEADER, body_of, sign
 
 log = logging.getLogger("tessera.threat")
@@ -96,6 +97,12 @@ def webhook_deliver(self: Task[Any, int | None], url: str, payload: dict[str, An
             extra={"event": "threat.webhook_failed", "alert_id": payload.get("id")},
         )
         return None
+
+
+@shared_task(ignore_result=True)
+def assess_activity(payload: dict[str, Any]) -> None:
+    """Session activity handed over by a request (apps/threat/activity.py)."""
+    activity_assess(payload)
 
 
 # --- Baselines (apps/threat/baselines.py; beat: THREAT_BASELINE_REBUILD_HOUR in settings) ---

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any
@@ -24,6 +25,7 @@ from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
 from apps.tokens import clients, grants, id_tokens, logout_propagation
+from apps.tokens.activity import activity_report
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe
@@ -271,12 +273,33 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     except InsufficientScope as insufficient:
         return _bearer_error(403, "insufficient_scope", str(insufficient))
     scopes = str(claims["scope"]).split()
+    _report_userinfo(user, claims)
     body = {"sub": str(user.pk), **profile_claims(user, scopes)}
     if claims.get("authz_truncated"):  # the token's _claim_sources point here (claims.bounded)
         body.update(user_token_claims(user=user))
     response = JsonResponse(body)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _report_userinfo(user: Any, claims: dict[str, Any]) -> None:
+    """A public client's userinfo call comes from the person's own device: session activity
+    for threat scoring (apps/tokens/activity.py). A confidential client calls from its own
+    servers, whose address says nothing of the person's."""
+    client = clients.client_by_id(str(claims.get("client_id", "")))
+    if client is None or client.client_type != Client.CLIENT_PUBLIC:
+        return
+    try:
+        session_id = uuid.UUID(str(claims["sid"])) if claims.get("sid") else None
+    except ValueError:
+        session_id = None
+    activity_report(
+        kind="userinfo",
+        user_id=user.pk,
+        session_id=session_id,
+        client_id=client.client_id,
+        public_client=True,
+    )
 
 
 @csrf_exempt

@@ -142,6 +142,7 @@ def test_export_holds_everything_kept_about_the_person(ada, rp, operator) -> Non
         "login.succeeded": 1,
         "consent.granted": 1,
         "login.failed": 2,  # with her address (no user id), and the one not shipped yet
+        "threat.assessed": 2,  # her sign-in and the wrong password, each scored
         "operator.viewed_user": 1,
         "mfa.enrolled": 2,
     }

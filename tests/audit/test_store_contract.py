@@ -133,6 +133,21 @@ SAMPLE = [
         metadata={"path": f"/console/users/{ADA}/"},
     ),
     audit_event(86400 * 40, user_id=ADA, metadata={"note": "next month's partition"}),
+    # Threat assessments (apps.core.risk.RiskDecision in the metadata): filtered by score and
+    # action; a score on its boundary, and an event of another type with an "action" key.
+    audit_event(
+        8,
+        event_type="threat.assessed",
+        user_id=ADA,
+        metadata={"score": 85, "action": "block", "reasons": [{"signal": "new_country"}]},
+    ),
+    audit_event(
+        9, event_type="threat.assessed", user_id=BOB, metadata={"score": 40, "action": "alert"}
+    ),
+    audit_event(
+        10, event_type="threat.assessed", user_id=BOB, metadata={"score": 0, "action": "allow"}
+    ),
+    audit_event(11, event_type="user.changed", user_id=BOB, metadata={"action": "alert"}),
 ]
 
 FILTERS: dict[str, tuple[EventFilters, Callable[[AuditEvent], bool]]] = {
@@ -168,6 +183,16 @@ FILTERS: dict[str, tuple[EventFilters, Callable[[AuditEvent], bool]]] = {
         ),
     ),
     "nothing": (EventFilters(user_id="nobody"), lambda e: False),
+    "minimum score": (EventFilters(min_score=40), lambda e: e.metadata.get("score", -1) >= 40),
+    "minimum score 0": (EventFilters(min_score=0), lambda e: "score" in e.metadata),
+    "risk action": (
+        EventFilters(event_type="threat.assessed", risk_action="alert"),
+        lambda e: e.event_type == "threat.assessed" and e.metadata.get("action") == "alert",
+    ),
+    "user, score and action": (
+        EventFilters(user_id=ADA, min_score=85, risk_action="block"),
+        lambda e: e.user_id == ADA and e.metadata.get("action") == "block",
+    ),
 }
 
 
@@ -248,6 +273,10 @@ def test_time_range_includes_its_start_and_excludes_its_end(backend: Backend) ->
         ({"since": T0, "until": T0 - timedelta(microseconds=1)}, "after its end"),
         ({"user_id": "x" * 65}, "at most 64"),
         ({"user_id": "ada\x00"}, "printable"),
+        ({"min_score": 101}, "from 0 to 100"),
+        ({"min_score": -1}, "from 0 to 100"),
+        ({"min_score": True}, "from 0 to 100"),
+        ({"risk_action": "destroy"}, "An action is one of allow, alert"),
     ],
 )
 def test_filters_no_store_could_answer_are_refused(fields: dict[str, Any], message: str) -> None:

@@ -48,6 +48,15 @@ CONSOLE = {
     "user_lockouts_clear": "operator",
     "lockouts": "viewer",
     "lockout_unlock": "operator",
+    # Threats (issue 16): staff read; operators block and unblock a person; the rules decide
+    # for everyone, so they are the administrators'.
+    "threats": "viewer",
+    "user_block": "operator",
+    "user_unblock": "operator",
+    "threat_rule_create": "administrator",
+    "threat_rule_edit": "administrator",
+    "threat_rule_enable": "administrator",
+    "threat_rule_delete": "administrator",
     "user_blocks_clear": "operator",
     "block_clear": "operator",
     "user_export": "operator",  # a person's whole data, handed over (GDPR Art. 15)
@@ -158,6 +167,12 @@ API = {
     "user_factors": {"GET": "viewer"},
     "user_factors_reset": {"POST": "operator"},
     "user_mfa_required": {"PUT": "operator"},
+    "user_block": {"POST": "operator"},
+    "user_unblock": {"POST": "operator"},
+    "threats_assessments": {"GET": "viewer"},
+    "threats_blocked": {"GET": "viewer"},
+    "threats_rules": {"GET": "viewer", "POST": "administrator"},
+    "threats_rule": {"GET": "viewer", "PATCH": "administrator", "DELETE": "administrator"},
     "offline_grant": {"GET": "viewer"},
     "offline_grant_revoke": {"POST": "operator"},
     "sessions": {"GET": "viewer"},

@@ -17,6 +17,7 @@ from django.utils.crypto import salted_hmac
 from apps.core.cursors import KeysetCursor
 from apps.core.events import EventType, Severity
 from apps.core.privacy import PSEUDONYM_PREFIX
+from apps.core.risk import Action
 
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 1000
@@ -139,6 +140,10 @@ class EventFilters:
     success: bool | None = None
     severity: str = ""
     about: Subject | None = None
+    # threat.assessed events (apps.core.risk.RiskDecision in their metadata): a score at least
+    # this (0-100), and the action decided.
+    min_score: int | None = None
+    risk_action: str = ""
 
     def __post_init__(self) -> None:
         if len(self.user_id) > 64 or not self.user_id.isprintable():
@@ -153,6 +158,14 @@ class EventFilters:
                 raise InvalidFilter("Times need a time zone.")
         if self.since and self.until and self.since > self.until:
             raise InvalidFilter("The start of the time range is after its end.")
+        if self.min_score is not None and (
+            isinstance(self.min_score, bool)
+            or not isinstance(self.min_score, int)
+            or not 0 <= self.min_score <= 100
+        ):
+            raise InvalidFilter("A minimum score is a whole number from 0 to 100.")
+        if self.risk_action and self.risk_action not in Action.ORDER:
+            raise InvalidFilter(f"An action is one of {', '.join(Action.ORDER)}.")
         if self.ip_address:
             try:
                 canonical = str(ipaddress.ip_address(self.ip_address))
@@ -170,6 +183,8 @@ class EventFilters:
             "ip_address": self.ip_address,
             "success": "" if self.success is None else str(self.success).lower(),
             "severity": self.severity,
+            "min_score": "" if self.min_score is None else str(self.min_score),
+            "risk_action": self.risk_action,
         }
         return {name: value for name, value in params.items() if value}
 

@@ -75,6 +75,16 @@ _ABOUT = (
     " OR position(metadata, %(subject_id)s) > 0"
 )
 _ABOUT_EMAIL = " OR positionCaseInsensitiveUTF8(metadata, %(subject_email)s) > 0"
+# A threat.assessed event's score and action, read from metadata's JSON text (PostgreSQL's
+# jsonb text: `"key": value`) by regular expression: the ClickHouse versions supported include
+# 18.16, which has no JSONExtract*, and whose visitParam* functions want JSON without spaces.
+# The first occurrence is the top-level key: jsonb writes an object's keys shortest first, and
+# the nested objects (the reasons) sit under longer keys and have neither.
+_MIN_SCORE = (
+    "match(metadata, '\"score\": ?[0-9]')"
+    " AND toFloat64OrZero(extract(metadata, '\"score\": ?([0-9.]+)')) >= %(min_score)s"
+)
+_RISK_ACTION = 'extract(metadata, \'"action": ?"([a-z_]*)"\') = %(risk_action)s'
 _MUTATIONS_RUNNING = (
     "SELECT count() FROM system.mutations "
     "WHERE database = currentDatabase() AND table IN %(tables)s AND NOT is_done"
@@ -154,6 +164,12 @@ def _where(filters: EventFilters, after: EventCursor | None) -> tuple[str, dict[
     if filters.success is not None:
         conditions.append("success = %(success)s")
         params["success"] = int(filters.success)
+    if filters.min_score is not None:  # an event without a score has none to compare
+        conditions.append(_MIN_SCORE)
+        params["min_score"] = filters.min_score
+    if filters.risk_action:
+        conditions.append(_RISK_ACTION)
+        params["risk_action"] = filters.risk_action
     for name, moment, condition in (
         ("since", filters.since, _SINCE),
         ("until", filters.until, _UNTIL),

@@ -75,6 +75,10 @@ def _matching(filters: EventFilters, after: EventCursor | None) -> QuerySet[Secu
     events = events.filter(**{name: value for name, value in exact.items() if value})
     if filters.success is not None:
         events = events.filter(success=filters.success)
+    if filters.min_score is not None:
+        events = events.filter(metadata__score__gte=filters.min_score)
+    if filters.risk_action:
+        events = events.filter(metadata__action=filters.risk_action)
     if filters.since is not None:
         events = events.filter(occurred_at__gte=filters.since)
     if filters.until is not None:

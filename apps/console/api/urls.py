@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console.api import applications, directory, mfa, staff, views
+from apps.console.api import applications, directory, mfa, staff, threats, views
 
 app_name = "api"
 urlpatterns = [
@@ -39,6 +39,12 @@ urlpatterns = [
     path("users/<uuid:user_id>/factors", mfa.user_factors, name="user_factors"),
     path("users/<uuid:user_id>/factors/reset", mfa.user_factors_reset, name="user_factors_reset"),
     path("users/<uuid:user_id>/mfa-required", mfa.user_mfa_required, name="user_mfa_required"),
+    path("users/<uuid:user_id>/block", threats.user_block_api, name="user_block"),
+    path("users/<uuid:user_id>/unblock", threats.user_unblock_api, name="user_unblock"),
+    path("threats/assessments", threats.assessments, name="threats_assessments"),
+    path("threats/blocked", threats.blocked, name="threats_blocked"),
+    path("threats/rules", threats.rules, name="threats_rules"),
+    path("threats/rules/<uuid:rule_id>", threats.rule, name="threats_rule"),
     path("offline-grants/<uuid:grant_id>", views.offline_grant, name="offline_grant"),
     path(
         "offline-grants/<uuid:grant_id>/revoke",

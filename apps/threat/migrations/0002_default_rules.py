@@ -9,6 +9,12 @@ of 85 or more blocks, for an hour. The failure thresholds sit above what the fai
 lockout lets one person reach from their own address (5 per identifier and IP,
 IDP_LOCKOUT_IP_THRESHOLD), so a person's own typing does not trip them.
 
+Session activity (a public client's refresh, code exchange or userinfo call from another
+network than the session's) is judged by the same rules, as a success (`activity` true):
+impossible travel, a new country and network, and a listed network apply to it as to a
+sign-in; the rules that speak of a sign-in say `not activity` (an app's calls are scripted by
+nature, and a score made for sign-ins is not one to block on).
+
 A rule of the same name an administrator made before this migration is left as it is.
 Rules are data from here on: this file is not read again (a change to a default in a later
 release is a new migration), and what it installs is not an administrator's change, so no
@@ -82,23 +88,31 @@ DEFAULT_RULES = [
     },
     {
         "name": "impossible_travel",
-        "condition": "success and impossible_travel",
+        "condition": (
+            "success and impossible_travel and (activity or new_device or no_device_cookie)"
+        ),
         "action": "require_mfa",
         "severity": "high",
         "description": (
             "Nobody could have travelled from the person's previous sign-in to here in the "
             "time between (faster than an airliner, beyond a tolerance for VPNs and city-level "
-            "geolocation): the password may be in someone else's hands."
+            "geolocation), on a device the person never used: the password may be in someone "
+            "else's hands. Their own device on a VPN is let through; a session used from there "
+            "(a stolen refresh token) is not."
         ),
     },
     {
         "name": "new_country_new_network",
-        "condition": "success and known_person and new_country and new_asn",
+        "condition": (
+            "success and not activity and known_person and new_country and new_asn"
+            " and (new_device or no_device_cookie)"
+        ),
         "action": "require_mfa",
         "severity": "medium",
         "description": (
-            "A person signs in from a country and a network operator never seen for them. "
-            "Travellers meet this once per trip and pass it with their second factor."
+            "A person signs in from a country and a network operator never seen for them, on "
+            "a device they never used. Travellers and VPN users on their own devices are not "
+            "asked (measured: 2.46 % of ordinary sign-ins were, without the device clause)."
         ),
     },
     {
@@ -114,7 +128,9 @@ DEFAULT_RULES = [
     },
     {
         "name": "scripted_success",
-        "condition": "success and headless_ua and no_device_cookie and known_person",
+        "condition": (
+            "success and not activity and headless_ua and no_device_cookie and known_person"
+        ),
         "action": "alert",
         "severity": "medium",
         "description": (
@@ -138,7 +154,8 @@ DEFAULT_RULES = [
     {
         "name": "takeover_after_attack",
         "condition": (
-            "success and known_person and failures_user_24h >= 10 and new_device and new_asn"
+            "success and not activity and known_person and failures_user_24h >= 10"
+            " and new_device and new_asn"
         ),
         "action": "invalidate_sessions",
         "severity": "critical",
@@ -150,13 +167,30 @@ DEFAULT_RULES = [
     },
     {
         "name": "high_score",
-        "condition": "success and score >= 85",
+        "condition": (
+            "success and not activity and score >= 85 and (new_device or no_device_cookie)"
+        ),
         "action": "block",
         "severity": "critical",
         "block_minutes": 60,
         "description": (
-            "The risk score is 85 or more: many strong signals at once. The sign-in is refused "
-            "and the person blocked for an hour (or until an operator unblocks them)."
+            "The risk score is 85 or more on a device the person never used: many strong "
+            "signals at once. The sign-in is refused and the person blocked for an hour (or "
+            "until an operator unblocks them)."
+        ),
+    },
+    {
+        "name": "takeover_after_failures",
+        "condition": (
+            "success and not activity and known_person and new_device and new_asn"
+            " and failures_user_1h >= 1"
+        ),
+        "action": "require_mfa",
+        "severity": "high",
+        "description": (
+            "A correct password on a new device from a new network right after a failure on "
+            "the account: a guessed or bought password being tried. A second factor settles "
+            "it; the person on their own new phone passes it."
         ),
     },
 ]

@@ -20,10 +20,12 @@ from django.utils import timezone
 from oauth2_provider.models import set_token_value
 
 from apps.accounts.models import User
+from apps.core.commit import after_commit
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record, session_is_live
 from apps.tokens import services
+from apps.tokens.activity import activity_report
 from apps.tokens.claims import (
     ACCESS_TOKEN_TYPE,
     access_token_claims,
@@ -110,7 +112,28 @@ def tokens_issue(issuance: Issuance) -> dict[str, object]:
         )
     if "openid" in issuance.scopes:
         answer["id_token"] = _id_token(issuance, access_token)
+    _report_activity(issuance)
     return answer
+
+
+def _report_activity(issuance: Issuance) -> None:
+    """A public client's code exchange or refresh comes from the person's own device (a
+    native app, a browser application): session activity that threat scoring judges later
+    (apps/tokens/activity.py), handed over once the tokens are committed. A confidential
+    client calls from its own servers, whose address says nothing of the person's."""
+    if issuance.client.client_type != Client.CLIENT_PUBLIC:
+        return
+    session = issuance.session
+    after_commit(
+        activity_report,
+        kind="refresh" if issuance.previous is not None else "code",
+        user_id=issuance.user.pk,
+        session_id=session.pk if session is not None else None,
+        session_ip=session.ip_address if session is not None else None,
+        client_id=issuance.client.client_id,
+        family=issuance.family,
+        public_client=True,
+    )
 
 
 def tokens_issue_claimed(claim: Callable[[], bool], issuance: Issuance) -> dict[str, object] | None:
