@@ -21,9 +21,9 @@ than the rebuilt one's (the incremental baseline already holds everything the re
 plus that sign-in). After every person is written, the baselines whose last success is older
 than the window (people with no sign-in left in it) are deleted, by the same comparison.
 
-Successes that did not become a session (a rule refused them, or a second factor was never
-given: sign-in learns them at the first factor) are not `login.succeeded` events, so a
-rebuild forgets them. An erased person's events carry a pseudonym, not their id, and build
+A first factor that then failed the second factor a rule asked for stays learned by sign-in
+(a refused one is taken back at once: history.forget) but is no `login.succeeded` event, so
+a rebuild forgets it. An erased person's events carry a pseudonym, not their id, and build
 nothing; nor do the sign-ins of an account deleted since (one query per batch of people).
 """
 
