@@ -114,7 +114,12 @@ def decide(
 
 def evaluate(context: LoginContext, *, history: history.History, ruleset: Rules) -> RiskDecision:
     """Locates the attempt, records it in `history` and reads what came before (one round
-    trip), computes the signals and the score, and lets `ruleset` decide."""
+    trip), computes the signals and the score, and lets `ruleset` decide. A success the
+    decision refuses is taken back out of the baseline (a second round trip, only then)."""
     context = located(context)
-    view = history.observe(attempt_of(context))
-    return decide(context, view, ruleset)
+    attempt = attempt_of(context)
+    view = history.observe(attempt)
+    decision = decide(context, view, ruleset)
+    if decision.refuses and context.success:
+        history.forget(attempt, view)  # a refused success teaches the baseline nothing
+    return decision

@@ -22,7 +22,8 @@ the audit store with the same fields): `c:<country>`, `a:<asn>`, `n:<network>`,
 `d:<device id>`, `b:<browser family>`, `o:<os>` → sign-ins seen with it; `#c` ... `#o` how many
 distinct values are kept (at most BASELINE_CAPS: a value beyond the cap stays "new"); `h:<0-23>`
 successes per UTC hour; `s` successes; `at` (ms), `lat`, `lon` of the last success. Only a
-successful first factor is learned, and it is read BEFORE being learned.
+successful first factor is learned, and it is read BEFORE being learned; a success a rule
+refuses is taken back out (`forget`, forget.lua).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ BASELINE_TTL_MS = 180 * DAY_MS
 # Distinct values kept per person: countries, ASNs, networks, devices, browsers, systems.
 BASELINE_CAPS = (64, 128, 256, 64, 32, 16)
 LUA = (Path(__file__).parent / "history.lua").read_text()
+FORGET_LUA = (Path(__file__).parent / "forget.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ EMPTY = View()
 class History(Protocol):
     def observe(self, attempt: Attempt) -> View:
         """Records the attempt and returns the view of it (one round trip for Redis)."""
+        ...
+
+    def forget(self, attempt: Attempt, view: View) -> None:
+        """Takes back what `observe` learned into the baseline from this success (`view` is
+        what observe returned): for a success a rule refused. A second round trip, only then."""
         ...
 
 
@@ -209,6 +216,19 @@ class RedisHistory:
         reply = _script()(keys=_keys(attempt), args=args, client=get_redis())
         return _view(_text(reply).split(","))
 
+    def forget(self, attempt: Attempt, view: View) -> None:
+        if not (attempt.success and attempt.baseline):
+            return
+        args: list[str | int] = [
+            *_values(attempt),
+            *(int(known) for known in _known(view)),
+            attempt.hour,
+            view.last_at_ms if view.last_at_ms is not None else "",
+            repr(view.last_lat) if view.last_lat is not None else "",
+            repr(view.last_lon) if view.last_lon is not None else "",
+        ]
+        _forget_script()(keys=[baseline_key(attempt.baseline)], args=args, client=get_redis())
+
     def baseline(self, attempt: Attempt) -> View:
         """The person's baseline as this attempt would see it, recording nothing and
         counting nothing (session activity is judged against it, apps/threat/activity.py):
@@ -222,6 +242,22 @@ class RedisHistory:
 @cache
 def _script() -> Script:
     return get_redis().register_script(LUA)
+
+
+@cache
+def _forget_script() -> Script:
+    return get_redis().register_script(FORGET_LUA)
+
+
+def _known(view: View) -> tuple[bool, ...]:
+    return (
+        view.known_country,
+        view.known_asn,
+        view.known_network,
+        view.known_device,
+        view.known_browser,
+        view.known_os,
+    )
 
 
 def _text(value: object) -> str:
@@ -383,3 +419,21 @@ class MemoryHistory:
             coordinates = attempt.lat is not None and attempt.lon is not None
             base.lat, base.lon = (attempt.lat, attempt.lon) if coordinates else (None, None)
         return view
+
+    def forget(self, attempt: Attempt, view: View) -> None:
+        base = self._baselines.get(attempt.baseline)
+        if not (attempt.success and attempt.baseline) or base is None:
+            return
+        for value, seen, known in zip(_values(attempt), base.values, _known(view), strict=True):
+            if not value:
+                continue
+            if known:
+                seen[value] -= 1
+            else:
+                seen.pop(value, None)
+        base.hours[attempt.hour] -= 1
+        base.successes -= 1
+        if base.successes <= 0:
+            del self._baselines[attempt.baseline]
+            return
+        base.at, base.lat, base.lon = view.last_at_ms, view.last_lat, view.last_lon

@@ -41,14 +41,21 @@ class ThreatAssessor:
     def assess(self, context: LoginContext, *, session_id: uuid.UUID | None = None) -> RiskDecision:
         ruleset = self.rules()
         located = engine.located(context)
+        attempt = engine.attempt_of(located)
         try:
-            view = self.history.observe(engine.attempt_of(located))
+            view = self.history.observe(attempt)
         except RedisError as error:
             log.warning("threat history unavailable, judging the attempt alone: %s", error)
             decision = engine.decide(located, history.EMPTY, ruleset)
             decision.extra["history"] = "unavailable"
         else:
             decision = engine.decide(located, view, ruleset)
+            if decision.refuses and located.success:
+                # A refused success teaches the baseline nothing (engine.evaluate does the same).
+                try:
+                    self.history.forget(attempt, view)
+                except RedisError as error:
+                    log.warning("threat baseline not corrected: %s", error)
         assessment_record(located, decision, session_id=session_id)
         if any(action in RESPONDED for action in decision.actions):
             # An unknown address (no user_id) can only be alerted about (respond says so).

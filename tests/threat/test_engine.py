@@ -107,6 +107,13 @@ def test_the_strongest_action_wins_and_every_match_is_carried() -> None:
     assert decision.extra["block_minutes"] is None  # one of them until unblocked
     assert decision.extra["severity"] == "critical"
     assert decision.score >= 40
+    # The refused success was not learned: the same place and device are still new.
+    again = evaluate(
+        attempt(60 * 24 * 3 + 5, country="BR", lat=-23.55, lon=-46.63, device_id="unknown",
+                ip="198.51.100.4", asn=28573),
+        history=history, ruleset=RULES,
+    )  # fmt: skip
+    assert again.action == Action.BLOCK
 
 
 def test_credential_stuffing_from_one_address_raises_the_alert_rule() -> None:

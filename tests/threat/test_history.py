@@ -144,7 +144,11 @@ def test_redis_and_memory_agree_on_a_random_trace() -> None:
             device=rng.choice(["", "d1", "d2"]),
             hour=rng.randrange(24),
         )
-        assert redis_history.observe(a) == memory.observe(a)
+        seen = redis_history.observe(a)
+        assert seen == memory.observe(a)
+        if a.success and rng.random() < 0.2:  # a refused success, taken back
+            redis_history.forget(a, seen)
+            memory.forget(a, seen)
 
 
 def test_keys_are_bounded(redis_client, monkeypatch) -> None:
@@ -160,3 +164,27 @@ def test_keys_are_bounded(redis_client, monkeypatch) -> None:
     for i in range(120):
         view = memory.observe(attempt(T0 + i, success=False))
     assert view.failures_user_1h == 50
+
+
+@pytest.mark.parametrize("make", [RedisHistory, MemoryHistory])
+def test_a_refused_success_is_taken_back_out_of_the_baseline(make) -> None:
+    seen = make()
+    seen.observe(attempt())
+    intruder = attempt(T0 + HOUR_MS, country="RU", device="dev-x", lat=55.75, lon=37.62, hour=3)
+    view = seen.observe(intruder)
+    seen.forget(intruder, view)
+    after = seen.observe(attempt(T0 + 2 * HOUR_MS, country="RU", device="dev-x", success=False))
+    assert after.successes == 1
+    assert not after.known_country
+    assert not after.known_device
+    assert after.known_asn  # known before the intruder: counted once less, still known
+    assert after.hours[3] == 0
+    assert (after.last_at_ms, after.last_lat, after.last_lon) == (T0, -41.29, 174.78)
+
+
+@pytest.mark.parametrize("make", [RedisHistory, MemoryHistory])
+def test_taking_back_a_first_success_leaves_no_baseline(make) -> None:
+    seen = make()
+    first = attempt()
+    seen.forget(first, seen.observe(first))
+    assert seen.observe(attempt(T0 + 1, success=False)).successes == 0
