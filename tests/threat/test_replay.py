@@ -149,3 +149,16 @@ def test_the_command_takes_rules_from_a_file(tmp_path: Path) -> None:
     rules.write_text('[{"name": "bad", "condition": "nonsense_signal", "action": "alert"}]')
     with pytest.raises(CommandError, match=r"r\.json: entry 1 \('bad'\)"):
         call_command("threat_replay", str(source), "--output", str(target), "--rules", str(rules))
+
+
+def test_the_command_takes_its_options_as_keywords_from_python(tmp_path: Path) -> None:
+    # call_command(..., output=...) hands the option over untyped (a str, not a Path).
+    source, target, rules = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "r.json"
+    source.write_text(line("2026-11-02T08:00:00Z", user_agent="curl/8") + "\n")
+    rules.write_text(
+        json.dumps(
+            [{"name": "scripts", "condition": "headless_ua", "action": "alert", "severity": "low"}]
+        )
+    )
+    call_command("threat_replay", str(source), output=str(target), rules=str(rules))
+    assert json.loads(target.read_text())["action"] == "alert"

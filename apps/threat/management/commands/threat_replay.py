@@ -29,8 +29,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source: Path = options["input"]
-        target: Path = options["output"]
+        # Path() again: call_command(..., output="x") passes the keyword as given, untyped.
+        source, target = Path(options["input"]), Path(options["output"])
         ruleset = self._ruleset(options["rules"])
         try:
             with source.open(encoding="utf-8") as lines:
