@@ -500,6 +500,7 @@ PERSONAL_DATA_HOLDERS = [
     "apps.sessions.privacy.SessionData",
     "apps.tokens.privacy.TokenData",
     "apps.mfa.privacy.MfaData",
+    "apps.threat.privacy.ThreatData",
 ]
 # Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
@@ -899,3 +900,19 @@ SPECTACULAR_SETTINGS = {
         "MfaRequiredByEnum": "apps.accounts.models.MfaRequiredBy",  # also who blocked a person
     },
 }
+
+# --- Threat baselines (apps/threat/baselines.py; docs/threat.md "Baselines") -----------------
+
+# Days of successful sign-ins each person's baseline is rebuilt from (the daily job).
+THREAT_BASELINE_DAYS = env.integer("IDP_THREAT_BASELINE_DAYS", 90, minimum=1, maximum=180)
+# UTC hour at which beat starts the daily rebuild of every person's baseline.
+THREAT_BASELINE_REBUILD_HOUR = env.integer(
+    "IDP_THREAT_BASELINE_REBUILD_HOUR", 4, minimum=0, maximum=23
+)
+CELERY_BEAT_SCHEDULE["rebuild-threat-baselines"] = {
+    "task": "apps.threat.tasks.rebuild_baselines",
+    "schedule": crontab(hour=THREAT_BASELINE_REBUILD_HOUR, minute=0),  # daily, UTC
+    "options": {"expires": 3600.0},
+}
+# The successful sign-ins baselines are built from (apps/core/signin_history.py port).
+SIGN_IN_HISTORY = "apps.audit.selectors.past_sign_ins"

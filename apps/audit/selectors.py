@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
+
 from apps.audit.store import (
     PAGE_SIZE,
     AuditEvent,
@@ -14,6 +17,8 @@ from apps.audit.store import (
 from apps.audit.store import audit_store as _store
 from apps.core.events import EventType
 from apps.core.people import HistoryEntry, HistoryUnavailable
+from apps.core.privacy import PSEUDONYM_PREFIX
+from apps.core.signin_history import PastSignIn, SignInHistoryUnavailable
 
 # Events on a person's console page; the rest is a search away.
 RECENT_EVENTS = 10
@@ -96,4 +101,32 @@ def _entry(event: AuditEvent) -> HistoryEntry:
         resource_id=event.resource_id,
         error_code=event.error_code,
         metadata=event.metadata,
+    )
+
+
+def past_sign_ins(*, since: datetime) -> Iterator[PastSignIn]:
+    """Successful sign-ins (login.succeeded) since `since`, by person then oldest first
+    (core.signin_history's SignInHistory port), streamed from the configured store. An
+    erased person's events (their user id now a pseudonym) are no one's: left out."""
+    filters = EventFilters(event_type=EventType.LOGIN_SUCCEEDED, since=since, success=True)
+    try:
+        for event in _store().iterate_by_user(filters):
+            if not event.user_id or event.user_id.startswith(PSEUDONYM_PREFIX):
+                continue
+            yield _sign_in(event)
+    except StoreUnavailable as error:
+        raise SignInHistoryUnavailable(str(error)) from error
+
+
+def _sign_in(event: AuditEvent) -> PastSignIn:
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    device, country, asn = (metadata.get(k) for k in ("device_id", "country", "asn"))
+    return PastSignIn(
+        user_id=event.user_id,
+        at=event.occurred_at,
+        ip=event.ip_address or "",
+        user_agent=event.user_agent,
+        device_id=device if isinstance(device, str) else "",
+        country=country if isinstance(country, str) else None,
+        asn=asn if isinstance(asn, int) and not isinstance(asn, bool) else None,
     )

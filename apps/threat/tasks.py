@@ -103,3 +103,34 @@ def webhook_deliver(self: Task[Any, int | None], url: str, payload: dict[str, An
 def assess_activity(payload: dict[str, Any]) -> None:
     """Session activity handed over by a request (apps/threat/activity.py)."""
     activity_assess(payload)
+
+
+# --- Baselines (apps/threat/baselines.py; beat: THREAT_BASELINE_REBUILD_HOUR in settings) ---
+# A separate block, its imports inside the task: nothing above is shared with it.
+
+
+@shared_task(bind=True, max_retries=3, default_retry_delay=600)
+def rebuild_baselines(self: Task[Any, dict[str, int]]) -> dict[str, int]:
+    """Beat runs this daily: rebuilds every person's baseline from the audit trail
+    (baselines.baselines_rebuild). The audit store, Redis or the database down: tried again
+    in 10 minutes, three times, then left to the next day (sign-in keeps learning
+    meanwhile)."""
+    from django.db import DatabaseError
+    from redis import RedisError
+
+    from apps.core.signin_history import SignInHistoryUnavailable
+    from apps.threat.baselines import baselines_rebuild
+
+    try:
+        report = baselines_rebuild()
+    except (SignInHistoryUnavailable, RedisError, DatabaseError) as error:
+        log.warning("threat: baseline rebuild failed, trying again later: %s", error)
+        raise self.retry(exc=error) from error
+    return {
+        "people": report.people,
+        "sign_ins": report.sign_ins,
+        "written": report.written,
+        "kept_newer": report.kept_newer,
+        "removed": report.removed,
+        "no_account": report.no_account,
+    }

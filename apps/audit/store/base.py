@@ -206,6 +206,14 @@ class AuditStore(Protocol):
         """Every matching event, newest first, streamed (CHUNK rows at a time), each once."""
         ...
 
+    def iterate_by_user(self, filters: EventFilters) -> Iterator[AuditEvent]:
+        """Every matching event grouped by person: by user_id (as bytes compare: "C"
+        collation), then oldest first (occurred_at, id), streamed (CHUNK rows at a time),
+        each once. What a job that folds each person's events in turn reads (the threat
+        baselines, apps/threat/baselines.py): one person's events end before the next's
+        begin, so it holds one person at a time, never the whole trail."""
+        ...
+
     def pseudonymize_user(self, subject: Subject) -> int:
         """Rewrites every event of the subject with pseudonyms (see pseudonymized); returns
         how many. Idempotent: a second run finds nothing left to rewrite."""

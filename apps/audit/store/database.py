@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import F, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Collate
 
 from apps.audit.store.base import (
     CHUNK,
@@ -40,6 +41,13 @@ class DatabaseStore:
         # One query; on PostgreSQL a server-side cursor, so memory holds CHUNK rows at a time.
         rows = _matching(filters, None).order_by(*_NEWEST_FIRST).iterator(chunk_size=CHUNK)
         return (_event(row) for row in rows)
+
+    def iterate_by_user(self, filters: EventFilters) -> Iterator[AuditEvent]:
+        # PostgreSQL sorts text by the database's collation; ClickHouse and Python compare
+        # bytes. The merged store interleaves both answers, so both sort as bytes ("C").
+        by_user = Collate(F("user_id"), "C") if connection.vendor == "postgresql" else "user_id"
+        rows = _matching(filters, None).order_by(by_user, "occurred_at", "id")
+        return (_event(row) for row in rows.iterator(chunk_size=CHUNK))
 
     def pseudonymize_user(self, subject: Subject) -> int:
         """UPDATEs the subject's rows in place, CHUNK at a time in id order. The one change an

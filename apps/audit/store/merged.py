@@ -10,7 +10,9 @@ never in neither, and both answers are merged in the stores' order with duplicat
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
 
 from apps.audit.store.base import (
     PAGE_SIZE,
@@ -46,16 +48,36 @@ class MergedStore:
         # heapq.merge takes the first event of each in turn: the outbox's query runs first.
         return _merged([self.pending.iterate(filters), self.shipped.iterate(filters)])
 
+    def iterate_by_user(self, filters: EventFilters) -> Iterator[AuditEvent]:
+        sources: list[Iterable[AuditEvent]] = [
+            self.pending.iterate_by_user(filters),
+            self.shipped.iterate_by_user(filters),
+        ]
+        return _merged(sources, key=_by_user, reverse=False)
+
     def pseudonymize_user(self, subject: Subject) -> int:
         # The outbox first: its UPDATE waits for a shipper holding the subject's rows, which
         # are in ClickHouse once it lets go.
         return self.pending.pseudonymize_user(subject) + self.shipped.pseudonymize_user(subject)
 
 
-def _merged(sources: list[Iterable[AuditEvent]]) -> Iterator[AuditEvent]:
-    """Both answers in the stores' order (newest first), an event held by both once."""
+def _newest_first(event: AuditEvent) -> tuple[datetime, str]:
+    return event.cursor.key
+
+
+def _by_user(event: AuditEvent) -> tuple[str, datetime, str]:
+    return event.user_id, event.occurred_at, str(event.id)
+
+
+def _merged(
+    sources: list[Iterable[AuditEvent]],
+    key: Callable[[AuditEvent], tuple[Any, ...]] = _newest_first,
+    reverse: bool = True,
+) -> Iterator[AuditEvent]:
+    """Both answers in the stores' order (newest first unless told), an event held by both
+    once (its copies sort side by side)."""
     previous = None
-    for event in heapq.merge(*sources, key=lambda event: event.cursor.key, reverse=True):
+    for event in heapq.merge(*sources, key=key, reverse=reverse):
         if event.id != previous:
             yield event
         previous = event.id
