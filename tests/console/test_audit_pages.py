@@ -83,7 +83,13 @@ def test_a_person_s_timeline_is_a_search_by_them_and_is_recorded(
     page = response.content.decode()
     assert "<h1>Events of ada@example.com</h1>" in page
     # The newest is the record of this very read.
-    timeline = ["operator.viewed_user", "login.succeeded", "user.created", "logout"]
+    timeline = [
+        "operator.viewed_user",
+        "login.succeeded",
+        "threat.assessed",  # the sign-in, scored before its session began (issue 16)
+        "user.created",
+        "logout",
+    ]
     assert rows(response.content) == timeline
     [viewed] = audited("operator.viewed_user", operator)
     assert viewed.user_id == str(person.pk)
@@ -214,7 +220,11 @@ def test_csv_export_streams_every_matching_event_and_is_recorded(
     _, text = streamed(response)
     records = list(csv.DictReader(io.StringIO(text)))
     assert tuple(records[0]) == RECORD_FIELDS
-    assert [r["event_type"] for r in records] == ["login.succeeded", "user.created"]
+    assert [r["event_type"] for r in records] == [
+        "login.succeeded",
+        "threat.assessed",
+        "user.created",
+    ]
     assert records[0]["ip_address"] == PERSON_IP
     assert records[0]["user_agent"] == FIREFOX
     assert json.loads(records[0]["metadata"])["provider"] == "local"
@@ -318,6 +328,7 @@ def test_erasure_is_confirmed_then_shows_the_pseudonymous_timeline(
         "gdpr.erased",
         "session.revoked",
         "login.succeeded",
+        "threat.assessed",
         "user.created",
     ]  # the newest, operator.viewed_user, is this very page's
     assert str(person.pk) not in "".join(str(v) for v in SecurityEvent.objects.values_list())
