@@ -121,6 +121,12 @@ class RiskAssessor(Protocol):
         that is down: the decision is then made from what is known (a failure is logged)."""
         ...
 
+    def learn(self, context: LoginContext) -> None:
+        """The sign-in whose decision said extra["learn_when_proven"] proved the second factor
+        the decision asked for: its success becomes part of the person's baseline now (it was
+        kept out until then). Never raises."""
+        ...
+
     def observe_activity(self, activity: SessionActivity) -> None:
         """Hand session activity over for asynchronous assessment; returns at once."""
         ...

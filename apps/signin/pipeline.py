@@ -250,6 +250,9 @@ def risk_of(decision: RiskDecision) -> dict[str, Any]:
         "reasons": [
             {"signal": r.signal, "points": r.points, "detail": r.detail} for r in decision.reasons
         ],
+        # The second factor the decision asked for must be proven before the person's
+        # baseline learns this sign-in (open_session tells the port).
+        "learn": bool(decision.extra.get("learn_when_proven")),
     }
 
 
@@ -340,6 +343,8 @@ def open_session(attempt: Attempt) -> Refusal | None:
     login(attempt.request, user, backend=SESSION_BACKEND)
     attempt.request.session[SESSION_KEY] = str(started.pk)
     attempt.session = started
+    if attempt.risk.get("learn"):  # the factor a rule asked for is proven: now it counts
+        risk_assessor().learn(_risk_context(attempt, success=True))
     emit(
         EventType.LOGIN_SUCCEEDED,
         user_id=user.pk,

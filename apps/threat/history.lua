@@ -10,6 +10,7 @@
 --       7 baseline wanted 0/1  8 cap (members per window)  9 baseline TTL (ms)
 --       10 country 11 asn 12 network 13 device 14 browser 15 os 16 hour 17 lat 18 lon
 --       19.. caps of country, asn, network, device, browser, os (distinct values kept)
+--       25 learn only 0/1 (count nothing; learn the success into the baseline)
 local now = tonumber(ARGV[1])
 local HOUR, DAY, WEEK = 3600000, 86400000, 604800000
 local cap = tonumber(ARGV[8])
@@ -27,20 +28,25 @@ end
 
 local success = ARGV[3] == '1'
 local id, person, ip = ARGV[2], ARGV[4], ARGV[5]
-if not success then
+-- ARGV[25] "1": learn this success into the baseline and nothing else (RedisHistory.learn: a
+-- success whose second factor was proven after the decision asked for it).
+local learn_only = ARGV[25] == '1'
+if learn_only then
+  -- nothing counted: the attempt was counted when it was judged
+elseif not success then
   add(KEYS[1], id, WEEK)
   if ip ~= '' then
     add(KEYS[2], id, DAY)
     add(KEYS[4], id, HOUR)
   end
 end
-if ip ~= '' then
+if ip ~= '' and not learn_only then
   add(KEYS[3], id, HOUR)
   add(KEYS[5], person, HOUR)
   add(KEYS[6], person, HOUR)
   add(KEYS[7], ip, HOUR)
 end
-if ARGV[6] == '1' then add(KEYS[8], person, HOUR) end
+if ARGV[6] == '1' and not learn_only then add(KEYS[8], person, HOUR) end
 
 local reply = {
   count(KEYS[1], HOUR), count(KEYS[1], DAY), count(KEYS[1], WEEK),

@@ -116,6 +116,11 @@ class History(Protocol):
         what observe returned): for a success a rule refused. A second round trip, only then."""
         ...
 
+    def learn(self, attempt: Attempt) -> None:
+        """Learns a success into the baseline and counts nothing (a success whose second
+        factor was proven after a rule asked for it, and `forget` took back meanwhile)."""
+        ...
+
 
 def _counted(counts: Sequence[int], known: Sequence[bool] = (False,) * 6, **baseline: Any) -> View:
     c = counts
@@ -196,6 +201,16 @@ class RedisHistory:
     assessor (apps/threat/port.py) then decides without history."""
 
     def observe(self, attempt: Attempt) -> View:
+        return _view(_text(self._run(attempt, learn_only=False)).split(","))
+
+    def learn(self, attempt: Attempt) -> None:
+        """Learns a success into the baseline, counting nothing: for a success whose second
+        factor, asked by a rule, was proven after the decision (port.ThreatAssessor.learn);
+        `assess` forgot it meanwhile. One round trip."""
+        if attempt.success and attempt.baseline:
+            self._run(attempt, learn_only=True)
+
+    def _run(self, attempt: Attempt, *, learn_only: bool) -> object:
         coordinates = attempt.lat is not None and attempt.lon is not None
         args: list[str | int] = [
             attempt.at_ms,
@@ -212,9 +227,9 @@ class RedisHistory:
             repr(attempt.lat) if coordinates else "",
             repr(attempt.lon) if coordinates else "",
             *BASELINE_CAPS,
+            int(learn_only),
         ]
-        reply = _script()(keys=_keys(attempt), args=args, client=get_redis())
-        return _view(_text(reply).split(","))
+        return _script()(keys=_keys(attempt), args=args, client=get_redis())
 
     def forget(self, attempt: Attempt, view: View) -> None:
         if not (attempt.success and attempt.baseline):
@@ -408,17 +423,12 @@ class MemoryHistory:
             last_lon=base.lon,
         )
         if attempt.success:
-            for value, seen, cap in zip(values, base.values, BASELINE_CAPS, strict=True):
-                if value in seen:
-                    seen[value] += 1
-                elif value and len(seen) < cap:
-                    seen[value] = 1
-            base.hours[attempt.hour] += 1
-            base.successes += 1
-            base.at = now
-            coordinates = attempt.lat is not None and attempt.lon is not None
-            base.lat, base.lon = (attempt.lat, attempt.lon) if coordinates else (None, None)
+            _learn(base, attempt)
         return view
+
+    def learn(self, attempt: Attempt) -> None:
+        if attempt.success and attempt.baseline:
+            _learn(self._baselines.setdefault(attempt.baseline, _Baseline()), attempt)
 
     def forget(self, attempt: Attempt, view: View) -> None:
         base = self._baselines.get(attempt.baseline)
@@ -437,3 +447,17 @@ class MemoryHistory:
             del self._baselines[attempt.baseline]
             return
         base.at, base.lat, base.lon = view.last_at_ms, view.last_lat, view.last_lon
+
+
+def _learn(base: _Baseline, attempt: Attempt) -> None:
+    """A success into a baseline in memory, as history.lua learns it."""
+    for value, seen, cap in zip(_values(attempt), base.values, BASELINE_CAPS, strict=True):
+        if value in seen:
+            seen[value] += 1
+        elif value and len(seen) < cap:
+            seen[value] = 1
+    base.hours[attempt.hour] += 1
+    base.successes += 1
+    base.at = attempt.at_ms
+    coordinates = attempt.lat is not None and attempt.lon is not None
+    base.lat, base.lon = (attempt.lat, attempt.lon) if coordinates else (None, None)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
-from apps.core.risk import LoginContext, RiskDecision, SessionActivity
+from apps.core.risk import Action, LoginContext, RiskDecision, SessionActivity
 from apps.threat import engine, history
 from apps.threat.activity import activity_observe
 from apps.threat.assessments import RESPONDED, assessment_record
@@ -50,17 +50,29 @@ class ThreatAssessor:
             decision.extra["history"] = "unavailable"
         else:
             decision = engine.decide(located, view, ruleset)
-            if decision.refuses and located.success:
-                # A refused success teaches the baseline nothing (engine.evaluate does the same).
+            # A refused success teaches the baseline nothing (engine.evaluate does the same);
+            # one sent to a second factor is learned only once the factor is proven (`learn`,
+            # from the sign-in's session step): an attacker with the password alone, who
+            # fails it, must not make their country, network and device the person's.
+            unproven = Action.REQUIRE_MFA in decision.actions
+            if located.success and (decision.refuses or unproven):
                 try:
                     self.history.forget(attempt, view)
                 except RedisError as error:
                     log.warning("threat baseline not corrected: %s", error)
+                else:
+                    decision.extra["learn_when_proven"] = unproven and not decision.refuses
         assessment_record(located, decision, session_id=session_id)
         if any(action in RESPONDED for action in decision.actions):
             # An unknown address (no user_id) can only be alerted about (respond says so).
             respond(decision, user_id=context.user_id, context=located, session_id=session_id)
         return decision
+
+    def learn(self, context: LoginContext) -> None:
+        try:
+            self.history.learn(engine.attempt_of(engine.located(context)))
+        except RedisError as error:
+            log.warning("threat baseline not taught a proven sign-in: %s", error)
 
     def observe_activity(self, activity: SessionActivity) -> None:
         activity_observe(activity)

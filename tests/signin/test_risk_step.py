@@ -97,6 +97,32 @@ def test_the_score_and_flags_cross_the_second_factor_page_onto_the_session(perso
     assert session.context["threat_reasons"][0]["points"] == 20
 
 
+def test_a_sign_in_sent_to_a_second_factor_is_learned_once_the_factor_is_proven(
+    person, redis_client
+) -> None:
+    # An attacker with the password alone, who cannot pass the factor a rule asked for, must
+    # not make their client (and country, network, device) part of the person's baseline.
+    secret = totp_of(person)
+    rule("headless-needs-mfa", "success and headless_ua", "require_mfa")
+    baseline = f"tessera:threat:baseline:{person.pk}"
+
+    def learned() -> tuple[int, set[bytes]]:
+        stored = redis_client.hgetall(baseline)
+        return int(stored.get(b"s", 0)), {f for f in stored if f.startswith(b"b:")}
+
+    sign_in(person)  # no rule asks: learned when judged (its factor is the person's usual one)
+    assert learned() == (1, {b"b:Firefox"})
+    abandoned = sign_in(person, user_agent=HEADLESS)
+    assert abandoned["Location"] == "/login/second-factor"
+    assert learned() == (1, {b"b:Firefox"})  # asked, never proven: nothing learned
+    proven = sign_in(person, user_agent=HEADLESS)
+    done = proven.http.post("/login/second-factor", {"method": "totp", "code": code_now(secret)})
+    assert done.status_code == 302
+    successes, browsers = learned()
+    assert successes == 2
+    assert len(browsers) == 2  # the scripted client, now that its second factor was proven
+
+
 def test_a_blocking_rule_refuses_the_sign_in_and_blocks_the_person(person) -> None:
     rule("scripts-blocked", "success and headless_ua", "block")
     with recorded() as events:
