@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.audit.export import chunked
 from apps.audit.store import ClickHouseStore, DatabaseStore, EventFilters, Subject, audit_store
@@ -30,6 +31,12 @@ from apps.core import privacy
 from apps.core.events import EventType, emit
 
 EXPORT_FORMAT = "tessera.subject-export.v1"
+
+
+class ErasureUnavailable(Exception):
+    """Redis did not answer while the erasure ran (ending the person's sessions needs the
+    revocation list, threat data lives there): nothing of the account changed (the
+    transaction rolled back); erasing again once Redis is back finishes it."""
 
 
 class ErasureRefused(Exception):
@@ -71,20 +78,25 @@ def user_erase(*, user: Any, actor_id: object) -> str:
         raise ErasureRefused("Operators cannot erase their own account; ask another operator.")
     subject = _subject(user)
     _pseudonymize_shipped(subject)
-    with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        # The account is listed first and scrubbed last, after what refers to it.
-        for holder in reversed(privacy.holders()):
-            holder.erase(user, pseudonym=subject.pseudonym, actor_id=actor_id)
-        DatabaseStore().pseudonymize_user(subject)
-        emit(
-            EventType.GDPR_ERASED,
-            user_id=subject.pseudonym,
-            actor_id=actor_id,
-            resource_type="user",
-            resource_id=subject.pseudonym,
-            action="erased",
-        )
+    try:
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            # The account is listed first and scrubbed last, after what refers to it.
+            for holder in reversed(privacy.holders()):
+                holder.erase(user, pseudonym=subject.pseudonym, actor_id=actor_id)
+            DatabaseStore().pseudonymize_user(subject)
+            emit(
+                EventType.GDPR_ERASED,
+                user_id=subject.pseudonym,
+                actor_id=actor_id,
+                resource_type="user",
+                resource_id=subject.pseudonym,
+                action="erased",
+            )
+    except RedisError as error:
+        raise ErasureUnavailable(
+            "Redis did not answer, so nothing was erased; erase again once it is back."
+        ) from error
     _pseudonymize_shipped(subject)
     return subject.pseudonym
 

@@ -442,6 +442,9 @@ def user_erase(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     except StoreUnavailable:
         messages.error(request, f"{_STORE_DOWN} Erase again to finish.")
         return redirect("console:user", user_id=user.pk)
+    except gdpr.ErasureUnavailable as unavailable:
+        messages.error(request, str(unavailable))
+        return redirect("console:user", user_id=user.pk)
     messages.success(request, f"{email} erased. Their events now carry the pseudonym {alias}.")
     return redirect(f"{reverse('console:audit')}?user={alias}")
 

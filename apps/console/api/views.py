@@ -234,6 +234,8 @@ def user_erase(request: Request, user_id: uuid.UUID) -> Response:
         raise PermissionDenied(str(refused)) from None
     except StoreUnavailable:
         raise StoreDown("The audit store (ClickHouse) did not answer; erase again.") from None
+    except gdpr.ErasureUnavailable as unavailable:
+        raise StoreDown(str(unavailable), code="redis_unavailable") from None
     return Response({"pseudonym": alias})
 
 
