@@ -63,25 +63,20 @@ import io
 import os
 import re
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from benchmarks.stack import Stack, log
+
 CHECK_ARMS = ("ours_rules", "ours_request", "limits_moving", "limits_sliding", "limits_fixed")
 REQUEST_ARMS = ("limiter_on", "limiter_off", "one_ping")
 BLOCK = 250
 RAISED = "10000000/1s"  # budgets no benchmark reaches: the limiter runs, refuses nothing
-
-
-def log(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -108,65 +103,17 @@ class RoundTrips:
 class Benchmark:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.base = Path(tempfile.mkdtemp(prefix="tessera-bench-ratelimit-"))
-        self.base.chmod(0o755)
-        cpus = sorted(os.sched_getaffinity(0))
-        self.own_cpu = {cpus[0]}
-        self.other_cpus = set(cpus[1:]) or set(cpus)
-        self.servers: list[Any] = []
+        self.stack = Stack("ratelimit")
 
     def start(self) -> None:
-        from tests.servers import _OWN_SETTINGS, Postgres, Redis
-
-        os.sched_setaffinity(0, self.other_cpus)
-        self.postgres, self.redis = Postgres(self.base), Redis(self.base)
-        self.servers = [self.postgres, self.redis]
-        for server in self.servers:
-            server.spawn()
-        for server in self.servers:
-            server.wait_ready()
-        subprocess.run(
-            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
-             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
-            check=True,
-        )  # fmt: skip
-        for name in list(os.environ):
-            if name.startswith(_OWN_SETTINGS):
-                del os.environ[name]
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="idp.settings",
-            DATABASE_URL=self.postgres.url(),
-            REDIS_URL=self.redis.url(0),
-            CELERY_BROKER_URL=self.redis.url(1),
-            IDP_SECRET_KEY=secrets.token_urlsafe(64),
-            IDP_KEY_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            IDP_DATA_DIR=str(self.base / "data"),
-            IDP_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "warning"),
-            IDP_AUDIT_SHIP_THRESHOLD="1000000",
-        )
-        for rule in ("TOKEN_IP", "TOKEN_CLIENT", "TOKEN_ENDPOINT", "GLOBAL", "LOGIN_IP",
-                     "LOGIN_ACCOUNT", "LOGIN_ENDPOINT"):  # fmt: skip
-            os.environ[f"IDP_RATELIMIT_{rule}"] = RAISED
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        log("migrate")
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)  # the login page's
-        os.sched_setaffinity(0, self.own_cpu)
+        raised = {f"IDP_RATELIMIT_{rule}": RAISED for rule in (
+            "TOKEN_IP", "TOKEN_CLIENT", "TOKEN_ENDPOINT", "GLOBAL", "LOGIN_IP",
+            "LOGIN_ACCOUNT", "LOGIN_ENDPOINT")}  # fmt: skip
+        self.stack.start(raised, collectstatic=True)  # the login page's static files
         self.trips = RoundTrips()
 
     def stop(self) -> None:
-        from django.db import connections
-
-        from apps.core import journal
-
-        journal.shutdown()
-        connections.close_all()
-        for server in self.servers:
-            server.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.stack.stop()
 
     def _commands(self) -> int:
         from apps.core.redis import get_redis
@@ -207,7 +154,7 @@ class Benchmark:
         except ImportError:
             log("limits is not installed (pip install limits): its arms are skipped")
             return arms
-        storage = storage_from_string(self.redis.url(0).replace("/0", ""))
+        storage = storage_from_string(self.stack.redis.url(0).replace("/0", ""))
         items = [
             (limits.parse("100000000/second"), ("token.ip", "127.0.0.1")),
             (limits.parse("100000000/second"), ("token.endpoint",)),

@@ -38,21 +38,18 @@ was 3.6-3.9 ms there): see docs/threat.md, "Replay".
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import json
 import os
 import random
-import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchmarks.stack import Stack, log
 
 BLOCK = 250
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -65,10 +62,6 @@ CITIES = [
     ("BR", "São Paulo", -23.55, -46.63, 28573),
     ("NZ", "Wellington", -41.29, 174.78, 9500),
 ]
-
-
-def log(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
 
 
 def trace(lines: int, seed: int = 16) -> list[str]:
@@ -123,60 +116,13 @@ def percentiles(samples: list[float]) -> str:
 class Benchmark:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.base = Path(tempfile.mkdtemp(prefix="tessera-bench-threat-"))
-        self.base.chmod(0o755)
-        cpus = sorted(os.sched_getaffinity(0))
-        self.own_cpu = {cpus[0]}
-        self.other_cpus = set(cpus[1:]) or set(cpus)
-        self.servers: list[Any] = []
+        self.stack = Stack("threat")
 
     def start(self) -> None:
-        from tests.servers import _OWN_SETTINGS, Postgres, Redis
-
-        os.sched_setaffinity(0, self.other_cpus)
-        self.postgres, self.redis = Postgres(self.base), Redis(self.base)
-        self.servers = [self.postgres, self.redis]
-        for server in self.servers:
-            server.spawn()
-        for server in self.servers:
-            server.wait_ready()
-        subprocess.run(
-            [str(self.postgres.bindir / "createdb"), "-h", "127.0.0.1",
-             "-p", str(self.postgres.port), "-U", self.postgres.user, "tessera"],
-            check=True,
-        )  # fmt: skip
-        for name in list(os.environ):
-            if name.startswith(_OWN_SETTINGS):
-                del os.environ[name]
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="idp.settings",
-            DATABASE_URL=self.postgres.url(),
-            REDIS_URL=self.redis.url(0),
-            CELERY_BROKER_URL=self.redis.url(1),
-            IDP_SECRET_KEY=secrets.token_urlsafe(64),
-            IDP_KEY_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            IDP_DATA_DIR=str(self.base / "data"),
-            IDP_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "warning"),
-            IDP_AUDIT_SHIP_THRESHOLD="1000000",
-        )
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        log("migrate")
-        call_command("migrate", interactive=False, verbosity=0)
-        os.sched_setaffinity(0, self.own_cpu)
+        self.stack.start()
 
     def stop(self) -> None:
-        from django.db import connections
-
-        from apps.core import journal
-
-        journal.shutdown()
-        connections.close_all()
-        for server in self.servers:
-            server.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.stack.stop()
 
     def measure_replay(self) -> list[str]:
         from apps.threat import replay
