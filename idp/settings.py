@@ -406,6 +406,7 @@ INSTALLED_APPS = [
     "apps.signin",
     "apps.tokens",
     "apps.threat",
+    "apps.federation",
     "apps.audit",
     "apps.console",
 ]

@@ -227,6 +227,31 @@ class EventType(models.TextChoices):
         "An administrator created, changed or deleted a threat rule; metadata has before and "
         "after.",
     )
+    FEDERATION_FAILED = (
+        "federation.failed",
+        "A sign-in through an upstream provider was refused; error_code says why (state, "
+        "upstream_error, invalid_id_token, unavailable …), metadata.provider which one.",
+    )
+    FEDERATION_LINKED = (
+        "federation.linked",
+        "An upstream identity was linked to an account (at a first sign-in after the person "
+        "proved the account was theirs, by just-in-time provisioning, or from the security "
+        "page); metadata names the provider and how.",
+    )
+    FEDERATION_UNLINKED = (
+        "federation.unlinked",
+        "An upstream identity was unlinked from an account (by the person or an operator).",
+    )
+    FEDERATION_PROVIDER_CHANGED = (
+        "federation.provider_changed",
+        "An administrator created, changed, enabled, disabled or deleted an upstream "
+        "provider; metadata has before and after (never the secret).",
+    )
+    FEDERATION_MAPPED = (
+        "federation.mapped",
+        "A provider's mapping rules changed a person's organization memberships at sign-in; "
+        "metadata lists what was added and removed.",
+    )
     SESSION_STEPPED_UP = (
         "session.stepped_up",
         "A login session proved another factor (step-up); metadata has the methods added and "
@@ -321,6 +346,11 @@ RULES: dict[EventType, Rule] = {
     EventType.THREAT_ALERTED: _rule(H, H, SOC2),
     EventType.THREAT_RULE_CHANGED: _rule(M, M, SOC2),
     EventType.SESSION_STEPPED_UP: _rule(L, M, SOC2),
+    EventType.FEDERATION_FAILED: _rule(M, M, SOC2),
+    EventType.FEDERATION_LINKED: _rule(M, M, SOC2, GDPR),
+    EventType.FEDERATION_UNLINKED: _rule(M, M, SOC2, GDPR),
+    EventType.FEDERATION_PROVIDER_CHANGED: _rule(M, H, SOC2),
+    EventType.FEDERATION_MAPPED: _rule(M, M, SOC2, GDPR),
 }
 
 
