@@ -714,6 +714,40 @@ RATELIMIT_RULES.update(
     }
 )
 
+# --- Federation: upstream identity providers (apps/federation; docs/federation.md) ------------
+
+# Accept http:// for an upstream issuer and its endpoints on loopback (127.0.0.0/8, ::1,
+# localhost) only: for trying a provider on this machine. Off: upstreams are https:// only.
+FEDERATION_ALLOW_LOOPBACK_HTTP = env.boolean("IDP_FEDERATION_ALLOW_LOOPBACK_HTTP", False)
+# Seconds to connect to, and then to wait for an answer from, an upstream provider.
+FEDERATION_TIMEOUT_SECONDS = env.integer("IDP_FEDERATION_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
+# Extra tries of an upstream read (discovery, JWKS, userinfo, GitHub's API) after a
+# connection error or a 502/503/504; never of the code exchange (a code is used once).
+FEDERATION_RETRIES = env.integer("IDP_FEDERATION_RETRIES", 2, minimum=0, maximum=5)
+# The largest upstream answer read (bytes); a longer one is refused, not read to its end.
+FEDERATION_MAX_RESPONSE_BYTES = env.integer(
+    "IDP_FEDERATION_MAX_RESPONSE_BYTES", 1_048_576, minimum=16_384, maximum=16_777_216
+)
+# Seconds a started upstream sign-in (its state, PKCE verifier and nonce, kept in Redis) may
+# take before its callback is refused.
+FEDERATION_STATE_SECONDS = env.integer(
+    "IDP_FEDERATION_STATE_SECONDS", 600, minimum=60, maximum=3600
+)
+# The login page and authorize's idp_hint/login_hint reach federation through this port
+# (apps/core/federation.py): signin and tokens do not import apps.federation.
+FEDERATION_DIRECTORY = "apps.federation.selectors.Directory"
+RATELIMIT_RULES.update(
+    {
+        # Upstream sign-ins begun and callbacks taken (/login/federated/…) per client IP: a
+        # callback is a credential (a code), limited like the sign-in form (OWASP ASVS 4.0.3
+        # 2.2.1 anti-automation).
+        "federation.ip": env.rate(
+            "IDP_RATELIMIT_FEDERATION_IP", "30/1m burst=10 backoff=exponential"
+        ),
+        "federation.endpoint": env.rate("IDP_RATELIMIT_FEDERATION_ENDPOINT", "300/1s"),
+    }
+)
+
 # --- Security headers and cookies (OWASP ASVS V3, V14) ----------------------------------
 
 # Browser sessions in the database, through a store that spends one INSERT per sign-in

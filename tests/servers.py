@@ -396,6 +396,9 @@ class TestServers:
             "IDP_SMTP_URL": self.smtp.url(),
             "IDP_SMTP_CA_FILE": str(self.smtp.ca_file),
             "IDP_MAIL_RETRY_BASE_SECONDS": "1",
+            # Upstream providers in tests (a second Tessera, the GitHub and Google stand-ins)
+            # listen on loopback over plain HTTP.
+            "IDP_FEDERATION_ALLOW_LOOPBACK_HTTP": "true",
         }
 
 

@@ -38,6 +38,7 @@ CREDENTIAL_GROUPS = frozenset(
         "register",
         "passkey",
         "reauth",
+        "federation",
     }
 )
 

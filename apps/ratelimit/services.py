@@ -134,6 +134,9 @@ GROUPS = {
 # address (their forms; the token is in the path), and organizations' invitation links.
 # The sign-in's second-factor pages (/login/second-factor…) count as sign-in posts.
 GROUP_PREFIXES = {
+    # Upstream sign-ins (apps/federation): their start and their callback (which carries a
+    # code), GET included. Before "/login/", which it would otherwise fall under.
+    "/login/federated/": "federation",
     "/password/reset/": "link",
     "/account/verify/": "link",
     "/invite/": "register",
