@@ -502,6 +502,7 @@ PERSONAL_DATA_HOLDERS = [
     "apps.tokens.privacy.TokenData",
     "apps.mfa.privacy.MfaData",
     "apps.threat.privacy.ThreatData",
+    "apps.federation.privacy.FederationData",
 ]
 # Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}

@@ -86,6 +86,10 @@ class Attempt:
     risk: dict[str, Any] = field(default_factory=dict)
     # A threat rule asked a second factor of this sign-in (enrolment if none).
     risk_requires_mfa: bool = False
+    # Who vouched for the first factor: PROVIDER for our own password or passkey, an upstream
+    # provider's slug for a federated sign-in (apps/federation); on the login session and in
+    # tokens' `provider` claim.
+    provider: str = PROVIDER
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ def not_blocked(attempt: Attempt) -> Refusal | None:
     assert user is not None  # the steps before refuse an attempt without one
     if not user.is_blocked():
         return None
-    _record_failure(user_id=user.pk, email=attempt.email, error_code="blocked")
+    _record_failure(
+        user_id=user.pk, email=attempt.email, error_code="blocked", provider=attempt.provider
+    )
     return Refusal(BLOCKED, status=403)
 
 
@@ -235,7 +241,12 @@ def assess_risk(attempt: Attempt) -> Refusal | None:
     decision = risk_assessor().assess(_risk_context(attempt, success=True))
     attempt.risk = risk_of(decision)
     if decision.refuses:
-        _record_failure(user_id=user.pk, email=attempt.email, error_code="risk_refused")
+        _record_failure(
+            user_id=user.pk,
+            email=attempt.email,
+            error_code="risk_refused",
+            provider=attempt.provider,
+        )
         return Refusal(RISK_REFUSED, status=403)
     if Action.REQUIRE_MFA in decision.actions and level_of(attempt.amr).security_level < LEVEL_MFA:
         attempt.risk_requires_mfa = True
@@ -306,6 +317,7 @@ def second_factor(attempt: Attempt) -> Refusal | Interaction | None:
         wanted=max(LEVEL_MFA, attempt.step_up),
         required=required,
         risk=attempt.risk,
+        provider=attempt.provider,
     )
     return Interaction(url)
 
@@ -336,7 +348,11 @@ def open_session(attempt: Attempt) -> Refusal | None:
     user = attempt.user
     assert user is not None  # the steps before refuse an attempt without one
     started = session_start(
-        user=user, amr=attempt.amr, provider=PROVIDER, request=attempt.request, risk=attempt.risk
+        user=user,
+        amr=attempt.amr,
+        provider=attempt.provider,
+        request=attempt.request,
+        risk=attempt.risk,
     )
     if isinstance(started, SessionRefused):  # its login.failed event is recorded
         return Refusal(started.message, status=403)
@@ -391,6 +407,13 @@ STEPS: tuple[Step, ...] = (
 )
 
 
+# A sign-in an upstream provider vouched for (apps/federation: the person is the one linked to
+# its (provider, subject)): the steps after the first factor, the same ones a password's
+# success goes through — blocks, the risk decision, a second factor when one is owed (the
+# upstream's own MFA is not taken on its word), the device, the session.
+FEDERATED_STEPS: tuple[Step, ...] = STEPS[STEPS.index(not_blocked) :]
+
+
 def sign_in(
     request: HttpRequest, *, email: str, password: str, next_url: str = ""
 ) -> Attempt | Refusal | Interaction:
@@ -406,6 +429,24 @@ def sign_in(
     return run_steps(attempt, STEPS)
 
 
+def sign_in_federated(
+    request: HttpRequest, *, user: User, provider: str, next_url: str
+) -> Attempt | Refusal | Interaction:
+    """The steps after the first factor for `user`, whom the upstream `provider` (its slug)
+    vouched for: `amr` is ["fed"] (RFC 8176 §2: federated authentication), level 1."""
+    attempt = Attempt(
+        request=request,
+        email=user.email,
+        password="",
+        user=user,
+        amr=["fed"],
+        next_url=next_url,
+        step_up=step_up_level(request),
+        provider=provider,
+    )
+    return run_steps(attempt, FEDERATED_STEPS)
+
+
 def sign_in_resume(
     request: HttpRequest,
     *,
@@ -413,6 +454,7 @@ def sign_in_resume(
     amr: list[str],
     next_url: str,
     risk: dict[str, Any] | None = None,
+    provider: str = PROVIDER,
 ) -> Attempt | Refusal | Interaction:
     """The steps after the second factor, for a pending sign-in whose factor is proven (its
     methods in `amr`) or which may go on without one; `risk` is the decision `assess_risk`
@@ -426,6 +468,7 @@ def sign_in_resume(
         next_url=next_url,
         second_factor_settled=True,
         risk=dict(risk or {}),
+        provider=provider or PROVIDER,
     )
     return run_steps(attempt, STEPS[STEPS.index(second_factor) :])
 
@@ -464,7 +507,9 @@ def _wrong_credentials(attempt: Attempt) -> Refusal:
     return Refusal(WRONG_CREDENTIALS, status=400)
 
 
-def _record_failure(*, user_id: object, email: str, error_code: str) -> None:
+def _record_failure(
+    *, user_id: object, email: str, error_code: str, provider: str = PROVIDER
+) -> None:
     """login.failed, naming the account it targeted when there is one, so an attack on one
     person shows on their timeline; the address stays as typed, in metadata only (never the
     password, OWASP ASVS 7.1.1)."""
@@ -476,5 +521,5 @@ def _record_failure(*, user_id: object, email: str, error_code: str) -> None:
         resource_id=user_id,
         error_code=error_code,
         error_message=WRONG_CREDENTIALS,
-        metadata={"provider": PROVIDER, "email": email},
+        metadata={"provider": provider, "email": email},
     )

@@ -36,7 +36,7 @@ from apps.mfa.errors import FactorNotFound
 from apps.mfa.methods import OTP
 from apps.mfa.models import FactorKind
 from apps.mfa.passkeys import webauthn_authentication_begin, webauthn_authentication_finish
-from apps.mfa.reauthentication import reauthentication_record
+from apps.mfa.reauthentication import reauthentication_record, recently_authenticated
 from apps.mfa.recovery import recovery_code_use
 from apps.mfa.selectors import factors_of
 from apps.mfa.totp import DIGITS, totp_verify
@@ -238,3 +238,22 @@ def reauthenticate_options(request: HttpRequest) -> JsonResponse:
             {"error": "You have no security key or passkey registered."}, status=400
         )
     return JsonResponse({"ceremony": ceremony.id, "publicKey": json.loads(ceremony.options_json)})
+
+
+# --- for pages built on the sign-in (apps/federation: link and unlink an upstream account) ---
+# They may import signin, not mfa (docs/architecture.md): the security page's rules reach them
+# through here.
+
+
+def confirmed_recently(request: HttpRequest) -> bool:
+    """The security page's rule for a sensitive change (apps.mfa.reauthentication): the
+    person signed in, or confirmed it was them, within REAUTHENTICATION_MAX_AGE."""
+    return recently_authenticated(request)
+
+
+def signs_in_without_upstream(user: User) -> bool:
+    """The person can sign in by themselves: a usable password or a WebAuthn credential
+    (a passkey signs in without the password, apps/signin/passwordless.py)."""
+    return user.has_usable_password() or any(
+        factor.kind == FactorKind.WEBAUTHN for factor in factors_of(user)
+    )

@@ -76,6 +76,8 @@ class Challenge:
     totp_device: str = ""  # enrolment: the unconfirmed TOTP device shown to the person
     # SIGN_IN: the risk decision before this page (pipeline.risk_of), for the login session.
     risk: dict[str, Any] = field(default_factory=dict)
+    # SIGN_IN: who vouched for the first factor ("local", or an upstream provider's slug).
+    provider: str = "local"
 
     @property
     def expired(self) -> bool:
@@ -91,6 +93,7 @@ def challenge_begin(
     wanted: int,
     required: bool,
     risk: dict[str, Any] | None = None,
+    provider: str = "local",
 ) -> str:
     """A pending sign-in (the pipeline's `second_factor` step); returns the page to go to."""
     request.session.cycle_key()  # OWASP ASVS 3.2.1: a new key as the privilege changes
@@ -105,6 +108,7 @@ def challenge_begin(
             required,
             time.time(),
             risk=dict(risk or {}),
+            provider=provider,
         ),
     )
     return reverse("signin:second_factor")

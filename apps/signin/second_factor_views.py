@@ -111,6 +111,7 @@ def _finish(
         amr=[*challenge.amr, *amr],
         next_url=challenge.next_url,
         risk=challenge.risk,
+        provider=challenge.provider,
     )
     if isinstance(outcome, pipeline.Refusal):
         return render(

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from apps.core.federation import upstream_directory
 from apps.sessions.selectors import session_current
 from apps.signin import pipeline
 from apps.signin.forms import LoginForm
@@ -31,7 +33,11 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
     `?step_up=<acr>` from authorize (docs/architecture.md, "Authentication levels and
     step-up") with a live login session below that level: the missing factor of that
-    session's person, not the password again (apps/signin/second_factor.py)."""
+    session's person, not the password again (apps/signin/second_factor.py).
+
+    Upstream providers (apps/federation, through the port apps.core.federation): one button
+    each; an `idp_hint` naming one, or a `login_hint` in one's e-mail domains, sends the
+    browser straight to it (Keycloak's kc_idp_hint; home-realm discovery)."""
     if request.method == "GET" and (wanted := pipeline.step_up_level(request)):
         session = session_current(request)
         if session is not None:
@@ -40,6 +46,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
             return HttpResponseRedirect(
                 step_up_begin(request, session=session, next_url=_safe_next(request), wanted=wanted)
             )
+    directory = upstream_directory()
+    if request.method == "GET" and (
+        slug := directory.route(
+            idp_hint=request.GET.get("idp_hint", ""), login_hint=request.GET.get("login_hint", "")
+        )
+    ):
+        query = {"next": _safe_next(request)}
+        if hint := request.GET.get("login_hint", "")[:254]:
+            query["login_hint"] = hint
+        start = reverse("federation:start", args=[slug])
+        return HttpResponseRedirect(f"{start}?{urlencode(query)}")
     form = LoginForm(
         request.POST if request.method == "POST" else None,  # an empty POST is still a POST
         initial={"email": request.GET.get("login_hint", "")[:254]},
@@ -62,7 +79,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         status, headers = outcome.status, outcome.headers
     else:
         status, headers = 200, {}
-    context = {"form": form, "next": _safe_next(request)}
+    context = {"form": form, "next": _safe_next(request), "providers": directory.buttons()}
     response = render(request, "signin/login.html", context, status=status)
     for name, value in headers.items():
         response[name] = value

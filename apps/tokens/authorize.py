@@ -274,8 +274,18 @@ def _login_redirect(areq: AuthorizationRequest, *, fresh: bool = False) -> HttpR
         params[LOGIN_MARK] = signing.dumps(time.time(), salt=LOGIN_MARK)
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
     login_url = resolve_url(settings.LOGIN_URL)  # the hosted sign-in page (apps/signin)
-    if hint := areq.params.get("login_hint"):
-        login_url += "?" + urlencode({"login_hint": hint[:254]})
+    # The sign-in page's hints: login_hint (OIDC Core §3.1.2.1) fills the address in or, for
+    # an address in an upstream provider's domains, goes to it; idp_hint (Keycloak's
+    # kc_idp_hint) names the upstream provider to go to (apps/federation).
+    hints = {
+        name: areq.params[name][:254]
+        for name in ("login_hint", "idp_hint", "kc_idp_hint")
+        if areq.params.get(name)
+    }
+    if "kc_idp_hint" in hints:
+        hints.setdefault("idp_hint", hints.pop("kc_idp_hint"))
+    if hints:
+        login_url += "?" + urlencode(hints)
     return redirect_to_login(next_url, login_url)
 
 
