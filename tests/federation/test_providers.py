@@ -117,7 +117,7 @@ def test_private_key_jwt_takes_an_rsa_or_p256_key_and_nothing_weaker(admin) -> N
     p256 = _pem(ec.generate_private_key(ec.SECP256R1()))
     _create(admin, slug="ec", client_auth_method="private_key_jwt", client_secret=p256)
 
-    weak = _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    weak = _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))  # noqa: S505 - the weak key refused
     p384 = _pem(ec.generate_private_key(ec.SECP384R1()))
     for secret, expected in (
         (weak, "at least 2048 bits (1024 given)"),
