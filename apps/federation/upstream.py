@@ -637,6 +637,9 @@ def validate_id_token(provider: Provider, id_token: str, *, nonce: str) -> dict[
         raise _invalid_id_token(provider, f"no key for kid {str(kid)[:64]!r} and alg {alg}")
     try:
         key = jwt.PyJWK(jwk, algorithm=alg).key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+        raise _invalid_response(provider, f"jwks: key {str(kid)[:64]!r}: {error}") from None
+    try:
         claims: dict[str, Any] = jwt.decode(
             id_token,
             key=key,
