@@ -308,7 +308,7 @@ def _guard(provider: Provider, step: str) -> Iterator[None]:
         raise _invalid_response(provider, f"{step}: HTTP {status}") from None
     except requests.RequestException as error:  # timeouts, connection errors
         raise _unavailable(provider, f"{step}: {type(error).__name__}") from None
-    except (ValueError, TypeError, KeyError) as error:  # Authlib: a token answer not JSON
+    except (ValueError, TypeError, KeyError, RecursionError) as error:  # a token answer not JSON
         raise _invalid_response(provider, f"{step}: {type(error).__name__}: {error}") from None
 
 

@@ -9,6 +9,7 @@ in production (issue 17; DESIGN.md: a stand-in only for a third party).
     standin.emails = [...]                  #   GitHub: the /user JSON and /user/emails list)
     params = standin.authorize(url)         # follow an authorization URL: {"code", "state", ...}
     standin.faults["token"] = "503"         # misbehave at one endpoint (FAULTS)
+    standin.answers["user"] = (200, {...})  # or answer exactly this (bytes: as they are)
     standin.id_token_fault = "alg_none"     # Google: a bad ID token (ID_TOKEN_FAULTS)
     standin.hits["jwks"]                    # requests each endpoint has received
     standin.stop()
@@ -132,6 +133,8 @@ class StandIn:
         self.response_iss: str | None = None  # send this iss instead of our own
         self.authorize_error = ""  # e.g. "access_denied": the authorize endpoint refuses
         self.faults: dict[str, str] = {}
+        # endpoint -> (status, body): answer exactly this (bytes as they are, else as JSON)
+        self.answers: dict[str, tuple[int, Any]] = {}
         self.oversized_bytes = 2 * 1024 * 1024
         self.hits: Counter[str] = Counter()
         self.sent_bytes = 0
@@ -344,6 +347,11 @@ class _Handler(BaseHTTPRequestHandler):
             standin.hits[endpoint] += 1
         fault = standin.faults.get(endpoint, "")
         try:
+            if endpoint in standin.answers:
+                status, value = standin.answers[endpoint]
+                raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+                self._send(status, {"Content-Type": "application/json"}, raw)
+                return
             if fault == "slow":
                 standin.release.wait(SLOW_LIMIT)
             elif fault in {"500", "502", "503", "504"}:

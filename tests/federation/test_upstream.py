@@ -531,3 +531,144 @@ def _hs256(claims: dict[str, Any], secret: bytes, kid: str) -> str:
     )
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + b64(signature)
+
+
+# --- odd answers: each an UpstreamError, never another exception ---------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # JSON nested past the parser's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        ((200, {"token_type": "Bearer"}), "invalid_response"),  # no access_token
+        ((200, {"access_token": 7, "token_type": "Bearer"}), "invalid_response"),
+        ((200, {"access_token": "x", "token_type": "mac"}), "invalid_response"),
+        ((200, {"access_token": "x", "token_type": "Bearer"}), "invalid_response"),  # no id_token
+        ((200, {"access_token": "x", "token_type": "Bearer", "id_token": 5}), "invalid_response"),
+        (
+            (200, {"access_token": "x", "token_type": "Bearer", "id_token": "x.y.z"}),
+            "invalid_id_token",
+        ),
+        ((200, b""), "invalid_response"),
+        ((200, b"\xff\xfe"), "invalid_response"),
+        ((200, DEEP), "invalid_response"),
+        ((404, b"<html>not here</html>"), "invalid_response"),
+        ((302, b""), "invalid_response"),
+        ((429, {"message": "slow down"}), "invalid_response"),
+        ((502, b"<html>bad gateway</html>"), "unavailable"),
+    ],
+)
+def test_odd_token_answers(google_standin: GoogleStandIn, answer: Any, code: str) -> None:
+    provider = make_provider(google_standin)
+    google_standin.answers["token"] = answer
+    refused(code, lambda: sign_in(provider, google_standin))
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer", "code"),
+    [
+        ("discovery", (200, {"issuer": None}), "invalid_response"),
+        ("discovery", (200, DEEP), "invalid_response"),
+        ("jwks", (200, {"keys": "none"}), "invalid_response"),
+        ("jwks", (200, {"keys": [{"kty": "RSA", "n": 5, "e": "AQAB"}]}), "invalid_id_token"),
+        ("jwks", (404, {}), "invalid_response"),
+        ("userinfo", (401, {"error": "invalid_token"}), "invalid_response"),
+    ],
+)
+def test_odd_google_answers(
+    google_standin: GoogleStandIn, endpoint: str, answer: Any, code: str
+) -> None:
+    provider = make_provider(google_standin, use_userinfo=True)
+    google_standin.answers[endpoint] = answer
+    refused(code, lambda: sign_in(provider, google_standin))
+
+
+def test_a_jwk_that_does_not_load_is_an_invalid_response(google_standin: GoogleStandIn) -> None:
+    provider = make_provider(google_standin)
+    jwks = google_standin.jwks()
+    jwks["keys"][0]["n"] = "!!not base64!!"
+    google_standin.answers["jwks"] = (200, jwks)
+    refused("invalid_response", lambda: sign_in(provider, google_standin))
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer"),
+    [
+        ("user", (200, {"login": "octocat"})),  # no id
+        ("user", (200, {"id": "583231"})),  # not a number
+        ("user", (200, {"id": True})),
+        ("user", (200, ["x"])),
+        ("emails", (200, {"email": "x"})),  # not a list
+        ("emails", (401, {"message": "Bad credentials"})),
+        ("token", (200, b"access_token=x&token_type=bearer")),  # form-encoded though JSON asked
+    ],
+)
+def test_odd_github_answers(github_standin: GitHubStandIn, endpoint: str, answer: Any) -> None:
+    github_standin.answers[endpoint] = answer
+    refused("invalid_response", lambda: sign_in(make_provider(github_standin), github_standin))
+
+
+def test_github_odd_email_entries_are_skipped(github_standin: GitHubStandIn) -> None:
+    github_standin.emails = [
+        "junk",  # type: ignore[list-item]
+        {"email": 5, "primary": True, "verified": True},
+    ]
+    identity = sign_in(make_provider(github_standin), github_standin)
+    assert (identity.email, identity.email_verified) == ("", False)
+
+
+def test_client_secret_basic_form_encodes_the_secret(google_standin: GoogleStandIn) -> None:
+    # RFC 6749 §2.3.1: id and secret are form-encoded before Basic; the stand-in decodes them
+    google_standin.client_secret = "a+b/c:d%e f"
+    provider = make_provider(google_standin, client_auth_method="client_secret_basic")
+    assert sign_in(provider, google_standin).subject
+
+
+def test_generic_oidc_kind_against_a_discovery_provider(google_standin: GoogleStandIn) -> None:
+    provider = make_provider(google_standin, kind=ProviderKind.OIDC, name="Corp SSO")
+    google_standin.user = {**google_standin.user, "preferred_username": "pat"}
+    identity = sign_in(provider, google_standin)
+    assert identity.display == "pat"
+
+
+def test_a_code_from_another_provider_is_refused(google_standin: GoogleStandIn) -> None:
+    # RFC 9700 §4.4 (mix-up): a code issued by A, redeemed at B, is refused by B
+    other = GoogleStandIn(client_id=google_standin.client_id).start()
+    try:
+        a, b = make_provider(google_standin), make_provider(other, secret=other.client_secret)
+        url = upstream.authorization_url(
+            a, redirect_uri=REDIRECT_URI, state="s", nonce="n", code_verifier="v" * 43
+        )
+        code = google_standin.authorize(url)["code"]
+        refused(
+            "upstream_error",
+            lambda: upstream.complete(
+                b, redirect_uri=REDIRECT_URI, code=code, code_verifier="v" * 43, nonce="n"
+            ),
+        )
+    finally:
+        other.stop()
+
+
+def test_a_slow_read_is_not_retried(google_standin: GoogleStandIn, settings: Any) -> None:
+    # a read timeout would make the person wait again: GET retries are for connection errors
+    # and 502/503/504 only
+    settings.FEDERATION_TIMEOUT_SECONDS = 0.5
+    settings.FEDERATION_RETRIES = 2
+    google_standin.faults["discovery"] = "slow"
+    refused("unavailable", lambda: upstream.metadata(make_provider(google_standin)))
+    assert google_standin.hits["discovery"] == 1
+
+
+def test_an_unopenable_secret_is_misconfigured(google_standin: GoogleStandIn) -> None:
+    provider = make_provider(google_standin)
+    provider.kek_id = "00000000"  # sealed under a key no longer configured
+    refused("misconfigured", lambda: sign_in(provider, google_standin))
+
+
+def test_a_private_key_that_does_not_load_is_misconfigured(google_standin: GoogleStandIn) -> None:
+    provider = make_provider(
+        google_standin, client_auth_method=ClientAuthMethod.PRIVATE_KEY_JWT, secret="not a key"
+    )
+    refused("misconfigured", lambda: sign_in(provider, google_standin))
