@@ -386,7 +386,8 @@ def metadata(provider: Provider) -> dict[str, Any]:
 def _discover(provider: Provider, issuer: str) -> dict[str, Any]:
     # OIDC Discovery 1.0 §4: the issuer with /.well-known/openid-configuration appended
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    document = _get_object(provider, _session(), url, "discovery", withhold_token=True)
+    with _session() as session:
+        document = _get_object(provider, session, url, "discovery", withhold_token=True)
     # §4.3: the issuer in the document is exactly the one it was read from (mix-up, §7.2)
     if document.get("issuer") != issuer:
         raise _invalid_response(
@@ -554,31 +555,34 @@ def complete(
     """The code exchanged and who it says the person is; raises UpstreamError."""
     document = metadata(provider)
     token_endpoint = document["token_endpoint"]
-    client = _token_client(provider, redirect_uri=redirect_uri, token_endpoint=token_endpoint)
-    token = _exchange(
-        provider,
-        client,
-        token_endpoint,
-        redirect_uri=redirect_uri,
-        code=code,
-        code_verifier=code_verifier,
-    )
-    if provider.kind == ProviderKind.GITHUB:
-        return _github_identity(provider, client, document["api"])
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str) or not id_token:
-        raise _invalid_response(provider, "token: no id_token")
-    claims = validate_id_token(provider, id_token, nonce=nonce)
-    if provider.use_userinfo:
-        claims = _with_userinfo(provider, client, document, claims)
-    return _oidc_identity(provider, claims)
+    with _token_client(
+        provider, redirect_uri=redirect_uri, token_endpoint=token_endpoint
+    ) as client:
+        token = _exchange(
+            provider,
+            client,
+            token_endpoint,
+            redirect_uri=redirect_uri,
+            code=code,
+            code_verifier=code_verifier,
+        )
+        if provider.kind == ProviderKind.GITHUB:
+            return _github_identity(provider, client, document["api"])
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise _invalid_response(provider, "token: no id_token")
+        claims = validate_id_token(provider, id_token, nonce=nonce)
+        if provider.use_userinfo:
+            claims = _with_userinfo(provider, client, document, claims)
+        return _oidc_identity(provider, claims)
 
 
 # --- ID tokens (OIDC Core §3.1.3.7) -----------------------------------------------------------
 
 
 def _load_jwks(provider: Provider, uri: str) -> dict[str, Any]:
-    document = _get_object(provider, _session(), uri, "jwks", withhold_token=True)
+    with _session() as session:
+        document = _get_object(provider, session, uri, "jwks", withhold_token=True)
     keys = document.get("keys")
     if not isinstance(keys, list):
         raise _invalid_response(provider, "jwks: no keys")
