@@ -29,7 +29,6 @@ import base64
 import hmac
 import ipaddress
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,8 +52,6 @@ from apps.core.cache import ProcessCache
 from apps.core.sealing import UnsealError
 from apps.federation.models import ClientAuthMethod, Provider, ProviderKind
 from apps.federation.providers import provider_secret
-
-log = logging.getLogger("tessera.federation")
 
 LEEWAY_SECONDS = 60  # clock skew allowed on exp and iat (OIDC Core §3.1.3.7 items 9-10)
 DISCOVERY_MAX_AGE = 3600.0  # a discovery document is read again after an hour

@@ -230,15 +230,33 @@ def test_wrong_client_secret_is_an_upstream_error(google_standin: GoogleStandIn)
 def test_iss_parameter_required_follows_discovery(google_standin: GoogleStandIn) -> None:
     # RFC 9207 §3: authorization_response_iss_parameter_supported
     assert upstream.iss_parameter_required(make_provider(google_standin)) is False
-    google_standin.send_iss = True
     other = GoogleStandIn(client_id=google_standin.client_id).start()
     try:
         other.send_iss = True
         provider = make_provider(other)
         assert upstream.iss_parameter_required(provider) is True
         assert upstream.metadata(provider)["issuer"] == other.url
+        url = upstream.authorization_url(
+            provider, redirect_uri=REDIRECT_URI, state="s", nonce="n", code_verifier="v" * 43
+        )
+        assert other.authorize(url)["iss"] == other.url  # RFC 9207 §2: what the flow compares
     finally:
         other.stop()
+
+
+def test_github_authorization_url(github_standin: GitHubStandIn) -> None:
+    # OAuth 2.0, not OIDC: no nonce; PKCE S256 all the same (GitHub supports it)
+    provider = make_provider(github_standin, scopes="openid email profile")
+    verifier = secrets.token_urlsafe(48)
+    url = upstream.authorization_url(
+        provider, redirect_uri=REDIRECT_URI, state="s", nonce="n", code_verifier=verifier
+    )
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert url.startswith(github_standin.url + "/login/oauth/authorize?")
+    assert "nonce" not in query
+    assert query["code_challenge"] == s256(verifier)
+    assert query["scope"] == "read:user user:email"  # the model's OIDC default means nothing here
+    assert query["client_id"] == github_standin.client_id
 
 
 def test_discovery_is_cached(google_standin: GoogleStandIn) -> None:
@@ -611,7 +629,7 @@ def test_odd_github_answers(github_standin: GitHubStandIn, endpoint: str, answer
 
 def test_github_odd_email_entries_are_skipped(github_standin: GitHubStandIn) -> None:
     github_standin.emails = [
-        "junk",  # type: ignore[list-item]
+        "junk",
         {"email": 5, "primary": True, "verified": True},
     ]
     identity = sign_in(make_provider(github_standin), github_standin)
