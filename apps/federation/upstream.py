@@ -338,6 +338,8 @@ def _get_object(
 
 # --- metadata ---------------------------------------------------------------------------------
 
+# Not single_flight: its lock is one per cache, so a provider that hangs would hold up every
+# other provider's first read; a read per provider per hour may happen twice at once instead.
 _documents: ProcessCache[dict[str, Any]] = ProcessCache(
     "federation-discovery",
     max_age=DISCOVERY_MAX_AGE,
