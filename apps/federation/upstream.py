@@ -357,9 +357,13 @@ _jwks: ProcessCache[dict[str, Any]] = ProcessCache(
 
 
 def issuer_of(provider: Provider) -> str:
+    """The configured issuer; GitHub's and Google's own when left empty (a generic OIDC
+    provider has none to fall back on: misconfigured)."""
     if provider.issuer:
         return provider.issuer
-    return GITHUB_ISSUER if provider.kind == ProviderKind.GITHUB else GOOGLE_ISSUER
+    return {ProviderKind.GITHUB: GITHUB_ISSUER, ProviderKind.GOOGLE: GOOGLE_ISSUER}.get(
+        ProviderKind(provider.kind), ""
+    )
 
 
 def metadata(provider: Provider) -> dict[str, Any]:

@@ -408,6 +408,15 @@ def test_http_endpoint_off_loopback_is_misconfigured(
     assert google_standin.hits["discovery"] == 0
 
 
+def test_generic_oidc_without_issuer_is_misconfigured() -> None:
+    from apps.federation.models import Provider
+
+    provider = Provider(kind=ProviderKind.OIDC, issuer="", name="Corp")
+    refused("misconfigured", lambda: upstream.metadata(provider))
+    google = Provider(kind=ProviderKind.GOOGLE, issuer="", name="Google")
+    assert upstream.issuer_of(google) == "https://accounts.google.com"
+
+
 def test_endpoint_allowed() -> None:
     assert upstream.endpoint_allowed("https://accounts.google.com")
     assert upstream.endpoint_allowed("http://127.0.0.1:8000/x")
