@@ -445,7 +445,7 @@ def authorization_url(
     params: dict[str, str] = {
         str(key): str(value)
         for key, value in (provider.extra_params or {}).items()
-        if str(key) not in RESERVED_PARAMS
+        if str(key) not in RESERVED_PARAMS | {"code_verifier", "url"}  # Authlib's own names
     }
     if login_hint:
         params["login_hint"] = login_hint
@@ -455,13 +455,15 @@ def authorization_url(
         # Google's hd request parameter only narrows the account chooser; the ID token's hd
         # is what is checked (complete()).
         params["hd"] = str(provider.hosted_domains[0])
-    client = _session(
-        client_id=provider.client_id,
-        scope=_scopes(provider),
-        redirect_uri=redirect_uri,
-        code_challenge_method="S256",
-    )
-    with _guard(provider, "authorization request"):
+    with (
+        _session(
+            client_id=provider.client_id,
+            scope=_scopes(provider),
+            redirect_uri=redirect_uri,
+            code_challenge_method="S256",
+        ) as client,
+        _guard(provider, "authorization request"),
+    ):
         url, _state = client.create_authorization_url(
             endpoint, state=state, code_verifier=code_verifier, **params
         )

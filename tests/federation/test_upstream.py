@@ -84,7 +84,13 @@ def test_authorization_url_carries_pkce_s256_nonce_and_never_lets_extra_params_o
 ) -> None:
     provider = make_provider(
         google_standin,
-        extra_params={"prompt": "select_account", "state": "evil", "redirect_uri": "https://x"},
+        extra_params={
+            "prompt": "select_account",
+            "state": "evil",
+            "redirect_uri": "https://x",
+            "code_verifier": "x",
+            "url": "https://x",
+        },
         hosted_domains=["example.com"],
         scopes="email profile",
     )
@@ -105,6 +111,7 @@ def test_authorization_url_carries_pkce_s256_nonce_and_never_lets_extra_params_o
     assert query["redirect_uri"] == REDIRECT_URI
     assert query["nonce"] == "the-nonce"
     assert query["prompt"] == "select_account"
+    assert "code_verifier" not in query  # never sent; and a clash with Authlib is no TypeError
     assert query["login_hint"] == "pat@example.com"
     assert query["hd"] == "example.com"  # one hosted domain: Google's account chooser hint
     assert query["scope"].split()[0] == "openid"  # added: without it no ID token
