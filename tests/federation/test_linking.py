@@ -371,9 +371,7 @@ def test_gdpr_export_lists_links_and_erasure_removes_them(
     assert not FederatedIdentity.objects.exists()
 
 
-def test_query_of_start_carries_login_hint(
-    client: HttpClient, google_standin: GoogleStandIn
-) -> None:
+def test_start_passes_login_hint_on(client: HttpClient, google_standin: GoogleStandIn) -> None:
     _google(google_standin)
     start = client.get("/login/federated/google", {"login_hint": "pat@example.com"})
     assert parse_qs(urlsplit(start["Location"]).query)["login_hint"] == ["pat@example.com"]
