@@ -448,7 +448,9 @@ def authorization_url(
         if str(key) not in RESERVED_PARAMS | {"code_verifier", "url"}  # Authlib's own names
     }
     if login_hint:
-        params["login_hint"] = login_hint
+        # GitHub names it `login` ("Authorizing OAuth apps": suggests an account to sign in
+        # with); OIDC Core §3.1.2.1 `login_hint`.
+        params["login" if provider.kind == ProviderKind.GITHUB else "login_hint"] = login_hint
     if provider.kind != ProviderKind.GITHUB:
         params["nonce"] = nonce
     if provider.kind == ProviderKind.GOOGLE and len(provider.hosted_domains) == 1:

@@ -375,3 +375,22 @@ def test_start_passes_login_hint_on(client: HttpClient, google_standin: GoogleSt
     _google(google_standin)
     start = client.get("/login/federated/google", {"login_hint": "pat@example.com"})
     assert parse_qs(urlsplit(start["Location"]).query)["login_hint"] == ["pat@example.com"]
+
+
+def test_github_gets_the_login_hint_as_its_login_parameter(
+    client: HttpClient, github_standin: Any
+) -> None:
+    admin = UserFactory(is_staff=True, staff_role=StaffRole.ADMINISTRATOR)
+    provider_create(
+        actor_id=admin.pk,
+        slug="github",
+        name="GitHub",
+        kind="github",
+        issuer=github_standin.url,
+        client_id=github_standin.client_id,
+        client_secret=github_standin.client_secret,
+    )
+    start = client.get("/login/federated/github", {"login_hint": "octocat"})
+    query = parse_qs(urlsplit(start["Location"]).query)
+    assert query["login"] == ["octocat"]
+    assert "login_hint" not in query
