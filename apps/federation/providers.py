@@ -655,12 +655,16 @@ def _people(count: int) -> str:
     return f"{count} {'person is' if count == 1 else 'people are'}"
 
 
-def _still_linked(provider: Provider, count: int) -> ValidationError:
-    return ValidationError(
-        f"{_people(count)} linked through {provider.name}; disable it instead (it stays listed, "
-        "their links stay, and it can be enabled again), or unlink them first.",
-        code="protected",
+def still_linked_message(provider: Provider, count: int) -> str:
+    """Why a provider with linked people is not deleted, and what to do instead."""
+    return (
+        f"{_people(count)} linked through {provider.name}; disable it instead (it stays "
+        "listed, their links stay, and it can be enabled again), or unlink them first."
     )
+
+
+def _still_linked(provider: Provider, count: int) -> ValidationError:
+    return ValidationError(still_linked_message(provider, count), code="protected")
 
 
 def _copy(source: Provider, target: Provider) -> None:
