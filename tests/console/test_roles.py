@@ -196,6 +196,11 @@ API = {
     "session": {"GET": "viewer"},
     "session_revoke": {"POST": "operator"},
     "session_compromise": {"POST": "operator"},
+    # Identity providers (issue 17): as clients; unlinking acts on a person: operators.
+    "federation_providers": {"GET": "viewer", "POST": "administrator"},
+    "federation_provider": {"GET": "viewer", "PATCH": "administrator", "DELETE": "administrator"},
+    "user_identities": {"GET": "viewer"},
+    "user_identity": {"DELETE": "operator"},
 }
 
 
