@@ -99,8 +99,10 @@ DEFAULT_SCOPES = {
 }
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")
-# RFC 1035 §2.3.1 labels, lower case, at least two of them.
-DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+# RFC 1035 §2.3.1 labels, lower case, at least two of them; an IDN as its A-label (RFC 5890).
+DOMAIN_RE = re.compile(
+    r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})\Z"
+)
 PARAM_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
