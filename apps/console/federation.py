@@ -12,12 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.accounts.models import StaffRole, User
@@ -26,6 +25,7 @@ from apps.console.forms import form_errors
 from apps.console.lookups import user_or_404
 from apps.console.permissions import administrator_required, operator_required, staff_required
 from apps.federation import providers
+from apps.federation.flow import redirect_uri
 from apps.federation.models import FederatedIdentity, Provider
 from apps.federation.selectors import identities_of
 
@@ -42,15 +42,6 @@ def provider_or_404(provider_id: uuid.UUID) -> Provider:
     return found
 
 
-def callback_url(provider: Provider) -> str:
-    """The redirect URI to register at the provider, or "" while the sign-in routes are not
-    mounted (apps/federation/urls.py in idp/urls.py)."""
-    try:
-        return settings.ISSUER + reverse("federation:callback", args=[provider.slug])
-    except NoReverseMatch:
-        return ""
-
-
 @staff_required
 @require_safe
 def provider_list(request: HttpRequest) -> HttpResponse:
@@ -65,7 +56,7 @@ def provider_detail(request: HttpRequest, provider_id: uuid.UUID) -> HttpRespons
     context = {
         "provider": provider,
         "linked": providers.provider_linked_count(provider),
-        "callback": callback_url(provider),
+        "callback": redirect_uri(provider),
         "may_change": _may_change(request),
     }
     return render(request, "console/federation/provider.html", context)

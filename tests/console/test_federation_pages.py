@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client as HttpClient
 
 from apps.accounts.services import user_create
@@ -98,6 +99,8 @@ def test_an_administrator_adds_a_provider_and_the_secret_is_never_shown(staff, o
     assert provider_secret(provider) == SECRET
     assert response["Location"] == f"{PROVIDERS}{provider.pk}/"
     detail = staff.get(response["Location"]).content.decode()
+    # RFC 9700 §4.4.2: one redirect URI per provider, to register at it.
+    assert f"{settings.ISSUER}/login/federated/github/callback" in detail
     edit = staff.get(f"{PROVIDERS}{provider.pk}/edit/").content.decode()
     for html in (detail, edit):
         assert SECRET not in html
