@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
+from redis.exceptions import RedisError
 
 from apps.accounts.models import User
 from apps.core.events import EventType, emit
+from apps.core.revocation import RevocationUnavailable
 from apps.federation import linking, upstream
 from apps.federation.mapping import mapping_apply
 from apps.federation.models import Provider
@@ -209,7 +211,23 @@ def callback(request: HttpRequest, *, slug: str) -> Done | Failure:
     if isinstance(found, linking.PendingLink):
         linking.pending_save(request, found)
         return Done(pending=found)
-    mapping_apply(provider=provider, user=found, claims=identity.claims)
+    try:
+        mapping_apply(provider=provider, user=found, claims=identity.claims)
+    except (RevocationUnavailable, RedisError):
+        # A membership the claims no longer give could not be taken away with its tokens
+        # (the revocation list is unreachable): fail closed rather than sign in with it.
+        return _failed(
+            request,
+            slug,
+            Failure(
+                "unavailable",
+                f"Signing in with {name} is unavailable right now. Try again in a moment.",
+                status=503,
+                detail="revocation list unreachable while applying mapping rules",
+                next_url=retry,
+            ),
+            user_id=found.pk,
+        )
     outcome = pipeline.sign_in_federated(
         request, user=found, provider=provider.slug, next_url=record.next_url
     )

@@ -37,6 +37,8 @@ from apps.core.events import EventType, emit
 from apps.federation.mapping import mapping_rules_check
 from apps.federation.models import ClientAuthMethod, FederatedIdentity, Provider, ProviderKind
 from apps.federation.selectors import CACHE_NAME
+from apps.sessions.models import LoginSession
+from apps.sessions.services import session_end
 
 # What provider_update may change; the id, the timestamps and the sealed secret are the
 # system's (the secret changes through `client_secret`).
@@ -343,16 +345,31 @@ def provider_delete(*, provider: Provider, actor_id: object) -> None:
         _record(locked, "deleted", actor_id, before=before, after=None, secret=False)
 
 
-def identity_unlink(*, identity: FederatedIdentity, actor_id: object, reason: str) -> None:
+def identity_unlink(
+    *,
+    identity: FederatedIdentity,
+    actor_id: object,
+    reason: str,
+    keep_session_id: uuid.UUID | None = None,
+) -> None:
     """Unlink an upstream identity from its account (the person from their security page,
     an operator from the console or the API): that upstream account no longer signs in
-    here. Already unlinked (a concurrent request): nothing to record. Whether another way
-    to sign in remains is the caller's question (the person's page asks it; an operator
-    may unlink regardless, e.g. an upstream account known to be taken over)."""
+    here, and the live login sessions it signed in end with it (reason "unlinked": their
+    tokens are refused, relying parties told), but `keep_session_id`, the browser of the
+    person who unlinked it. Already unlinked (a concurrent request): nothing to record.
+    Whether another way to sign in remains is the caller's question (the person's page asks
+    it; an operator may unlink regardless, e.g. an upstream account known to be taken over)."""
     with transaction.atomic():
         deleted = FederatedIdentity.objects.filter(pk=identity.pk).delete()[0]
         if not deleted:
             return
+        opened_through_it = LoginSession.objects.filter(
+            user_id=identity.user_id, provider=identity.provider.slug, ended_at__isnull=True
+        )
+        if keep_session_id is not None:
+            opened_through_it = opened_through_it.exclude(pk=keep_session_id)
+        for session in opened_through_it:
+            session_end(session=session, reason="unlinked", actor_id=actor_id)
         emit(
             EventType.FEDERATION_UNLINKED,
             user_id=identity.user_id,

@@ -237,6 +237,12 @@ def unlink(request: HttpRequest, identity_id: uuid.UUID) -> HttpResponse:
             "passkey first, then unlink it.",
         )
         return HttpResponseRedirect(back)
-    identity_unlink(identity=identity, actor_id=user.pk, reason="person")
+    session = session_current(request)
+    identity_unlink(
+        identity=identity,
+        actor_id=user.pk,
+        reason="person",
+        keep_session_id=session.pk if session is not None else None,
+    )
     messages.success(request, f"{identity.provider.name} is no longer linked to your account.")
     return HttpResponseRedirect(back)

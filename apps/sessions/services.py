@@ -168,6 +168,8 @@ END_REASONS = {
     "account_disabled": EventType.SESSION_REVOKED,
     "account_deleted": EventType.SESSION_REVOKED,
     "password_changed": EventType.SESSION_REVOKED,
+    # The upstream account the session was signed in with was unlinked (apps/federation).
+    "unlinked": EventType.SESSION_REVOKED,
     "idle_timeout": EventType.SESSION_EXPIRED,
     "expired": EventType.SESSION_EXPIRED,
 }

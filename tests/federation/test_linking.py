@@ -394,3 +394,29 @@ def test_github_gets_the_login_hint_as_its_login_parameter(
     query = parse_qs(urlsplit(start["Location"]).query)
     assert query["login"] == ["octocat"]
     assert "login_hint" not in query
+
+
+def test_unlinking_ends_the_sessions_signed_in_through_it_but_the_persons_own(
+    client: HttpClient, google_standin: GoogleStandIn
+) -> None:
+    # Whoever got in with the upstream account keeps nothing once it is unlinked (an
+    # upstream account taken over); the browser that unlinked it stays signed in.
+    provider = _google(google_standin)
+    user = _linked_person(provider, google_standin, password=PASSWORD)
+    elsewhere = HttpClient()
+    assert _round_trip(elsewhere, google_standin)["Location"] == "/account/"
+    through_google = LoginSession.objects.get(user=user, provider="google")
+    own = force_sign_in(client, user)
+    identity = FederatedIdentity.objects.get()
+    with recorded() as events:
+        client.post(f"/account/security/linked/{identity.pk}/unlink")
+    through_google.refresh_from_db()
+    own.refresh_from_db()
+    assert through_google.end_reason == "unlinked"
+    assert own.ended_at is None
+    wanted = {"session.revoked", "federation.unlinked"}
+    assert [e.event_type for e in events if e.event_type in wanted] == [
+        "session.revoked",
+        "federation.unlinked",
+    ]
+    assert elsewhere.get("/account/").status_code == 302  # signed out there
