@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("", include("apps.signin.urls")),
     path("", include("apps.mfa.urls")),
+    path("", include("apps.federation.urls")),
     # One password form, one set of checks (issue 12): the admin signs in on the hosted page.
     path("admin/login/", RedirectView.as_view(pattern_name="signin:login", query_string=True)),
     path("console/", include("apps.console.urls")),

@@ -4,6 +4,7 @@ and the login page's port (apps.core.federation.UpstreamDirectory)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from apps.core.cache import ProcessCache
@@ -50,7 +51,7 @@ def provider_for_domain(email: str) -> Provider | None:
     )
 
 
-def identities_of(*, user_id: object) -> list[FederatedIdentity]:
+def identities_of(*, user_id: uuid.UUID | str) -> list[FederatedIdentity]:
     """A person's linked identities with their providers, oldest first."""
     return list(FederatedIdentity.objects.filter(user_id=user_id).select_related("provider"))
 
