@@ -179,9 +179,13 @@ class Journey:
     def shot(self, name: str) -> None:
         shot(self.page, self.artifacts, f"federation-{name}.png")
 
-    def shown(self, prefix: str) -> list[str]:
-        """The URLs starting with `prefix` that answered with a page (not a redirect)."""
-        return [url for url, status in self.documents if url.startswith(prefix) and status < 300]
+    def shown(self, origin: str, path: str) -> list[str]:
+        """The URLs of `origin` at `path` that answered with a page (not a redirect)."""
+        return [
+            url
+            for url, status in self.documents
+            if url.startswith(origin) and urlsplit(url).path == path and status < 300
+        ]
 
 
 def _journey(page, artifacts: Path) -> Journey:
@@ -211,22 +215,27 @@ def _away_from(prefix: str) -> Callable[[str], bool]:
     return lambda url: not url.startswith(prefix)
 
 
-def _at_upstream(journey: Journey, upstream: UpstreamTessera, person: UpstreamPerson) -> None:
+def _at_upstream(
+    journey: Journey, upstream: UpstreamTessera, person: UpstreamPerson, name: str
+) -> bool:
     """On the upstream's sign-in page: the person signs in there, allows the suite's Tessera
-    on its consent page when asked, and is sent back to the suite's callback."""
+    on its consent page when asked, and is sent back to the suite's callback. Whether the
+    upstream asked for consent (its client is a third party's; a person's consent is kept)."""
     page = journey.page
     page.wait_for_url(lambda url: url.startswith(f"{upstream.issuer}/login"))
     assert page.inner_text("h1") == "Sign in"
-    journey.shot(f"upstream-login-{person.email.split('@')[0]}")
+    journey.shot(f"upstream-login-{name}")
     page.fill("#id_email", person.email)
     page.fill("#id_password", person.password)
     page.click("form:not([data-webauthn]) button[type=submit]")
     page.wait_for_url(_away_from(f"{upstream.issuer}/login"))
-    if page.url.startswith(upstream.issuer):  # its consent page: a third party's client
+    asked = page.url.startswith(upstream.issuer)
+    if asked:
         page.locator("button[name=decision][value=allow]").wait_for()
-        journey.shot(f"upstream-consent-{person.email.split('@')[0]}")
+        journey.shot(f"upstream-consent-{name}")
         page.click("button[name=decision][value=allow]")
         page.wait_for_url(_away_from(upstream.issuer))
+    return asked
 
 
 def _back_to_rp(journey: Journey, live_server, name: str) -> str:
@@ -279,7 +288,7 @@ def test_a_new_person_signs_in_through_the_upstream_and_the_rp_gets_tokens(
     assert button.inner_text() == f"Sign in with {PROVIDER_NAME}"
     journey.shot("login-with-provider")
     button.click()
-    _at_upstream(journey, upstream_tessera, person)
+    assert _at_upstream(journey, upstream_tessera, person, "jit")
     location = _back_to_rp(journey, live_server, "jit")
 
     created = User.objects.get(email=person.email)
@@ -306,11 +315,13 @@ def test_an_existing_account_is_linked_only_after_its_password_then_idp_hint_goe
 
     page.goto(relying_party.authorization_url())
     page.click(f"a[data-provider={DEFAULT_SLUG}]")
-    _at_upstream(journey, upstream_tessera, person)
+    assert _at_upstream(journey, upstream_tessera, person, "link")
     page.wait_for_url(f"{live_server.url}/login/federated/link")
     assert page.inner_text("h1") == f"Link your {PROVIDER_NAME} account"
     assert existing.email in page.inner_text("main")
-    assert not FederatedIdentity.objects.exists()  # nothing linked by the address alone
+    # Nothing linked, nobody signed in, by the address alone (pre-account takeover).
+    assert not FederatedIdentity.objects.exists()
+    assert not LoginSession.objects.filter(user=existing).exists()
     journey.shot("link")
     page.click("a:text-is('Sign in to link')")
 
@@ -337,9 +348,10 @@ def test_an_existing_account_is_linked_only_after_its_password_then_idp_hint_goe
     page.set_default_timeout(15_000)
     journey = _journey(page, artifacts)
     page.goto(relying_party.authorization_url(idp_hint=DEFAULT_SLUG))
-    _at_upstream(journey, upstream_tessera, person)
+    # The upstream keeps the person's consent for its client: its sign-in page alone now.
+    assert not _at_upstream(journey, upstream_tessera, person, "idp-hint")
     location = _back_to_rp(journey, live_server, "idp-hint")
-    assert journey.shown(f"{live_server.url}/login") == []
+    assert journey.shown(live_server.url, "/login") == []
     _signed_in_through_upstream(relying_party, location, person=existing, subject=person.id)
     assert journey.errors == []
     page.context.close()

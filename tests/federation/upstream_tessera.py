@@ -62,7 +62,6 @@ class UpstreamClient:
     client_id: str
     client_secret: str
     redirect_uri: str
-    skip_consent: bool
 
 
 @dataclass(frozen=True)
@@ -114,20 +113,21 @@ class UpstreamTessera:
         )
         return result.stdout
 
-    def register_client(self, slug: str, *, skip_consent: bool = False) -> UpstreamClient:
-        """A confidential client whose one redirect URI is the suite's callback for `slug`.
-        `skip_consent` makes it first-party (no consent page upstream)."""
-        args = ["createclient", "--name", f"Tessera under test ({slug})", "--json"]
-        args += ["--redirect-uri", callback_uri(slug)]
-        if skip_consent:
-            args.append("--skip-consent")
-        printed = json.loads(self.manage(*args))
+    def register_client(self, slug: str) -> UpstreamClient:
+        """A confidential client whose one redirect URI is the suite's callback for `slug`;
+        not first-party: the upstream asks each person's consent once, as a third party's
+        provider does."""
+        name = f"Tessera under test ({slug})"
+        printed = json.loads(
+            self.manage(
+                "createclient", "--name", name, "--redirect-uri", callback_uri(slug), "--json"
+            )
+        )
         return UpstreamClient(
             slug=slug,
             client_id=printed["client_id"],
             client_secret=printed["client_secret"],
             redirect_uri=callback_uri(slug),
-            skip_consent=skip_consent,
         )
 
     def create_person(
