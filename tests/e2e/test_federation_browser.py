@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
@@ -28,6 +28,8 @@ from joserfc.jwk import KeySet
 
 from apps.accounts.models import User
 from apps.accounts.services import user_create
+from apps.core import journal
+from apps.core.models import SecurityEvent
 from apps.federation.models import FederatedIdentity, Provider, ProviderKind
 from apps.federation.providers import provider_create, provider_set_enabled
 from apps.sessions.models import LoginSession
@@ -355,3 +357,125 @@ def test_an_existing_account_is_linked_only_after_its_password_then_idp_hint_goe
     _signed_in_through_upstream(relying_party, location, person=existing, subject=person.id)
     assert journey.errors == []
     page.context.close()
+
+
+# --- refusals through the real upstream: a page that says what to do, an event, no session ---
+
+
+def _refused(journey: Journey, live_server, name: str, message: str) -> None:
+    """The suite's refusal page for the callback: its status, its words, a way back."""
+    page = journey.page
+    page.wait_for_url(lambda url: url.startswith(f"{live_server.url}/login/federated/"))
+    page.locator("h1:text-is('Sign-in not completed')").wait_for()
+    assert message in page.inner_text("[role=alert]")
+    assert page.get_attribute("a:text-is('Back to sign in')", "href").startswith("/login")
+    [(url, status)] = [
+        (url, status)
+        for url, status in journey.documents
+        if urlsplit(url).path.endswith("/callback")
+    ][-1:]
+    assert 400 <= status < 500, (url, status)
+    journey.shot(f"refused-{name}")
+    # Chromium logs the page's own status; nothing else went wrong on it.
+    loaded = f"Failed to load resource: the server responded with a status of {status}"
+    journey.errors[:] = [error for error in journey.errors if not error.startswith(loaded)]
+
+
+def _failed_events(error_code: str) -> list[SecurityEvent]:
+    journal.drain_now()  # the live server's events recorded outside a transaction
+    return list(SecurityEvent.objects.filter(event_type="federation.failed", error_code=error_code))
+
+
+def test_consent_denied_at_the_upstream_is_a_page_and_an_event_not_a_session(
+    live_server, upstream_tessera, provider, relying_party, page, artifacts
+) -> None:
+    person = upstream_tessera.create_person("denies@upstream.example", "Denise Deny")
+    journey = _journey(page, artifacts)
+
+    page.goto(relying_party.authorization_url())
+    page.click(f"a[data-provider={DEFAULT_SLUG}]")
+    page.wait_for_url(lambda url: url.startswith(f"{upstream_tessera.issuer}/login"))
+    page.fill("#id_email", person.email)
+    page.fill("#id_password", person.password)
+    page.click("form:not([data-webauthn]) button[type=submit]")
+    page.click("button[name=decision][value=deny]")  # at the upstream: RFC 6749 §4.1.2.1
+
+    _refused(journey, live_server, "denied", f"You did not allow the sign-in at {PROVIDER_NAME}.")
+    assert not User.objects.filter(email=person.email).exists()
+    assert not LoginSession.objects.exists()
+    [event] = _failed_events("upstream_error")
+    assert event.metadata["detail"] == "access_denied"
+    assert journey.errors == []
+
+
+def test_an_unverified_upstream_address_neither_links_nor_makes_an_account(
+    live_server, upstream_tessera, provider, relying_party, page, artifacts
+) -> None:
+    """The upstream vouches for an address it has not verified (email_verified false): the
+    account here that holds it is neither linked nor signed in to, and no other is made."""
+    existing = user_create(
+        email="victim@example.com", name="Vic Tim", password=PASSWORD, email_verified=True
+    )
+    person = upstream_tessera.create_person("victim@example.com", "Not Vic", email_verified=False)
+    journey = _journey(page, artifacts)
+
+    page.goto(relying_party.authorization_url())
+    page.click(f"a[data-provider={DEFAULT_SLUG}]")
+    assert _at_upstream(journey, upstream_tessera, person, "unverified")
+
+    _refused(
+        journey, live_server, "unverified",
+        f"{PROVIDER_NAME} has not confirmed an e-mail address for this account",
+    )  # fmt: skip
+    assert not FederatedIdentity.objects.exists()
+    assert not LoginSession.objects.exists()
+    assert list(User.objects.all()) == [existing]
+    assert [e.metadata["provider"] for e in _failed_events("unverified_email")] == [DEFAULT_SLUG]
+    assert journey.errors == []
+
+
+def test_a_callback_taken_to_another_browser_is_refused_and_cannot_be_used_again(
+    live_server, upstream_tessera, provider, relying_party, browser, artifacts
+) -> None:
+    """The upstream's answer is stolen on its way back (the callback URL with its code and
+    state, opened in the attacker's browser): refused there, since the state is bound to the
+    browser that began the sign-in, and — taken once — then refused in the person's own."""
+    person = upstream_tessera.create_person("stolen@upstream.example", "Stan Stolen")
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in range(2)]
+    victim, attacker = (_journey(context.new_page(), artifacts) for context in contexts)
+    stolen: list[str] = []
+
+    def steal(route) -> None:
+        """The upstream's redirect after consent, read and not followed: this browser shows
+        a stand-in (a route sees no redirect's target, so the answer is taken here)."""
+        answer = route.fetch(max_redirects=0)
+        stolen.append(urljoin(route.request.url, answer.headers["location"]))
+        route.fulfill(status=200, content_type="text/plain", body="intercepted")
+
+    consent = f"{upstream_tessera.issuer}/oauth/authorize/consent"
+    victim.page.route(consent, steal)
+    victim.page.goto(relying_party.authorization_url())
+    victim.page.click(f"a[data-provider={DEFAULT_SLUG}]")
+    victim.page.wait_for_url(lambda url: url.startswith(f"{upstream_tessera.issuer}/login"))
+    victim.page.fill("#id_email", person.email)
+    victim.page.fill("#id_password", person.password)
+    victim.page.click("form:not([data-webauthn]) button[type=submit]")
+    victim.page.click("button[name=decision][value=allow]")
+    victim.page.wait_for_url(consent)
+    [callback] = stolen
+    assert callback.startswith(f"{live_server.url}/login/federated/{DEFAULT_SLUG}/callback?")
+    assert "code=" in callback
+
+    attacker.page.goto(callback)
+    _refused(
+        attacker, live_server, "another-browser", "This sign-in was started in another browser."
+    )
+    victim.page.goto(callback)
+    _refused(victim, live_server, "replayed", "This sign-in has expired or was used already.")
+
+    assert not User.objects.filter(email=person.email).exists()
+    assert not LoginSession.objects.exists()
+    assert len(_failed_events("browser")) == 1
+    assert len(_failed_events("state")) == 1
+    for context in contexts:
+        context.close()
