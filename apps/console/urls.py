@@ -1,6 +1,15 @@
 from django.urls import path
 
-from apps.console import applications, directory, invitations, mfa, staff, threats, views
+from apps.console import (
+    applications,
+    directory,
+    federation,
+    invitations,
+    mfa,
+    staff,
+    threats,
+    views,
+)
 
 app_name = "console"
 urlpatterns = [
@@ -88,6 +97,11 @@ urlpatterns = [
     path("clients/<str:client_id>/enable/", applications.client_enable, name="client_enable"),
     path("clients/<str:client_id>/delete/", applications.client_delete, name="client_delete"),
     path("keys/", applications.key_list, name="keys"),
+    path(
+        "users/<uuid:user_id>/identities/<uuid:identity_id>/unlink/",
+        federation.user_identity_unlink,
+        name="user_identity_unlink",
+    ),
     path("keys/rotate/", applications.keys_rotate, name="keys_rotate"),
 ]
 
@@ -192,4 +206,20 @@ urlpatterns += [
         directory.permission_delete,
         name="permission_delete",
     ),
+]
+
+# Upstream identity providers (apps.console.federation, issue 17).
+_PROVIDER = "federation/providers/<uuid:provider_id>"
+urlpatterns += [
+    path("federation/providers/", federation.provider_list, name="federation_providers"),
+    path(
+        "federation/providers/new/",
+        federation.provider_create,
+        name="federation_provider_create",
+    ),
+    path(f"{_PROVIDER}/", federation.provider_detail, name="federation_provider"),
+    path(f"{_PROVIDER}/edit/", federation.provider_edit, name="federation_provider_edit"),
+    path(f"{_PROVIDER}/enable/", federation.provider_enable, name="federation_provider_enable"),
+    path(f"{_PROVIDER}/disable/", federation.provider_disable, name="federation_provider_disable"),
+    path(f"{_PROVIDER}/delete/", federation.provider_delete, name="federation_provider_delete"),
 ]

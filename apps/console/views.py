@@ -26,6 +26,7 @@ from apps.audit.selectors import event_page, events_recent_for_user
 from apps.audit.store import StoreUnavailable
 from apps.console.directory import person_directory
 from apps.console.downloads import events_download, person_download
+from apps.console.federation import person_identities
 from apps.console.forms import (
     AuditSearchForm,
     LockoutFilterForm,
@@ -119,6 +120,7 @@ def user_detail(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
     }
     context.update(person_mfa(user, context["organization_memberships"]))
     context.update(person_threat(user))
+    context.update(person_identities(user))
     return render(request, "console/user.html", context)
 
 

@@ -19,6 +19,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import Count, ProtectedError
 from django.utils import timezone
 
 from apps.core import sealing
@@ -98,10 +99,47 @@ DEFAULT_SCOPES = {
 }
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN_RE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")
-# RFC 1035 §2.3.1 labels, lower case, at least two of them.
-DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+# RFC 1035 §2.3.1 labels, lower case, at least two of them; an IDN as its A-label (RFC 5890).
+DOMAIN_RE = re.compile(
+    r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})\Z"
+)
 PARAM_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- the administrators' reads (beside the writes, as tokens/clients_admin.py) ----------------
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    provider: Provider
+    linked: int  # identities linked through it
+
+
+def provider_list() -> list[ProviderRow]:
+    """Every provider, enabled or not, by name, with how many people are linked through it
+    (one statement; providers are few: one row per upstream)."""
+    rows = Provider.objects.annotate(linked=Count("identities")).order_by("name", "slug")
+    return [ProviderRow(row, row.linked) for row in rows]
+
+
+def provider_find(key: str) -> Provider | None:
+    """A provider by its slug or its id (a string from a command line or a URL)."""
+    if not isinstance(key, str) or not key or len(key) > 64:
+        return None
+    try:
+        return Provider.objects.filter(pk=uuid.UUID(key)).first()
+    except ValueError:
+        return Provider.objects.filter(slug=key).first()
+
+
+def provider_linked_count(provider: Provider) -> int:
+    return FederatedIdentity.objects.filter(provider=provider).count()
+
+
+def provider_settings(provider: Provider) -> dict[str, Any]:
+    """What an administrator sees and edits of a provider: every field but the secret."""
+    return {field: getattr(provider, field) for field in EDITABLE}
 
 
 # --- the secret -------------------------------------------------------------------------------
@@ -182,7 +220,14 @@ def provider_create(
     with transaction.atomic():
         _domains_free(values["login_domains"], provider_id=provider.pk)
         _saved(provider, force_insert=True)
-        _record(provider, "created", actor_id, before=None, after=_snapshot(provider), secret=True)
+        _record(
+            provider,
+            "created",
+            actor_id,
+            before=None,
+            after=provider_settings(provider),
+            secret=True,
+        )
     return provider
 
 
@@ -207,7 +252,7 @@ def provider_update(*, provider: Provider, actor_id: object, **fields: Any) -> P
             fields[listed] = _listed(fields[listed])
     with transaction.atomic():
         locked = Provider.objects.select_for_update().get(pk=provider.pk)
-        before = _snapshot(locked)
+        before = provider_settings(locked)
         merged = before | fields
         if "kind" in fields and fields["kind"] != before["kind"]:
             # The kind's defaults apply to what was the old kind's default.
@@ -225,7 +270,7 @@ def provider_update(*, provider: Provider, actor_id: object, **fields: Any) -> P
             return provider
         moved = [f for f in ("issuer", "kind") if f in changed]
         if moved:
-            linked = FederatedIdentity.objects.filter(provider=locked).count()
+            linked = provider_linked_count(locked)
             if linked:
                 raise ValidationError(
                     {
@@ -285,10 +330,10 @@ def provider_delete(*, provider: Provider, actor_id: object) -> None:
         locked = Provider.objects.select_for_update().filter(pk=provider.pk).first()
         if locked is None:
             return  # deleted meanwhile (another request): nothing left to record
-        linked = FederatedIdentity.objects.filter(provider=locked).count()
+        linked = provider_linked_count(locked)
         if linked:
             raise _still_linked(locked, linked)
-        before = _snapshot(locked)
+        before = provider_settings(locked)
         try:
             with transaction.atomic():
                 locked.delete()
@@ -612,16 +657,16 @@ def _people(count: int) -> str:
     return f"{count} {'person is' if count == 1 else 'people are'}"
 
 
-def _still_linked(provider: Provider, count: int) -> ValidationError:
-    return ValidationError(
-        f"{_people(count)} linked through {provider.name}; disable it instead (it stays listed, "
-        "their links stay, and it can be enabled again), or unlink them first.",
-        code="protected",
+def still_linked_message(provider: Provider, count: int) -> str:
+    """Why a provider with linked people is not deleted, and what to do instead."""
+    return (
+        f"{_people(count)} linked through {provider.name}; disable it instead (it stays "
+        "listed, their links stay, and it can be enabled again), or unlink them first."
     )
 
 
-def _snapshot(provider: Provider) -> dict[str, Any]:
-    return {field: getattr(provider, field) for field in EDITABLE}
+def _still_linked(provider: Provider, count: int) -> ValidationError:
+    return ValidationError(still_linked_message(provider, count), code="protected")
 
 
 def _copy(source: Provider, target: Provider) -> None:

@@ -29,7 +29,6 @@ import base64
 import hmac
 import ipaddress
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,8 +52,6 @@ from apps.core.cache import ProcessCache
 from apps.core.sealing import UnsealError
 from apps.federation.models import ClientAuthMethod, Provider, ProviderKind
 from apps.federation.providers import provider_secret
-
-log = logging.getLogger("tessera.federation")
 
 LEEWAY_SECONDS = 60  # clock skew allowed on exp and iat (OIDC Core §3.1.3.7 items 9-10)
 DISCOVERY_MAX_AGE = 3600.0  # a discovery document is read again after an hour
@@ -308,7 +305,7 @@ def _guard(provider: Provider, step: str) -> Iterator[None]:
         raise _invalid_response(provider, f"{step}: HTTP {status}") from None
     except requests.RequestException as error:  # timeouts, connection errors
         raise _unavailable(provider, f"{step}: {type(error).__name__}") from None
-    except (ValueError, TypeError, KeyError) as error:  # Authlib: a token answer not JSON
+    except (ValueError, TypeError, KeyError, RecursionError) as error:  # a token answer not JSON
         raise _invalid_response(provider, f"{step}: {type(error).__name__}: {error}") from None
 
 
@@ -341,6 +338,8 @@ def _get_object(
 
 # --- metadata ---------------------------------------------------------------------------------
 
+# Not single_flight: its lock is one per cache, so a provider that hangs would hold up every
+# other provider's first read; a read per provider per hour may happen twice at once instead.
 _documents: ProcessCache[dict[str, Any]] = ProcessCache(
     "federation-discovery",
     max_age=DISCOVERY_MAX_AGE,
@@ -358,9 +357,13 @@ _jwks: ProcessCache[dict[str, Any]] = ProcessCache(
 
 
 def issuer_of(provider: Provider) -> str:
+    """The configured issuer; GitHub's and Google's own when left empty (a generic OIDC
+    provider has none to fall back on: misconfigured)."""
     if provider.issuer:
         return provider.issuer
-    return GITHUB_ISSUER if provider.kind == ProviderKind.GITHUB else GOOGLE_ISSUER
+    return {ProviderKind.GITHUB: GITHUB_ISSUER, ProviderKind.GOOGLE: GOOGLE_ISSUER}.get(
+        ProviderKind(provider.kind), ""
+    )
 
 
 def metadata(provider: Provider) -> dict[str, Any]:
@@ -386,7 +389,8 @@ def metadata(provider: Provider) -> dict[str, Any]:
 def _discover(provider: Provider, issuer: str) -> dict[str, Any]:
     # OIDC Discovery 1.0 §4: the issuer with /.well-known/openid-configuration appended
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    document = _get_object(provider, _session(), url, "discovery", withhold_token=True)
+    with _session() as session:
+        document = _get_object(provider, session, url, "discovery", withhold_token=True)
     # §4.3: the issuer in the document is exactly the one it was read from (mix-up, §7.2)
     if document.get("issuer") != issuer:
         raise _invalid_response(
@@ -441,23 +445,27 @@ def authorization_url(
     params: dict[str, str] = {
         str(key): str(value)
         for key, value in (provider.extra_params or {}).items()
-        if str(key) not in RESERVED_PARAMS
+        if str(key) not in RESERVED_PARAMS | {"code_verifier", "url"}  # Authlib's own names
     }
     if login_hint:
-        params["login_hint"] = login_hint
+        # GitHub names it `login` ("Authorizing OAuth apps": suggests an account to sign in
+        # with); OIDC Core §3.1.2.1 `login_hint`.
+        params["login" if provider.kind == ProviderKind.GITHUB else "login_hint"] = login_hint
     if provider.kind != ProviderKind.GITHUB:
         params["nonce"] = nonce
     if provider.kind == ProviderKind.GOOGLE and len(provider.hosted_domains) == 1:
         # Google's hd request parameter only narrows the account chooser; the ID token's hd
         # is what is checked (complete()).
         params["hd"] = str(provider.hosted_domains[0])
-    client = _session(
-        client_id=provider.client_id,
-        scope=_scopes(provider),
-        redirect_uri=redirect_uri,
-        code_challenge_method="S256",
-    )
-    with _guard(provider, "authorization request"):
+    with (
+        _session(
+            client_id=provider.client_id,
+            scope=_scopes(provider),
+            redirect_uri=redirect_uri,
+            code_challenge_method="S256",
+        ) as client,
+        _guard(provider, "authorization request"),
+    ):
         url, _state = client.create_authorization_url(
             endpoint, state=state, code_verifier=code_verifier, **params
         )
@@ -554,31 +562,34 @@ def complete(
     """The code exchanged and who it says the person is; raises UpstreamError."""
     document = metadata(provider)
     token_endpoint = document["token_endpoint"]
-    client = _token_client(provider, redirect_uri=redirect_uri, token_endpoint=token_endpoint)
-    token = _exchange(
-        provider,
-        client,
-        token_endpoint,
-        redirect_uri=redirect_uri,
-        code=code,
-        code_verifier=code_verifier,
-    )
-    if provider.kind == ProviderKind.GITHUB:
-        return _github_identity(provider, client, document["api"])
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str) or not id_token:
-        raise _invalid_response(provider, "token: no id_token")
-    claims = validate_id_token(provider, id_token, nonce=nonce)
-    if provider.use_userinfo:
-        claims = _with_userinfo(provider, client, document, claims)
-    return _oidc_identity(provider, claims)
+    with _token_client(
+        provider, redirect_uri=redirect_uri, token_endpoint=token_endpoint
+    ) as client:
+        token = _exchange(
+            provider,
+            client,
+            token_endpoint,
+            redirect_uri=redirect_uri,
+            code=code,
+            code_verifier=code_verifier,
+        )
+        if provider.kind == ProviderKind.GITHUB:
+            return _github_identity(provider, client, document["api"])
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise _invalid_response(provider, "token: no id_token")
+        claims = validate_id_token(provider, id_token, nonce=nonce)
+        if provider.use_userinfo:
+            claims = _with_userinfo(provider, client, document, claims)
+        return _oidc_identity(provider, claims)
 
 
 # --- ID tokens (OIDC Core §3.1.3.7) -----------------------------------------------------------
 
 
 def _load_jwks(provider: Provider, uri: str) -> dict[str, Any]:
-    document = _get_object(provider, _session(), uri, "jwks", withhold_token=True)
+    with _session() as session:
+        document = _get_object(provider, session, uri, "jwks", withhold_token=True)
     keys = document.get("keys")
     if not isinstance(keys, list):
         raise _invalid_response(provider, "jwks: no keys")
@@ -637,6 +648,9 @@ def validate_id_token(provider: Provider, id_token: str, *, nonce: str) -> dict[
         raise _invalid_id_token(provider, f"no key for kid {str(kid)[:64]!r} and alg {alg}")
     try:
         key = jwt.PyJWK(jwk, algorithm=alg).key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+        raise _invalid_response(provider, f"jwks: key {str(kid)[:64]!r}: {error}") from None
+    try:
         claims: dict[str, Any] = jwt.decode(
             id_token,
             key=key,

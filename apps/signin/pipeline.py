@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.hashers import make_password
-from django.db.models import Exists, OuterRef, Value
+from django.db.models import Exists, OuterRef, QuerySet, Value
 from django.db.models.functions import Lower
 from django.http import HttpRequest
 from django.utils import timezone
@@ -120,21 +120,26 @@ def identify(attempt: Attempt) -> Refusal | None:
     and whether one of their organizations requires one (the organization half of
     apps.accounts.services.mfa_required_by_policy), so a sign-in without MFA costs what it
     did."""
-    organization_requires = OrganizationMembership.objects.filter(
-        user_id=OuterRef("pk"), organization__mfa_required=True
-    )
     try:
         attempt.user = (
-            User._default_manager.alias(email_lower=Lower("email"))
-            .annotate(
-                has_second_factor=second_factor_exists(),
-                organization_requires_mfa=Exists(organization_requires),
-            )
+            _with_mfa_policy()
+            .alias(email_lower=Lower("email"))
             .get(email_lower=Lower(Value(attempt.email)))
         )
     except User.DoesNotExist:
         attempt.user = None
     return None
+
+
+def _with_mfa_policy() -> QuerySet[User]:
+    """Accounts with what `second_factor` asks of them: a factor, an organization's rule."""
+    organization_requires = OrganizationMembership.objects.filter(
+        user_id=OuterRef("pk"), organization__mfa_required=True
+    )
+    return User._default_manager.annotate(
+        has_second_factor=second_factor_exists(),
+        organization_requires_mfa=Exists(organization_requires),
+    )
 
 
 def limits(attempt: Attempt) -> Refusal | None:
@@ -433,12 +438,14 @@ def sign_in_federated(
     request: HttpRequest, *, user: User, provider: str, next_url: str
 ) -> Attempt | Refusal | Interaction:
     """The steps after the first factor for `user`, whom the upstream `provider` (its slug)
-    vouched for: `amr` is ["fed"] (RFC 8176 §2: federated authentication), level 1."""
+    vouched for: `amr` is ["fed"] (RFC 8176 §2: federated authentication), level 1. The
+    account is read again with what `second_factor` needs to know (`identify`'s statement,
+    by id)."""
     attempt = Attempt(
         request=request,
         email=user.email,
         password="",
-        user=user,
+        user=_with_mfa_policy().get(pk=user.pk),
         amr=["fed"],
         next_url=next_url,
         step_up=step_up_level(request),

@@ -43,6 +43,8 @@ def admin_token(operator) -> str:
         ("get", f"/api/v1/sessions/{SOME_ID}"),
         ("post", f"/api/v1/sessions/{SOME_ID}/revoke"),
         ("post", f"/api/v1/sessions/{SOME_ID}/compromise"),
+        ("get", "/api/v1/federation/providers"),
+        ("get", f"/api/v1/users/{SOME_ID}/identities"),
     ],
 )
 def test_anonymous_callers_are_challenged(client: HttpClient, method: str, path: str) -> None:
@@ -205,6 +207,9 @@ def test_a_malformed_bearer_token_is_a_401(token: str) -> None:
         ("/api/v1/sessions?ip_address=300.1.1.1", 400),
         ("/api/v1/sessions?after=garbage", 400),
         ("/api/v1/sessions?device_id=" + "d" * 65, 400),
+        (f"/api/v1/federation/providers/{uuid.uuid4()}", 404),
+        ("/api/v1/federation/providers/acme", 404),
+        (f"/api/v1/users/{uuid.uuid4()}/identities", 404),
     ],
 )
 def test_malformed_input_is_a_clear_4xx(admin_token, path: str, status: int) -> None:
@@ -308,6 +313,10 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/roles/{role_id}",
         "/api/v1/users/{user_id}/claims-preview",
         "/api/v1/users/{user_id}/memberships",
+        "/api/v1/users/{user_id}/identities",
+        "/api/v1/users/{user_id}/identities/{identity_id}",
+        "/api/v1/federation/providers",
+        "/api/v1/federation/providers/{provider_id}",
     }
     assert schema["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
 

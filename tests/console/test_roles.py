@@ -113,6 +113,16 @@ CONSOLE = {
     "permissions": "viewer",
     "permission_create": "administrator",
     "permission_delete": "administrator",
+    # Identity providers (issue 17): staff read; they decide who may sign in at all, so
+    # administrators change them (as clients); unlinking acts on one person: operators.
+    "federation_providers": "viewer",
+    "federation_provider": "viewer",
+    "federation_provider_create": "administrator",
+    "federation_provider_edit": "administrator",
+    "federation_provider_enable": "administrator",
+    "federation_provider_disable": "administrator",
+    "federation_provider_delete": "administrator",
+    "user_identity_unlink": "operator",
 }
 # The pages that act (GET confirms, POST does).
 CONSOLE_POSTS = {name for name, role in CONSOLE.items() if role != "viewer"} - {
@@ -186,6 +196,11 @@ API = {
     "session": {"GET": "viewer"},
     "session_revoke": {"POST": "operator"},
     "session_compromise": {"POST": "operator"},
+    # Identity providers (issue 17): as clients; unlinking acts on a person: operators.
+    "federation_providers": {"GET": "viewer", "POST": "administrator"},
+    "federation_provider": {"GET": "viewer", "PATCH": "administrator", "DELETE": "administrator"},
+    "user_identities": {"GET": "viewer"},
+    "user_identity": {"DELETE": "operator"},
 }
 
 

@@ -21,14 +21,15 @@ pytestmark = pytest.mark.django_db
 USERS = 1_000
 SESSIONS = 100_000
 BOUND_SECONDS = 1.0  # generous: measured figures are printed, a few tens of ms each
-MAX_QUERIES = 18  # browser session, user, login session (middleware), sessions, clients,
+MAX_QUERIES = 19  # browser session, user, login session (middleware), sessions, clients,
 # offline grants (the user page), the operator.viewed_user event's INSERT (the outbox
 # writes through psycopg directly, and logs the statement as Django's cursor would), the
 # person's memberships (organizations, workspaces, groups) and claims preview (one UNION),
 # and their second factors (apps.mfa.selectors.factors_of: TOTP devices, WebAuthn
 # credentials, the recovery-code set with its unused count; the organizations requiring MFA
 # come from the memberships already loaded), and the person's newest threat assessments (the
-# risk timeline, one read of the audit store: issue 16)
+# risk timeline, one read of the audit store: issue 16), and their linked identities with
+# their providers (issue 17: one more, a join on federation_identity_user_idx)
 
 # One statement: 100 sessions per user, an IP shared by 20 sessions, a device by 5, a
 # quarter ended, the newest ~900 live and the rest past their lifetime.

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client as HttpClient
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import OrganizationMembership, StaffRole
 from apps.core.events import EventType
 from apps.federation.mapping import claim_matches, mapping_apply
-from apps.federation.models import Provider
+from apps.federation.models import FederatedIdentity, Provider
 from apps.federation.providers import provider_create
 from tests.accounts.factories import (
     OrganizationFactory,
@@ -184,3 +185,44 @@ def test_organization_own_role_wins_over_a_built_in_of_the_same_name(tree) -> No
     mapping_apply(provider=provider, user=person, claims={"groups": "acme-staff"})
     membership = OrganizationMembership.objects.get(user=person)
     assert membership.role_id == own_member.pk
+
+
+def test_each_sign_in_through_the_provider_applies_its_rules(tree, google_standin) -> None:
+    # Issue 17: "applied at each sign-in and recorded" — through the real flow, with the
+    # Google stand-in's ID token carrying the claims.
+    admin = UserFactory(is_staff=True, staff_role=StaffRole.ADMINISTRATOR)
+    provider_create(
+        actor_id=admin.pk,
+        slug="google",
+        name="Google",
+        kind="google",
+        issuer=google_standin.url,
+        client_id=google_standin.client_id,
+        client_secret=google_standin.client_secret,
+        jit_provisioning=True,
+        mapping_rules=RULES,
+    )
+
+    def sign_in() -> None:
+        http = HttpClient()
+        start = http.get("/login/federated/google", {"next": "/account/"})
+        assert start.status_code == 302, start.content
+        answer = http.get(
+            "/login/federated/google/callback", google_standin.authorize(start["Location"])
+        )
+        assert answer.status_code == 302, answer.content
+
+    google_standin.user["groups"] = ["acme-staff"]
+    with recorded() as events:
+        sign_in()
+    person = FederatedIdentity.objects.get(subject=google_standin.user["sub"]).user
+    assert _roles(person) == {"acme": "member"}
+    [mapped] = [e for e in events if e.event_type == EventType.FEDERATION_MAPPED]
+    assert mapped.metadata["added"] == [{"organization": "acme", "role": "member"}]
+
+    google_standin.user["groups"] = []  # taken out of the group upstream
+    with recorded() as events:
+        sign_in()
+    assert _roles(person) == {}
+    [mapped] = [e for e in events if e.event_type == EventType.FEDERATION_MAPPED]
+    assert mapped.metadata["removed"] == [{"organization": "acme", "role": "member"}]

@@ -367,3 +367,18 @@ def test_issuer_and_kind_stay_while_people_are_linked(admin) -> None:
         provider_update(provider=provider, actor_id=admin.pk, kind="github", scopes="user:email")
     assert "Create a new provider instead" in _errors(raised)["kind"]
     assert Provider.objects.get(pk=provider.pk).issuer == "https://sso.acme.example"
+
+
+def test_a_secret_sealed_under_an_old_key_encryption_key_still_opens_and_is_resealed_on_change(
+    admin, settings
+) -> None:
+    provider = _create(admin)
+    old = settings.KEY_ENCRYPTION_KEY
+    settings.KEY_ENCRYPTION_KEY = bytes(32)  # rotated: the old key kept to open what it sealed
+    settings.KEY_ENCRYPTION_KEYS_OLD = [old]
+    stored = Provider.objects.get(pk=provider.pk)
+    assert stored.kek_id == sealing.kek_id(old)
+    assert provider_secret(stored) == SECRET
+    provider_update(provider=stored, actor_id=admin.pk, client_secret="after rotation")
+    assert stored.kek_id == sealing.kek_id(bytes(32))
+    assert provider_secret(Provider.objects.get(pk=provider.pk)) == "after rotation"

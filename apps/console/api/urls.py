@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.console.api import applications, directory, mfa, staff, threats, views
+from apps.console.api import applications, directory, federation, mfa, staff, threats, views
 
 app_name = "api"
 urlpatterns = [
@@ -39,6 +39,18 @@ urlpatterns = [
     path("users/<uuid:user_id>/factors", mfa.user_factors, name="user_factors"),
     path("users/<uuid:user_id>/factors/reset", mfa.user_factors_reset, name="user_factors_reset"),
     path("users/<uuid:user_id>/mfa-required", mfa.user_mfa_required, name="user_mfa_required"),
+    path("users/<uuid:user_id>/identities", federation.user_identities, name="user_identities"),
+    path(
+        "users/<uuid:user_id>/identities/<uuid:identity_id>",
+        federation.user_identity,
+        name="user_identity",
+    ),
+    path("federation/providers", federation.federation_providers, name="federation_providers"),
+    path(
+        "federation/providers/<uuid:provider_id>",
+        federation.federation_provider,
+        name="federation_provider",
+    ),
     path("users/<uuid:user_id>/block", threats.user_block_api, name="user_block"),
     path("users/<uuid:user_id>/unblock", threats.user_unblock_api, name="user_unblock"),
     path("threats/assessments", threats.assessments, name="threats_assessments"),
