@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from apps.audit.clickhouse_schema import PARTITIONED_TABLES
 from tests.servers import SERVERS, TestServers, _die_with_parent, wait_for
 
-pytest_plugins = ["tests.rp"]
+pytest_plugins = ["tests.rp", "tests.federation.upstream_tessera"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

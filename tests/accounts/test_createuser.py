@@ -72,6 +72,14 @@ def test_without_password_stdin_the_account_has_no_usable_password() -> None:
     assert not User.objects.get(id=printed).has_usable_password()
 
 
+def test_email_verified_flag_marks_the_address_proven_and_only_with_it() -> None:
+    verified = createuser("--email", "ada@example.com", "--email-verified")
+    unverified = createuser("--email", "grace@example.com")
+
+    assert User.objects.get(id=verified).email_verified is True
+    assert User.objects.get(id=unverified).email_verified is False
+
+
 def test_staff_flag_makes_a_staff_user_who_is_not_a_superuser() -> None:
     printed = createuser("--email", "operator@example.com", "--staff")
 

@@ -28,6 +28,12 @@ class Command(BaseCommand):
             help="read the password from standard input (without it: no usable password)",
         )
         parser.add_argument(
+            "--email-verified",
+            action="store_true",
+            help="the address is known to be the person's (e.g. from a directory the operator "
+            "trusts): no verification mail; without it the person verifies it as at sign-up",
+        )
+        parser.add_argument(
             "--staff-role",
             choices=StaffRole.values,
             default="",
@@ -53,7 +59,11 @@ class Command(BaseCommand):
                 user = existing
             else:
                 user = user_create(
-                    email=options["email"], name=options["name"], password=password, staff_role=role
+                    email=options["email"],
+                    name=options["name"],
+                    password=password,
+                    staff_role=role,
+                    email_verified=options["email_verified"],
                 )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
