@@ -79,7 +79,15 @@ def login_view(request: HttpRequest) -> HttpResponse:
         status, headers = outcome.status, outcome.headers
     else:
         status, headers = 200, {}
-    context = {"form": form, "next": _safe_next(request), "providers": directory.buttons()}
+    # Signing in to prove an account is one's own before an upstream account is linked to it
+    # (apps/federation): said on the page, and no provider buttons (they would start over).
+    linking = _safe_next(request) == reverse("federation:link_confirm")
+    context = {
+        "form": form,
+        "next": _safe_next(request),
+        "providers": [] if linking else directory.buttons(),
+        "linking": linking,
+    }
     response = render(request, "signin/login.html", context, status=status)
     for name, value in headers.items():
         response[name] = value

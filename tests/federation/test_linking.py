@@ -420,3 +420,13 @@ def test_unlinking_ends_the_sessions_signed_in_through_it_but_the_persons_own(
         "federation.unlinked",
     ]
     assert elsewhere.get("/account/").status_code == 302  # signed out there
+
+
+def test_the_sign_in_page_says_it_is_for_a_link_and_offers_no_provider(
+    client: HttpClient, google_standin: GoogleStandIn
+) -> None:
+    _google(google_standin)
+    page = client.get("/login", {"next": "/login/federated/link/confirm"}).content.decode()
+    assert "to link it to the account you just used" in page
+    assert "Sign in with Google" not in page  # it would start the upstream sign-in again
+    assert "Sign in with Google" in client.get("/login").content.decode()

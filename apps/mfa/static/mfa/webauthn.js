@@ -259,8 +259,11 @@
           conditionalAbort = null;
         }
         form.dataset.conditional = "";
-        if (error && error.name !== "AbortError") {
-          showError(form, explain(error));
+        // Asked in the background, not by the person: its failure (e.g. SecurityError on an
+        // IP-address origin, where WebAuthn never works) is no message for them. The button
+        // asks again and says why when it fails.
+        if (error && error.name !== "AbortError" && window.console) {
+          console.debug("passkey autofill unavailable:", error.name);
         }
       });
     });
