@@ -8,6 +8,7 @@ closed loopback port, so a callback that passed every check would end at the cod
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +24,7 @@ from apps.ratelimit.rules import rules_reload
 from apps.sessions.models import LoginSession
 from tests.accounts.factories import UserFactory
 from tests.events import recorded
-from tests.servers import free_port
+from tests.servers import Redis, free_port
 from tests.tokens.conftest import Flow
 
 pytestmark = pytest.mark.django_db
@@ -278,3 +279,30 @@ def test_callbacks_are_rate_limited_per_client_ip(
     refused = statuses.index(429)
     assert refused <= 31  # the burst and the rate of federation.ip, then refused
     assert set(statuses[refused:]) == {429}
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any, settings: Any) -> Any:
+    """A Redis of this test's own as the application's (the suite's stays up for others)."""
+    server = Redis(tmp_path)
+    server.start()
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url(0)}}
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+def test_redis_down_is_a_page_at_the_start_and_at_the_callback(
+    client: HttpClient, github: Provider, own_redis: Any
+) -> None:
+    # The flow's state lives in Redis only: without it nothing begins or finishes (fail
+    # closed), and the person is told to try again, not shown a 500.
+    sent = _start(client)
+    own_redis.stop(signal.SIGKILL)
+    with recorded() as events:
+        start = client.get("/login/federated/gh", {"next": "/account/"})
+        back = _callback(client, state=sent["state"], code="c0de")
+    assert start.status_code == 503
+    assert back.status_code == 503
+    assert "Try again in a moment" in start.content.decode()
+    assert _failed(events) == ["unavailable", "unavailable"]
+    assert not LoginSession.objects.exists()
