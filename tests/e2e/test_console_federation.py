@@ -39,7 +39,7 @@ def _sign_in(page, live_server, email: str, path: str) -> None:
 
 
 def test_an_administrator_adds_a_provider_and_manages_it_and_a_viewer_only_reads(
-    live_server, page, browser, artifacts, google_standin
+    live_server, page, browser, artifacts, google_standin, empty_audit_store
 ) -> None:
     user_create(email="root@example.com", password=STAFF_PASSWORD, staff_role="administrator")
     user_create(email="viewer@example.com", password=STAFF_PASSWORD, staff_role="viewer")
