@@ -147,10 +147,15 @@ def provider_disable(request: HttpRequest, provider_id: uuid.UUID) -> HttpRespon
             request,
             question=f"Disable {provider.name}?",
             detail="Its button leaves the sign-in page and its callbacks are refused, in "
-            f"every process within a second. The {linked} linked "
-            f"identit{'y' if linked == 1 else 'ies'} stay: enabling it again lets them sign "
-            "in as before. Someone who signs in only through it cannot sign in meanwhile; "
-            "sessions already open are not ended.",
+            "every process within a second. "
+            + (
+                f"The {linked} linked identit{'y' if linked == 1 else 'ies'} stay: enabling "
+                "it again lets them sign in as before. Someone who signs in only through it "
+                "cannot sign in meanwhile; "
+                if linked
+                else "Nobody is linked through it; "
+            )
+            + "sessions already open are not ended.",
             button="Disable",
             back=_detail(provider),
         )
@@ -212,20 +217,23 @@ def user_identity_unlink(
             detail=f"The {identity.provider.name} account "
             f"{identity.display or identity.email or identity.subject} no longer signs in to "
             f"this account; signing in with it later finds no account here (or links again "
-            "only after the person proves this one). Sessions already open are not ended: "
-            "revoke them on this page if the upstream account is not theirs. "
-            + (
-                "They have a password or passkey or "
-                f"{others} other linked identit{'y' if others == 1 else 'ies'} to sign in with."
-                if user.has_usable_password() or others
-                else "Check they have another way to sign in (a password or a passkey) first."
-            ),
+            "only after the person proves this one). The sessions signed in through "
+            f"{identity.provider.name} end now. " + _other_ways(user, others),
             button="Unlink",
             back=back,
         )
     providers.identity_unlink(identity=identity, actor_id=request.user.pk, reason="operator")
     messages.success(request, f"{identity.provider.name} unlinked from {user.email}.")
     return redirect(back)
+
+
+def _other_ways(user: User, others: int) -> str:
+    ways = ["a password"] if user.has_usable_password() else []
+    if others:
+        ways.append(f"{others} other linked identit{'y' if others == 1 else 'ies'}")
+    if not ways:
+        return "Check they have another way to sign in (a passkey) first: they have no password."
+    return f"They can still sign in with {' and '.join(ways)}."
 
 
 def _identity_or_404(user: User, identity_id: uuid.UUID) -> FederatedIdentity:

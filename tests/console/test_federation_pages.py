@@ -203,6 +203,8 @@ def test_an_operator_unlinks_an_identity_behind_a_confirmation(
     assert path in page
     question = operator_staff.get(path).content.decode()
     assert "Unlink Acme SSO from ada@example.com?" in question
+    assert "The sessions signed in through Acme SSO end now." in question
+    assert " 0 other" not in question
     assert FederatedIdentity.objects.filter(pk=linked.pk).exists()  # the GET changed nothing
     response = confirm(operator_staff, path)
     assert "Acme SSO unlinked from ada@example.com." in response.content.decode()
