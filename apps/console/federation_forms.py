@@ -107,6 +107,13 @@ class ProviderForm(forms.Form):
                 "Leave empty to keep the current one. A new one replaces it; it is stored "
                 "encrypted and never shown."
             )
+        if self.is_bound and creating and self.data.get("client_secret"):
+            # The page never carries the secret back (see the field): say it must be typed
+            # again, not let the next submit fail on "required".
+            self.fields["client_secret"].help_text = (
+                "Type it again: a secret is never sent back to the page, not even after an "
+                "error elsewhere on the form. " + str(self.fields["client_secret"].help_text)
+            )
 
     @staticmethod
     def initial_of(provider: Provider) -> dict[str, Any]:

@@ -116,6 +116,7 @@ def test_a_wrong_field_is_a_400_under_that_field_without_echoing_the_secret(staf
     assert response.status_code == 400
     assert "An issuer is an https:// URL" in " ".join(response.context["form"].errors["issuer"])
     assert SECRET not in response.content.decode()
+    assert "Type it again" in response.content.decode()  # not left to fail on "required"
     for junk, field, message in (
         ({"mapping_rules": "[{"}, "mapping_rules", "This is not JSON"),
         ({"mapping_rules": '[{"claim": "g"}]'}, "mapping_rules", "Rule 1: value"),
