@@ -138,7 +138,13 @@ def confirm(http: HttpClient, path: str):
 
 
 def audited(event_type: str, actor) -> list[SecurityEvent]:
-    return list(SecurityEvent.objects.filter(event_type=event_type, actor_id=str(actor.pk)))
+    """In the order they happened: rows reach the outbox in another order when some came
+    through the process's journal (recorded outside a transaction, drained later)."""
+    return list(
+        SecurityEvent.objects.filter(event_type=event_type, actor_id=str(actor.pk)).order_by(
+            "occurred_at"
+        )
+    )
 
 
 def access_token(user, scope: str) -> str:
