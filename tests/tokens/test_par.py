@@ -11,13 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
+from django.core import signing
 from django.test import Client as HttpClient
 from django.test import override_settings
 
 from apps.core.redis import get_redis
 from apps.ratelimit.rules import rules_reload
 from apps.tokens import views
-from apps.tokens.authorize import PAR_REQUIRED, PUSHED_PARAM
+from apps.tokens.authorize import PAR_REQUIRED, PUSHED_PARAM, PUSHED_SALT
 from apps.tokens.models import Client
 from apps.tokens.pushed import URN_PREFIX
 from apps.tokens.services import consent_grant
@@ -372,3 +373,36 @@ def test_discovery_publishes_the_endpoint(client) -> None:
     metadata = client.get("/.well-known/openid-configuration").json()
     assert metadata["pushed_authorization_request_endpoint"] == settings.ISSUER + PAR
     assert metadata["require_pushed_authorization_requests"] is False
+
+
+# --- the other round trips carry the pushed request too -----------------------------------
+
+
+def test_step_up_round_trip_carries_the_pushed_request(signed_in, person, register) -> None:
+    # check_acr's redirect to the second factor leads back to the pushed parameters
+    rp = register(require_mfa=True)
+    client = Client.objects.get(client_id=rp.client_id)
+    consent_grant(user_id=person.pk, client=client, scopes=["openid", "profile", "email"])
+    response = authorize_with(signed_in, rp.client_id, pushed_uri(signed_in, rp))
+    assert response.status_code == 302, response.content[:300]
+    location = parse_qs(urlsplit(response["Location"]).query)
+    assert location["step_up"] == ["urn:tessera:acr:mfa"]
+    resumed = parse_qs(urlsplit(location["next"][0]).query)
+    assert set(resumed) == {"client_id", PUSHED_PARAM, "tessera_step_up"}
+
+
+def test_switch_account_drops_the_login_hint_inside_the_pushed_request(flow: Flow) -> None:
+    request_uri = pushed_uri(flow.http, flow.rp, prompt="consent", login_hint="ada@example.com")
+    consent_page = authorize_with(flow.http, flow.rp.client_id, request_uri)
+    blob = re.search(r'name="request" value="([^"]+)"', consent_page.content.decode())
+    assert blob is not None
+    response = flow.http.post(
+        "/oauth/authorize/consent", {"request": blob.group(1), "decision": "switch_account"}
+    )
+    assert response.status_code == 302
+    next_url = parse_qs(urlsplit(response["Location"]).query)["next"][0]
+    carried = parse_qs(urlsplit(next_url).query)[PUSHED_PARAM][0]
+    pushed = signing.loads(carried, salt=PUSHED_SALT)
+    assert "login_hint" not in pushed
+    assert pushed["prompt"] == "consent"
+    assert "login_hint" not in response["Location"]
