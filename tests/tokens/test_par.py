@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +26,7 @@ from apps.tokens.services import consent_grant
 from tests.events import recorded
 from tests.ratelimit.conftest import set_rule
 from tests.rp import REDIRECT_URI, RegisteredClient
+from tests.servers import Redis
 from tests.signin.browser import force_sign_in
 from tests.tokens.conftest import (
     AUTHORIZE,
@@ -207,13 +209,13 @@ def test_push_is_post_only(client) -> None:
 
 def test_push_is_rate_limited_per_client_in_its_own_group(client, rp, settings) -> None:
     # the token endpoint's limits, as a "par" group (IDP_RATELIMIT_PAR_*): 429 in JSON
+    configured, allowed = settings.RATELIMIT_RULES, settings.RATELIMIT_ALLOW
     settings.RATELIMIT_ALLOW = ()
     try:
         set_rule(settings, "par.client", "2/1m")
         answers = [push(client, rp) for _ in range(3)]
     finally:
-        settings.RATELIMIT_RULES = {**settings.RATELIMIT_RULES}
-        del settings.RATELIMIT_ALLOW
+        settings.RATELIMIT_RULES, settings.RATELIMIT_ALLOW = configured, allowed
         rules_reload()
     assert [answer.status_code for answer in answers] == [201, 201, 429]
     assert answers[-1].json()["error"] == "temporarily_unavailable"
@@ -406,3 +408,26 @@ def test_switch_account_drops_the_login_hint_inside_the_pushed_request(flow: Flo
     assert "login_hint" not in pushed
     assert pushed["prompt"] == "consent"
     assert "login_hint" not in response["Location"]
+
+
+# --- Redis unreachable: fail closed, never a 500 ------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any, settings: Any) -> Any:
+    """A Redis of this test's own as the application's (the suite's stays up for others)."""
+    server = Redis(tmp_path)
+    server.start()
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url(0)}}
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+def test_redis_down_refuses_pushes_and_request_uris_with_503(flow: Flow, own_redis: Any) -> None:
+    request_uri = pushed_uri(flow.http, flow.rp)
+    own_redis.stop(signal.SIGKILL)
+    pushed = push(flow.http, flow.rp)
+    taken = authorize_with(flow.http, flow.rp.client_id, request_uri)
+    assert refusal(pushed, 503)["error"] == "temporarily_unavailable"
+    assert taken.status_code == 503
+    assert "Try again in a moment" in taken.content.decode()
