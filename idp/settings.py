@@ -172,6 +172,11 @@ KEY_ROTATION_DAYS = env.integer("IDP_KEY_ROTATION_DAYS", 30, minimum=1, maximum=
 # Seconds JWKS responses may be cached; a new key is published at least this long (and a
 # day at least) before it signs anything, so no relying party meets an unknown kid.
 JWKS_MAX_AGE = env.integer("IDP_JWKS_MAX_AGE", 600, minimum=0, maximum=86400)
+# Seconds a pushed authorization request's request_uri lives (RFC 9126 §2.2; at most 90).
+PAR_LIFETIME = env.integer("IDP_PAR_LIFETIME", 60, minimum=5, maximum=90)
+# Every authorization request must be pushed (RFC 9126 §5, published in discovery); a client's
+# require_par asks it of that client alone.
+REQUIRE_PAR = env.boolean("IDP_REQUIRE_PAR", False)
 # Seconds before the first retry of a Back-Channel Logout delivery; each next one doubles.
 BACKCHANNEL_RETRY_BASE_SECONDS = env.integer(
     "IDP_BACKCHANNEL_RETRY_BASE_SECONDS", 2, minimum=0, maximum=3600
@@ -239,6 +244,10 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     "token.ip": env.rate("IDP_RATELIMIT_TOKEN_IP", "600/1m burst=120 backoff=linear"),
     "token.client": env.rate("IDP_RATELIMIT_TOKEN_CLIENT", "3000/1m burst=600"),
     "token.endpoint": env.rate("IDP_RATELIMIT_TOKEN_ENDPOINT", "3000/1s"),
+    # /oauth/par (RFC 9126 pushed authorization requests) per client IP, client id, all.
+    "par.ip": env.rate("IDP_RATELIMIT_PAR_IP", "600/1m burst=120 backoff=linear"),
+    "par.client": env.rate("IDP_RATELIMIT_PAR_CLIENT", "3000/1m burst=600"),
+    "par.endpoint": env.rate("IDP_RATELIMIT_PAR_ENDPOINT", "3000/1s"),
     # /oauth/introspect (RFC 7662) per client IP and per client id.
     "introspect.ip": env.rate("IDP_RATELIMIT_INTROSPECT_IP", "1200/1m burst=300"),
     "introspect.client": env.rate("IDP_RATELIMIT_INTROSPECT_CLIENT", "6000/1m burst=1000"),

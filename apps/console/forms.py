@@ -322,6 +322,11 @@ class ClientForm(forms.Form):
         label="Require a second factor: every sign-in to it reaches the MFA level (people "
         "without one enrol at sign-in)",
     )
+    require_par = forms.BooleanField(
+        required=False,
+        label="Require pushed authorization requests: every request is pushed to /oauth/par "
+        "first (RFC 9126)",
+    )
     backchannel_logout_uri = forms.CharField(
         required=False, max_length=2000, label="Back-channel logout URI"
     )

@@ -1,7 +1,7 @@
 """The answer to a refused request: 429 with Retry-After and the RateLimit headers, in the
 format of the endpoint that was asked.
 
-OAuth endpoints (token, introspection, revocation, userinfo) and the admin API answer JSON in
+OAuth endpoints (token, PAR, introspection, revocation, userinfo) and the admin API answer JSON in
 the RFC 6749 §5.2 shape with error `temporarily_unavailable`: RFC 6749 §4.1.2.1 defines it as
 the server "unable to handle the request due to a temporary overloading", the closest meaning
 in the OAuth error registry (RFC 6749 §11.4); §5.2 has no rate-limit code, `invalid_request`
@@ -22,7 +22,14 @@ from django.shortcuts import render
 from apps.core import request_context
 from apps.ratelimit.services import Decision
 
-_JSON_PREFIXES = ("/oauth/token", "/oauth/introspect", "/oauth/revoke", "/oauth/userinfo", "/api/")
+_JSON_PREFIXES = (
+    "/oauth/token",
+    "/oauth/par",
+    "/oauth/introspect",
+    "/oauth/revoke",
+    "/oauth/userinfo",
+    "/api/",
+)
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -30,6 +30,7 @@ CREDENTIAL_GROUPS = frozenset(
     {
         "login",
         "token",
+        "par",
         "introspect",
         "revoke",
         "forgot",

@@ -115,6 +115,7 @@ GROUPS = {
     "/oauth/authorize": "authorize",
     "/oauth/authorize/consent": "authorize",
     "/oauth/token": "token",
+    "/oauth/par": "par",
     "/oauth/introspect": "introspect",
     "/oauth/revoke": "revoke",
     "/oauth/userinfo": "userinfo",
@@ -147,7 +148,9 @@ POST_ONLY = frozenset({"login", "forgot", "verify", "link", "register", "passkey
 # Groups whose endpoint calls check()/attempt_begin() before anything worth protecting (the
 # client's secret), so the endpoint's IP, endpoint and global rules join that one round trip;
 # the middleware evaluates them after the view only if the view refused the request first.
-DEFERRED = frozenset({"token", "introspect", "revoke", "login", "forgot", "verify", "register"})
+DEFERRED = frozenset(
+    {"token", "par", "introspect", "revoke", "login", "forgot", "verify", "register"}
+)
 
 
 def group_for(request: HttpRequest) -> str | None:

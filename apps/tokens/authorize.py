@@ -5,6 +5,11 @@ oauthlib validates the OAuth parameters (client, exact redirect URI, response ty
 PKCE presence); the checks here add what needs the browser session: login, prompt, max_age,
 id_token_hint, the authentication level (acr_values, the client's MFA requirement) and
 consent. Every response sent back to the client carries `iss` (RFC 9207).
+
+A pushed request (RFC 9126, apps/tokens/par.py) arrives as `client_id` + `request_uri`;
+check_pushed_request takes it (single use) and the checks run on the pushed parameters. The
+browser's later round trips (sign-in, step-up, consent) carry them forward signed (PUSHED_PARAM),
+never the spent request_uri.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from apps.tokens import id_tokens
 from apps.tokens.clients import client_by_id
 from apps.tokens.errors import describe
 from apps.tokens.models import Client
+from apps.tokens.pushed import URN_PREFIX, PushedUnavailable, pushed_take
 from apps.tokens.scopes import OFFLINE_ACCESS
 from apps.tokens.selectors import consent_scopes
 from apps.tokens.services import code_issue, consent_grant
@@ -49,6 +55,20 @@ STEP_UP_MARK = "tessera_step_up"
 # The sign-in page's parameter naming the acr a request needs (docs/architecture.md).
 STEP_UP_PARAM = "step_up"
 MARK_MAX_AGE = 900
+# A pushed request's parameters as the browser carries them after its request_uri is spent
+# (sign-in, step-up and consent round trips); signed, MARK_MAX_AGE. It proves the push: a
+# request carrying it satisfies "PAR required". Signed, not encrypted: the browser can read
+# the parameters (as in any unpushed request), not change them (RFC 9126 §1: integrity).
+PUSHED_PARAM = "tessera_pushed"
+PUSHED_SALT = "tessera.authorize.pushed"
+# Server-made marks a resumed pushed request keeps from the front channel (each signed).
+_CARRIED_MARKS = ("tessera_login_after", "tessera_step_up")
+PUSHED_EXPIRED = "This sign-in request has expired. Start again from the application."
+PAR_REQUIRED = "pushed authorization request required (RFC 9126 section 5)."
+REQUEST_URI_UNKNOWN = (
+    "The application's pushed request is unknown or was used already. Start again from the "
+    "application."
+)
 # The claims parameter's JSON (OIDC Core §5.5): a request for a few claims is well under it.
 MAX_CLAIMS_REQUEST = 4096
 CLAIMS_MALFORMED = "claims must be a JSON object as OpenID Connect Core section 5.5 defines."
@@ -77,7 +97,17 @@ class AuthorizationRequest:
     client: Client | None = None
     session: LoginSession | None = None
     acr_claim: AcrClaim | None = None  # the claims parameter's id_token.acr (OIDC Core §5.5)
+    # A pushed request (RFC 9126): what the browser carries instead of `params`.
+    front: dict[str, str] | None = None
     _consented: frozenset[str] | None = None
+
+    def carried(self) -> dict[str, str]:
+        """The request as the browser carries it to its next round trip: the parameters, or
+        for a pushed request its signed parameters and the marks (never the request_uri)."""
+        if self.front is None:
+            return dict(self.params)
+        marks = {name: self.params[name] for name in _CARRIED_MARKS if name in self.params}
+        return {**self.front, **marks}
 
     @property
     def consented(self) -> frozenset[str]:
@@ -98,10 +128,14 @@ class AuthorizationRequest:
 
 
 class Answer(Exception):
-    """A check answered the request; the response goes back as it is."""
+    """A check answered the request; the response goes back as it is. A refusal also names
+    its OAuth error, for the pushed request endpoint (RFC 9126 §2.3) to answer in JSON."""
 
-    def __init__(self, response: HttpResponse) -> None:
+    def __init__(
+        self, response: HttpResponse, error: str = "invalid_request", description: str = ""
+    ) -> None:
         self.response = response
+        self.error, self.description = error, description
 
 
 def redirect_to_client(areq: AuthorizationRequest, params: dict[str, str]) -> HttpResponse:
@@ -116,7 +150,11 @@ def redirect_to_client(areq: AuthorizationRequest, params: dict[str, str]) -> Ht
 
 def error_to_client(areq: AuthorizationRequest, error: str, description: str) -> Answer:
     description = describe(error, description)
-    return Answer(redirect_to_client(areq, {"error": error, "error_description": description}))
+    return Answer(
+        redirect_to_client(areq, {"error": error, "error_description": description}),
+        error,
+        description,
+    )
 
 
 def refusal_page(request: HttpRequest, description: str) -> HttpResponse:
@@ -125,8 +163,8 @@ def refusal_page(request: HttpRequest, description: str) -> HttpResponse:
     return render(request, "tokens/authorize_error.html", {"description": description}, status=400)
 
 
-def error_page(request: HttpRequest, description: str) -> Answer:
-    return Answer(refusal_page(request, description))
+def error_page(request: HttpRequest, description: str, error: str = "invalid_request") -> Answer:
+    return Answer(refusal_page(request, description), error, description)
 
 
 def _authorize_uri(params: dict[str, str]) -> str:
@@ -145,9 +183,8 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
         ) from None
     except OAuth2Error as error:
         if not error.redirect_uri:
-            raise error_page(
-                request, describe(error.error or "invalid_request", error.description)
-            ) from None
+            code = error.error or "invalid_request"
+            raise error_page(request, describe(code, error.description), code) from None
         areq.credentials = {"redirect_uri": error.redirect_uri}
         areq.client = client_by_id(areq.params["client_id"])
         code = error.error or "invalid_request"
@@ -162,6 +199,80 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
     areq.scopes = list(scopes)
     areq.credentials = credentials
     areq.client = credentials["request"].client
+
+
+def check_pushed_request(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """RFC 9126 §4: `client_id` and a request_uri of ours (or, on a later round trip, the
+    signed pushed parameters) stand for the pushed request; its parameters replace whatever
+    else the front channel sent. A request_uri not ours is left to check_no_request_object."""
+    request_uri = areq.params.get("request_uri", "")
+    if request_uri.startswith(URN_PREFIX):
+        params = _pushed_params(request, areq, request_uri)
+        front = {"client_id": params["client_id"]}
+        front[PUSHED_PARAM] = signing.dumps(params, salt=PUSHED_SALT, compress=True)
+    elif PUSHED_PARAM in areq.params:
+        front = {
+            "client_id": areq.params.get("client_id", ""),
+            PUSHED_PARAM: areq.params[PUSHED_PARAM],
+        }
+        try:
+            params = signing.loads(front[PUSHED_PARAM], salt=PUSHED_SALT, max_age=MARK_MAX_AGE)
+        except signing.BadSignature:
+            raise error_page(request, PUSHED_EXPIRED) from None
+        if not isinstance(params, dict) or params.get("client_id") != front["client_id"]:
+            raise error_page(request, PUSHED_EXPIRED)
+        marks = {name: areq.params[name] for name in _CARRIED_MARKS if name in areq.params}
+        params = {**params, **marks}
+    else:
+        return
+    areq.params, areq.repeated, areq.front = params, frozenset(), front
+
+
+def _pushed_params(
+    request: HttpRequest, areq: AuthorizationRequest, request_uri: str
+) -> dict[str, str]:
+    """The pushed parameters behind request_uri, taken (one use), for the client named."""
+    client_id = areq.params.get("client_id")
+    if not client_id or areq.repeated & {"client_id", "request_uri"}:
+        # RFC 9126 §4: client_id is required beside request_uri, once.
+        raise error_page(request, "client_id is required, once, beside request_uri.")
+    try:
+        pushed = pushed_take(request_uri)
+    except PushedUnavailable:
+        raise Answer(
+            render(
+                request,
+                "tokens/authorize_error.html",
+                {"description": "Signing in is unavailable right now. Try again in a moment."},
+                status=503,
+            ),
+            "temporarily_unavailable",
+        ) from None
+    if pushed is None:
+        raise error_page(request, REQUEST_URI_UNKNOWN, "invalid_request_uri")
+    if pushed.client_id != client_id:
+        # RFC 9126 §4: a request_uri is bound to the client that pushed it. Its redirect URI
+        # is the other client's: nothing is sent there.
+        raise error_page(
+            request, "The pushed request belongs to another application.", "invalid_request_uri"
+        )
+    if pushed.expired:
+        # RFC 9126 §2.2 expires_in; the redirect URI was validated when it was pushed
+        # (RFC 6749 §4.1.2.1), so the error goes back to the client.
+        expired = AuthorizationRequest(params=pushed.params, client=client_by_id(client_id))
+        expired.credentials = {"redirect_uri": pushed.params.get("redirect_uri", "")}
+        if expired.client is None or not expired.redirect_uri:
+            raise error_page(request, REQUEST_URI_UNKNOWN, "invalid_request_uri")
+        raise error_to_client(expired, "invalid_request_uri", "The request_uri has expired.")
+    return pushed.params
+
+
+def check_par_required(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # RFC 9126 §5 (require_pushed_authorization_requests) and §6 (per client): an unpushed
+    # request is refused once its client and redirect URI are known.
+    assert areq.client is not None
+    if areq.front is None and (settings.REQUIRE_PAR or areq.client.require_par):
+        raise error_to_client(areq, "invalid_request", PAR_REQUIRED)
 
 
 def check_no_repeats(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -269,7 +380,7 @@ def _login_is_fresh_enough(areq: AuthorizationRequest, session: LoginSession) ->
 
 
 def _login_redirect(areq: AuthorizationRequest, *, fresh: bool = False) -> HttpResponse:
-    params = dict(areq.params)
+    params = areq.carried()
     if fresh or LOGIN_MARK not in params:
         params[LOGIN_MARK] = signing.dumps(time.time(), salt=LOGIN_MARK)
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
@@ -401,7 +512,7 @@ def check_acr(request: HttpRequest, areq: AuthorizationRequest) -> None:
             "unmet_authentication_requirements",
             "This application requires multi-factor authentication.",
         )
-    params = dict(areq.params)
+    params = areq.carried()
     params[STEP_UP_MARK] = signing.dumps(True, salt=STEP_UP_MARK)
     next_url = f"{reverse('tokens:authorize')}?{urlencode(params)}"
     login_url = resolve_url(settings.LOGIN_URL)
@@ -427,7 +538,7 @@ def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
         return
     if "none" in areq.prompt:
         raise error_to_client(areq, "consent_required", "The user must approve this client.")
-    blob = signing.dumps(areq.params, salt=CONSENT_SALT, compress=True)
+    blob = signing.dumps(areq.carried(), salt=CONSENT_SALT, compress=True)
     context = {
         "client": areq.client,
         "scopes": describe_scopes(areq.scopes),
@@ -455,7 +566,9 @@ def describe_scopes(scopes: list[str]) -> list[tuple[str, str]]:
     return [(scope, known.get(scope, scope)) for scope in scopes]
 
 
-CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
+Check = Callable[[HttpRequest, AuthorizationRequest], None]
+# The checks that need no browser: the pushed request endpoint runs them too (RFC 9126 §2.1).
+REQUEST_CHECKS: list[Check] = [
     check_oauth_request,
     check_no_repeats,
     check_no_request_object,
@@ -463,6 +576,11 @@ CHECKS: list[Callable[[HttpRequest, AuthorizationRequest], None]] = [
     check_pkce_s256,
     check_prompt,
     check_claims_request,
+]
+CHECKS: list[Check] = [
+    check_pushed_request,
+    *REQUEST_CHECKS,
+    check_par_required,
     check_login,
     check_acr,
     check_offline_access,
@@ -508,6 +626,20 @@ def authorize(request: HttpRequest, query: QueryDict) -> HttpResponse:
 CONSENT_EXPIRED = "This approval page has expired. Start signing in again."
 
 
+def validate_pushed(
+    request: HttpRequest, params: dict[str, str], *, repeated: frozenset[str]
+) -> tuple[str, str] | None:
+    """RFC 9126 §2.1: a pushed request's parameters checked as an authorization request is
+    (REQUEST_CHECKS); the refusal's error and description, or None when they pass."""
+    areq = AuthorizationRequest(params=params, repeated=repeated)
+    try:
+        for check in REQUEST_CHECKS:
+            check(request, areq)
+    except Answer as answer:
+        return answer.error, describe(answer.error, answer.description)
+    return None
+
+
 def consent_request(blob: str) -> dict[str, str] | None:
     """The authorization request the consent form carries, None if forged or expired."""
     try:
@@ -522,6 +654,13 @@ def switch_account_login(params: dict[str, str]) -> HttpResponse:
     sign-in page, then the same authorization request again for whoever signs in. The login
     hint named the previous person, so it is left out (OIDC Core §3.1.2.1: a hint only)."""
     params = {key: value for key, value in params.items() if key != "login_hint"}
+    if PUSHED_PARAM in params:  # the pushed request's hint is inside its signed parameters
+        try:
+            pushed = signing.loads(params[PUSHED_PARAM], salt=PUSHED_SALT, max_age=MARK_MAX_AGE)
+            pushed.pop("login_hint", None)
+            params[PUSHED_PARAM] = signing.dumps(pushed, salt=PUSHED_SALT, compress=True)
+        except (signing.BadSignature, AttributeError):
+            pass  # the resumed request finds it expired and says so
     return _login_redirect(AuthorizationRequest(params=params), fresh=True)
 
 

@@ -40,6 +40,7 @@ EDITABLE = (
     "frontchannel_logout_uri",
     "require_pkce",
     "require_mfa",
+    "require_par",
 )
 
 
@@ -85,6 +86,7 @@ def client_settings(client: Client) -> dict[str, Any]:
         "frontchannel_logout_uri": client.frontchannel_logout_uri,
         "require_pkce": client.require_pkce,
         "require_mfa": client.require_mfa,
+        "require_par": client.require_par,
     }
 
 

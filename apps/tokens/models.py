@@ -51,6 +51,9 @@ class Client(AbstractApplication):
     # Every authorization for this client needs the MFA level (apps/sessions/levels.py):
     # a session below it steps up first (apps/tokens/authorize.py check_acr).
     require_mfa = models.BooleanField(default=False)
+    # Every authorization request for this client must be pushed (RFC 9126 §6,
+    # require_pushed_authorization_requests): apps/tokens/authorize.py check_par_required.
+    require_par = models.BooleanField(default=False)
 
     class Meta(AbstractApplication.Meta):
         db_table = "tokens_client"

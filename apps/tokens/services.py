@@ -376,6 +376,7 @@ def client_create(
     frontchannel_logout_session_required: bool = True,
     require_pkce: bool = True,
     require_mfa: bool = False,
+    require_par: bool = False,
     actor_id: object = None,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
@@ -383,7 +384,8 @@ def client_create(
     Secrets are 256-bit random unless one is supplied (for migrations from another IdP).
     `require_pkce=False` is for a confidential client whose library cannot do PKCE: its
     authorization requests must then carry a nonce (RFC 9700 §2.1.1). `require_mfa=True`: every
-    authorization needs the MFA level (apps/tokens/authorize.py check_acr). Errors are keyed by
+    authorization needs the MFA level (apps/tokens/authorize.py check_acr); `require_par=True`:
+    every authorization request must be pushed (RFC 9126 §6). Errors are keyed by
     the field at fault (ValidationError.message_dict), as client_configure raises them.
     """
     if client_secret is not None and (public or len(client_secret) < 32):
@@ -421,6 +423,7 @@ def client_create(
         frontchannel_logout_session_required=frontchannel_logout_session_required,
         require_pkce=require_pkce,
         require_mfa=require_mfa,
+        require_par=require_par,
     )
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
@@ -439,6 +442,7 @@ def client_create(
                 "public": public,
                 "require_pkce": require_pkce,
                 "require_mfa": require_mfa,
+                "require_par": require_par,
             },
         )
     return client, secret
@@ -459,12 +463,13 @@ def client_configure(
     frontchannel_logout_session_required: bool,
     require_pkce: bool,
     require_mfa: bool | None = None,
+    require_par: bool | None = None,
 ) -> list[str]:
     """Checks a client's registration and sets it on `client` (a new one, or one being
     edited: its client type stays), unsaved; returns its grant types. The one set of rules
     for `createclient`, the console and the admin API. Raises ValidationError keyed by the
-    field at fault (the keyword argument's name). `require_mfa` None leaves it as it is (the
-    console does not edit it yet)."""
+    field at fault (the keyword argument's name). `require_mfa` / `require_par` None leaves it
+    as it is."""
     public = client.client_type == Client.CLIENT_PUBLIC
     grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     unknown = set(grants) - set(GRANT_TYPES)
@@ -521,6 +526,8 @@ def client_configure(
     client.require_pkce = require_pkce
     if require_mfa is not None:
         client.require_mfa = require_mfa
+    if require_par is not None:
+        client.require_par = require_par
     client.clean()  # DOT's own checks: redirect URI schemes and form, keyed by field
     _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
     _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/authorize/consent", views.consent, name="consent"),
     path("oauth/token", views.token, name="token"),
+    path("oauth/par", views.par, name="par"),
     path("oauth/userinfo", views.userinfo, name="userinfo"),
     path("oauth/introspect", views.introspect, name="introspect"),
     path("oauth/revoke", views.revoke, name="revoke"),

@@ -31,6 +31,7 @@ from apps.tokens.claims import profile_claims
 from apps.tokens.errors import safe
 from apps.tokens.grants.base import Refused, authenticated_client, refusal_body
 from apps.tokens.models import Client
+from apps.tokens.par import push_response
 from apps.tokens.services import token_introspect, token_revoke
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
@@ -51,6 +52,10 @@ def _metadata() -> bytes:
         "end_session_endpoint": issuer + reverse("tokens:end_session"),
         "introspection_endpoint": issuer + reverse("tokens:introspect"),
         "revocation_endpoint": issuer + reverse("tokens:revoke"),
+        # RFC 9126 §5: the pushed authorization request endpoint, and whether every request
+        # must use it (a client's require_par is its own, RFC 9126 §6)
+        "pushed_authorization_request_endpoint": issuer + reverse("tokens:par"),
+        "require_pushed_authorization_requests": settings.REQUIRE_PAR,
         "scopes_supported": list(settings.SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -155,6 +160,13 @@ def _client_auth_challenge(view: Callable[..., HttpResponse]) -> Callable[..., H
 @_client_auth_challenge
 def token(request: HttpRequest) -> HttpResponse:
     return grants.token_response(request)
+
+
+@csrf_exempt
+@require_POST  # RFC 9126 §2: the client POSTs its parameters, form-encoded
+@_client_auth_challenge
+def par(request: HttpRequest) -> HttpResponse:
+    return push_response(request)
 
 
 _TOKEN_TYPE_HINTS = ("access_token", "refresh_token")

@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.rp import REDIRECT_URI
+from apps.tokens.services import client_create
+from tests.rp import REDIRECT_URI, RegisteredClient
 from tests.servers import _die_with_parent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,3 +151,47 @@ def test_authorization_code_flow_with_npm_client(
     refreshed = result["refreshed"]
     assert refreshed["access_token_changed"]
     assert refreshed["expires_in"] > 0
+
+
+@pytest.mark.parametrize("lib", LIBRARIES)
+def test_authorization_code_flow_through_pushed_request_with_npm_client(
+    lib, node, live_server, hosted_pages, person
+) -> None:
+    # RFC 9126: the library pushes the parameters (oauth4webapi's pushedAuthorizationRequest,
+    # openid-client's buildAuthorizationUrlWithPAR) for a client that requires it; the
+    # browser carries client_id and request_uri only, through sign-in and consent
+    client, secret = client_create(
+        name="Pushing RP", redirect_uris=[REDIRECT_URI], require_par=True,
+        grant_types=["authorization_code", "refresh_token"],
+    )  # fmt: skip
+    rp = RegisteredClient(client.client_id, secret)
+    relying_party = NodeRelyingParty(node, lib)
+    try:
+        relying_party.send({
+            "issuer": live_server.url, "client_id": rp.client_id,
+            "client_secret": rp.client_secret, "redirect_uri": REDIRECT_URI, "scope": SCOPE,
+            "par": True,
+        })  # fmt: skip
+        url = relying_party.receive()["authorization_url"]
+        request = parse_qs(urlsplit(url).query)
+        assert set(request) == {"client_id", "request_uri"}
+        assert request["request_uri"][0].startswith("urn:ietf:params:oauth:request_uri:")
+
+        response = hosted_pages.visit(url)
+        assert response.is_redirect, (
+            f"{response.status_code} {response.url}\n{response.text[:1500]}"
+        )
+        callback = response.headers["Location"]
+        assert callback.startswith(f"{REDIRECT_URI}?"), callback
+        result = relying_party.finish({"callback": callback})
+    finally:
+        relying_party.close()
+
+    claims = result["id_token_claims"]  # signature, iss, aud, exp and nonce checked
+    assert claims["sub"] == str(person.pk)
+    assert claims["aud"] in (rp.client_id, [rp.client_id])
+    assert result["token"]["has_refresh_token"]
+    assert result["userinfo"]["sub"] == str(person.pk)
+    # the request_uri was spent by the sign-in: the same URL again is refused
+    again = hosted_pages.visit(url)
+    assert again.status_code == 400

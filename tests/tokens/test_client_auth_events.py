@@ -34,6 +34,7 @@ from tests.tokens.conftest import (
 pytestmark = pytest.mark.django_db
 
 REVOKE = "/oauth/revoke"
+PAR = "/oauth/par"
 WRONG_SECRET = "wrong-secret-Zq7vKp2mXw9tLr4sNe8yBh3cDf6gJa1u"
 UNKNOWN_ID = "no-such-client-c41f0e"
 LONG_ID = "L" * 5000
@@ -58,6 +59,10 @@ ENDPOINTS = {
     "token (client_credentials)": Endpoint(TOKEN, {"grant_type": "client_credentials"}),
     "introspect": Endpoint(INTROSPECT, {"token": "some-token-5f2c"}),
     "revoke": Endpoint(REVOKE, {"token": "some-token-5f2c"}),
+    # RFC 9126 §2: the pushed authorization request endpoint authenticates as /token does
+    "par": Endpoint(PAR, {"response_type": "code", "redirect_uri": REDIRECT_URI,
+                          "scope": "openid", "code_challenge": "c" * 43,
+                          "code_challenge_method": "S256"}),
 }  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from tests.tokens.conftest import (
     INTROSPECT,
     TOKEN,
     Flow,
+    authorize_params,
     form_post,
     new_pkce,
     userinfo,
@@ -155,3 +156,15 @@ def test_introspection_runs_at_most_one_statement(flow: Flow, register) -> None:
     assert response.status_code == 200, response.content
     assert response.json()["active"] is True
     assert len(sql) <= 1, _show(sql)
+
+
+def test_pushed_authorization_request_runs_no_statement(flow: Flow) -> None:
+    # RFC 9126 §2: the client (cached), its checks and the Redis record; no database
+    warm(flow)
+    http = rp_backend()
+    params = authorize_params(flow.rp.client_id, new_pkce())
+    form_post(http, "/oauth/par", params, auth=flow.rp)  # oauthlib's first look at the client
+    with statements() as sql:
+        response = form_post(http, "/oauth/par", params, auth=flow.rp)
+    assert response.status_code == 201, response.content
+    assert sql == [], _show(sql)

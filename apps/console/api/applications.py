@@ -44,8 +44,8 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
         fields: tuple[str, ...] = (
             "client_id", "name", "client_type", "public", "grant_types", "redirect_uris",
             "post_logout_redirect_uris", "skip_consent", "id_token_alg", "require_pkce",
-            "require_mfa", "backchannel_logout_uri", "frontchannel_logout_uri", "disabled",
-            "disabled_at", "created", "updated",
+            "require_mfa", "require_par", "backchannel_logout_uri", "frontchannel_logout_uri",
+            "disabled", "disabled_at", "created", "updated",
         )  # fmt: skip
 
     def get_public(self, client: Client) -> bool:
@@ -90,6 +90,10 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
         help_text="Every authorization needs the MFA level (acr "
         "urn:tessera:acr:mfa or above); a person without a second factor enrols at sign-in."
     )
+    require_par = StrictBoolean(
+        help_text="Every authorization request must be pushed to /oauth/par first (RFC 9126 "
+        "section 6); an unpushed one gets invalid_request."
+    )
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
 
@@ -109,6 +113,7 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
     id_token_alg = serializers.ChoiceField(choices=[a for a, _ in ALG_CHOICES], default="RS256")
     require_pkce = serializers.BooleanField(default=True)
     require_mfa = StrictBoolean(default=False)
+    require_par = StrictBoolean(default=False)
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
     public = serializers.BooleanField(default=False, help_text="No secret; PKCE only.")

@@ -1,14 +1,16 @@
 // A relying party built on a real npm OpenID client library, driven by
 // tests/e2e/test_rp_node.py over JSON lines:
 //
-//   stdin  1  {"issuer", "client_id", "client_secret", "redirect_uri", "scope"}
+//   stdin  1  {"issuer", "client_id", "client_secret", "redirect_uri", "scope", "par"?}
 //   stdout 1  {"authorization_url": "..."}
 //   stdin  2  {"callback": "<redirect_uri>?code=...&state=...&iss=..."}
 //   stdout 2  {"result": {...}}                      exit 0
 //   or, at any step, {"error": {"name", "message", ...}}  exit 1
 //
 // Usage: node rp.mjs --lib openid-client|oauth4webapi
-// Each library is used the way its README shows; nothing here checks tokens by hand.
+// Each library is used the way its README shows; nothing here checks tokens by hand. With
+// "par": true the parameters are pushed first (RFC 9126) and the authorization URL carries
+// only client_id and request_uri.
 
 import { setDefaultResultOrder } from 'node:dns';
 import { createInterface } from 'node:readline';
@@ -112,7 +114,7 @@ async function withOpenidClient(config) {
   const codeVerifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(server, {
+  const parameters = {
     redirect_uri: config.redirect_uri,
     scope: config.scope,
     code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
@@ -120,7 +122,10 @@ async function withOpenidClient(config) {
     state,
     nonce,
     prompt: 'consent',
-  });
+  };
+  const url = config.par
+    ? await client.buildAuthorizationUrlWithPAR(server, parameters)
+    : client.buildAuthorizationUrl(server, parameters);
   send({ authorization_url: url.href });
 
   const { callback } = await receive();
@@ -162,16 +167,29 @@ async function withOauth4webapi(config) {
   const codeVerifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
+  const parameters = new URLSearchParams({
+    client_id: client.client_id,
+    redirect_uri: config.redirect_uri,
+    response_type: 'code',
+    scope: config.scope,
+    code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    prompt: 'consent',
+  });
   const url = new URL(as.authorization_endpoint);
-  url.searchParams.set('client_id', client.client_id);
-  url.searchParams.set('redirect_uri', config.redirect_uri);
-  url.searchParams.set('response_type', 'code');
-  url.searchParams.set('scope', config.scope);
-  url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(codeVerifier));
-  url.searchParams.set('code_challenge_method', 'S256');
-  url.searchParams.set('state', state);
-  url.searchParams.set('nonce', nonce);
-  url.searchParams.set('prompt', 'consent');
+  if (config.par) {
+    // RFC 9126 §2: push the parameters, then send the browser with the request_uri alone
+    const pushed = await oauth.processPushedAuthorizationResponse(
+      as, client,
+      await oauth.pushedAuthorizationRequest(as, client, clientAuth, parameters, http),
+    );
+    url.searchParams.set('client_id', client.client_id);
+    url.searchParams.set('request_uri', pushed.request_uri);
+  } else {
+    url.search = parameters.toString();
+  }
   send({ authorization_url: url.href });
 
   const { callback } = await receive();

@@ -34,6 +34,11 @@ class Command(BaseCommand):
             help="every authorization needs the MFA level (urn:tessera:acr:mfa): a session "
             "signed in with one factor steps up first",
         )
+        parser.add_argument(
+            "--require-par",
+            action="store_true",
+            help="every authorization request must be pushed first to /oauth/par (RFC 9126 §6)",
+        )
         parser.add_argument("--client-id")
         parser.add_argument("--client-secret")
         parser.add_argument(
@@ -63,6 +68,7 @@ class Command(BaseCommand):
                 frontchannel_logout_uri=options["frontchannel_logout_uri"],
                 require_pkce=not options["allow_no_pkce"],
                 require_mfa=options["require_mfa"],
+                require_par=options["require_par"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
