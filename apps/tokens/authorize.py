@@ -8,8 +8,9 @@ consent. Every response sent back to the client carries `iss` (RFC 9207).
 
 A pushed request (RFC 9126, apps/tokens/par.py) arrives as `client_id` + `request_uri`;
 check_pushed_request takes it (single use) and the checks run on the pushed parameters. The
-browser's later round trips (sign-in, step-up, consent) carry them forward signed (PUSHED_PARAM),
-never the spent request_uri.
+browser's later round trips (sign-in, step-up, consent) carry them forward sealed (PUSHED_PARAM:
+AES-256-GCM under the key-encryption key, unreadable by the browser), never the spent
+request_uri.
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ from apps.tokens import id_tokens
 from apps.tokens.clients import client_by_id
 from apps.tokens.errors import describe
 from apps.tokens.models import Client
-from apps.tokens.pushed import URN_PREFIX, PushedUnavailable, pushed_take
+from apps.tokens.pushed import (
+    URN_PREFIX,
+    PushedUnavailable,
+    pushed_open,
+    pushed_seal,
+    pushed_take,
+)
 from apps.tokens.scopes import OFFLINE_ACCESS
 from apps.tokens.selectors import consent_scopes
 from apps.tokens.services import code_issue, consent_grant
@@ -60,7 +67,6 @@ MARK_MAX_AGE = 900
 # request carrying it satisfies "PAR required". Signed, not encrypted: the browser can read
 # the parameters (as in any unpushed request), not change them (RFC 9126 §1: integrity).
 PUSHED_PARAM = "tessera_pushed"
-PUSHED_SALT = "tessera.authorize.pushed"
 # Server-made marks a resumed pushed request keeps from the front channel (each signed).
 _CARRIED_MARKS = ("tessera_login_after", "tessera_step_up")
 PUSHED_EXPIRED = "This sign-in request has expired. Start again from the application."
@@ -203,26 +209,23 @@ def check_oauth_request(request: HttpRequest, areq: AuthorizationRequest) -> Non
 
 def check_pushed_request(request: HttpRequest, areq: AuthorizationRequest) -> None:
     """RFC 9126 §4: `client_id` and a request_uri of ours (or, on a later round trip, the
-    signed pushed parameters) stand for the pushed request; its parameters replace whatever
+    sealed pushed parameters) stand for the pushed request; its parameters replace whatever
     else the front channel sent. A request_uri not ours is left to check_no_request_object."""
     request_uri = areq.params.get("request_uri", "")
     if request_uri.startswith(URN_PREFIX):
         params = _pushed_params(request, areq, request_uri)
         front = {"client_id": params["client_id"]}
-        front[PUSHED_PARAM] = signing.dumps(params, salt=PUSHED_SALT, compress=True)
+        front[PUSHED_PARAM] = pushed_seal(params)
     elif PUSHED_PARAM in areq.params:
         front = {
             "client_id": areq.params.get("client_id", ""),
             PUSHED_PARAM: areq.params[PUSHED_PARAM],
         }
-        try:
-            params = signing.loads(front[PUSHED_PARAM], salt=PUSHED_SALT, max_age=MARK_MAX_AGE)
-        except signing.BadSignature:
-            raise error_page(request, PUSHED_EXPIRED) from None
-        if not isinstance(params, dict) or params.get("client_id") != front["client_id"]:
+        opened = pushed_open(front[PUSHED_PARAM], max_age=MARK_MAX_AGE)
+        if opened is None or opened.get("client_id") != front["client_id"]:
             raise error_page(request, PUSHED_EXPIRED)
         marks = {name: areq.params[name] for name in _CARRIED_MARKS if name in areq.params}
-        params = {**params, **marks}
+        params = {**opened, **marks}
     else:
         return
     areq.params, areq.repeated, areq.front = params, frozenset(), front
@@ -655,12 +658,10 @@ def switch_account_login(params: dict[str, str]) -> HttpResponse:
     hint named the previous person, so it is left out (OIDC Core §3.1.2.1: a hint only)."""
     params = {key: value for key, value in params.items() if key != "login_hint"}
     if PUSHED_PARAM in params:  # the pushed request's hint is inside its signed parameters
-        try:
-            pushed = signing.loads(params[PUSHED_PARAM], salt=PUSHED_SALT, max_age=MARK_MAX_AGE)
+        pushed = pushed_open(params[PUSHED_PARAM], max_age=MARK_MAX_AGE)
+        if pushed is not None:  # else the resumed request finds it expired and says so
             pushed.pop("login_hint", None)
-            params[PUSHED_PARAM] = signing.dumps(pushed, salt=PUSHED_SALT, compress=True)
-        except (signing.BadSignature, AttributeError):
-            pass  # the resumed request finds it expired and says so
+            params[PUSHED_PARAM] = pushed_seal(pushed)
     return _login_redirect(AuthorizationRequest(params=params), fresh=True)
 
 

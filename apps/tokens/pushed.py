@@ -11,14 +11,17 @@ is still recognized and its error can go to the client's (already validated) red
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
+import zlib
 from dataclasses import dataclass
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from apps.core import sealing
 from apps.core.redis import get_redis
 
 # RFC 9126 §2.2: "urn:ietf:params:oauth:request_uri:" followed by a random reference.
@@ -72,3 +75,35 @@ def pushed_take(request_uri: str) -> Pushed | None:
         return Pushed(str(record["client_id"]), dict(record["params"]), float(record["expires_at"]))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+# --- carried through the browser's later round trips (sign-in, step-up, consent) ---------------
+# The request_uri is spent at the first authorize; what the browser brings back afterwards is
+# the pushed parameters sealed (AES-256-GCM under the key-encryption key, apps.core.sealing):
+# the browser can neither read them (RFC 9126 §1: the request's contents stay out of the front
+# channel) nor change them, and a sealed blob is honoured for `max_age` seconds only.
+_CARRY_AAD = b"tessera.authorize.pushed"
+
+
+def pushed_seal(params: dict[str, str]) -> str:
+    payload = json.dumps({"p": params, "t": time.time()}, separators=(",", ":")).encode()
+    sealed, kek = sealing.seal(zlib.compress(payload), aad=_CARRY_AAD)
+    return f"{kek}.{base64.urlsafe_b64encode(sealed).decode().rstrip('=')}"
+
+
+def pushed_open(blob: str, *, max_age: float) -> dict[str, str] | None:
+    """The sealed parameters, or None: altered, sealed under an unknown key, or too old."""
+    kek, _, body = blob.partition(".")
+    if not kek or not body or len(blob) > 16_384:
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        payload = json.loads(zlib.decompress(sealing.unseal(sealed, sealed_by=kek, aad=_CARRY_AAD)))
+    except (ValueError, zlib.error, sealing.UnsealError):
+        return None
+    params, at = payload.get("p"), payload.get("t")
+    if not isinstance(params, dict) or not isinstance(at, int | float):
+        return None
+    if not 0 <= time.time() - at <= max_age:
+        return None
+    return {str(k): str(v) for k, v in params.items()}

@@ -12,16 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
-from django.core import signing
 from django.test import Client as HttpClient
 from django.test import override_settings
 
 from apps.core.redis import get_redis
 from apps.ratelimit.rules import rules_reload
 from apps.tokens import views
-from apps.tokens.authorize import PAR_REQUIRED, PUSHED_PARAM, PUSHED_SALT
+from apps.tokens.authorize import PAR_REQUIRED, PUSHED_PARAM
 from apps.tokens.models import Client
-from apps.tokens.pushed import URN_PREFIX
+from apps.tokens.pushed import URN_PREFIX, pushed_open
 from apps.tokens.services import consent_grant
 from tests.events import recorded
 from tests.ratelimit.conftest import set_rule
@@ -404,7 +403,8 @@ def test_switch_account_drops_the_login_hint_inside_the_pushed_request(flow: Flo
     assert response.status_code == 302
     next_url = parse_qs(urlsplit(response["Location"]).query)["next"][0]
     carried = parse_qs(urlsplit(next_url).query)[PUSHED_PARAM][0]
-    pushed = signing.loads(carried, salt=PUSHED_SALT)
+    pushed = pushed_open(carried, max_age=60)
+    assert pushed is not None
     assert "login_hint" not in pushed
     assert pushed["prompt"] == "consent"
     assert "login_hint" not in response["Location"]
@@ -431,3 +431,23 @@ def test_redis_down_refuses_pushes_and_request_uris_with_503(flow: Flow, own_red
     assert refusal(pushed, 503)["error"] == "temporarily_unavailable"
     assert taken.status_code == 503
     assert "Try again in a moment" in taken.content.decode()
+
+
+def test_the_carried_pushed_request_is_sealed_not_readable_nor_alterable(flow: Flow) -> None:
+    # RFC 9126 §1: the request's contents stay out of the front channel. The browser carries
+    # them through the sign-in and consent round trips sealed under the key-encryption key.
+    request_uri = pushed_uri(flow.http, flow.rp, prompt="consent", login_hint="ada@example.com")
+    consent_page = authorize_with(flow.http, flow.rp.client_id, request_uri)
+    blob = re.search(r'name="request" value="([^"]+)"', consent_page.content.decode())
+    assert blob is not None
+    response = flow.http.post(
+        "/oauth/authorize/consent", {"request": blob.group(1), "decision": "switch_account"}
+    )
+    next_url = parse_qs(urlsplit(response["Location"]).query)["next"][0]
+    carried = parse_qs(urlsplit(next_url).query)[PUSHED_PARAM][0]
+    assert "consent" not in carried
+    assert "ada@example.com" not in carried
+    kek, _, body = carried.partition(".")
+    altered = f"{kek}.{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}"
+    assert pushed_open(altered, max_age=60) is None
+    assert pushed_open(carried, max_age=60) is not None
