@@ -792,8 +792,9 @@ CSP_REPORT_PATH = "/csp-report"
 # Content-Security-Policy of every HTML response (django-csp; non-HTML responses get
 # "default-src 'none'; frame-ancestors 'none'", apps/core/security_headers.py). A nonce per
 # response for our script and style tags, never 'unsafe-inline' (OWASP CSP Cheat Sheet,
-# "strict CSP"); forms post to us only (a page whose forms end at a client adds its origin);
-# frames only on the signed-out page (front-channel logout), for those origins only.
+# "strict CSP"); forms post to us only, except on the pages whose forms end at a client
+# (security_headers.leave_form_action_open says why); frames only on the signed-out page
+# (front-channel logout), for those origins only.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -811,8 +812,8 @@ CONTENT_SECURITY_POLICY = {
         "report-to": "csp",
     }
 }
-# Resolves a sign-in page's `next` to the client redirect URI its forms may end at (the port
-# of apps/core/security_headers.allow_continuation; core does not import tokens).
+# Whether a sign-in page's `next` ends at a client (a registered redirect URI): the port of
+# apps/core/security_headers.allow_continuation (core does not import tokens).
 CSP_CONTINUATION = "apps.tokens.authorize.continuation_redirect_uri"
 # Browser features no page of ours uses are denied; WebAuthn (passkeys) only for our own
 # origin (W3C Permissions Policy; WebAuthn Level 2 §5.9).

@@ -14,15 +14,14 @@ OWASP Secure Headers Project).
 This middleware sits near the top of the stack so that refusals answered before the view (rate
 limits, a NUL byte, a 503) carry the same headers as any page.
 
-A page whose forms lead elsewhere (a sign-in that ends at a client's redirect URI; Chromium
-applies form-action to every redirect after a form post, CSP Level 3 §6.3.1.4) names the
-origins with allow_form_targets(); the signed-out page names the origins of the front-channel
-logout iframes with allow_frames() (Front-Channel Logout 1.0 §4).
+Every HTML page has form-action 'self' except those whose forms end at a client (the sign-in
+pages of an authorization request, consent, a sign-out confirmation with a redirect): see
+leave_form_action_open(). The signed-out page names the origins of the front-channel logout
+iframes with allow_frames() (Front-Channel Logout 1.0 §4).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -73,35 +72,29 @@ def _origins(uris: Iterable[str]) -> list[str]:
     return sorted({origin for uri in uris if (origin := origin_of(uri))})
 
 
-_PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+$")
-
-
-def _form_source(uri: str) -> str | None:
-    """A source expression for a form target: its origin, or a native app's private-use
-    scheme (RFC 8252 §7.1: reverse domain name, so it has a dot) as a scheme source."""
-    if origin := origin_of(uri):
-        return origin
-    scheme = uri.partition(":")[0].lower()
-    return f"{scheme}:" if _PRIVATE_SCHEME.match(scheme) else None
-
-
-def allow_form_targets(response: R, uris: Iterable[str]) -> R:
-    """The page's forms may end (after redirects) at these URIs' origins, besides our own."""
-    origins = sorted({source for uri in uris if (source := _form_source(uri))})
-    if origins:
-        update = dict(getattr(response, "_csp_update", None) or {})
-        update["form-action"] = [*update.get("form-action", []), *origins]
-        response._csp_update = update  # type: ignore[attr-defined]
+def leave_form_action_open(response: R) -> R:
+    """No form-action on this page: its forms end at a client, through redirects we do not
+    control. Chromium checks form-action against every redirect of the navigation a form
+    post starts (CSP Level 3 §6.3.1.4); after our sign-in that chain runs through the
+    client's callback, which may redirect to another of its origins, or, when the client is
+    itself an identity provider federating with us, through that provider to its own
+    client. No list of origins we could name holds for all of them (a browser test
+    showed the federated case blocked). Everything else in the policy stays."""
+    replace = dict(getattr(response, "_csp_replace", None) or {})
+    replace["form-action"] = None
+    response._csp_replace = replace  # type: ignore[attr-defined]
     return response
 
 
 def allow_continuation(response: R, next_url: str) -> R:
-    """A sign-in page whose `next` is an authorization request: its forms end at that
-    request's redirect URI when it is registered for its client (settings.CSP_CONTINUATION
-    names the port that says so; core does not import tokens). Anything else adds nothing."""
+    """A sign-in page whose `next` is an authorization request of a registered redirect URI
+    ends at that client: leave_form_action_open(). Any other `next` is one of our pages, and
+    form-action stays 'self' (settings.CSP_CONTINUATION names the port that tells them apart;
+    core does not import tokens)."""
     resolve = import_string(settings.CSP_CONTINUATION)
-    target = resolve(next_url) if next_url else None
-    return allow_form_targets(response, [target] if target else [])
+    if next_url and resolve(next_url):
+        return leave_form_action_open(response)
+    return response
 
 
 def allow_frames(response: R, uris: Iterable[str]) -> R:

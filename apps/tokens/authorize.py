@@ -28,7 +28,7 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import FatalClientError, OAuth2Error
 from oauthlib.oauth2.rfc6749.errors import MissingCodeChallengeError
 
-from apps.core.security_headers import allow_form_targets
+from apps.core.security_headers import leave_form_action_open
 from apps.sessions.levels import LEVEL_ACR, LEVEL_MFA, acr_level
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
@@ -438,16 +438,14 @@ def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
         "can_switch_account": "id_token_hint" not in areq.params,
     }
     # The consent form's answer is a redirect to the client (CSP form-action, Chromium).
-    raise Answer(
-        allow_form_targets(render(request, "tokens/consent.html", context), [areq.redirect_uri])
-    )
+    raise Answer(leave_form_action_open(render(request, "tokens/consent.html", context)))
 
 
 def continuation_redirect_uri(next_url: str) -> str | None:
     """The redirect URI a sign-in page's `next` ends at when it is an authorization request
     of ours whose redirect URI is registered for its client (OAuth 2.0 §3.1.2.3: the one
     registered, when the request names none); else None. The port settings.CSP_CONTINUATION
-    names, so that the sign-in pages' forms may end there (apps/core/security_headers.py)."""
+    names: such a sign-in page's forms end at the client (apps/core/security_headers.py)."""
     try:
         parts = urlsplit(next_url)
     except ValueError:

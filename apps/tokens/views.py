@@ -19,7 +19,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauthlib.common import add_params_to_uri
 
 from apps.accounts.selectors import user_token_claims
-from apps.core.security_headers import allow_form_targets, allow_frames
+from apps.core.security_headers import allow_frames, leave_form_action_open
 from apps.keys import keys
 from apps.sessions.levels import ACR_VALUES_SUPPORTED
 from apps.sessions.selectors import session_current
@@ -365,7 +365,7 @@ def end_session(request: HttpRequest) -> HttpResponse:
             {"request_blob": signing.dumps(target, salt=LOGOUT_SALT)},
         )
         # Its form ends at the post-logout redirect URI, checked above (CSP form-action).
-        return allow_form_targets(page, [target["redirect_uri"]])
+        return leave_form_action_open(page) if redirect_uri else page
     return _sign_out(request, target)
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from apps.core.security_headers import MANAGED_HEADERS, allow_form_targets, origin_of
+from apps.core.security_headers import MANAGED_HEADERS, leave_form_action_open, origin_of
 from apps.tokens.services import client_create
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def _assert_strict_html_policy(response) -> str | None:
     assert directives["base-uri"] == ["'none'"]
     assert directives["frame-ancestors"] == ["'none'"]
     assert directives["frame-src"] == ["'none'"]
-    assert directives["form-action"][0] == "'self'"
+    assert directives["form-action"] == ["'self'"]
     assert directives["report-uri"] == ["/csp-report"]
     assert directives["report-to"] == ["csp"]
     assert response["Reporting-Endpoints"] == 'csp="/csp-report"'
@@ -184,45 +184,38 @@ def test_extra_headers_are_added_to_every_response(client, settings) -> None:
         assert response["X-Operated-By"] == "Tessera", path
 
 
-def test_sign_in_page_of_an_authorization_request_lets_its_forms_end_at_the_client(
-    client,
-) -> None:
-    """Chromium applies form-action to each redirect after a form post: the sign-in ends at
-    the client's redirect URI, so that origin (and only one registered) joins 'self'."""
+def test_sign_in_page_of_an_authorization_request_leaves_form_action_open(client) -> None:
+    """Chromium applies form-action to each redirect after a form post, and a sign-in for a
+    client ends at that client through redirects we do not control (its callback may
+    redirect again; tests/e2e/test_federation_browser.py: a federating provider's client):
+    no form-action there. Any other page, the sign-in page for our own pages included,
+    keeps form-action 'self'."""
     client_create(name="CSP RP", client_id="csp-rp", redirect_uris=["https://rp.example/callback"])
-    registered = (
-        "/oauth/authorize?client_id=csp-rp&redirect_uri=https%3A%2F%2Frp.example%2Fcallback"
-    )
-    unregistered = "/oauth/authorize?client_id=csp-rp&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
-    unknown = "/oauth/authorize?client_id=nobody&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+    authorize = "/oauth/authorize?client_id="
+    registered = f"{authorize}csp-rp&redirect_uri=https%3A%2F%2Frp.example%2Fcallback"
+    unregistered = f"{authorize}csp-rp&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+    unknown = f"{authorize}nobody&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
 
-    def form_action(next_url: str) -> list[str]:
-        return _directives(client.get("/login", {"next": next_url}))["form-action"]
+    def form_action(next_url: str) -> list[str] | None:
+        response = client.get("/login", {"next": next_url})
+        _assert_everywhere(response)
+        return _directives(response).get("form-action")
 
-    assert form_action(registered) == ["'self'", "https://rp.example"]
-    assert form_action("/oauth/authorize?client_id=csp-rp") == ["'self'", "https://rp.example"]
+    assert form_action(registered) is None
+    assert form_action("/oauth/authorize?client_id=csp-rp") is None  # its one registered URI
     assert form_action(unregistered) == ["'self'"]
     assert form_action(unknown) == ["'self'"]
     assert form_action("https://evil.example/oauth/authorize?client_id=csp-rp") == ["'self'"]
+    assert form_action("/account/") == ["'self'"]
 
 
-def test_form_targets_are_origins_or_private_use_schemes() -> None:
+def test_the_rest_of_the_policy_stays_where_form_action_is_left_open() -> None:
     from django.http import HttpResponse
 
-    response = allow_form_targets(
-        HttpResponse(),
-        [
-            "https://rp.example:8443/cb?x=1",
-            "com.example.app:/oauth2redirect",
-            "javascript:alert(1)",
-            "not a uri",
-        ],
-    )
+    response = leave_form_action_open(HttpResponse())
 
-    assert response._csp_update == {  # type: ignore[attr-defined]
-        "form-action": ["com.example.app:", "https://rp.example:8443"]
-    }
-    assert origin_of("https://user:pw@rp.example/x") == "https://rp.example"
+    assert response._csp_replace == {"form-action": None}  # type: ignore[attr-defined]
+    assert origin_of("https://user:pw@rp.example:8443/x?y") == "https://rp.example:8443"
     assert origin_of("https://rp.example:99999/") is None
     assert origin_of("ftp://rp.example/") is None
 
