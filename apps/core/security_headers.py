@@ -14,10 +14,11 @@ OWASP Secure Headers Project).
 This middleware sits near the top of the stack so that refusals answered before the view (rate
 limits, a NUL byte, a 503) carry the same headers as any page.
 
-Every HTML page has form-action 'self' except those whose forms end at a client (the sign-in
-pages of an authorization request, consent, a sign-out confirmation with a redirect): see
-leave_form_action_open(). The signed-out page names the origins of the front-channel logout
-iframes with allow_frames() (Front-Channel Logout 1.0 §4).
+Every HTML page has form-action 'self' except those whose forms end at a client or an upstream
+provider (the sign-in pages of an authorization request, consent, a sign-out confirmation with
+a redirect, the security page's "Link <provider>" buttons): see leave_form_action_open().
+The signed-out page names the origins of the front-channel logout iframes with allow_frames()
+(Front-Channel Logout 1.0 §4).
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ def leave_form_action_open(response: R) -> R:
     return response
 
 
+def form_action_open_for(request: HttpRequest) -> None:
+    """leave_form_action_open() for the page this request renders, from code that sees the
+    request only (a template tag: the security page's "Link <provider>" forms end at the
+    provider, and at whatever it redirects to before it sends the person back)."""
+    request._csp_form_action_open = True  # type: ignore[attr-defined]
+
+
 def allow_continuation(response: R, next_url: str) -> R:
     """A sign-in page whose `next` is an authorization request of a registered redirect URI
     ends at that client: leave_form_action_open(). Any other `next` is one of our pages, and
@@ -118,6 +126,8 @@ class SecurityHeadersMiddleware(CSPMiddleware):
         html = _is_html(response)
         if not html:  # django-csp leaves a policy already there as it is
             response.headers.setdefault(HEADER, NON_HTML_POLICY)
+        elif getattr(request, "_csp_form_action_open", False):
+            leave_form_action_open(response)
         response = super().process_response(request, response)
         if html:
             response["Reporting-Endpoints"] = f'csp="{settings.CSP_REPORT_PATH}"'
