@@ -7,6 +7,7 @@ and the form it expects, so an operator never has to read a traceback to find a 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
@@ -197,3 +198,34 @@ def rate(name: str, default: str) -> dict[str, object] | None:
     except (ValueError, IndexError):
         raise _bad(name, value, expected) from None
     return spec
+
+
+# RFC 9110 §5.1: a field name is a token; §5.5: a value is visible ASCII, spaces and tabs
+# (no CR or LF: a value with one would split the response).
+_FIELD_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FIELD_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+
+
+def headers(name: str, *, reserved: frozenset[str]) -> dict[str, str]:
+    """A JSON object of response header names to values; names in `reserved` (lowercase:
+    headers the server sets itself) are refused, so an extra header never weakens one."""
+    value = _raw(name)
+    if value is None:
+        return {}
+    expected = 'a JSON object of header names to values, e.g. {"X-Robots-Tag": "noindex"}'
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise _bad(name, value, expected) from None
+    if not isinstance(parsed, dict):
+        raise _bad(name, value, expected)
+    found: dict[str, str] = {}
+    for field, text in parsed.items():
+        if not _FIELD_NAME.match(field) or not isinstance(text, str):
+            raise _bad(name, value, f"{expected}; {field!r} is not a header name with a string")
+        if not _FIELD_VALUE.match(text):
+            raise _bad(name, value, f"{expected}; the value of {field} has a control character")
+        if field.lower() in reserved:
+            raise _bad(name, value, f"{expected}; {field} is set by Tessera itself")
+        found[field] = text
+    return found

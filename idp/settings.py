@@ -17,8 +17,10 @@ from urllib.parse import unquote, urlsplit
 import dj_database_url
 import django_stubs_ext
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.security_headers import MANAGED_HEADERS
 from idp import env
 
 # Lets generic Django classes be subscripted at runtime (UserAdmin[User]) for type checking.
@@ -258,6 +260,9 @@ RATELIMIT_RULES: dict[str, dict[str, object] | None] = {
     "userinfo.ip": env.rate("IDP_RATELIMIT_USERINFO_IP", "1200/1m burst=300"),
     # The admin API (/api/v1/) per client IP.
     "api.ip": env.rate("IDP_RATELIMIT_API_IP", "300/1m burst=100"),
+    # CSP violation reports (/csp-report) per client IP: a page breaking its policy sends a
+    # few per view; more is someone filling the audit log.
+    "csp_report.ip": env.rate("IDP_RATELIMIT_CSP_REPORT_IP", "60/1m burst=30"),
     # E-mail verification and password reset (apps/signin/recovery.py). "Send a new
     # verification link" per client IP and per account; "forgot password" per client IP and
     # per address typed (existing or not: the refusal tells nothing about accounts); the
@@ -405,6 +410,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "csp",  # django-csp: its system checks of CONTENT_SECURITY_POLICY
     "oauth2_provider",
     "apps.core",
     "apps.keys",
@@ -429,6 +435,8 @@ AUTHENTICATION_BACKENDS = [
 
 MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
+    # Security headers and CSP on every response, refusals of the middleware below included.
+    "apps.core.security_headers.SecurityHeadersMiddleware",
     "apps.core.middleware.AuditUnavailableMiddleware",
     "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",
@@ -779,9 +787,53 @@ if PRODUCTION:
     SECURE_SSL_REDIRECT = True
     # Load balancers probe health over plain HTTP inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-    SECURE_HSTS_SECONDS = 63072000  # two years, as the HSTS preload list asks
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+# HSTS max-age in seconds, sent only over TLS (request.is_secure()); 0 = none. Two years in
+# production, as the HSTS preload list asks (RFC 6797 §6.1.1; hstspreload.org).
+SECURE_HSTS_SECONDS = env.integer(
+    "IDP_HSTS_SECONDS", 63072000 if PRODUCTION else 0, minimum=0, maximum=2 * 63072000
+)
+# HSTS for every subdomain of the issuer's host too (RFC 6797 §6.1.2).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("IDP_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+# Ask to be on browsers' preload list (needs includeSubDomains and a year's max-age at least).
+SECURE_HSTS_PRELOAD = env.boolean("IDP_HSTS_PRELOAD", PRODUCTION)
+# The path browsers post CSP violation reports to (apps/core/csp_reports.py).
+CSP_REPORT_PATH = "/csp-report"
+# Content-Security-Policy of every HTML response (django-csp; non-HTML responses get
+# "default-src 'none'; frame-ancestors 'none'", apps/core/security_headers.py). A nonce per
+# response for our script and style tags, never 'unsafe-inline' (OWASP CSP Cheat Sheet,
+# "strict CSP"); forms post to us only, except on the pages whose forms end at a client
+# (security_headers.leave_form_action_open says why); frames only on the signed-out page
+# (front-channel logout), for those origins only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "frame-src": [NONE],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "report-uri": CSP_REPORT_PATH,
+        "report-to": "csp",
+    }
+}
+# Whether a sign-in page's `next` ends at a client (a registered redirect URI): the port of
+# apps/core/security_headers.allow_continuation (core does not import tokens).
+CSP_CONTINUATION = "apps.tokens.authorize.continuation_redirect_uri"
+# Browser features no page of ours uses are denied; WebAuthn (passkeys) only for our own
+# origin (W3C Permissions Policy; WebAuthn Level 2 §5.9).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), "
+    "gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=(), "
+    "publickey-credentials-get=(self), publickey-credentials-create=(self)"
+)
+# Headers added to every response, as a JSON object ({"X-Robots-Tag": "noindex"}); those
+# Tessera sets itself are refused at startup (apps/core/security_headers.py MANAGED_HEADERS).
+EXTRA_HEADERS = env.headers("IDP_EXTRA_HEADERS", reserved=MANAGED_HEADERS)
 if TRUSTED_PROXIES:
     # Believed only because the operator named the proxies that set it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -257,6 +257,12 @@ class EventType(models.TextChoices):
         "A login session proved another factor (step-up); metadata has the methods added and "
         "the level before and after.",
     )
+    CSP_VIOLATION = (
+        "csp.violation",
+        "A browser reported a Content-Security-Policy violation on one of our pages (an "
+        "injection attempt or a page that breaks its policy); metadata: directive, blocked "
+        "origin or keyword, document path, disposition.",
+    )
 
 
 class Severity(models.TextChoices):
@@ -351,6 +357,8 @@ RULES: dict[EventType, Rule] = {
     EventType.FEDERATION_UNLINKED: _rule(M, M, SOC2, GDPR),
     EventType.FEDERATION_PROVIDER_CHANGED: _rule(M, H, SOC2),
     EventType.FEDERATION_MAPPED: _rule(M, M, SOC2, GDPR),
+    # Reports come from anyone's browser: worth a look, rate limited, never proof alone.
+    EventType.CSP_VIOLATION: _rule(M, M, SOC2),
 }
 
 

@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.models import User
+from apps.core.security_headers import allow_continuation
 from apps.federation import flow, linking, upstream
 from apps.federation.models import FederatedIdentity
 from apps.federation.providers import identity_unlink
@@ -148,7 +149,8 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
     if session is None or not isinstance(user, User):
         return HttpResponseRedirect(reverse("federation:link"))
     if request.method == "GET":
-        return render(request, "federation/link_confirm.html", {"pending": pending})
+        page = render(request, "federation/link_confirm.html", {"pending": pending})
+        return allow_continuation(page, pending.next_url)
     if request.POST.get("decision") == "cancel":
         linking.pending_end(request)
         return HttpResponseRedirect(_safe_next(request, pending.next_url))

@@ -130,6 +130,8 @@ GROUPS = {
     # or passkey; each answer also on the sign-in's failed-attempt counters).
     "/account/security/confirm": "reauth",
     "/account/security/confirm/options": "reauth",
+    # Browsers' CSP violation reports (apps/core/csp_reports.py): anyone may post them.
+    "/csp-report": "csp_report",
 }
 # Paths under these prefixes, by group: the links mailed for a password reset or to verify an
 # address (their forms; the token is in the path), and organizations' invitation links.

@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from apps.core.events import EventType, emit
+from apps.core.security_headers import allow_continuation
 from apps.mfa.errors import ClonedAuthenticator, MalformedInput, MfaError
 from apps.mfa.passkeys import (
     Assertion,
@@ -173,4 +174,4 @@ def finish(request: HttpRequest) -> HttpResponse:
     )
     for name, value in outcome.headers.items():
         response[name] = value
-    return response
+    return allow_continuation(response, _safe_next(request))

@@ -25,6 +25,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import User
+from apps.core.security_headers import allow_continuation
 from apps.mfa.errors import FactorNotFound, MfaError
 from apps.mfa.methods import OTP, amr_for_webauthn
 from apps.mfa.models import FactorKind, TotpDevice
@@ -155,7 +156,7 @@ def _page(
     )
     for name, value in (headers or {}).items():
         response[name] = value
-    return response
+    return allow_continuation(response, challenge.next_url)
 
 
 @sensitive_post_parameters("code")
@@ -195,11 +196,12 @@ def challenge_page(request: HttpRequest) -> HttpResponse:
         if answer is not None:
             return answer
         # NIST SP 800-63B §5.1.2: the person is told how many look-up secrets remain.
-        return render(
+        page = render(
             request,
             "signin/second_factor_recovery_used.html",
             {"remaining": remaining[0], "next": challenge.next_url},
         )
+        return allow_continuation(page, challenge.next_url)
     totp_form = TotpForm(request.POST)
     if not totp_form.is_valid():
         return _page(request, challenge, user, totp_form=totp_form, status=400)
@@ -337,7 +339,7 @@ def _enrol_page(
     qr = segno.make(uri, error="m").svg_inline(
         scale=4, dark="#000", light="#fff", title="QR code for your authenticator app"
     )
-    return render(
+    page = render(
         request,
         "signin/second_factor_enrol.html",
         {
@@ -351,6 +353,7 @@ def _enrol_page(
         },
         status=status,
     )
+    return allow_continuation(page, challenge.next_url)
 
 
 def _enrolled(
@@ -366,11 +369,12 @@ def _enrolled(
     except Exception:  # the broker or the template: a missing notice is not a refusal
         log.exception("factor-added notice not queued for %s", user.pk)
     codes = recovery_codes_generate(user=user)
-    return render(
+    page = render(
         request,
         "signin/second_factor_enrolled.html",
         {"codes": codes, "next": challenge.next_url},
     )
+    return allow_continuation(page, challenge.next_url)
 
 
 @never_cache

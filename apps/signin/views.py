@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from apps.core.federation import upstream_directory
+from apps.core.security_headers import allow_continuation
 from apps.sessions.selectors import session_current
 from apps.signin import pipeline
 from apps.signin.forms import LoginForm
@@ -91,4 +92,4 @@ def login_view(request: HttpRequest) -> HttpResponse:
     response = render(request, "signin/login.html", context, status=status)
     for name, value in headers.items():
         response[name] = value
-    return response
+    return allow_continuation(response, _safe_next(request))

@@ -34,6 +34,7 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import FatalClientError, OAuth2Error
 from oauthlib.oauth2.rfc6749.errors import MissingCodeChallengeError
 
+from apps.core.security_headers import leave_form_action_open
 from apps.sessions.levels import LEVEL_ACR, LEVEL_MFA, acr_level
 from apps.sessions.models import LoginSession
 from apps.sessions.selectors import session_current
@@ -550,7 +551,29 @@ def check_consent(request: HttpRequest, areq: AuthorizationRequest) -> None:
         # An application that named the person (id_token_hint) asked for that person only.
         "can_switch_account": "id_token_hint" not in areq.params,
     }
-    raise Answer(render(request, "tokens/consent.html", context))
+    # The consent form's answer is a redirect to the client (CSP form-action, Chromium).
+    raise Answer(leave_form_action_open(render(request, "tokens/consent.html", context)))
+
+
+def continuation_redirect_uri(next_url: str) -> str | None:
+    """The redirect URI a sign-in page's `next` ends at when it is an authorization request
+    of ours whose redirect URI is registered for its client (OAuth 2.0 §3.1.2.3: the one
+    registered, when the request names none); else None. The port settings.CSP_CONTINUATION
+    names: such a sign-in page's forms end at the client (apps/core/security_headers.py)."""
+    try:
+        parts = urlsplit(next_url)
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc or parts.path != reverse("tokens:authorize"):
+        return None
+    query = QueryDict(parts.query)
+    client = client_by_id(query.get("client_id", ""))
+    if client is None:
+        return None
+    uri = query.get("redirect_uri", "")
+    if not uri:
+        return str(client.default_redirect_uri or "") or None
+    return uri if client.redirect_uri_allowed(uri) else None
 
 
 def redirect_origin(uri: str) -> str:

@@ -19,6 +19,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauthlib.common import add_params_to_uri
 
 from apps.accounts.selectors import user_token_claims
+from apps.core.security_headers import allow_frames, leave_form_action_open
 from apps.keys import keys
 from apps.sessions.levels import ACR_VALUES_SUPPORTED
 from apps.sessions.selectors import session_current
@@ -370,11 +371,13 @@ def end_session(request: HttpRequest) -> HttpResponse:
     session = session_current(request)
     if session is not None and (claims is None or claims.get("sid") != str(session.pk)):
         # Without a hint for this very session, ask: a cross-site link must not sign people out.
-        return render(
+        page = render(
             request,
             "tokens/logout_confirm.html",
             {"request_blob": signing.dumps(target, salt=LOGOUT_SALT)},
         )
+        # Its form ends at the post-logout redirect URI, checked above (CSP form-action).
+        return leave_form_action_open(page) if redirect_uri else page
     return _sign_out(request, target)
 
 
@@ -467,6 +470,7 @@ def _signed_out_response(
             "switching": switching,
         },
     )
+    allow_frames(response, iframes)
     if continue_uri:
         response["Refresh"] = f"{FRONTCHANNEL_REDIRECT_DELAY}; url={continue_uri}"
     return response

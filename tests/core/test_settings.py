@@ -45,6 +45,14 @@ def _check(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
         ("IDP_GEOIP_DATABASE", "/nonexistent/GeoLite2-City.mmdb", "an existing file"),
         ("IDP_SMTP_CA_FILE", "/nonexistent/ca.pem", "an existing file"),
         ("IDP_MAIL_RETRIES", "-1", "an integer from 0 to 30"),
+        ("IDP_HSTS_SECONDS", "-1", "an integer from 0 to"),
+        ("IDP_HSTS_PRELOAD", "sometimes", "one of true/false"),
+        ("IDP_EXTRA_HEADERS", "X-Robots-Tag: noindex", "a JSON object of header names"),
+        ("IDP_EXTRA_HEADERS", '["X-Robots-Tag"]', "a JSON object of header names"),
+        ("IDP_EXTRA_HEADERS", '{"X Robots": "noindex"}', "is not a header name"),
+        ("IDP_EXTRA_HEADERS", '{"X-Robots-Tag": 1}', "is not a header name with a string"),
+        ("IDP_EXTRA_HEADERS", '{"X-A": "a\\r\\nSet-Cookie: x=1"}', "has a control character"),
+        ("IDP_EXTRA_HEADERS", '{"content-security-policy": "x"}', "is set by Tessera itself"),
     ],
 )
 def test_malformed_value_stops_startup_naming_the_variable(

@@ -48,7 +48,8 @@ def signed_in(person: Any) -> tuple[HttpClient, LoginSession]:
 def test_security_page_offers_a_passkey_form_for_the_one_script(signed_in: Any) -> None:
     http, _ = signed_in
     html = http.get("/account/security/").content.decode()
-    assert re.search(r'<script src="/static/mfa/webauthn\.[0-9a-f]+\.js" defer></script>', html)
+    tag = r'<script src="/static/mfa/webauthn\.[0-9a-f]+\.js" nonce="[^"]+" defer></script>'
+    assert re.search(tag, html)
     assert re.findall(r"<script(?![^>]*\ssrc=)", html) == []
     assert ' style="' not in html
     form = re.search(r'<form[^>]*data-webauthn="create"[^>]*>', html)

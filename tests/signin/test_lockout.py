@@ -65,9 +65,10 @@ def test_five_wrong_passwords_lock_the_address_and_the_right_one_is_refused_alik
 
 def _page(response, email: str) -> str:
     """The page as a person sees it, less what differs per request or merely echoes the
-    form back: the CSRF token, the address typed, the seconds left."""
+    form back: the CSRF token, the CSP nonce, the address typed, the seconds left."""
     page = response.content.decode()
     page = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "<csrf>", page)
+    page = re.sub(r'nonce="[^"]*"', "<nonce>", page)
     page = page.replace(f'value="{email}"', 'value="<email>"')
     return re.sub(r"\d+ min \d+ s|\d+ s\b", "<wait>", page)
 

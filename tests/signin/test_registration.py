@@ -40,8 +40,9 @@ def _form(email: str, **overrides: str) -> dict[str, str]:
 
 
 def _visible(html: bytes) -> str:
-    """The page's text without the per-request CSRF token."""
-    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html.decode())
+    """The page's text without the per-request CSRF token and CSP nonce."""
+    page = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html.decode())
+    return re.sub(r'nonce="[^"]*"', "", page)
 
 
 @pytest.fixture

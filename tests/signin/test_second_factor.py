@@ -184,7 +184,8 @@ def test_a_security_key_as_second_factor(http, person, backup_eligible, amr, acr
     assert 'data-webauthn="get"' in page
     assert 'data-options-url="/login/second-factor/webauthn/options"' in page
     # the one external script (manifest storage: a content hash in its name)
-    assert re.search(r'<script src="/static/mfa/webauthn\.[0-9a-f]+\.js" defer>', page)
+    tag = r'<script src="/static/mfa/webauthn\.[0-9a-f]+\.js" nonce="[^"]+" defer>'
+    assert re.search(tag, page)
     options = http.post("/login/second-factor/webauthn/options")
     assert options.status_code == 200
     body = options.json()

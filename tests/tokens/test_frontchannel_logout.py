@@ -57,6 +57,21 @@ def test_signed_out_page_loads_the_logout_uri_with_iss_and_sid(
     assert not LoginSession.objects.filter(user=person, ended_at__isnull=True).exists()
 
 
+def test_signed_out_page_may_frame_the_logout_uris_origins_only(
+    sign_in: Callable[..., Flow], person
+) -> None:
+    # CSP Level 3 frame-src: 'none' on every other page (apps/core/security_headers.py)
+    flow = sign_in(frontchannel_logout_uri=FRONTCHANNEL_URI)
+
+    page = sign_out(flow)
+
+    policy = {
+        part.split()[0]: part.split()[1:] for part in page["Content-Security-Policy"].split(";")
+    }
+    assert policy["frame-src"] == ["https://rp.example.com"]
+    assert policy["frame-ancestors"] == ["'none'"]
+
+
 def test_registered_query_is_kept_beside_iss_and_sid(sign_in: Callable[..., Flow], person) -> None:
     # Front-Channel Logout 1.0 §2: a query component MUST be retained when adding parameters
     flow = sign_in(frontchannel_logout_uri=FRONTCHANNEL_URI + "?tenant=7")
