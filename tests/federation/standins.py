@@ -38,6 +38,7 @@ import json
 import secrets
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,7 +118,7 @@ class Refused(Exception):
         self.body = body
 
 
-class StandIn:
+class StandIn(ABC):
     """One HTTP server on a free loopback port, in a daemon thread."""
 
     name = ""
@@ -172,8 +173,8 @@ class StandIn:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def token_endpoint(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def token_endpoint(self) -> str: ...
 
     def authorize(self, url: str) -> dict[str, str]:
         """Follow an authorization URL as a browser would, without following the redirect:
@@ -224,8 +225,8 @@ class StandIn:
                 return "invalid_request"
         return ""
 
-    def user_now(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def user_now(self) -> dict[str, Any]: ...
 
     def emails_now(self) -> list[dict[str, Any]]:
         return []
@@ -299,10 +300,10 @@ class StandIn:
         with self._lock:
             return self.tokens.get(token)
 
+    @abstractmethod
     def answer(
         self, endpoint: str, method: str, query: dict[str, str], headers: Any, body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        raise NotImplementedError
+    ) -> tuple[int, dict[str, str], bytes]: ...
 
     def oauth_error_answer(self, endpoint: str) -> tuple[int, dict[str, Any]]:
         if endpoint == "token":
