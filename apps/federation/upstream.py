@@ -51,7 +51,12 @@ from urllib3.util.retry import Retry
 from apps.core.cache import ProcessCache
 from apps.core.sealing import UnsealError
 from apps.federation.models import ClientAuthMethod, Provider, ProviderKind
-from apps.federation.providers import provider_secret
+from apps.federation.providers import (
+    DEFAULT_ISSUERS,
+    DEFAULT_SCOPES,
+    RESERVED_EXTRA_PARAMS,
+    provider_secret,
+)
 
 LEEWAY_SECONDS = 60  # clock skew allowed on exp and iat (OIDC Core §3.1.3.7 items 9-10)
 DISCOVERY_MAX_AGE = 3600.0  # a discovery document is read again after an hour
@@ -61,14 +66,11 @@ STALE_RETRY_SECONDS = 30.0  # the provider is down when its cached document expi
 MAX_SUBJECT = 255  # OIDC Core §2: `sub` is at most 255 ASCII characters
 DETAIL_CHARS = 200
 
-GITHUB_ISSUER = "https://github.com"
 GITHUB_API = "https://api.github.com"  # github.com's API; GitHub Enterprise: <issuer>/api/v3
-GITHUB_SCOPES = "read:user user:email"  # /user and /user/emails
-GOOGLE_ISSUER = "https://accounts.google.com"
+GOOGLE_ISSUER = DEFAULT_ISSUERS[ProviderKind.GOOGLE]
 # Google's ID tokens carry either form ("Authenticate with a backend server": verify that iss
 # is accounts.google.com or https://accounts.google.com); only for Google itself.
 GOOGLE_ISSUERS = (GOOGLE_ISSUER, "accounts.google.com")
-OIDC_DEFAULT_SCOPES = "openid email profile"  # the model's default: not what GitHub speaks
 
 # Asymmetric algorithms only, each bound to the key type it needs: `none` and HS* are never
 # taken (an HS256 token "signed" with our client secret, or with a public key read as an HMAC
@@ -85,21 +87,6 @@ ALGORITHM_KEYS: dict[str, tuple[str, str | None]] = {
     "ES512": ("EC", "P-521"),
     "EdDSA": ("OKP", "Ed25519"),
 }
-# Parameters the protocol sets; a provider's extra_params never override them.
-RESERVED_PARAMS = frozenset(
-    {
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-        "scope",
-        "request",
-        "request_uri",
-    }
-)
 # Claims that only the ID token may state; userinfo cannot change them (OIDC Core §5.3.2).
 ID_TOKEN_ONLY = frozenset({"iss", "aud", "azp", "exp", "iat", "nonce", "auth_time", "acr", "amr"})
 
@@ -361,9 +348,7 @@ def issuer_of(provider: Provider) -> str:
     provider has none to fall back on: misconfigured)."""
     if provider.issuer:
         return provider.issuer
-    return {ProviderKind.GITHUB: GITHUB_ISSUER, ProviderKind.GOOGLE: GOOGLE_ISSUER}.get(
-        ProviderKind(provider.kind), ""
-    )
+    return DEFAULT_ISSUERS.get(ProviderKind(provider.kind), "")
 
 
 def metadata(provider: Provider) -> dict[str, Any]:
@@ -422,8 +407,9 @@ def iss_parameter_required(provider: Provider) -> bool:
 def _scopes(provider: Provider) -> str:
     scopes = provider.scopes.split()
     if provider.kind == ProviderKind.GITHUB:
-        if provider.scopes.strip() == OIDC_DEFAULT_SCOPES:
-            return GITHUB_SCOPES  # the model's OIDC default means nothing to GitHub
+        if provider.scopes.strip() == DEFAULT_SCOPES[ProviderKind.OIDC]:
+            # the model's OIDC default means nothing to GitHub: /user and /user/emails
+            return DEFAULT_SCOPES[ProviderKind.GITHUB]
         return " ".join(scopes)
     if "openid" not in scopes:
         scopes.insert(0, "openid")  # OIDC Core §3.1.2.1: without it no ID token comes back
@@ -445,7 +431,7 @@ def authorization_url(
     params: dict[str, str] = {
         str(key): str(value)
         for key, value in (provider.extra_params or {}).items()
-        if str(key) not in RESERVED_PARAMS | {"code_verifier", "url"}  # Authlib's own names
+        if str(key) not in RESERVED_EXTRA_PARAMS | {"code_verifier", "url"}  # Authlib's own names
     }
     if login_hint:
         # GitHub names it `login` ("Authorizing OAuth apps": suggests an account to sign in
