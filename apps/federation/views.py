@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts.models import User
 from apps.core.security_headers import allow_continuation
 from apps.federation import flow, linking, upstream
-from apps.federation.models import FederatedIdentity
+from apps.federation.models import FederatedIdentity, Provider
 from apps.federation.providers import identity_unlink
 from apps.federation.selectors import identities_of, provider_enabled
 from apps.federation.state import LINK, StateUnavailable, bind_browser, browser_token
@@ -70,25 +70,34 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
             request,
             flow.Failure("unknown_provider", "This sign-in option is not available.", status=404),
         )
-    next_url = _safe_next(request, request.GET.get("next", ""))
+    return _begin(
+        request,
+        provider,
+        next_url=_safe_next(request, request.GET.get("next", "")),
+        login_hint=request.GET.get("login_hint", "")[:254],
+    )
+
+
+def _begin(
+    request: HttpRequest, provider: Provider, *, next_url: str, **flow_args: str
+) -> HttpResponse:
+    """Off to the provider with this browser bound to the new state, or the page that says
+    the provider (or Redis, which keeps the state) cannot be reached now."""
     token = browser_token(request)
     try:
-        url = flow.begin(
-            provider=provider,
-            next_url=next_url,
-            browser=token,
-            login_hint=request.GET.get("login_hint", "")[:254],
-        )
+        url = flow.begin(provider=provider, next_url=next_url, browser=token, **flow_args)
     except (StateUnavailable, upstream.UpstreamError) as error:
-        code = getattr(error, "code", "unavailable")
         failure = flow.Failure(
-            code,
+            getattr(error, "code", "unavailable"),
             getattr(error, "message", "") or UNAVAILABLE.format(name=provider.name),
             status=503 if isinstance(error, StateUnavailable) else 502,
             detail=getattr(error, "detail", "") or type(error).__name__,
             next_url=next_url,
         )
-        return _failure_page(request, flow._failed(request, slug, failure))
+        signed_in = request.user.pk if request.user.is_authenticated else None
+        return _failure_page(
+            request, flow._failed(request, provider.slug, failure, user_id=signed_in)
+        )
     response = HttpResponseRedirect(url)
     bind_browser(response, request, token)
     return response
@@ -185,27 +194,8 @@ def link_start(request: HttpRequest, slug: str) -> HttpResponse:
             request,
             flow.Failure("unknown_provider", "This sign-in option is not available.", status=404),
         )
-    token = browser_token(request)
     back = reverse(SECURITY_PAGE) + "#linked"
-    try:
-        url = flow.begin(
-            provider=provider,
-            next_url=back,
-            browser=token,
-            mode=LINK,
-            user_id=str(request.user.pk),
-        )
-    except (StateUnavailable, upstream.UpstreamError) as error:
-        failure = flow.Failure(
-            getattr(error, "code", "unavailable"),
-            getattr(error, "message", "") or UNAVAILABLE.format(name=provider.name),
-            status=503 if isinstance(error, StateUnavailable) else 502,
-            next_url=back,
-        )
-        return _failure_page(request, flow._failed(request, slug, failure, user_id=request.user.pk))
-    response = HttpResponseRedirect(url)
-    bind_browser(response, request, token)
-    return response
+    return _begin(request, provider, next_url=back, mode=LINK, user_id=str(request.user.pk))
 
 
 def other_way_remains(user: User, identity: FederatedIdentity) -> bool:
