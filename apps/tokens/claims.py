@@ -64,6 +64,7 @@ def access_token_claims(
     audience: list[str],
     refreshed: bool,
     offline: bool = False,
+    cnf: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """RFC 9068 §2.2 claims plus Tessera's product claims, with their exact names.
 
@@ -97,6 +98,8 @@ def access_token_claims(
     }
     if session is not None:
         claims.update(authentication_claims(session))
+    if cnf:  # RFC 7800 §3.1, RFC 8705 §3.1, RFC 9449 §6.1: the key or certificate it is bound to
+        claims["cnf"] = cnf
     if settings.ACCESS_TOKEN_IP_CLAIM:  # personal data: only when the operator asks for it
         context = request_context.current()
         claims["ip"] = context.client_ip if context else None

@@ -55,6 +55,32 @@ class Client(AbstractApplication):
     # require_pushed_authorization_requests): apps/tokens/authorize.py check_par_required.
     require_par = models.BooleanField(default=False)
 
+    class AuthMethod(models.TextChoices):
+        """How a confidential client authenticates at the token, introspection, revocation
+        and PAR endpoints (RFC 7591 §2 token_endpoint_auth_method)."""
+
+        SECRET = "", "client secret (HTTP Basic or in the body)"  # RFC 6749 §2.3.1
+        TLS = "tls_client_auth", "mutual TLS, PKI certificate"  # RFC 8705 §2.1
+        SELF_SIGNED = "self_signed_tls_client_auth", "mutual TLS, self-signed certificate"  # §2.2
+
+    token_endpoint_auth_method = models.CharField(
+        max_length=40, choices=AuthMethod.choices, default=AuthMethod.SECRET, blank=True
+    )
+    # RFC 8705 §2.1.2: exactly one of these names the certificate a tls_client_auth client
+    # presents (its subject DN, RFC 4514 string, or one subjectAltName entry).
+    tls_client_auth_subject_dn = models.CharField(max_length=1000, blank=True)
+    tls_client_auth_san_dns = models.CharField(max_length=255, blank=True)
+    tls_client_auth_san_uri = models.CharField(max_length=2000, blank=True)
+    tls_client_auth_san_ip = models.CharField(max_length=45, blank=True)
+    tls_client_auth_san_email = models.CharField(max_length=254, blank=True)
+    # RFC 7591 §2 jwks: for self_signed_tls_client_auth (RFC 8705 §2.2.2), the keys whose
+    # x5c certificates the client may present.
+    jwks = models.JSONField(null=True, blank=True)
+    # RFC 8705 §3.4 / RFC 9449 §5.2 client metadata: every access token of this client must be
+    # bound to its certificate / to a DPoP key; a request without the proof is refused.
+    tls_client_certificate_bound_access_tokens = models.BooleanField(default=False)
+    dpop_bound_access_tokens = models.BooleanField(default=False)
+
     class Meta(AbstractApplication.Meta):
         db_table = "tokens_client"
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
@@ -96,6 +122,9 @@ class Grant(AbstractGrant):
     )
     token_family = models.UUIDField(default=uuid.uuid4)
     used_at = models.DateTimeField(null=True, blank=True)
+    # RFC 9449 §10: the authorization request's dpop_jkt; the code is redeemed only with a
+    # DPoP proof of that key. Blank: unbound.
+    dpop_jkt = models.CharField(max_length=64, blank=True)
 
     class Meta(AbstractGrant.Meta):
         db_table = "tokens_grant"
@@ -131,6 +160,11 @@ class RefreshToken(AbstractRefreshToken):
     family_expires_at = models.DateTimeField()
     # OIDC Core §11: the chain is the OfflineGrant whose id is its token_family.
     offline = models.BooleanField(default=False)
+    # What the chain is bound to (apps/tokens/binding.py): a public client's refresh token is
+    # redeemed only with a proof of the same DPoP key (RFC 9449 §5) or the same client
+    # certificate (RFC 8705 §4). Blank: unbound.
+    cnf_jkt = models.CharField(max_length=64, blank=True)
+    cnf_x5t_s256 = models.CharField(max_length=64, blank=True)
 
     class Meta(AbstractRefreshToken.Meta):
         db_table = "tokens_refresh_token"

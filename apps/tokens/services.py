@@ -22,6 +22,7 @@ from apps.core import revocation
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_end_all, session_is_live
+from apps.tokens.binding import Binding
 from apps.tokens.models import (
     DOT_GRANT_NAMES,
     AccessToken,
@@ -257,7 +258,7 @@ def token_revoke(*, token: str, client: Client) -> None:
 def _revoke_unstored_access_token(*, token: str, client: Client) -> None:
     """client_credentials tokens have no row: the verified JWT says whose it is."""
     try:
-        claims = validate_access_token(token, any_audience=True)
+        claims = validate_access_token(token, any_audience=True, presented=None)
     except InvalidToken:
         return  # RFC 7009 §2.2: an invalid token is not an error
     if claims["client_id"] != client.client_id:
@@ -286,10 +287,11 @@ def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, An
 
 def _introspect_access(token: str) -> dict[str, Any] | None:
     try:
-        claims = validate_access_token(token)
+        claims = validate_access_token(token, presented=None)  # cnf is reported, not checked
     except InvalidToken:
         return None
-    return {**claims, "token_type": "Bearer", "active": True}
+    token_type = Binding.of_claims(claims).token_type  # RFC 9449 §6.2: DPoP when jkt-bound
+    return {**claims, "token_type": token_type, "active": True}
 
 
 def _introspect_refresh(token: str) -> dict[str, Any] | None:

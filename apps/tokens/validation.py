@@ -22,6 +22,7 @@ from apps.core import revocation
 from apps.core.precompiled import Precompiled
 from apps.keys import jose, keys
 from apps.tokens import clients
+from apps.tokens.binding import UNBOUND, Binding, mismatch
 from apps.tokens.claims import ACCESS_TOKEN_TYPE
 
 MAX_TOKEN_BYTES = 8192  # our access tokens are ~1 KB; anything far larger is hostile
@@ -40,6 +41,7 @@ class _Candidate:
     key: keys.PublishedKey | None = None
     claims: dict[str, Any] = field(default_factory=dict)
     any_audience: bool = False
+    presented: Binding | None = UNBOUND
 
 
 def _check_size(c: _Candidate, audience: str) -> None:
@@ -143,6 +145,18 @@ def _check_client(c: _Candidate, audience: str) -> None:
         raise InvalidToken("The client this token was issued to is disabled or deleted.")
 
 
+def _check_binding(c: _Candidate, audience: str) -> None:
+    """RFC 8705 §3 / RFC 9449 §7.1: a sender-constrained token is good only in a request that
+    proves its certificate or key (binding.py). Skipped (presented None) only for the issuer's
+    bookkeeping: introspection reports `cnf` to the resource server that asked, revocation
+    ends the token whoever holds it."""
+    if c.presented is None:
+        return
+    why = mismatch(Binding.of_claims(c.claims), c.presented)
+    if why:
+        raise InvalidToken(why)
+
+
 CHECKS: list[Callable[[_Candidate, str], None]] = [
     _check_size,
     _check_header,
@@ -151,18 +165,25 @@ CHECKS: list[Callable[[_Candidate, str], None]] = [
     _check_signature,
     _check_registered_claims,
     _check_claims,
+    _check_binding,
     _check_revocation,
     _check_client,
 ]
 
 
 def validate_access_token(
-    token: str, *, audience: str | None = None, any_audience: bool = False
+    token: str,
+    *,
+    audience: str | None = None,
+    any_audience: bool = False,
+    presented: Binding | None = UNBOUND,
 ) -> dict[str, Any]:
     """The verified claims of a Tessera access token meant for `audience` (default: the
-    issuer, i.e. our own userinfo). `any_audience` is for the issuer's own bookkeeping
-    (revocation), never for a resource deciding whether to serve. Raises InvalidToken."""
-    candidate = _Candidate(token=token, any_audience=any_audience)
+    issuer, i.e. our own userinfo), used in a request that proves `presented` (binding.py;
+    the default proves nothing, so a bound token is refused). `any_audience` and
+    `presented=None` are for the issuer's own bookkeeping (revocation, introspection), never
+    for a resource deciding whether to serve. Raises InvalidToken."""
+    candidate = _Candidate(token=token, any_audience=any_audience, presented=presented)
     for check in CHECKS:
         check(candidate, audience or settings.ACCESS_TOKEN_AUDIENCE)
     return candidate.claims
@@ -173,12 +194,14 @@ class InsufficientScope(Exception):
     safe to return to the client."""
 
 
-def bearer_user(token: str, *, scope: str) -> tuple[User, dict[str, Any]]:
+def bearer_user(
+    token: str, *, scope: str, presented: Binding = UNBOUND
+) -> tuple[User, dict[str, Any]]:
     """The active person an access token for our own endpoints acts for, when it carries
     `scope`. Raises InvalidToken (RFC 6750: 401) or InsufficientScope (403). A token of a
     client_credentials grant acts for no one (OIDC Core §5.3 userinfo; the admin API records
     every action against a person, OWASP ASVS 7.2.2)."""
-    claims = validate_access_token(token)
+    claims = validate_access_token(token, presented=presented)
     if scope not in str(claims.get("scope", "")).split():
         raise InsufficientScope(f"The token was not issued with the {scope} scope.")
     if not claims.get("uid"):

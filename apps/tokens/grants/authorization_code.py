@@ -50,6 +50,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         offline=OFFLINE_ACCESS in scopes,
         nonce=grant.nonce,
         acr=_requested_acr(grant.claims),
+        binding=request.binding,
     )
     answer = tokens_issue_claimed(lambda: _spend(grant), issuance)
     if answer is None:

@@ -11,6 +11,7 @@ from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
 from apps.ratelimit import services as ratelimit
 from apps.tokens import clients
+from apps.tokens.binding import UNBOUND, Binding
 from apps.tokens.errors import safe
 from apps.tokens.models import Client
 
@@ -49,6 +50,8 @@ class TokenRequest:
     http: HttpRequest
     params: QueryDict
     client: Client
+    # What the request proves possession of (binding.py): the tokens issued are bound to it.
+    binding: Binding = UNBOUND
 
     def get(self, name: str) -> str | None:
         return self.params.get(name)

@@ -29,6 +29,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         session=None,
         audience=audience(request.params),
         refreshed=False,
+        cnf=request.binding.cnf(),
     )
     access_token = sign(claims, alg=settings.ACCESS_TOKEN_ALG, typ=ACCESS_TOKEN_TYPE)
     scope = " ".join(scopes)
@@ -41,7 +42,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
     answer: dict[str, object] = {
         "access_token": access_token,
         "expires_in": settings.ACCESS_TOKEN_LIFETIME,
-        "token_type": "Bearer",
+        "token_type": request.binding.token_type,
     }
     if scope:  # RFC 6749 §5.1: the scope granted; none asked and none granted, none said
         answer["scope"] = scope

@@ -26,6 +26,7 @@ from apps.sessions.models import LoginSession
 from apps.sessions.services import session_client_record, session_is_live
 from apps.tokens import services
 from apps.tokens.activity import activity_report
+from apps.tokens.binding import UNBOUND, Binding
 from apps.tokens.claims import (
     ACCESS_TOKEN_TYPE,
     access_token_claims,
@@ -52,6 +53,7 @@ class Issuance:
     # OIDC Core §5.5.1.1: the ID token's acr when asked essential with values ("": the session's)
     acr: str = ""
     previous: RefreshToken | None = None  # the refresh token this rotates (refresh grant)
+    binding: Binding = UNBOUND  # what the token request proved possession of (binding.py)
 
 
 def new_refresh_token() -> str:
@@ -70,13 +72,14 @@ def tokens_issue(issuance: Issuance) -> dict[str, object]:
         audience=issuance.audience,
         refreshed=refreshed,
         offline=issuance.offline,
+        cnf=issuance.binding.cnf(),
     )
     access_token = sign(claims, alg=settings.ACCESS_TOKEN_ALG, typ=ACCESS_TOKEN_TYPE)
     scope = " ".join(issuance.scopes)
     answer: dict[str, object] = {
         "access_token": access_token,
         "expires_in": settings.ACCESS_TOKEN_LIFETIME,
-        "token_type": "Bearer",
+        "token_type": issuance.binding.token_type,
         "scope": scope,
     }
     # Joins the handler's transaction (its claim of the code or refresh token) when there is
@@ -159,6 +162,9 @@ def _refresh_token_create(issuance: Issuance, access: AccessToken) -> str:
     else:
         family_expires_at = timezone.now() + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME)
     value = new_refresh_token()
+    # RFC 9449 §5 / RFC 8705 §4: a public client's refresh token is bound to what its token
+    # request proved (a confidential client's is bound by its own authentication).
+    bound = issuance.binding if issuance.client.client_type == Client.CLIENT_PUBLIC else UNBOUND
     refresh = RefreshToken(
         user=issuance.user,
         application=issuance.client,
@@ -167,6 +173,8 @@ def _refresh_token_create(issuance: Issuance, access: AccessToken) -> str:
         session=issuance.session,
         family_expires_at=family_expires_at,
         offline=issuance.offline,
+        cnf_jkt=bound.jkt,
+        cnf_x5t_s256=bound.x5t_s256,
     )
     set_token_value(refresh, value)  # RFC 9700 §4: stored as its SHA-256 only
     refresh.save(force_insert=True)

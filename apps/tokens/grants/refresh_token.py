@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.core.precompiled import Precompiled
 from apps.tokens import services
+from apps.tokens.binding import Binding, mismatch
 from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
 from apps.tokens.grants.issue import Issuance, tokens_issue_claimed
 from apps.tokens.models import AccessToken, RefreshToken
@@ -23,6 +24,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
     token = _stored(request)
     _check_not_spent(token)
     _check_client(request, token)
+    _check_binding(request, token)
     _check_lifetimes(token)
     scopes = _scopes(request, token)
     issuance = Issuance(
@@ -35,6 +37,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         audience=audience(request.params),
         offline=token.offline,
         previous=token,
+        binding=request.binding,
     )
     answer = tokens_issue_claimed(lambda: _rotate(token), issuance)
     if answer is None:
@@ -89,6 +92,16 @@ def _check_client(request: TokenRequest, token: RefreshToken) -> None:
     """RFC 6749 §6: the refresh token was issued to the authenticated client."""
     if token.application_id != request.client.pk:
         raise invalid_grant("The refresh token is unknown, revoked or expired.")
+
+
+def _check_binding(request: TokenRequest, token: RefreshToken) -> None:
+    """RFC 9449 §5 / RFC 8705 §4: a bound refresh token (a public client's) is redeemed only
+    by a request proving the same key or certificate; invalid_grant otherwise (RFC 9449 §5:
+    the token is not valid for this request). A confidential client's is bound by its own
+    authentication and may be refreshed with a new key (RFC 9449 §5)."""
+    why = mismatch(Binding(x5t_s256=token.cnf_x5t_s256, jkt=token.cnf_jkt), request.binding)
+    if why:
+        raise invalid_grant(f"The refresh token is bound: {why}")
 
 
 def _check_lifetimes(token: RefreshToken) -> None:
