@@ -34,7 +34,7 @@ def say(message: str) -> None:
     print(f"tessera: {message}", flush=True)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Children get SIGTERM if this runner is killed outright (Linux PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
@@ -47,7 +47,7 @@ class Tree:
 
     def start(self, name: str, argv: list[str]) -> None:
         process = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
-            argv, cwd=ROOT, start_new_session=True, preexec_fn=_die_with_parent
+            argv, cwd=ROOT, start_new_session=True, preexec_fn=die_with_parent
         )
         self.children.append((name, process))
 
