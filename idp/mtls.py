@@ -101,10 +101,10 @@ class ClientCertGateway(wsgi.Gateway_10):
 
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub: None
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
-        # cheroot's SSLConnection proxies a few methods, positional arguments only: the
-        # pyOpenSSL connection itself answers the rest.
-        connection = self.req.conn.socket._ssl_conn
-        environ.update(client_certificate_environ(connection))
+        # The listening socket is cheroot's SSLConnection; what it accepts is pyOpenSSL's.
+        connection = self.req.conn.socket
+        if isinstance(connection, SSL.Connection):
+            environ.update(client_certificate_environ(connection))
         return environ
 
 

@@ -30,6 +30,11 @@ from idp import serve, tls
 # the guard answers over-long URLs and headers with the project's error, not granian's.
 HTTP1_BUFFER_BYTES = 417_792
 GRACEFUL_STOP_SECONDS = 10  # a stopping worker finishes its requests for this long
+# On SIGHUP (a rotated certificate) granian starts a new worker and stops the old one this
+# many seconds later, whether or not the new one serves yet; while neither does, connections
+# are refused. A worker starts in 1.5-5.8 s measured on a loaded 2-core host (docs/tls.md),
+# so twice the worst of that. A reload takes this long per worker.
+RELOAD_OVERLAP_SECONDS = 12
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -61,6 +66,7 @@ def argv(
         "--no-ws",
         "--respawn-failed-workers",  # a worker that dies is replaced, as gunicorn's master did
         "--workers-kill-timeout", str(GRACEFUL_STOP_SECONDS),
+        "--respawn-interval", str(RELOAD_OVERLAP_SECONDS),
         "--http1-buffer-size", str(HTTP1_BUFFER_BYTES),
         "--log-level", settings.LOG_LEVEL.lower(),
         "--log-config", str(log_config_path),
