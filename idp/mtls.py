@@ -30,6 +30,9 @@ from typing import Any
 
 from cheroot import wsgi
 from cheroot.ssl.pyopenssl import pyOpenSSLAdapter
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as openssl_lib  # SSL_CTX_set1_curves_list: see _set_groups
 
@@ -61,15 +64,16 @@ def context(pair: tls.Pair, minimum: str, curves: str) -> SSL.Context:
     ctx.set_cipher_list(TLS12_CIPHERS)
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET)
     _set_groups(ctx, curves)
-    chain = crypto.load_certificate  # pyOpenSSL reads the chain from memory one by one
-    certificates = [
-        chain(crypto.FILETYPE_PEM, b"-----BEGIN CERTIFICATE-----" + block)
-        for block in pair.chain_pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
-    ]
+    certificates = x509.load_pem_x509_certificates(pair.chain_pem)
     ctx.use_certificate(certificates[0])
     for intermediate in certificates[1:]:
         ctx.add_extra_chain_cert(intermediate)
-    ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, pair.key_pem))
+    key = serialization.load_pem_private_key(pair.key_pem, password=None)
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise tls.PairError(f"a {type(key).__name__} cannot sign TLS handshakes here")
+    ctx.use_privatekey(key)
     ctx.check_privatekey()
     # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: asked for, optional; any certificate passes.
     ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
@@ -83,12 +87,19 @@ def _http11(connection: SSL.Connection, offered: list[bytes]) -> bytes | Any:
 
 
 class Adapter(pyOpenSSLAdapter):
-    """cheroot's pyOpenSSL adapter with our context; `context` is replaced on rotation and
-    read for each new connection (bind)."""
+    """cheroot's pyOpenSSL adapter with our context. `context` is replaced on rotation; the
+    listening socket was wrapped with the first one, so each accepted connection is switched
+    to the current one before its handshake (SSL_set_SSL_CTX: the certificate and key, as an
+    SNI callback does; every context has the same protocol policy)."""
 
     def __init__(self, ctx: SSL.Context) -> None:
         super().__init__(certificate=None, private_key=None)
         self.context = ctx
+
+    def wrap(self, sock: Any) -> tuple[Any, dict[str, str]]:
+        if isinstance(sock, SSL.Connection) and sock.get_context() is not self.context:
+            sock.set_context(self.context)
+        return sock, self.get_environ()
 
     def get_environ(self) -> dict[str, str]:
         return {"wsgi.url_scheme": "https", "HTTPS": "on"}
