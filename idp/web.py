@@ -7,6 +7,10 @@ parsing, keep-alive and TLS run in Rust on an async runtime, so a client that is
 its headers holds no thread; Django runs in WEB_THREADS threads per worker. Every value comes
 from idp.settings (the environment); the command is built here and exec'd, so the process
 that runs is exactly the argv printed by `python -m idp.web --print-argv`.
+
+With TLS (IDP_TLS_CERT_FILE/IDP_TLS_KEY_FILE, or IDP_TLS_DEV_CERT) this process stays as a
+small supervisor instead: it runs that argv as its child, forwards SIGTERM/SIGINT, and
+reloads the certificate when its files change (Supervisor; docs/tls.md).
 """
 
 from __future__ import annotations
@@ -84,7 +88,12 @@ def argv(
 
 
 def served_tls_files(run_dir: Path) -> tuple[Path, Path]:
-    """Where this server keeps the checked copy of the pair granian reads (idp/tls.py)."""
+    """Where this server keeps the checked copy of the pair granian reads (idp/tls.py); the
+    copies of servers that died without cleaning up (SIGKILL) are removed first."""
+    for stale in run_dir.glob("tls.*"):
+        pid = stale.suffix.lstrip(".")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     directory = run_dir / f"tls.{os.getpid()}"
     return directory / "cert.pem", directory / "key.pem"
 
