@@ -251,14 +251,22 @@ if _mtls_port is not None:
     MTLS_PORT = int(_mtls_port)
 # Address the mutual-TLS listener binds.
 MTLS_BIND = env.string("IDP_MTLS_BIND", BIND_HOST)
+
+
+def _bracketed(host: str) -> str:  # an IPv6 literal in a URL (RFC 3986 §3.2.2)
+    return f"[{host}]" if ":" in host else host
+
+
 # The mutual-TLS origin published as RFC 8705 §5 mtls_endpoint_aliases; defaults to the
 # issuer's host on IDP_MTLS_PORT. "" when there is none.
 MTLS_BASE_URL = (
     env.url("IDP_MTLS_BASE_URL", None, schemes=("https",))
-    or (f"https://{urlsplit(ISSUER).hostname}:{MTLS_PORT}" if MTLS_PORT else "")
+    or (f"https://{_bracketed(urlsplit(ISSUER).hostname or '')}:{MTLS_PORT}" if MTLS_PORT else "")
 ).rstrip("/")
 if MTLS_BASE_URL and (urlsplit(MTLS_BASE_URL).hostname or "") not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(urlsplit(MTLS_BASE_URL).hostname or "")
+
+# --- Requests and health -----------------------------------------------------------------
 # Largest request body accepted, in bytes, whatever its content type or framing (OWASP ASVS
 # 4.0 V13.1.3 / V12.1.1: size limits on requests); above it the answer is 413.
 MAX_REQUEST_BODY_BYTES = env.integer(
