@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -191,6 +192,8 @@ def test_a_broken_pair_is_refused_and_the_old_one_keeps_serving(ca, tmp_path) ->
         wait_for(lambda: '"tls.reload_refused"' in web.log_text(), 30, "no refusal logged")
         cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
         wait_for(lambda: web.log_text().count('"tls.reload_refused"') >= 2, 30, "not logged")
+        web.process.send_signal(signal.SIGHUP)  # `systemctl reload`: check the files now
+        wait_for(lambda: web.log_text().count('"tls.reload_refused"') >= 3, 30, "HUP ignored")
         context = client_context(cafile)
         assert served_serial(web.port, context) == old.certificate.serial_number
         assert handshake(web.port, context, HEALTHZ).status == 200
