@@ -195,9 +195,11 @@ def main() -> None:
     source = (cert_file, key_file)
     supervisor = Supervisor(source, served)
     try:
-        supervisor.install()
+        pair = supervisor.install()
     except tls.PairError as error:
         raise SystemExit(f"tessera: the TLS pair cannot be served: {error}") from error
+    _log(logging.INFO, "TLS pair loaded", event="tls.loaded", serial=f"{pair.serial:x}",
+         subject=pair.subject, not_after=pair.not_after.isoformat())  # fmt: skip
     sys.exit(supervisor.run(command))
 
 
