@@ -157,9 +157,11 @@ class Supervisor:
         try:
             while True:
                 try:
-                    return self.child.wait(tls.WATCH_SECONDS)
+                    code = self.child.wait(tls.WATCH_SECONDS)
                 except subprocess.TimeoutExpired:
                     pass
+                else:
+                    return 128 - code if code < 0 else code  # killed by a signal: as a shell says
                 if self.watch.changed() or self.reload_asked:
                     self.reload_asked = False
                     self.reload()
