@@ -111,11 +111,11 @@ def _install(pair: tls.Pair, files: tuple[Path, Path]) -> None:
 class Supervisor:
     """Runs granian as a child and reloads its certificate when the pair's files change.
 
-    granian reads the pair when a worker starts and respawns its workers gracefully on SIGHUP
-    (a new worker serves before the old one stops; the listening socket is shared, so no
-    connection is refused). It is given a copy made only from a pair that loads
-    (tls.load_pair): a broken pair written mid-rotation is logged and ignored, and a worker
-    that restarts later still finds the last good one.
+    granian reads the pair when a worker starts and respawns its workers on SIGHUP: a new
+    worker first, the old one stopped RELOAD_OVERLAP_SECONDS later, on the same listening
+    socket. It is given a copy made only from a pair that loads (tls.load_pair): a broken
+    pair written mid-rotation is logged and ignored, and a worker that restarts later for
+    another reason still finds the last good one.
     """
 
     def __init__(self, source: tuple[Path, Path], served: tuple[Path, Path]) -> None:
