@@ -56,7 +56,7 @@ _REQUIRED_MEMBERS = {
 # (RFC 7518 §3.3, §3.5), EdDSA's curves per RFC 8037 §3.1.
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _MIN_RSA_BITS = 2048
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]+\Z")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
 _UNRESERVED_ESCAPE = re.compile(r"%(2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -123,7 +123,7 @@ def verify(
 
 def _b64decode(segment: str) -> bytes:
     if not _SEGMENT.match(segment) or len(segment) % 4 == 1:
-        raise InvalidProof("The DPoP proof is not a JWS in compact form (RFC 7515 §7.1).")
+        raise InvalidProof("The DPoP proof is not a JWS in compact form (RFC 7515 section 7.1).")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
@@ -141,7 +141,7 @@ def _parts(proof: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """RFC 9449 §4.3 step 2: a well-formed JWS (header, payload, signing input, signature)."""
     parts = proof.split(".")
     if len(parts) != 3 or not proof.isascii():
-        raise InvalidProof("The DPoP proof is not a JWS in compact form (RFC 7515 §7.1).")
+        raise InvalidProof("The DPoP proof is not a JWS in compact form (RFC 7515 section 7.1).")
     header = _json_object(parts[0], "header")
     payload = _json_object(parts[1], "payload")
     signature = _b64decode(parts[2])
@@ -164,7 +164,7 @@ def _check_header(header: dict[str, Any]) -> str:
     if not isinstance(jwk, dict):
         raise InvalidProof("The DPoP proof's header has no jwk.")
     if _PRIVATE_MEMBERS & jwk.keys():
-        raise InvalidProof("The DPoP proof's jwk must be a public key (RFC 9449 §4.3 step 7).")
+        raise InvalidProof("The DPoP proof's jwk must be a public key (RFC 9449 section 4.3).")
     return alg
 
 
@@ -176,7 +176,7 @@ def _public_key(jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
     ):
         raise InvalidProof("The DPoP proof's jwk is not an EC, RSA or OKP public key.")
     if alg in _CURVES and jwk.get("crv") != _CURVES[alg]:
-        raise InvalidProof(f"{alg} is used with a {_CURVES[alg]} key (RFC 7518 §3.4).")
+        raise InvalidProof(f"{alg} is used with a {_CURVES[alg]} key (RFC 7518 section 3.4).")
     try:
         key = jwt.PyJWK(jwk, algorithm=alg)
     except (PyJWKError, InvalidKeyError, ValueError, TypeError, KeyError):
