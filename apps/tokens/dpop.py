@@ -137,9 +137,15 @@ def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
+def _no_constant(name: str) -> None:
+    # RFC 8259 §6: NaN and Infinity are not JSON; Python's parser takes them, and a NaN `iat`
+    # would compare neither before nor after any time.
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64decode(segment))
+        value = json.loads(_b64decode(segment), parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise InvalidProof(f"The DPoP proof's {what} is not JSON.") from None
     if not isinstance(value, dict):

@@ -433,3 +433,20 @@ def test_with_redis_down_no_proof_is_accepted(flow: Flow, key: DPoPKey, own_redi
     assert exchanged.status_code == 503, exchanged.content
     assert exchanged.json()["error"] == "temporarily_unavailable"
     assert "replay" in exchanged.json()["error_description"]
+
+
+def test_with_redis_down_the_admin_api_takes_no_proof(operator, key, own_redis) -> None:  # noqa: F811
+    token = _admin_token(operator, key)
+    url = django_settings.ISSUER + "/api/v1/sessions"
+    own_redis.stop(signal.SIGKILL)
+
+    response = HttpClient().get(
+        "/api/v1/sessions",
+        headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": key.proof("GET", url, access_token=token, nonce=None),
+        },
+    )
+
+    assert response.status_code == 503, response.content
+    assert "replay" in response.json()["detail"]
