@@ -242,6 +242,7 @@ BAD_PROOFS: dict[str, tuple[Callable[[DPoPKey], str], str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_PROOFS))
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the 1024-bit key
 def test_a_bad_proof_is_invalid_dpop_proof(client, machine, key, case) -> None:
     make, reason = BAD_PROOFS[case]
 
