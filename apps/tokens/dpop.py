@@ -266,8 +266,8 @@ def normalized_url(url: str) -> str:
     except (LocationParseError, ValueError):
         return ""
     scheme, host = (parts.scheme or "").lower(), (parts.host or "").lower()
-    if scheme not in _DEFAULT_PORTS or not host:
-        return ""
+    if scheme not in _DEFAULT_PORTS or not host or parts.auth is not None:
+        return ""  # no request URL of ours has userinfo (RFC 3986 §3.2.1)
     port = "" if parts.port in (None, _DEFAULT_PORTS[scheme]) else f":{parts.port}"
     path = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), parts.path or "/")
     return f"{scheme}://{host}{port}{path}"

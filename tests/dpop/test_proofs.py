@@ -276,7 +276,14 @@ def test_the_htu_is_compared_after_normalization(client, machine, key, settings)
     ):
         response = _post(client, machine, key.proof(htu=htu))
         assert response.status_code == 200, (htu, response.content)
-    for htu in ("http://idp.example.com/oauth/token", "https://idp.example.com:8443/oauth/token"):
+    for htu in (
+        "http://idp.example.com/oauth/token",
+        "https://idp.example.com:8443/oauth/token",
+        "https://someone@idp.example.com/oauth/token",
+        "https://idp.example.com/oauth/token/",
+        "https://idp.example.com/OAUTH/token",
+        "https://idp.example.com:99999/oauth/token",
+    ):
         response = _post(client, machine, key.proof(htu=htu))
         assert error_of(response) == "invalid_dpop_proof", htu
 
