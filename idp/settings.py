@@ -8,6 +8,7 @@ checks that refuse an unsafe deployment.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -1013,3 +1014,14 @@ CELERY_BEAT_SCHEDULE["rebuild-threat-baselines"] = {
 }
 # The successful sign-ins baselines are built from (apps/core/signin_history.py port).
 SIGN_IN_HISTORY = "apps.audit.selectors.past_sign_ins"
+
+# --- mutual TLS, RFC 8705 (mtls) ------------------------------------------------------------
+
+# PEM bundle of the CAs a tls_client_auth client's certificate must chain to (RFC 8705 §2.1);
+# unset: no client can authenticate with tls_client_auth (self-signed ones still can, §2.2).
+MTLS_CLIENT_CA_FILE = env.existing_file("IDP_MTLS_CLIENT_CA_FILE")
+# Header a trusted proxy (IDP_TRUSTED_PROXIES) forwards the client certificate in: URL-encoded
+# PEM (nginx $ssl_client_escaped_cert) or RFC 9440 `:base64 DER:`; ignored from anyone else.
+MTLS_CLIENT_CERT_HEADER = env.string("IDP_MTLS_CLIENT_CERT_HEADER", "X-Client-Cert")
+if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", MTLS_CLIENT_CERT_HEADER):
+    raise ImproperlyConfigured("IDP_MTLS_CLIENT_CERT_HEADER must be a header name (A-Z, 0-9, -)")

@@ -3,14 +3,14 @@ refusal every check raises, and the audience (RFC 8707). Issuance is in grants/i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
 from apps.ratelimit import services as ratelimit
-from apps.tokens import clients
+from apps.tokens import clients, mtls
 from apps.tokens.binding import UNBOUND, Binding
 from apps.tokens.errors import safe
 from apps.tokens.models import Client
@@ -80,9 +80,10 @@ def require(params: QueryDict, *names: str) -> None:
 
 def authenticated_client(request: HttpRequest, params: QueryDict, *, public: bool) -> Client:
     """RFC 6749 §2.3.1 / §3.2.1: a confidential client proves itself with its secret (HTTP
-    Basic, or client_id and client_secret in the body, never both); a public client names
-    itself with client_id alone, for a grant that allows `public` clients. Anything else is
-    401 invalid_client, recorded."""
+    Basic, or client_id and client_secret in the body, never both), or, registered for it,
+    with its mutual-TLS certificate and client_id in the body (RFC 8705 §2); a public client
+    names itself with client_id alone, for a grant that allows `public` clients. Anything
+    else is 401 invalid_client, recorded."""
     authorization = request.headers.get("Authorization", "")
     credentials = clients.presented(
         authorization, params.get("client_id"), params.get("client_secret")
@@ -93,17 +94,28 @@ def authenticated_client(request: HttpRequest, params: QueryDict, *, public: boo
         # RFC 6749 §2.3: one authentication method per request
         raise Refused("invalid_request", "Send the client secret one way only: Basic or body.")
     attempt = None
-    if credentials.secret is not None:
-        # Issue 12: the secret is checked only once an attempt is reserved for this client id
-        # (existing or not), together with this endpoint's rate limits, in one Redis round
-        # trip; a locked client id answers 429 whether its secret is right or wrong.
+    # RFC 8705 §2: a client registered for mutual-TLS authentication proves itself with its
+    # certificate and only so; a secret it sends fails (one method per client, RFC 7591 §2).
+    registered = clients.client_by_id(credentials.client_id) if credentials.client_id else None
+    by_certificate = registered is not None and mtls.uses_certificate(registered)
+    if credentials.secret is not None or by_certificate:
+        # Issue 12: the secret (or certificate) is checked only once an attempt is reserved
+        # for this client id (existing or not), together with this endpoint's rate limits, in
+        # one Redis round trip; a locked client id answers 429 whether it is right or wrong.
         attempt = ratelimit.attempt_begin(
             request, kind="client", identifier=credentials.client_id,
             client_id=credentials.client_id,
         )  # fmt: skip
         if not attempt.allowed:
             raise ratelimit.Limited(attempt.decision)
-        client = clients.authenticate_presented(credentials)
+        if registered is not None and by_certificate:
+            if credentials.secret is None:
+                credentials = replace(credentials, method=registered.token_endpoint_auth_method)
+                client = registered if mtls.certificate_authenticates(request, registered) else None
+            else:
+                client = None
+        else:
+            client = clients.authenticate_presented(credentials)
     else:
         decision = ratelimit.check(request, client_id=credentials.client_id)
         if not decision.allowed:

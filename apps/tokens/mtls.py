@@ -1,0 +1,225 @@
+"""Mutual TLS (RFC 8705): a client authenticates with its certificate (§2), and tokens issued
+over mutual TLS are bound to that certificate (§3).
+
+- `tls_client_auth` (§2.1): the certificate chains to a CA of MTLS_CLIENT_CA_FILE and carries
+  the one subject DN or subjectAltName entry the client registered (§2.1.2).
+- `self_signed_tls_client_auth` (§2.2): the certificate is one of the x5c certificates of the
+  client's registered `jwks`, within its validity dates.
+- Binding (§3): a token request that came with a certificate gets tokens whose `cnf` names
+  its x5t#S256 thumbprint; a client registered with
+  tls_client_certificate_bound_access_tokens (§3.4) cannot get a token without one.
+
+The certificate reaches us through apps/core/client_cert.py (Tessera's own mutual-TLS
+listener, or the header of a trusted proxy)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import ipaddress
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import verification
+from django.conf import settings
+from django.http import HttpRequest
+
+from apps.core.client_cert import presented_certificate, thumbprint
+from apps.tokens.models import Client
+
+log = logging.getLogger("tessera.mtls")
+
+CERTIFICATE_METHODS = frozenset({Client.AuthMethod.TLS, Client.AuthMethod.SELF_SIGNED})
+# RFC 8705 §2.1.2: the client metadata naming a tls_client_auth client's certificate, and the
+# Client columns of the same names (exactly one is registered).
+IDENTIFIERS = (
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+)
+BOUND_TOKENS_REQUIRED = (
+    "This client's access tokens are bound to its certificate "
+    "(tls_client_certificate_bound_access_tokens, RFC 8705 section 3.4): call over mutual TLS "
+    "with it."
+)
+
+
+def uses_certificate(client: Client) -> bool:
+    """Whether the client authenticates with its certificate, and only so (RFC 8705 §2)."""
+    return client.token_endpoint_auth_method in CERTIFICATE_METHODS
+
+
+def certificate_authenticates(request: HttpRequest, client: Client) -> bool:
+    """RFC 8705 §2: whether this request's client certificate proves `client`."""
+    certificate = presented_certificate(request)
+    if certificate is None:
+        return False
+    now = datetime.datetime.now(datetime.UTC)
+    if client.token_endpoint_auth_method == Client.AuthMethod.TLS:
+        return _chains_to_client_ca(certificate, now) and _names_client(certificate, client)
+    if client.token_endpoint_auth_method == Client.AuthMethod.SELF_SIGNED:
+        return _is_registered(certificate, client, now)
+    return False
+
+
+def bound_thumbprint(request: HttpRequest, client: Client) -> str:
+    """RFC 8705 §3: the thumbprint the tokens of this token request are bound to: the
+    presented certificate's when the request came over mutual TLS with one, "" otherwise.
+    A client registered with tls_client_certificate_bound_access_tokens (§3.4) must present
+    one: Refused invalid_request."""
+    from apps.tokens.grants.base import Refused  # grants import this module
+
+    certificate = presented_certificate(request)
+    if certificate is not None:
+        return thumbprint(certificate)
+    if client.tls_client_certificate_bound_access_tokens:
+        raise Refused("invalid_request", BOUND_TOKENS_REQUIRED)
+    return ""
+
+
+def presented_thumbprint(request: HttpRequest) -> str:
+    """What a resource request proves (RFC 8705 §3): its certificate's thumbprint, or ""."""
+    certificate = presented_certificate(request)
+    return thumbprint(certificate) if certificate is not None else ""
+
+
+# --- tls_client_auth (§2.1) --------------------------------------------------------------
+
+
+@cache
+def _client_ca_store(path: Path | None) -> verification.Store | None:
+    """The trust anchors of MTLS_CLIENT_CA_FILE, read once per process (a new bundle takes a
+    restart, as the listener's own does)."""
+    if path is None:
+        return None
+    try:
+        roots = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        log.error(
+            "IDP_MTLS_CLIENT_CA_FILE holds no readable PEM certificate", extra={"path": str(path)}
+        )
+        return None
+    return verification.Store(roots)
+
+
+# The web PKI profile's checks (RFC 5280 plus CA/Browser Forum rules: basicConstraints,
+# keyUsage, the clientAuth extended key usage), except that the client certificate needs no
+# subjectAltName: RFC 8705 §2.1.2 lets a client be named by its subject DN alone.
+_CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
+_CLIENT_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+)
+
+
+def _chains_to_client_ca(certificate: x509.Certificate, now: datetime.datetime) -> bool:
+    """RFC 8705 §2.1: the certificate path validates (RFC 5280 §6 with the profile above:
+    validity dates, CA constraints, the clientAuth extended key usage) up to a trust anchor of
+    MTLS_CLIENT_CA_FILE. Only the leaf reaches us (nginx forwards no chain): intermediates
+    belong in the bundle."""
+    store = _client_ca_store(settings.MTLS_CLIENT_CA_FILE)
+    if store is None:
+        return False
+    verifier = (
+        verification.PolicyBuilder()
+        .store(store)
+        .time(now)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CLIENT_POLICY)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(certificate, [])
+    except verification.VerificationError:
+        return False
+    return True
+
+
+def _names_client(certificate: x509.Certificate, client: Client) -> bool:
+    """RFC 8705 §2.1.2: the ONE registered identifier names the certificate: its subject DN
+    (compared as RFC 4517 distinguishedNameMatch does: attribute by attribute, values
+    case-insensitively with insignificant spaces folded) or one subjectAltName entry."""
+    if client.tls_client_auth_subject_dn:
+        try:
+            wanted = x509.Name.from_rfc4514_string(client.tls_client_auth_subject_dn)
+        except ValueError:
+            return False
+        return dn_key(certificate.subject) == dn_key(wanted)
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    if client.tls_client_auth_san_dns:
+        wanted_dns = client.tls_client_auth_san_dns.lower().rstrip(".")
+        return any(
+            d.lower().rstrip(".") == wanted_dns for d in sans.get_values_for_type(x509.DNSName)
+        )
+    if client.tls_client_auth_san_uri:
+        return client.tls_client_auth_san_uri in sans.get_values_for_type(
+            x509.UniformResourceIdentifier
+        )
+    if client.tls_client_auth_san_ip:
+        try:
+            wanted_ip = ipaddress.ip_address(client.tls_client_auth_san_ip)
+        except ValueError:
+            return False
+        return wanted_ip in sans.get_values_for_type(x509.IPAddress)
+    if client.tls_client_auth_san_email:
+        return _email_key(client.tls_client_auth_san_email) in {
+            _email_key(e) for e in sans.get_values_for_type(x509.RFC822Name)
+        }
+    return False  # registered without an identifier: nothing can match
+
+
+def dn_key(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """A distinguished name as compared (RFC 4517 §4.2.15 distinguishedNameMatch with
+    caseIgnoreMatch values, RFC 4518 insignificant space handling): each RDN's attributes by
+    OID, values case-folded with runs of spaces made one."""
+    return tuple(
+        tuple(sorted((a.oid.dotted_string, _fold(a.value)) for a in rdn)) for rdn in name.rdns
+    )
+
+
+def _fold(value: str | bytes) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return " ".join(text.split()).casefold()
+
+
+def _email_key(address: str) -> str:
+    """RFC 5280 §4.2.1.6: the local part is case-sensitive, the domain is not."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+# --- self_signed_tls_client_auth (§2.2) --------------------------------------------------
+
+
+def _is_registered(certificate: x509.Certificate, client: Client, now: datetime.datetime) -> bool:
+    """RFC 8705 §2.2.2: the presented certificate is one the client registered (an x5c
+    member of its jwks), byte for byte, and it is within its validity dates."""
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        return False
+    der = certificate.public_bytes(Encoding.DER)
+    return der in registered_certificates(client.jwks)
+
+
+def registered_certificates(jwks: Any) -> list[bytes]:
+    """The DER certificates in a JWK Set's x5c members (RFC 7517 §4.7: base64, not base64url);
+    members that do not decode are skipped (registration refuses them: jwks_certificates)."""
+    found = []
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    for key in keys if isinstance(keys, list) else []:
+        chain = key.get("x5c") if isinstance(key, dict) else None
+        for encoded in chain if isinstance(chain, list) else []:
+            if not isinstance(encoded, str):
+                continue
+            try:
+                found.append(base64.b64decode(encoded, validate=True))
+            except (binascii.Error, ValueError):
+                continue
+    return found
