@@ -1025,3 +1025,27 @@ MTLS_CLIENT_CA_FILE = env.existing_file("IDP_MTLS_CLIENT_CA_FILE")
 MTLS_CLIENT_CERT_HEADER = env.string("IDP_MTLS_CLIENT_CERT_HEADER", "X-Client-Cert")
 if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", MTLS_CLIENT_CERT_HEADER):
     raise ImproperlyConfigured("IDP_MTLS_CLIENT_CERT_HEADER must be a header name (A-Z, 0-9, -)")
+
+# --- DPoP, RFC 9449 (dpop) (apps/tokens/dpop.py; docs/dpop.md) ------------------------------
+
+# Algorithms a DPoP proof may be signed with: asymmetric only (RFC 9449 §4.2, never none or
+# HS*); published as dpop_signing_alg_values_supported.
+DPOP_SIGNING_ALGS: tuple[str, ...] = tuple(
+    env.string("IDP_DPOP_SIGNING_ALGS", "ES256 EdDSA PS256 RS256").replace(",", " ").split()
+)
+_DPOP_ASYMMETRIC: tuple[str, ...] = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+_DPOP_ASYMMETRIC += ("RS256", "RS384", "RS512", "EdDSA")
+if not DPOP_SIGNING_ALGS or not set(DPOP_SIGNING_ALGS) <= set(_DPOP_ASYMMETRIC):
+    raise ImproperlyConfigured(
+        f"IDP_DPOP_SIGNING_ALGS={' '.join(DPOP_SIGNING_ALGS)!r} is not valid: expected "
+        f"asymmetric JWS algorithms among {' '.join(_DPOP_ASYMMETRIC)} (RFC 9449 §4.2: never "
+        "none or a MAC)."
+    )
+# Seconds a proof's iat may lie in the past (RFC 9449 §11.1); its jti is remembered as long.
+DPOP_PROOF_MAX_AGE = env.integer("IDP_DPOP_PROOF_MAX_AGE", 60, minimum=5, maximum=600)
+# Seconds a proof's iat may lie in the future: the clients' clock skew (RFC 9449 §4.3 step 11).
+DPOP_PROOF_MAX_SKEW = env.integer("IDP_DPOP_PROOF_MAX_SKEW", 5, minimum=0, maximum=300)
+# Whether the token endpoint and resources demand a server nonce in every proof (§8, §9).
+DPOP_NONCE_REQUIRED = env.boolean("IDP_DPOP_NONCE_REQUIRED", True)
+# Seconds one DPoP-Nonce is handed out; the previous one stays good for as long again (§8.2).
+DPOP_NONCE_LIFETIME = env.integer("IDP_DPOP_NONCE_LIFETIME", 300, minimum=30, maximum=3600)

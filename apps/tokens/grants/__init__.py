@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
+from apps.tokens import possession
 from apps.tokens.grants import authorization_code, client_credentials, refresh_token
 from apps.tokens.grants.base import (
     Refused,
@@ -48,10 +49,17 @@ def token_response(request: HttpRequest) -> HttpResponse:
             raise Refused(
                 "unauthorized_client", f"This client is not registered for the {grant_type} grant."
             )
-        answer = handler.issue(TokenRequest(request, params, client))
+        # RFC 8705 §3 / RFC 9449 §5: the tokens are bound to what the request proves.
+        binding = possession.token_endpoint_binding(request, client)
+        answer = handler.issue(TokenRequest(request, params, client, binding=binding))
     except Refused as refused:
-        return _json(refusal_body(refused), refused.status)
-    return _json(answer, 200)
+        response = _json(refusal_body(refused), refused.status)
+    else:
+        response = _json(answer, 200)
+    nonce = possession.dpop_nonce_header(request)
+    if nonce:
+        response["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: on errors and successes alike
+    return response
 
 
 def _handler(grant_types: list[str]) -> GrantHandler:

@@ -1,0 +1,81 @@
+"""What a request proves possession of, for the one road of sender-constrained tokens
+(binding.py): a DPoP proof's key (RFC 9449, dpop.py) and, added by the mutual-TLS half, the
+client certificate of the connection (RFC 8705, mtls.py).
+
+- The token endpoint (grants/__init__.py) calls token_endpoint_binding() once the client is
+  authenticated; the tokens it issues are bound to the answer (TokenRequest.binding).
+- A resource (userinfo, the admin API, any Python resource server) calls
+  resource_binding(request, token) and hands the answer to
+  validation.validate_access_token(token, presented=...): a bound token whose key or
+  certificate the request does not prove is invalid_token.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from apps.tokens import dpop
+from apps.tokens.binding import Binding
+from apps.tokens.grants.base import Refused
+from apps.tokens.models import Client
+
+DPOP_SCHEME = "dpop"  # RFC 9449 §7.1: Authorization: DPoP <token>
+
+
+def token_endpoint_binding(request: HttpRequest, client: Client) -> Binding:
+    """What a token request of the authenticated `client` proves: a DPoP proof of the token
+    endpoint (RFC 9449 §5). Raises Refused (RFC 6749 §5.2 shape with RFC 9449's errors)."""
+    return Binding(jkt=proven_jkt(request, required=client.dpop_bound_access_tokens))
+
+
+def proven_jkt(request: HttpRequest, *, required: bool) -> str:
+    """The thumbprint of the key a DPoP proof of this endpoint (token, PAR) proves, "" when
+    the request sent none and none is `required` (RFC 9449 §5.2 dpop_bound_access_tokens).
+    Raises Refused: invalid_dpop_proof, use_dpop_nonce (with the DPoP-Nonce header, added
+    by dpop_nonce_header), or 503 while the replay cache is unreachable (fail closed)."""
+    try:
+        proof = dpop.proof_header(request)
+        if proof is None:
+            if required:
+                raise Refused(
+                    "invalid_request",
+                    "This client's tokens are DPoP-bound: send a DPoP proof (RFC 9449).",
+                )
+            return ""
+        return dpop.verify(request, proof, nonce=dpop.nonce_required()).jkt
+    except dpop.InvalidProof as invalid:  # and UseNonce, its kind
+        raise Refused(invalid.error, str(invalid)) from None
+    except dpop.ReplayCacheUnavailable as unavailable:
+        raise Refused("temporarily_unavailable", str(unavailable), status=503) from None
+
+
+def dpop_nonce_header(request: HttpRequest) -> str | None:
+    """The DPoP-Nonce to send with the answer to a request that carried a DPoP proof, when
+    nonces are required (RFC 9449 §8.2: a new nonce may come with any answer)."""
+    if dpop.nonce_required() and "HTTP_DPOP" in request.META:
+        return dpop.current_nonce()
+    return None
+
+
+def resource_binding(request: HttpRequest, token: str) -> Binding:
+    """What a resource request presenting `token` proves. With `Authorization: DPoP`, the
+    DPoP proof (RFC 9449 §7.1, with `ath` of the token and, when required, a nonce: §9) must
+    be valid, and its key is proven; with Bearer (or the token in the body) no key is proven,
+    whatever DPoP header came (§7.2: a DPoP-bound token sent as Bearer is refused).
+
+    Raises dpop.InvalidProof / dpop.UseNonce (401 with `WWW-Authenticate: DPoP
+    error="invalid_dpop_proof"` / `"use_dpop_nonce"` and a DPoP-Nonce header) and
+    dpop.ReplayCacheUnavailable (503). A Python resource server calls it as userinfo does:
+
+        presented = possession.resource_binding(request, token)
+        claims = validation.validate_access_token(token, audience=..., presented=presented)
+    """
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    if scheme != DPOP_SCHEME:
+        return Binding()
+    proof = dpop.proof_header(request)
+    if proof is None:
+        raise dpop.InvalidProof("Authorization: DPoP needs a DPoP proof header (RFC 9449 §7.1).")
+    return Binding(
+        jkt=dpop.verify(request, proof, access_token=token, nonce=dpop.nonce_required()).jkt
+    )
