@@ -996,6 +996,8 @@ SPECTACULAR_SETTINGS = {
         "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
         "PermissionScopeEnum": "apps.accounts.models.PermissionScope",
         "MfaRequiredByEnum": "apps.accounts.models.MfaRequiredBy",  # also who blocked a person
+        # a client's (RFC 8705) and an upstream provider's token_endpoint_auth_method
+        "ClientAuthMethodEnum": "apps.tokens.models.Client.AuthMethod",
     },
 }
 

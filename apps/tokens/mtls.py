@@ -17,24 +17,38 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import hashlib
 import ipaddress
+import json
 import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.urls import reverse
 
 from apps.core.client_cert import presented_certificate, thumbprint
 from apps.tokens.models import Client
 
 log = logging.getLogger("tessera.mtls")
 
-CERTIFICATE_METHODS = frozenset({Client.AuthMethod.TLS, Client.AuthMethod.SELF_SIGNED})
+CERTIFICATE_METHODS_ORDER = (Client.AuthMethod.TLS.value, Client.AuthMethod.SELF_SIGNED.value)
+CERTIFICATE_METHODS = frozenset(CERTIFICATE_METHODS_ORDER)
+# RFC 8705 §5: the endpoints a client calls with its certificate, by metadata name.
+ALIASED_ENDPOINTS = {
+    "token_endpoint": "tokens:token",
+    "userinfo_endpoint": "tokens:userinfo",
+    "introspection_endpoint": "tokens:introspect",
+    "revocation_endpoint": "tokens:revoke",
+    "pushed_authorization_request_endpoint": "tokens:par",
+}
 # RFC 8705 §2.1.2: the client metadata naming a tls_client_auth client's certificate, and the
 # Client columns of the same names (exactly one is registered).
 IDENTIFIERS = (
@@ -88,6 +102,15 @@ def presented_thumbprint(request: HttpRequest) -> str:
     """What a resource request proves (RFC 8705 §3): its certificate's thumbprint, or ""."""
     certificate = presented_certificate(request)
     return thumbprint(certificate) if certificate is not None else ""
+
+
+def endpoint_aliases() -> dict[str, str]:
+    """RFC 8705 §5 mtls_endpoint_aliases: the endpoints at MTLS_BASE_URL (the origin of the
+    listener that asks for client certificates, idp/tls), or {} when there is none."""
+    base = str(getattr(settings, "MTLS_BASE_URL", "") or "").rstrip("/")
+    if not base:
+        return {}
+    return {name: base + reverse(route) for name, route in ALIASED_ENDPOINTS.items()}
 
 
 # --- tls_client_auth (§2.1) --------------------------------------------------------------
@@ -223,3 +246,156 @@ def registered_certificates(jwks: Any) -> list[bytes]:
             except (binascii.Error, ValueError):
                 continue
     return found
+
+
+# --- registration (RFC 8705 §2.1.2, §2.2.2, §3.4 client metadata) ------------------------
+
+MAX_JWKS_CHARS = 65_536  # a few certificates; a client registering more is doing it wrong
+
+
+def registration_set(
+    client: Client,
+    *,
+    token_endpoint_auth_method: str,
+    tls_client_auth_subject_dn: str,
+    tls_client_auth_san_dns: str,
+    tls_client_auth_san_uri: str,
+    tls_client_auth_san_ip: str,
+    tls_client_auth_san_email: str,
+    jwks: Any,
+    tls_client_certificate_bound_access_tokens: bool,
+) -> None:
+    """Checks a client's mutual-TLS metadata and sets it on `client` (unsaved). Raises
+    ValidationError keyed by the field at fault: an unknown method; a certificate method for
+    a public client (it has no client authentication, RFC 6749 §2.1); tls_client_auth without
+    exactly one identifier, or with one that does not parse (§2.1.2); an identifier for
+    another method; self_signed_tls_client_auth without a jwks holding x5c certificates
+    (§2.2.2); a jwks that is not a JWK Set (RFC 7517 §5)."""
+    method = token_endpoint_auth_method or ""
+    if method not in Client.AuthMethod.values:
+        raise ValidationError(
+            {"token_endpoint_auth_method": "Use tls_client_auth, self_signed_tls_client_auth "
+             "or nothing (a client secret)."}
+        )  # fmt: skip
+    if method and client.client_type == Client.CLIENT_PUBLIC:
+        raise ValidationError(
+            {"token_endpoint_auth_method": "A public client does not authenticate (RFC 6749 "
+             "§2.1): mutual-TLS authentication is for confidential clients."}
+        )  # fmt: skip
+    identifiers = {
+        "tls_client_auth_subject_dn": (tls_client_auth_subject_dn or "").strip(),
+        "tls_client_auth_san_dns": (tls_client_auth_san_dns or "").strip(),
+        "tls_client_auth_san_uri": (tls_client_auth_san_uri or "").strip(),
+        "tls_client_auth_san_ip": (tls_client_auth_san_ip or "").strip(),
+        "tls_client_auth_san_email": (tls_client_auth_san_email or "").strip(),
+    }
+    given = [field for field, value in identifiers.items() if value]
+    if method == Client.AuthMethod.TLS:
+        if len(given) != 1:
+            raise ValidationError(
+                {(given[1] if given else "tls_client_auth_subject_dn"): "tls_client_auth needs "
+                 "exactly one of the subject DN or a SAN (DNS, URI, IP, email) (RFC 8705 "
+                 "§2.1.2)."}
+            )  # fmt: skip
+        _identifier_check(given[0], identifiers[given[0]])
+    elif given:
+        raise ValidationError(
+            {given[0]: "A certificate subject is registered only for tls_client_auth."}
+        )
+    certificates = jwks_certificates(jwks)  # raises on a malformed set
+    if method == Client.AuthMethod.SELF_SIGNED and not certificates:
+        raise ValidationError(
+            {"jwks": "self_signed_tls_client_auth needs a jwks whose keys carry the client's "
+             "certificate in x5c (RFC 8705 §2.2.2)."}
+        )  # fmt: skip
+    client.token_endpoint_auth_method = method
+    for field, value in identifiers.items():
+        setattr(client, field, value)
+    client.jwks = jwks or None
+    client.tls_client_certificate_bound_access_tokens = bool(
+        tls_client_certificate_bound_access_tokens
+    )
+
+
+def _identifier_check(field: str, value: str) -> None:
+    """RFC 8705 §2.1.2: each identifier in the form its certificate field has."""
+    problem = ""
+    if len(value) > Client._meta.get_field(field).max_length:
+        problem = "is too long"
+    elif field == "tls_client_auth_subject_dn":
+        try:
+            if not x509.Name.from_rfc4514_string(value).rdns:
+                problem = "names no attribute"
+        except ValueError:
+            problem = "is not an RFC 4514 distinguished name (CN=client,O=Example,C=DE)"
+    elif field == "tls_client_auth_san_dns":
+        labels = value.rstrip(".").split(".")
+        if not all(label and len(label) <= 63 and label.replace("-", "").isalnum()
+                   and label.isascii() for label in labels):  # fmt: skip
+            problem = "is not a DNS name"
+    elif field == "tls_client_auth_san_uri":
+        parts = urlsplit(value)
+        if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in value):
+            problem = "is not an absolute URI"
+    elif field == "tls_client_auth_san_ip":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            problem = "is not an IPv4 or IPv6 address"
+    elif field == "tls_client_auth_san_email":
+        local, at, domain = value.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() for c in value):
+            problem = "is not an email address"
+    if problem:
+        raise ValidationError({field: f"{field} {problem}."})
+
+
+def jwks_certificates(jwks: Any) -> list[x509.Certificate]:
+    """The certificates of a registered JWK Set's x5c members; None is no set. Raises
+    ValidationError (key "jwks") for a value that is not a JWK Set of objects (RFC 7517 §5),
+    one too large, or an x5c member that is not a base64 DER certificate (§4.7)."""
+    if jwks is None or jwks == {}:
+        return []
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise ValidationError({"jwks": 'A JWK Set is a JSON object {"keys": [...]} (RFC 7517).'})
+    if len(json.dumps(jwks)) > MAX_JWKS_CHARS:
+        raise ValidationError({"jwks": f"The JWK Set is over {MAX_JWKS_CHARS} characters."})
+    certificates = []
+    for number, key in enumerate(jwks["keys"], start=1):
+        if not isinstance(key, dict):
+            raise ValidationError({"jwks": f"Key {number} is not a JSON object."})
+        chain = key.get("x5c", [])
+        if not isinstance(chain, list):
+            raise ValidationError({"jwks": f"Key {number}: x5c is a list of certificates."})
+        for encoded in chain:
+            try:
+                der = base64.b64decode(str(encoded), validate=True)
+                certificates.append(x509.load_der_x509_certificate(der))
+            except (binascii.Error, ValueError):
+                raise ValidationError(
+                    {"jwks": f"Key {number}: an x5c member is not a base64 DER certificate "
+                     "(RFC 7517 §4.7)."}
+                ) from None  # fmt: skip
+    return certificates
+
+
+def jwks_parse(text: str) -> Any:
+    """A JWK Set from the JSON an operator gives (a console field, createclient's
+    --jwks-file); blank is none. Raises ValidationError (key "jwks")."""
+    if not text.strip():
+        return None
+    try:
+        jwks = json.loads(text)
+    except ValueError as error:
+        raise ValidationError({"jwks": f"The JWK Set is not JSON: {error}."}) from None
+    jwks_certificates(jwks)
+    return jwks
+
+
+def certificate_summary(jwks: Any) -> list[str]:
+    """The x5t#S256 thumbprints of a registered jwks's certificates: how events and pages name
+    them (never the whole set)."""
+    return [
+        base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
+        for der in registered_certificates(jwks)
+    ]
