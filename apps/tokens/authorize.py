@@ -16,6 +16,7 @@ request_uri.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -593,7 +594,22 @@ def describe_scopes(scopes: list[str]) -> list[tuple[str, str]]:
 
 
 Check = Callable[[HttpRequest, AuthorizationRequest], None]
+
+
 # The checks that need no browser: the pushed request endpoint runs them too (RFC 9126 §2.1).
+def check_dpop_jkt(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    """RFC 9449 §10: dpop_jkt, when sent, is a JWK SHA-256 thumbprint (RFC 7638 §3: 43
+    base64url characters); the code is then redeemed only with a DPoP proof of that key."""
+    dpop_jkt = areq.params.get("dpop_jkt")
+    if dpop_jkt is not None and not _JKT.fullmatch(dpop_jkt):
+        raise error_to_client(
+            areq, "invalid_request",
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (RFC 9449 "
+            "section 10).",
+        )  # fmt: skip
+
+
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 REQUEST_CHECKS: list[Check] = [
     check_oauth_request,
     check_no_repeats,
@@ -602,6 +618,7 @@ REQUEST_CHECKS: list[Check] = [
     check_pkce_s256,
     check_prompt,
     check_claims_request,
+    check_dpop_jkt,
 ]
 CHECKS: list[Check] = [
     check_pushed_request,
@@ -631,6 +648,7 @@ def issue_code(request: HttpRequest, areq: AuthorizationRequest) -> HttpResponse
         code_challenge_method=str(credentials.get("code_challenge_method") or ""),
         nonce=str(credentials.get("nonce") or ""),
         acr=token_acr(areq),
+        dpop_jkt=areq.params.get("dpop_jkt", ""),
     )
     return redirect_to_client(areq, {"code": code})
 

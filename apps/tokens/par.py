@@ -15,7 +15,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.request import RawPostDataException
 
-from apps.tokens import authorize
+from apps.tokens import authorize, possession
 from apps.tokens.grants.base import Refused, authenticated_client, check_params, refusal_body
 from apps.tokens.pushed import PushedUnavailable, pushed_store
 
@@ -43,8 +43,27 @@ def _form(request: HttpRequest) -> QueryDict:
         raise Refused("invalid_request", "The request body is too large.") from None
 
 
+def _bind_dpop_key(request: HttpRequest, pushed: dict[str, str]) -> None:
+    """RFC 9449 §10.1: a DPoP proof sent with the push binds the code to its key, as dpop_jkt
+    does; both at once must name the same key. Raises Refused."""
+    jkt = possession.proven_jkt(request, required=False)
+    if not jkt:
+        return
+    if pushed.setdefault("dpop_jkt", jkt) != jkt:
+        raise Refused("invalid_dpop_proof", "dpop_jkt names another key than the DPoP proof's.")
+
+
 def push_response(request: HttpRequest) -> HttpResponse:
-    """RFC 9126 §2: 201 with request_uri and expires_in, or a §2.3 error (as RFC 6749 §5.2)."""
+    """RFC 9126 §2: 201 with request_uri and expires_in, or a §2.3 error (as RFC 6749 §5.2);
+    to a request with a DPoP proof, the current DPoP-Nonce (RFC 9449 §8.2)."""
+    response = _pushed(request)
+    nonce = possession.dpop_nonce_header(request)
+    if nonce:
+        response["DPoP-Nonce"] = nonce
+    return response
+
+
+def _pushed(request: HttpRequest) -> HttpResponse:
     try:
         params = _form(request)
         check_params(params)
@@ -55,6 +74,7 @@ def push_response(request: HttpRequest) -> HttpResponse:
             )
         pushed = {name: str(params[name]) for name in params if name not in _CREDENTIALS}
         pushed["client_id"] = client.client_id
+        _bind_dpop_key(request, pushed)
         answer = authorize.validate_pushed(
             request, pushed, repeated=frozenset(n for n in params if len(params.getlist(n)) > 1)
         )

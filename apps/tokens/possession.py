@@ -61,12 +61,19 @@ def dpop_nonce_header(request: HttpRequest) -> str | None:
     return None
 
 
-def resource_binding(request: HttpRequest, token: str) -> Binding:
+def uses_dpop_scheme(request: HttpRequest) -> bool:
+    """Whether the access token came as `Authorization: DPoP <token>` (RFC 9449 §7.1)."""
+    return request.headers.get("Authorization", "").partition(" ")[0].lower() == DPOP_SCHEME
+
+
+def resource_binding(request: HttpRequest, token: str, *, nonce: bool | None = None) -> Binding:
     """What a resource request presenting `token` proves: the certificate of a mutual-TLS
     connection (RFC 8705 §3), whatever the scheme, and, with `Authorization: DPoP`, the
     DPoP proof (RFC 9449 §7.1, with `ath` of the token and, when required, a nonce: §9) must
     be valid, and its key is proven; with Bearer (or the token in the body) no key is proven,
     whatever DPoP header came (§7.2: a DPoP-bound token sent as Bearer is refused).
+    `nonce`: whether the proof must carry a server nonce; default settings.DPOP_NONCE_REQUIRED
+    (a resource that demands one must send DPoP-Nonce with its answers: dpop_nonce_header).
 
     Raises dpop.InvalidProof / dpop.UseNonce (401 with `WWW-Authenticate: DPoP
     error="invalid_dpop_proof"` / `"use_dpop_nonce"` and a DPoP-Nonce header) and
@@ -76,13 +83,13 @@ def resource_binding(request: HttpRequest, token: str) -> Binding:
         claims = validation.validate_access_token(token, audience=..., presented=presented)
     """
     x5t = mtls.presented_thumbprint(request)  # RFC 8705 §3: the connection's certificate
-    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
-    if scheme != DPOP_SCHEME:
+    if not uses_dpop_scheme(request):
         return Binding(x5t_s256=x5t)
     proof = dpop.proof_header(request)
     if proof is None:
         raise dpop.InvalidProof("Authorization: DPoP needs a DPoP proof header (RFC 9449 §7.1).")
+    if nonce is None:
+        nonce = dpop.nonce_required()
     return Binding(
-        x5t_s256=x5t,
-        jkt=dpop.verify(request, proof, access_token=token, nonce=dpop.nonce_required()).jkt,
+        x5t_s256=x5t, jkt=dpop.verify(request, proof, access_token=token, nonce=nonce).jkt
     )

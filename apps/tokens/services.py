@@ -612,13 +612,15 @@ def code_issue(
     code_challenge_method: str,
     nonce: str,
     acr: str = "",
+    dpop_jkt: str = "",
 ) -> str:
     """An authorization code for a request the authorize checks accepted (RFC 6749 §4.1.2):
     256 random bits (RFC 6749 §10.10), single use and short-lived (AUTHORIZATION_CODE_LIFETIME,
     RFC 6749 §4.1.2 recommends at most 10 minutes), bound to the client, the exact redirect
     URI, the PKCE challenge (RFC 7636 §4.4; S256 only, RFC 9700 §2.1.1), the nonce (OIDC Core
     §3.1.2.1) and the login session, and the start of a token family. `acr`: the ID token's
-    acr when the request asked it essential with values (OIDC Core §5.5.1.1; in `claims`)."""
+    acr when the request asked it essential with values (OIDC Core §5.5.1.1; in `claims`).
+    `dpop_jkt`: the DPoP key the code may only be redeemed with (RFC 9449 §10)."""
     code = secrets.token_urlsafe(32)
     Grant.objects.create(
         application=client,
@@ -633,5 +635,6 @@ def code_issue(
         code_challenge_method=code_challenge_method,
         nonce=nonce,
         claims=json.dumps({"acr": acr}) if acr else "{}",
+        dpop_jkt=dpop_jkt,
     )
     return code

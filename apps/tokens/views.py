@@ -25,7 +25,7 @@ from apps.sessions.levels import ACR_VALUES_SUPPORTED
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import clients, grants, id_tokens, logout_propagation, mtls
+from apps.tokens import clients, dpop, grants, id_tokens, logout_propagation, mtls, possession
 from apps.tokens.activity import activity_report
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
@@ -87,6 +87,8 @@ def _metadata() -> bytes:
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
         "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 §3.3
+        # RFC 9449 §5.1: DPoP proofs accepted at the token endpoint and the resources
+        "dpop_signing_alg_values_supported": list(settings.DPOP_SIGNING_ALGS),
     }  # fmt: skip
     aliases = mtls.endpoint_aliases()
     if aliases:  # RFC 8705 §5: where clients reach the endpoints over mutual TLS
@@ -221,9 +223,14 @@ def revoke(request: HttpRequest) -> HttpResponse:
 # --- resources -----------------------------------------------------------------------
 
 
-def _bearer_error(status: int, error: str | None, description: str) -> JsonResponse:
+def _bearer_error(
+    status: int, error: str | None, description: str, *, dpop: bool = False
+) -> JsonResponse:
     """RFC 6750 §3: the WWW-Authenticate challenge names the error; a request with no
-    credentials at all gets no error code (§3.1), only the description of what to send."""
+    credentials at all gets no error code (§3.1), only the description of what to send, and
+    both the Bearer and the DPoP challenge (RFC 9449 §7.1: either scheme is accepted). To a
+    request made with the DPoP scheme (`dpop`), the DPoP challenge with the error, and the
+    algorithms a proof may use (`algs`, RFC 9449 §7.1)."""
     description = safe(description)
     body = (
         {"error": error, "error_description": description}
@@ -231,9 +238,14 @@ def _bearer_error(status: int, error: str | None, description: str) -> JsonRespo
         else {"error_description": description}
     )
     response = JsonResponse(body, status=status)
-    challenge = f'Bearer realm="{settings.ISSUER}"'
+    algs = f'algs="{" ".join(settings.DPOP_SIGNING_ALGS)}"'
+    challenge = f'{"DPoP" if dpop else "Bearer"} realm="{settings.ISSUER}"'
     if error:
         challenge += f', error="{error}", error_description="{description}"'
+    if dpop:
+        challenge += f", {algs}"
+    elif not error:
+        challenge += f', DPoP realm="{settings.ISSUER}", {algs}'
     response["WWW-Authenticate"] = challenge
     response["Cache-Control"] = "no-store"
     return response
@@ -266,7 +278,7 @@ def _bearer_token(request: HttpRequest) -> str | JsonResponse:
         token = request.POST["access_token"].strip()
     else:
         scheme, _, token = (header or "").partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in ("bearer", possession.DPOP_SCHEME):  # RFC 9449 §7.1
             token = ""
         token = token.strip()
     if not token:
@@ -280,16 +292,32 @@ def _bearer_token(request: HttpRequest) -> str | JsonResponse:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def userinfo(request: HttpRequest) -> HttpResponse:
-    """OIDC Core §5.3, with the token sent as RFC 6750 §2.1 or §2.2 allow."""
+    """OIDC Core §5.3, with the token sent as RFC 6750 §2.1 or §2.2 allow, or as RFC 9449 §7.1
+    (Authorization: DPoP with a DPoP proof); to a request with a DPoP proof, the current
+    DPoP-Nonce when nonces are required (§9)."""
+    response = _userinfo(request)
+    nonce = possession.dpop_nonce_header(request)
+    if nonce:
+        response["DPoP-Nonce"] = nonce
+    return response
+
+
+def _userinfo(request: HttpRequest) -> HttpResponse:
     token = _bearer_token(request)
     if isinstance(token, JsonResponse):
         return token
+    dpop_scheme = possession.uses_dpop_scheme(request)
     try:
-        user, claims = bearer_user(token, scope="openid")
+        presented = possession.resource_binding(request, token)
+        user, claims = bearer_user(token, scope="openid", presented=presented)
+    except dpop.InvalidProof as invalid:  # and UseNonce: RFC 9449 §7.1, §9
+        return _bearer_error(401, invalid.error, str(invalid), dpop=True)
+    except dpop.ReplayCacheUnavailable as unavailable:
+        return _bearer_error(503, "temporarily_unavailable", str(unavailable), dpop=True)
     except InvalidToken as invalid:
-        return _bearer_error(401, "invalid_token", str(invalid))
+        return _bearer_error(401, "invalid_token", str(invalid), dpop=dpop_scheme)
     except InsufficientScope as insufficient:
-        return _bearer_error(403, "insufficient_scope", str(insufficient))
+        return _bearer_error(403, "insufficient_scope", str(insufficient), dpop=dpop_scheme)
     scopes = str(claims["scope"]).split()
     _report_userinfo(user, claims)
     body = {"sub": str(user.pk), **profile_claims(user, scopes)}

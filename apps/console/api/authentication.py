@@ -1,25 +1,35 @@
-"""Bearer access tokens for the admin API (RFC 6750), beside DRF's staff session login."""
+"""Access tokens for the admin API, beside DRF's staff session login: Bearer (RFC 6750) and
+DPoP-bound (RFC 9449 §7: `Authorization: DPoP` with a DPoP proof)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.exceptions import APIException, AuthenticationFailed, PermissionDenied
 from rest_framework.request import Request
 
 from apps.accounts.models import User
+from apps.tokens import dpop, possession
 from apps.tokens.scopes import ADMIN_SCOPE
 from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 
 
-def _challenge(**params: str) -> str:
-    """RFC 6750 §3: the WWW-Authenticate value, naming the error when there is one."""
+def _challenge(scheme: str = "Bearer", **params: str) -> str:
+    """RFC 6750 §3 / RFC 9449 §7.1: the WWW-Authenticate value, naming the error when there
+    is one."""
     return ", ".join(
-        [f'Bearer realm="{settings.ISSUER}"', *(f'{k}="{v}"' for k, v in params.items())]
+        [f'{scheme} realm="{settings.ISSUER}"', *(f'{k}="{v}"' for k, v in params.items())]
     )
+
+
+class ProofsUncheckable(APIException):
+    """The DPoP replay cache cannot be reached: no proof is accepted (fail closed)."""
+
+    status_code = 503
+    default_code = "temporarily_unavailable"
 
 
 class AdminScopeMissing(PermissionDenied):
@@ -39,10 +49,20 @@ class AdminBearerAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in ("bearer", possession.DPOP_SCHEME):
             return None  # no token: the next authenticator (the session) may know the caller
+        token = token.strip()
         try:
-            return bearer_user(token.strip(), scope=ADMIN_SCOPE)
+            # RFC 9449 §7.1: with the DPoP scheme, the proof (with ath) proves the token's key.
+            # No server nonce is demanded here: a DRF authenticator cannot hand one out with
+            # the answer, and the proof's jti and iat window still stop replays (§11.1).
+            presented = possession.resource_binding(request._request, token, nonce=False)
+            return bearer_user(token, scope=ADMIN_SCOPE, presented=presented)
+        except dpop.InvalidProof as invalid:
+            cast(Any, request._request).tessera_dpop_error = invalid.error
+            raise AuthenticationFailed(str(invalid)) from None
+        except dpop.ReplayCacheUnavailable as unavailable:
+            raise ProofsUncheckable(str(unavailable)) from None
         except InvalidToken as invalid:
             raise AuthenticationFailed(str(invalid)) from None
         except InsufficientScope as insufficient:
@@ -51,8 +71,13 @@ class AdminBearerAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         """401 answers carry the challenge (RFC 6750 §3), which also makes DRF answer 401,
         not 403, to a request without credentials. A 401 to a request that sent a bearer
-        token means the token was refused (§3.1 invalid_token)."""
+        token means the token was refused (§3.1 invalid_token); to one that sent a DPoP
+        token, the DPoP challenge names the proof's error or invalid_token, with the
+        algorithms a proof may use (RFC 9449 §7.1)."""
         sent_token = request.headers.get("Authorization", "").partition(" ")[0].lower()
+        if sent_token == possession.DPOP_SCHEME:
+            error = getattr(request._request, "tessera_dpop_error", "invalid_token")
+            return _challenge("DPoP", error=error, algs=" ".join(settings.DPOP_SIGNING_ALGS))
         return _challenge(error="invalid_token") if sent_token == "bearer" else _challenge()
 
 

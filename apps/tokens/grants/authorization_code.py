@@ -33,6 +33,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
     try:
         _check_redirect_uri(request, grant)
         _check_pkce(request, grant)
+        _check_dpop_jkt(request, grant)
         _check_sign_in(grant)
     except Refused:
         _spend(grant)  # a failed exchange spends the code too: no second guess at the verifier
@@ -119,6 +120,16 @@ def _check_pkce(request: TokenRequest, grant: Grant) -> None:
     computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
     if not hmac.compare_digest(computed, grant.code_challenge):
         raise invalid_grant("The code_verifier does not match the code_challenge.")
+
+
+def _check_dpop_jkt(request: TokenRequest, grant: Grant) -> None:
+    """RFC 9449 §10: a code issued for a dpop_jkt is redeemed only with a DPoP proof of that
+    key; whoever stole the code has not got the key (the code is spent either way)."""
+    if grant.dpop_jkt and not hmac.compare_digest(request.binding.jkt, grant.dpop_jkt):
+        raise invalid_grant(
+            "This authorization code is bound to a DPoP key (dpop_jkt): redeem it with a DPoP "
+            "proof of that key."
+        )
 
 
 def _check_sign_in(grant: Grant) -> None:
