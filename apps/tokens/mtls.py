@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509 import verification
+from cryptography.x509 import ObjectIdentifier, verification
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -169,7 +171,7 @@ def _names_client(certificate: x509.Certificate, client: Client) -> bool:
     case-insensitively with insignificant spaces folded) or one subjectAltName entry."""
     if client.tls_client_auth_subject_dn:
         try:
-            wanted = x509.Name.from_rfc4514_string(client.tls_client_auth_subject_dn)
+            wanted = parse_dn(client.tls_client_auth_subject_dn)
         except ValueError:
             return False
         return dn_key(certificate.subject) == dn_key(wanted)
@@ -197,6 +199,35 @@ def _names_client(certificate: x509.Certificate, client: Client) -> bool:
             _email_key(e) for e in sans.get_values_for_type(x509.RFC822Name)
         }
     return False  # registered without an identifier: nothing can match
+
+
+# RFC 4514 §3's attribute type names and a few common others; RFC 4512 §1.4: keywords are
+# case-insensitive (cryptography's parser knows only its own spelling of each).
+_DN_KEYWORDS = {
+    "CN": NameOID.COMMON_NAME, "L": NameOID.LOCALITY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "C": NameOID.COUNTRY_NAME, "STREET": NameOID.STREET_ADDRESS, "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID, "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER, "TITLE": NameOID.TITLE, "SN": NameOID.SURNAME,
+    "GN": NameOID.GIVEN_NAME, "GIVENNAME": NameOID.GIVEN_NAME,
+    "ORGANIZATIONIDENTIFIER": NameOID.ORGANIZATION_IDENTIFIER,
+}  # fmt: skip
+# A space right after an unescaped "," or "+" separates, as people write DNs ("CN=a, O=b");
+# a value's own leading space would be escaped ("\ "), RFC 4514 §2.4.
+_SPACE_AFTER_SEPARATOR = re.compile(r"(?<!\\)((?:\\\\)*)([,+]) +")
+
+
+class _Keywords(dict[str, ObjectIdentifier]):
+    def get(self, name: str, default: Any = None) -> Any:
+        return _DN_KEYWORDS.get(name.upper(), default)
+
+
+def parse_dn(text: str) -> x509.Name:
+    """A distinguished name from its RFC 4514 string, attribute keywords in any case and
+    spaces after separators allowed; ValueError when it is not one."""
+    return x509.Name.from_rfc4514_string(
+        _SPACE_AFTER_SEPARATOR.sub(r"\1\2", text.strip()), _Keywords(_DN_KEYWORDS)
+    )
 
 
 def dn_key(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -324,7 +355,7 @@ def _identifier_check(field: str, value: str) -> None:
         problem = "is too long"
     elif field == "tls_client_auth_subject_dn":
         try:
-            if not x509.Name.from_rfc4514_string(value).rdns:
+            if not parse_dn(value).rdns:
                 problem = "names no attribute"
         except ValueError:
             problem = "is not an RFC 4514 distinguished name (CN=client,O=Example,C=DE)"
