@@ -62,6 +62,8 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
 def authenticate(client_id: str, secret: str) -> Client | None:
     """The confidential client these credentials prove, or None (RFC 6749 §2.3.1). The
     secret is compared by its keyed hash in constant time (ClientSecretHasher)."""
+    if not secret:
+        return None  # no secret is an empty one (whatever a column might hold)
     client = client_by_id(client_id) if client_id else None
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
         return None

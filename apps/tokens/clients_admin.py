@@ -150,10 +150,10 @@ def client_update(*, client: Client, actor_id: object, **changes: Any) -> list[s
         changed = [field for field in EDITABLE if now[field] != before[field]]
         if not changed:
             return []
-        if mtls.uses_certificate(locked):
-            # RFC 8705 §2: the certificate is its only credential; a secret kept would come
+        if mtls.uses_certificate(locked) and not mtls.uses_certificate(client):
+            # RFC 8705 §2: the certificate is its only credential; the old secret would come
             # back to life were the method switched back (a new one is rotated then).
-            locked.client_secret = ""
+            locked.client_secret = mtls.secret_nobody_knows()
         locked.save()
         emit(
             EventType.CLIENT_CHANGED,

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import re
+import secrets
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,13 @@ BOUND_TOKENS_REQUIRED = (
     "(tls_client_certificate_bound_access_tokens, RFC 8705 section 3.4): call over mutual TLS "
     "with it."
 )
+
+
+def secret_nobody_knows() -> str:
+    """What a certificate client's secret column holds: 256 random bits, stored hashed and
+    never shown, so that no secret (not even an empty one) authenticates it should its method
+    be switched back before a secret is rotated."""
+    return secrets.token_urlsafe(32)
 
 
 def uses_certificate(client: Client) -> bool:

@@ -413,11 +413,11 @@ def client_create(
         raise ValidationError(
             {"client_secret": "A client authenticating with its certificate has no secret."}
         )
-    no_secret = public or by_certificate
-    secret = None if no_secret else (client_secret or secrets.token_urlsafe(32))
+    secret = None if public or by_certificate else (client_secret or secrets.token_urlsafe(32))
     client = Client(
         client_type=Client.CLIENT_PUBLIC if public else Client.CLIENT_CONFIDENTIAL,
-        client_secret=secret or "",
+        # a certificate client stores a secret nobody was given (mtls.secret_nobody_knows)
+        client_secret=secret or (mtls.secret_nobody_knows() if by_certificate else ""),
     )
     if client_id:
         if not CLIENT_ID_FORM.fullmatch(client_id):
