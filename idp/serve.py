@@ -1,8 +1,9 @@
 """`make run`: the whole IdP as one process tree.
 
 Starts the bundled Redis (when REDIS_URL is unset), applies migrations and collects static
-files when something changed since the last start, then runs the web server (idp/web.py), a
-Celery worker and Celery beat; prints the URLs once /readyz answers 200.
+files when something changed since the last start, then runs the web server (idp/web.py), the
+mutual-TLS listener when IDP_MTLS_PORT is set (idp/mtls.py), a Celery worker and Celery beat;
+prints the URLs once /readyz answers 200.
 Ctrl-C (SIGINT) or SIGTERM stops every child, Redis last. If a child dies, the rest are stopped
 and the exit status is non-zero, so a broken tree is never mistaken for a running one.
 """
@@ -15,6 +16,7 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,7 +36,7 @@ def say(message: str) -> None:
     print(f"tessera: {message}", flush=True)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Children get SIGTERM if this runner is killed outright (Linux PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
@@ -47,7 +49,7 @@ class Tree:
 
     def start(self, name: str, argv: list[str]) -> None:
         process = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
-            argv, cwd=ROOT, start_new_session=True, preexec_fn=_die_with_parent
+            argv, cwd=ROOT, start_new_session=True, preexec_fn=die_with_parent
         )
         self.children.append((name, process))
 
@@ -134,6 +136,18 @@ def start_embedded_redis(tree: Tree, socket_path: Path) -> None:
         time.sleep(0.05)
 
 
+def _local_tls_context() -> ssl.SSLContext:
+    """For /readyz on loopback over TLS: the certificate names the public host (or is the
+    self-signed development one), not 127.0.0.1, and checking our own listener proves nothing."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_LOCAL_TLS = _local_tls_context()
+
+
 def wait_until_ready(tree: Tree, url: str) -> bool:
     """True once /readyz answers 200; False if asked to stop first."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -145,7 +159,7 @@ def wait_until_ready(tree: Tree, url: str) -> bool:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {json.dumps(last)}")
         try:
-            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - our URL
+            with urllib.request.urlopen(url, timeout=5, context=_LOCAL_TLS):  # noqa: S310 - our URL
                 return True
         except urllib.error.HTTPError as error:
             last = json.load(error)
@@ -205,6 +219,11 @@ def web_server_argv(python: str) -> list[str]:
     return [python, "-m", "idp.web"]
 
 
+def mtls_listener_argv(python: str) -> list[str]:
+    """Tessera's own mutual-TLS listener (idp/mtls.py), when IDP_MTLS_PORT is set."""
+    return [python, "-m", "idp.mtls"]
+
+
 def mail_destination() -> str:
     """Where outgoing mail goes, for the line `make run` prints: the SMTP server (never its
     credentials) or the folder the file backend writes to."""
@@ -241,7 +260,8 @@ def main() -> int:
 
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    health = f"http://127.0.0.1:{settings.PORT}"
+    scheme = "https" if settings.TLS_CERT_FILE is not None else "http"
+    health = f"{scheme}://127.0.0.1:{settings.PORT}"
     try:
         if settings.EMBEDDED_REDIS:
             say(f"starting the bundled Redis on {settings.EMBEDDED_REDIS_SOCKET}")
@@ -253,6 +273,8 @@ def main() -> int:
         celery = [python, "-m", "celery", "-A", "idp", "--quiet"]
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         tree.start("web", web_server_argv(python))
+        if settings.MTLS_PORT is not None:
+            tree.start("mtls", mtls_listener_argv(python))
         # One local worker: mingle and gossip (worker-to-worker sync) only cost startup time,
         # and beat runs embedded in it (-B, a process forked from the worker's): a separate
         # `celery beat` is one more process importing Django while the others start (about
@@ -266,6 +288,11 @@ def main() -> int:
         say(f"  issuer   {settings.ISSUER}")
         say(f"  console  {settings.ISSUER}/console/")
         say(f"  health   {health}/healthz  {health}/readyz")
+        if settings.MTLS_PORT is not None:
+            bind = f"{settings.MTLS_BIND}:{settings.MTLS_PORT}"
+            say(f"  mTLS     {settings.MTLS_BASE_URL} (listening on {bind})")
+        if settings.TLS_DEV_CERT:
+            say(f"  dev cert {settings.TLS_CERT_FILE} (self-signed; docs/tls.md: trusting it)")
         say(f"  mail     {mail_destination()}")
         say("press Ctrl-C to stop")
         while not tree.stopping:

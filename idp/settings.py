@@ -8,6 +8,7 @@ checks that refuse an unsafe deployment.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -48,8 +49,12 @@ PORT = env.integer(
 )
 # Address the web server binds; 0.0.0.0 in a container.
 BIND_HOST = env.string("IDP_BIND_HOST", "127.0.0.1")
+# Serve HTTPS with a self-signed certificate for localhost made into the data dir (development
+# only; docs/tls.md). Read here: it makes the default issuer https, as does IDP_TLS_CERT_FILE.
+TLS_DEV_CERT = env.boolean("IDP_TLS_DEV_CERT", False)
+_default_scheme = "https" if TLS_DEV_CERT or env.optional_string("IDP_TLS_CERT_FILE") else "http"
 # The issuer identifier (OIDC Discovery 1.0 §3, RFC 8414 §2): https, no query or fragment.
-ISSUER = (_issuer_env or f"http://127.0.0.1:{PORT}").rstrip("/")
+ISSUER = (_issuer_env or f"{_default_scheme}://127.0.0.1:{PORT}").rstrip("/")
 # Host names this server answers to; defaults to the issuer's host plus loopback names.
 ALLOWED_HOSTS = env.hosts(
     "IDP_ALLOWED_HOSTS", sorted({urlsplit(ISSUER).hostname or "", "127.0.0.1", "localhost"})
@@ -201,12 +206,60 @@ WEB_WORKERS = env.integer("IDP_WEB_WORKERS", 2, minimum=1, maximum=64)
 # body slowly holds one of them while it trickles (a WSGI read blocks), so this is the number
 # of such clients one worker outlasts; idle threads cost memory only.
 WEB_THREADS = env.integer("IDP_WEB_THREADS", 32, minimum=1, maximum=512)
-# TLS terminated by the web server itself (TLS 1.3 only, RFC 8446): a PEM certificate chain
-# and its PKCS#8 PEM key. Unset: plain HTTP, for a proxy in front that terminates TLS.
-TLS_CERT_FILE = env.existing_file("IDP_TLS_CERT_FILE")
-TLS_KEY_FILE = env.existing_file("IDP_TLS_KEY_FILE")
+
+
+# --- TLS (tls; docs/tls.md) ----------------------------------------------------------------
+# TLS terminated by Tessera itself: a PEM certificate chain (leaf first) and its unencrypted
+# PEM key. Unset: plain HTTP, for a proxy in front that terminates TLS. Kept as given, not
+# resolved: a changed file, or a symlink turned to a new file (certbot), is reloaded.
+def _tls_file(name: str) -> Path | None:
+    if env.existing_file(name) is None:
+        return None
+    return Path(os.environ[name]).expanduser().absolute()
+
+
+TLS_CERT_FILE = _tls_file("IDP_TLS_CERT_FILE")
+TLS_KEY_FILE = _tls_file("IDP_TLS_KEY_FILE")
 if (TLS_CERT_FILE is None) != (TLS_KEY_FILE is None):
     raise ImproperlyConfigured("IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE go together: set both")
+if TLS_DEV_CERT and PRODUCTION:
+    raise ImproperlyConfigured("IDP_TLS_DEV_CERT is for development: production needs a real pair")
+if TLS_DEV_CERT and TLS_CERT_FILE is None:
+    from idp.tls import development_pair
+
+    TLS_CERT_FILE, TLS_KEY_FILE = development_pair(DATA_DIR / "tls")
+# Lowest TLS version accepted: 1.3 (RFC 8446) by default; "1.2" lets older clients in, with
+# ECDHE key exchange and AEAD ciphers only (RFC 9325 §4.2, BCP 195).
+TLS_MIN_VERSION = env.choice("IDP_TLS_MIN_VERSION", "1.3", ("1.2", "1.3"))
+# Key-exchange groups, in order of preference, of the listeners that use OpenSSL (the mutual
+# TLS listener). granian's rustls has its own fixed list (X25519, P-256, P-384; docs/tls.md).
+TLS_CURVES = env.string("IDP_TLS_CURVES", "X25519,P-256,P-384")
+_curves = [curve.strip() for curve in TLS_CURVES.split(",")]
+if not _curves or any(curve not in ("X25519", "P-256", "P-384") for curve in _curves):
+    raise ImproperlyConfigured(
+        f"IDP_TLS_CURVES={TLS_CURVES!r}: expected a comma-separated list of X25519, P-256, P-384"
+    )
+TLS_CURVES = ":".join(_curves)
+# Port of Tessera's own mutual-TLS listener (idp/mtls.py, RFC 8705): it asks for a client
+# certificate and hands it to Django. Unset: none (or a proxy forwards the certificate).
+_mtls_port = env.optional_string("IDP_MTLS_PORT")
+MTLS_PORT: int | None = None
+if _mtls_port is not None:
+    if not _mtls_port.isdigit() or not 1 <= int(_mtls_port) <= 65535:
+        raise ImproperlyConfigured(f"IDP_MTLS_PORT={_mtls_port!r}: expected a port, 1-65535")
+    if TLS_CERT_FILE is None:
+        raise ImproperlyConfigured("IDP_MTLS_PORT needs IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE")
+    MTLS_PORT = int(_mtls_port)
+# Address the mutual-TLS listener binds.
+MTLS_BIND = env.string("IDP_MTLS_BIND", BIND_HOST)
+# The mutual-TLS origin published as RFC 8705 §5 mtls_endpoint_aliases; defaults to the
+# issuer's host on IDP_MTLS_PORT. "" when there is none.
+MTLS_BASE_URL = (
+    env.url("IDP_MTLS_BASE_URL", None, schemes=("https",))
+    or (f"https://{urlsplit(ISSUER).hostname}:{MTLS_PORT}" if MTLS_PORT else "")
+).rstrip("/")
+if MTLS_BASE_URL and (urlsplit(MTLS_BASE_URL).hostname or "") not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(urlsplit(MTLS_BASE_URL).hostname or "")
 # Largest request body accepted, in bytes, whatever its content type or framing (OWASP ASVS
 # 4.0 V13.1.3 / V12.1.1: size limits on requests); above it the answer is 413.
 MAX_REQUEST_BODY_BYTES = env.integer(

@@ -12,16 +12,29 @@ that runs is exactly the argv printed by `python -m idp.web --print-argv`.
 from __future__ import annotations
 
 import json
+import logging
+import logging.config
 import os
+import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from idp import serve, tls
 
 # Headers and request line are buffered up to this many bytes (granian's default,
 # --http1-buffer-size), far above the guard's own limits (apps/core/request_limits.py), so
 # the guard answers over-long URLs and headers with the project's error, not granian's.
 HTTP1_BUFFER_BYTES = 417_792
 GRACEFUL_STOP_SECONDS = 10  # a stopping worker finishes its requests for this long
+# On SIGHUP (a rotated certificate) granian starts a new worker and stops the old one this
+# many seconds later, whether or not the new one serves yet; while neither does, connections
+# are refused. A worker starts in 1.5-5.8 s measured on a loaded 2-core host (docs/tls.md),
+# so twice the worst of that. A reload takes this long per worker.
+RELOAD_OVERLAP_SECONDS = 12
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -34,6 +47,7 @@ def log_config(level: str) -> dict[str, Any]:
         "handlers": {"stdout": handler},
         "loggers": {
             "_granian": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "tessera.tls": {"handlers": ["stdout"], "level": level, "propagate": False},
             # Off: the request-context middleware writes the access log line (JSON, with the
             # request id); granian's would be a second, unstructured one.
             "granian.access": {"handlers": ["stdout"], "level": "CRITICAL", "propagate": False},
@@ -41,7 +55,9 @@ def log_config(level: str) -> dict[str, Any]:
     }
 
 
-def argv(python: str, settings: Any, log_config_path: Path) -> list[str]:
+def argv(
+    python: str, settings: Any, log_config_path: Path, tls_files: tuple[Path, Path] | None
+) -> list[str]:
     command = [
         python, "-m", "granian", "--interface", "wsgi",
         "--host", settings.BIND_HOST, "--port", str(settings.PORT),
@@ -50,18 +66,98 @@ def argv(python: str, settings: Any, log_config_path: Path) -> list[str]:
         "--no-ws",
         "--respawn-failed-workers",  # a worker that dies is replaced, as gunicorn's master did
         "--workers-kill-timeout", str(GRACEFUL_STOP_SECONDS),
+        "--respawn-interval", str(RELOAD_OVERLAP_SECONDS),
         "--http1-buffer-size", str(HTTP1_BUFFER_BYTES),
         "--log-level", settings.LOG_LEVEL.lower(),
         "--log-config", str(log_config_path),
         "--no-access-log",
     ]  # fmt: skip
-    if settings.TLS_CERT_FILE is not None:
+    if tls_files is not None:
+        # rustls: TLS 1.2 only with ECDHE + AEAD suites (it has no other), groups X25519,
+        # P-256, P-384, ALPN h2 and http/1.1 (--http auto). docs/tls.md.
         command += [
-            "--ssl-certificate", str(settings.TLS_CERT_FILE),
-            "--ssl-keyfile", str(settings.TLS_KEY_FILE),
-            "--ssl-protocol-min", "tls1.3",  # RFC 8446; BCP 195 (RFC 9325) allows 1.2, we need not
+            "--ssl-certificate", str(tls_files[0]),
+            "--ssl-keyfile", str(tls_files[1]),
+            "--ssl-protocol-min", f"tls{settings.TLS_MIN_VERSION}",
         ]  # fmt: skip
     return [*command, "idp.wsgi:application"]
+
+
+def served_tls_files(run_dir: Path) -> tuple[Path, Path]:
+    """Where this server keeps the checked copy of the pair granian reads (idp/tls.py)."""
+    directory = run_dir / f"tls.{os.getpid()}"
+    return directory / "cert.pem", directory / "key.pem"
+
+
+def _log(level: int, message: str, **fields: object) -> None:
+    logging.getLogger("tessera.tls").log(level, message, extra=fields)
+
+
+def _install(pair: tls.Pair, files: tuple[Path, Path]) -> None:
+    files[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tls.write_private(files[1], pair.key_pem)
+    tls.write_private(files[0], pair.chain_pem)
+
+
+class Supervisor:
+    """Runs granian as a child and reloads its certificate when the pair's files change.
+
+    granian reads the pair when a worker starts and respawns its workers gracefully on SIGHUP
+    (a new worker serves before the old one stops; the listening socket is shared, so no
+    connection is refused). It is given a copy made only from a pair that loads
+    (tls.load_pair): a broken pair written mid-rotation is logged and ignored, and a worker
+    that restarts later still finds the last good one.
+    """
+
+    def __init__(self, source: tuple[Path, Path], served: tuple[Path, Path]) -> None:
+        self.source = source
+        self.served = served
+        self.watch = tls.Watch(*source)
+        self.child: subprocess.Popen[bytes] | None = None
+        self.reload_asked = False
+
+    def install(self) -> tls.Pair:
+        pair = tls.load_pair(*self.source)
+        _install(pair, self.served)
+        return pair
+
+    def reload(self) -> None:
+        try:
+            pair = self.install()
+        except tls.PairError as error:
+            _log(logging.ERROR, "new TLS pair refused; the previous one keeps serving",
+                 event="tls.reload_refused", reason=str(error))  # fmt: skip
+            return
+        _log(logging.INFO, "TLS pair reloaded", event="tls.reloaded", serial=f"{pair.serial:x}",
+             subject=pair.subject, not_after=pair.not_after.isoformat())  # fmt: skip
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGHUP)
+
+    def run(self, command: list[str]) -> int:
+        def forward(signum: int, frame: FrameType | None) -> None:
+            if self.child is not None and self.child.poll() is None:
+                self.child.send_signal(signum)
+
+        def ask_reload(signum: int, frame: FrameType | None) -> None:
+            self.reload_asked = True  # `kill -HUP`: read the pair now, as a change would
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGHUP, ask_reload)
+        self.child = subprocess.Popen(command, preexec_fn=serve.die_with_parent)  # noqa: S603 - built from settings
+        try:
+            while True:
+                try:
+                    return self.child.wait(tls.WATCH_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+                if self.watch.changed() or self.reload_asked:
+                    self.reload_asked = False
+                    self.reload()
+        finally:
+            if self.child.poll() is None:
+                self.child.kill()
+            shutil.rmtree(self.served[0].parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -75,12 +171,25 @@ def main() -> None:
     partial = run_dir / f".granian-logging.{os.getpid()}.json"
     partial.write_text(json.dumps(log_config(settings.LOG_LEVEL)))
     partial.replace(config_path)
-    command = argv(sys.executable, settings, config_path)
+    served = served_tls_files(run_dir) if settings.TLS_CERT_FILE is not None else None
+    command = argv(sys.executable, settings, config_path, served)
     if "--print-argv" in sys.argv[1:]:
         print(json.dumps(command))
         return
-    sys.stdout.flush()
-    os.execv(sys.executable, command)  # noqa: S606 - argv built above from settings
+    if served is None:
+        sys.stdout.flush()
+        os.execv(sys.executable, command)  # noqa: S606 - argv built above from settings
+    logging.config.dictConfig(log_config(settings.LOG_LEVEL))
+    cert_file, key_file = settings.TLS_CERT_FILE, settings.TLS_KEY_FILE
+    if cert_file is None or key_file is None:  # settings refuse one without the other
+        raise SystemExit("tessera: IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE go together")
+    source = (cert_file, key_file)
+    supervisor = Supervisor(source, served)
+    try:
+        supervisor.install()
+    except tls.PairError as error:
+        raise SystemExit(f"tessera: the TLS pair cannot be served: {error}") from error
+    sys.exit(supervisor.run(command))
 
 
 if __name__ == "__main__":
