@@ -33,6 +33,7 @@ log = logging.getLogger("tessera.mtls")
 ENVIRON_KEY = "SSL_CLIENT_CERT"
 # A certificate is a few KB; a header far longer is not one (nginx caps headers anyway).
 MAX_CERTIFICATE_CHARS = 32_768
+MAX_INTERMEDIATES = 8  # RFC 5280 paths are short; a longer list is not a client's chain
 _CACHED = "_tessera_client_certificate"  # per request: parsed once however often asked
 _warned_untrusted = False
 
@@ -45,6 +46,22 @@ def presented_certificate(request: HttpRequest) -> x509.Certificate | None:
     certificate = _from_environ(request) or _from_proxy_header(request)
     setattr(request, _CACHED, certificate)
     return certificate
+
+
+def presented_intermediates(request: HttpRequest) -> list[x509.Certificate]:
+    """The intermediate certificates the client sent with its own, as Tessera's listener
+    passes them (SSL_CLIENT_CERT_CHAIN_0, _1…, mod_ssl's names; at most MAX_INTERMEDIATES).
+    A proxy's header carries the leaf alone: behind one, intermediates belong in the client CA
+    bundle. Malformed ones are left out."""
+    found = []
+    for index in range(MAX_INTERMEDIATES):
+        pem = request.META.get(f"{ENVIRON_KEY}_CHAIN_{index}")
+        if not isinstance(pem, str):
+            break
+        certificate = _load_pem(pem)
+        if certificate is not None:
+            found.append(certificate)
+    return found
 
 
 def thumbprint(certificate: x509.Certificate) -> str:

@@ -37,7 +37,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.urls import reverse
 
-from apps.core.client_cert import presented_certificate, thumbprint
+from apps.core.client_cert import presented_certificate, presented_intermediates, thumbprint
 from apps.tokens.models import Client
 
 log = logging.getLogger("tessera.mtls")
@@ -87,7 +87,10 @@ def certificate_authenticates(request: HttpRequest, client: Client) -> bool:
         return False
     now = datetime.datetime.now(datetime.UTC)
     if client.token_endpoint_auth_method == Client.AuthMethod.TLS:
-        return _chains_to_client_ca(certificate, now) and _names_client(certificate, client)
+        intermediates = presented_intermediates(request)
+        return _chains_to_client_ca(certificate, intermediates, now) and _names_client(
+            certificate, client
+        )
     if client.token_endpoint_auth_method == Client.AuthMethod.SELF_SIGNED:
         return _is_registered(certificate, client, now)
     return False
@@ -117,7 +120,7 @@ def presented_thumbprint(request: HttpRequest) -> str:
 def endpoint_aliases() -> dict[str, str]:
     """RFC 8705 §5 mtls_endpoint_aliases: the endpoints at MTLS_BASE_URL (the origin of the
     listener that asks for client certificates, idp/tls), or {} when there is none."""
-    base = str(getattr(settings, "MTLS_BASE_URL", "") or "").rstrip("/")
+    base = settings.MTLS_BASE_URL.rstrip("/")
     if not base:
         return {}
     return {name: base + reverse(route) for name, route in ALIASED_ENDPOINTS.items()}
@@ -151,11 +154,16 @@ _CLIENT_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_presen
 )
 
 
-def _chains_to_client_ca(certificate: x509.Certificate, now: datetime.datetime) -> bool:
+def _chains_to_client_ca(
+    certificate: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    now: datetime.datetime,
+) -> bool:
     """RFC 8705 §2.1: the certificate path validates (RFC 5280 §6 with the profile above:
     validity dates, CA constraints, the clientAuth extended key usage) up to a trust anchor of
-    MTLS_CLIENT_CA_FILE. Only the leaf reaches us (nginx forwards no chain): intermediates
-    belong in the bundle."""
+    MTLS_CLIENT_CA_FILE, through the intermediates the client sent when Tessera's own
+    listener took them (a proxy's header carries the leaf alone: intermediates then belong in
+    the bundle)."""
     store = _client_ca_store(settings.MTLS_CLIENT_CA_FILE)
     if store is None:
         return False
@@ -167,7 +175,7 @@ def _chains_to_client_ca(certificate: x509.Certificate, now: datetime.datetime) 
         .build_client_verifier()
     )
     try:
-        verifier.verify(certificate, [])
+        verifier.verify(certificate, intermediates)
     except verification.VerificationError:
         return False
     return True

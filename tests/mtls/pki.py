@@ -94,14 +94,17 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
-def certificate_authority(common_name: str = "Tessera Test Client CA") -> Issued:
+def certificate_authority(
+    common_name: str = "Tessera Test Client CA", issuer: Issued | None = None
+) -> Issued:
+    """A root CA, or an intermediate one issued by `issuer`."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = name(common_name)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOW - datetime.timedelta(days=1))
@@ -109,9 +112,13 @@ def certificate_authority(common_name: str = "Tessera Test Client CA") -> Issued
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return Issued(certificate, key)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+    return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 
 def leaf(

@@ -128,6 +128,22 @@ def test_subject_dns_compare_attribute_by_attribute_ignoring_case_and_spaces() -
     assert _token(client_id, SSL_CLIENT_CERT=_pem(longer)).status_code == 401
 
 
+def test_intermediates_from_tessera_s_listener_complete_the_path() -> None:
+    # The bundle holds the root alone; Tessera's listener passes the chain the client sent
+    # as SSL_CLIENT_CERT_CHAIN_0… (mod_ssl's names).
+    intermediate = pki.certificate_authority("Tessera Test Issuing CA", issuer=CA)
+    issued = pki.leaf(intermediate, pki.name("svc"))
+    client_id = _tls_client(tls_client_auth_subject_dn="CN=svc,O=Tessera Tests,C=DE")
+
+    with_chain = _token(
+        client_id, SSL_CLIENT_CERT=_pem(issued), SSL_CLIENT_CERT_CHAIN_0=_pem(intermediate)
+    )
+    without = _token(client_id, SSL_CLIENT_CERT=_pem(issued))
+
+    assert with_chain.status_code == 200, with_chain.content
+    assert without.status_code == 401
+
+
 def test_without_a_client_ca_no_certificate_authenticates_tls_client_auth(settings) -> None:
     settings.MTLS_CLIENT_CA_FILE = None
     client_id = _tls_client(tls_client_auth_subject_dn="CN=svc,O=Tessera Tests,C=DE")
