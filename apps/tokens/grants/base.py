@@ -94,34 +94,36 @@ def authenticated_client(request: HttpRequest, params: QueryDict, *, public: boo
         # RFC 6749 §2.3: one authentication method per request
         raise Refused("invalid_request", "Send the client secret one way only: Basic or body.")
     attempt = None
-    # RFC 8705 §2: a client registered for mutual-TLS authentication proves itself with its
-    # certificate and only so; a secret it sends fails (one method per client, RFC 7591 §2).
-    registered = clients.client_by_id(credentials.client_id) if credentials.client_id else None
-    by_certificate = registered is not None and mtls.uses_certificate(registered)
-    if credentials.secret is not None or by_certificate:
-        # Issue 12: the secret (or certificate) is checked only once an attempt is reserved
-        # for this client id (existing or not), together with this endpoint's rate limits, in
-        # one Redis round trip; a locked client id answers 429 whether it is right or wrong.
+    if credentials.secret is not None:
+        # Issue 12: the secret is checked only once an attempt is reserved for this client id
+        # (existing or not), together with this endpoint's rate limits, in one Redis round
+        # trip; a locked client id answers 429 whether its secret is right or wrong.
         attempt = ratelimit.attempt_begin(
             request, kind="client", identifier=credentials.client_id,
             client_id=credentials.client_id,
         )  # fmt: skip
         if not attempt.allowed:
             raise ratelimit.Limited(attempt.decision)
-        if registered is not None and by_certificate:
-            if credentials.secret is None:
-                credentials = replace(credentials, method=registered.token_endpoint_auth_method)
-                client = registered if mtls.certificate_authenticates(request, registered) else None
-            else:
-                client = None
-        else:
-            client = clients.authenticate_presented(credentials)
+        client = clients.authenticate_presented(credentials)
+        if client is not None and mtls.uses_certificate(client):
+            client = None  # RFC 8705 §2: its certificate is its one credential, never a secret
     else:
         decision = ratelimit.check(request, client_id=credentials.client_id)
         if not decision.allowed:
             raise ratelimit.Limited(decision)
         client = clients.client_by_id(credentials.client_id) if credentials.client_id else None
-        if client is not None and (not public or client.client_type != Client.CLIENT_PUBLIC):
+        if client is not None and mtls.uses_certificate(client):
+            # RFC 8705 §2: the certificate is checked once an attempt is reserved, as a
+            # secret is (the lockout counters alone: the limits were checked just above).
+            attempt = ratelimit.attempt_begin(
+                request, kind="client", identifier=credentials.client_id
+            )
+            if not attempt.allowed:
+                raise ratelimit.Limited(attempt.decision)
+            credentials = replace(credentials, method=client.token_endpoint_auth_method)
+            if not mtls.certificate_authenticates(request, client):
+                client = None
+        elif client is not None and (not public or client.client_type != Client.CLIENT_PUBLIC):
             client = None  # a confidential client must authenticate
     named = params.get("client_id")
     if client is not None and named and named != client.client_id:
