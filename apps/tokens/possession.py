@@ -62,7 +62,7 @@ def dpop_nonce_header(request: HttpRequest) -> str | None:
 
 
 def uses_dpop_scheme(request: HttpRequest) -> bool:
-    """Whether the access token came as `Authorization: DPoP <token>` (RFC 9449 §7.1)."""
+    """Whether the access token came as `Authorization: DPoP <token>` (RFC 9449 section 7.1)."""
     return request.headers.get("Authorization", "").partition(" ")[0].lower() == DPOP_SCHEME
 
 
@@ -87,7 +87,7 @@ def resource_binding(request: HttpRequest, token: str, *, nonce: bool | None = N
         return Binding(x5t_s256=x5t)
     proof = dpop.proof_header(request)
     if proof is None:
-        raise dpop.InvalidProof("Authorization: DPoP needs a DPoP proof header (RFC 9449 §7.1).")
+        raise dpop.InvalidProof("Authorization: DPoP needs a DPoP proof (RFC 9449 section 7.1).")
     if nonce is None:
         nonce = dpop.nonce_required()
     return Binding(

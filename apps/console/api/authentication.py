@@ -92,5 +92,8 @@ class AdminBearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "A Tessera access token with the admin scope, of an active staff user.",
+            "description": (
+                "A Tessera access token with the admin scope, of an active staff user; a "
+                "DPoP-bound one as Authorization: DPoP with a DPoP proof (RFC 9449)."
+            ),
         }
