@@ -284,6 +284,9 @@ def main() -> int:
         tree.start("worker", [*celery, *worker, *beat, "--loglevel", "INFO", "-n", "tessera@%h"])
         if not wait_until_ready(tree, f"{health}/readyz"):
             return 0
+        mtls_ready = f"https://127.0.0.1:{settings.MTLS_PORT}/readyz"
+        if settings.MTLS_PORT is not None and not wait_until_ready(tree, mtls_ready):
+            return 0
         say(f"ready in {time.monotonic() - started:.1f}s")
         say(f"  issuer   {settings.ISSUER}")
         say(f"  console  {settings.ISSUER}/console/")

@@ -235,31 +235,35 @@ TLS_MIN_VERSION = env.choice("IDP_TLS_MIN_VERSION", "1.3", ("1.2", "1.3"))
 # TLS listener). granian's rustls has its own fixed list (X25519, P-256, P-384; docs/tls.md).
 TLS_CURVES = env.string("IDP_TLS_CURVES", "X25519,P-256,P-384")
 _curves = [curve.strip() for curve in TLS_CURVES.split(",")]
-if not _curves or any(curve not in ("X25519", "P-256", "P-384") for curve in _curves):
+if any(curve not in ("X25519", "P-256", "P-384") for curve in _curves):
     raise ImproperlyConfigured(
-        f"IDP_TLS_CURVES={TLS_CURVES!r}: expected a comma-separated list of X25519, P-256, P-384"
+        f"IDP_TLS_CURVES={TLS_CURVES!r} is not valid: expected a comma-separated list of "
+        "X25519, P-256, P-384."
     )
 TLS_CURVES = ":".join(_curves)
 # Port of Tessera's own mutual-TLS listener (idp/mtls.py, RFC 8705): it asks for a client
-# certificate and hands it to Django. Unset: none (or a proxy forwards the certificate).
-_mtls_port = env.optional_string("IDP_MTLS_PORT")
-MTLS_PORT: int | None = None
-if _mtls_port is not None:
-    if not _mtls_port.isdigit() or not 1 <= int(_mtls_port) <= 65535:
-        raise ImproperlyConfigured(f"IDP_MTLS_PORT={_mtls_port!r}: expected a port, 1-65535")
-    if TLS_CERT_FILE is None:
-        raise ImproperlyConfigured("IDP_MTLS_PORT needs IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE")
-    MTLS_PORT = int(_mtls_port)
+# certificate and hands it to Django. Unset or 0: none (or a proxy forwards the certificate).
+MTLS_PORT = env.integer("IDP_MTLS_PORT", 0, minimum=0, maximum=65535) or None
+if MTLS_PORT is not None and TLS_CERT_FILE is None:
+    raise ImproperlyConfigured("IDP_MTLS_PORT needs IDP_TLS_CERT_FILE and IDP_TLS_KEY_FILE")
 # Address the mutual-TLS listener binds.
 MTLS_BIND = env.string("IDP_MTLS_BIND", BIND_HOST)
+
+
+def _bracketed(host: str) -> str:  # an IPv6 literal in a URL (RFC 3986 §3.2.2)
+    return f"[{host}]" if ":" in host else host
+
+
 # The mutual-TLS origin published as RFC 8705 §5 mtls_endpoint_aliases; defaults to the
 # issuer's host on IDP_MTLS_PORT. "" when there is none.
 MTLS_BASE_URL = (
     env.url("IDP_MTLS_BASE_URL", None, schemes=("https",))
-    or (f"https://{urlsplit(ISSUER).hostname}:{MTLS_PORT}" if MTLS_PORT else "")
+    or (f"https://{_bracketed(urlsplit(ISSUER).hostname or '')}:{MTLS_PORT}" if MTLS_PORT else "")
 ).rstrip("/")
 if MTLS_BASE_URL and (urlsplit(MTLS_BASE_URL).hostname or "") not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(urlsplit(MTLS_BASE_URL).hostname or "")
+
+# --- Requests and health -----------------------------------------------------------------
 # Largest request body accepted, in bytes, whatever its content type or framing (OWASP ASVS
 # 4.0 V13.1.3 / V12.1.1: size limits on requests); above it the answer is 413.
 MAX_REQUEST_BODY_BYTES = env.integer(

@@ -7,6 +7,10 @@ parsing, keep-alive and TLS run in Rust on an async runtime, so a client that is
 its headers holds no thread; Django runs in WEB_THREADS threads per worker. Every value comes
 from idp.settings (the environment); the command is built here and exec'd, so the process
 that runs is exactly the argv printed by `python -m idp.web --print-argv`.
+
+With TLS (IDP_TLS_CERT_FILE/IDP_TLS_KEY_FILE, or IDP_TLS_DEV_CERT) this process stays as a
+small supervisor instead: it runs that argv as its child, forwards SIGTERM/SIGINT, and
+reloads the certificate when its files change (Supervisor; docs/tls.md).
 """
 
 from __future__ import annotations
@@ -84,7 +88,12 @@ def argv(
 
 
 def served_tls_files(run_dir: Path) -> tuple[Path, Path]:
-    """Where this server keeps the checked copy of the pair granian reads (idp/tls.py)."""
+    """Where this server keeps the checked copy of the pair granian reads (idp/tls.py); the
+    copies of servers that died without cleaning up (SIGKILL) are removed first."""
+    for stale in run_dir.glob("tls.*"):
+        pid = stale.suffix.lstrip(".")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     directory = run_dir / f"tls.{os.getpid()}"
     return directory / "cert.pem", directory / "key.pem"
 
@@ -102,11 +111,11 @@ def _install(pair: tls.Pair, files: tuple[Path, Path]) -> None:
 class Supervisor:
     """Runs granian as a child and reloads its certificate when the pair's files change.
 
-    granian reads the pair when a worker starts and respawns its workers gracefully on SIGHUP
-    (a new worker serves before the old one stops; the listening socket is shared, so no
-    connection is refused). It is given a copy made only from a pair that loads
-    (tls.load_pair): a broken pair written mid-rotation is logged and ignored, and a worker
-    that restarts later still finds the last good one.
+    granian reads the pair when a worker starts and respawns its workers on SIGHUP: a new
+    worker first, the old one stopped RELOAD_OVERLAP_SECONDS later, on the same listening
+    socket. It is given a copy made only from a pair that loads (tls.load_pair): a broken
+    pair written mid-rotation is logged and ignored, and a worker that restarts later for
+    another reason still finds the last good one.
     """
 
     def __init__(self, source: tuple[Path, Path], served: tuple[Path, Path]) -> None:
@@ -148,9 +157,11 @@ class Supervisor:
         try:
             while True:
                 try:
-                    return self.child.wait(tls.WATCH_SECONDS)
+                    code = self.child.wait(tls.WATCH_SECONDS)
                 except subprocess.TimeoutExpired:
                     pass
+                else:
+                    return 128 - code if code < 0 else code  # killed by a signal: as a shell says
                 if self.watch.changed() or self.reload_asked:
                     self.reload_asked = False
                     self.reload()
@@ -186,9 +197,11 @@ def main() -> None:
     source = (cert_file, key_file)
     supervisor = Supervisor(source, served)
     try:
-        supervisor.install()
+        pair = supervisor.install()
     except tls.PairError as error:
         raise SystemExit(f"tessera: the TLS pair cannot be served: {error}") from error
+    _log(logging.INFO, "TLS pair loaded", event="tls.loaded", serial=f"{pair.serial:x}",
+         subject=pair.subject, not_after=pair.not_after.isoformat())  # fmt: skip
     sys.exit(supervisor.run(command))
 
 

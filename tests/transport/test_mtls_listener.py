@@ -11,8 +11,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,19 +222,3 @@ def test_python_m_idp_mtls_serves_django_with_and_without_a_client_certificate(
             raw.sendall(os.urandom(2048))
         assert handshake(listener.port, client_context(cafile), HEALTHZ).status == 200
         assert listener.process.poll() is None
-
-
-def test_the_mtls_settings_need_tls_and_derive_the_base_url(tmp_path) -> None:
-    script = "from django.conf import settings; print(settings.MTLS_BASE_URL)"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "idp.settings", "IDP_MTLS_PORT": "8443",
-           "IDP_ISSUER": "https://idp.example"}  # fmt: skip
-    env.pop("IDP_TLS_CERT_FILE", None)
-    refused = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, timeout=60, cwd=transport.ROOT)  # fmt: skip
-    assert "IDP_MTLS_PORT needs IDP_TLS_CERT_FILE" in refused.stderr
-    pair = issue("idp.example")
-    cert, key = pair.write(tmp_path / "c.pem", tmp_path / "k.pem")
-    env |= {"IDP_TLS_CERT_FILE": str(cert), "IDP_TLS_KEY_FILE": str(key)}
-    derived = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, timeout=60, cwd=transport.ROOT, check=True)  # fmt: skip
-    assert derived.stdout.strip() == "https://idp.example:8443"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 
 from idp import tls
 from tests.servers import wait_for
@@ -191,10 +194,17 @@ def test_a_broken_pair_is_refused_and_the_old_one_keeps_serving(ca, tmp_path) ->
         wait_for(lambda: '"tls.reload_refused"' in web.log_text(), 30, "no refusal logged")
         cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
         wait_for(lambda: web.log_text().count('"tls.reload_refused"') >= 2, 30, "not logged")
+        web.process.send_signal(signal.SIGHUP)  # `systemctl reload`: check the files now
+        wait_for(lambda: web.log_text().count('"tls.reload_refused"') >= 3, 30, "HUP ignored")
         context = client_context(cafile)
         assert served_serial(web.port, context) == old.certificate.serial_number
         assert handshake(web.port, context, HEALTHZ).status == 200
         assert '"tls.reloaded"' not in web.log_text()
+        copy = settings.DATA_DIR / "run" / f"tls.{web.process.pid}"
+        assert (copy / "key.pem").stat().st_mode & 0o777 == 0o600
+    # SIGTERM reached granian through the supervisor; the checked copy went with them.
+    assert web.process.returncode == 0
+    assert not copy.exists()
 
 
 def test_load_pair_says_what_is_wrong(tmp_path) -> None:
@@ -208,6 +218,18 @@ def test_load_pair_says_what_is_wrong(tmp_path) -> None:
         tls.load_pair(key, key)
     with pytest.raises(tls.PairError, match="cannot read"):
         tls.load_pair(tmp_path / "missing.pem", key)
+    # A PKCS#1 RSA key (`openssl genrsa` of old) is served as the PKCS#8 granian reads.
+    rsa_pair = issue("z", rsa_key=True)
+    (tmp_path / "rsa.pem").write_bytes(
+        rsa_pair.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    rsa_cert, _ = rsa_pair.write(tmp_path / "rsa-cert.pem", tmp_path / "unused.pem")
+    loaded = tls.load_pair(rsa_cert, tmp_path / "rsa.pem")
+    assert loaded.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
 def test_the_development_certificate_is_made_once_and_reused(tmp_path) -> None:
