@@ -12,7 +12,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from cryptography import x509
@@ -25,7 +25,7 @@ from apps.tokens.services import client_create, consent_grant
 from tests.mtls import pki
 from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
 from tests.signin.browser import force_sign_in
-from tests.tokens.conftest import Flow
+from tests.tokens.conftest import Flow, new_pkce
 
 pytestmark = pytest.mark.django_db
 
@@ -256,3 +256,32 @@ def test_discovery_names_the_mtls_endpoint_aliases_when_there_is_a_listener(sett
         "pushed_authorization_request_endpoint": "https://mtls.idp.example.com:8443/oauth/par",
     }
     assert metadata["tls_client_certificate_bound_access_tokens"] is True
+
+
+def test_introspection_revocation_and_par_authenticate_a_certificate_client_too() -> None:
+    # grants/base.authenticated_client is every client-authenticating endpoint's road.
+    client, _ = client_create(
+        name="svc", redirect_uris=[REDIRECT_URI],
+        grant_types=["authorization_code", "client_credentials"],
+        token_endpoint_auth_method="tls_client_auth",
+        tls_client_auth_subject_dn="CN=svc,O=Tessera Tests,C=DE",
+    )  # fmt: skip
+    pem = _pem(pki.leaf(CA, pki.name("svc")))
+    pkce = new_pkce()
+    requests = {
+        "/oauth/introspect": ({"token": "not-a-token"}, 200),
+        "/oauth/revoke": ({"token": "not-a-token"}, 200),
+        "/oauth/par": (
+            {"response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+             "code_challenge": pkce.challenge, "code_challenge_method": "S256"},
+            201,
+        ),
+    }  # fmt: skip
+    for path, (data, status) in requests.items():
+        body = urlencode({**data, "client_id": client.client_id})
+        form = "application/x-www-form-urlencoded"
+        with_it = HttpClient().post(path, body, content_type=form, SSL_CLIENT_CERT=pem)
+        without = HttpClient().post(path, body, content_type=form)
+        assert with_it.status_code == status, (path, with_it.content)
+        assert without.status_code == 401, path
+        assert without.json()["error"] == "invalid_client"
