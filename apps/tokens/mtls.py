@@ -86,13 +86,18 @@ def certificate_authenticates(request: HttpRequest, client: Client) -> bool:
     if certificate is None:
         return False
     now = datetime.datetime.now(datetime.UTC)
-    if client.token_endpoint_auth_method == Client.AuthMethod.TLS:
-        intermediates = presented_intermediates(request)
-        return _chains_to_client_ca(certificate, intermediates, now) and _names_client(
-            certificate, client
-        )
-    if client.token_endpoint_auth_method == Client.AuthMethod.SELF_SIGNED:
-        return _is_registered(certificate, client, now)
+    try:
+        if client.token_endpoint_auth_method == Client.AuthMethod.TLS:
+            intermediates = presented_intermediates(request)
+            return _chains_to_client_ca(certificate, intermediates, now) and _names_client(
+                certificate, client
+            )
+        if client.token_endpoint_auth_method == Client.AuthMethod.SELF_SIGNED:
+            return _is_registered(certificate, client, now)
+    except ValueError:
+        # cryptography parses a certificate's parts lazily: a part that does not decode
+        # (a malformed extension, name or date) proves nothing, and is no 500.
+        return False
     return False
 
 
@@ -119,7 +124,8 @@ def presented_thumbprint(request: HttpRequest) -> str:
 
 def endpoint_aliases() -> dict[str, str]:
     """RFC 8705 §5 mtls_endpoint_aliases: the endpoints at MTLS_BASE_URL (the origin of the
-    listener that asks for client certificates, idp/tls), or {} when there is none."""
+    listener that asks for client certificates, idp/mtls.py, or of the proxy that does), or
+    {} when there is none."""
     base = settings.MTLS_BASE_URL.rstrip("/")
     if not base:
         return {}
@@ -132,7 +138,7 @@ def endpoint_aliases() -> dict[str, str]:
 @cache
 def _client_ca_store(path: Path | None) -> verification.Store | None:
     """The trust anchors of MTLS_CLIENT_CA_FILE, read once per process (a new bundle takes a
-    restart, as the listener's own does)."""
+    restart); an unreadable bundle is logged and trusts nothing."""
     if path is None:
         return None
     try:

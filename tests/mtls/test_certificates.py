@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from django.test import Client as HttpClient
 
 from apps.accounts.services import user_create
@@ -285,3 +286,30 @@ def test_introspection_revocation_and_par_authenticate_a_certificate_client_too(
         assert with_it.status_code == status, (path, with_it.content)
         assert without.status_code == 401, path
         assert without.json()["error"] == "invalid_client"
+
+
+def test_a_signed_certificate_with_an_undecodable_extension_proves_nothing() -> None:
+    # Well-formed enough to load (cryptography parses extensions lazily), signed by the CA,
+    # but its subjectAltName is not DER: refused as no match, not a 500.
+    broken = pki.leaf(CA, pki.name("svc"))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(broken.certificate.subject)
+        .issuer_name(CA.certificate.subject)
+        .public_key(broken.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(pki.NOW - datetime.timedelta(hours=1))
+        .not_valid_after(pki.NOW + datetime.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x01"),
+            critical=False,
+        )
+    )
+    pem = builder.sign(CA.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    by_dns = _tls_client(tls_client_auth_san_dns="svc.example.com")
+    by_dn = _tls_client(tls_client_auth_subject_dn="CN=svc,O=Tessera Tests,C=DE")
+
+    for client_id in (by_dns, by_dn):
+        response = _token(client_id, SSL_CLIENT_CERT=pem)
+        assert response.status_code == 401, response.content
+        assert response.json()["error"] == "invalid_client"
