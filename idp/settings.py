@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -1052,6 +1053,8 @@ SPECTACULAR_SETTINGS = {
         "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
         "PermissionScopeEnum": "apps.accounts.models.PermissionScope",
         "MfaRequiredByEnum": "apps.accounts.models.MfaRequiredBy",  # also who blocked a person
+        # a client's (RFC 8705) and an upstream provider's token_endpoint_auth_method
+        "ClientAuthMethodEnum": "apps.tokens.models.Client.AuthMethod",
     },
 }
 
@@ -1070,6 +1073,17 @@ CELERY_BEAT_SCHEDULE["rebuild-threat-baselines"] = {
 }
 # The successful sign-ins baselines are built from (apps/core/signin_history.py port).
 SIGN_IN_HISTORY = "apps.audit.selectors.past_sign_ins"
+
+# --- mutual TLS, RFC 8705 (mtls) ------------------------------------------------------------
+
+# PEM bundle of the CAs a tls_client_auth client's certificate must chain to (RFC 8705 §2.1);
+# unset: no client can authenticate with tls_client_auth (self-signed ones still can, §2.2).
+MTLS_CLIENT_CA_FILE = env.existing_file("IDP_MTLS_CLIENT_CA_FILE")
+# Header a trusted proxy (IDP_TRUSTED_PROXIES) forwards the client certificate in: URL-encoded
+# PEM (nginx $ssl_client_escaped_cert) or RFC 9440 `:base64 DER:`; ignored from anyone else.
+MTLS_CLIENT_CERT_HEADER = env.string("IDP_MTLS_CLIENT_CERT_HEADER", "X-Client-Cert")
+if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", MTLS_CLIENT_CERT_HEADER):
+    raise ImproperlyConfigured("IDP_MTLS_CLIENT_CERT_HEADER must be a header name (A-Z, 0-9, -)")
 
 # --- DPoP, RFC 9449 (dpop) (apps/tokens/dpop.py; docs/dpop.md) ------------------------------
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite starts real PostgreSQL, Redis and ClickHouse servers, drives Chromium and runs
-# npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9 will do).
+# npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9 will do), and puts
+# nginx in front of Tessera for the mutual-TLS tests.
 # Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
 set -euo pipefail
 
@@ -10,6 +11,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+# tests/mtls: the TLS-terminating proxy that forwards client certificates (RFC 8705)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

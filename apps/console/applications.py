@@ -22,7 +22,7 @@ from apps.console.forms import ClientForm, ClientRegisterForm, ClientSearchForm,
 from apps.console.lookups import client_or_404
 from apps.console.permissions import administrator_required, staff_required
 from apps.keys.services import key_chains, keys_rotate_now, rotation_terms
-from apps.tokens import clients_admin
+from apps.tokens import clients_admin, mtls
 from apps.tokens.models import Client
 
 
@@ -58,6 +58,7 @@ def client_detail(request: HttpRequest, client_id: str) -> HttpResponse:
     context = {
         "client": client,
         "settings": clients_admin.client_settings(client),
+        "certificates": mtls.certificate_summary(client.jwks),
         "counts": clients_admin.client_token_counts(client=client),
         "may_change": _may_change(request),
     }
@@ -113,6 +114,9 @@ def client_secret_rotate(request: HttpRequest, client_id: str) -> HttpResponse:
     client = client_or_404(client_id)
     if client.client_type != Client.CLIENT_CONFIDENTIAL:
         messages.error(request, "A public client has no secret.")
+        return redirect("console:client", client_id=client.client_id)
+    if mtls.uses_certificate(client):
+        messages.error(request, "This client authenticates with its certificate, not a secret.")
         return redirect("console:client", client_id=client.client_id)
     if request.method != "POST":
         return _confirm(

@@ -21,6 +21,7 @@ from apps.core.privacy import PSEUDONYM_PREFIX
 from apps.ratelimit.rules import rules
 from apps.ratelimit.services import BadBlockKey, block_key
 from apps.sessions.selectors import user_lookup
+from apps.tokens.models import Client
 
 
 class UserLookupForm(forms.Form):
@@ -298,6 +299,13 @@ ALG_CHOICES = [
 ]
 
 
+class _JwksField(forms.JSONField):
+    """A JWK Set as JSON text; no set is an empty box (not "null")."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class ClientForm(forms.Form):
     """A client's registration as an operator edits it; the field names are
     apps.tokens.services.client_configure's arguments, so its errors land on the field at
@@ -332,6 +340,39 @@ class ClientForm(forms.Form):
     )
     frontchannel_logout_uri = forms.CharField(
         required=False, max_length=2000, label="Front-channel logout URI"
+    )
+    # RFC 8705: mutual-TLS client authentication and certificate-bound tokens
+    token_endpoint_auth_method = forms.ChoiceField(
+        choices=Client.AuthMethod.choices,
+        required=False,
+        label="Client authentication (a confidential client's; mutual TLS: RFC 8705)",
+    )
+    tls_client_auth_subject_dn = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="tls_client_auth: certificate subject DN (RFC 4514, e.g. CN=billing,O=Example,C=DE)",
+    )
+    tls_client_auth_san_dns = forms.CharField(
+        required=False, max_length=255, label="…or its DNS name (subjectAltName)"
+    )
+    tls_client_auth_san_uri = forms.CharField(
+        required=False, max_length=2000, label="…or its URI (subjectAltName)"
+    )
+    tls_client_auth_san_ip = forms.CharField(
+        required=False, max_length=45, label="…or its IP address (subjectAltName)"
+    )
+    tls_client_auth_san_email = forms.CharField(
+        required=False, max_length=254, label="…or its email address (subjectAltName)"
+    )
+    jwks = _JwksField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        label='self_signed_tls_client_auth: JWK Set with the certificate in x5c ({"keys": [...]})',
+    )
+    tls_client_certificate_bound_access_tokens = forms.BooleanField(
+        required=False,
+        label="Certificate-bound tokens only: a token request without its certificate is "
+        "refused (RFC 8705 section 3)",
     )
 
 

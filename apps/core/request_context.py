@@ -48,13 +48,13 @@ def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return None
 
 
-def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_trusted_proxy(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return any(address in network for network in settings.TRUSTED_PROXIES)
 
 
 def client_ip(request: HttpRequest) -> str | None:
     peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
-    if peer is None or not _is_trusted(peer):
+    if peer is None or not is_trusted_proxy(peer):
         return str(peer) if peer else None
     client = peer
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
@@ -63,7 +63,7 @@ def client_ip(request: HttpRequest) -> str | None:
         if address is None:
             break  # a malformed hop: trust nothing to its left
         client = address
-        if not _is_trusted(address):
+        if not is_trusted_proxy(address):
             break
     return str(client)
 
@@ -71,7 +71,12 @@ def client_ip(request: HttpRequest) -> str | None:
 def _request_id(request: HttpRequest, ip: str | None) -> str:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     peer = _parse_ip(request.META.get("REMOTE_ADDR", ""))
-    if incoming and peer is not None and _is_trusted(peer) and _REQUEST_ID_FORM.match(incoming):
+    if (
+        incoming
+        and peer is not None
+        and is_trusted_proxy(peer)
+        and _REQUEST_ID_FORM.match(incoming)
+    ):
         return incoming
     return uuid.uuid4().hex
 

@@ -62,6 +62,8 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
 def authenticate(client_id: str, secret: str) -> Client | None:
     """The confidential client these credentials prove, or None (RFC 6749 §2.3.1). The
     secret is compared by its keyed hash in constant time (ClientSecretHasher)."""
+    if not secret:
+        return None  # no secret is an empty one (whatever a column might hold)
     client = client_by_id(client_id) if client_id else None
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
         return None
@@ -73,15 +75,17 @@ def authenticate(client_id: str, secret: str) -> Client | None:
 # RFC 6749 §5.2 invalid_client, the same words wherever a client fails to authenticate.
 AUTHENTICATION_FAILED = (
     "Client authentication failed: send the client id and secret with HTTP Basic, or as "
-    "client_id and client_secret in the body (RFC 6749 section 2.3.1); only a public client "
-    "sends its client_id alone."
+    "client_id and client_secret in the body (RFC 6749 section 2.3.1); a client registered "
+    "for mutual TLS presents its certificate and sends client_id (RFC 8705 section 2); only a "
+    "public client sends its client_id alone."
 )
 
 
 @dataclass(frozen=True)
 class Presented:
     """The client credentials a request carries and how: client_secret_basic,
-    client_secret_post, or none (a client_id alone, or nothing)."""
+    client_secret_post, or none (a client_id alone, or nothing); tls_client_auth or
+    self_signed_tls_client_auth once a client_id alone named a client registered for them."""
 
     client_id: str
     secret: str | None

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.core.commit import after_commit
 from apps.core.events import EventType, emit
+from apps.tokens import mtls
 from apps.tokens.logout_propagation import DEPARTED_BATCH, departing_client
 from apps.tokens.models import AccessToken, Client, OfflineGrant, RefreshToken
 from apps.tokens.services import (
@@ -41,6 +42,11 @@ EDITABLE = (
     "require_pkce",
     "require_mfa",
     "require_par",
+    # RFC 8705 client metadata (mtls.registration_set)
+    "token_endpoint_auth_method",
+    *mtls.IDENTIFIERS,
+    "jwks",
+    "tls_client_certificate_bound_access_tokens",
 )
 
 
@@ -87,6 +93,12 @@ def client_settings(client: Client) -> dict[str, Any]:
         "require_pkce": client.require_pkce,
         "require_mfa": client.require_mfa,
         "require_par": client.require_par,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        **{field: getattr(client, field) for field in mtls.IDENTIFIERS},
+        "jwks": client.jwks,
+        "tls_client_certificate_bound_access_tokens": (
+            client.tls_client_certificate_bound_access_tokens
+        ),
     }
 
 
@@ -138,6 +150,10 @@ def client_update(*, client: Client, actor_id: object, **changes: Any) -> list[s
         changed = [field for field in EDITABLE if now[field] != before[field]]
         if not changed:
             return []
+        if mtls.uses_certificate(locked) and not mtls.uses_certificate(client):
+            # RFC 8705 §2: the certificate is its only credential; the old secret would come
+            # back to life were the method switched back (a new one is rotated then).
+            locked.client_secret = mtls.secret_nobody_knows()
         locked.save()
         emit(
             EventType.CLIENT_CHANGED,
@@ -147,12 +163,18 @@ def client_update(*, client: Client, actor_id: object, **changes: Any) -> list[s
             action="updated",
             metadata={
                 "changed": changed,
-                "before": {field: before[field] for field in changed},
-                "after": {field: now[field] for field in changed},
+                "before": {field: _shown(field, before[field]) for field in changed},
+                "after": {field: _shown(field, now[field]) for field in changed},
             },
         )
     client.refresh_from_db()
     return changed
+
+
+def _shown(field: str, value: Any) -> Any:
+    """A setting as a change event records it: a jwks by its certificates' thumbprints (a set
+    of keys is kilobytes and says nothing a thumbprint does not)."""
+    return mtls.certificate_summary(value) if field == "jwks" else value
 
 
 def client_secret_rotate(*, client: Client, actor_id: object) -> str:
@@ -161,6 +183,10 @@ def client_secret_rotate(*, client: Client, actor_id: object) -> str:
     a second (the clients cache is told on commit). Tokens already issued are untouched."""
     if client.client_type != Client.CLIENT_CONFIDENTIAL:
         raise ValidationError({"client": "A public client has no secret (RFC 6749 §2.1)."})
+    if mtls.uses_certificate(client):
+        raise ValidationError(
+            {"client": "This client authenticates with its certificate (RFC 8705), not a secret."}
+        )
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
         locked = Client.objects.select_for_update().get(pk=client.pk)

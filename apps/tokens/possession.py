@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from apps.tokens import dpop
+from apps.tokens import dpop, mtls
 from apps.tokens.binding import Binding
 from apps.tokens.grants.base import Refused
 from apps.tokens.models import Client
@@ -23,9 +23,13 @@ DPOP_SCHEME = "dpop"  # RFC 9449 §7.1: Authorization: DPoP <token>
 
 
 def token_endpoint_binding(request: HttpRequest, client: Client) -> Binding:
-    """What a token request of the authenticated `client` proves: a DPoP proof of the token
-    endpoint (RFC 9449 §5). Raises Refused (RFC 6749 §5.2 shape with RFC 9449's errors)."""
-    return Binding(jkt=proven_jkt(request, required=client.dpop_bound_access_tokens))
+    """What a token request of the authenticated `client` proves: the client certificate of
+    a mutual-TLS request (RFC 8705 §3) and a DPoP proof of the token endpoint (RFC 9449 §5).
+    Raises Refused (RFC 6749 §5.2 shape with RFC 9449's errors)."""
+    return Binding(
+        x5t_s256=mtls.bound_thumbprint(request, client),
+        jkt=proven_jkt(request, required=client.dpop_bound_access_tokens),
+    )
 
 
 def proven_jkt(request: HttpRequest, *, required: bool) -> str:
@@ -63,7 +67,8 @@ def uses_dpop_scheme(request: HttpRequest) -> bool:
 
 
 def resource_binding(request: HttpRequest, token: str, *, nonce: bool | None = None) -> Binding:
-    """What a resource request presenting `token` proves. With `Authorization: DPoP`, the
+    """What a resource request presenting `token` proves: the certificate of a mutual-TLS
+    connection (RFC 8705 §3), whatever the scheme, and, with `Authorization: DPoP`, the
     DPoP proof (RFC 9449 §7.1, with `ath` of the token and, when required, a nonce: §9) must
     be valid, and its key is proven; with Bearer (or the token in the body) no key is proven,
     whatever DPoP header came (§7.2: a DPoP-bound token sent as Bearer is refused).
@@ -77,11 +82,14 @@ def resource_binding(request: HttpRequest, token: str, *, nonce: bool | None = N
         presented = possession.resource_binding(request, token)
         claims = validation.validate_access_token(token, audience=..., presented=presented)
     """
+    x5t = mtls.presented_thumbprint(request)  # RFC 8705 §3: the connection's certificate
     if not uses_dpop_scheme(request):
-        return Binding()
+        return Binding(x5t_s256=x5t)
     proof = dpop.proof_header(request)
     if proof is None:
         raise dpop.InvalidProof("Authorization: DPoP needs a DPoP proof (RFC 9449 section 7.1).")
     if nonce is None:
         nonce = dpop.nonce_required()
-    return Binding(jkt=dpop.verify(request, proof, access_token=token, nonce=nonce).jkt)
+    return Binding(
+        x5t_s256=x5t, jkt=dpop.verify(request, proof, access_token=token, nonce=nonce).jkt
+    )

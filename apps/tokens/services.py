@@ -22,6 +22,7 @@ from apps.core import revocation
 from apps.core.events import EventType, emit
 from apps.sessions.models import LoginSession
 from apps.sessions.services import session_end_all, session_is_live
+from apps.tokens import mtls
 from apps.tokens.binding import Binding
 from apps.tokens.models import (
     DOT_GRANT_NAMES,
@@ -379,6 +380,14 @@ def client_create(
     require_pkce: bool = True,
     require_mfa: bool = False,
     require_par: bool = False,
+    token_endpoint_auth_method: str = "",
+    tls_client_auth_subject_dn: str = "",
+    tls_client_auth_san_dns: str = "",
+    tls_client_auth_san_uri: str = "",
+    tls_client_auth_san_ip: str = "",
+    tls_client_auth_san_email: str = "",
+    jwks: Any = None,
+    tls_client_certificate_bound_access_tokens: bool = False,
     actor_id: object = None,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
@@ -387,8 +396,10 @@ def client_create(
     `require_pkce=False` is for a confidential client whose library cannot do PKCE: its
     authorization requests must then carry a nonce (RFC 9700 §2.1.1). `require_mfa=True`: every
     authorization needs the MFA level (apps/tokens/authorize.py check_acr); `require_par=True`:
-    every authorization request must be pushed (RFC 9126 §6). Errors are keyed by
-    the field at fault (ValidationError.message_dict), as client_configure raises them.
+    every authorization request must be pushed (RFC 9126 §6). A client registered for
+    mutual-TLS authentication (token_endpoint_auth_method, RFC 8705 §2: mtls.registration_set)
+    gets no secret. Errors are keyed by the field at fault (ValidationError.message_dict), as
+    client_configure raises them.
     """
     if client_secret is not None and (public or len(client_secret) < 32):
         raise ValidationError(
@@ -397,10 +408,16 @@ def client_create(
                 "(and a confidential client)."
             }
         )
-    secret = None if public else (client_secret or secrets.token_urlsafe(32))
+    by_certificate = token_endpoint_auth_method in mtls.CERTIFICATE_METHODS
+    if client_secret is not None and by_certificate:
+        raise ValidationError(
+            {"client_secret": "A client authenticating with its certificate has no secret."}
+        )
+    secret = None if public or by_certificate else (client_secret or secrets.token_urlsafe(32))
     client = Client(
         client_type=Client.CLIENT_PUBLIC if public else Client.CLIENT_CONFIDENTIAL,
-        client_secret=secret or "",
+        # a certificate client stores a secret nobody was given (mtls.secret_nobody_knows)
+        client_secret=secret or (mtls.secret_nobody_knows() if by_certificate else ""),
     )
     if client_id:
         if not CLIENT_ID_FORM.fullmatch(client_id):
@@ -426,6 +443,14 @@ def client_create(
         require_pkce=require_pkce,
         require_mfa=require_mfa,
         require_par=require_par,
+        token_endpoint_auth_method=token_endpoint_auth_method,
+        tls_client_auth_subject_dn=tls_client_auth_subject_dn,
+        tls_client_auth_san_dns=tls_client_auth_san_dns,
+        tls_client_auth_san_uri=tls_client_auth_san_uri,
+        tls_client_auth_san_ip=tls_client_auth_san_ip,
+        tls_client_auth_san_email=tls_client_auth_san_email,
+        jwks=jwks,
+        tls_client_certificate_bound_access_tokens=tls_client_certificate_bound_access_tokens,
     )
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
@@ -445,6 +470,10 @@ def client_create(
                 "require_pkce": require_pkce,
                 "require_mfa": require_mfa,
                 "require_par": require_par,
+                "token_endpoint_auth_method": client.token_endpoint_auth_method,
+                "tls_client_certificate_bound_access_tokens": (
+                    client.tls_client_certificate_bound_access_tokens
+                ),
             },
         )
     return client, secret
@@ -466,12 +495,20 @@ def client_configure(
     require_pkce: bool,
     require_mfa: bool | None = None,
     require_par: bool | None = None,
+    token_endpoint_auth_method: str = "",
+    tls_client_auth_subject_dn: str = "",
+    tls_client_auth_san_dns: str = "",
+    tls_client_auth_san_uri: str = "",
+    tls_client_auth_san_ip: str = "",
+    tls_client_auth_san_email: str = "",
+    jwks: Any = None,
+    tls_client_certificate_bound_access_tokens: bool = False,
 ) -> list[str]:
     """Checks a client's registration and sets it on `client` (a new one, or one being
     edited: its client type stays), unsaved; returns its grant types. The one set of rules
     for `createclient`, the console and the admin API. Raises ValidationError keyed by the
     field at fault (the keyword argument's name). `require_mfa` / `require_par` None leaves it
-    as it is."""
+    as it is. The mutual-TLS metadata (RFC 8705) is mtls.registration_set's to check."""
     public = client.client_type == Client.CLIENT_PUBLIC
     grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     unknown = set(grants) - set(GRANT_TYPES)
@@ -530,6 +567,17 @@ def client_configure(
         client.require_mfa = require_mfa
     if require_par is not None:
         client.require_par = require_par
+    mtls.registration_set(
+        client,
+        token_endpoint_auth_method=token_endpoint_auth_method,
+        tls_client_auth_subject_dn=tls_client_auth_subject_dn,
+        tls_client_auth_san_dns=tls_client_auth_san_dns,
+        tls_client_auth_san_uri=tls_client_auth_san_uri,
+        tls_client_auth_san_ip=tls_client_auth_san_ip,
+        tls_client_auth_san_email=tls_client_auth_san_email,
+        jwks=jwks,
+        tls_client_certificate_bound_access_tokens=tls_client_certificate_bound_access_tokens,
+    )
     client.clean()  # DOT's own checks: redirect URI schemes and form, keyed by field
     _check_logout_uri(client, "backchannel_logout_uri", backchannel_logout_uri)
     _check_logout_uri(client, "frontchannel_logout_uri", frontchannel_logout_uri)

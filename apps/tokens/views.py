@@ -25,7 +25,7 @@ from apps.sessions.levels import ACR_VALUES_SUPPORTED
 from apps.sessions.selectors import session_current
 from apps.sessions.services import session_end
 from apps.tokens import authorize as authorize_flow
-from apps.tokens import clients, dpop, grants, id_tokens, logout_propagation, possession
+from apps.tokens import clients, dpop, grants, id_tokens, logout_propagation, mtls, possession
 from apps.tokens.activity import activity_report
 from apps.tokens.authorize import refusal_page
 from apps.tokens.claims import profile_claims
@@ -43,7 +43,8 @@ from apps.tokens.validation import InsufficientScope, InvalidToken, bearer_user
 def _metadata() -> bytes:
     """OIDC Discovery 1.0 §3 and RFC 8414 §2, built once per process."""
     issuer = settings.ISSUER
-    auth_methods = ["client_secret_basic", "client_secret_post"]
+    # RFC 8705 §2: tls_client_auth and self_signed_tls_client_auth
+    auth_methods = ["client_secret_basic", "client_secret_post", *mtls.CERTIFICATE_METHODS_ORDER]
     metadata = {
         "issuer": issuer,
         "authorization_endpoint": issuer + reverse("tokens:authorize"),
@@ -85,9 +86,13 @@ def _metadata() -> bytes:
         # Front-Channel Logout 1.0 §3: iframes on the signed-out page, with iss and sid
         "frontchannel_logout_supported": True,
         "frontchannel_logout_session_supported": True,
+        "tls_client_certificate_bound_access_tokens": True,  # RFC 8705 §3.3
         # RFC 9449 §5.1: DPoP proofs accepted at the token endpoint and the resources
         "dpop_signing_alg_values_supported": list(settings.DPOP_SIGNING_ALGS),
     }  # fmt: skip
+    aliases = mtls.endpoint_aliases()
+    if aliases:  # RFC 8705 §5: where clients reach the endpoints over mutual TLS
+        metadata["mtls_endpoint_aliases"] = aliases
     return json.dumps(metadata).encode()
 
 

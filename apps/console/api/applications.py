@@ -19,9 +19,21 @@ from apps.console.forms import ALG_CHOICES, ClientSearchForm
 from apps.console.lookups import client_or_404
 from apps.console.permissions import AdministratorWrites
 from apps.keys.services import key_chains, keys_rotate_now
-from apps.tokens import clients_admin
+from apps.tokens import clients_admin, mtls
 from apps.tokens.models import Client
 from apps.tokens.services import GRANT_TYPES
+
+# RFC 8705 client metadata (RFC 7591 §2 token_endpoint_auth_method and jwks; §2.1.2 subject
+# identifiers; §3.4 tls_client_certificate_bound_access_tokens)
+MTLS_FIELDS = (
+    "token_endpoint_auth_method", *mtls.IDENTIFIERS, "jwks",
+    "tls_client_certificate_bound_access_tokens",
+)  # fmt: skip
+_AUTH_METHOD_HELP = (
+    'Blank: a client secret. "tls_client_auth": a certificate of the client CA naming the one '
+    'identifier given (RFC 8705 section 2.1); "self_signed_tls_client_auth": one of the '
+    "certificates in jwks x5c (section 2.2). Confidential clients only; they get no secret."
+)
 
 
 def _uri() -> serializers.CharField:
@@ -45,7 +57,7 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
             "client_id", "name", "client_type", "public", "grant_types", "redirect_uris",
             "post_logout_redirect_uris", "skip_consent", "id_token_alg", "require_pkce",
             "require_mfa", "require_par", "backchannel_logout_uri", "frontchannel_logout_uri",
-            "disabled", "disabled_at", "created", "updated",
+            "disabled", "disabled_at", "created", "updated", *MTLS_FIELDS,
         )  # fmt: skip
 
     def get_public(self, client: Client) -> bool:
@@ -96,6 +108,23 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
     )
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True)
+    token_endpoint_auth_method = serializers.ChoiceField(
+        choices=Client.AuthMethod.choices, allow_blank=True, help_text=_AUTH_METHOD_HELP
+    )
+    tls_client_auth_subject_dn = serializers.CharField(
+        max_length=1000, allow_blank=True, help_text="RFC 4514, e.g. CN=billing,O=Example,C=DE"
+    )
+    tls_client_auth_san_dns = serializers.CharField(max_length=255, allow_blank=True)
+    tls_client_auth_san_uri = serializers.CharField(max_length=2000, allow_blank=True)
+    tls_client_auth_san_ip = serializers.CharField(max_length=45, allow_blank=True)
+    tls_client_auth_san_email = serializers.CharField(max_length=254, allow_blank=True)
+    jwks = serializers.JSONField(
+        allow_null=True, help_text='A JWK Set {"keys": [...]} whose keys carry x5c certificates.'
+    )
+    tls_client_certificate_bound_access_tokens = StrictBoolean(
+        help_text="Every access token is bound to the client's certificate: a token request "
+        "without one is refused (RFC 8705 section 3)."
+    )
 
 
 class ClientRegistrationSerializer(ClientChangeSerializer):
@@ -116,6 +145,18 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
     require_par = StrictBoolean(default=False)
     backchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
     frontchannel_logout_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    token_endpoint_auth_method = serializers.ChoiceField(
+        choices=Client.AuthMethod.choices, allow_blank=True, default="", help_text=_AUTH_METHOD_HELP
+    )
+    tls_client_auth_subject_dn = serializers.CharField(
+        max_length=1000, allow_blank=True, default="", help_text="RFC 4514"
+    )
+    tls_client_auth_san_dns = serializers.CharField(max_length=255, allow_blank=True, default="")
+    tls_client_auth_san_uri = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    tls_client_auth_san_ip = serializers.CharField(max_length=45, allow_blank=True, default="")
+    tls_client_auth_san_email = serializers.CharField(max_length=254, allow_blank=True, default="")
+    jwks = serializers.JSONField(allow_null=True, default=None)
+    tls_client_certificate_bound_access_tokens = StrictBoolean(default=False)
     public = serializers.BooleanField(default=False, help_text="No secret; PKCE only.")
     client_id = serializers.CharField(
         required=False, max_length=100, help_text="Chosen id (migrations); generated if absent."
@@ -125,7 +166,8 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
 class ClientRegisteredSerializer(ClientSerializer):
     client_secret = serializers.CharField(
         allow_null=True,
-        help_text="In clear, this once (null for a public client); only its hash is kept.",
+        help_text="In clear, this once (null for a public client or one authenticating with its "
+        "certificate); only its hash is kept.",
     )
 
     class Meta(ClientSerializer.Meta):

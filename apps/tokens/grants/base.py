@@ -3,14 +3,14 @@ refusal every check raises, and the audience (RFC 8707). Issuance is in grants/i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
 from apps.ratelimit import services as ratelimit
-from apps.tokens import clients
+from apps.tokens import clients, mtls
 from apps.tokens.binding import UNBOUND, Binding
 from apps.tokens.errors import safe
 from apps.tokens.models import Client
@@ -80,9 +80,10 @@ def require(params: QueryDict, *names: str) -> None:
 
 def authenticated_client(request: HttpRequest, params: QueryDict, *, public: bool) -> Client:
     """RFC 6749 §2.3.1 / §3.2.1: a confidential client proves itself with its secret (HTTP
-    Basic, or client_id and client_secret in the body, never both); a public client names
-    itself with client_id alone, for a grant that allows `public` clients. Anything else is
-    401 invalid_client, recorded."""
+    Basic, or client_id and client_secret in the body, never both), or, registered for it,
+    with its mutual-TLS certificate and client_id in the body (RFC 8705 §2); a public client
+    names itself with client_id alone, for a grant that allows `public` clients. Anything
+    else is 401 invalid_client, recorded."""
     authorization = request.headers.get("Authorization", "")
     credentials = clients.presented(
         authorization, params.get("client_id"), params.get("client_secret")
@@ -104,12 +105,25 @@ def authenticated_client(request: HttpRequest, params: QueryDict, *, public: boo
         if not attempt.allowed:
             raise ratelimit.Limited(attempt.decision)
         client = clients.authenticate_presented(credentials)
+        if client is not None and mtls.uses_certificate(client):
+            client = None  # RFC 8705 §2: its certificate is its one credential, never a secret
     else:
         decision = ratelimit.check(request, client_id=credentials.client_id)
         if not decision.allowed:
             raise ratelimit.Limited(decision)
         client = clients.client_by_id(credentials.client_id) if credentials.client_id else None
-        if client is not None and (not public or client.client_type != Client.CLIENT_PUBLIC):
+        if client is not None and mtls.uses_certificate(client):
+            # RFC 8705 §2: the certificate is checked once an attempt is reserved, as a
+            # secret is (the lockout counters alone: the limits were checked just above).
+            attempt = ratelimit.attempt_begin(
+                request, kind="client", identifier=credentials.client_id
+            )
+            if not attempt.allowed:
+                raise ratelimit.Limited(attempt.decision)
+            credentials = replace(credentials, method=client.token_endpoint_auth_method)
+            if not mtls.certificate_authenticates(request, client):
+                client = None
+        elif client is not None and (not public or client.client_type != Client.CLIENT_PUBLIC):
             client = None  # a confidential client must authenticate
     named = params.get("client_id")
     if client is not None and named and named != client.client_id:

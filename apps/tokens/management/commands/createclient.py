@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.tokens import mtls
 from apps.tokens.models import Client
 from apps.tokens.services import GRANT_TYPES, client_create
 
@@ -50,10 +52,42 @@ class Command(BaseCommand):
         parser.add_argument(
             "--frontchannel-logout-uri", default="", help="Front-Channel Logout 1.0 §2"
         )
+        # RFC 8705: mutual-TLS client authentication and certificate-bound tokens
+        parser.add_argument(
+            "--auth-method",
+            choices=[m for m in Client.AuthMethod.values if m],
+            default="",
+            help="authenticate with a certificate instead of a secret (RFC 8705 §2): "
+            "tls_client_auth needs one --tls-subject-dn or --tls-san-*, "
+            "self_signed_tls_client_auth a --jwks-file with the certificate in x5c",
+        )
+        parser.add_argument(
+            "--tls-subject-dn", default="", help="the certificate's subject DN (RFC 4514)"
+        )
+        for kind in ("dns", "uri", "ip", "email"):
+            parser.add_argument(
+                f"--tls-san-{kind}", default="", help=f"the certificate's subjectAltName {kind}"
+            )
+        parser.add_argument(
+            "--jwks-file", type=Path, help="JWK Set (JSON) whose keys carry x5c certificates"
+        )
+        parser.add_argument(
+            "--bound-tokens",
+            action="store_true",
+            help="every access token is bound to the client's certificate: a token request "
+            "without one is refused (tls_client_certificate_bound_access_tokens, RFC 8705 §3)",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
+            jwks = None
+            if options["jwks_file"] is not None:
+                try:
+                    text = options["jwks_file"].read_text()
+                except (OSError, UnicodeDecodeError) as error:
+                    raise CommandError(f"--jwks-file: {error}") from None
+                jwks = mtls.jwks_parse(text)
             client, secret = client_create(
                 name=options["name"],
                 redirect_uris=options["redirect_uris"],
@@ -69,6 +103,14 @@ class Command(BaseCommand):
                 require_pkce=not options["allow_no_pkce"],
                 require_mfa=options["require_mfa"],
                 require_par=options["require_par"],
+                token_endpoint_auth_method=options["auth_method"],
+                tls_client_auth_subject_dn=options["tls_subject_dn"],
+                tls_client_auth_san_dns=options["tls_san_dns"],
+                tls_client_auth_san_uri=options["tls_san_uri"],
+                tls_client_auth_san_ip=options["tls_san_ip"],
+                tls_client_auth_san_email=options["tls_san_email"],
+                jwks=jwks,
+                tls_client_certificate_bound_access_tokens=options["bound_tokens"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
