@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from django.conf import settings
@@ -245,8 +246,18 @@ def _check_claims(request: HttpRequest, payload: dict[str, Any], access_token: s
 def endpoint_url(request: HttpRequest) -> str:
     """The URL the client called, without query and fragment (RFC 9449 §4.3 step 9), as the
     issuer's external URL names it: behind a proxy the request's own host and scheme may be
-    the proxy's, but the endpoints a client knows are the issuer's (OIDC Discovery §3)."""
-    return _endpoint_url(settings.ISSUER, request.path)
+    the proxy's, but the endpoints a client knows are the issuer's (OIDC Discovery §3), or,
+    for a request made to the mutual-TLS origin, the RFC 8705 §5 alias discovery names."""
+    return _endpoint_url(_origin(request.get_host()), request.path)
+
+
+def _origin(host: str) -> str:
+    """The external origin a request was made to: the mTLS aliases' when its Host is theirs
+    (a client calling both, DPoP over mutual TLS, signs the alias's URL), else the issuer's."""
+    mtls = settings.MTLS_BASE_URL
+    if mtls and host.lower() == urlsplit(mtls).netloc.lower():
+        return mtls.rstrip("/")
+    return settings.ISSUER
 
 
 @lru_cache(maxsize=256)  # the few endpoints that take proofs, normalized once each

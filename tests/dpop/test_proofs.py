@@ -31,6 +31,7 @@ from tests.dpop.conftest import (
     require_dpop,
     token_post,
 )
+from tests.tokens.conftest import TOKEN, basic
 
 pytestmark = pytest.mark.django_db
 
@@ -356,3 +357,29 @@ def test_a_client_that_requires_dpop_is_refused_without_a_proof(client, register
     assert bound.status_code == 200
     claims = validate_access_token(bound.json()["access_token"], presented=None)
     assert claims["cnf"] == {"jkt": key.jkt}
+
+
+def test_at_the_mutual_tls_origin_the_htu_is_its_alias(client, machine, key, settings) -> None:
+    # RFC 8705 §5: a client calling the token endpoint's mtls_endpoint_aliases entry signs
+    # that URL; the issuer's URL stays right at the issuer's origin, and neither is taken
+    # at the other's
+    settings.ISSUER = "https://idp.example.com"
+    settings.MTLS_BASE_URL = "https://mtls.idp.example.com:8443"
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "idp.example.com", "mtls.idp.example.com"]
+    alias = "https://mtls.idp.example.com:8443/oauth/token"
+    issuer = "https://idp.example.com/oauth/token"
+
+    def post(htu: str, host: str) -> Any:
+        headers = {"DPoP": key.proof(htu=htu), "Host": host}
+        headers["Authorization"] = basic(machine.client_id, machine.client_secret)
+        return client.post(TOKEN, CLIENT_CREDENTIALS, headers=headers)
+
+    at_alias = post(alias, "mtls.idp.example.com:8443")
+    assert at_alias.status_code == 200, at_alias.content
+    at_issuer = post(issuer, "idp.example.com")
+    assert at_issuer.status_code == 200, at_issuer.content
+
+    crossed = post(issuer, "mtls.idp.example.com:8443")
+    assert error_of(crossed) == "invalid_dpop_proof"
+    crossed = post(alias, "idp.example.com")
+    assert error_of(crossed) == "invalid_dpop_proof"
