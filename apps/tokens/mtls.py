@@ -101,21 +101,6 @@ def certificate_authenticates(request: HttpRequest, client: Client) -> bool:
     return False
 
 
-def bound_thumbprint(request: HttpRequest, client: Client) -> str:
-    """RFC 8705 §3: the thumbprint the tokens of this token request are bound to: the
-    presented certificate's when the request came over mutual TLS with one, "" otherwise.
-    A client registered with tls_client_certificate_bound_access_tokens (§3.4) must present
-    one: Refused invalid_request."""
-    from apps.tokens.grants.base import Refused  # grants import this module
-
-    certificate = presented_certificate(request)
-    if certificate is not None:
-        return thumbprint(certificate)
-    if client.tls_client_certificate_bound_access_tokens:
-        raise Refused("invalid_request", BOUND_TOKENS_REQUIRED)
-    return ""
-
-
 def presented_thumbprint(request: HttpRequest) -> str:
     """What a resource request proves (RFC 8705 §3): its certificate's thumbprint, or ""."""
     certificate = presented_certificate(request)

@@ -27,9 +27,19 @@ def token_endpoint_binding(request: HttpRequest, client: Client) -> Binding:
     a mutual-TLS request (RFC 8705 §3) and a DPoP proof of the token endpoint (RFC 9449 §5).
     Raises Refused (RFC 6749 §5.2 shape with RFC 9449's errors)."""
     return Binding(
-        x5t_s256=mtls.bound_thumbprint(request, client),
+        x5t_s256=_proven_thumbprint(request, client),
         jkt=proven_jkt(request, required=client.dpop_bound_access_tokens),
     )
+
+
+def _proven_thumbprint(request: HttpRequest, client: Client) -> str:
+    """RFC 8705 §3: the presented certificate's thumbprint when the request came over mutual
+    TLS with one, "" otherwise. A client registered with
+    tls_client_certificate_bound_access_tokens (§3.4) must present one: invalid_request."""
+    x5t = mtls.presented_thumbprint(request)
+    if not x5t and client.tls_client_certificate_bound_access_tokens:
+        raise Refused("invalid_request", mtls.BOUND_TOKENS_REQUIRED)
+    return x5t
 
 
 def proven_jkt(request: HttpRequest, *, required: bool) -> str:
