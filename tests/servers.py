@@ -255,16 +255,30 @@ class ZooKeeper(Server):
         # A small heap and the quick JIT: a throwaway server that starts in about a second.
         return [
             _binary("java"), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=ruok",
+            "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=srvr",
             "-cp", jar, "org.apache.zookeeper.server.ZooKeeperServerMain",
             str(self.port), str(self.dir / "data"),
         ]  # fmt: skip
 
     def ready(self) -> bool:
+        # `srvr` answers "not currently serving requests" until it serves (`ruok` says imok
+        # before: ClickHouse's handshake then failed, and 18.16 crashed on its next DDL).
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"ruok")
-                return sock.recv(4) == b"imok"
+                sock.sendall(b"srvr")
+                return sock.recv(64).startswith(b"Zookeeper version")
+        except OSError:
+            return False
+
+
+class ClickHouseClusterNode(ClickHouse):
+    def ready(self) -> bool:
+        """Answering, and its ZooKeeper session open (a query of system.zookeeper)."""
+        query = "SELECT+count()+FROM+system.zookeeper+WHERE+path%3D%27%2F%27"
+        try:
+            url = f"http://127.0.0.1:{self.http_port}/?query={query}"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
         except OSError:
             return False
 
@@ -297,7 +311,7 @@ class ClickHouseCluster:
   <remote_servers><{self.NAME}>{shards}</{self.NAME}></remote_servers>
   <macros><shard>{number:02d}</shard><replica>r1</replica></macros>
 """
-            node = ClickHouse(base / f"shard{number}", extra)
+            node = ClickHouseClusterNode(base / f"shard{number}", extra)
             # The port remote_servers names for this shard, chosen before the node existed.
             node.config.write_text(
                 node.config.read_text().replace(
@@ -310,10 +324,13 @@ class ClickHouseCluster:
         self.started_in = 0.0  # seconds, set by whoever starts it
 
     def start(self) -> None:
-        for server in self.all:
-            server.spawn()
-        for server in self.all:
-            server.wait_ready()
+        """ZooKeeper first: ClickHouse 18.16 connects to it at startup, and a server that found
+        it not yet listening crashed (SIGSEGV) at its first ON CLUSTER statement."""
+        self.zookeeper.start()
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
 
     def stop(self) -> None:
         for server in reversed(self.all):

@@ -169,6 +169,10 @@ def cluster_migrations_table(cluster: str, database: str) -> str:
 
 
 CURRENT_DATABASE = "SELECT currentDatabase()"
+# Before reading the record on a cluster: this server's replica fetches what another server's
+# audit_migrate recorded (replication is asynchronous; without it a run right after another's,
+# through another server, applied the last migration again).
+SYNC_MIGRATIONS_TABLE = f"SYSTEM SYNC REPLICA {MIGRATIONS_TABLE}"
 # Is NAME a cluster of this server's remote_servers, and what engine has a table now.
 CLUSTER_NAMES = "SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster"
 TABLE_ENGINE = (

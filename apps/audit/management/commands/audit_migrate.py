@@ -44,6 +44,8 @@ class Command(BaseCommand):
         try:
             migrations, create_record = self._schema(client, cluster)
             client.execute(create_record)
+            if cluster:
+                client.execute(clickhouse_schema.SYNC_MIGRATIONS_TABLE)
             applied = {version for (version,) in client.execute(clickhouse_schema.APPLIED_VERSIONS)}
             pending = [m for m in migrations if m.version not in applied]
             if not pending:
