@@ -104,9 +104,11 @@ def clickhouse_cluster(
     cluster.start()
     cluster.started_in = time.monotonic() - started
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"clickhouse cluster (ZooKeeper + 2 shards) started in {cluster.started_in:.2f}s"
-        )
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # on the terminal, not in captured output
+            reporter.write_line(
+                f"\nclickhouse cluster (ZooKeeper + 2 shards) started in {cluster.started_in:.2f}s"
+            )
     yield cluster
     cluster.stop()
