@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from OpenSSL import SSL, crypto
-from OpenSSL._util import lib as openssl_lib  # SSL_CTX_set1_curves_list: see _set_groups
+from OpenSSL._util import lib as openssl_lib  # SSL_CTX_set1_curves_list: see set_groups
 
 from idp import tls
 
@@ -44,7 +44,7 @@ SESSION_CONTEXT = b"tessera-mtls"  # OpenSSL refuses resumption with client cert
 log = logging.getLogger("tessera.mtls")
 
 
-def _set_groups(context: SSL.Context, curves: str) -> None:
+def set_groups(context: SSL.Context, curves: str) -> None:
     """pyOpenSSL's only public setter (set_tmp_ecdh) takes one curve; OpenSSL's
     SSL_CTX_set1_curves_list (the same as set1_groups_list) takes the ordered list."""
     if openssl_lib.SSL_CTX_set1_curves_list(context._context, curves.encode()) != 1:
@@ -63,7 +63,7 @@ def context(pair: tls.Pair, minimum: str, curves: str) -> SSL.Context:
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION if minimum == "1.3" else SSL.TLS1_2_VERSION)
     ctx.set_cipher_list(TLS12_CIPHERS)
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET)
-    _set_groups(ctx, curves)
+    set_groups(ctx, curves)
     certificates = x509.load_pem_x509_certificates(pair.chain_pem)
     ctx.use_certificate(certificates[0])
     for intermediate in certificates[1:]:

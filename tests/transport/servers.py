@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from OpenSSL import SSL
 
+from idp.mtls import set_groups
 from idp.serve import mtls_listener_argv, web_server_argv
 from tests.servers import free_port, wait_for
 
@@ -67,6 +70,32 @@ def handshake(
         return Negotiated(
             str(tls.version()), cipher[0] if cipher else "", tls.selected_alpn_protocol(), answer
         )
+
+
+def offering_only(port: int, cafile: Path, group: str) -> str:
+    """A TLS 1.3 handshake whose client offers the key-exchange `group` alone (OpenSSL's
+    name: X25519, P-256, P-384, P-521): the version negotiated, or SSL.Error when refused.
+    Through pyOpenSSL, whose OpenSSL is cryptography's on every machine: the standard
+    library's set_ecdh_curve('X25519') fails on Debian 12's Python 3.11 (UNKNOWN_GROUP)."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(SSL.TLS1_3_VERSION)
+    context.load_verify_locations(str(cafile))
+    context.set_verify(SSL.VERIFY_PEER, lambda *args: bool(args[-1]))
+    set_groups(context, group)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        # pyOpenSSL reads a socket with a Python timeout as non-blocking (WantReadError): the
+        # kernel's timeouts bound the handshake instead.
+        raw.settimeout(None)
+        bound = struct.pack("ll", 10, 0)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bound)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, bound)
+        connection = SSL.Connection(context, raw)
+        connection.set_tlsext_host_name(b"127.0.0.1")
+        connection.set_connect_state()
+        connection.do_handshake()
+        version = connection.get_protocol_version_name()
+        connection.shutdown()
+        return version
 
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
