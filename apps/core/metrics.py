@@ -19,6 +19,7 @@ runner) keeps them in memory, where only it can see them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -236,9 +237,18 @@ def use_directory(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
-def start_role(root: Path, role: str) -> Path:
-    """At the start of a server role's main process, before it forks or execs its workers."""
-    directory = prepare_directory(root, role)
+def start_role(root: Path, role: str) -> Path | None:
+    """At the start of a server role's main process, before it forks or execs its workers.
+    A folder that cannot be made (a read-only filesystem without the run volume) costs the
+    counters of this role, never the process: they stay in memory, and a warning says so."""
+    try:
+        directory = prepare_directory(root, role)
+    except OSError as error:
+        logging.getLogger("tessera.metrics").warning(
+            "metrics folder not writable; this %s's counters are not exported", role,
+            extra={"folder": str(root / role), "error": str(error)},
+        )  # fmt: skip
+        return None
     use_directory(directory)
     return directory
 
