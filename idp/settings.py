@@ -503,10 +503,10 @@ AUTHENTICATION_BACKENDS = [
 
 MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
-    # /metrics for the scraper with the token, before host and HTTPS checks (metrics_view.py).
-    "apps.core.metrics_view.MetricsEndpointMiddleware",
     # Security headers and CSP on every response, refusals of the middleware below included.
     "apps.core.security_headers.SecurityHeadersMiddleware",
+    # /metrics for the scraper with the token, before host and HTTPS checks (metrics_view.py).
+    "apps.core.metrics_view.MetricsEndpointMiddleware",
     "apps.core.middleware.AuditUnavailableMiddleware",
     "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",

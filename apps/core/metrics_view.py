@@ -9,8 +9,9 @@ from a file (`authorization.credentials_file`, a ServiceMonitor's `authorization
 and a port of its own would have to be served by every granian worker and kept off the
 public network separately in each deployment.
 
-The endpoint is answered by a middleware right after the request context (so the scrape is
-logged and counted) and before the rest: the Host a scraper sends is a pod's IP, which
+The endpoint is answered by a middleware right after the request context and the security
+headers (so the scrape is logged, counted and gets the headers every response has) and before
+the rest: the Host a scraper sends is a pod's IP, which
 ALLOWED_HOSTS rightly refuses elsewhere, and nothing here builds a URL from it.
 
 Gauges read at scrape time are cheap (one Redis pipeline, two indexed reads of the database,
