@@ -283,6 +283,9 @@ if METRICS_TOKEN_FILE is not None and len(METRICS_TOKEN_FILE.read_text().strip()
 # Counters of the server processes (prometheus-client's multi-process files), one folder per
 # role (web, mtls, worker, beat), emptied when that role starts; /metrics adds them all up.
 METRICS_DIR = DATA_DIR / "run" / "metrics"
+# OpenTelemetry traces of web requests (idp/tracing.py), exported over OTLP as the standard
+# OTEL_* variables say (OTEL_EXPORTER_OTLP_ENDPOINT ...); each span has the request id.
+TRACING = env.boolean("IDP_TRACING", False)
 
 # --- Rate limits and lockout (apps/ratelimit; README "Rate limits and lockout") ----------
 # Each rule is "LIMIT/PERIOD" plus optional burst=N (requests accepted at once, default
