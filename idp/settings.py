@@ -281,7 +281,7 @@ METRICS_TOKEN_FILE = env.existing_file("IDP_METRICS_TOKEN_FILE")
 if METRICS_TOKEN_FILE is not None and len(METRICS_TOKEN_FILE.read_text().strip()) < 32:
     raise ImproperlyConfigured("IDP_METRICS_TOKEN_FILE must hold a token of 32+ characters")
 # Counters of the server processes (prometheus-client's multi-process files), one folder per
-# role (web, mtls, worker, beat), emptied when that role starts; /metrics adds them all up.
+# server (<role>-<pid>: web, mtls, worker, beat), emptied at its start; /metrics adds them up.
 METRICS_DIR = DATA_DIR / "run" / "metrics"
 # OpenTelemetry traces of web requests (idp/tracing.py), exported over OTLP as the standard
 # OTEL_* variables say (OTEL_EXPORTER_OTLP_ENDPOINT ...); each span has the request id.

@@ -12,7 +12,7 @@ Two sources, both in this module so that what is counted reads in one place:
   counter of its own by a line here.
 
 Each server process (granian's workers, Celery's prefork children, beat, the mutual-TLS
-listener) writes its values to mmap'd files under METRICS_DIR/<role>/ when its role set
+listener) writes its values to mmap'd files under METRICS_DIR/<role>-<pid>/ when its role set
 PROMETHEUS_MULTIPROC_DIR (use_directory()); a process with none (manage.py commands, the test
 runner) keeps them in memory, where only it can see them.
 """
@@ -196,11 +196,15 @@ EVENT_COUNTERS: dict[str, Callable[[Event], None]] = {
 
 def count_event(event: Event) -> None:
     """Called by emit() once the event is recorded. Counted when recorded, so an event whose
-    transaction later rolls back is counted too (rare: the request then fails)."""
-    EVENTS.labels(event["event_type"], "true" if event["success"] else "false").inc()
-    counter = EVENT_COUNTERS.get(event["event_type"])
-    if counter is not None:
-        counter(event)
+    transaction later rolls back is counted too (rare: the request then fails). Never raises:
+    a recorded event must not fail for its counter (a full or removed metrics folder)."""
+    try:
+        EVENTS.labels(event["event_type"], "true" if event["success"] else "false").inc()
+        counter = EVENT_COUNTERS.get(event["event_type"])
+        if counter is not None:
+            counter(event)
+    except Exception as error:  # counted nowhere rather than the event failing
+        _lost(error)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -211,19 +215,40 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 def observe_request(*, route: str, method: str, status: int, seconds: float) -> None:
     """route: the resolved URL pattern's name ("oauth2_provider:token"), "unmatched" for a
     path no route takes, "refused" for a request answered before routing (rate limit, size)."""
-    REQUESTS.labels(route, method if method in _METHODS else "OTHER", str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    try:
+        REQUESTS.labels(route, method if method in _METHODS else "OTHER", str(status)).inc()
+        LATENCY.labels(route).observe(seconds)
+    except Exception as error:  # the response goes out whatever happens to its counter
+        _lost(error)
+
+
+_warned = threading.Event()
+
+
+def _lost(error: Exception) -> None:
+    if not _warned.is_set():  # once per process: it would repeat on every request
+        _warned.set()
+        logging.getLogger("tessera.metrics").error(
+            "metrics: a value could not be counted; counters are incomplete from now on",
+            extra={"error": f"{type(error).__name__}: {error}"[:300]},
+        )
 
 
 # --- where the values live --------------------------------------------------------------------
 
 
 def prepare_directory(root: Path, role: str) -> Path:
-    """A role's folder, emptied: what a previous run of this role left (the files of its
-    processes, named by pid) would be added to this run's counters."""
+    """This server's folder, `<role>-<pid>` (the pid of the role's main process, which outlives
+    its workers), emptied; the folders of servers that are gone are removed. Two servers on one
+    data dir (several `python -m idp.web` in the suite, or web and worker with `make run`)
+    never empty each other's, and what a stopped run left is not added to this one's."""
     if role not in ROLES:
         raise ValueError(f"unknown metrics role {role!r}")
-    directory = root / role
+    for stale in root.glob("*-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    directory = root / f"{role}-{os.getpid()}"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, mode=0o700)
     return directory
@@ -246,7 +271,7 @@ def start_role(root: Path, role: str) -> Path | None:
     except OSError as error:
         logging.getLogger("tessera.metrics").warning(
             "metrics folder not writable; this %s's counters are not exported", role,
-            extra={"folder": str(root / role), "error": str(error)},
+            extra={"folder": str(root), "error": str(error)},
         )  # fmt: skip
         return None
     use_directory(directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,11 +79,14 @@ def test_two_web_workers_counters_add_up_in_one_scrape(
         "IDP_LOG_LEVEL": "warning",
         "IDP_METRICS_TOKEN_FILE": str(token_file[0]),
     }
-    web_dir = data_dir / "run" / "metrics" / "web"
-    web_dir.mkdir(parents=True)
-    (web_dir / "counter_999999.db").write_bytes(b"left by a previous run")
-    with production_web_server(env) as (_, url):
-        assert not (web_dir / "counter_999999.db").exists()  # emptied at start
+    metrics_dir = data_dir / "run" / "metrics"
+    stale = metrics_dir / "web-999999999"  # a server that is gone (no such pid)
+    stale.mkdir(parents=True)
+    (stale / "counter_1.db").write_bytes(b"left by a previous run")
+    with production_web_server(env) as (server, url):
+        assert not stale.exists()  # removed at start
+        web_dir = metrics_dir / f"web-{server.pid}"  # idp.web execs granian: one pid
+        assert web_dir.is_dir()
         session = requests.Session()
 
         def token(_: int) -> int:
@@ -272,3 +276,25 @@ def test_requests_are_labelled_by_route_name_never_by_path(client: Client) -> No
     assert after == before + 1
     assert client.get("/healthz").status_code == 200
     assert _local("tessera_http_request_duration_seconds_count", route="healthz") >= 1
+
+
+@pytest.mark.django_db
+def test_a_counter_that_cannot_be_written_never_fails_the_event(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from prometheus_client import values
+
+    from apps.core.models import SecurityEvent
+
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored afterwards
+    monkeypatch.setattr(metrics, "_warned", threading.Event())
+    monkeypatch.setenv(metrics.ENVIRONMENT_VARIABLE, "")
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    metrics.use_directory(folder)
+    folder.rmdir()  # the run volume removed under the process: a new series cannot be filed
+    code = f"code_{secrets.token_hex(4)}"
+    emit(EventType.LOGIN_FAILED, success=False, error_code=code)
+    monkeypatch.delenv(metrics.ENVIRONMENT_VARIABLE)
+    assert SecurityEvent.objects.filter(error_code=code).exists()
+    assert "a value could not be counted" in caplog.text  # said once, not raised

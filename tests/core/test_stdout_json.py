@@ -89,7 +89,7 @@ def test_beat_on_its_own_writes_only_json_lines(servers: suite.TestServers, tmp_
                 # beat_init (idp/celery.py) makes beat's metrics folder once its scheduler runs.
                 lambda: (
                     process.poll() is not None
-                    or (tmp_path / "data" / "run" / "metrics" / "beat").is_dir()
+                    or (tmp_path / "data" / "run" / "metrics" / f"beat-{process.pid}").is_dir()
                 ),
                 60,
                 "beat did not start",
