@@ -124,13 +124,19 @@ def test_two_web_workers_counters_add_up_in_one_scrape(
 
         # Any Host (a pod's IP) is answered: the scrape never builds a URL from it.
         headers = {"Authorization": f"Bearer {token_file[1]}", "Host": "10.1.2.3:8000"}
-        started = time.perf_counter()
-        scrape = requests.get(f"{url}/metrics", headers=headers, timeout=30)
-        took = time.perf_counter() - started
+        for _ in range(3):  # the last one timed: a worker's first opens its broker connection
+            started = time.perf_counter()
+            scrape = requests.get(f"{url}/metrics", headers=headers, timeout=30)
+            took = time.perf_counter() - started
         assert scrape.status_code == 200, scrape.text
         assert scrape.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         samples = parse(scrape.text)
-        print(f"scrape_seconds={took:.4f} bytes={len(scrape.content)}")
+        parts = " ".join(
+            f"{dict(labels)['part']}={value * 1000:.1f}ms"
+            for (name, labels), value in sorted(samples.items())
+            if name == "tessera_scrape_part_seconds"
+        )
+        print(f"scrape_seconds={took:.4f} bytes={len(scrape.content)} {parts}")
 
     assert value(
         samples, "tessera_http_requests_total", route="tokens:jwks", method="GET", status="200"
