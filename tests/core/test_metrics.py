@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from tests.conftest import redis_start_again
 from tests.servers import production_web_server
 from tests.tokens.conftest import basic
 
+ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -304,3 +307,49 @@ def test_a_counter_that_cannot_be_written_never_fails_the_event(
     monkeypatch.delenv(metrics.ENVIRONMENT_VARIABLE)
     assert SecurityEvent.objects.filter(error_code=code).exists()
     assert "a value could not be counted" in caplog.text  # said once, not raised
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_workers_counters_are_in_the_web_servers_scrape(
+    servers: suite.TestServers, settings, tmp_path: Path, token_file: tuple[Path, str]
+) -> None:
+    # `make run`'s shape: web and a prefork worker on one data dir; the events the worker's
+    # pool records (key rotation here) are in the web server's answer.
+    from apps.core.models import SecurityEvent
+    from apps.keys.models import SigningKey
+    from apps.keys.tasks import rotate_signing_keys
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": servers.postgres.url(settings.DATABASES["default"]["NAME"]),
+        "IDP_DATA_DIR": str(tmp_path / "data"),
+        "IDP_AUDIT_JOURNAL_DIR": str(tmp_path / "journal"),
+        "IDP_LOG_LEVEL": "warning",
+        "IDP_METRICS_TOKEN_FILE": str(token_file[0]),
+    }
+    queue = f"metrics-{secrets.token_hex(4)}"  # this worker's alone: no other takes the task
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "idp", "worker", "--concurrency", "2",
+         "--without-mingle", "--without-gossip", "-Q", queue, "-n", f"{queue}@localhost"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with production_web_server(env) as (_, url):
+            SigningKey.objects.all().delete()  # the rotation must create keys
+            kids = rotate_signing_keys.apply_async(queue=queue).get(timeout=60)
+            assert kids
+            rotated = SecurityEvent.objects.filter(event_type="key.rotated").count()
+            assert rotated >= len(kids)
+            response = requests.get(
+                f"{url}/metrics", headers={"Authorization": f"Bearer {token_file[1]}"}, timeout=30
+            )
+            assert response.status_code == 200
+            samples = parse(response.text)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    folders = {path.name.split("-")[0] for path in (tmp_path / "data/run/metrics").iterdir()}
+    assert folders == {"web", "worker"}
+    assert value(
+        samples, "tessera_events_total", event_type="key.rotated", success="true"
+    ) == float(rotated)
