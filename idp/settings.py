@@ -77,6 +77,15 @@ _broker_env = env.url("CELERY_BROKER_URL", None, schemes=("redis", "rediss", "re
 # Audit analytics store (native protocol, e.g. clickhouse://user:pass@host:9000/db); unset =
 # audit events stay in the database.
 CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickhouses"))
+# The ClickHouse cluster (a remote_servers name) the audit tables span: audit_migrate makes
+# ReplicatedReplacingMergeTree tables on every shard and Distributed tables over them (README
+# "ClickHouse cluster"); unset = the tables of one server.
+CLICKHOUSE_CLUSTER = env.optional_string("IDP_CLICKHOUSE_CLUSTER")
+if CLICKHOUSE_CLUSTER and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", CLICKHOUSE_CLUSTER):
+    raise ImproperlyConfigured(
+        f"IDP_CLICKHOUSE_CLUSTER={CLICKHOUSE_CLUSTER!r}: a remote_servers cluster name is "
+        "letters, digits, '_', '.' and '-'"
+    )
 # Seconds between runs of the audit shipper (beat), each moving the event outbox to ClickHouse.
 AUDIT_SHIP_INTERVAL = env.integer("IDP_AUDIT_SHIP_INTERVAL", 5, minimum=1, maximum=3600)
 # Events per ClickHouse INSERT, one database transaction each; a run ships until drained.

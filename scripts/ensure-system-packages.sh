@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test suite starts real PostgreSQL, Redis and ClickHouse servers, drives Chromium and runs
-# npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9 will do), and puts
-# nginx in front of Tessera for the mutual-TLS tests.
+# The test suite starts real PostgreSQL, Redis, ClickHouse and ZooKeeper servers, drives
+# Chromium and runs npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9
+# will do), and puts nginx in front of Tessera for the mutual-TLS tests.
 # Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
 set -euo pipefail
 
@@ -9,6 +9,9 @@ missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+# ZooKeeper (Java) for the two-shard ClickHouse cluster's replication and ON CLUSTER DDL
+# (tests/audit/test_cluster.py): Debian's ClickHouse 18.16 has no Keeper of its own.
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 # tests/mtls: the TLS-terminating proxy that forwards client certificates (RFC 8705)

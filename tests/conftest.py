@@ -192,18 +192,23 @@ def empty_audit_store(
 class WorkerProcess:
     """A real `celery worker` process consuming from the suite's broker."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(
+        self, env: dict[str, str], log: Path, name: str = "tessera-test", queue: str = "celery"
+    ) -> None:
+        """`name` and `queue`: a second worker beside the suite's (another configuration,
+        tests/audit/test_cluster.py) gets tasks sent to its own queue only."""
+        self.env, self.log, self.name, self.queue = env, log, name, queue
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         from idp.celery import app
 
-        hostname = f"tessera-test-{os.getpid()}@localhost"
+        hostname = f"{self.name}-{os.getpid()}@localhost"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "idp", "worker", "--pool", "solo",
-                 "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", hostname],
+                 "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", hostname,
+                 "-Q", self.queue],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )  # fmt: skip

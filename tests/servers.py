@@ -193,7 +193,7 @@ class Redis(Server):
 class ClickHouse(Server):
     name = "clickhouse"
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra_config: str = "") -> None:
         super().__init__(base)
         self.http_port = free_port()
         self.config = self.dir / "config.xml"
@@ -215,7 +215,7 @@ class ClickHouse(Server):
   <mark_cache_size>67108864</mark_cache_size>
   <uncompressed_cache_size>67108864</uncompressed_cache_size>
   <timezone>UTC</timezone>
-</yandex>
+{extra_config}</yandex>
 """
         )
         (self.dir / "users.xml").write_text(
@@ -241,6 +241,101 @@ class ClickHouse(Server):
 
     def url(self) -> str:
         return f"clickhouse://default:@127.0.0.1:{self.port}/default"
+
+
+class ZooKeeper(Server):
+    """Debian's ZooKeeper (Java), standalone, for ClickHouse's replication and ON CLUSTER DDL."""
+
+    name = "zookeeper"
+
+    def argv(self) -> list[str]:
+        jar = "/usr/share/java/zookeeper.jar"  # its manifest names the jars it needs
+        if not Path(jar).exists():
+            raise pytest.UsageError("zookeeper not found: run `make test`, which installs it")
+        # A small heap and the quick JIT: a throwaway server that starts in about a second.
+        return [
+            _binary("java"), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.4lw.commands.whitelist=srvr",
+            "-cp", jar, "org.apache.zookeeper.server.ZooKeeperServerMain",
+            str(self.port), str(self.dir / "data"),
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        # `srvr` answers "not currently serving requests" until it serves (`ruok` says imok
+        # before: ClickHouse's handshake then failed, and 18.16 crashed on its next DDL).
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"srvr")
+                return sock.recv(64).startswith(b"Zookeeper version")
+        except OSError:
+            return False
+
+
+class ClickHouseClusterNode(ClickHouse):
+    def ready(self) -> bool:
+        """Answering, and its ZooKeeper session open (a query of system.zookeeper)."""
+        query = "SELECT+count()+FROM+system.zookeeper+WHERE+path%3D%27%2F%27"
+        try:
+            url = f"http://127.0.0.1:{self.http_port}/?query={query}"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+
+class ClickHouseCluster:
+    """Two ClickHouse servers, one shard each, named by `remote_servers` as the cluster NAME,
+    with a ZooKeeper for ReplicatedMergeTree and ON CLUSTER DDL. Each server has the macros
+    {shard} (01, 02) and {replica} (r1): one replica per shard."""
+
+    NAME = "tessera_test"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True)
+        self.zookeeper = ZooKeeper(base)
+        (base / "shard1").mkdir()
+        (base / "shard2").mkdir()
+        ports = [(free_port(), free_port()) for _ in range(2)]
+        shards = "".join(
+            "<shard><internal_replication>true</internal_replication><replica>"
+            f"<host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
+            for tcp, _ in ports
+        )
+        self.nodes: list[ClickHouse] = []
+        for number, (tcp, interserver) in enumerate(ports, start=1):
+            extra = f"""  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>{interserver}</interserver_http_port>
+  <zookeeper><node><host>127.0.0.1</host><port>{self.zookeeper.port}</port></node></zookeeper>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+  <remote_servers><{self.NAME}>{shards}</{self.NAME}></remote_servers>
+  <macros><shard>{number:02d}</shard><replica>r1</replica></macros>
+"""
+            node = ClickHouseClusterNode(base / f"shard{number}", extra)
+            # The port remote_servers names for this shard, chosen before the node existed.
+            node.config.write_text(
+                node.config.read_text().replace(
+                    f"<tcp_port>{node.port}</tcp_port>", f"<tcp_port>{tcp}</tcp_port>"
+                )
+            )
+            node.port = tcp
+            self.nodes.append(node)
+        self.all: list[Server] = [self.zookeeper, *self.nodes]
+        self.started_in = 0.0  # seconds, set by whoever starts it
+
+    def start(self) -> None:
+        """ZooKeeper first: ClickHouse 18.16 connects to it at startup, and a server that found
+        it not yet listening crashed (SIGSEGV) at its first ON CLUSTER statement."""
+        self.zookeeper.start()
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
+
+    def stop(self) -> None:
+        for server in reversed(self.all):
+            server.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 class SMTP(Server):

@@ -30,13 +30,26 @@ def clickhouse_partitions_drop(*, before: datetime) -> list[str]:
     minutes by default); restarted before that, it brought back the parts a merge had
     replaced (seen with this suite's server). The next daily run drops them again."""
     client = get_clickhouse()
+    cluster = settings.CLICKHOUSE_CLUSTER
     month = before.year * 100 + before.month
+    ((database,),) = client.execute(clickhouse_schema.CURRENT_DATABASE)
+    parts = clickhouse_schema.system_table("parts", cluster)
     dropped = []
     for table in clickhouse_schema.PARTITIONED_TABLES:
-        rows = client.execute(clickhouse_schema.PARTITIONS_BEFORE, {"table": table, "month": month})
+        # On a cluster the partitions are the shards' local tables', found on every shard and
+        # dropped ON CLUSTER.
+        local = clickhouse_schema.local_table(table, cluster)
+        rows = client.execute(
+            clickhouse_schema.PARTITIONS_BEFORE.format(parts=parts),
+            {"database": database, "table": local, "month": month},
+        )
         for (partition_id,) in rows:
             client.execute(
-                clickhouse_schema.DROP_PARTITION.format(table=table, partition_id=partition_id)
+                clickhouse_schema.DROP_PARTITION.format(
+                    table=local,
+                    on_cluster=clickhouse_schema.on_cluster(cluster),
+                    partition_id=partition_id,
+                )
             )
             dropped.append(f"{table}:{partition_id}")
     return dropped

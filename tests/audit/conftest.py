@@ -4,6 +4,7 @@ for it starts with ClickHouse running and a new, empty audit schema."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +14,7 @@ from django.core.management import call_command
 from apps.audit.clickhouse_schema import COLUMN_NAMES, PARTITIONED_TABLES
 from apps.core import journal
 from apps.core.events import EventType, emit
-from tests.servers import TestServers
+from tests.servers import ClickHouseCluster, TestServers
 
 # What the tests read back, counted three ways: rows as stored (a re-shipped event is two
 # rows until a merge), rows after replacing (FINAL), and distinct event ids.
@@ -90,3 +91,24 @@ def emit_many(count: int) -> None:
             metadata={"grant_type": "client_credentials", "n": index},
         )
     journal.drain_now()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(
+    servers: TestServers, pytestconfig: pytest.Config
+) -> Iterator[ClickHouseCluster]:
+    """Two ClickHouse servers, one shard each, and ZooKeeper (tests/servers.py), started once
+    for the session when a test marked clickhouse_cluster asks; the start time is reported."""
+    cluster = ClickHouseCluster(servers.base / "clickhouse-cluster")
+    started = time.monotonic()
+    cluster.start()
+    cluster.started_in = time.monotonic() - started
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # on the terminal, not in captured output
+            reporter.write_line(
+                f"\nclickhouse cluster (ZooKeeper + 2 shards) started in {cluster.started_in:.2f}s"
+            )
+    yield cluster
+    cluster.stop()

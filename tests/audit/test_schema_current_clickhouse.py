@@ -67,7 +67,8 @@ def test_schema_and_queries_run_on_current_clickhouse(embedded: Embedded) -> Non
     embedded.execute(schema.CREATE_MIGRATIONS_TABLE)
     assert embedded.execute(schema.APPLIED_VERSIONS) == []
     for migration in schema.MIGRATIONS:
-        embedded.execute(migration.sql)
+        for statement in migration.statements:
+            embedded.execute(statement)
         embedded.execute(schema.RECORD_MIGRATION, [(migration.version, migration.name)])
     assert embedded.execute(queries.MIGRATIONS_RECORDED) == [
         (str(m.version), m.name) for m in schema.MIGRATIONS
@@ -80,6 +81,13 @@ def test_schema_and_queries_run_on_current_clickhouse(embedded: Embedded) -> Non
         ("audit_events_by_type_mv", "MaterializedView", "", ""),
         ("audit_schema_migrations", "MergeTree", "", "version"),
     ]  # fmt: skip
+    # audit_migrate's checks before it applies anything (the cluster's own DDL needs
+    # ZooKeeper and remote_servers: tests/audit/test_cluster.py runs it on the suite's 18.16).
+    engine = embedded.execute(schema.TABLE_ENGINE, {"table": schema.EVENTS_TABLE})
+    assert engine == [("ReplacingMergeTree",)]
+    assert "tessera_no_such_cluster" not in {
+        name for (name,) in embedded.execute(schema.CLUSTER_NAMES)
+    }
     for table in schema.PARTITIONED_TABLES:
         embedded.execute(queries.STOP_MERGES.format(table=table))
 
@@ -102,10 +110,16 @@ def test_schema_and_queries_run_on_current_clickhouse(embedded: Embedded) -> Non
     assert stored[schema.COLUMN_NAMES.index("compliance_tags")] == "['SOC2']"
 
     # Retention (apps/audit/retention.py): the partitions before June 2025, then dropped.
+    [(database,)] = embedded.execute(schema.CURRENT_DATABASE)
     for table in schema.PARTITIONED_TABLES:
-        found = embedded.execute(schema.PARTITIONS_BEFORE, {"table": table, "month": 202506})
+        found = embedded.execute(
+            schema.PARTITIONS_BEFORE.format(parts=schema.system_table("parts", None)),
+            {"database": database, "table": table, "month": 202506},
+        )
         assert found == [("202401",)]
-        embedded.execute(schema.DROP_PARTITION.format(table=table, partition_id="202401"))
+        embedded.execute(
+            schema.DROP_PARTITION.format(table=table, on_cluster="", partition_id="202401")
+        )
     assert embedded.execute(queries.PARTITIONS) == [
         ("audit_events", "202506"),
         ("audit_events_by_type", "202506"),
@@ -131,5 +145,6 @@ def test_every_statement_of_the_schema_module_is_run_above() -> None:
     }  # fmt: skip
     assert statements == {
         "CREATE_MIGRATIONS_TABLE", "APPLIED_VERSIONS", "RECORD_MIGRATION", "INSERT_EVENTS",
-        "PARTITIONS_BEFORE", "DROP_PARTITION",
+        "PARTITIONS_BEFORE", "DROP_PARTITION", "CURRENT_DATABASE", "CLUSTER_NAMES",
+        "TABLE_ENGINE",
     }  # fmt: skip

@@ -17,12 +17,18 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from django.conf import settings
+
 from apps.audit.clickhouse_schema import (
     COLUMN_NAMES,
+    CURRENT_DATABASE,
     EVENTS_BY_TYPE_TABLE,
     EVENTS_TABLE,
     INSERT_EVENTS,
     PARTITIONED_TABLES,
+    local_table,
+    on_cluster,
+    system_table,
 )
 from apps.audit.store.base import (
     CHUNK,
@@ -86,8 +92,8 @@ _MIN_SCORE = (
 )
 _RISK_ACTION = 'extract(metadata, \'"action": ?"([a-z_]*)"\') = %(risk_action)s'
 _MUTATIONS_RUNNING = (
-    "SELECT count() FROM system.mutations "
-    "WHERE database = currentDatabase() AND table IN %(tables)s AND NOT is_done"
+    "SELECT count() FROM {mutations} "
+    "WHERE database = %(database)s AND table IN %(tables)s AND NOT is_done"
 )
 
 
@@ -133,9 +139,11 @@ class ClickHouseStore:
             # Not an event shipped since the read: it has no copy yet (the next run's).
             copied = EventFilters(about=subject, until=newest + timedelta(microseconds=1))
             where, params = _where(copied, None)
-            for table in PARTITIONED_TABLES:
-                _execute(f"ALTER TABLE {table} DELETE WHERE {where}", params)
-            _wait_for_mutations()
+            # On a cluster the rows are in the shards' local tables: deleted there, ON CLUSTER.
+            cluster = settings.CLICKHOUSE_CLUSTER
+            for table in _local_tables(cluster):
+                _execute(f"ALTER TABLE {table}{on_cluster(cluster)} DELETE WHERE {where}", params)
+            _wait_for_mutations(cluster)
         return rewritten
 
 
@@ -208,9 +216,17 @@ def _stream(query: str, params: dict[str, Any]) -> Iterator[AuditEvent]:
             client.disconnect()
 
 
-def _wait_for_mutations() -> None:
+def _local_tables(cluster: str | None) -> tuple[str, ...]:
+    return tuple(local_table(table, cluster) for table in PARTITIONED_TABLES)
+
+
+def _wait_for_mutations(cluster: str | None) -> None:
+    """Until no shard has a mutation of the events tables left to do."""
+    ((database,),) = _execute(CURRENT_DATABASE, {})
+    query = _MUTATIONS_RUNNING.format(mutations=system_table("mutations", cluster))
+    params = {"database": database, "tables": _local_tables(cluster)}
     deadline = time.monotonic() + MUTATION_TIMEOUT
-    while _execute(_MUTATIONS_RUNNING, {"tables": PARTITIONED_TABLES})[0][0]:
+    while _execute(query, params)[0][0]:
         if time.monotonic() > deadline:
             raise StoreUnavailable(
                 f"ClickHouse has not finished deleting the originals after {MUTATION_TIMEOUT}s; "
