@@ -39,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from apps.core import cache, metrics, revocation
+from apps.core import cache, metrics, revocation, views
 from apps.core.health import AUDIT_BACKLOG_COUNT_LIMIT, HEARTBEAT_KEY
 from apps.core.models import JournalCheckpoint, SecurityEvent
 from apps.core.redis import get_redis
@@ -90,8 +90,8 @@ class MetricsEndpointMiddleware:
             return self.get_response(request)
         request.route_name = ROUTE  # type: ignore[attr-defined]
         allowed = authorized(request)
-        if allowed is None:
-            return _plain(404, "metrics are off: set IDP_METRICS_TOKEN_FILE\n")
+        if allowed is None:  # off: the same 404 as any URL we do not serve
+            return views.error_response(request, 404)
         if not allowed:
             response = _plain(401, "a bearer token is required to read metrics\n")
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -177,7 +177,9 @@ def _scrape(client: Client, token: str) -> Samples:
 
 def test_metrics_are_off_without_a_token_file(client: Client, settings) -> None:
     settings.METRICS_TOKEN_FILE = None
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"  # as any URL not served: nothing told
 
 
 def test_a_token_file_that_became_unreadable_refuses_every_scrape(
