@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
 from apps.core import metrics
 
@@ -91,7 +92,13 @@ def route_name(request: HttpRequest, status: int) -> str:
     named = getattr(request, "route_name", None)
     if named:
         return str(named)
-    return "unmatched" if status == 404 else "unrouted"  # answered before routing: 429, 413
+    if status == 404:
+        return "unmatched"
+    # Answered before routing (a rate limit's 429, a size limit's 413): the route it was for.
+    try:
+        return resolve(request.path_info).view_name or "unnamed"
+    except Resolver404:
+        return "unmatched"
 
 
 class RequestContextMiddleware:

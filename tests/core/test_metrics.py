@@ -280,6 +280,18 @@ def test_label_values_stay_bounded_whatever_the_event_carries() -> None:
     assert "other" in values
 
 
+def test_a_request_refused_before_routing_is_counted_under_its_route(client: Client) -> None:
+    # apps/core/request_limits.py answers a body over the limit with 413 before any view.
+    labels = {"route": "tokens:token", "method": "POST", "status": "413"}
+    before = _local("tessera_http_requests_total", **labels)
+    body = "x" * (2 * 1024 * 1024)
+    response = client.post(
+        "/oauth/token", data=body, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 413
+    assert _local("tessera_http_requests_total", **labels) == before + 1
+
+
 def test_requests_are_labelled_by_route_name_never_by_path(client: Client) -> None:
     before = _local("tessera_http_requests_total", route="unmatched", method="GET", status="404")
     assert client.get(f"/no/such/{secrets.token_hex(8)}").status_code == 404
