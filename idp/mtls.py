@@ -197,6 +197,9 @@ def main() -> None:
     except tls.PairError as error:
         raise SystemExit(f"tessera: the TLS pair cannot be served: {error}") from error
 
+    from apps.core import metrics
+
+    metrics.start_role(settings.METRICS_DIR, "mtls")  # before Django counts anything here
     from idp.wsgi import application
 
     server, adapter = build_server(application, settings, pair)

@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -32,8 +33,15 @@ READY_POLL_SECONDS = 0.05  # a local GET of /readyz: polling fast costs nothing 
 STATIC_STAMP = ".tessera-static-fingerprint"
 
 
-def say(message: str) -> None:
-    print(f"tessera: {message}", flush=True)
+def say(message: str, level: str = "info") -> None:
+    """One JSON line, like every other line on stdout (apps/core/logging.py's fields)."""
+    entry = {
+        "ts": datetime.now(tz=UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": "tessera.serve",
+        "msg": message,
+    }
+    print(json.dumps(entry, ensure_ascii=False), flush=True)
 
 
 def die_with_parent() -> None:
@@ -75,7 +83,7 @@ class Tree:
                 try:
                     process.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    say(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it")
+                    say(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it", "warning")
                     process.kill()
                     process.wait()
 
@@ -244,7 +252,7 @@ def main() -> int:
     try:
         django.setup()
     except ImproperlyConfigured as error:
-        say(f"configuration error: {error}")
+        say(f"configuration error: {error}", "error")
         return 2
 
     started = time.monotonic()
@@ -305,7 +313,7 @@ def main() -> int:
             time.sleep(0.5)
         return 0
     except (ChildProcessError, TimeoutError) as error:
-        say(f"{error}; stopping everything")
+        say(f"{error}; stopping everything", "error")
         return 1
     finally:
         tree.stop()

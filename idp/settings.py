@@ -283,6 +283,19 @@ WORKER_HEARTBEAT_MAX_AGE = env.integer("IDP_WORKER_HEARTBEAT_MAX_AGE", 60, minim
 # Seconds each /readyz dependency check may take before it counts as down.
 HEALTH_CHECK_TIMEOUT = env.integer("IDP_HEALTH_CHECK_TIMEOUT", 2, minimum=1, maximum=30)
 
+# --- Metrics (apps/core/metrics.py; README "Metrics") -------------------------------------
+# The file holding the bearer token Prometheus sends to /metrics (32+ characters; re-read at
+# each scrape, so it rotates without a restart). Unset: /metrics answers 404.
+METRICS_TOKEN_FILE = env.existing_file("IDP_METRICS_TOKEN_FILE")
+if METRICS_TOKEN_FILE is not None and len(METRICS_TOKEN_FILE.read_text().strip()) < 32:
+    raise ImproperlyConfigured("IDP_METRICS_TOKEN_FILE must hold a token of 32+ characters")
+# Counters of the server processes (prometheus-client's multi-process files), one folder per
+# server (<role>-<pid>: web, mtls, worker, beat), emptied at its start; /metrics adds them up.
+METRICS_DIR = DATA_DIR / "run" / "metrics"
+# OpenTelemetry traces of web requests (idp/tracing.py), exported over OTLP as the standard
+# OTEL_* variables say (OTEL_EXPORTER_OTLP_ENDPOINT ...); each span has the request id.
+TRACING = env.boolean("IDP_TRACING", False)
+
 # --- Rate limits and lockout (apps/ratelimit; README "Rate limits and lockout") ----------
 # Each rule is "LIMIT/PERIOD" plus optional burst=N (requests accepted at once, default
 # LIMIT), backoff=none|linear|exponential with base=SECONDS (first penalty, default
@@ -504,6 +517,8 @@ MIDDLEWARE = [
     "apps.core.request_context.RequestContextMiddleware",
     # Security headers and CSP on every response, refusals of the middleware below included.
     "apps.core.security_headers.SecurityHeadersMiddleware",
+    # /metrics for the scraper with the token, before host and HTTPS checks (metrics_view.py).
+    "apps.core.metrics_view.MetricsEndpointMiddleware",
     "apps.core.middleware.AuditUnavailableMiddleware",
     "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",

@@ -187,6 +187,11 @@ def main() -> None:
     if "--print-argv" in sys.argv[1:]:
         print(json.dumps(command))
         return
+    from apps.core import metrics
+
+    # Emptied now, and named to granian's workers through the environment they inherit: each
+    # writes its counters there (apps/core/metrics.py), /metrics adds them up.
+    metrics.start_role(settings.METRICS_DIR, "web")
     if served is None:
         sys.stdout.flush()
         os.execv(sys.executable, command)  # noqa: S606 - argv built above from settings

@@ -3,6 +3,13 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "idp.settings")
+
+from django.conf import settings
+
+if settings.TRACING:  # before Django loads the middleware: the tracing one goes first
+    from idp import tracing
+
+    tracing.instrument()
 _django = get_wsgi_application()
 
 from apps.core import journal  # noqa: E402 - needs Django set up

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from apps.core import outbox, request_context
+from apps.core import metrics, outbox, request_context
 
 
 class EventType(models.TextChoices):
@@ -412,6 +412,7 @@ def emit(
         "compliance_tags": list(rule.tags),
     }
     outbox.write(values)
+    metrics.count_event(values)  # the one place events become counters
     return event_id
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+
+from apps.core import metrics
 
 access_log = logging.getLogger("tessera.access")
 
@@ -81,6 +84,23 @@ def _request_id(request: HttpRequest, ip: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def route_name(request: HttpRequest, status: int) -> str:
+    """The URL pattern's name for metrics (bounded: never the path itself)."""
+    match = request.resolver_match
+    if match is not None:
+        return match.view_name or "unnamed"
+    named = getattr(request, "route_name", None)
+    if named:
+        return str(named)
+    if status == 404:
+        return "unmatched"
+    # Answered before routing (a rate limit's 429, a size limit's 413): the route it was for.
+    try:
+        return resolve(request.path_info).view_name or "unnamed"
+    except Resolver404:
+        return "unmatched"
+
+
 class RequestContextMiddleware:
     """Sets the request context, returns X-Request-ID, and writes one access log line."""
 
@@ -100,13 +120,20 @@ class RequestContextMiddleware:
         try:
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = context.request_id
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(
+                route=route_name(request, response.status_code),
+                method=request.method or "",
+                status=response.status_code,
+                seconds=elapsed,
+            )
             access_log.info(
                 "request",
                 extra={
                     "method": request.method,
                     "path": request.path[:512],
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "client_ip": ip,
                 },
             )

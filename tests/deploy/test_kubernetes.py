@@ -104,7 +104,54 @@ def by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
     return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
 
 
+# Custom resources have no schema in kubernetes-validate: their shape is checked here.
+SERVICE_MONITOR = "monitoring.coreos.com/v1"
+
+
+def service_monitor_errors(manifest: Manifest) -> list[str]:
+    """The ServiceMonitor fields Tessera uses, strictly (an unknown field is an error, as
+    kubernetes-validate's strict mode does), after the Prometheus Operator's CRD."""
+    where = f"ServiceMonitor/{manifest.get('metadata', {}).get('name')}"
+    errors = []
+
+    def only(value: object, allowed: set[str], path: str) -> None:
+        if not isinstance(value, dict):
+            errors.append(f"{where}: {path} is not a map")
+            return
+        errors.extend(f"{where}: unknown field {path}.{key}" for key in set(value) - allowed)
+
+    only(manifest, {"apiVersion", "kind", "metadata", "spec"}, "")
+    only(manifest.get("metadata"), {"name", "namespace", "labels"}, "metadata")
+    spec = manifest.get("spec", {})
+    only(spec, {"selector", "endpoints", "namespaceSelector", "jobLabel"}, "spec")
+    only(spec.get("selector"), {"matchLabels"}, "spec.selector")
+    endpoints = spec.get("endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        return [*errors, f"{where}: spec.endpoints must be a non-empty list"]
+    duration = re.compile(r"^(0|([0-9]+(ms|s|m|h))+)$")  # the CRD's Duration pattern
+    for index, endpoint in enumerate(endpoints):
+        path = f"spec.endpoints[{index}]"
+        fields = {"port", "path", "scheme", "interval", "scrapeTimeout", "authorization"}
+        only(endpoint, fields, path)
+        if not isinstance(endpoint.get("port"), str):
+            errors.append(f"{where}: {path}.port must name a Service port")
+        if endpoint.get("scheme", "http") not in ("http", "https"):
+            errors.append(f"{where}: {path}.scheme must be http or https")
+        if not str(endpoint.get("path", "/")).startswith("/"):
+            errors.append(f"{where}: {path}.path must start with /")
+        for key in ("interval", "scrapeTimeout"):
+            if key in endpoint and not duration.match(str(endpoint[key])):
+                errors.append(f"{where}: {path}.{key} is not a duration")
+        authorization = endpoint.get("authorization")
+        if authorization is not None:
+            only(authorization, {"type", "credentials"}, f"{path}.authorization")
+            only(authorization.get("credentials"), {"name", "key"}, f"{path}.credentials")
+    return errors
+
+
 def schema_errors(manifest: Manifest) -> list[str]:
+    if manifest["apiVersion"] == SERVICE_MONITOR:
+        return service_monitor_errors(manifest)
     errors = []
     for version in VERSIONS:
         try:
@@ -127,6 +174,44 @@ def test_every_base_file_and_the_secret_template_are_valid_on_their_own() -> Non
     assert {path.name for path in files} - listed == {"secret.template.yaml"}
     manifests = [manifest for path in files for manifest in load(path)]
     assert [error for manifest in manifests for error in schema_errors(manifest)] == []
+
+
+def test_the_service_monitor_check_is_strict_too(rendered: list[Manifest]) -> None:
+    monitor = copy.deepcopy(by_kind(rendered, "ServiceMonitor")["tessera-web"])
+    assert service_monitor_errors(monitor) == []
+    monitor["spec"]["endpoints"][0]["bearerTokenFile"] = "/token"  # removed from the CRD
+    monitor["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    assert service_monitor_errors(monitor) == [
+        "ServiceMonitor/tessera-web: unknown field spec.endpoints[0].bearerTokenFile",
+        "ServiceMonitor/tessera-web: spec.endpoints[0].interval is not a duration",
+    ]
+
+
+def test_prometheus_scrapes_web_pods_with_the_token_they_read(rendered: list[Manifest]) -> None:
+    # Issue 19: /metrics for authorized scrapers only (apps/core/metrics_view.py).
+    monitor = by_kind(rendered, "ServiceMonitor")["tessera-web"]["spec"]
+    service = by_kind(rendered, "Service")["tessera-web"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    credentials = endpoint["authorization"]["credentials"]
+    assert endpoint["authorization"]["type"] == "Bearer"
+    template = {s["metadata"]["name"]: s for s in load(BASE / "secret.template.yaml")}
+    assert set(template[credentials["name"]]["stringData"]) == {credentials["key"]}
+    web = by_kind(rendered, "Deployment")["tessera-web"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in web["volumes"]}
+    [container] = web["containers"]
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    token_file = {e["name"]: e["value"] for e in container["env"]}["IDP_METRICS_TOKEN_FILE"]
+    directory, _, key = token_file.rpartition("/")
+    assert mounted[directory]["secret"]["secretName"] == credentials["name"]
+    assert key == credentials["key"]
+    # The worker and beat keep their counters in a writable run folder too.
+    for name in ("tessera-worker", "tessera-beat"):
+        pod = by_kind(rendered, "Deployment")[name]["spec"]["template"]["spec"]
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert "/opt/tessera/var/run" in mounts
 
 
 def test_the_validator_is_strict_about_unknown_fields(rendered: list[Manifest]) -> None:
@@ -271,7 +356,10 @@ def test_secrets_are_referenced_never_shipped(rendered: list[Manifest]) -> None:
         for container in _containers(manifest):
             sources = container["envFrom"]
             assert {"secretRef": {"name": template["metadata"]["name"]}} in sources
-            assert "env" not in container  # nothing secret inline
+            for variable in container.get("env", []):  # nothing secret inline: paths only
+                assert set(variable) == {"name", "value"}
+                assert variable["name"] not in template["stringData"]
+                assert variable["value"].startswith("/")
     config = by_kind(rendered, "ConfigMap")["tessera-config"]["data"]
     assert not set(config) & set(template["stringData"])
 
@@ -288,6 +376,12 @@ def test_network_policies_deny_by_default_and_open_web_to_the_ingress(
     web_in = policies["tessera-web-ingress"]["spec"]
     assert web_in["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
     assert web_in["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    # and Prometheus's namespace, for /metrics (which asks its bearer token as well)
+    scraper = web_in["ingress"][1]
+    assert scraper["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert scraper["ports"] == [{"protocol": "TCP", "port": 8000}]
     # Only the web pods accept connections.
     ingress_to = [
         policy["spec"]["podSelector"]["matchLabels"]
