@@ -2,12 +2,15 @@
 # The test suite starts real PostgreSQL, Redis and ClickHouse servers, drives Chromium and runs
 # npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9 will do), and puts
 # nginx in front of Tessera for the mutual-TLS tests.
+# tests/redis_ha adds Redis Sentinel.
 # Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
 set -euo pipefail
 
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# tests/redis_ha: a primary, a replica and three Sentinels (Debian ships the binary apart)
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
