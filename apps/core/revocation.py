@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from redis.commands.core import Script
 
-from apps.core.cache import CHANNEL, ProcessCache, bus
+from apps.core.cache import CHANNEL, ProcessCache, _clock, bus
 from apps.core.redis import get_redis
 
 _PREFIX = "tessera:revoked:"
@@ -150,18 +150,25 @@ class _RevocationList(ProcessCache[bool]):
         self.remember(listed, int(ttl))
 
     def on_subscribed(self) -> None:
+        """Loads the list, keeping what this process already holds: nothing is ever taken
+        off it early, and after a Sentinel failover the new primary may lack a revocation
+        the old one took in its last moments (asynchronous replication), which the processes
+        that heard it keep refusing until its own TTL."""
         redis = get_redis()
         keys = list(redis.scan_iter(match=f"{_PREFIX}*", count=1000))
         ttls = redis.pipeline(transaction=False)
         for key in keys:
             ttls.pttl(key)
-        self.replace_all(
-            {
-                key.decode(): (True, ttl / 1000)
-                for key, ttl in zip(keys, ttls.execute(), strict=True)
-                if ttl > 0
-            }
-        )
+        now = _clock()
+        listed = {
+            key: (True, entry.expires_at - now)
+            for key, entry in self._entries.items()
+            if not entry.invalidated and entry.expires_at > now
+        }
+        for key, ttl in zip(keys, ttls.execute(), strict=True):
+            if ttl > 0:
+                listed[key.decode()] = (True, ttl / 1000)
+        self.replace_all(listed)
 
 
 _mirror = _RevocationList()
