@@ -69,6 +69,11 @@ DATABASE_URL = env.url(
     f"sqlite:///{DATA_DIR / 'idp.sqlite3'}",
     schemes=("postgres", "postgresql", "sqlite"),
 )
+# An optional PostgreSQL read replica (hot standby): the console's and admin API's read-only
+# lists read it (apps/core/replica.py), nothing in sign-in or tokens; unset = the primary.
+DATABASE_REPLICA_URL = env.url("DATABASE_REPLICA_URL", None, schemes=("postgres", "postgresql"))
+if DATABASE_REPLICA_URL and not str(DATABASE_URL).startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL.")
 # Redis for hot state, rate limits and revocation: redis://, rediss://, unix://, a Sentinel set
 # (redis+sentinel://h1,h2,h3/service) or a Cluster (redis+cluster://h1,h2,h3); unset = start
 # the bundled Redis server (apps/core/redis.py, docs/redis-ha.md).
@@ -573,6 +578,9 @@ def _database(url: str) -> dict[str, Any]:
 
 assert DATABASE_URL is not None
 DATABASES = {"default": _database(DATABASE_URL)}
+if DATABASE_REPLICA_URL:
+    # A test run uses the primary's test database for it: a standby cannot be created on.
+    DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
