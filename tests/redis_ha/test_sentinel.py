@@ -6,13 +6,24 @@ the web process issues and checks again is printed (the figure in docs/redis-ha.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
 from django.test import override_settings
 from kombu import Connection
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
+from apps.core.health import HEARTBEAT_KEY
 from apps.core.redis import kombu_broker
 from apps.core.revocation import revoke_jti
 from apps.tokens.services import client_create
@@ -21,6 +32,7 @@ from tests.redis_ha.servers import SERVICE, SentinelSet
 from tests.servers import wait_for
 
 DEADLINE = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 RULE_KEY = "tessera:rl:revoke.ip:127.0.0.1"  # the revoke.ip rule's key for this test client
 LIMITED = {"IDP_RATELIMIT_ALLOW": "", "IDP_RATELIMIT_REVOKE_IP": "3/1h"}
 
@@ -122,3 +134,65 @@ def test_tessera_comes_back_when_the_primary_dies(sentinel_set, web_server) -> N
         took = _revocation_reaches_the_web_process(sentinel_set, url, client.client_id, secret)
         print(f"revocation after the primary's death seen after {took * 1000:.0f} ms")
         _rate_limit_counts_on(sentinel_set, url)
+
+
+@pytest.fixture
+def sentinel_worker(
+    sentinel_set, servers, django_db_setup, tmp_path, monkeypatch
+) -> Iterator[Celery]:
+    """`celery -A idp worker` whose REDIS_URL is the Sentinel set and whose broker and result
+    backend are what settings derive from it (no CELERY_BROKER_URL), and a Celery app that
+    sends to that broker the same way. (Celery reads CELERY_BROKER_URL and
+    CELERY_RESULT_BACKEND from the environment before its own configuration: the suite's
+    are set aside meanwhile; the suite's app has the same values in its settings.)"""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_")}
+    env.update(
+        REDIS_URL=sentinel_set.url(),
+        DATABASE_URL=servers.postgres.url(settings.DATABASES["default"]["NAME"]),
+    )
+    log = tmp_path / "worker.log"
+    with log.open("ab") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "idp", "worker", "--pool", "solo",
+             "--without-mingle", "--without-gossip", "-n", f"sentinel-{os.getpid()}@localhost"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    broker, options = kombu_broker(sentinel_set.url())
+    sender = Celery("tessera-sentinel-test", broker=broker, backend=broker)
+    sender.conf.broker_transport_options = options
+    sender.conf.result_backend_transport_options = options
+    try:
+        yield sender
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        sender.close()
+
+
+def _heartbeat_ran(sender: Celery) -> bool:
+    """apps.core.tasks.heartbeat sent through the broker, run by the worker (which writes
+    through REDIS_URL), its result read back from the result backend."""
+    try:
+        return bool(sender.send_task("apps.core.tasks.heartbeat").get(timeout=3))
+    except (CeleryTimeout, OperationalError, RedisError, OSError):
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_celery_tasks_run_through_sentinel_and_after_the_primary_dies(
+    sentinel_set, sentinel_worker
+) -> None:
+    wait_for(lambda: _heartbeat_ran(sentinel_worker), 60, "the worker ran no task")
+    old = sentinel_set.current_primary()
+    assert old.client().get(HEARTBEAT_KEY) is not None
+    assert old.client().wait(1, 5000) == 1
+    began = time.monotonic()
+    old.stop(signal.SIGKILL)
+    new = sentinel_set.wait_for_new_primary(old.port)
+    new.client().delete(HEARTBEAT_KEY)
+    wait_for(lambda: _heartbeat_ran(sentinel_worker), DEADLINE, "no task ran after failover")
+    print(f"primary killed: a task sent, run and answered again after "
+          f"{time.monotonic() - began:.2f}s")  # fmt: skip
+    assert new.client().get(HEARTBEAT_KEY) is not None  # the worker wrote to the new primary
