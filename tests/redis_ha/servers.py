@@ -9,6 +9,7 @@ in `started_in` (seconds) for the tests to print.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +21,21 @@ from tests.servers import Redis, Server, _binary, free_port, wait_for
 
 SERVICE = "tessera"  # the Sentinel service (master) name
 READY_TIMEOUT = 30.0
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher, Redis Cluster specification) is
+    free too, and so at most 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
 
 
 class RedisNode(Redis):
@@ -166,6 +182,8 @@ class ClusterSet:
     def __init__(self, base: Path) -> None:
         clustered = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
         self.nodes = [RedisNode(base, f"cluster-{n}", *clustered) for n in range(3)]
+        for node in self.nodes:
+            node.port = cluster_port()
         self.started_in = 0.0
 
     def url(self) -> str:
