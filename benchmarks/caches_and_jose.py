@@ -47,10 +47,7 @@ def configure(redis_url: str) -> None:
     import django
     from django.conf import settings
 
-    settings.configure(
-        CACHES={"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url}},
-        DATABASES={},
-    )
+    settings.configure(REDIS_URL=redis_url, HEALTH_CHECK_TIMEOUT=2, DATABASES={})
     django.setup()
 
 

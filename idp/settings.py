@@ -22,6 +22,8 @@ from celery.schedules import crontab
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.redis import SCHEMES as REDIS_SCHEMES
+from apps.core.redis import RedisLocation, RedisURLError, kombu_broker, parse_redis_url
 from apps.core.security_headers import MANAGED_HEADERS
 from idp import env
 
@@ -67,13 +69,23 @@ DATABASE_URL = env.url(
     f"sqlite:///{DATA_DIR / 'idp.sqlite3'}",
     schemes=("postgres", "postgresql", "sqlite"),
 )
-# Redis for hot state, rate limits and revocation; unset = start the bundled Redis server.
-_redis_env = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+# An optional PostgreSQL read replica (hot standby): the console's and admin API's read-only
+# lists read it (apps/core/replica.py), nothing in sign-in or tokens; unset = the primary.
+DATABASE_REPLICA_URL = env.url("DATABASE_REPLICA_URL", None, schemes=("postgres", "postgresql"))
+if DATABASE_REPLICA_URL and not str(DATABASE_URL).startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL.")
+# Redis for hot state, rate limits and revocation: redis://, rediss://, unix://, a Sentinel set
+# (redis+sentinel://h1,h2,h3/service) or a Cluster (redis+cluster://h1,h2,h3); unset = start
+# the bundled Redis server (apps/core/redis.py, docs/redis-ha.md).
+_redis_env = env.url("REDIS_URL", None, schemes=REDIS_SCHEMES)
 EMBEDDED_REDIS = _redis_env is None
 EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis" / "redis.sock"
 REDIS_URL: str = _redis_env or f"unix://{EMBEDDED_REDIS_SOCKET}?db=0"
-# Celery broker; defaults to REDIS_URL.
-_broker_env = env.url("CELERY_BROKER_URL", None, schemes=("redis", "rediss", "redis+socket"))
+# Celery broker; defaults to REDIS_URL (a Sentinel URL is translated for kombu; a Cluster's
+# REDIS_URL needs this set to a single server or a Sentinel set: kombu has no Cluster transport).
+_broker_env = env.url(
+    "CELERY_BROKER_URL", None, schemes=("redis", "rediss", "redis+socket", "redis+sentinel")
+)
 # Audit analytics store (native protocol, e.g. clickhouse://user:pass@host:9000/db); unset =
 # audit events stay in the database.
 CLICKHOUSE_URL = env.url("CLICKHOUSE_URL", None, schemes=("clickhouse", "clickhouses"))
@@ -470,12 +482,24 @@ if _issuer_parts.query or _issuer_parts.fragment:
     )
 
 
-def redis_url_for_kombu(url: str) -> str:
-    """Celery/kombu spell a Redis unix socket redis+socket:///path."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"redis+socket://{parts.path}" + (f"?{parts.query}" if parts.query else "")
-    return url
+def _redis_location(name: str, url: str) -> RedisLocation:
+    try:
+        return parse_redis_url(url)
+    except RedisURLError as error:  # the message never repeats the URL: it may hold a password
+        raise ImproperlyConfigured(f"{name} is not a Redis URL Tessera can use: {error}.") from None
+
+
+def _celery_broker(name: str, url: str) -> tuple[str, dict[str, object]]:
+    if url.startswith("redis+socket://"):
+        return url, {}
+    _redis_location(name, url)
+    try:
+        return kombu_broker(url)
+    except RedisURLError as error:
+        raise ImproperlyConfigured(f"{name}: {error}.") from None
+
+
+REDIS_LOCATION = _redis_location("REDIS_URL", REDIS_URL)
 
 
 # --- Django ------------------------------------------------------------------------------
@@ -578,16 +602,18 @@ def _database(url: str) -> dict[str, Any]:
 
 assert DATABASE_URL is not None
 DATABASES = {"default": _database(DATABASE_URL)}
+if DATABASE_REPLICA_URL:
+    # A test run uses the primary's test database for it: a standby cannot be created on.
+    DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "OPTIONS": {
-            "SOCKET_CONNECT_TIMEOUT": HEALTH_CHECK_TIMEOUT,
-            "SOCKET_TIMEOUT": HEALTH_CHECK_TIMEOUT,
-        },
+        # A list, so that django-redis does not split a Sentinel or Cluster host list.
+        "LOCATION": [REDIS_URL],
+        # The process's one client (apps/core/redis.py), timeouts included.
+        "OPTIONS": {"CONNECTION_FACTORY": "apps.core.redis.CacheConnectionFactory"},
     }
 }
 
@@ -922,15 +948,23 @@ if TRUSTED_PROXIES:
 
 # --- Celery ------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = _broker_env or redis_url_for_kombu(REDIS_URL)
+CELERY_BROKER_URL, _broker_options = (
+    _celery_broker("CELERY_BROKER_URL", _broker_env)
+    if _broker_env
+    else _celery_broker("REDIS_URL", REDIS_URL)
+)
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_broker_options)  # Sentinel: master_name
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log lines
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": HEALTH_CHECK_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": HEALTH_CHECK_TIMEOUT,
+    **_broker_options,
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test suite starts real PostgreSQL, Redis, ClickHouse and ZooKeeper servers, drives
-# Chromium and runs npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9
+# The test suite starts real PostgreSQL, Redis (with Sentinel), ClickHouse and ZooKeeper servers,
+# drives Chromium and runs npm OpenID client libraries on Node.js (Debian 12's nodejs 18 and npm 9
 # will do), and puts nginx in front of Tessera for the mutual-TLS tests.
 # Installs the Debian/Ubuntu packages that provide them when run as root; otherwise names them.
 set -euo pipefail
@@ -8,6 +8,8 @@ set -euo pipefail
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# tests/redis_ha: a primary, a replica and three Sentinels (Debian ships the binary apart)
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 # ZooKeeper (Java) for the two-shard ClickHouse cluster's replication and ON CLUSTER DDL
 # (tests/audit/test_cluster.py): Debian's ClickHouse 18.16 has no Keeper of its own.

@@ -51,6 +51,7 @@ from apps.console.permissions import (
 from apps.console.threats import person_threat
 from apps.core.cursors import KeysetCursor
 from apps.core.health import readiness
+from apps.core.replica import lagging_reads
 from apps.ratelimit.services import (
     Block,
     Lockout,
@@ -369,7 +370,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     form = SessionFilterForm(request.GET)
     if not form.is_valid():
         return render(request, "console/sessions.html", {"form": form}, status=400)
-    page = session_page(**form.cleaned_data)
+    page = session_page(**form.cleaned_data, using=lagging_reads())  # read-only: may lag
     links = _page_links(request, page.next_cursor)
     return render(request, "console/sessions.html", {"form": form, "page": page, "links": links})
 

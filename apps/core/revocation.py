@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import cache
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+from redis.commands.core import Script
 
-from apps.core.cache import CHANNEL, ProcessCache, bus
+from apps.core.cache import CHANNEL, ProcessCache, _clock, bus
 from apps.core.redis import get_redis
 
 _PREFIX = "tessera:revoked:"
@@ -46,12 +48,24 @@ def revoke_sid(sid: str) -> None:
     _revoke(f"{_PREFIX}sid:{sid}", settings.ACCESS_TOKEN_LIFETIME + LEEWAY_SECONDS)
 
 
+# Stored and announced together, in one script: atomic like MULTI, and with its one key it
+# runs the same on a single primary and in a Redis Cluster (where PUBLISH reaches every node
+# and a MULTI holding a keyless PUBLISH cannot be routed).
+REVOKE_LUA = """
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+
 def _revoke(key: str, ttl: int) -> None:
-    pipe = get_redis().pipeline(transaction=True)  # stored and announced together
-    pipe.set(key, 1, ex=ttl)
-    pipe.publish(CHANNEL, f"{CACHE} {key} {ttl}")
-    pipe.execute()
+    _revoke_script()(keys=[key], args=[ttl, CHANNEL, f"{CACHE} {key} {ttl}"], client=get_redis())
     _mirror.remember(key, ttl)  # this process refuses it at once, not when pub/sub arrives
+
+
+@cache
+def _revoke_script() -> Script:
+    return get_redis().register_script(REVOKE_LUA)
 
 
 class UserAccessRevoker(Protocol):
@@ -136,18 +150,25 @@ class _RevocationList(ProcessCache[bool]):
         self.remember(listed, int(ttl))
 
     def on_subscribed(self) -> None:
+        """Loads the list, keeping what this process already holds: nothing is ever taken
+        off it early, and after a Sentinel failover the new primary may lack a revocation
+        the old one took in its last moments (asynchronous replication), which the processes
+        that heard it keep refusing until its own TTL."""
         redis = get_redis()
         keys = list(redis.scan_iter(match=f"{_PREFIX}*", count=1000))
         ttls = redis.pipeline(transaction=False)
         for key in keys:
             ttls.pttl(key)
-        self.replace_all(
-            {
-                key.decode(): (True, ttl / 1000)
-                for key, ttl in zip(keys, ttls.execute(), strict=True)
-                if ttl > 0
-            }
-        )
+        now = _clock()
+        listed = {
+            key: (True, entry.expires_at - now)
+            for key, entry in self._entries.items()
+            if not entry.invalidated and entry.expires_at > now
+        }
+        for key, ttl in zip(keys, ttls.execute(), strict=True):
+            if ttl > 0:
+                listed[key.decode()] = (True, ttl / 1000)
+        self.replace_all(listed)
 
 
 _mirror = _RevocationList()

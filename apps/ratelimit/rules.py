@@ -17,7 +17,9 @@ from functools import cache
 
 from django.conf import settings
 
-PREFIX = "tessera:rl:"
+from apps.core.redis import key_prefix
+
+PREFIX = key_prefix("rl")  # Lua scripts touch several of these keys at once
 MAX_VALUE = 128  # characters of a key's value before it is hashed
 # The sorted set of keys refused lately, scored by when each lets a request through again
 # (evaluate.lua keeps it; services.blocks_current reads it). No rule is named "refusing".

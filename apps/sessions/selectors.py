@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -63,11 +64,13 @@ def session_page(
     live_only: bool = False,
     after: KeysetCursor | None = None,
     size: int = CONSOLE_PAGE_SIZE,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> SessionPage:
     """Sessions most recently active first, filtered, one keyset page at a time: no OFFSET and
     no COUNT, so page 2,000 costs what page 1 does. Filters are exact matches, each answered
-    by an index of LoginSession (or User's unique email index)."""
-    sessions = _sessions_with_clients()
+    by an index of LoginSession (or User's unique email index). `using`: the database alias
+    (the console passes apps.core.replica.lagging_reads())."""
+    sessions = _sessions_with_clients().using(using)
     if user is not None:
         sessions = sessions.filter(user=user)
     if email:

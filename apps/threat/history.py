@@ -4,8 +4,9 @@ Redis round trip per attempt (history.lua: EVALSHA), so scoring adds a fraction 
 millisecond to a sign-in; `MemoryHistory` keeps the same numbers in this process for the
 replay (apps/threat/replay.py), which writes nothing anywhere.
 
-Keys (all under `tessera:threat:`), each with a TTL of its longest window and at most `CAP`
-members, so memory stays bounded whatever an attacker sends:
+Keys (all under `tessera:threat:`; `tessera:{threat}:` in a Redis Cluster, one hash slot for
+history.lua), each with a TTL of its longest window and at most `CAP` members, so memory
+stays bounded whatever an attacker sends:
 
     f:p:<person>  failures of a person (7 d)     f:ip:<ip>  failures of an IP (24 h)
     a:ip:<ip>     attempts of an IP (1 h)        f:net:<network>  failures of a network (1 h)
@@ -41,9 +42,9 @@ from typing import Any, Protocol
 
 from redis.commands.core import Script
 
-from apps.core.redis import get_redis
+from apps.core.redis import get_redis, key_prefix
 
-PREFIX = "tessera:threat:"
+PREFIX = key_prefix("threat")  # history.lua touches several of these keys at once
 HOUR_MS, DAY_MS, WEEK_MS = 3_600_000, 86_400_000, 604_800_000
 CAP = 5000  # members kept per window key: counts saturate there (an attack, whatever size)
 BASELINE_TTL_MS = 180 * DAY_MS

@@ -176,3 +176,15 @@ def test_fail_open_setting_accepts_tokens_while_redis_is_down(servers, settings)
     finally:
         redis_start_again(servers)
     wait_for(lambda: revocation._mirror.current.is_set(), 10, "the mirror did not recover")
+
+
+def test_a_revocation_the_list_lost_is_still_refused_by_a_process_that_heard_it(
+    redis_client,
+) -> None:
+    """After a Sentinel failover the new primary may lack a revocation the old one took last
+    (replication is asynchronous); the mirror loads the list again on resubscribing and keeps
+    what it already held (docs/redis-ha.md)."""
+    revocation.revoke_jti("lost-in-failover", expires_in=600)
+    redis_client.delete("tessera:revoked:jti:lost-in-failover")  # the new primary never had it
+    revocation._mirror.on_subscribed()  # what the subscriber does when it is back
+    assert revocation.is_revoked(jti="lost-in-failover", sid=None)

@@ -8,7 +8,6 @@ import signal
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 
 from apps.ratelimit import limiter
 from tests.ratelimit.conftest import basic
@@ -23,12 +22,7 @@ def own_redis(tmp_path, settings) -> Any:
     application's Redis."""
     server = Redis(tmp_path)
     server.start()
-    settings.CACHES = {
-        "default": {
-            **django_settings.CACHES["default"],
-            "LOCATION": server.url(0),
-        }
-    }
+    settings.REDIS_URL = server.url(0)  # apps.core.redis.get_redis() follows it
     yield server
     server.stop(signal.SIGKILL)
 

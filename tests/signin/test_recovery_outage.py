@@ -7,7 +7,6 @@ import signal
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client as HttpClient
 
 from apps.accounts.models import User
@@ -24,7 +23,7 @@ def own_redis(tmp_path, settings) -> Any:
     """A Redis of this test's own as the application's (the suite's stays up for others)."""
     server = Redis(tmp_path)
     server.start()
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": server.url(0)}}
+    settings.REDIS_URL = server.url(0)  # apps.core.redis.get_redis() follows it
     yield server
     server.stop(signal.SIGKILL)
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client as HttpClient
 
 from apps.accounts.models import MfaRequiredBy
@@ -157,7 +156,7 @@ def own_redis(tmp_path, settings) -> Iterator[Redis]:
     """A Redis of this test's own as the application's (the suite's stays up for others)."""
     server = Redis(tmp_path)
     server.start()
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": server.url(0)}}
+    settings.REDIS_URL = server.url(0)  # apps.core.redis.get_redis() follows it
     yield server
     server.stop(signal.SIGKILL)
 

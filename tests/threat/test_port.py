@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -66,7 +65,7 @@ def own_redis(tmp_path, settings) -> Iterator[Redis]:
     """A Redis of this test's own as the application's (the suite's stays up for others)."""
     server = Redis(tmp_path)
     server.start()
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": server.url(0)}}
+    settings.REDIS_URL = server.url(0)  # apps.core.redis.get_redis() follows it
     yield server
     server.stop(signal.SIGKILL)
 

@@ -418,7 +418,7 @@ def own_redis(tmp_path: Any, settings: Any) -> Any:
     """A Redis of this test's own as the application's (the suite's stays up for others)."""
     server = Redis(tmp_path)
     server.start()
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": server.url(0)}}
+    settings.REDIS_URL = server.url(0)  # apps.core.redis.get_redis() follows it
     yield server
     server.stop(signal.SIGKILL)
 

@@ -80,6 +80,7 @@ from apps.console.permissions import (
     StaffRead,
 )
 from apps.core.events import EventType, Severity
+from apps.core.replica import lagging_reads
 from apps.ratelimit.services import (
     CURRENT_LIMIT,
     KINDS,
@@ -534,7 +535,8 @@ def _export(request: Request, fmt: str) -> StreamingHttpResponse:
 
 
 def _session_page(request: Request, *, user: User | None) -> Response:
-    page = session_page(user=user, **_valid(SessionFilterForm(request.query_params)).cleaned_data)
+    filters = _valid(SessionFilterForm(request.query_params)).cleaned_data
+    page = session_page(user=user, **filters, using=lagging_reads())  # read-only: may lag
     body = {"results": page.sessions, "next": str(page.next_cursor) if page.next_cursor else None}
     return Response(SessionPageSerializer(body).data)
 
