@@ -161,7 +161,8 @@ def sentinel_worker(
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     broker, options = kombu_broker(sentinel_set.url())
-    sender = Celery("tessera-sentinel-test", broker=broker, backend=broker)
+    # Not the current app: the suite's tasks keep going to the suite's broker after this test.
+    sender = Celery("tessera-sentinel-test", broker=broker, backend=broker, set_as_current=False)
     sender.conf.broker_transport_options = options
     sender.conf.result_backend_transport_options = options
     try:
