@@ -11,10 +11,12 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from django.conf import settings as django_settings
 
 from idp.web import GRACEFUL_STOP_SECONDS
@@ -23,6 +25,7 @@ from tests.servers import production_web_server
 if TYPE_CHECKING:
     from tests.servers import TestServers
 
+WEB_DEPLOYMENT = Path(__file__).resolve().parents[2] / "deploy/kubernetes/base/web-deployment.yaml"
 BODY = b"grant_type=client_credentials&client_id=nobody"
 
 
@@ -74,3 +77,15 @@ def test_sigterm_finishes_the_request_in_progress_then_exits(servers: TestServer
     print(
         f"new_connections_refused_after_s={refusing_after:.2f} exited_after_s={stopped_after:.2f}"
     )
+
+
+def test_the_web_pods_grace_period_covers_the_pause_and_the_graceful_stop() -> None:
+    # A pod is killed terminationGracePeriodSeconds after its deletion, preStop included: the
+    # pause, then granian's GRACEFUL_STOP_SECONDS for requests and the journal, must fit.
+    deployment = yaml.safe_load(WEB_DEPLOYMENT.read_text())
+    spec = deployment["spec"]["template"]["spec"]
+    (web,) = (container for container in spec["containers"] if container["name"] == "web")
+    pause = web["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause >= 5  # endpoint removal reaching kube-proxy and the ingress takes seconds
+    assert web["command"] == ["python", "-m", "idp.web"]  # the server the stop above is about
+    assert spec["terminationGracePeriodSeconds"] >= pause + GRACEFUL_STOP_SECONDS + 5
