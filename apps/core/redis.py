@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from django.conf import settings
 from django_redis.pool import ConnectionFactory  # type: ignore[import-untyped]
@@ -56,8 +56,20 @@ class RedisLocation:
     sentinel_password: str | None = None
 
 
+def _split(url: str) -> SplitResult:
+    """urlsplit for URLs whose netloc lists several hosts: some Python builds (Debian 12's
+    3.11.2) refuse a bracketed IPv6 host that is not the whole netloc ("Invalid IPv6 URL")."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return SplitResult("", "", url, "", "")
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    end = min(ends, default=len(rest))
+    tail = urlsplit("x://h" + rest[end:])
+    return SplitResult(scheme.lower(), rest[:end], tail.path, tail.query, tail.fragment)
+
+
 def parse_redis_url(url: str) -> RedisLocation:
-    parts = urlsplit(url)
+    parts = _split(url)
     if parts.scheme in SERVER_SCHEMES:
         return RedisLocation("server", url)
     if parts.scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
@@ -157,7 +169,7 @@ def get_redis() -> Redis:
 
 
 def is_cluster(url: str) -> bool:
-    return urlsplit(url).scheme == CLUSTER_SCHEME
+    return _split(url).scheme == CLUSTER_SCHEME
 
 
 def key_prefix(area: str) -> str:
@@ -176,7 +188,7 @@ def kombu_broker(url: str) -> tuple[str, dict[str, Any]]:
     kombu has no Redis Cluster transport: a Cluster's REDIS_URL needs a CELERY_BROKER_URL of
     its own (refused here with that message)."""
     location = parse_redis_url(url)
-    parts = urlsplit(url)
+    parts = _split(url)
     if location.kind == "server":
         if parts.scheme == "unix":
             return f"redis+socket://{parts.path}" + (f"?{parts.query}" if parts.query else ""), {}
