@@ -14,6 +14,7 @@ from apps.core.cache import CHANNEL
 from apps.threat.models import ThreatRule
 from apps.threat.ruleset import (
     CACHE,
+    CACHE_SECONDS,
     Match,
     Ruleset,
     RulesetError,
@@ -219,9 +220,12 @@ def test_another_processs_invalidation_reaches_this_one_through_redis(redis_clie
     assert [r.condition for r in ruleset_current()] == ["score >= 50"]  # still cached
     # ... and that process publishes once it has committed.
     redis_client.publish(CHANNEL, f"{CACHE} *")
-    deadline = time.monotonic() + 1.0
+    # Waits for the new state up to half the max age (10 s): arriving by then, it came through
+    # the channel, not by expiry. (A 1 s bound missed once on a loaded fresh machine: the
+    # speed is measured in benchmarks/caches_and_jose.py, not asserted here.)
+    deadline = time.monotonic() + CACHE_SECONDS / 2
     while [r.condition for r in ruleset_current()] != ["score >= 70"]:
-        assert time.monotonic() < deadline, "the invalidation did not arrive within 1 s"
+        assert time.monotonic() < deadline, "the invalidation did not arrive before expiry"
         time.sleep(0.005)
 
 
