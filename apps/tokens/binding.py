@@ -31,9 +31,6 @@ class Binding:
     x5t_s256: str = ""
     jkt: str = ""
 
-    def __bool__(self) -> bool:
-        return bool(self.x5t_s256 or self.jkt)
-
     def cnf(self) -> dict[str, str]:
         """The RFC 7800 `cnf` claim's members; {} for an unbound token."""
         cnf = {}

@@ -28,7 +28,6 @@ KEY = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # RFC 9449 §6.1's example
 
 def test_cnf_names_what_is_bound_and_token_type_follows_dpop() -> None:
     assert UNBOUND.cnf() == {}
-    assert not UNBOUND
     assert UNBOUND.token_type == "Bearer"
     assert Binding(x5t_s256=CERT).cnf() == {X5T_S256: CERT}
     assert Binding(x5t_s256=CERT).token_type == "Bearer"  # RFC 8705 §3: still Bearer
