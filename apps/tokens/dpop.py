@@ -13,7 +13,8 @@ server nonces of §8 / §9.
   (ReplayCacheUnavailable: fail closed; a replay cannot be told from a first use).
 - Nonces are stateless: an HMAC of the current time window under a key derived from
   SECRET_KEY (salted_hmac), so every process hands out and accepts the same ones without a
-  store; the current and the previous window's are accepted.
+  store; the current and the previous window's are accepted, under the current key or one of
+  its fallbacks while it rotates.
 """
 
 from __future__ import annotations
