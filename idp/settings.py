@@ -429,8 +429,30 @@ def _data_file(name: str, generate: Callable[[], str]) -> str:
     return path.read_text(encoding="ascii").strip()
 
 
+def _secret_key_fallbacks(current: str) -> list[str]:
+    """IDP_SECRET_KEY_FALLBACKS: old keys, separated by commas or whitespace. Never echoed."""
+    name = "IDP_SECRET_KEY_FALLBACKS"
+    raw = env.optional_string(name) or ""
+    keys = [key for key in re.split(r"[,\s]+", raw) if key]
+    for position, key in enumerate(keys, start=1):
+        if len(key) < 50:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} of {len(keys)} is too short: each old key is a former "
+                "IDP_SECRET_KEY of at least 50 characters, separated by commas or spaces."
+            )
+        if key == current:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} of {len(keys)} is IDP_SECRET_KEY itself: list only the "
+                "keys it replaced."
+            )
+    if len(set(keys)) != len(keys):
+        raise ImproperlyConfigured(f"{name} lists one key twice.")
+    return keys
+
+
 SECRET_KEY = _secret_key()
-SECRET_KEY_FALLBACKS: list[str] = []
+# Former IDP_SECRET_KEYs (comma/space-separated): still verify, never sign (docs/operations.md).
+SECRET_KEY_FALLBACKS = _secret_key_fallbacks(SECRET_KEY)
 
 
 def _key_encryption_key() -> bytes:

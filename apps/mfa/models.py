@@ -87,6 +87,9 @@ class RecoveryCodeSet(models.Model):
     )
     created_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Which IDP_SECRET_KEY keyed the codes' hashes (apps.core.secret_keys.key_id); "" for
+    # sets made before it was recorded. `manage.py secret_key_status` counts them.
+    key_id = models.CharField(max_length=8, blank=True, default="", db_default="")
 
     def __str__(self) -> str:
         return f"recovery codes of {self.user_id}"

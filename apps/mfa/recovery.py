@@ -7,7 +7,10 @@ under 112 bits salted and hashed with a password-hashing KDF; a keyed hash whose
 the database (the §5.1.1.2 "secret salt") resists the offline attack that rule is about just
 as well for 80-bit random codes, and keeps a code findable by its hash: one indexed query per
 attempt rather than ten argon2 checks. Online guessing is for the second-factor counters.
-Hashes under SECRET_KEY_FALLBACKS are still found, so rotating SECRET_KEY keeps the codes.
+Hashes under SECRET_KEY_FALLBACKS are still found, so rotating SECRET_KEY keeps the codes
+while the old key is a fallback. Unused codes cannot be hashed again under the new key (only
+their hashes are kept), so a set records which key made it (`key_id`) and
+`manage.py secret_key_status` counts the sets an old key still holds.
 
 A code is spent by one conditional UPDATE (… WHERE used_at IS NULL): PostgreSQL re-checks
 the condition after waiting on a concurrent update of the row, so two uses of one code at
@@ -26,6 +29,7 @@ from django.utils.crypto import salted_hmac
 
 from apps.accounts.models import User
 from apps.core.events import EventType, emit
+from apps.core.secret_keys import current_key_id, secret_keys
 from apps.mfa.errors import FactorNotFound, MalformedInput, VerificationFailed
 from apps.mfa.models import RecoveryCode, RecoveryCodeSet
 
@@ -44,7 +48,9 @@ def recovery_codes_generate(*, user: User, now: datetime | None = None) -> list[
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()  # regenerations take turns
         replaced = RecoveryCodeSet.objects.filter(user=user).delete()[0] > 0
-        code_set = RecoveryCodeSet.objects.create(user=user, created_at=now)
+        code_set = RecoveryCodeSet.objects.create(
+            user=user, created_at=now, key_id=current_key_id()
+        )
         RecoveryCode.objects.bulk_create(
             RecoveryCode(code_set=code_set, code_hash=_hash(code, settings.SECRET_KEY))
             for code in codes
@@ -118,4 +124,4 @@ def _hash(code: str, secret: str) -> str:
 
 
 def _hashes(code: str) -> list[str]:
-    return [_hash(code, key) for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)]
+    return [_hash(code, key) for key in secret_keys()]

@@ -84,3 +84,16 @@ def second_factor_exists(user_ref: str = "pk") -> ExpressionWrapper[Q]:
         user_id=OuterRef(user_ref), clone_detected_at__isnull=True
     )
     return ExpressionWrapper(Q(Exists(totp)) | Q(Exists(keys)), output_field=BooleanField())
+
+
+def recovery_code_sets_by_key() -> dict[str | None, int]:
+    """How many people's recovery codes, with at least one code unused, each IDP_SECRET_KEY
+    keyed, by key id (apps.core.secret_keys.key_id; None: made before sets recorded it).
+    Unused codes stay under the key that made them until the person generates a new set."""
+    rows = (
+        RecoveryCodeSet.objects.filter(codes__used_at__isnull=True)
+        .values("key_id")
+        .annotate(sets=Count("id", distinct=True))
+        .order_by()
+    )
+    return {row["key_id"] or None: row["sets"] for row in rows}

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
+from apps.core.secret_keys import unsign
+
 DEVICE_COOKIE = "tessera_device"
 _SALT = "tessera.sessions.device"
 DEVICE_COOKIE_AGE = 2 * 365 * 86400  # seconds; renewed at every login
@@ -30,14 +32,23 @@ class TamperedDeviceCookie(Exception):
 def device_cookie(request: HttpRequest) -> str | None:
     """The browser's device cookie id, None without one; raises TamperedDeviceCookie for a
     cookie we did not sign (OWASP ASVS 3.2: session tokens are not forgeable)."""
+    return device_cookie_read(request)[0]
+
+
+def device_cookie_read(request: HttpRequest) -> tuple[str | None, bool]:
+    """device_cookie(), and whether a fallback of IDP_SECRET_KEY signed it: then the cookie
+    is set again under the current key (LoginSessionMiddleware), with the same id, so the
+    device stays the same and the old key can be dropped before the cookie's two years."""
     value = request.COOKIES.get(DEVICE_COOKIE)
     if value is None:
-        return None
+        return None, False
     try:
-        cookie_id: str = signing.loads(value, salt=_SALT)
+        cookie_id, stale = unsign(value, salt=_SALT)
     except signing.BadSignature as error:
         raise TamperedDeviceCookie from error
-    return cookie_id
+    if not isinstance(cookie_id, str):
+        raise TamperedDeviceCookie
+    return cookie_id, stale
 
 
 def new_device_cookie() -> str:

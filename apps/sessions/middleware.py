@@ -38,16 +38,18 @@ class LoginSessionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            cookie_id = binding.device_cookie(request)
+            cookie_id, stale = binding.device_cookie_read(request)
             tampered = False
         except binding.TamperedDeviceCookie:
-            cookie_id, tampered = None, True
+            cookie_id, stale, tampered = None, False, True
         request.login_session = self._validated(request, cookie_id, tampered)  # type: ignore[attr-defined]
         response = self.get_response(request)
         if (cookie_id is None or tampered) and _is_page(response):
             # A browser gets one with the first page it sees (the login page, at the latest),
             # so its login binds the session to it.
             binding.set_device_cookie(response, binding.new_device_cookie())
+        elif stale and cookie_id is not None and binding.DEVICE_COOKIE not in response.cookies:
+            binding.set_device_cookie(response, cookie_id)  # signed again under the current key
         return response
 
     def _validated(

@@ -7,7 +7,8 @@ that the link's use changes. Using the link changes that state, so the same link
 second time: single use without a table of spent tokens (Django's PasswordResetTokenGenerator
 works the same way; OWASP Forgot Password Cheat Sheet: single use, short-lived, bound to the
 account). A token carries no secret of the account: the fingerprint is an HMAC, not a hash
-of the password.
+of the password. While SECRET_KEY rotates, a link made under a fallback still works
+(signature and fingerprint) until it expires.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from apps.accounts.models import User
+from apps.core.secret_keys import secret_keys
 
 # A token longer than this is not one of ours (ours are about 150 characters).
 TOKEN_MAX = 1024
@@ -41,20 +44,22 @@ class Link:
     data: dict[str, Any]
 
 
-def _fingerprint(purpose: str, user: User, data: dict[str, Any]) -> str:
+def _fingerprint(purpose: str, user: User, data: dict[str, Any], key: str) -> str:
     """What the account looks like now, as far as this link cares: its address and whether
     it is verified, its password hash (a reset or change voids every earlier link) and the
     link's own data."""
     state = "\x1f".join(
         [user.email, str(user.email_verified), user.password, repr(sorted(data.items()))]
     )
-    return salted_hmac(f"tessera.links.{purpose}", state, algorithm="sha256").hexdigest()[:32]
+    mac = salted_hmac(f"tessera.links.{purpose}", state, secret=key, algorithm="sha256")
+    return mac.hexdigest()[:32]
 
 
 def link_make(purpose: str, user: User, data: dict[str, Any] | None = None) -> str:
     """A token for `purpose` about `user` with `data` (JSON values)."""
     data = data or {}
-    payload = {"u": str(user.pk), "d": data, "f": _fingerprint(purpose, user, data)}
+    fingerprint = _fingerprint(purpose, user, data, settings.SECRET_KEY)
+    payload = {"u": str(user.pk), "d": data, "f": fingerprint}
     return signing.dumps(payload, salt=f"tessera.links.{purpose}", compress=True)
 
 
@@ -75,8 +80,12 @@ def link_read(purpose: str, token: str, *, max_age: int) -> Link:
         user = User.objects.get(pk=str(payload.get("u")), is_active=True)
     except (User.DoesNotExist, ValidationError, ValueError):  # a malformed id: ValidationError
         raise LinkInvalid from None
-    expected = _fingerprint(purpose, user, payload["d"])
-    if not constant_time_compare(expected, str(payload.get("f", ""))):
+    # Made under the key that signed the link: a fallback of IDP_SECRET_KEY while it rotates.
+    given = str(payload.get("f", ""))
+    if not any(
+        constant_time_compare(_fingerprint(purpose, user, payload["d"], key), given)
+        for key in secret_keys()
+    ):
         raise LinkInvalid  # used already, or the account changed since
     return Link(user=user, data=payload["d"])
 

@@ -13,8 +13,9 @@ from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import check_password
 
-from apps.core.cache import ProcessCache
+from apps.core.cache import ProcessCache, publish_on_commit
 from apps.core.events import EventType, emit
+from apps.tokens.hashers import ALGORITHM, Match, client_secret_encode, client_secret_verify
 from apps.tokens.models import Client
 
 CACHE = "clients"  # the cache's name on the cache channel
@@ -61,15 +62,34 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
 
 def authenticate(client_id: str, secret: str) -> Client | None:
     """The confidential client these credentials prove, or None (RFC 6749 §2.3.1). The
-    secret is compared by its keyed hash in constant time (ClientSecretHasher)."""
+    secret is compared by its keyed hash in constant time (ClientSecretHasher), under the
+    current IDP_SECRET_KEY and then its fallbacks."""
     if not secret:
         return None  # no secret is an empty one (whatever a column might hold)
     client = client_by_id(client_id) if client_id else None
     if client is None or client.client_type != Client.CLIENT_CONFIDENTIAL:
         return None
-    if not client.client_secret or not check_password(secret, client.client_secret):
+    stored = client.client_secret
+    if not stored:
         return None
+    if not stored.startswith(f"{ALGORITHM}$"):
+        return client if check_password(secret, stored) else None  # another hasher's
+    match = client_secret_verify(secret, stored)
+    if match is Match.NONE:
+        return None
+    if match is Match.STALE:
+        _secret_rekey(client, secret)
     return client
+
+
+def _secret_rekey(client: Client, secret: str) -> None:
+    """The secret verified under a fallback of IDP_SECRET_KEY (or its hash predates key
+    ids): store its hash under the current key, so that the fallback can be dropped (one
+    UPDATE, once). Conditional on the hash read, so that a secret rotated meanwhile stays."""
+    Client.objects.filter(pk=client.pk, client_secret=client.client_secret).update(
+        client_secret=client_secret_encode(secret)
+    )
+    publish_on_commit(CACHE, client.client_id)  # the cached copy holds the old hash
 
 
 # RFC 6749 §5.2 invalid_client, the same words wherever a client fails to authenticate.

@@ -13,7 +13,8 @@ server nonces of §8 / §9.
   (ReplayCacheUnavailable: fail closed; a replay cannot be told from a first use).
 - Nonces are stateless: an HMAC of the current time window under a key derived from
   SECRET_KEY (salted_hmac), so every process hands out and accepts the same ones without a
-  store; the current and the previous window's are accepted.
+  store; the current and the previous window's are accepted, under the current key or one of
+  its fallbacks while it rotates.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from apps.core.redis import get_redis
+from apps.core.secret_keys import secret_keys
 
 TYP = "dpop+jwt"  # RFC 9449 §4.2
 # A proof with an RSA-4096 key is under 2.5 KB: a header far larger is hostile and is refused
@@ -295,7 +297,7 @@ def _nonce_for(window: int) -> str:
     return _nonce_of(window, settings.SECRET_KEY)
 
 
-@lru_cache(maxsize=4)  # the current and the previous window's, computed once each
+@lru_cache(maxsize=16)  # the current and the previous window's, per key, computed once each
 def _nonce_of(window: int, secret: str) -> str:
     mac = salted_hmac("tessera.dpop.nonce", str(window), secret=secret, algorithm="sha256")
     return _b64(mac.digest()[:18])  # 144 bits: not guessable for the window it lives
@@ -308,14 +310,16 @@ def current_nonce() -> str:
 
 
 def _check_nonce(payload: dict[str, Any]) -> None:
-    """§8 / §9: the proof's nonce is the current or the previous window's."""
+    """§8 / §9: the proof's nonce is the current or the previous window's, under the current
+    IDP_SECRET_KEY or a fallback (a process not yet on the new key hands out the old one's)."""
     nonce = payload.get("nonce")
     if nonce is None:
         raise UseNonce("Authorization server requires nonce in DPoP proof.")
     window = int(time.time()) // settings.DPOP_NONCE_LIFETIME
     if not isinstance(nonce, str) or not any(
-        hmac.compare_digest(nonce.encode("ascii", "replace"), _nonce_for(w).encode("ascii"))
+        hmac.compare_digest(nonce.encode("ascii", "replace"), _nonce_of(w, key).encode("ascii"))
         for w in (window, window - 1)
+        for key in secret_keys()
     ):
         raise UseNonce("The DPoP proof's nonce is stale or not ours; use the DPoP-Nonce sent.")
 

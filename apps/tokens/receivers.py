@@ -10,7 +10,8 @@
   a cascade from its owner's deletion): once it commits, every process drops its cached copy
   (apps.core.cache). Model signals rather than a service, because DOT's admin and cascades
   save and delete clients without our services; only a queryset .update() would bypass them,
-  and none touches clients.
+  and the one that touches clients (a secret's hash re-keyed, apps.tokens.clients) publishes
+  itself.
 
 Ending a session for any other reason leaves offline grants alone (OIDC Core §11).
 """

@@ -5,6 +5,8 @@ from typing import Any
 from uuid import UUID
 
 from apps.accounts.models import User
+from apps.tokens import mtls
+from apps.tokens.hashers import ALGORITHM, client_secret_key_id
 from apps.tokens.models import BackchannelLogoutDelivery, Client, Consent, OfflineGrant
 
 
@@ -44,3 +46,22 @@ def client_names(client_ids: Iterable[str]) -> dict[str, str]:
     wanted = set(client_ids)
     rows = Client.objects.filter(client_id__in=wanted).values_list("client_id", "name")
     return dict(rows) if wanted else {}
+
+
+def client_secrets_by_key() -> dict[str | None, int]:
+    """How many confidential clients' secret hashes each IDP_SECRET_KEY made, by key id
+    (apps.core.secret_keys.key_id; None: hashed before hashes named their key). A hash moves
+    to the current key when its client next authenticates. Clients that authenticate by
+    certificate are left out: nobody knows their secret, an old key's hash of it harms none."""
+    counts: dict[str | None, int] = {}
+    stored = (
+        Client.objects.filter(client_type=Client.CLIENT_CONFIDENTIAL)
+        .exclude(client_secret="")
+        .exclude(token_endpoint_auth_method__in=mtls.CERTIFICATE_METHODS)
+        .values_list("client_secret", flat=True)
+    )
+    for encoded in stored.iterator():
+        if encoded.startswith(f"{ALGORITHM}$"):
+            kid = client_secret_key_id(encoded)
+            counts[kid] = counts.get(kid, 0) + 1
+    return counts
