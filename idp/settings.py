@@ -565,7 +565,8 @@ MIDDLEWARE = [
     "apps.core.security_headers.SecurityHeadersMiddleware",
     # /metrics for the scraper with the token, before host and HTTPS checks (metrics_view.py).
     "apps.core.metrics_view.MetricsEndpointMiddleware",
-    "apps.core.middleware.AuditUnavailableMiddleware",
+    # 503 + Retry-After when the journal or the database is down for now (core.views).
+    "apps.core.middleware.UnavailableMiddleware",
     "apps.core.request_limits.RequestLimitsMiddleware",
     "apps.core.middleware.RejectNulMiddleware",
     # Rate limits by path before any session or database work (apps/ratelimit/middleware.py).

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 class AuditUnavailable(Exception):
     """A security event could not be recorded (the journal's disk is full, read-only or gone).
 
-    The request it belongs to fails with 503 (core.middleware.AuditUnavailableMiddleware):
+    The request it belongs to fails with 503 (core.middleware.UnavailableMiddleware):
     HashiCorp Vault's audit rule, an action whose audit record cannot be written is refused.
     """
 

@@ -2,15 +2,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.errors import AuditUnavailable
-from apps.core.views import audit_unavailable_response, error_response
-
-log = logging.getLogger("tessera.audit")
+from apps.core.views import error_response, unavailable_response
 
 _NUL = (b"\x00", b"%00")
 
@@ -51,10 +47,12 @@ class RejectNulMiddleware:
         return False
 
 
-class AuditUnavailableMiddleware:
-    """A view whose security event could not be recorded (core.journal: disk full, read-only
-    volume) answers 503 and is logged once at ERROR: never a silent drop, never a 500.
-    (HashiCorp Vault refuses a request whose audit entry cannot be written.)"""
+class UnavailableMiddleware:
+    """A view that meets a dependency down for now answers 503 with Retry-After, logged once
+    (core.views.unavailable_response): a security event that could not be recorded
+    (core.journal: disk full, read-only volume; never a silent drop — HashiCorp Vault refuses
+    a request whose audit entry cannot be written), the database unreachable. Never a 500.
+    Raised in a middleware instead, the same answer comes from core.views.server_error."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -63,9 +61,4 @@ class AuditUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, AuditUnavailable):
-            return None
-        log.error("audit: %s %s refused with 503: %s", request.method, request.path, exception)
-        response = audit_unavailable_response(request)
-        response._has_been_logged = True  # type: ignore[attr-defined]  # once: not by Django too
-        return response
+        return unavailable_response(request, exception)

@@ -28,7 +28,7 @@ from django.test import RequestFactory
 from apps.core import journal
 from apps.core.errors import AuditUnavailable
 from apps.core.events import EventType, emit
-from apps.core.middleware import AuditUnavailableMiddleware
+from apps.core.middleware import UnavailableMiddleware
 from apps.core.models import JournalCheckpoint, SecurityEvent
 from apps.tokens.services import client_create
 from tests.servers import production_web_server, wait_for
@@ -316,7 +316,7 @@ def test_a_token_whose_event_cannot_be_appended_is_refused_with_503(
 
 def test_a_page_whose_event_cannot_be_appended_shows_the_error_page_with_503() -> None:
     request = RequestFactory().get("/account/")
-    middleware = AuditUnavailableMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    middleware = UnavailableMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
     response = middleware.process_exception(request, AuditUnavailable("disk full"))
     assert response is not None
     assert response.status_code == 503
