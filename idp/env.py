@@ -73,6 +73,7 @@ def _raw(name: str) -> str | None:
         return _given(name)
     if _given(name) is not None:
         raise FileSettingError(f"{name} and {file_name} are both set: set one of them.")
+    # Surrounding blanks dropped as from a variable's value: either way gives the same setting.
     return _read_value_file(file_name, location).strip()
 
 
