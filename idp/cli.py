@@ -8,13 +8,14 @@ exit status 1. Commands that work on an empty database, or set one up, are left 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import textwrap
 from pathlib import Path
 
 from django.db.utils import OperationalError, ProgrammingError
+
+from idp import env
 
 # Commands whose business is the schema itself, or that never need the tables: any database
 # error they meet is theirs to report, with its traceback.
@@ -108,10 +109,10 @@ def _describe_database() -> str:
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         path = Path(str(database["NAME"]))
-        if os.environ.get("DATABASE_URL", "").strip():
+        if env.optional_string("DATABASE_URL"):
             return f"{path} (DATABASE_URL)"
         data_dir = settings.DATA_DIR
-        if os.environ.get("IDP_DATA_DIR", "").strip():
+        if env.optional_string("IDP_DATA_DIR"):
             return f"{path} (the SQLite file in IDP_DATA_DIR={data_dir}; DATABASE_URL is not set)"
         return (
             f"{path} (the SQLite file in the default data dir {data_dir}: neither "

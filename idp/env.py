@@ -2,6 +2,13 @@
 
 Every malformed value stops startup with an ImproperlyConfigured error that names the variable
 and the form it expects, so an operator never has to read a traceback to find a typo.
+
+Every variable NAME read here may instead be given as NAME_FILE, the path of a file that holds
+the value (its trailing newlines dropped): Compose and Kubernetes secrets, systemd's
+LoadCredential= (`Environment=IDP_SECRET_KEY_FILE=%d/idp_secret_key`) and a bare host's
+root-only files all hand secrets over that way, so the value never sits in the environment.
+Setting both is refused; an error about a value read from a file names the file, never what
+it holds (it is usually a secret).
 """
 
 from __future__ import annotations
@@ -15,15 +22,66 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+FILE_SUFFIX = "_FILE"
+# Larger than any setting's value: a path to something else (a log, /dev/zero) stops here.
+MAX_FILE_BYTES = 1 << 20
 
-def _raw(name: str) -> str | None:
+
+class FileSettingError(ImproperlyConfigured):
+    """NAME_FILE cannot give a value (unreadable, empty, or NAME set as well): never a
+    malformed value, so a caller that rewords those errors lets this one through."""
+
+
+def _given(name: str) -> str | None:
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return None
     return value.strip()
 
 
+def _read_value_file(file_name: str, location: str) -> str:
+    """The content of the file NAME_FILE names, trailing newlines dropped. Every failure names
+    the variable and the path, never the content."""
+    try:
+        with open(location, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise FileSettingError(
+            f"{file_name}={location!r}: the file cannot be read ({reason})."
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FileSettingError(
+            f"{file_name}={location!r}: the file is larger than {MAX_FILE_BYTES} bytes; "
+            "it should hold one value."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileSettingError(f"{file_name}={location!r}: the file is not UTF-8 text.") from None
+    value = text.rstrip("\r\n")
+    if value.strip() == "":
+        raise FileSettingError(f"{file_name}={location!r}: the file is empty.")
+    return value
+
+
+def _raw(name: str) -> str | None:
+    """NAME's value, from the environment or from the file NAME_FILE names; None when unset."""
+    file_name = name + FILE_SUFFIX
+    location = _given(file_name)
+    if location is None:
+        return _given(name)
+    if _given(name) is not None:
+        raise FileSettingError(f"{name} and {file_name} are both set: set one of them.")
+    # Surrounding blanks dropped as from a variable's value: either way gives the same setting.
+    return _read_value_file(file_name, location).strip()
+
+
 def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    location = _given(name + FILE_SUFFIX)
+    if location is not None:  # the value came from a file: name the file, not the secret
+        shown = f"{name} (read from {name}{FILE_SUFFIX}={location!r})"
+        return ImproperlyConfigured(f"{shown} is not valid: expected {expected}.")
     return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}.")
 
 
@@ -125,12 +183,14 @@ def hosts(name: str, default: list[str]) -> list[str]:
     return items
 
 
-def existing_file(name: str) -> Path | None:
-    """An optional path that must name a readable file when given."""
+def existing_file(name: str, *, resolve: bool = True) -> Path | None:
+    """An optional path that must name a readable file when given; `resolve=False` keeps it
+    as given (absolute, symlinks not followed), for a file whose link may be turned."""
     value = _raw(name)
     if value is None:
         return None
-    file = Path(value).expanduser().resolve()
+    given = Path(value).expanduser()
+    file = given.resolve() if resolve else given.absolute()
     if not file.is_file():
         raise _bad(name, value, "the path of an existing file")
     return file

@@ -8,7 +8,6 @@ checks that refuse an unsafe deployment.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
 from collections.abc import Callable
@@ -234,9 +233,7 @@ WEB_THREADS = env.integer("IDP_WEB_THREADS", 32, minimum=1, maximum=512)
 # PEM key. Unset: plain HTTP, for a proxy in front that terminates TLS. Kept as given, not
 # resolved: a changed file, or a symlink turned to a new file (certbot), is reloaded.
 def _tls_file(name: str) -> Path | None:
-    if env.existing_file(name) is None:
-        return None
-    return Path(os.environ[name]).expanduser().absolute()
+    return env.existing_file(name, resolve=False)
 
 
 TLS_CERT_FILE = _tls_file("IDP_TLS_CERT_FILE")
@@ -707,7 +704,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# Where collectstatic puts the static files and whitenoise serves them from; outside the data
+# dir in the container image, which collects them at build and mounts the data dir as a volume.
+STATIC_ROOT = env.path("IDP_STATIC_ROOT", DATA_DIR / "static")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -733,6 +732,8 @@ _SMTP_URL_FORM = (
 )  # the value is never repeated in an error: it may hold the password
 try:
     SMTP_URL = env.url("IDP_SMTP_URL", None, schemes=("smtp", "smtps"))
+except env.FileSettingError:
+    raise  # IDP_SMTP_URL_FILE unreadable or empty: its own message names the file
 except ImproperlyConfigured:
     raise ImproperlyConfigured(_SMTP_URL_FORM) from None
 # A PEM bundle of the CA certificates that verify the SMTP server (a private CA); unset = the

