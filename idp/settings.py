@@ -629,6 +629,13 @@ PERSONAL_DATA_HOLDERS = [
     "apps.threat.privacy.ThreatData",
     "apps.federation.privacy.FederationData",
 ]
+# Rows holding values sealed under the key-encryption key, by kind, that `manage.py reseal`
+# moves to the current key (apps/core/reseal.py port); PAR payloads expire instead.
+SEALED_ROWS = {
+    "signing_keys": "apps.keys.keys.SealedSigningKeys",
+    "totp": "apps.mfa.totp.SealedTotpSecrets",
+    "federation_providers": "apps.federation.providers.SealedProviderSecrets",
+}
 # Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
 READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
