@@ -636,8 +636,12 @@ SEALED_ROWS = {
     "totp": "apps.mfa.totp.SealedTotpSecrets",
     "federation_providers": "apps.federation.providers.SealedProviderSecrets",
 }
-# Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
-READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
+# Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path;
+# `gates`: down makes /readyz 503 (this pod cannot serve), else only `degraded`.
+READINESS_CHECKS = {
+    "ratelimit": {"check": "apps.ratelimit.health.ratelimit_state", "gates": False},
+    "signing_keys": {"check": "apps.keys.health.signing_keys_state", "gates": True},
+}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
 USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
 # Ends a person's offline grants for threat responses (apps/core/revocation.py port).

@@ -22,7 +22,9 @@ WRONG = os.urandom(32)
 
 
 def _restart_with_kek(settings, kek: bytes) -> None:
-    """As a process started with IDP_KEY_ENCRYPTION_KEY=kek and no old keys."""
+    """As a process started with IDP_KEY_ENCRYPTION_KEY=kek and no old keys: the keys were
+    created in this test, so the reload has no key it opened before to reuse. (A separate
+    server process: tests/operations/test_kek_wrong_key.py.)"""
     settings.KEY_ENCRYPTION_KEY, settings.KEY_ENCRYPTION_KEYS_OLD = kek, ()
     keys.keys_cache_clear()
 
