@@ -7,11 +7,12 @@ settings.SEALED_ROWS names the implementations by kind: the app knows the associ
 its rows and what else must follow a re-seal (a signing key's event, a cache); this module
 walks the rows in batches, locks the ones to re-seal, and counts.
 
-Safe while the service runs: a batch locks its stale rows (SELECT ... FOR UPDATE) and looks
-at each row's kek_id again under the lock, so a row that another run, the hourly rotation
-task or an enrolment moved meanwhile is counted as current and not sealed twice, and a
-concurrent writer of the same row (a TOTP code's step, a provider's new secret) waits for the
-batch and then reads the re-sealed row.
+Safe while the service runs: a batch locks its stale rows (SELECT ... FOR UPDATE SKIP LOCKED;
+a row held elsewhere is re-sealed after the batch, alone) and looks at each row's kek_id again
+under the lock, so a row that another run, the hourly rotation task or an enrolment moved
+meanwhile is counted as current and not sealed twice, and a concurrent writer of the same row
+(a TOTP code's step, a provider's new secret) waits for the batch and then reads the
+re-sealed row.
 """
 
 from __future__ import annotations
@@ -103,28 +104,43 @@ def reseal_kind(
 def _reseal_batch(
     kind: str, rows: SealedRows, pks: list[Any], *, current: str, tally: Tally
 ) -> bool:
+    """Locks the batch's free rows and re-seals them; a row another transaction holds is
+    re-sealed after the batch, alone. So the command never waits for a lock while it holds
+    others, and cannot deadlock with a writer that locks several rows in another order (a
+    person's TOTP devices by creation time)."""
+    manager = rows.model._default_manager
     resealed = 0
-    row: Any  # an instance of rows.model, with its kek_id
+    busy = set(pks)  # held elsewhere, or deleted since the batch was read
     with transaction.atomic():
-        locked = rows.model._default_manager.select_for_update().filter(pk__in=pks)
-        for row in locked.order_by("pk"):
-            if row.kek_id == current:  # moved since the batch was read (compare under the lock)
-                tally.current += 1
-                continue
-            try:
-                rows.reseal(row)
-            except sealing.UnsealError as error:
-                reason = "unknown key" if isinstance(error, sealing.UnknownKek) else "altered"
-                logger.error(
-                    "reseal: %s %s does not open (%s, kek_id %s): configure that key in "
-                    "IDP_KEY_ENCRYPTION_KEYS_OLD, or replace the secret",
-                    kind,
-                    row.pk,
-                    reason,
-                    row.kek_id,
-                )
-                tally.unreadable.append(str(row.pk))
-            else:
-                resealed += 1
+        for row in manager.select_for_update(skip_locked=True).filter(pk__in=pks).order_by("pk"):
+            busy.discard(row.pk)
+            resealed += _reseal_row(kind, rows, row, current=current, tally=tally)
+    for pk in sorted(busy):
+        with transaction.atomic():
+            alone = manager.select_for_update().filter(pk=pk).first()
+            if alone is not None:
+                resealed += _reseal_row(kind, rows, alone, current=current, tally=tally)
     tally.resealed += resealed
     return resealed > 0
+
+
+def _reseal_row(kind: str, rows: SealedRows, row: Any, *, current: str, tally: Tally) -> int:
+    """1 when the locked `row` was re-sealed, else 0 (counted as current or unreadable)."""
+    if row.kek_id == current:  # moved since the batch was read (compared under the lock)
+        tally.current += 1
+        return 0
+    try:
+        rows.reseal(row)
+    except sealing.UnsealError as error:
+        reason = "unknown key" if isinstance(error, sealing.UnknownKek) else "altered"
+        logger.error(
+            "reseal: %s %s does not open (%s, kek_id %s): configure that key in "
+            "IDP_KEY_ENCRYPTION_KEYS_OLD, or replace the secret",
+            kind,
+            row.pk,
+            reason,
+            row.kek_id,
+        )
+        tally.unreadable.append(str(row.pk))
+        return 0
+    return 1

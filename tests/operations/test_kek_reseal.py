@@ -110,10 +110,12 @@ def _waiting_on_a_lock() -> bool:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_row_resealed_meanwhile_is_not_sealed_twice(settings) -> None:
-    """Another re-seal holds the row's lock when the command reaches it: the command waits,
-    then finds it under the current key (compared under the lock) and leaves it."""
+    """Another re-seal holds the row's lock when the command reaches it: the command re-seals
+    the rest of the batch without waiting (it never waits holding locks), then waits for
+    that row alone, finds it under the current key (compared under the lock) and leaves it."""
     _phase(settings, OLD)
     enrolment = totp_enrol(user=UserFactory(), name="Phone")
+    other = totp_enrol(user=UserFactory(), name="Phone")
     _phase(settings, NEW, OLD)
     tallies: list[reseal.Tally] = []
 
@@ -135,9 +137,12 @@ def test_a_row_resealed_meanwhile_is_not_sealed_twice(settings) -> None:
             worker.join(0.01)
         else:
             pytest.fail("the command never waited for the row's lock")
+        # The rest of the batch is committed already, while this transaction holds its row.
+        other_kek = TotpDevice.objects.filter(pk=other.device.pk).values_list("kek_id", flat=True)
+        assert other_kek.get() == sealing.kek_id(NEW)
     worker.join(10)
     assert len(tallies) == 1
-    assert (tallies[0].current, tallies[0].resealed) == (1, 0)
+    assert (tallies[0].current, tallies[0].resealed) == (1, 1)
     enrolment.device.refresh_from_db()
     assert bytes(enrolment.device.sealed_secret) == sealed_here
     assert totp_secret(enrolment.device) == enrolment.secret
