@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -16,7 +17,10 @@ from django.conf import settings as django_settings
 
 from apps.keys import keys
 from apps.tokens.services import client_create
-from tests.servers import TestServers, production_web_server
+from tests.servers import production_web_server
+
+if TYPE_CHECKING:  # imported at run time, pytest would try to collect it as a test class
+    from tests.servers import TestServers
 
 
 @pytest.mark.django_db(transaction=True)
