@@ -649,8 +649,19 @@ PERSONAL_DATA_HOLDERS = [
     "apps.threat.privacy.ThreatData",
     "apps.federation.privacy.FederationData",
 ]
-# Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path.
-READINESS_CHECKS = {"ratelimit": "apps.ratelimit.health.ratelimit_state"}
+# Rows holding values sealed under the key-encryption key, by kind, that `manage.py reseal`
+# moves to the current key (apps/core/reseal.py port); PAR payloads expire instead.
+SEALED_ROWS = {
+    "signing_keys": "apps.keys.keys.SealedSigningKeys",
+    "totp": "apps.mfa.totp.SealedTotpSecrets",
+    "federation_providers": "apps.federation.providers.SealedProviderSecrets",
+}
+# Readiness checks of higher apps that /readyz runs (apps/core/health.py), by dotted path;
+# `gates`: down makes /readyz 503 (this pod cannot serve), else only `degraded`.
+READINESS_CHECKS = {
+    "ratelimit": {"check": "apps.ratelimit.health.ratelimit_state", "gates": False},
+    "signing_keys": {"check": "apps.keys.health.signing_keys_state", "gates": True},
+}
 # Revokes a person's live access tokens for accounts (apps/core/revocation.py port).
 USER_ACCESS_TOKEN_REVOKER = "apps.tokens.services.user_access_tokens_revoke"
 # Ends a person's offline grants for threat responses (apps/core/revocation.py port).

@@ -1,10 +1,22 @@
-"""Dependency checks behind /readyz and the console's status page."""
+"""Dependency checks behind /readyz and the console's status page.
+
+Two kinds (docs/operations.md, "What /readyz says"). A check that *gates readiness* is about
+this process's own ability to answer correctly (its database connection, its revocation
+mirror, its signing keys, its journal): one down makes /readyz 503, and the orchestrator
+sends the pod no traffic. A check that does not gate is about a shared, asynchronous part
+(Redis for caches and limits, the broker, the worker and beat, ClickHouse, the audit
+backlog): down, it makes /readyz `degraded` with 200, since taking every pod out of service
+would not bring it back; the metrics' gauges and the alert rules page on those.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +33,8 @@ HEARTBEAT_KEY = "tessera:worker:heartbeat"
 # The audit check counts the outbox up to this many rows ("10000+" beyond): exact where it
 # matters, and cheap whatever the backlog.
 AUDIT_BACKLOG_COUNT_LIMIT = 10_000
+# Below this much free space on the journal's volume an event may no longer be appended.
+JOURNAL_MIN_FREE_BYTES = 1024 * 1024
 
 
 class Degraded(Exception):
@@ -35,10 +49,12 @@ class CheckResult:
     latency_ms: float
     detail: str = ""
     degraded: bool = False
+    gates: bool = True  # down makes /readyz 503 (this pod cannot serve), else `degraded`
 
     def as_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
             "status": ("degraded" if self.degraded else "up") if self.up else "down",
+            "gates_readiness": self.gates,
             "latency_ms": self.latency_ms,
         }
         if self.detail:
@@ -75,6 +91,22 @@ def _revocation() -> str:
     return ""
 
 
+def _journal() -> str:
+    """This process can append to its audit journal: a request whose event cannot be
+    journaled is refused with 503 (apps/core/journal.py), so such a pod must get no traffic."""
+    if not settings.AUDIT_JOURNAL:
+        return "off: each event is inserted in the database"
+    directory = Path(settings.AUDIT_JOURNAL_DIR)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the journal's first file does
+    with tempfile.TemporaryFile(dir=directory, prefix=".readyz-") as probe:  # unnamed: O_TMPFILE
+        probe.write(b"\n")
+        probe.flush()
+    free = shutil.disk_usage(directory).free
+    if free < JOURNAL_MIN_FREE_BYTES:
+        raise LookupError(f"{free} bytes free on {directory}: events cannot be journaled")
+    return f"{free // 2**20} MiB free"
+
+
 def _clickhouse() -> str:
     get_clickhouse().execute("SELECT 1")
     return ""
@@ -108,7 +140,7 @@ def _worker() -> str:
     return f"last heartbeat {age:.0f}s ago"
 
 
-def _run(name: str, check: Callable[[], str]) -> CheckResult:
+def _run(name: str, check: Callable[[], str], gates: bool) -> CheckResult:
     started = time.perf_counter()
     degraded = False
     try:
@@ -119,21 +151,38 @@ def _run(name: str, check: Callable[[], str]) -> CheckResult:
     except Exception as exc:  # a health check reports every failure instead of raising it
         detail, up = f"{type(exc).__name__}: {exc}"[:300], False
     elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return CheckResult(name, up, elapsed, detail, degraded)
+    return CheckResult(name, up, elapsed, detail, degraded, gates)
 
 
 def readiness() -> list[CheckResult]:
-    """Each configured dependency with its state; ClickHouse and the audit backlog only when
-    CLICKHOUSE_URL is set (without it the outbox is the audit store, not a backlog)."""
-    checks: list[tuple[str, Callable[[], str]]] = [
-        ("database", _database),
-        ("redis", _redis),
-        ("broker", _broker),
-        ("worker", _worker),
-        ("revocation", _revocation),
+    """Each configured check with its state, and whether it gates readiness; ClickHouse and
+    the audit backlog only when CLICKHOUSE_URL is set (without it the outbox is the audit
+    store, not a backlog)."""
+    checks: list[tuple[str, Callable[[], str], bool]] = [
+        ("database", _database, True),
+        ("redis", _redis, False),
+        ("broker", _broker, False),
+        ("worker", _worker, False),
+        # Fail closed: a mirror not current refuses every access token (revocation.py), unless
+        # IDP_REVOCATION_FAIL_OPEN accepts them, when it is a degraded mode like the others.
+        ("revocation", _revocation, not settings.REVOCATION_FAIL_OPEN),
+        ("journal", _journal, True),
     ]
     if settings.CLICKHOUSE_URL:
-        checks += [("clickhouse", _clickhouse), ("audit", _audit)]
+        checks += [("clickhouse", _clickhouse, False), ("audit", _audit, False)]
     # Checks of higher apps (a port: core imports none of them), e.g. the rate limiter's.
-    checks += [(name, import_string(path)) for name, path in settings.READINESS_CHECKS.items()]
-    return [_run(name, check) for name, check in checks]
+    checks += [
+        (name, import_string(str(check["check"])), bool(check["gates"]))
+        for name, check in settings.READINESS_CHECKS.items()
+    ]
+    return [_run(name, check, gates) for name, check, gates in checks]
+
+
+def readiness_status(results: list[CheckResult]) -> str:
+    """`unavailable` when a check that gates readiness is down; `degraded` when another is
+    down or a part serves in a reduced mode; else `ready`."""
+    if any(not r.up and r.gates for r in results):
+        return "unavailable"
+    if any(not r.up or r.degraded for r in results):
+        return "degraded"
+    return "ready"

@@ -6,7 +6,9 @@ A sealed value is the nonce followed by the ciphertext and tag; beside it the ro
 kek_id of the key that sealed it, so a value sealed under a key in
 settings.KEY_ENCRYPTION_KEYS_OLD still opens while it waits to be re-sealed (key rotation).
 
-Used by apps.keys (signing keys) and apps.mfa (TOTP secrets); each chooses its own AAD.
+Used by apps.keys (signing keys), apps.mfa (TOTP secrets), apps.federation (providers' client
+secrets) and apps.tokens (pushed requests carried through the browser); each chooses its own
+AAD. Stored rows move to the current key with `manage.py reseal` (apps.core.reseal).
 """
 
 from __future__ import annotations

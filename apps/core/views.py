@@ -11,7 +11,7 @@ from django.views.decorators.http import require_safe
 
 from apps.core import request_context
 from apps.core.errors import AuditUnavailable, Refused
-from apps.core.health import readiness
+from apps.core.health import readiness, readiness_status
 
 log = logging.getLogger("tessera.unavailable")
 
@@ -27,15 +27,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
     results = readiness()
-    ready = all(r.up for r in results)
-    # degraded: serving, in a reduced mode a check names (still 200: keep it in rotation)
-    status = "degraded" if any(r.degraded for r in results) else "ready"
+    # 503 only when this pod cannot serve (a check that gates readiness is down); degraded
+    # (a shared part down or a reduced mode) is still 200: keep the pod in rotation.
+    status = readiness_status(results)
     return JsonResponse(
-        {
-            "status": status if ready else "unavailable",
-            "checks": {r.name: r.as_dict() for r in results},
-        },
-        status=200 if ready else 503,
+        {"status": status, "checks": {r.name: r.as_dict() for r in results}},
+        status=503 if status == "unavailable" else 200,
     )
 
 

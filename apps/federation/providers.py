@@ -171,6 +171,22 @@ def _seal(provider: Provider, secret: str) -> None:
     provider.sealed_secret, provider.kek_id = sealing.seal(secret.encode(), aad=_aad(provider.pk))
 
 
+class SealedProviderSecrets:
+    """Providers' client secrets for `manage.py reseal` (apps.core.reseal,
+    settings.SEALED_ROWS): the same secret, sealed again under the current key-encryption
+    key. Not a change of the provider (no federation.provider_changed, updated_at kept)."""
+
+    model = Provider
+
+    def reseal(self, row: Provider) -> None:
+        _seal(row, provider_secret(row))
+        row.save(update_fields=["sealed_secret", "kek_id"])
+
+    def batch_resealed(self) -> None:
+        # Every process's list of enabled providers holds the rows as they were sealed.
+        publish_on_commit(CACHE_NAME)
+
+
 # --- writes ------------------------------------------------------------------------------------
 
 

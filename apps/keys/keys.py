@@ -350,19 +350,35 @@ def _reseal(rows: Iterable[SigningKey], *, actor_id: object) -> None:
         if key.kek_id == current:
             continue
         try:
-            private_key = private_key_unseal(key=key)
-        except KeyUnsealError as error:
-            logger.error("cannot re-seal a signing key: %s", error)
-            continue
-        der = private_key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        previous = key.kek_id
-        key.sealed_private_key, key.kek_id = _seal(der, kid=key.kid, alg=key.alg)
-        key.save(update_fields=["sealed_private_key", "kek_id"])
-        _emit(key, "resealed", actor_id, previous_kek_id=previous, kek_id=key.kek_id)
+            signing_key_reseal(key, actor_id=actor_id)
+        except sealing.UnsealError as error:
+            logger.error("cannot re-seal signing key %s: %r", key.kid, error)
+
+
+def signing_key_reseal(key: SigningKey, *, actor_id: object = None) -> None:
+    """Seal `key`'s private key again under the current key-encryption key (the caller holds
+    its row lock), as a key.rotated event with action=resealed. The kid, and so every token it
+    signed, is unchanged. Raises sealing.UnsealError when it does not open."""
+    aad = _aad(key.kid, key.alg)
+    der = sealing.unseal(bytes(key.sealed_private_key), sealed_by=key.kek_id, aad=aad)
+    previous = key.kek_id
+    key.sealed_private_key, key.kek_id = sealing.seal(der, aad=aad)
+    key.save(update_fields=["sealed_private_key", "kek_id"])
+    _emit(key, "resealed", actor_id, previous_kek_id=previous, kek_id=key.kek_id)
+
+
+class SealedSigningKeys:
+    """Signing keys for `manage.py reseal` (apps.core.reseal, settings.SEALED_ROWS)."""
+
+    model = SigningKey
+
+    def reseal(self, row: SigningKey) -> None:
+        signing_key_reseal(row)
+
+    def batch_resealed(self) -> None:
+        # Nothing to reload: a process keeps the keys it opened by kid, and a new process
+        # reads the row as it is now.
+        pass
 
 
 def _emit(key: SigningKey, action: str, actor_id: object, **metadata: Any) -> None:

@@ -139,6 +139,22 @@ def totp_secret(device: TotpDevice) -> str:
     ).decode()
 
 
+class SealedTotpSecrets:
+    """TOTP secrets for `manage.py reseal` (apps.core.reseal, settings.SEALED_ROWS): the
+    secret is sealed again under the current key-encryption key, the same for the person's
+    app (its codes do not change)."""
+
+    model = TotpDevice
+
+    def reseal(self, row: TotpDevice) -> None:
+        secret = sealing.unseal(bytes(row.sealed_secret), sealed_by=row.kek_id, aad=_aad(row))
+        row.sealed_secret, row.kek_id = sealing.seal(secret, aad=_aad(row))
+        row.save(update_fields=["sealed_secret", "kek_id"])
+
+    def batch_resealed(self) -> None:
+        pass  # every read of a device reads its row: nothing is cached
+
+
 def _check(device: TotpDevice, code: str, now: datetime) -> None:
     """Accept `code` on a locked device: records its step on the row (the caller saves)."""
     code = "".join(code.split())

@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from oauthlib.common import add_params_to_uri
 
+from apps.keys.keys import SigningKeyError
 from apps.sessions.models import LoginSession, SessionClient
 from apps.tokens.claims import new_jti, sign
 from apps.tokens.clients import client_by_id
@@ -147,12 +148,16 @@ def departed_client_logouts_deliver(
     session it held tokens in, so the relying party ends the sessions it keeps for them
     (its tokens no longer work). No delivery rows (the client is gone); returns the
     sessions whose token was not accepted, for the caller to retry."""
-    return [
-        (sid, sub)
-        for sid, sub in sessions
-        if _post_logout_token(uri, _logout_token(client_id=client_id, alg=alg, sub=sub, sid=sid))
-        is not None
-    ]
+    failed = []
+    for sid, sub in sessions:
+        try:
+            token = _logout_token(client_id=client_id, alg=alg, sub=sub, sid=sid)
+        except SigningKeyError:  # retried like an unanswered delivery; keys logged why
+            failed.append((sid, sub))
+            continue
+        if _post_logout_token(uri, token) is not None:
+            failed.append((sid, sub))
+    return failed
 
 
 def backchannel_logout_deliver(*, delivery_id: int, final_attempt: bool) -> bool:
@@ -168,8 +173,12 @@ def backchannel_logout_deliver(*, delivery_id: int, final_attempt: bool) -> bool
     if client is None or not client.backchannel_logout_uri:
         error: str | None = "the client no longer has a backchannel_logout_uri"
     else:
-        token = logout_token(client=client, session=delivery.session)
-        error = _post_logout_token(client.backchannel_logout_uri, token)
+        try:
+            token = logout_token(client=client, session=delivery.session)
+        except SigningKeyError as unsignable:  # an attempt that failed: retried with backoff
+            error = f"cannot sign the logout token: {unsignable}"
+        else:
+            error = _post_logout_token(client.backchannel_logout_uri, token)
     delivery.attempts += 1
     delivery.last_error = (error or "")[:200]  # the column's length
     if error is None:

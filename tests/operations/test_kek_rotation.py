@@ -1,19 +1,22 @@
 """Rotating the key-encryption key without downtime (docs/operations.md, "The key-encryption
-key"): teach every process the new key, switch, re-seal, drop the old key once no row names
-it. Each phase is a settings pair; processes of neighbouring phases serve side by side during
-a rolling update, so each must open what the other sealed.
+key"): teach every process the new key, switch, re-seal (`manage.py reseal`), drop the old
+key once no row names it (`manage.py reseal --check`). Each phase is a settings pair;
+processes of neighbouring phases serve side by side during a rolling update, so each must
+open what the other sealed.
 """
 
 from __future__ import annotations
 
 import os
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from apps.core import sealing
-from apps.keys.keys import ALGORITHMS, keys_cache_clear, keys_rotate, signing_key
-from apps.keys.models import SigningKey
+from apps.federation.providers import provider_create, provider_secret
+from apps.keys.keys import ALGORITHMS, keys_cache_clear, signing_key
 from apps.mfa.totp import totp_enrol, totp_secret
 from tests.accounts.factories import UserFactory
 
@@ -49,6 +52,15 @@ def test_kek_rotation_in_three_rollouts_keeps_every_seal_open(settings) -> None:
     kids = {alg: signing_key(alg).kid for alg in ALGORITHMS}  # keys sealed under OLD
     person = UserFactory()
     sealed_before = totp_enrol(user=person, name="Old phone")
+    provider = provider_create(
+        actor_id=None,
+        slug="acme-sso",
+        name="Acme SSO",
+        kind="oidc",
+        issuer="https://sso.acme.example",
+        client_id="tessera",
+        client_secret="upstream secret",
+    )
 
     # One step (BEFORE beside AFTER) would break: a process without the new key cannot open
     # what one on the new key sealed. Hence the teaching rollout first.
@@ -70,17 +82,26 @@ def test_kek_rotation_in_three_rollouts_keeps_every_seal_open(settings) -> None:
     _phase(settings, TEACH)
     assert totp_secret(sealed_switch.device) == sealed_switch.secret
 
-    # Step 3: the rotation task's re-seal moves every signing key to NEW, kids unchanged.
+    # Step 3: `manage.py reseal` moves every sealed row to NEW: signing keys (kids
+    # unchanged), TOTP secrets and providers' client secrets.
     _phase(settings, SWITCH)
-    keys_rotate()
-    assert set(SigningKey.objects.values_list("kek_id", flat=True)) == {sealing.kek_id(NEW)}
-    # Step 4's query: TOTP secrets are not re-sealed (docs: "What is missing"), so OLD is
-    # still named and must stay configured.
-    assert ("totp", sealing.kek_id(OLD)) in _kek_use()
-    assert ("signing keys", sealing.kek_id(OLD)) not in _kek_use()
-    assert totp_secret(sealed_before.device) == sealed_before.secret
+    assert {("totp", sealing.kek_id(OLD)), ("providers", sealing.kek_id(OLD))} <= _kek_use()
+    with pytest.raises(CommandError, match="still sealed under"):
+        call_command("reseal", "--check", stdout=StringIO())
+    out = StringIO()
+    call_command("reseal", stdout=out)
+    assert "totp: done, 2 resealed, 2 already current, 0 unreadable" in out.getvalue()
+    # Step 4's question, answered by the query and by --check: only NEW is named.
+    assert {kek for _, kek in _kek_use()} == {sealing.kek_id(NEW)}
+    checked = StringIO()
+    call_command("reseal", "--check", stdout=checked)
+    assert "IDP_KEY_ENCRYPTION_KEYS_OLD can be emptied" in checked.getvalue()
 
     # Without OLD the signing keys still sign, with the same kids.
     _phase(settings, AFTER)
     assert {alg: signing_key(alg).kid for alg in ALGORITHMS} == kids
-    assert totp_secret(sealed_switch.device) == sealed_switch.secret
+    for enrolment in (sealed_before, sealed_new, sealed_teach, sealed_switch):
+        enrolment.device.refresh_from_db()
+        assert totp_secret(enrolment.device) == enrolment.secret
+    provider.refresh_from_db()
+    assert provider_secret(provider) == "upstream secret"
