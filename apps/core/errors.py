@@ -3,12 +3,27 @@
 from django.core.exceptions import PermissionDenied
 
 
-class AuditUnavailable(Exception):
+class Unavailable(Exception):
+    """What a request needs cannot be had for now (a dependency down, a key that does not
+    open): the request is answered 503 temporarily_unavailable with Retry-After (RFC 6749
+    §5.2, RFC 9110 §15.6.4) and logged once at ERROR with this exception's message, which
+    tells the operator what to do — never a 500 (core.middleware.UnavailableMiddleware,
+    core.views.unavailable_response). A subclass says what the client reads and when to retry.
+    """
+
+    client_message = "The service is unavailable right now. Try again shortly."
+    retry_after = 5  # seconds (RFC 9110 §10.2.3)
+
+
+class AuditUnavailable(Unavailable):
     """A security event could not be recorded (the journal's disk is full, read-only or gone).
 
-    The request it belongs to fails with 503 (core.middleware.UnavailableMiddleware):
-    HashiCorp Vault's audit rule, an action whose audit record cannot be written is refused.
+    HashiCorp Vault's audit rule: an action whose audit record cannot be written is refused.
     """
+
+    client_message = (
+        "The service cannot record this request's audit event right now. Try again shortly."
+    )
 
 
 class Refused(PermissionDenied):

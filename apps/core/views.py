@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from apps.core import request_context
-from apps.core.errors import AuditUnavailable, Refused
+from apps.core.errors import Refused, Unavailable
 from apps.core.health import readiness, readiness_status
 
 log = logging.getLogger("tessera.unavailable")
@@ -103,37 +103,26 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return unavailable_response(request, sys.exc_info()[1]) or error_response(request, 500)
 
 
-# What an exception says is down for now, and how loudly it is logged. A security event that
-# cannot be recorded refuses the request (HashiCorp Vault's audit rule) and is an operator's
-# emergency; the database unreachable (OperationalError: connection refused or lost, a
-# restart, a failover; InterfaceError: a connection already closed) is retried by clients,
-# and one WARNING line per request keeps an outage from flooding the logs with tracebacks.
-_UNAVAILABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str], ...] = (
-    (
-        AuditUnavailable,
-        logging.ERROR,
-        "The service cannot record this request's audit event right now. Try again shortly.",
-    ),
-    (
-        (OperationalError, InterfaceError),
-        logging.WARNING,
-        "The service cannot reach its database right now. Try again shortly.",
-    ),
-)
+# The database unreachable (OperationalError: connection refused or lost, a restart, a
+# failover; InterfaceError: a connection already closed) is retried by clients, and one
+# WARNING line per request keeps an outage from flooding the logs with tracebacks.
+_DATABASE_DOWN = "The service cannot reach its database right now. Try again shortly."
 
 
 def unavailable_response(request: HttpRequest, exception: object) -> HttpResponse | None:
     """503 with Retry-After (RFC 9110 §15.6.4, §10.2.3) for an exception that means a
     dependency is down for now, logged once; None for any other exception. JSON on the
     protocol and API paths (RFC 6749 §5.2 temporarily_unavailable), the error page elsewhere."""
-    found = next((entry for entry in _UNAVAILABLE if isinstance(exception, entry[0])), None)
-    if found is None:
+    if isinstance(exception, Unavailable):
+        level, message, retry_after = logging.ERROR, exception.client_message, exception.retry_after
+    elif isinstance(exception, (OperationalError, InterfaceError)):
+        level, message, retry_after = logging.WARNING, _DATABASE_DOWN, 5
+    else:
         return None
-    _, level, message = found
     first_line = str(exception).strip().splitlines()[:1] or [type(exception).__name__]
-    log.log(level, "%s %s refused with 503: %s", request.method, request.path, first_line[0][:200])
+    log.log(level, "%s %s refused with 503: %s", request.method, request.path, first_line[0][:500])
     api = request.path.startswith(("/oauth/", "/api/"))
     response = error_response(request, 503, json=api, message=message)
-    response["Retry-After"] = "5"
+    response["Retry-After"] = str(retry_after)
     response._has_been_logged = True  # type: ignore[attr-defined]  # once: not by Django too
     return response

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from apps.core import sealing
 from apps.core.cache import ProcessCache, publish_on_commit
+from apps.core.errors import Unavailable
 from apps.core.events import EventType, emit
 from apps.core.sealing import kek_id as kek_id  # named here before it moved to core
 from apps.keys.jose import JWKError, PublicKey, jwk_thumbprint, public_jwk, public_key_from_jwk
@@ -62,8 +63,13 @@ TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `
 ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
 
 
-class SigningKeyError(Exception):
-    """No usable signing key: the message says why and what to do."""
+class SigningKeyError(Unavailable):
+    """No usable signing key: the message says why and what to do. A request that needed one
+    is answered 503 (core.errors.Unavailable); the grant's transaction rolls back, so the same
+    code or refresh token works once the key opens again."""
+
+    client_message = "The server cannot sign tokens right now. Try again later."
+    retry_after = 30
 
 
 class NoSigningKey(SigningKeyError):

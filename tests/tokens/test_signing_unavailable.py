@@ -40,7 +40,7 @@ def _assert_unavailable(status: int, headers, body: dict[str, str]) -> None:
 def test_code_exchange_is_503_and_the_code_still_works_once_the_key_opens(
     flow: Flow, settings, caplog
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="apps.tokens.grants")
+    caplog.set_level(logging.ERROR, logger="tessera.unavailable")
     keys.jwks()  # the signing keys exist, sealed under the right key
     right = settings.KEY_ENCRYPTION_KEY
     pkce = new_pkce()
@@ -50,7 +50,7 @@ def test_code_exchange_is_503_and_the_code_still_works_once_the_key_opens(
     refused = flow.exchange(code, pkce.verifier)
     _assert_unavailable(refused.status_code, refused, refused.json())
     assert not SecurityEvent.objects.filter(event_type="token.issued").exists()
-    logged = [r.getMessage() for r in caplog.records if "answered 503" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records if "refused with 503" in r.getMessage()]
     assert len(logged) == 1
     assert "IDP_KEY_ENCRYPTION_KEY" in logged[0]
 

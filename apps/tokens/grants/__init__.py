@@ -6,13 +6,11 @@ runs its checks and issues (node-oidc-provider's lib/actions/grants, STYLE.md). 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.keys.keys import KeyUnsealError, SigningKeyError
 from apps.tokens import possession
 from apps.tokens.grants import authorization_code, client_credentials, refresh_token
 from apps.tokens.grants.base import (
@@ -23,11 +21,6 @@ from apps.tokens.grants.base import (
     refusal_body,
     require,
 )
-
-log = logging.getLogger(__name__)
-
-# RFC 9110 §10.2.3: seconds a client waits before it retries while no token can be signed.
-SIGNING_RETRY_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -61,36 +54,11 @@ def token_response(request: HttpRequest) -> HttpResponse:
         answer = handler.issue(TokenRequest(request, params, client, binding=binding))
     except Refused as refused:
         response = _json(refusal_body(refused), refused.status)
-    except SigningKeyError as error:
-        response = _signing_unavailable(error)
     else:
         response = _json(answer, 200)
     nonce = possession.dpop_nonce_header(request)
     if nonce:
         response["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: on errors and successes alike
-    return response
-
-
-def _signing_unavailable(error: SigningKeyError) -> HttpResponse:
-    """No token can be signed (every grant's road ends in claims.sign): RFC 6749 §5.2
-    temporarily_unavailable, 503 with Retry-After, never a 500. The grant's transaction has
-    rolled back, so the same code or refresh token works once the key opens again."""
-    hint = (
-        "check that this process's IDP_KEY_ENCRYPTION_KEY (or IDP_KEY_ENCRYPTION_KEYS_OLD) "
-        "holds the key-encryption key that sealed the signing keys; `manage.py reseal --check` "
-        "lists the keys rows name"
-        if isinstance(error, KeyUnsealError)
-        else "run `manage.py rotate_keys --scheduled`"
-    )
-    log.error("token endpoint answered 503, no token can be signed: %s; %s", error, hint)
-    response = _json(
-        {
-            "error": "temporarily_unavailable",
-            "error_description": "The server cannot sign tokens right now. Try again later.",
-        },
-        503,
-    )
-    response["Retry-After"] = str(SIGNING_RETRY_AFTER)
     return response
 
 
