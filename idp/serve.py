@@ -3,7 +3,7 @@
 Starts the bundled Redis (when REDIS_URL is unset), applies migrations and collects static
 files when something changed since the last start, then runs the web server (idp/web.py), the
 mutual-TLS listener when IDP_MTLS_PORT is set (idp/mtls.py), a Celery worker and Celery beat;
-prints the URLs once /readyz answers 200.
+prints the URLs once /readyz says "ready".
 Ctrl-C (SIGINT) or SIGTERM stops every child, Redis last. If a child dies, the rest are stopped
 and the exit status is non-zero, so a broken tree is never mistaken for a running one.
 """
@@ -25,6 +25,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15
@@ -157,22 +158,32 @@ _LOCAL_TLS = _local_tls_context()
 
 
 def wait_until_ready(tree: Tree, url: str) -> bool:
-    """True once /readyz answers 200; False if asked to stop first."""
+    """True once /readyz says "ready" (every check up: the worker's heartbeat too, which
+    /readyz no longer gates on); False if asked to stop first. At the deadline a server that
+    is serving but "degraded" is started anyway with a warning naming what is down; one that
+    still answers 503 (or nothing) stops the start."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    last: object = "no answer"
+    last: dict[str, Any] = {}
     while not tree.stopping:
         dead = tree.dead_child()
         if dead:
             raise ChildProcessError(f"{dead[0]} exited with status {dead[1]} during startup")
         if time.monotonic() > deadline:
+            if last.get("status") == "degraded":
+                checks = last.get("checks", {}).items()
+                down = [name for name, check in checks if check.get("status") != "up"]
+                say(f"serving, degraded: {', '.join(down)} (see /readyz)", "warning")
+                return True
             raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {json.dumps(last)}")
         try:
-            with urllib.request.urlopen(url, timeout=5, context=_LOCAL_TLS):  # noqa: S310 - our URL
-                return True
+            with urllib.request.urlopen(url, timeout=5, context=_LOCAL_TLS) as answer:  # noqa: S310 - our URL
+                last = json.load(answer)
         except urllib.error.HTTPError as error:
             last = json.load(error)
         except (urllib.error.URLError, OSError, ValueError):
             pass
+        if last.get("status") == "ready":
+            return True
         time.sleep(READY_POLL_SECONDS)
     return False
 
