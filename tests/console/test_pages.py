@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -235,3 +236,24 @@ def test_sessions_list_pages_with_a_cursor(staff, person, person_session) -> Non
     assert set(one) | set(two) == set(LoginSession.objects.values_list("pk", flat=True))
     assert second.context["links"]["next"] is None
     assert second.context["links"]["first"] == ""
+
+
+def test_every_console_page_offers_sign_out_and_it_ends_the_session(staff) -> None:
+    # OWASP ASVS 5.0 7.4.4: every authenticated page offers a visible way to log out.
+    for path in ("/console/", "/console/users/", "/console/sessions/", "/console/audit/"):
+        page = staff.get(path)
+        assert page.status_code == 200, path
+        assert b'<a href="/oauth/logout">Sign out</a>' in page.content, path
+    confirm_page = staff.get("/oauth/logout")  # OIDC RP-Initiated Logout: asks, then ends
+    assert confirm_page.status_code == 200
+    blob = re.search(rb'name="request" value="([^"]*)"', confirm_page.content)
+    assert blob is not None
+    staff.post(
+        "/oauth/logout/confirm",
+        {
+            "csrfmiddlewaretoken": csrf_token(confirm_page.content),
+            "request": blob.group(1).decode(),
+            "decision": "logout",
+        },
+    )
+    assert staff.get("/console/").status_code == 302  # signed out: sent to sign in
