@@ -1091,6 +1091,12 @@ REST_FRAMEWORK = {
     # that forgets to is closed, not open to every staff member (OWASP ASVS 4.1.5).
     "DEFAULT_PERMISSION_CLASSES": ["apps.console.permissions.AdministratorOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's three, the JSON one refusing a too-deeply nested body with a 400 (issue 20).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.console.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.console.api.views.exception_handler",
 }
