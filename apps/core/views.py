@@ -41,6 +41,8 @@ _ERRORS = {
     400: ("invalid_request", "The request could not be understood. Check its parameters."),
     403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
     404: ("not_found", "There is nothing at this address. Check the URL."),
+    # RFC 9110 §15.5.6; the Allow header says which methods are (apps/core/methods.py).
+    405: ("method_not_allowed", "This address does not take this method; see the Allow header."),
     # Size limits (apps/core/request_limits.py): RFC 9110 §15.5.14, §15.5.15; RFC 6585 §5.
     413: ("invalid_request", "The request body is too large."),
     414: ("invalid_request", "The request URL is too long."),
