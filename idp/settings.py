@@ -884,6 +884,8 @@ SESSION_ENGINE = "apps.sessions.browser_store"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# Our 403 page for a failed CSRF check: branded, with the request id and what to do.
+CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # same-origin, not no-referrer: with no-referrer Chromium posts forms with "Origin: null"
 # and CSRF origin checking refuses every sign-in. Nothing leaks to other sites either way.

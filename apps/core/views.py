@@ -95,6 +95,19 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     )
 
 
+# settings.CSRF_FAILURE_VIEW: a form posted without its token, or with one from an old page.
+CSRF_FAILED = (
+    "This form has expired or your browser did not send its security token. Reload the page "
+    "and try again; if it happens again, allow cookies for this site."
+)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Our 403 page for a failed CSRF check (Django's own is unbranded and has no request id).
+    The reason stays in the django.security.csrf log line, not in the answer."""
+    return error_response(request, 403, message=CSRF_FAILED)
+
+
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return error_response(request, 404)
 
