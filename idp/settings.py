@@ -1011,12 +1011,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json"},
+        "one_warning_line": {"class": "apps.core.logging.OneWarningLine"},
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # Our access log line replaces Django's per-request warnings.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "ERROR"},
+        # A SuspiciousOperation (bad Host, too many fields, body too big) is a client's error:
+        # one WARNING line with the request id, not ERROR with a traceback (core/logging.py).
+        "django.security": {"handlers": ["one_warning_line"]},
         # gunicorn's own loggers, so the web server's lines are JSON too.
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
