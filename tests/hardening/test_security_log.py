@@ -79,3 +79,21 @@ def test_a_csrf_failure_is_one_warning_line(caplog) -> None:
 
     assert answer.status_code == 403
     _assert_one_warning_line(caplog, answer, "django.security.csrf")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",  # no boundary
+        "multipart/form-data; boundary=" + "z" * 300,  # a boundary longer than RFC 2046 allows
+        f"{FORM}; charset=utf-7",  # a charset Python cannot decode forms in
+    ],
+)
+def test_a_malformed_body_is_a_400_without_an_error_line(caplog, content_type) -> None:
+    with caplog.at_level(logging.INFO):
+        answer = HttpClient().generic("POST", TOKEN, b"--z\r\nbroken", content_type=content_type)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
