@@ -572,6 +572,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # 405 + Allow for a method the view does not take, before the CSRF check (core/methods.py).
+    "apps.core.methods.MethodNotAllowedMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.sessions.middleware.LoginSessionMiddleware",
@@ -917,6 +919,8 @@ SESSION_ENGINE = "apps.sessions.browser_store"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# Our 403 page for a failed CSRF check: branded, with the request id and what to do.
+CSRF_FAILURE_VIEW = "apps.core.views.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # same-origin, not no-referrer: with no-referrer Chromium posts forms with "Origin: null"
 # and CSRF origin checking refuses every sign-in. Nothing leaks to other sites either way.
@@ -1042,12 +1046,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json"},
+        "one_warning_line": {"class": "apps.core.logging.OneWarningLine"},
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         # Our access log line replaces Django's per-request warnings.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "ERROR"},
+        # A SuspiciousOperation (bad Host, too many fields, body too big) is a client's error:
+        # one WARNING line with the request id, not ERROR with a traceback (core/logging.py).
+        "django.security": {"handlers": ["one_warning_line"]},
         # gunicorn's own loggers, so the web server's lines are JSON too.
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
@@ -1126,6 +1136,12 @@ REST_FRAMEWORK = {
     # that forgets to is closed, not open to every staff member (OWASP ASVS 4.1.5).
     "DEFAULT_PERMISSION_CLASSES": ["apps.console.permissions.AdministratorOnly"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's three, the JSON one refusing a too-deeply nested body with a 400 (issue 20).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.console.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.console.api.views.exception_handler",
 }

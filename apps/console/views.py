@@ -72,6 +72,7 @@ from apps.tokens.selectors import backchannel_deliveries, client_names, offline_
 
 
 @staff_required
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """The operator's landing page: the state of every dependency, as /readyz sees it."""
     return render(request, "console/home.html", {"checks": readiness()})

@@ -112,7 +112,7 @@ def parse(content_type: str, body: bytes) -> list[Violation]:
     """The violations of a report body; MalformedReport for anything else."""
     try:
         parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedReport("the body is not JSON") from None
     if content_type == CSP_REPORT:
         if not isinstance(parsed, dict) or "csp-report" not in parsed:

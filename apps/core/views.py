@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -42,6 +43,8 @@ _ERRORS = {
     400: ("invalid_request", "The request could not be understood. Check its parameters."),
     403: ("forbidden", "You are not allowed to do this. Sign in with an account that is."),
     404: ("not_found", "There is nothing at this address. Check the URL."),
+    # RFC 9110 §15.5.6; the Allow header says which methods are (apps/core/methods.py).
+    405: ("method_not_allowed", "This address does not take this method; see the Allow header."),
     # Size limits (apps/core/request_limits.py): RFC 9110 §15.5.14, §15.5.15; RFC 6585 §5.
     413: ("invalid_request", "The request body is too large."),
     414: ("invalid_request", "The request URL is too long."),
@@ -85,6 +88,8 @@ def error_response(
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(request, 413)
     return error_response(request, 400)
 
 
@@ -92,6 +97,19 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     return error_response(
         request, 403, message=str(exception) if isinstance(exception, Refused) else ""
     )
+
+
+# settings.CSRF_FAILURE_VIEW: a form posted without its token, or with one from an old page.
+CSRF_FAILED = (
+    "This form has expired or your browser did not send its security token. Reload the page "
+    "and try again; if it happens again, allow cookies for this site."
+)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Our 403 page for a failed CSRF check (Django's own is unbranded and has no request id).
+    The reason stays in the django.security.csrf log line, not in the answer."""
+    return error_response(request, 403, message=CSRF_FAILED)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -82,6 +82,20 @@ MAX_CLAIMS_REQUEST = 4096
 CLAIMS_MALFORMED = "claims must be a JSON object as OpenID Connect Core section 5.5 defines."
 CONSENT_SALT = "tessera.authorize.consent"
 KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
+# The value is not echoed: a description never reflects raw input (issue 20).
+PROMPT_UNSUPPORTED = (
+    f"prompt has a value this server does not support; it takes {', '.join(sorted(KNOWN_PROMPTS))}."
+)
+# OAuth 2.0 and OIDC Core §3.1.2.1 authorization request parameters, the only names an error
+# description repeats back.
+AUTHORIZE_PARAMS = frozenset(
+    {
+        "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+        "code_challenge", "code_challenge_method", "prompt", "max_age", "login_hint",
+        "id_token_hint", "acr_values", "claims", "ui_locales", "claims_locales", "display",
+        "response_mode", "request", "request_uri", "resource", "registration",
+    }
+)  # fmt: skip
 PKCE_REQUIRED = (
     "PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636, "
     "RFC 9700 section 2.1.1)."
@@ -283,8 +297,13 @@ def check_par_required(request: HttpRequest, areq: AuthorizationRequest) -> None
 def check_no_repeats(request: HttpRequest, areq: AuthorizationRequest) -> None:
     # RFC 6749 §3.1: request parameters must not be included more than once.
     if areq.repeated:
-        repeated = sorted(areq.repeated)[0]
-        raise error_to_client(areq, "invalid_request", f"Repeated parameter: {repeated}.")
+        # Named only when it is one of ours: a description never reflects raw input.
+        ours = sorted(areq.repeated & AUTHORIZE_PARAMS)
+        raise error_to_client(
+            areq,
+            "invalid_request",
+            f"Repeated parameter: {ours[0]}." if ours else "A parameter is repeated.",
+        )
 
 
 def check_no_request_object(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -323,9 +342,7 @@ def check_pkce_s256(request: HttpRequest, areq: AuthorizationRequest) -> None:
 def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
     unknown = areq.prompt - KNOWN_PROMPTS
     if unknown:
-        raise error_to_client(
-            areq, "invalid_request", f"Unsupported prompt value: {sorted(unknown)[0]}."
-        )
+        raise error_to_client(areq, "invalid_request", PROMPT_UNSUPPORTED)
     max_age = areq.params.get("max_age")
     if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
         raise error_to_client(areq, "invalid_request", "max_age must be a number of seconds.")

@@ -426,6 +426,8 @@ def jwks_parse(text: str) -> Any:
         jwks = json.loads(text)
     except ValueError as error:
         raise ValidationError({"jwks": f"The JWK Set is not JSON: {error}."}) from None
+    except RecursionError:
+        raise ValidationError({"jwks": "The JWK Set is not JSON: nested too deeply."}) from None
     jwks_certificates(jwks)
     return jwks
 

@@ -52,8 +52,19 @@ def granted_scopes(requested: list[str], *, client: Any, person: bool = True) ->
     asked = list(dict.fromkeys(requested))
     granted = [scope for scope in asked if scope in available]
     if asked and not granted:
-        listed = " ".join(asked)
-        if len(asked) == 1:
-            raise ScopeRefused(f"The scope {listed} is not available to this client.")
-        raise ScopeRefused(f"None of the scopes asked for ({listed}) is available to this client.")
+        raise ScopeRefused(_refusal(asked))
     return granted
+
+
+def _refusal(asked: list[str]) -> str:
+    """Names the scopes this server defines, and only counts the others: a description never
+    reflects what the client sent (issue 20: invalid UTF-8 and control characters came back)."""
+    defined = set(get_scopes_backend().get_all_scopes())
+    named = [scope for scope in asked if scope in defined]
+    unknown = len(asked) - len(named)
+    if len(asked) == 1 and named:
+        return f"The scope {named[0]} is not available to this client."
+    if len(asked) == 1:
+        return "The scope asked for is not one this server defines (see scopes_supported)."
+    listed = named + ([f"{unknown} this server does not define"] if unknown else [])
+    return f"None of the scopes asked for ({', '.join(listed)}) is available to this client."
