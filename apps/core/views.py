@@ -50,11 +50,8 @@ _ERRORS = {
     414: ("invalid_request", "The request URL is too long."),
     431: ("invalid_request", "The request headers are too large."),
     500: ("server_error", "Something went wrong on our side. Try again; quote the request id."),
-    # RFC 6749 §4.1.2.1 / §5.2 code; the audit record could not be written (core.journal).
-    503: (
-        "temporarily_unavailable",
-        "The service cannot record this request's audit event right now. Try again shortly.",
-    ),
+    # RFC 6749 §4.1.2.1 / §5.2 code; what is down says more (unavailable_response).
+    503: ("temporarily_unavailable", "The service is unavailable right now. Try again shortly."),
 }
 
 
