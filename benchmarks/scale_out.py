@@ -323,6 +323,8 @@ class Phase:
     seconds: float
     outcomes: list[Outcome]
     cpu: dict[str, float]  # CPU seconds per component in the window
+    round: int  # of the one/two alternation; 0 for the mixed phase
+    loadavg: str  # the machine's load average (1 min) as the window began
 
     def rate(self, kind: str | None = None) -> float:
         kinds = KINDS if kind is None else (kind,)
@@ -336,6 +338,12 @@ class Phase:
         for outcome in self.outcomes:
             total.update(outcome.failures)
         return total
+
+    def ops_per_web_cpu_s(self) -> float:
+        """Operations per CPU second of the web processes: what a request costs them, which
+        other load on the machine moves far less than the rate."""
+        web = self.cpu.get("web1", 0.0) + self.cpu.get("web2", 0.0)
+        return self.rate() * self.seconds / max(web, 1e-9)
 
     def requests_per_s(self) -> float:
         """HTTP requests: a sign-in is four (authorize, login page, password, authorize)."""
@@ -425,6 +433,7 @@ class ScaleOut:
         self.audits: list[str] = []
         self.loadavg_before = "/".join(f"{v:.2f}" for v in os.getloadavg())
         self.django_ready = False
+        self.finished = False
         cpus = sorted(os.sched_getaffinity(0))
         # Web process i on CPU i (as if each had a host); everything else floats.
         self.web_cpus = [{cpus[0]}, {cpus[1 % len(cpus)]}]
@@ -654,7 +663,9 @@ class ScaleOut:
             for name, pids in self.components().items()
         }
 
-    def drive(self, name: str, port: int, web: str, seconds: float, warmup: float) -> Phase:
+    def drive(
+        self, name: str, port: int, web: str, seconds: float, warmup: float, round_: int = 0
+    ) -> Phase:
         """Virtual users through the proxy port for warmup + seconds; during the mixed
         phase, revocations are proven meanwhile from this process."""
         mix = tuple(self.args.mix)
@@ -673,6 +684,7 @@ class ScaleOut:
             pending = pool.map_async(virtual_user, jobs)
             time.sleep(max(start - time.monotonic(), 0))
             cpu_before = self.cpu_now()
+            loadavg = f"{os.getloadavg()[0]:.2f}"
             if name == "mixed":
                 self.prove_revocations(stop)
             time.sleep(max(stop - time.monotonic(), 0))
@@ -680,7 +692,7 @@ class ScaleOut:
             outcomes = pending.get(timeout=seconds + warmup + 300)
         cpu = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
         cpu["load_driver"] = sum(outcome.cpu_s for outcome in outcomes)
-        phase = Phase(name, web, seconds, outcomes, cpu)
+        phase = Phase(name, web, seconds, outcomes, cpu, round_, loadavg)
         for child in self.children:
             child.check()
         rates = f"{phase.rate():.1f} operations/s, {phase.requests_per_s():.1f} requests/s"
@@ -715,8 +727,8 @@ class ScaleOut:
                 f"{self.password}-revoke-{number}",
             )  # fmt: skip
             access = exchange(proxy, self.signin_client, code, verifier)["access_token"]
-        except Failed as failure:
-            raise BenchmarkError(f"the revocation probe's sign-in failed: {failure}") from None
+        except (Failed, OSError, http.client.HTTPException) as error:
+            raise BenchmarkError(f"the revocation probe's sign-in failed: {error!r}") from None
         finally:
             proxy.close()
         payload = access.split(".")[1]
@@ -822,7 +834,7 @@ class ScaleOut:
         started = time.monotonic()
         drained = self.wait_drained()
         waited = time.monotonic() - started
-        by_type = self.local_events()
+        by_type = self.local_events() - self.local_before
         for key, value in drained.items():
             if key.startswith("type:"):
                 by_type[key[5:]] += int(value)
@@ -892,8 +904,10 @@ class ScaleOut:
         env = self.environ()
         self.prepare(env)
         # Every event from here on comes from a process whose counters /metrics sums (the web
-        # processes, workers and beat start after this) or from this one (local_events).
+        # processes, workers and beat start after this) or from this one (local_events, less
+        # what it counted before: the clients it registered).
         self.events_since = datetime.now(UTC)
+        self.local_before = self.local_events()
         self.start_stack(env)
         log(f"stack ready after {time.monotonic() - began:.0f}s")
         # Merges stopped: a shipped-twice event stays two rows, so `duplicates` can see it.
@@ -906,14 +920,18 @@ class ScaleOut:
             self.audit("mixed", merges_stopped=True)
         finally:
             self.merges("START")
-        self.phases.append(
-            self.drive("one_web", self.proxy_one_port, "web1", duration, self.args.warmup)
-        )
-        self.phases.append(
-            self.drive("two_web", self.proxy_port, "web1+web2", duration, self.args.warmup)
-        )
+        # One web process, then two, alternated: drift in what else the machine runs falls
+        # on both alike.
+        seconds = self.args.throughput_duration
+        for round_ in range(1, self.args.rounds + 1):
+            for name, port, web in (
+                ("one_web", self.proxy_one_port, "web1"),
+                ("two_web", self.proxy_port, "web1+web2"),
+            ):
+                self.phases.append(self.drive(name, port, web, seconds, self.args.warmup, round_))
         self.audit("all", merges_stopped=False)
         self.report(time.monotonic() - began)
+        self.finished = True
 
     def stop(self) -> None:
         if self.django_ready:
@@ -929,6 +947,12 @@ class ScaleOut:
             server.stop()
         if self.cluster is not None:
             self.cluster.stop()
+        if not self.finished:  # the servers' logs say why; the rest goes
+            kept = Path(self.args.logs_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            kept.mkdir(parents=True, exist_ok=True)
+            for path in [*self.base.glob("*.log"), *self.base.glob("nginx/*.log")]:
+                shutil.copy(path, kept / path.name)
+            log(f"the logs of the stack are kept in {kept}")
         shutil.rmtree(self.base, ignore_errors=True)
 
     # --- output -------------------------------------------------------------------------------
@@ -947,6 +971,7 @@ class ScaleOut:
         mix = ",".join(f"{kind}={weight}" for kind, weight in self.args.mix)
         print(
             f"config duration_s={self.args.duration:.0f} warmup_s={self.args.warmup:.0f} "
+            f"throughput_duration_s={self.args.throughput_duration:.0f} rounds={self.args.rounds} "
             f"concurrency={self.args.concurrency} users={self.args.users} mix={mix} "
             f"web_processes=2 web_workers_each=1 celery_workers=2 beat=1 "
             f"clickhouse_shards=2 elapsed_s={elapsed:.0f}"
@@ -955,7 +980,7 @@ class ScaleOut:
             for kind in KINDS:
                 latencies = phase.latencies(kind)
                 print(
-                    f"traffic phase={phase.name} web={phase.web} kind={kind} "
+                    f"traffic phase={phase.name} round={phase.round} kind={kind} "
                     f"rps={phase.rate(kind):.1f} p50_ms={1000 * _percentile(latencies, 50):.1f} "
                     f"p99_ms={1000 * _percentile(latencies, 99):.1f} count={len(latencies)}"
                 )
@@ -965,13 +990,14 @@ class ScaleOut:
                 f"failed_{k.replace(':', '_')}={n}" for k, n in sorted(failures.items())
             )
             print(
-                f"phase phase={phase.name} web={phase.web} ops_per_s={phase.rate():.1f} "
-                f"requests_per_s={phase.requests_per_s():.1f} "
+                f"phase phase={phase.name} round={phase.round} web={phase.web} "
+                f"ops_per_s={phase.rate():.1f} requests_per_s={phase.requests_per_s():.1f} "
+                f"ops_per_web_cpu_s={phase.ops_per_web_cpu_s():.1f} loadavg_1m={phase.loadavg} "
                 f"non2xx={sum(failures.values())} {listed or 'failed=none'}"
                 + (f" first_failure={json.dumps(first)}" if first else "")
             )
             print(
-                f"cpu phase={phase.name} "
+                f"cpu phase={phase.name} round={phase.round} "
                 + " ".join(
                     f"{name}_pct={100 * seconds / phase.seconds:.0f}"
                     for name, seconds in phase.cpu.items()
@@ -996,15 +1022,24 @@ class ScaleOut:
             )
         for line in self.audits:
             print(line)
-        by_name = {phase.name: phase for phase in self.phases}
-        one, two = by_name.get("one_web"), by_name.get("two_web")
-        if one and two:
+        ones = [phase for phase in self.phases if phase.name == "one_web"]
+        twos = [phase for phase in self.phases if phase.name == "two_web"]
+        for one, two in zip(ones, twos, strict=True):
             print(
-                f"throughput one_web_ops_per_s={one.rate():.1f} two_web_ops_per_s={two.rate():.1f} "
-                f"ratio={two.rate() / max(one.rate(), 1e-9):.2f} "
-                f"one_web_requests_per_s={one.requests_per_s():.1f} "
-                f"two_web_requests_per_s={two.requests_per_s():.1f} "
-                f"requests_ratio={two.requests_per_s() / max(one.requests_per_s(), 1e-9):.2f}"
+                f"throughput round={one.round} one_web_ops_per_s={one.rate():.1f} "
+                f"two_web_ops_per_s={two.rate():.1f} ratio={two.rate() / max(one.rate(), 1e-9):.2f}"
+            )
+        if ones and twos:
+            one_rate = sum(p.rate() for p in ones) / len(ones)
+            two_rate = sum(p.rate() for p in twos) / len(twos)
+            one_requests = sum(p.requests_per_s() for p in ones) / len(ones)
+            two_requests = sum(p.requests_per_s() for p in twos) / len(twos)
+            print(
+                f"throughput rounds={len(ones)} one_web_ops_per_s={one_rate:.1f} "
+                f"two_web_ops_per_s={two_rate:.1f} ratio={two_rate / max(one_rate, 1e-9):.2f} "
+                f"one_web_requests_per_s={one_requests:.1f} "
+                f"two_web_requests_per_s={two_requests:.1f} "
+                f"requests_ratio={two_requests / max(one_requests, 1e-9):.2f}"
             )
 
 
@@ -1024,7 +1059,13 @@ def _mix(text: str) -> list[tuple[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=90, help="seconds measured per phase")
+    parser.add_argument(
+        "--duration", type=float, default=90, help="seconds of the mixed phase (revocations)"
+    )
+    parser.add_argument(
+        "--throughput-duration", type=float, default=45, help="seconds of each 1-vs-2 phase"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="1-vs-2 alternations")
     parser.add_argument("--warmup", type=float, default=10, help="seconds before each window")
     parser.add_argument("--concurrency", type=int, default=8, help="virtual users (processes)")
     parser.add_argument("--users", type=int, default=200, help="people signed in in turn")
@@ -1032,12 +1073,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", type=_mix, default=_mix(DEFAULT_MIX), help=DEFAULT_MIX)
     parser.add_argument("--quick", action="store_true", help="a ~2 minute smoke run")
     parser.add_argument(
+        "--logs-dir", default="var/scale-out-logs", help="where the logs go when a run fails"
+    )
+    parser.add_argument(
         "--log-level", default="warning", choices=("debug", "info", "warning", "error")
     )
     args = parser.parse_args(argv)
     args.spawn_grace = 3.0  # seconds for the spawned virtual users to import and connect
     if args.quick:
-        args.duration, args.warmup, args.users, args.revocations = 15, 3, 50, 3
+        args.duration, args.throughput_duration, args.warmup = 15, 10, 3
+        args.users, args.revocations, args.rounds = 50, 3, 1
     return run_benchmark(ScaleOut(args))
 
 
