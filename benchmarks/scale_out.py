@@ -51,7 +51,6 @@ from benchmarks.oidc_endpoints import (
     PYTHON,
     ROOT,
     BenchmarkError,
-    _cpu_seconds,
     _die_with_parent,
     cpu_model,
     log,
@@ -411,6 +410,20 @@ class Process:
         self.process = None
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_with_reaped(pid: int) -> float:
+    """CPU seconds of a process and of its children it has reaped (utime, stime, cutime,
+    cstime): summed over a tree's live processes, a backend or prefork child that exits
+    during a window still counts, in its parent's figure."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+
+
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -659,7 +672,7 @@ class ScaleOut:
 
     def cpu_now(self) -> dict[str, float]:
         return {
-            name: sum(sum(_cpu_seconds(pid)) for pid in pids)
+            name: sum(_cpu_with_reaped(pid) for pid in pids)
             for name, pids in self.components().items()
         }
 
