@@ -187,10 +187,10 @@ def sign_in(
         "scope": SCOPE, "state": state, "code_challenge": challenge.rstrip(b"=").decode(),
         "code_challenge_method": "S256",
     })  # fmt: skip
-    status, to_login, body = browser.send("GET", f"/oauth/authorize?{query}")
+    status, to_login, body = _step(browser, "authorize", "GET", f"/oauth/authorize?{query}")
     if status != 302:
         raise Failed("signin", status, f"authorize: {status} {body[:200]!r}")
-    status, _, page = browser.send("GET", to_login)
+    status, _, page = _step(browser, "login page", "GET", to_login)
     token = _CSRF.search(page)
     if status != 200 or token is None:
         raise Failed("signin", status, f"login page: {status} {page[:200]!r}")
@@ -199,14 +199,24 @@ def sign_in(
         "csrfmiddlewaretoken": token.group(1).decode(), "email": email,
         "password": password, "next": next_url,
     })  # fmt: skip
-    status, back, body = browser.send("POST", to_login, form)
+    status, back, body = _step(browser, "password", "POST", to_login, form)
     if status != 302:
         raise Failed("signin", status, f"password: {status} {body[:200]!r}")
-    status, to_client, body = browser.send("GET", back)
+    status, to_client, body = _step(browser, "authorize after sign-in", "GET", back)
     answer = parse_qs(urlsplit(to_client).query)
     if status != 302 or answer.get("state") != [state] or "code" not in answer:
         raise Failed("signin", status, f"authorize after sign-in: {status} {to_client[:200]}")
     return answer["code"][0], verifier
+
+
+def _step(
+    browser: Browser, step: str, method: str, path: str, body: str = ""
+) -> tuple[int, str, bytes]:
+    """One request of the sign-in; a request without an answer names its step."""
+    try:
+        return browser.send(method, path, body)
+    except (OSError, http.client.HTTPException) as error:
+        raise OSError(f"sign-in step {step!r}: {error!r}") from error
 
 
 def token_request(
@@ -216,7 +226,10 @@ def token_request(
         "Authorization": _basic(client),
         "Content-Type": "application/x-www-form-urlencoded",
     }
-    status, body = _call(connection, "POST", "/oauth/token", headers, urlencode(form))
+    try:
+        status, body = _call(connection, "POST", "/oauth/token", headers, urlencode(form))
+    except (OSError, http.client.HTTPException) as error:
+        raise OSError(f"{kind}: {error!r}") from error
     if status != 200:
         raise Failed(kind, status, f"{kind}: {status} {body[:200]!r}")
     answer: dict[str, Any] = json.loads(body)
@@ -739,6 +752,7 @@ class ScaleOut:
             )  # fmt: skip
             access = exchange(proxy, self.signin_client, code, verifier)["access_token"]
         except (Failed, OSError, http.client.HTTPException) as error:
+            self.diagnose()
             raise BenchmarkError(f"the revocation probe's sign-in failed: {error!r}") from None
         finally:
             proxy.close()
@@ -797,6 +811,22 @@ class ScaleOut:
         if errors:
             raise BenchmarkError(f"revocation {number + 1}: {'; '.join(errors)}")
         return Revocation([1000 * seconds for seconds in results], early[0])
+
+    def diagnose(self) -> None:
+        """What PostgreSQL is doing, into diagnosis.log (kept with the logs): a request
+        without an answer is most often one waiting for a lock."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT a.pid, a.state, a.wait_event_type, a.wait_event, "
+                "now() - a.xact_start, now() - a.query_start, pg_blocking_pids(a.pid), "
+                "left(a.query, 300) FROM pg_stat_activity a "
+                "WHERE a.state <> 'idle' AND a.pid <> pg_backend_pid() ORDER BY a.xact_start"
+            )
+            rows = cursor.fetchall()
+        (self.base / "diagnosis.log").write_text("\n".join(map(repr, rows)) + "\n")
+        log(f"PostgreSQL: {len(rows)} sessions not idle; see diagnosis.log")
 
     # --- proof 2: audit events ----------------------------------------------------------
 
