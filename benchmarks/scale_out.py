@@ -542,6 +542,13 @@ class ScaleOut:
             [PYTHON, "manage.py", "audit_migrate", "--cluster", ClickHouseCluster.NAME],
             env, "audit_migrate",
         )  # fmt: skip
+        if not self.args.lazy_key_bootstrap:
+            # The signing keys exist before the web processes start. Left to the lazy
+            # bootstrap (apps/keys/keys.py _load), the first token requests of two processes
+            # under load deadlocked the web tier in 3 of 11 runs (benchmarks/README.md).
+            self._run(
+                [PYTHON, "manage.py", "rotate_keys", "--scheduled"], env, "rotate_keys --scheduled"
+            )
         os.environ.update(env)
         import django
 
@@ -1124,6 +1131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revocations", type=int, default=5, help="revocations proven")
     parser.add_argument("--mix", type=_mix, default=_mix(DEFAULT_MIX), help=DEFAULT_MIX)
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run")
+    parser.add_argument(
+        "--lazy-key-bootstrap",
+        action="store_true",
+        help="no `rotate_keys --scheduled` before the stack: the web processes create the "
+        "signing keys on their first token requests (reproduces a deadlock)",
+    )
     parser.add_argument(
         "--logs-dir", default="var/scale-out-logs", help="where the logs go when a run fails"
     )
