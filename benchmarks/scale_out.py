@@ -545,7 +545,7 @@ class ScaleOut:
         if not self.args.lazy_key_bootstrap:
             # The signing keys exist before the web processes start. Left to the lazy
             # bootstrap (apps/keys/keys.py _load), the first token requests of two processes
-            # under load deadlocked the web tier in 3 of 11 runs (benchmarks/README.md).
+            # under load deadlocked the web tier in 3 of 9 runs (benchmarks/README.md).
             self._run(
                 [PYTHON, "manage.py", "rotate_keys", "--scheduled"], env, "rotate_keys --scheduled"
             )
