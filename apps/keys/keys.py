@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core import sealing
@@ -61,6 +61,7 @@ MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads caused by an unknown kid
 DB_RETRY_INTERVAL = 1.0  # seconds a stale snapshot keeps serving when a reload fails
 TOKEN_LEEWAY = timedelta(minutes=5)  # clock skew a relying party may allow on `exp`
 ROTATE_ATTEMPTS = 3  # a concurrent rotation that inserted first makes ours re-read and retry
+BOOTSTRAP_LOCK_WAIT = 3.0  # seconds a lazy bootstrap waits on another's uncommitted key
 
 
 class SigningKeyError(Unavailable):
@@ -480,9 +481,31 @@ def _current() -> _Snapshot:
 def _load(previous: _Snapshot | None) -> _Snapshot:
     now, rows = timezone.now(), _rows()
     if not all(_signer((key for key in rows if key.alg == alg), now) for alg in ALGORITHMS):
-        keys_rotate(now=now)  # lazy bootstrap: see the module docstring
+        _bootstrap(now)
         now, rows = timezone.now(), _rows()
     return _build(rows, now=now, previous=previous)
+
+
+def _bootstrap(now: datetime) -> None:
+    """The lazy bootstrap (module docstring). Called inside a request's transaction, the new
+    keys stay uncommitted until that request ends, while loaders in other processes, each
+    holding its process's single-flight lock on this cache, wait in PostgreSQL to insert the
+    same generation: a wait across a Python lock and a row lock that no one detects (a web
+    tier froze this way in benchmarks/scale_out.py with --lazy-key-bootstrap). So the insert
+    waits at most BOOTSTRAP_LOCK_WAIT: past it this load fails (the request is a 503 with
+    Retry-After: core.views.unavailable_response), its lock is released, and the next load
+    reads the keys the other process committed. Deployments create the keys before the web
+    servers start (`manage.py rotate_keys --scheduled` in the migration Job)."""
+    bounded = connection.vendor == "postgresql" and connection.in_atomic_block
+    if bounded:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(BOOTSTRAP_LOCK_WAIT * 1000)}ms'")
+    try:
+        keys_rotate(now=now)
+    finally:
+        if bounded and not connection.needs_rollback:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
 
 
 def _rows() -> list[SigningKey]:

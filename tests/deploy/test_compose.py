@@ -90,6 +90,7 @@ def test_tessera_starts_after_a_successful_migration(compose: dict[str, Any]) ->
     assert migrate["restart"] == "no"
     assert "manage.py migrate --noinput" in " ".join(migrate["command"])
     assert "manage.py audit_migrate" in " ".join(migrate["command"])
+    assert "manage.py rotate_keys --scheduled" in " ".join(migrate["command"])
     for name in ("web", "worker", "beat", "mtls"):
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"

@@ -381,11 +381,16 @@ def test_web_scales_and_survives_disruptions(rendered: list[Manifest]) -> None:
     assert service["ports"][0]["targetPort"] == "http"
 
 
-def test_migration_job_runs_django_and_clickhouse_migrations(rendered: list[Manifest]) -> None:
+def test_migration_job_runs_migrations_and_creates_the_signing_keys(
+    rendered: list[Manifest],
+) -> None:
     job = by_kind(rendered, "Job")["tessera-migrate"]["spec"]
     assert job["template"]["spec"]["restartPolicy"] == "Never"
     command = " ".join(job["template"]["spec"]["containers"][0]["command"])
     assert "manage.py migrate --noinput && python manage.py audit_migrate" in command
+    # The keys exist before any web pod starts: no pod bootstraps them inside a request
+    # (apps/keys/keys.py _bootstrap); --scheduled only creates what is missing.
+    assert command.endswith("python manage.py rotate_keys --scheduled")
 
 
 def test_secrets_are_referenced_never_shipped_and_read_as_files(
