@@ -20,7 +20,9 @@ reload parses only keys it has not seen before.
 
 Lazy bootstrap: when a snapshot finds an algorithm with no signing key (a fresh install, before
 beat first runs the rotation task), it runs keys_rotate() once, which creates the missing keys
-in their own transaction, so callers never have to bootstrap first.
+(in the caller's transaction when there is one: `_bootstrap` bounds its wait on another
+process's keys), so callers never have to bootstrap first. Deployments create them before the
+web servers start (`manage.py rotate_keys --scheduled` in the migration Job).
 """
 
 from __future__ import annotations
