@@ -1162,9 +1162,16 @@ SPECTACULAR_SETTINGS = {
         "RateLimitKeyKindEnum": "apps.ratelimit.services.KEY_KINDS_SHOWN",
         "PermissionScopeEnum": "apps.accounts.models.PermissionScope",
         "MfaRequiredByEnum": "apps.accounts.models.MfaRequiredBy",  # also who blocked a person
-        # a client's (RFC 8705) and an upstream provider's token_endpoint_auth_method
+        # a client's token_endpoint_auth_method (RFC 8705) and an upstream provider's
+        # client_auth_method: two sets of values, two enums
         "ClientAuthMethodEnum": "apps.tokens.models.Client.AuthMethod",
+        "UpstreamClientAuthMethodEnum": "apps.federation.models.ClientAuthMethod",
     },
+    # drf-spectacular's enum hook, then the answers every admin API operation may give.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.console.api.schema.shared_responses",
+    ],
 }
 
 # --- Threat baselines (apps/threat/baselines.py; docs/threat.md "Baselines") -----------------

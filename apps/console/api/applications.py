@@ -258,7 +258,7 @@ def clients(request: Request) -> Response:
     summary="Delete a client: its refresh tokens revoked and deleted, its stored access "
     "tokens on the revocation list, its offline grants ended, its live sessions told over "
     "back-channel logout",
-    responses=ClientDeletedSerializer,
+    responses={200: ClientDeletedSerializer},
 )
 @api_view(["GET", "PATCH", "DELETE"])
 @permission_classes([AdministratorWrites])

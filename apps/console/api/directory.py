@@ -225,8 +225,13 @@ class BulkResultSerializer(serializers.Serializer[Any]):
 
 
 class BulkRefusedSerializer(serializers.Serializer[Any]):
-    csv = serializers.ListField(child=serializers.CharField())
-    results = BulkLineSerializer(many=True, help_text="Each line, when the list could be read.")
+    """Each field at fault and why, as every 400 of the API: csv (or apply, or detail for a
+    body that is not JSON) is there only when it is at fault."""
+
+    csv = serializers.ListField(child=serializers.CharField(), required=False)
+    results = BulkLineSerializer(
+        many=True, required=False, help_text="Each line, when the list could be read."
+    )
 
 
 class PermissionClaimSerializer(serializers.Serializer[Any]):
@@ -888,8 +893,8 @@ def organization_member(
         200: BulkResultSerializer,
         400: OpenApiResponse(
             BulkRefusedSerializer,
-            description="The list is over the limits, or (apply) some lines have errors: "
-            "nothing was added.",
+            description="The list is over the limits, or (apply) some lines have errors, or "
+            "a field is missing or wrong: nothing was added.",
         ),
         404: NOT_FOUND,
     },

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from apps.accounts.models import User
 from apps.mfa.models import FactorKind
@@ -17,7 +18,13 @@ from apps.tokens.models import OfflineGrant
 class StrictBoolean(serializers.BooleanField):
     """JSON true or false and nothing else: DRF's BooleanField would also take "yes", "on",
     1 or "0", and a security switch should not be flipped by a guess at what was meant
-    (OWASP ASVS 5.1.3: input checked against what is expected)."""
+    (OWASP ASVS 5.1.3: input checked against what is expected).
+
+    Missing from a form-encoded body, it is missing (required, or its default): DRF's
+    BooleanField reads an absent HTML checkbox as false, which let a form body with no
+    mfa_required at all switch the requirement off (found by schemathesis, tests/schema)."""
+
+    default_empty_html = empty
 
     def to_internal_value(self, data: Any) -> bool:
         if not isinstance(data, bool):
