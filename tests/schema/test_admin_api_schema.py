@@ -99,6 +99,7 @@ def test_every_admin_api_operation_answers_as_documented(operator, settings) -> 
     token = access_token(operator, "openid admin")
     max_examples = int(os.environ.get(admin_api.MAX_EXAMPLES_ENV, SUITE_EXAMPLES))
     seed_value = os.environ.get(admin_api.SEED_ENV)
+    only = os.environ.get(admin_api.OPERATIONS_ENV, "")
 
     with admin_api.wsgi_in_test_transaction() as app:
         schema = admin_api.load_schema(app, token)
@@ -108,9 +109,11 @@ def test_every_admin_api_operation_answers_as_documented(operator, settings) -> 
             path_ids=path_ids,
             max_examples=max_examples,
             seed_value=int(seed_value) if seed_value else None,
+            operations=lambda label: only in label,
         )
     admin_api.write_summary(outcomes)
 
-    assert len(outcomes) >= 95, "an operation of the document was not run"
+    if not only:
+        assert len(outcomes) >= 95, "an operation of the document was not run"
     failing = [label for label, outcome in outcomes.items() if outcome.failures]
     assert not failing, admin_api.summary(outcomes)
