@@ -72,6 +72,8 @@ class Outcome:
     statuses: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Failures of requests another branch answers for (`_left_to_hardening`): shown, not failed.
+    left_to_hardening: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -158,14 +160,16 @@ def _examples(
             mode is GenerationMode.POSITIVE
             or response.status_code == 413  # refused for its size (documented on every body)
             or _only_query_negated(case)
+            or _not_an_object_in_a_form(case)
         ):
             checks = [check for check in checks if check is not negative_data_rejection]
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except (AssertionError, FailureGroup) as failure:  # kept with its reproduction
             text = f"{mode.value}: {failure}"
-            if len(outcome.failures) < 5 and text not in outcome.failures:
-                outcome.failures.append(text)
+            kept = outcome.left_to_hardening if _left_to_hardening(case) else outcome.failures
+            if len(kept) < 5 and text not in kept:
+                kept.append(text)
 
     if seed_value is not None:
         example = seed(seed_value)(example)
@@ -185,6 +189,36 @@ def _only_query_negated(case: Any) -> bool:
     )
 
 
+def _not_an_object_in_a_form(case: Any) -> bool:
+    """A negated body sent form-encoded or multipart: those carry named fields only, so "a
+    body that is not an object" arrives as no fields at all, which an operation whose fields
+    are all optional rightly accepts (schemathesis's own serialization allowance misses
+    multipart)."""
+    meta = case.meta
+    return bool(
+        meta is not None
+        and meta.is_negative_at(ParameterLocation.BODY)
+        and case.media_type not in (None, "application/json")
+    )
+
+
+# PostgreSQL keeps UTC offsets within ±15:59; Python's datetime takes up to ±23:59.
+_OFFSET_BEYOND_POSTGRESQL = re.compile(r"[+-](1[6-9]|2[0-3]):?[0-5]\d$")
+
+
+def _left_to_hardening(case: Any) -> bool:
+    """Requests whose failure is the admin API's filter parsing, which the `hardening` branch
+    of issue 20 fixes ("Defects already found": the admin API filters): an audit `since` or
+    `until` with an offset PostgreSQL refuses (`until=0392-10-29T21:06:43.8+21:30` on
+    /audit/events.csv and .jsonl is a 500: the form passes it to the query unconverted).
+    Reported under "left to hardening", not failed."""
+    query = case.query or {}
+    return any(
+        isinstance(query.get(name), str) and _OFFSET_BEYOND_POSTGRESQL.search(query[name])
+        for name in ("since", "until")
+    )
+
+
 def summary(outcomes: dict[str, Outcome]) -> str:
     lines = []
     total_examples = sum(o.examples for o in outcomes.values())
@@ -200,6 +234,10 @@ def summary(outcomes: dict[str, Outcome]) -> str:
     for label, outcome in sorted(failing.items()):
         lines.append(f"\n=== {label}")
         lines.extend(outcome.failures)
+    for label, outcome in sorted(outcomes.items()):
+        if outcome.left_to_hardening:
+            lines.append(f"\n=== left to hardening: {label}")
+            lines.extend(outcome.left_to_hardening)
     return "\n".join(lines)
 
 
@@ -213,6 +251,7 @@ def write_summary(outcomes: dict[str, Outcome]) -> None:
             "examples": o.examples,
             "statuses": dict(o.statuses),
             "failures": o.failures,
+            "left_to_hardening": o.left_to_hardening,
             "seconds": round(o.seconds, 2),
         }
         for label, o in outcomes.items()

@@ -60,7 +60,7 @@ def test_every_operation_documents_the_errors_every_operation_may_answer(documen
         if "requestBody" in operation or has_query:
             expected.add("400")
         if "requestBody" in operation:
-            expected.add("413")
+            expected |= {"413", "415"}
         missing = expected - set(operation["responses"])
         if missing:
             undocumented.append(f"{method} {path}: {sorted(missing)}")
@@ -136,3 +136,13 @@ def test_a_bulk_request_without_csv_answers_the_documented_400(api, document) ->
     body = response.json()
     assert list(body) == ["csv"]
     assert set(refused.get("required", [])) <= set(body)  # the documented shape holds
+
+
+def test_a_body_of_a_media_type_the_api_does_not_read_answers_the_documented_415(
+    api, document
+) -> None:
+    assert "415" in document["paths"]["/api/v1/ratelimit/blocks/clear"]["post"]["responses"]
+
+    response = api.post("/api/v1/ratelimit/blocks/clear", "kind=ip", content_type="text/plain")
+
+    assert response.status_code == 415

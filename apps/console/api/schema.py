@@ -36,6 +36,8 @@ _TOO_LARGE = {
     "description": "The request body is too large: "
     '{"error": "invalid_request", "error_description": "…", "request_id": "…"}.'
 }
+# A body in a media type none of DRF's parsers reads (JSON, form, multipart).
+_UNSUPPORTED = {"description": 'The body\'s media type is not one the API reads: {"detail": "…"}.'}
 _METHODS = ("get", "put", "post", "patch", "delete")
 
 
@@ -56,6 +58,7 @@ def shared_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
                 responses.setdefault("404", _NOT_FOUND)
             if "requestBody" in operation:
                 responses.setdefault("413", _TOO_LARGE)
+                responses.setdefault("415", _UNSUPPORTED)
             for status, response in _EVERY_OPERATION.items():
                 responses.setdefault(status, response)
             operation["responses"] = dict(sorted(responses.items()))
