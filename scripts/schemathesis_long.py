@@ -5,9 +5,10 @@
 
 Runs tests/schema/test_admin_api_schema.py (the suite's real servers, seeded rows, each
 request rolled back) with `--max-examples` positive and as many negative examples per
-operation, from a seed (random unless given; printed, so a run can be repeated), then prints
-each operation's statuses and every failure with its curl reproduction. Exit status 1 when
-anything failed. The suite runs the same with 4 examples, derandomized.
+operation, from a seed (random unless given; printed, so a run can be repeated), and
+`--stateful-scenarios` sequences of linked calls; then prints each operation's statuses and
+every failure with its curl reproduction. Exit status 1 when anything failed. The suite
+runs the same with 3 examples and 8 scenarios, derandomized.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> int:
     parser.add_argument("-n", "--max-examples", type=int, default=100, help="per operation, mode")
     parser.add_argument("--hypothesis-seed", type=int, default=None, help="random if absent")
     parser.add_argument(
+        "--stateful-scenarios", type=int, default=100, help="sequences of linked calls"
+    )
+    parser.add_argument(
         "--operation", default="", help="only operations whose label contains this text"
     )
     args = parser.parse_args()
@@ -38,11 +42,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         summary_path = Path(scratch) / "summary.json"
+        stateful_path = Path(scratch) / "stateful.json"
         env = os.environ | {
             "TESSERA_SCHEMATHESIS_MAX_EXAMPLES": str(args.max_examples),
             "TESSERA_SCHEMATHESIS_SEED": str(seed),
             "TESSERA_SCHEMATHESIS_SUMMARY": str(summary_path),
             "TESSERA_SCHEMATHESIS_OPERATIONS": args.operation,
+            "TESSERA_SCHEMATHESIS_STATEFUL_SCENARIOS": str(args.stateful_scenarios),
+            "TESSERA_SCHEMATHESIS_STATEFUL_SUMMARY": str(stateful_path),
         }
         print(f"schemathesis: {args.max_examples} examples per operation and mode, seed {seed}")
         started = time.monotonic()
@@ -59,6 +66,7 @@ def main() -> int:
             print(run.stdout[-5000:], run.stderr[-5000:], sep="\n")
             return 2
         outcomes = json.loads(summary_path.read_text())
+        stateful = json.loads(stateful_path.read_text()) if stateful_path.exists() else None
 
     requests = sum(o["examples"] for o in outcomes.values())
     failing = {label: o for label, o in outcomes.items() if o["failures"]}
@@ -73,13 +81,22 @@ def main() -> int:
     for label, outcome in sorted(left.items()):
         print(f"\n=== left to the hardening branch (issue 20): {label}")
         print("\n".join(outcome["left_to_hardening"]))
+    if stateful is not None:
+        for failure in stateful["failures"]:
+            print(f"\n=== linked calls\n{failure}")
+        for failure in stateful["left_to_hardening"]:
+            print(f"\n=== linked calls, left to the hardening branch (issue 20)\n{failure}")
+        print(
+            f"\nlinked calls: {stateful['scenarios']} scenarios, "
+            f"{sum(stateful['steps'].values())} calls, {len(stateful['failures'])} failures"
+        )
     print(
-        f"\n{len(outcomes)} operations, {requests} requests in {elapsed:.0f}s "
+        f"{len(outcomes)} operations, {requests} requests in {elapsed:.0f}s "
         f"({requests / elapsed:.1f}/s), {len(failing)} operations with failures, "
         f"{len(left)} with failures left to the hardening branch; "
         f"seed {seed}"
     )
-    return 1 if failing else 0
+    return 1 if failing or (stateful and stateful["failures"]) else 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ Path ids are drawn half the time from rows seeded beforehand (`Seeded`), so oper
 their real code and not only the resolver's 404. Every request runs in a savepoint rolled
 back after it: an erase or a revoke does not take the seeded rows from the next example.
 
-The document declares no OpenAPI links, so there is no stateful phase to run (schemathesis's
-state machine is built from links only).
+The document declares no OpenAPI links; `run_stateful` follows the links schemathesis infers
+from it (an id in one answer, a path parameter of another operation).
 
 Used by tests/schema/test_admin_api_schema.py (a bounded budget, in the suite) and by
 benchmarks/schemathesis_long.py (as many examples as asked).
@@ -62,6 +62,8 @@ MAX_EXAMPLES_ENV = "TESSERA_SCHEMATHESIS_MAX_EXAMPLES"
 SEED_ENV = "TESSERA_SCHEMATHESIS_SEED"
 SUMMARY_ENV = "TESSERA_SCHEMATHESIS_SUMMARY"
 OPERATIONS_ENV = "TESSERA_SCHEMATHESIS_OPERATIONS"
+STATEFUL_SCENARIOS_ENV = "TESSERA_SCHEMATHESIS_STATEFUL_SCENARIOS"
+STATEFUL_SUMMARY_ENV = "TESSERA_SCHEMATHESIS_STATEFUL_SUMMARY"
 
 
 @dataclass
@@ -189,6 +191,61 @@ def _only_query_negated(case: Any) -> bool:
     )
 
 
+@dataclass
+class StatefulOutcome:
+    scenarios: int = 0
+    steps: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    left_to_hardening: list[str] = field(default_factory=list)
+
+
+def run_stateful(
+    schema: Any, *, token: str, max_examples: int, max_steps: int, seed_value: int | None
+) -> StatefulOutcome:
+    """Sequences of calls along the links schemathesis infers from the document (an id one
+    answer gives, used by the next call: create a role, then read, change, delete it). The
+    document declares no links itself. Each scenario runs in a savepoint rolled back at its
+    end; the checks are the stateless run's, on valid requests."""
+    headers = {"Authorization": f"Bearer {token}"}
+    outcome = StatefulOutcome()
+    checks = [check for check in CHECKS if check is not negative_data_rejection]
+
+    class AdminApi(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            outcome.scenarios += 1
+            self.savepoint = transaction.savepoint()
+
+        def teardown(self) -> None:
+            transaction.savepoint_rollback(self.savepoint)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            outcome.steps[f"{case.operation.label} {response.status_code}"] += 1
+            try:
+                case.validate_response(response, checks=checks, headers=headers)
+            except (AssertionError, FailureGroup) as failure:
+                kept = outcome.left_to_hardening if _left_to_hardening(case) else outcome.failures
+                if len(kept) < 20 and str(failure) not in kept:
+                    kept.append(str(failure))
+
+    machine_settings = settings(
+        max_examples=max_examples,
+        stateful_step_count=max_steps,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
+    # Hypothesis runs a state machine derandomized or from its own entropy; a seed reaches it
+    # as schemathesis's shuffle of which operation each scenario starts from.
+    AdminApi.rule_order_seed = seed_value
+    AdminApi.run(settings=machine_settings)
+    return outcome
+
+
 def _not_an_object_in_a_form(case: Any) -> bool:
     """A negated body sent form-encoded or multipart: those carry named fields only, so "a
     body that is not an object" arrives as no fields at all, which an operation whose fields
@@ -255,6 +312,20 @@ def write_summary(outcomes: dict[str, Outcome]) -> None:
             "seconds": round(o.seconds, 2),
         }
         for label, o in outcomes.items()
+    }
+    with open(path, "w") as out:
+        json.dump(data, out, indent=1)
+
+
+def write_stateful_summary(outcome: StatefulOutcome) -> None:
+    path = os.environ.get(STATEFUL_SUMMARY_ENV)
+    if not path:
+        return
+    data = {
+        "scenarios": outcome.scenarios,
+        "steps": dict(outcome.steps),
+        "failures": outcome.failures,
+        "left_to_hardening": outcome.left_to_hardening,
     }
     with open(path, "w") as out:
         json.dump(data, out, indent=1)

@@ -30,9 +30,9 @@ from tests.schema import admin_api
 
 pytestmark = pytest.mark.django_db
 
-# Examples per operation and generation mode in the suite: 95 operations, 2 modes, 4 each
-# keep the run near a minute on two shared cores.
-SUITE_EXAMPLES = 4
+# Examples per operation and generation mode in the suite: 95 operations, 2 modes, 3 each;
+# with the linked scenarios, well under a minute and a half on two loaded cores.
+SUITE_EXAMPLES = 3
 
 
 @pytest.fixture
@@ -89,6 +89,33 @@ def seed(operator) -> dict[str, str]:
         "role_id": str(role.pk),
         "invitation_id": str(invitation.pk),
     }
+
+
+STATEFUL_SCENARIOS = 8
+STATEFUL_STEPS = 6
+
+
+def test_linked_admin_api_calls_answer_as_documented(operator, settings) -> None:
+    settings.RATELIMIT_ENABLED = False  # as above
+    seed(operator)
+    token = access_token(operator, "openid admin")
+    scenarios = int(os.environ.get(admin_api.STATEFUL_SCENARIOS_ENV, STATEFUL_SCENARIOS))
+    seed_value = os.environ.get(admin_api.SEED_ENV)
+
+    with admin_api.wsgi_in_test_transaction() as app:
+        schema = admin_api.load_schema(app, token)
+        outcome = admin_api.run_stateful(
+            schema,
+            token=token,
+            max_examples=scenarios,
+            max_steps=STATEFUL_STEPS,
+            seed_value=int(seed_value) if seed_value else None,
+        )
+    admin_api.write_stateful_summary(outcome)
+
+    assert outcome.scenarios >= scenarios
+    assert sum(outcome.steps.values()) > scenarios, "the scenarios made no calls"
+    assert not outcome.failures, "\n\n".join(outcome.failures)
 
 
 def test_every_admin_api_operation_answers_as_documented(operator, settings) -> None:
