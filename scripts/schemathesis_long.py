@@ -77,23 +77,16 @@ def main() -> int:
     for label, outcome in sorted(failing.items()):
         print(f"\n=== {label}")
         print("\n".join(outcome["failures"]))
-    left = {label: o for label, o in outcomes.items() if o["left_to_hardening"]}
-    for label, outcome in sorted(left.items()):
-        print(f"\n=== left to the hardening branch (issue 20): {label}")
-        print("\n".join(outcome["left_to_hardening"]))
     if stateful is not None:
         for failure in stateful["failures"]:
             print(f"\n=== linked calls\n{failure}")
-        for failure in stateful["left_to_hardening"]:
-            print(f"\n=== linked calls, left to the hardening branch (issue 20)\n{failure}")
         print(
             f"\nlinked calls: {stateful['scenarios']} scenarios, "
             f"{sum(stateful['steps'].values())} calls, {len(stateful['failures'])} failures"
         )
     print(
         f"{len(outcomes)} operations, {requests} requests, "
-        f"{len(failing)} operations with failures, "
-        f"{len(left)} with failures left to the hardening branch; seed {seed}; "
+        f"{len(failing)} operations with failures; seed {seed}; "
         f"{elapsed:.0f}s in all (the suite's servers started, rows seeded)"
     )
     return 1 if failing or (stateful and stateful["failures"]) else 0

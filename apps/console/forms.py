@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -116,6 +117,21 @@ _MOMENT = forms.DateTimeInput(
 )
 
 
+class UtcDateTimeField(forms.DateTimeField):
+    """A moment, in UTC. Python takes offsets up to ±23:59, PostgreSQL only up to ±15:59 (a
+    query with `+21:30` was a 500), and a moment near year 1 can leave the calendar once moved
+    to UTC: both are turned into UTC here or refused as a field error."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValidationError("This time is out of range.", code="invalid") from None
+
+
 class AuditSearchForm(forms.Form):
     """Filters of the audit search, its exports and the admin API's event endpoints, turned
     into the audit store's EventFilters (which refuse what no store could answer, with the
@@ -125,8 +141,8 @@ class AuditSearchForm(forms.Form):
     event_type = forms.ChoiceField(
         required=False, choices=_ANY + [(t, t) for t in EventType.values], label="Event"
     )
-    since = forms.DateTimeField(required=False, label="From (UTC)", widget=_MOMENT)
-    until = forms.DateTimeField(required=False, label="To (UTC, excluded)", widget=_MOMENT)
+    since = UtcDateTimeField(required=False, label="From (UTC)", widget=_MOMENT)
+    until = UtcDateTimeField(required=False, label="To (UTC, excluded)", widget=_MOMENT)
     ip_address = forms.GenericIPAddressField(required=False, label="IP address")
     success = forms.ChoiceField(
         required=False, choices=[*_ANY, ("yes", "Succeeded"), ("no", "Failed")], label="Outcome"

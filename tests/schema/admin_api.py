@@ -74,8 +74,6 @@ class Outcome:
     statuses: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    # Failures of requests another branch answers for (`_left_to_hardening`): shown, not failed.
-    left_to_hardening: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -169,9 +167,8 @@ def _examples(
             case.validate_response(response, checks=checks, headers=headers)
         except (AssertionError, FailureGroup) as failure:  # kept with its reproduction
             text = f"{mode.value}: {failure}"
-            kept = outcome.left_to_hardening if _left_to_hardening(case) else outcome.failures
-            if len(kept) < 5 and text not in kept:
-                kept.append(text)
+            if len(outcome.failures) < 5 and text not in outcome.failures:
+                outcome.failures.append(text)
 
     if seed_value is not None:
         example = seed(seed_value)(example)
@@ -179,10 +176,11 @@ def _examples(
 
 
 def _only_query_negated(case: Any) -> bool:
-    """Invalid query parameters alone: the admin API's filter parsing (an empty
-    `?organization=` read as absent, `live_only=maybe`) is the `hardening` branch's (issue 20,
-    "Defects already found"), so whether such a request is refused is not checked here. It
-    must still answer without a 5xx, with a documented status and body."""
+    """Invalid query parameters alone: schemathesis counts an empty filter (`?organization=`)
+    as invalid where the admin API reads it as absent, so whether such a request is refused is
+    not checked here (tests/hardening/test_api_filters.py holds every filter to a 400 for a
+    value it cannot read). It must still answer without a 5xx, with a documented status and
+    body."""
     meta = case.meta
     if meta is None or not meta.is_negative_at(ParameterLocation.QUERY):
         return False
@@ -196,7 +194,6 @@ class StatefulOutcome:
     scenarios: int = 0
     steps: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
-    left_to_hardening: list[str] = field(default_factory=list)
 
 
 def run_stateful(
@@ -226,9 +223,8 @@ def run_stateful(
             try:
                 case.validate_response(response, checks=checks, headers=headers)
             except (AssertionError, FailureGroup) as failure:
-                kept = outcome.left_to_hardening if _left_to_hardening(case) else outcome.failures
-                if len(kept) < 20 and str(failure) not in kept:
-                    kept.append(str(failure))
+                if len(outcome.failures) < 20 and str(failure) not in outcome.failures:
+                    outcome.failures.append(str(failure))
 
     machine_settings = settings(
         max_examples=max_examples,
@@ -259,23 +255,6 @@ def _not_an_object_in_a_form(case: Any) -> bool:
     )
 
 
-# PostgreSQL keeps UTC offsets within ±15:59; Python's datetime takes up to ±23:59.
-_OFFSET_BEYOND_POSTGRESQL = re.compile(r"[+-](1[6-9]|2[0-3]):?[0-5]\d$")
-
-
-def _left_to_hardening(case: Any) -> bool:
-    """Requests whose failure is the admin API's filter parsing, which the `hardening` branch
-    of issue 20 fixes ("Defects already found": the admin API filters): an audit `since` or
-    `until` with an offset PostgreSQL refuses (`until=0392-10-29T21:06:43.8+21:30` on
-    /audit/events.csv and .jsonl is a 500: the form passes it to the query unconverted).
-    Reported under "left to hardening", not failed."""
-    query = case.query or {}
-    return any(
-        isinstance(query.get(name), str) and _OFFSET_BEYOND_POSTGRESQL.search(query[name])
-        for name in ("since", "until")
-    )
-
-
 def summary(outcomes: dict[str, Outcome]) -> str:
     lines = []
     total_examples = sum(o.examples for o in outcomes.values())
@@ -291,10 +270,6 @@ def summary(outcomes: dict[str, Outcome]) -> str:
     for label, outcome in sorted(failing.items()):
         lines.append(f"\n=== {label}")
         lines.extend(outcome.failures)
-    for label, outcome in sorted(outcomes.items()):
-        if outcome.left_to_hardening:
-            lines.append(f"\n=== left to hardening: {label}")
-            lines.extend(outcome.left_to_hardening)
     return "\n".join(lines)
 
 
@@ -308,7 +283,6 @@ def write_summary(outcomes: dict[str, Outcome]) -> None:
             "examples": o.examples,
             "statuses": dict(o.statuses),
             "failures": o.failures,
-            "left_to_hardening": o.left_to_hardening,
             "seconds": round(o.seconds, 2),
         }
         for label, o in outcomes.items()
@@ -325,7 +299,6 @@ def write_stateful_summary(outcome: StatefulOutcome) -> None:
         "scenarios": outcome.scenarios,
         "steps": dict(outcome.steps),
         "failures": outcome.failures,
-        "left_to_hardening": outcome.left_to_hardening,
     }
     with open(path, "w") as out:
         json.dump(data, out, indent=1)
