@@ -27,6 +27,7 @@ from tests.fuzz.strategies import (
     huge_ints,
     json_bytes,
     json_values,
+    mostly,
     segments,
 )
 
@@ -50,13 +51,6 @@ _JWK = {
 _JWK["PS256"] = _JWK["RS256"]
 _ALGS = sorted(_PRIVATE)
 _MEMBERS = ["kty", "crv", "x", "y", "n", "e", "d", "k", "alg", "use", "kid"]
-
-
-def mostly(value: Any, otherwise: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """`value` about three times in four: deep checks are reached only past the early ones."""
-    return st.sampled_from([True] * 3 + [False]).flatmap(
-        lambda keep: st.just(value) if keep else otherwise
-    )
 
 
 def _jwks(alg: str) -> st.SearchStrategy[Any]:
