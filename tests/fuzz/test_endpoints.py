@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from django.test import Client as HttpClient
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
@@ -315,3 +316,27 @@ def test_end_session_answers_a_page_or_a_registered_redirect(
         assert location.startswith((POST_LOGOUT_URI, "/")), location
     else:
         assert response.status_code in (200, 400, 414, 429), response.status_code
+
+
+# --- the admin API's bearer and DPoP tokens (RFC 6750 §2.1, RFC 9449 §7.1) -----------------
+
+
+@budget(60)
+@given(data=st.data(), path=st.sampled_from(["/api/v1/users", "/oauth/userinfo"]))
+def test_bearer_and_dpop_headers_of_any_shape_get_401_or_403(
+    flow: Flow, fresh_redis: Callable[[], None], data: Any, path: str
+) -> None:
+    fresh_redis()
+    scheme = data.draw(st.sampled_from(["Bearer", "DPoP", "dpop", "BEARER"]))
+    token = data.draw(mostly(flow.tokens()["access_token"], st.one_of(compact_jws, hostile_text)))
+    headers = {"HTTP_AUTHORIZATION": f"{scheme} {token}"}
+    if data.draw(st.booleans()):
+        headers["HTTP_DPOP"] = data.draw(st.one_of(compact_jws, hostile_text))
+    response = HttpClient().get(path, **headers)
+    _no_reflection(response)
+    # 200 only for userinfo with the real token (it has no admin scope) and no proof needed
+    assert response.status_code in (200, 400, 401, 403, 429), response.status_code
+    if response.status_code == 200:
+        assert path == "/oauth/userinfo"
+    elif response.status_code in (401, 403):
+        assert response["WWW-Authenticate"].startswith(("Bearer", "DPoP"))
