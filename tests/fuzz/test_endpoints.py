@@ -39,11 +39,12 @@ AUTHORIZE_ERRORS = {
     "invalid_request_object", "request_not_supported", "request_uri_not_supported",
     "registration_not_supported",
 }  # fmt: skip
-# RFC 6749 §5.2, RFC 9449 §5 / §8, and 429 temporarily_unavailable (our rate limits)
+# RFC 6749 §5.2, RFC 8707 §2 (invalid_target), RFC 9449 §5 / §8, and 429
+# temporarily_unavailable (our rate limits)
 TOKEN_ERRORS = {
     "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
-    "unsupported_grant_type", "invalid_scope", "invalid_dpop_proof", "use_dpop_nonce",
-    "temporarily_unavailable",
+    "unsupported_grant_type", "invalid_scope", "invalid_target", "invalid_dpop_proof",
+    "use_dpop_nonce", "temporarily_unavailable",
 }  # fmt: skip
 
 # Query-string pieces no encoder makes: invalid percent-escapes, escapes of invalid UTF-8
@@ -368,3 +369,61 @@ def test_bearer_and_dpop_headers_of_any_shape_get_401_or_403(
         assert path == "/oauth/userinfo"
     elif response.status_code in (401, 403):
         assert response["WWW-Authenticate"].startswith(("Bearer", "DPoP"))
+
+
+# --- one parameter at a time, at the other endpoints ------------------------------------------
+
+
+@budget(60)
+@given(data=st.data(), value=_one_value)
+@example(data=None, value="\u00b2")
+def test_token_endpoint_with_any_one_parameter_value_answers_an_rfc6749_error(
+    flow: Flow, fresh_redis: Callable[[], None], data: Any, value: str
+) -> None:
+    fresh_redis()
+    pkce = new_pkce()
+    base = {"grant_type": "authorization_code", "code": flow.code(pkce),
+            "redirect_uri": REDIRECT_URI, "code_verifier": pkce.verifier,
+            "client_id": flow.rp.client_id, "client_secret": flow.rp.client_secret}  # fmt: skip
+    name = data.draw(st.sampled_from(TOKEN_NAMES)) if data is not None else "code_verifier"
+    response = _form(flow.http, "/oauth/token", _encode([*({**base, name: value}).items()]))
+    _no_reflection(response)
+    if response.status_code != 200:
+        assert response.status_code in (400, 401, 429), response.status_code
+        _oauth_error(response, TOKEN_ERRORS)
+
+
+@budget(60)
+@given(name=st.sampled_from(AUTHORIZE_NAMES), value=_one_value)
+@example(name="max_age", value="\u00b2")
+def test_par_with_any_one_parameter_value_answers_an_rfc9126_error(
+    flow: Flow, fresh_redis: Callable[[], None], name: str, value: str
+) -> None:
+    fresh_redis()
+    base = {**_authorize_base(flow.rp), "client_secret": flow.rp.client_secret, name: value}
+    response = _form(flow.http, "/oauth/par", _encode([*base.items()]))
+    _no_reflection(response)
+    if response.status_code != 201:
+        assert response.status_code in (400, 401, 429), response.status_code
+        _oauth_error(response)
+
+
+@budget(60)
+@given(
+    name=st.sampled_from(["id_token_hint", "post_logout_redirect_uri", "client_id", "state",
+                          "ui_locales", "logout_hint"]),
+    value=_one_value,
+)  # fmt: skip
+def test_end_session_with_any_one_parameter_value_answers_a_page_or_a_redirect(
+    flow: Flow, person: Any, fresh_redis: Callable[[], None], name: str, value: str
+) -> None:
+    fresh_redis()
+    force_sign_in(flow.http, person)
+    base = {"id_token_hint": flow.tokens()["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI,
+            "client_id": flow.rp.client_id, "state": "s-1", name: value}  # fmt: skip
+    response = _get(flow.http, "/oauth/logout", _encode([*base.items()]))
+    _no_reflection(response)
+    if response.status_code == 302:
+        assert response["Location"].startswith((POST_LOGOUT_URI, "/")), response["Location"]
+    else:
+        assert response.status_code in (200, 400, 414, 429), response.status_code
