@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.test import Client as HttpClient
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from webauthn.helpers import encode_cbor
@@ -24,7 +26,7 @@ from apps.mfa.passkeys import (
 )
 from tests.accounts.factories import UserFactory
 from tests.fuzz import budget
-from tests.fuzz.strategies import json_scalars, json_values, segments
+from tests.fuzz.strategies import hostile_text, json_scalars, json_values, segments
 from tests.mfa.authenticator import SoftAuthenticator, b64url, unb64url
 
 ORIGIN = "https://id.example.com"
@@ -178,3 +180,33 @@ def test_assertion_of_any_shape_is_accepted_or_mfa_error(
         event(f"refused: {refusal.error_code}")
     else:
         event("accepted")
+
+
+@budget(50)
+@given(data=st.data())
+def test_passwordless_sign_in_with_any_response_is_a_sign_in_or_a_400_page(
+    db: None, fresh_redis: Callable[[], None], data: Any
+) -> None:
+    """The same through the hosted page (POST /login/passkey): the form's fields as a browser
+    might send them, and the page never echoes what it was sent."""
+    fresh_redis()
+    user = UserFactory()
+    authenticator = _authenticator()
+    ceremony = webauthn_registration_begin(user=user)
+    webauthn_registration_finish(
+        user=user, ceremony_id=ceremony.id,
+        response=json.dumps(authenticator.create(ceremony.options_json)), name="Key",
+    )  # fmt: skip
+    http = HttpClient()
+    options = http.post("/login/passkey/options", HTTP_ACCEPT="application/json").json()
+    answer = data.draw(bent_response(authenticator.get(json.dumps(options["publicKey"]))))
+    credential = json.dumps(answer)
+    if data.draw(st.booleans()):  # with markup to see whether it comes back
+        credential = credential.replace('"type"', '"<script>alert(1)</script>"', 1)
+    form = {
+        "ceremony": data.draw(st.one_of(st.just(options["ceremony"]), hostile_text)),
+        "credential": data.draw(st.one_of(st.just(credential), hostile_text)),
+    }
+    response = http.post("/login/passkey", form)
+    assert response.status_code in (302, 400, 429), response.status_code
+    assert b"<script>alert(1)</script>" not in response.content
