@@ -31,7 +31,7 @@ LEAF = pki.leaf(CA, pki.name("svc"))
 _OAUTH_ERRORS = {"invalid_client", "invalid_request", "unauthorized_client", "invalid_grant"}
 
 
-@budget(500)
+@budget(250)
 @given(authorization=st.one_of(any_text, st.builds(lambda v: "Basic " + v, any_text)))
 @example(authorization="Basic " + base64.b64encode(b"\xff\xfe:x").decode())
 @example(authorization="basic  " + base64.b64encode(b"id%00:%zz").decode())
@@ -54,7 +54,7 @@ _basic = st.one_of(
 )
 
 
-@budget(120)
+@budget(60)
 @given(authorization=_basic, form=st.dictionaries(
     st.sampled_from(["client_id", "client_secret"]), hostile_text, max_size=2))  # fmt: skip
 @example(authorization="Basic " + base64.b64encode(b"a\x00b:secret").decode(), form={})
@@ -99,7 +99,7 @@ _cert_headers = st.one_of(
 )
 
 
-@budget(150)
+@budget(75)
 @given(header=_cert_headers, method=st.sampled_from(["tls", "self_signed"]))
 @example(header=":" + base64.b64encode(LEAF.der[:-1]).decode() + ":", method="tls")
 @example(header="%ZZ-----BEGIN CERTIFICATE-----", method="self_signed")
@@ -137,7 +137,7 @@ def _presented(header: str) -> Any:
     return client_cert._load_pem(unquote(header))
 
 
-@budget(300)
+@budget(150)
 @given(pem=st.one_of(mutated_der().map(_pem), any_text), encoded=st.one_of(mutated_der().map(
     lambda der: base64.b64encode(der).decode()), any_text))  # fmt: skip
 def test_certificate_loaders_return_a_certificate_or_none(pem: str, encoded: str) -> None:

@@ -125,7 +125,7 @@ def _check(proof: str, *, nonce: bool, access_token: str | None) -> None:
     assert checked.jkt
 
 
-@budget(400)
+@budget(200)
 @given(proof=compact_jws)
 @example(proof="e30.e30.")
 def test_garbage_proof_is_invalid_proof(db: None, proof: str) -> None:
@@ -133,7 +133,7 @@ def test_garbage_proof_is_invalid_proof(db: None, proof: str) -> None:
         dpop.check(_request(), proof)
 
 
-@budget(400)
+@budget(200)
 @given(proof=proofs(), nonce=st.booleans(), access_token=st.one_of(st.none(), any_text))
 @example(
     proof=_unsigned({"typ": dpop.TYP, "alg": "ES256", "jwk": {"kty": []}}),
@@ -146,7 +146,7 @@ def test_proof_of_any_shape_is_checked_or_invalid_proof(
     _check(proof, nonce=nonce, access_token=access_token)
 
 
-@budget(300)
+@budget(150)
 @given(url=st.one_of(urls, any_text, hostile_text))
 @example(url="https://[::1")
 @example(url="https://h:99999999999999999999/")
@@ -155,7 +155,7 @@ def test_normalized_url_of_anything_is_a_url_or_empty(url: str) -> None:
     assert normalized == "" or normalized.startswith(("http://", "https://"))
 
 
-@budget(300)
+@budget(150)
 @given(value=st.one_of(hostile_text, compact_jws))
 def test_dpop_header_of_anything_is_a_proof_or_invalid_proof(value: str) -> None:
     request = RequestFactory().post(TOKEN_PATH, HTTP_DPOP=value)

@@ -135,7 +135,7 @@ def _authorize_base(rp: RegisteredClient) -> dict[str, str]:
     }  # fmt: skip
 
 
-@budget(90)
+@budget(45)
 @given(data=st.data(), method=st.sampled_from(["get", "post"]))
 def test_authorize_answers_with_a_protocol_error_or_a_page(
     flow: Flow, fresh_redis: Callable[[], None], data: Any, method: str
@@ -176,7 +176,7 @@ _one_value = st.one_of(
 )
 
 
-@budget(120)
+@budget(60)
 @given(
     name=st.sampled_from(AUTHORIZE_NAMES), value=_one_value, method=st.sampled_from(["get", "post"])
 )
@@ -203,7 +203,7 @@ TOKEN_NAMES = [
 ]  # fmt: skip
 
 
-@budget(90)
+@budget(45)
 @given(data=st.data(), authenticate=st.booleans())
 def test_token_endpoint_answers_with_a_token_or_an_rfc6749_error(
     flow: Flow, fresh_redis: Callable[[], None], data: Any, authenticate: bool
@@ -234,7 +234,7 @@ def test_token_endpoint_answers_with_a_token_or_an_rfc6749_error(
 # --- introspection (RFC 7662), revocation (RFC 7009), PAR (RFC 9126) -------------------------
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data())
 def test_introspection_answers_active_or_an_error(
     flow: Flow, fresh_redis: Callable[[], None], data: Any
@@ -255,7 +255,7 @@ def test_introspection_answers_active_or_an_error(
         _oauth_error(response)
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data())
 def test_revocation_answers_200_or_an_rfc7009_error(
     flow: Flow, fresh_redis: Callable[[], None], data: Any
@@ -272,7 +272,7 @@ def test_revocation_answers_200_or_an_rfc7009_error(
         _oauth_error(response)
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data())
 def test_par_answers_a_request_uri_or_an_rfc9126_error(
     flow: Flow, fresh_redis: Callable[[], None], data: Any
@@ -292,7 +292,7 @@ def test_par_answers_a_request_uri_or_an_rfc9126_error(
 # --- userinfo (OIDC Core §5.3, RFC 6750) ------------------------------------------------------
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data(), method=st.sampled_from(["get", "post"]))
 def test_userinfo_answers_claims_or_an_rfc6750_error(
     flow: Flow, fresh_redis: Callable[[], None], data: Any, method: str
@@ -322,7 +322,7 @@ def test_userinfo_answers_claims_or_an_rfc6750_error(
 # --- RP-Initiated Logout 1.0 §2 --------------------------------------------------------------
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data(), method=st.sampled_from(["get", "post"]))
 def test_end_session_answers_a_page_or_a_registered_redirect(
     flow: Flow, person: Any, fresh_redis: Callable[[], None], data: Any, method: str
@@ -350,7 +350,7 @@ def test_end_session_answers_a_page_or_a_registered_redirect(
 # --- the admin API's bearer and DPoP tokens (RFC 6750 §2.1, RFC 9449 §7.1) -----------------
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data(), path=st.sampled_from(["/api/v1/users", "/oauth/userinfo"]))
 def test_bearer_and_dpop_headers_of_any_shape_get_401_or_403(
     flow: Flow, fresh_redis: Callable[[], None], data: Any, path: str
@@ -374,7 +374,7 @@ def test_bearer_and_dpop_headers_of_any_shape_get_401_or_403(
 # --- one parameter at a time, at the other endpoints ------------------------------------------
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data(), value=_one_value)
 @example(data=None, value="\u00b2")
 def test_token_endpoint_with_any_one_parameter_value_answers_an_rfc6749_error(
@@ -393,7 +393,7 @@ def test_token_endpoint_with_any_one_parameter_value_answers_an_rfc6749_error(
         _oauth_error(response, TOKEN_ERRORS)
 
 
-@budget(60)
+@budget(30)
 @given(name=st.sampled_from(AUTHORIZE_NAMES), value=_one_value)
 @example(name="max_age", value="\u00b2")
 def test_par_with_any_one_parameter_value_answers_an_rfc9126_error(
@@ -408,7 +408,7 @@ def test_par_with_any_one_parameter_value_answers_an_rfc9126_error(
         _oauth_error(response)
 
 
-@budget(60)
+@budget(30)
 @given(
     name=st.sampled_from(["id_token_hint", "post_logout_redirect_uri", "client_id", "state",
                           "ui_locales", "logout_hint"]),

@@ -43,7 +43,7 @@ def _signed(alg: str, claims: dict[str, Any], typ: str) -> str:
     return jose.jws_sign(claims, private_key=active.private_key, alg=alg, kid=active.kid, typ=typ)
 
 
-@budget(300)
+@budget(150)
 @given(token=compact_jws)
 @example(token="e30.e30.e30")
 @example(token=b64url(b"[" * 5000) + ".e30.")
@@ -53,7 +53,7 @@ def test_garbage_access_token_is_invalid_token(db: None, token: str) -> None:
         validate_access_token(token)
 
 
-@budget(200)
+@budget(100)
 @given(alg=st.sampled_from(ALGS), header=json_objects, payload=segments, signature=segments)
 def test_our_kid_with_any_header_payload_and_signature_is_invalid_token(
     db: None, alg: str, header: dict[str, Any], payload: str, signature: str
@@ -79,7 +79,7 @@ def _claims_base(now: int, client_id: str = "c", uid: str = "") -> dict[str, Any
 _CLAIM_NAMES = st.sampled_from([*sorted(_claims_base(0)), "cnf", "sid", "act"])
 
 
-@budget(200)
+@budget(100)
 @given(
     alg=st.sampled_from(ALGS),
     changes=st.dictionaries(_CLAIM_NAMES, json_values, max_size=4),
@@ -107,14 +107,14 @@ def test_signed_claims_of_any_shape_are_valid_or_invalid_token(
         bearer_user(token, scope="openid")
 
 
-@budget(300)
+@budget(150)
 @given(token=st.one_of(compact_jws, json_objects.map(lambda h: f"{b64url(json_bytes(h))}.e30.")))
 @example(token="")
 def test_garbage_id_token_hint_is_no_hint(db: None, token: str) -> None:
     assert id_tokens.verify_hint(token) is None
 
 
-@budget(150)
+@budget(75)
 @given(header=json_objects, claims=json_objects)
 def test_id_token_hint_with_our_kid_and_a_forged_header_is_no_hint(
     db: None, header: dict[str, Any], claims: dict[str, Any]
@@ -125,7 +125,7 @@ def test_id_token_hint_with_our_kid_and_a_forged_header_is_no_hint(
     assert id_tokens.verify_hint(token) is None
 
 
-@budget(300)
+@budget(150)
 @given(token=compact_jws, alg=st.sampled_from(ALGS))
 def test_jws_verify_refuses_garbage_with_jwsinvalid(db: None, token: str, alg: str) -> None:
     public_key = keys.signing_key(alg).private_key.public_key()
@@ -148,7 +148,7 @@ _JWK_SHAPES = st.one_of(
 )
 
 
-@budget(400)
+@budget(200)
 @given(jwk=_JWK_SHAPES)
 @example(jwk={"kty": []})  # was TypeError: unhashable type: 'list'
 @example(jwk={"kty": "EC", "crv": {}})  # was TypeError: unhashable type: 'dict'

@@ -63,7 +63,7 @@ _lines = st.one_of(
 )
 
 
-@budget(150)
+@budget(75)
 @given(lines=st.lists(_lines, min_size=1, max_size=6))
 @example(lines=["[" * 16_000])  # was RecursionError out of json.loads
 @example(lines=[json.dumps({**GOOD, "ts": "0001-01-01T00:00:00+01:00"})])  # edges of datetime

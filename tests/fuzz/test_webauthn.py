@@ -128,7 +128,7 @@ def bent_response(draw: st.DrawFn, response: dict[str, Any]) -> Any:
     return bent
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data())
 @example(data=None)
 def test_registration_response_of_any_shape_is_a_credential_or_mfa_error(
@@ -156,7 +156,7 @@ def test_registration_response_of_any_shape_is_a_credential_or_mfa_error(
         event("accepted")
 
 
-@budget(60)
+@budget(30)
 @given(data=st.data(), passwordless=st.booleans())
 def test_assertion_of_any_shape_is_accepted_or_mfa_error(
     db: None, data: Any, passwordless: bool
@@ -182,7 +182,7 @@ def test_assertion_of_any_shape_is_accepted_or_mfa_error(
         event("accepted")
 
 
-@budget(50)
+@budget(25)
 @given(data=st.data())
 def test_passwordless_sign_in_with_any_response_is_a_sign_in_or_a_400_page(
     db: None, fresh_redis: Callable[[], None], data: Any
