@@ -106,7 +106,10 @@ def _check_registered_claims(c: _Candidate, audience: str) -> None:
     # RFC 7519 §2 NumericDate: a number of seconds; NaN or Infinity (which Python's JSON
     # parser reads, RFC 8259 §6 does not allow) would compare as never expiring
     if not all(
-        isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) for t in times
+        isinstance(t, int | float)
+        and not isinstance(t, bool)
+        and (isinstance(t, int) or math.isfinite(t))  # a huge int is no float, and finite
+        for t in times
     ):
         raise InvalidToken("The token is invalid.")
     now = time.time()
