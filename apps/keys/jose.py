@@ -57,16 +57,24 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
 
 def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     """The `cryptography` public key a JWK of ours describes (P-256, RSA or Ed25519)."""
-    key = _jwk(jwk).get_op_key("verify")
+    parsed = _jwk(jwk)
+    try:  # jwcrypto builds the key only here: a point off the curve, a short Ed25519 key
+        key = parsed.get_op_key("verify")
+    except (JWException, TypeError, ValueError) as error:
+        raise JWKError(f"unreadable {jwk.get('kty')} JWK: {error}") from None
     if not isinstance(key, PublicKey):
         raise JWKError(f"unsupported JWK (kty={jwk.get('kty')!r}, crv={jwk.get('crv')!r})")
     return key
 
 
 def _jwk(jwk: Mapping[str, Any]) -> JWK:
-    kty = jwk.get("kty")
-    if kty not in _PUBLIC_MEMBERS or jwk.get("crv") not in _CURVES[kty]:
-        raise JWKError(f"unsupported JWK (kty={kty!r}, crv={jwk.get('crv')!r})")
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    # RFC 7517 §4.1 / RFC 7518 §6.2.1.1: kty and crv are strings; a list or an object is no
+    # key type (and is not hashable: it must not reach the lookups below)
+    if not isinstance(kty, str) or not isinstance(crv, str | None):
+        raise JWKError(f"unsupported JWK (kty={kty!r}, crv={crv!r})")
+    if kty not in _PUBLIC_MEMBERS or crv not in _CURVES[kty]:
+        raise JWKError(f"unsupported JWK (kty={kty!r}, crv={crv!r})")
     try:
         return JWK(**{name: jwk[name] for name in _PUBLIC_MEMBERS[kty]})
     except (JWException, KeyError, TypeError, ValueError) as error:

@@ -87,7 +87,7 @@ def parse(text: str) -> LoginContext:
         record = json.loads(text)
     except ValueError as error:
         raise BadLine(f"not JSON: {error}") from None
-    except RecursionError:
+    except RecursionError:  # arrays or objects nested past the parser's depth: no attempt
         raise BadLine("not JSON: nested too deeply") from None
     if not isinstance(record, dict):
         raise BadLine("not a JSON object")

@@ -344,7 +344,9 @@ def check_prompt(request: HttpRequest, areq: AuthorizationRequest) -> None:
     if unknown:
         raise error_to_client(areq, "invalid_request", PROMPT_UNSUPPORTED)
     max_age = areq.params.get("max_age")
-    if max_age is not None and not (max_age.isdigit() and len(max_age) <= 9):
+    # OIDC Core §3.1.2.1: a number of seconds, in ASCII digits (str.isdigit() alone is true
+    # of "²" and other digits int() refuses)
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 9):
         raise error_to_client(areq, "invalid_request", "max_age must be a number of seconds.")
 
 

@@ -190,8 +190,11 @@ def _check_header(header: dict[str, Any]) -> str:
 def _public_key(jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
     """The proof's key as PyJWT reads it, of the type and size `alg` is used with."""
     kty = jwk.get("kty")
-    if kty not in _REQUIRED_MEMBERS or not all(
-        isinstance(jwk.get(name), str) for name in _REQUIRED_MEMBERS[kty]
+    # RFC 7517 §4.1: kty is a string (a list or an object would not even be hashable)
+    if (
+        not isinstance(kty, str)
+        or kty not in _REQUIRED_MEMBERS
+        or not all(isinstance(jwk.get(name), str) for name in _REQUIRED_MEMBERS[kty])
     ):
         raise InvalidProof("The DPoP proof's jwk is not an EC, RSA or OKP public key.")
     if alg in _CURVES and jwk.get("crv") != _CURVES[alg]:

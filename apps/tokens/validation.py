@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -102,8 +103,15 @@ def _check_registered_claims(c: _Candidate, audience: str) -> None:
     if claims["iss"] != settings.ISSUER:
         raise InvalidToken("The token is invalid.")
     times = (claims["exp"], claims["iat"], claims["nbf"])
-    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
-        raise InvalidToken("The token is invalid.")  # RFC 7519 §2 NumericDate
+    # RFC 7519 §2 NumericDate: a number of seconds; NaN or Infinity (which Python's JSON
+    # parser reads, RFC 8259 §6 does not allow) would compare as never expiring
+    if not all(
+        isinstance(t, int | float)
+        and not isinstance(t, bool)
+        and (isinstance(t, int) or math.isfinite(t))  # a huge int is no float, and finite
+        for t in times
+    ):
+        raise InvalidToken("The token is invalid.")
     now = time.time()
     if claims["exp"] <= now - LEEWAY_SECONDS:
         raise InvalidToken("The token has expired.")
