@@ -125,7 +125,7 @@ def _node(item: str, default_port: int) -> tuple[str, int]:
 
 
 def _db(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise RedisURLError(f"{text!r} is not a database number")
     return int(text)
 

@@ -246,7 +246,7 @@ def _read_capped(response: requests.Response) -> None:
     """Read the body up to the cap; refuse a longer one without reading the rest."""
     limit = settings.FEDERATION_MAX_RESPONSE_BYTES
     length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > limit:
+    if length.isascii() and length.isdigit() and int(length) > limit:  # "²".isdigit()
         response.close()
         raise ResponseTooLarge(f"Content-Length {length} over {limit}")
     body = bytearray()

@@ -72,7 +72,7 @@ def verify(
     timestamp, candidates = None, []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and value.isascii() and value.isdigit():  # "²".isdigit() too
             timestamp = int(value)
         elif key == "v1":
             candidates.append(value)

@@ -156,7 +156,9 @@ def network_of(ip: str) -> str:
     if not ip:
         return ""
     parts = ip.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts):
+    if len(parts) == 4 and all(
+        p.isascii() and p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts
+    ):
         return f"{parts[0]}.{parts[1]}.{parts[2]}.0/24"  # the common case, 10x cheaper
     try:
         address = ipaddress.ip_address(ip)
