@@ -24,6 +24,7 @@ import argparse
 import base64
 import contextlib
 import csv
+import hashlib
 import http.client
 import json
 import os
@@ -56,7 +57,7 @@ from benchmarks.oidc_endpoints import (
     request,
     start_servers,
 )
-from benchmarks.signin import _CSRF, REDIRECT_URI, Browser
+from benchmarks.signin import _CSRF, REDIRECT_URI
 
 START_TIMEOUT = 120.0
 STOP_GRACE = 30.0
@@ -80,9 +81,10 @@ service, service_secret = client_create(
 webapp, webapp_secret = client_create(
     name="soak web app", redirect_uris=[redirect_uri],
     grant_types=["authorization_code", "refresh_token"], skip_consent=True)
-encoded = make_password(password)
-User.objects.bulk_create(
-    [User(email=f"soak-{i}@example.com", password=encoded) for i in range(count)])
+# A password each: one password tried on many accounts is a spraying signal (apps/threat).
+User.objects.bulk_create([
+    User(email=f"soak-{i}@example.com", password=make_password(f"{password} {i}"))
+    for i in range(count)])
 for user in User.objects.filter(email__startswith="soak-"):
     consent_grant(user_id=user.pk, client=webapp, scopes=scopes.split())
 print(json.dumps({"service": [service.client_id, service_secret],
@@ -114,6 +116,43 @@ class Recorder:
         with self.lock:
             self.failures[step] += 1
             self.first_failures.setdefault(step, message[:300])
+
+
+class Browser:
+    """A browser without cookies on one connection (benchmarks/signin.py's, plus headers):
+    cookies by name, relative redirects, and the address a trusted proxy forwards."""
+
+    def __init__(self, connection: http.client.HTTPConnection, address: str) -> None:
+        self.connection = connection
+        self.cookies: dict[str, str] = {}
+        self.headers = {
+            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            "X-Forwarded-For": address,
+        }
+
+    def send(self, method: str, path: str, body: str = "") -> tuple[int, str, bytes]:
+        headers = dict(self.headers)
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.connection.request(method, path, body=body or None, headers=headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, value = header.split(";", 1)[0].partition("=")
+            if value.strip('"'):
+                self.cookies[name.strip()] = value
+            else:
+                self.cookies.pop(name.strip(), None)
+        return response.status, response.headers.get("Location", ""), content
+
+
+def person_address(index: int) -> str:
+    """Each person signs in from an address of their own, in a /16 of their own: the threat
+    engine counts accounts per address and per network (apps/threat/scoring.py), and a soak
+    from one address is a credential-stuffing run, answered with a second factor."""
+    return f"10.{index % 250}.{index // 250 % 250}.7"
 
 
 def _basic(client: list[str]) -> str:
@@ -159,16 +198,14 @@ class VirtualUser(threading.Thread):
         document: dict[str, Any] = json.loads(content)
         return document
 
-    def sign_in(self, email: str) -> dict[str, Any]:
+    def sign_in(self, person: int) -> dict[str, Any]:
         """Hosted sign-in as a new browser (no cookies, its own connection), then the code
         exchanged with its PKCE verifier (RFC 7636)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.soak.port, timeout=30)
         try:
-            browser = Browser(connection)
+            browser = Browser(connection, person_address(person))
             verifier = secrets.token_urlsafe(48)
-            digest = base64.urlsafe_b64encode(
-                __import__("hashlib").sha256(verifier.encode()).digest()
-            )
+            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
             state = secrets.token_urlsafe(12)
             query = urlencode({
                 "response_type": "code", "client_id": self.soak.webapp[0],
@@ -184,8 +221,9 @@ class VirtualUser(threading.Thread):
             if token is None:
                 raise StepFailed("login_page: no CSRF token")
             form = urlencode({
-                "csrfmiddlewaretoken": token.group(1).decode(), "email": email,
-                "password": self.soak.password,
+                "csrfmiddlewaretoken": token.group(1).decode(),
+                "email": f"soak-{person}@example.com",
+                "password": f"{self.soak.password} {person}",
                 "next": parse_qs(urlsplit(to_login).query)["next"][0],
             })  # fmt: skip
             _, back, _ = self.timed("login_post", lambda: browser.send("POST", to_login, form), 302)
@@ -206,9 +244,9 @@ class VirtualUser(threading.Thread):
             raise StepFailed(f"code_exchange: no refresh token: {sorted(tokens)}")
         return tokens
 
-    def iteration(self, email: str) -> None:
+    def iteration(self, person: int) -> None:
         soak = self.soak
-        tokens = self.sign_in(email)
+        tokens = self.sign_in(person)
         bearer = f"Bearer {tokens['access_token']}"
         if not self.api_call("userinfo", "GET", "/oauth/userinfo", bearer).get("sub"):
             raise StepFailed("userinfo: no sub")
@@ -233,10 +271,10 @@ class VirtualUser(threading.Thread):
     def run(self) -> None:
         soak, turn = self.soak, self.index
         while not soak.stopping.is_set():
-            email = f"soak-{turn % soak.args.users}@example.com"
+            person = turn % soak.args.users
             turn += soak.args.concurrency
             try:
-                self.iteration(email)
+                self.iteration(person)
             except StepFailed as error:
                 step = str(error).split(":", 1)[0]
                 soak.recorder.fail(step, str(error))
@@ -267,10 +305,12 @@ def _cmdline(process: psutil.Process) -> str:
 
 
 class Roles:
-    """Names each process of the tree by what it is, once per process."""
+    """Names each process of the tree by what it is, once per process. The embedded
+    default's beat runs forked from the worker (`celery worker -B`), with the pool's command
+    line: the worker's children that its pool does not list (`pool_pids`) are beat."""
 
-    def __init__(self, beat_schedule: str) -> None:
-        self.beat_schedule = beat_schedule
+    def __init__(self, pool_pids: set[int] | None) -> None:
+        self.pool_pids = pool_pids
         self.known: dict[tuple[int, float], str] = {}
 
     def role(self, process: psutil.Process) -> str:
@@ -295,14 +335,25 @@ class Roles:
             if " beat" in command and " worker" not in command:
                 return "beat"
             if " worker" in parent_command and "celery" in parent_command:
-                # The worker's children: its prefork pool, and beat when embedded (-B), which
-                # holds the schedule file open.
-                with contextlib.suppress(psutil.Error):
-                    if any(self.beat_schedule in f.path for f in process.open_files()):
-                        return "beat"
-                return "worker_pool"
+                if self.pool_pids is None:
+                    return "worker_child"
+                return "worker_pool" if process.pid in self.pool_pids else "beat"
             return "worker"
         return "other"
+
+
+def celery_pool_pids(env: dict[str, str]) -> set[int] | None:
+    """The worker's pool processes, as the worker itself reports them (`inspect stats`)."""
+    done = subprocess.run(
+        [PYTHON, "-m", "celery", "-A", "idp", "inspect", "stats", "--json", "--timeout", "10"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        nodes = json.loads(done.stdout.strip().splitlines()[-1])
+        return {int(pid) for node in nodes.values() for pid in node["pool"]["processes"]}
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+        log(f"celery inspect stats answered no pool: {done.stdout[-300:]}{done.stderr[-300:]}")
+        return None
 
 
 def sample_tree(root: psutil.Process, roles: Roles, t: float) -> list[ProcessSample]:
@@ -345,14 +396,20 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-def _kill_leftovers(pids: dict[int, float]) -> None:
-    """SIGKILL to processes of the tree that outlived their stop (same pid, same birth)."""
-    for pid, born in pids.items():
+def _kill_leftovers(pids: dict[int, tuple[float, str]]) -> list[str]:
+    """SIGKILL to processes of the tree that outlived their stop (same pid, same birth);
+    returns their roles."""
+    left = []
+    for pid, (born, role) in pids.items():
         with contextlib.suppress(psutil.Error):
             process = psutil.Process(pid)
-            if process.create_time() == born:
-                log(f"pid {pid} ({process.name()}) outlived the stop: killing it")
+            # A zombie has ended and holds nothing: the embedded beat's, when the worker that
+            # forked it exits first and the container's pid 1 does not reap orphans.
+            if process.create_time() == born and process.status() != psutil.STATUS_ZOMBIE:
+                log(f"{role} pid {pid} ({_cmdline(process)[:120]}) outlived the stop: killing it")
                 process.kill()
+                left.append(role)
+    return left
 
 
 # --- the soak -------------------------------------------------------------------------------
@@ -371,11 +428,14 @@ class Soak:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.backing: list[Any] = []
         self.pg: Any = None
-        self.seen: dict[int, float] = {}  # every pid sampled, with its birth
+        self.seen: dict[int, tuple[float, str]] = {}  # every pid sampled: birth, role
+        self.outlived: list[str] = []  # roles of processes the stop had to kill
+        self.exit_codes: dict[str, int | str] = {}
         self.windows: list[Window] = []
         self.process_samples: list[ProcessSample] = []
         self.port = 0
         self.began_at = 0.0
+        self.roles = Roles(None)
         self.loadavg_before = self.loadavg_after = ""
         self.service: list[str] = []
         self.webapp: list[str] = []
@@ -396,6 +456,9 @@ class Soak:
             IDP_DATA_DIR=str(self.data_dir),
             PORT=str(self.port),
             IDP_LOG_LEVEL=self.args.log_level,
+            # The virtual browsers' addresses arrive as X-Forwarded-For (person_address), as
+            # behind a reverse proxy.
+            IDP_TRUSTED_PROXIES="127.0.0.1/32",
         )
         # One load generator on one address: rate limits stay on (their Redis round trips
         # are part of the load) with budgets the soak never reaches, as in oidc_endpoints.
@@ -475,6 +538,7 @@ class Soak:
             ).strip().splitlines()[-1]
         )  # fmt: skip
         self.service, self.webapp = made["service"], made["webapp"]
+        self.roles = Roles(celery_pool_pids(env) if self.target == "embedded" else set())
         return env
 
     def pg_activity(self) -> int:
@@ -491,7 +555,8 @@ class Soak:
         t = time.monotonic() - began
         processes = sample_tree(root, roles, t)
         for p in processes:
-            self.seen.setdefault(p.pid, psutil.Process(p.pid).create_time())
+            with contextlib.suppress(psutil.Error):
+                self.seen.setdefault(p.pid, (psutil.Process(p.pid).create_time(), p.role))
         self.process_samples += processes
         with self.recorder.lock:
             records = self.recorder.records[since:]
@@ -529,7 +594,6 @@ class Soak:
     def run(self) -> None:
         self.loadavg_before = "/".join(f"{v:.2f}" for v in os.getloadavg())
         self.start()
-        roles = Roles(str(self.data_dir / "celerybeat-schedule"))
         root = psutil.Process()
         users = [VirtualUser(i, self) for i in range(self.args.concurrency)]
         began = self.began_at = time.monotonic()
@@ -539,7 +603,7 @@ class Soak:
         while True:
             next_sample += self.args.interval
             time.sleep(max(0.0, next_sample - time.monotonic()))
-            since = self.sample(root, roles, began, since)
+            since = self.sample(root, self.roles, began, since)
             if time.monotonic() - began >= self.args.duration:
                 break
             for name, process in self.children:
@@ -560,12 +624,14 @@ class Soak:
         deadline = time.monotonic() + STOP_GRACE
         for name, process in self.children:
             try:
-                process.wait(max(0.1, deadline - time.monotonic()))
+                self.exit_codes[name] = process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log(f"{name} did not stop in {STOP_GRACE:.0f}s: killing its process group")
+                self.exit_codes[name] = "killed"
                 with contextlib.suppress(OSError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        self.children = []
         if self.pg is not None:
             self.pg.close()
         for server in self.backing:
@@ -573,7 +639,7 @@ class Soak:
                 server.stop()
             except Exception as error:  # stop the rest whatever this one did
                 log(f"could not stop {server.name}: {error}")
-        _kill_leftovers(self.seen)
+        self.outlived += _kill_leftovers(self.seen)
         if self.args.keep:
             log(f"kept {self.base}")
         else:
@@ -585,6 +651,13 @@ class Soak:
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def _slack(peak: float) -> float:
+    """What a level may sit above the first stretch's peak and still be no growth: two, or
+    2 % (a pool opening one more connection under a busier second is not a leak; a leak over
+    minutes of load climbs far past this)."""
+    return max(2.0, 0.02 * peak)
 
 
 @dataclass
@@ -666,7 +739,7 @@ class Summary:
                 fields.append(
                     f"{key}_warm={warm:.0f} {key}_end={end:.0f} {key}_first_peak={peak:.0f}"
                 )
-                if last > peak:
+                if last > peak + _slack(peak):
                     (fd_bad if key == "fds" else conn_bad).append(
                         f"{role}.{key}:{peak:.0f}→{last:.0f}"
                     )
@@ -683,7 +756,7 @@ class Summary:
                 f"end={_median(activity(self.end)):.0f} first_peak={peak:.0f} "
                 f"max={max(activity(self.after), default=0.0):.0f}"
             )
-            if last > peak:
+            if last > peak + _slack(peak):
                 conn_bad.append(f"pg_stat_activity:{peak:.0f}→{last:.0f}")
 
         first_window, last_window = self.after[0], self.after[-1]
@@ -722,6 +795,10 @@ class Summary:
                 f"failure target={target} step={step} count={soak.recorder.failures[step]} "
                 f"first={json.dumps(message)}"
             )
+        codes = ",".join(f"{name}:{code}" for name, code in soak.exit_codes.items())
+        print(
+            f"stop target={target} exit_codes={codes} outlived={','.join(soak.outlived) or 'none'}"
+        )
         verdicts = [
             Verdict(
                 f"rss_growth_lt_{RSS_GROWTH_LIMIT_PCT:.0f}pct", not rss_bad,
@@ -737,6 +814,11 @@ class Summary:
             Verdict(
                 "flows_complete", failures == 0 and no_answer == 0,
                 f"failed_flows={failures} no_answer={no_answer}",
+            ),
+            Verdict(
+                "clean_stop",
+                not soak.outlived and all(code == 0 for code in soak.exit_codes.values()),
+                f"exit_codes={codes} outlived={','.join(soak.outlived) or 'none'}",
             ),
         ]  # fmt: skip
         for v in verdicts:
@@ -826,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10, help="seconds between samples")
     parser.add_argument("--concurrency", type=int, default=4, help="virtual users (threads)")
     parser.add_argument("--refreshes", type=int, default=3, help="refreshes per sign-in")
-    parser.add_argument("--users", type=int, default=200, help="people signed in in turn")
+    parser.add_argument("--users", type=int, default=100, help="people signed in in turn")
     parser.add_argument("--csv", type=Path, help="write the samples here (and *-windows.csv)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
     parser.add_argument(
