@@ -64,6 +64,10 @@ STOP_GRACE = 30.0
 RSS_GROWTH_LIMIT_PCT = 5.0  # issue 20: RSS growth < 5 % after warm-up
 P99_STEADY_RATIO = 1.5  # the last stretch's p99 at most this many times the first's
 SCOPES = "openid profile email offline_access"
+STEPS = (
+    "authorize", "login_page", "login_post", "authorize_code", "code_exchange", "userinfo",
+    "introspect", "refresh", "client_credentials",
+)  # fmt: skip
 
 # The people and clients, made in the server's database with the server's settings.
 _FIXTURES = """
@@ -296,6 +300,7 @@ class ProcessSample:
     fds: int
     tcp: int
     unix: int
+    cpu: float  # user + system seconds of its life so far
 
 
 def _cmdline(process: psutil.Process) -> str:
@@ -309,8 +314,9 @@ class Roles:
     default's beat runs forked from the worker (`celery worker -B`), with the pool's command
     line: the worker's children that its pool does not list (`pool_pids`) are beat."""
 
-    def __init__(self, pool_pids: set[int] | None) -> None:
+    def __init__(self, pool_pids: set[int] | None, beat_forked: bool) -> None:
         self.pool_pids = pool_pids
+        self.beat_forked = beat_forked
         self.known: dict[tuple[int, float], str] = {}
 
     def role(self, process: psutil.Process) -> str:
@@ -335,8 +341,10 @@ class Roles:
             if " beat" in command and " worker" not in command:
                 return "beat"
             if " worker" in parent_command and "celery" in parent_command:
+                if not self.beat_forked:
+                    return "worker_pool"
                 if self.pool_pids is None:
-                    return "worker_child"
+                    return "worker_child"  # the pool, or beat: the worker did not say
                 return "worker_pool" if process.pid in self.pool_pids else "beat"
             return "worker"
         return "other"
@@ -370,6 +378,7 @@ def sample_tree(root: psutil.Process, roles: Roles, t: float) -> list[ProcessSam
                         t, role, process.pid, memory.rss, memory.uss, process.num_fds(),
                         len(process.net_connections(kind="tcp")),
                         len(process.net_connections(kind="unix")),
+                        sum(process.cpu_times()[:2]),
                     )
                 )  # fmt: skip
         except psutil.Error:  # ended between the listing and the sample
@@ -387,6 +396,9 @@ class Window:
     no_answer: int
     pg_activity: int  # -1: no PostgreSQL
     roles: dict[str, dict[str, int]]  # role → processes, rss, uss, fds, tcp, unix (summed)
+    cpu_s: float  # CPU seconds every sampled process used in the window
+    loadavg: float  # the machine's 1-minute load average at the window's end
+    step_p50_ms: dict[str, float]
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -435,7 +447,8 @@ class Soak:
         self.process_samples: list[ProcessSample] = []
         self.port = 0
         self.began_at = 0.0
-        self.roles = Roles(None)
+        self.roles = Roles(None, beat_forked=False)
+        self.cpu_seen: dict[int, float] = {}
         self.loadavg_before = self.loadavg_after = ""
         self.service: list[str] = []
         self.webapp: list[str] = []
@@ -538,7 +551,10 @@ class Soak:
             ).strip().splitlines()[-1]
         )  # fmt: skip
         self.service, self.webapp = made["service"], made["webapp"]
-        self.roles = Roles(celery_pool_pids(env) if self.target == "embedded" else set())
+        if self.target == "embedded":
+            self.roles = Roles(celery_pool_pids(env), beat_forked=True)
+        else:
+            self.roles = Roles(None, beat_forked=False)
         return env
 
     def pg_activity(self) -> int:
@@ -558,6 +574,9 @@ class Soak:
             with contextlib.suppress(psutil.Error):
                 self.seen.setdefault(p.pid, (psutil.Process(p.pid).create_time(), p.role))
         self.process_samples += processes
+        # A process born in the window counts from zero (the baseline is taken at t=0).
+        cpu_s = sum(p.cpu - self.cpu_seen.get(p.pid, 0.0) for p in processes)
+        self.cpu_seen = {p.pid: p.cpu for p in processes}
         with self.recorder.lock:
             records = self.recorder.records[since:]
             until = len(self.recorder.records)
@@ -579,6 +598,12 @@ class Soak:
             no_answer=sum(1 for r in records if r[2] == 0),
             pg_activity=self.pg_activity(),
             roles=summed,
+            cpu_s=cpu_s,
+            loadavg=os.getloadavg()[0],
+            step_p50_ms={
+                step: 1000 * _percentile([r[3] for r in records if r[1] == step], 50)
+                for step in STEPS
+            },
         )
         self.windows.append(window)
         memory = " ".join(f"{role}={summed[role]['rss'] / 2**20:.0f}" for role in sorted(summed))
@@ -586,6 +611,8 @@ class Soak:
             f"{self.target} t={t:.0f}s requests={window.requests} "
             f"rps={window.requests / self.args.interval:.1f} p50_ms={window.p50_ms:.0f} "
             f"p99_ms={window.p99_ms:.0f} 5xx={window.status_5xx} "
+            f"cpu_ms_per_req={1000 * cpu_s / max(window.requests, 1):.1f} "
+            f"load={window.loadavg:.1f} "
             f"failures={sum(self.recorder.failures.values())} rss_mib {memory}"
             + (f" pg_activity={window.pg_activity}" if window.pg_activity >= 0 else "")
         )
@@ -596,6 +623,7 @@ class Soak:
         self.start()
         root = psutil.Process()
         users = [VirtualUser(i, self) for i in range(self.args.concurrency)]
+        self.cpu_seen = {p.pid: p.cpu for p in sample_tree(root, self.roles, 0.0)}
         began = self.began_at = time.monotonic()
         for user in users:
             user.start()
@@ -768,6 +796,20 @@ class Summary:
             f"last_window_ms={last_window.p99_ms:.0f} first_stretch_ms={first_p99:.0f} "
             f"last_stretch_ms={last_p99:.0f} ratio={ratio:.2f}"
         )
+
+        def cpu_per_request(windows: list[Window]) -> float:
+            return 1000 * sum(w.cpu_s for w in windows) / max(sum(w.requests for w in windows), 1)
+
+        first_cpu, last_cpu = (
+            cpu_per_request(self.first_stretch),
+            cpu_per_request(self.last_stretch),
+        )
+        print(
+            f"cpu target={target} first_stretch_ms_per_req={first_cpu:.2f} "
+            f"last_stretch_ms_per_req={last_cpu:.2f} ratio={last_cpu / max(first_cpu, 1e-9):.2f} "
+            f"first_stretch_load={_median([w.loadavg for w in self.first_stretch]):.1f} "
+            f"last_stretch_load={_median([w.loadavg for w in self.last_stretch]):.1f}"
+        )
         total_5xx = sum(1 for r in records if r[2] >= 500)
         no_answer = sum(1 for r in records if r[2] == 0)
         failures = sum(soak.recorder.failures.values())
@@ -836,19 +878,21 @@ def write_csv(path: Path, soak: Soak, header: bool) -> None:
         writer = csv.writer(out)
         if header:
             writer.writerow(["target", "t_s", "role", "pid", "rss_kib", "uss_kib", "fds", "tcp",
-                             "unix"])  # fmt: skip
+                             "unix", "cpu_s"])  # fmt: skip
         for p in soak.process_samples:
             writer.writerow([soak.target, f"{p.t:.1f}", p.role, p.pid, p.rss // 1024,
-                             p.uss // 1024, p.fds, p.tcp, p.unix])  # fmt: skip
+                             p.uss // 1024, p.fds, p.tcp, p.unix, f"{p.cpu:.2f}"])  # fmt: skip
     with path.with_name(f"{path.stem}-windows.csv").open("a", newline="") as out:
         writer = csv.writer(out)
         if header:
             writer.writerow(["target", "t_s", "requests", "p50_ms", "p99_ms", "status_5xx",
-                             "no_answer", "pg_activity"])  # fmt: skip
+                             "no_answer", "pg_activity", "cpu_s", "loadavg",
+                             *(f"p50_ms_{step}" for step in STEPS)])  # fmt: skip
         for w in soak.windows:
             writer.writerow([soak.target, f"{w.t:.1f}", w.requests, f"{w.p50_ms:.1f}",
-                             f"{w.p99_ms:.1f}", w.status_5xx, w.no_answer,
-                             w.pg_activity])  # fmt: skip
+                             f"{w.p99_ms:.1f}", w.status_5xx, w.no_answer, w.pg_activity,
+                             f"{w.cpu_s:.2f}", f"{w.loadavg:.2f}",
+                             *(f"{w.step_p50_ms[step]:.1f}" for step in STEPS)])  # fmt: skip
 
 
 class SoakRun:
