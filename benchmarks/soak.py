@@ -51,6 +51,7 @@ from benchmarks.oidc_endpoints import (
     PYTHON,
     ROOT,
     BenchmarkError,
+    _die_with_parent,
     _run,
     cpu_model,
     log,
@@ -473,8 +474,9 @@ class Soak:
             # behind a reverse proxy.
             IDP_TRUSTED_PROXIES="127.0.0.1/32",
         )
-        # One load generator on one address: rate limits stay on (their Redis round trips
-        # are part of the load) with budgets the soak never reaches, as in oidc_endpoints.
+        # The relying parties' calls all come from this address: rate limits stay on (their
+        # Redis round trips are part of the load) with budgets the soak never reaches, as in
+        # oidc_endpoints.
         env.update({f"IDP_RATELIMIT_{name}": "10000000/1s" for name in BENCH_RATE_RULES})
         if self.target == "postgres":
             env.update(
@@ -491,6 +493,7 @@ class Soak:
             process = subprocess.Popen(
                 argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us only
+                preexec_fn=_die_with_parent,  # SIGTERM if this script is killed outright
             )  # fmt: skip
         self.children.append((name, process))
 
