@@ -302,6 +302,7 @@ class ProcessSample:
     tcp: int
     unix: int
     cpu: float  # user + system seconds of its life so far
+    threads: int
 
 
 def _cmdline(process: psutil.Process) -> str:
@@ -379,7 +380,7 @@ def sample_tree(root: psutil.Process, roles: Roles, t: float) -> list[ProcessSam
                         t, role, process.pid, memory.rss, memory.uss, process.num_fds(),
                         len(process.net_connections(kind="tcp")),
                         len(process.net_connections(kind="unix")),
-                        sum(process.cpu_times()[:2]),
+                        sum(process.cpu_times()[:2]), process.num_threads(),
                     )
                 )  # fmt: skip
         except psutil.Error:  # ended between the listing and the sample
@@ -396,6 +397,8 @@ class Window:
     status_5xx: int
     no_answer: int
     pg_activity: int  # -1: no PostgreSQL
+    redis_keys: int
+    redis_no_ttl: int  # keys that never expire
     roles: dict[str, dict[str, int]]  # role → processes, rss, uss, fds, tcp, unix (summed)
     cpu_s: float  # CPU seconds every sampled process used in the window
     loadavg: float  # the machine's 1-minute load average at the window's end
@@ -450,6 +453,8 @@ class Soak:
         self.began_at = 0.0
         self.roles = Roles(None, beat_forked=False)
         self.cpu_seen: dict[int, float] = {}
+        self.kv: Any = None  # a client of the Redis Tessera uses
+        self.census: list[tuple[str, int]] = []
         self.loadavg_before = self.loadavg_after = ""
         self.service: list[str] = []
         self.webapp: list[str] = []
@@ -558,7 +563,36 @@ class Soak:
             self.roles = Roles(celery_pool_pids(env), beat_forked=True)
         else:
             self.roles = Roles(None, beat_forked=False)
+        self.kv = self.redis_client()
         return env
+
+    def redis_client(self) -> Any:
+        from redis import Redis
+
+        if self.target == "embedded":
+            socket_path = self.data_dir / "redis" / "redis.sock"  # settings.EMBEDDED_REDIS_SOCKET
+            return Redis(unix_socket_path=str(socket_path), socket_timeout=5)
+        return Redis(host="127.0.0.1", port=self.redis.port, socket_timeout=5)
+
+    def redis_keys(self) -> tuple[int, int]:
+        """(keys, keys without a TTL) over every database of the Redis Tessera uses."""
+        keyspace = self.kv.info("keyspace")
+        keys = sum(int(db["keys"]) for db in keyspace.values())
+        return keys, keys - sum(int(db["expires"]) for db in keyspace.values())
+
+    def redis_census(self) -> list[tuple[str, int]]:
+        """Keys without a TTL by database and name prefix (up to the first ':' or the
+        first 24 characters), most first: what a Redis that only grows is made of."""
+        counts: Counter[str] = Counter()
+        for name in self.kv.info("keyspace"):
+            client = self.redis_client()
+            client.select(int(name.removeprefix("db")))
+            for key in client.scan_iter(count=1000):
+                if client.ttl(key) == -1:
+                    text = key.decode(errors="replace")
+                    counts[f"{name}:{text.split(':', 1)[0][:24]}"] += 1
+            client.close()
+        return counts.most_common(8)
 
     def pg_activity(self) -> int:
         if self.pg is None:
@@ -587,13 +621,17 @@ class Soak:
         summed: dict[str, dict[str, int]] = {}
         for p in processes:
             role = summed.setdefault(
-                p.role, {"processes": 0, "rss": 0, "uss": 0, "fds": 0, "tcp": 0, "unix": 0}
+                p.role,
+                {"processes": 0, "rss": 0, "uss": 0, "fds": 0, "tcp": 0, "unix": 0, "threads": 0},
             )
             role["processes"] += 1
-            for key in ("rss", "uss", "fds", "tcp", "unix"):
+            for key in ("rss", "uss", "fds", "tcp", "unix", "threads"):
                 role[key] += getattr(p, key)
+        redis_keys, redis_no_ttl = self.redis_keys()
         window = Window(
             t=t,
+            redis_keys=redis_keys,
+            redis_no_ttl=redis_no_ttl,
             requests=len(records),
             p50_ms=1000 * _percentile(seconds, 50),
             p99_ms=1000 * _percentile(seconds, 99),
@@ -615,7 +653,7 @@ class Soak:
             f"rps={window.requests / self.args.interval:.1f} p50_ms={window.p50_ms:.0f} "
             f"p99_ms={window.p99_ms:.0f} 5xx={window.status_5xx} "
             f"cpu_ms_per_req={1000 * cpu_s / max(window.requests, 1):.1f} "
-            f"load={window.loadavg:.1f} "
+            f"load={window.loadavg:.1f} redis_keys={redis_keys}/{redis_no_ttl} "
             f"failures={sum(self.recorder.failures.values())} rss_mib {memory}"
             + (f" pg_activity={window.pg_activity}" if window.pg_activity >= 0 else "")
         )
@@ -643,6 +681,7 @@ class Soak:
         self.stopping.set()
         for user in users:
             user.join(60)
+        self.census = self.redis_census()
         self.loadavg_after = "/".join(f"{v:.2f}" for v in os.getloadavg())
 
     def stop(self) -> None:
@@ -665,6 +704,8 @@ class Soak:
         self.children = []
         if self.pg is not None:
             self.pg.close()
+        if self.kv is not None:
+            self.kv.close()
         for server in self.backing:
             try:
                 server.stop()
@@ -770,10 +811,21 @@ class Summary:
                 fields.append(
                     f"{key}_warm={warm:.0f} {key}_end={end:.0f} {key}_first_peak={peak:.0f}"
                 )
+                # PostgreSQL's backends keep up to max_files_per_process relation files open
+                # (its own cache, filled as tables and indexes grow): printed, not judged.
+                if role == "postgres" and key == "fds":
+                    continue
                 if last > peak + _slack(peak):
                     (fd_bad if key == "fds" else conn_bad).append(
                         f"{role}.{key}:{peak:.0f}→{last:.0f}"
                     )
+            # Threads explain pools: granian starts its blocking threads as requests wait for
+            # one (up to IDP_WEB_THREADS), each with its own database connection and malloc
+            # arena; growth that follows them is a pool filling to its bound.
+            fields.append(
+                f"threads_warm={self.level(self.warm, role, 'threads'):.0f} "
+                f"threads_end={self.level(self.end, role, 'threads'):.0f}"
+            )
             print(f"fds target={target} role={role} " + " ".join(fields))
         if soak.pg is not None:
 
@@ -790,6 +842,17 @@ class Summary:
             if last > peak + _slack(peak):
                 conn_bad.append(f"pg_stat_activity:{peak:.0f}→{last:.0f}")
 
+        def keys(windows: list[Window], field: str) -> float:
+            return _median([float(getattr(w, field)) for w in windows])
+
+        print(
+            f"redis_keys target={target} warm={keys(self.warm, 'redis_keys'):.0f} "
+            f"end={keys(self.end, 'redis_keys'):.0f} "
+            f"without_ttl_warm={keys(self.warm, 'redis_no_ttl'):.0f} "
+            f"without_ttl_end={keys(self.end, 'redis_no_ttl'):.0f}"
+        )
+        for prefix, count in soak.census:
+            print(f"redis_without_ttl target={target} prefix={prefix} keys={count}")
         first_window, last_window = self.after[0], self.after[-1]
         first_p99 = self.stretch_p99(self.first_stretch)
         last_p99 = self.stretch_p99(self.last_stretch)
@@ -881,19 +944,22 @@ def write_csv(path: Path, soak: Soak, header: bool) -> None:
         writer = csv.writer(out)
         if header:
             writer.writerow(["target", "t_s", "role", "pid", "rss_kib", "uss_kib", "fds", "tcp",
-                             "unix", "cpu_s"])  # fmt: skip
+                             "unix", "cpu_s", "threads"])  # fmt: skip
         for p in soak.process_samples:
             writer.writerow([soak.target, f"{p.t:.1f}", p.role, p.pid, p.rss // 1024,
-                             p.uss // 1024, p.fds, p.tcp, p.unix, f"{p.cpu:.2f}"])  # fmt: skip
+                             p.uss // 1024, p.fds, p.tcp, p.unix, f"{p.cpu:.2f}",
+                             p.threads])  # fmt: skip
     with path.with_name(f"{path.stem}-windows.csv").open("a", newline="") as out:
         writer = csv.writer(out)
         if header:
             writer.writerow(["target", "t_s", "requests", "p50_ms", "p99_ms", "status_5xx",
-                             "no_answer", "pg_activity", "cpu_s", "loadavg",
+                             "no_answer", "pg_activity", "redis_keys", "redis_no_ttl",
+                             "cpu_s", "loadavg",
                              *(f"p50_ms_{step}" for step in STEPS)])  # fmt: skip
         for w in soak.windows:
             writer.writerow([soak.target, f"{w.t:.1f}", w.requests, f"{w.p50_ms:.1f}",
                              f"{w.p99_ms:.1f}", w.status_5xx, w.no_answer, w.pg_activity,
+                             w.redis_keys, w.redis_no_ttl,
                              f"{w.cpu_s:.2f}", f"{w.loadavg:.2f}",
                              *(f"{w.step_p50_ms[step]:.1f}" for step in STEPS)])  # fmt: skip
 
