@@ -725,6 +725,14 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def _growth(warm: float, end: float, processes: tuple[float, float]) -> float:
+    """Growth in %; per process when the role's process count changed (one PostgreSQL
+    backend more is not the others growing)."""
+    if processes[0] != processes[1] and processes[0] and processes[1]:
+        warm, end = warm / processes[0], end / processes[1]
+    return 100 * (end - warm) / warm if warm else 0.0
+
+
 def _slack(peak: float) -> float:
     """What a level may sit above the first stretch's peak and still be no growth: two, or
     2 % (a pool opening one more connection under a busier second is not a leak; a leak over
@@ -787,8 +795,12 @@ class Summary:
                 self.level(self.warm, role, "uss"),
                 self.level(self.end, role, "uss"),
             )
-            growth = 100 * (end - warm) / warm if warm else 0.0
-            uss_growth = 100 * (uss_end - uss_warm) / uss_warm if uss_warm else 0.0
+            processes = (
+                self.level(self.warm, role, "processes"),
+                self.level(self.end, role, "processes"),
+            )
+            growth = _growth(warm, end, processes)
+            uss_growth = _growth(uss_warm, uss_end, processes)
             # A PostgreSQL backend's RSS counts the shared buffers it has touched, once per
             # backend: its private memory (USS) is what would show a leak.
             judged = uss_growth if role == "postgres" else growth
@@ -796,8 +808,7 @@ class Summary:
                 rss_bad.append(f"{role}:{judged:+.1f}%")
             print(
                 f"rss target={target} role={role} "
-                f"processes={self.level(self.warm, role, 'processes'):.0f}/"
-                f"{self.level(self.end, role, 'processes'):.0f} "
+                f"processes={processes[0]:.0f}/{processes[1]:.0f} "
                 f"warm_mib={warm / 2**20:.1f} end_mib={end / 2**20:.1f} growth_pct={growth:.1f} "
                 f"uss_warm_mib={uss_warm / 2**20:.1f} uss_end_mib={uss_end / 2**20:.1f} "
                 f"uss_growth_pct={uss_growth:.1f}"
