@@ -998,7 +998,20 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log lines
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": HEALTH_CHECK_TIMEOUT,
+    # Each command too, as the app's Redis client (apps/core/redis.py): without it a broker
+    # that accepts but never answers (frozen, partitioned) held a logout's publish forever.
+    "socket_timeout": HEALTH_CHECK_TIMEOUT,
     **_broker_options,
+}
+# A task queued from a request (after commit) is tried twice, then left to its sweep (a lost
+# Back-Channel Logout is re-queued: apps/tokens/tasks.py): a frozen broker costs a request
+# about three IDP_HEALTH_CHECK_TIMEOUTs (6 s measured: tests/faults/test_broker_down.py), a
+# refused one nothing; Celery's default tried four times.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -10,20 +10,25 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
+import jwt
 import pytest
 import requests
 from celery import Celery
+from celery.result import AsyncResult
 from django.conf import settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from apps.keys import keys
 from tests.rp import REDIRECT_URI, Browser, RegisteredClient
 from tests.servers import (
     ROOT,
@@ -79,12 +84,25 @@ def own_redis(tmp_path: Path) -> Iterator[Redis]:
     server.stop(signal.SIGKILL)
 
 
-def broker_app(url: str) -> Celery:
+class Broker:
     """A Celery client of a broker the test owns: sends tasks there, reads their results
-    there (Tessera's result backend is its broker), pings the workers on it."""
-    app = Celery("faults", broker=url, backend=url)
-    app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
-    return app
+    there (Tessera's result backend is its broker), pings the workers on it. Its read and
+    write URLs name that broker: Celery prefers CELERY_BROKER_URL in the environment (the
+    suite's broker) to an app's own broker_url, but not to these."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.app = Celery("faults", backend=url)
+        self.app.conf.update(
+            broker_read_url=url, broker_write_url=url, task_serializer="json",
+            accept_content=["json"], result_serializer="json",
+        )  # fmt: skip
+
+    def send(self, name: str, *args: Any) -> AsyncResult[Any]:
+        return self.app.send_task(name, args=args)
+
+    def ping(self, hostname: str) -> bool:
+        return bool(self.app.control.ping(destination=[hostname], timeout=0.5))
 
 
 class Worker:
@@ -93,7 +111,7 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log: Path, broker_url: str) -> None:
         self.env = {**env, "CELERY_BROKER_URL": broker_url}
-        self.log, self.app = log, broker_app(broker_url)
+        self.log, self.broker = log, Broker(broker_url)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
@@ -111,7 +129,7 @@ class Worker:
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited:\n{self.log.read_text()[-2000:]}")
             try:
-                return bool(self.app.control.ping(destination=[hostname], timeout=0.5))
+                return self.broker.ping(hostname)
             except (RedisError, KombuOperationalError):
                 return False
 
@@ -166,3 +184,69 @@ def sign_in_through(url: str, rp: RegisteredClient, *, email: str, password: str
     )  # fmt: skip
     assert tokens.status_code == 200, tokens.text
     return SignedIn(browser, tokens.json())
+
+
+class LogoutReceiver:
+    """A relying party's back-channel logout endpoint (Back-Channel Logout 1.0 §2.5): keeps
+    every logout_token POSTed to it, in order, and answers 200 — at once, or, while `hold` is
+    set, only once it is cleared (a relying party slow to answer)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.received = threading.Condition()
+        self.hold = threading.Event()
+        self.released = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.received:
+                    receiver.tokens.append(parse_qs(body.decode())["logout_token"][0])
+                    receiver.received.notify_all()
+                if receiver.hold.is_set():
+                    receiver.released.wait(60)
+                with contextlib.suppress(OSError):  # the sender may be dead by now
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel-logout"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for_tokens(self, count: int, timeout: float = 60) -> list[str]:
+        with self.received:
+            if not self.received.wait_for(lambda: len(self.tokens) >= count, timeout):
+                raise AssertionError(f"{len(self.tokens)} logout tokens, not {count}")
+            return list(self.tokens)
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def logout_receiver() -> Iterator[LogoutReceiver]:
+    receiver = LogoutReceiver()
+    yield receiver
+    receiver.close()
+
+
+def logout_claims(token: str) -> dict[str, Any]:
+    """A Logout Token's claims, verified as a relying party does (§2.6) against the keys in
+    the database the web server signs with."""
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "logout+jwt"
+    keys.keys_cache_clear()  # the web server may have made them since this process looked
+    key = keys.verification_key(header["kid"])
+    assert key is not None
+    claims: dict[str, Any] = jwt.decode(
+        token, key.public_key, algorithms=[key.alg], options={"verify_aud": False,
+        "verify_iss": False, "require": ["iss", "aud", "iat", "exp", "jti", "events", "sid"]},
+    )  # fmt: skip
+    return claims
