@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,13 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 from django.conf import settings
+from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from apps.keys import keys
+from apps.tokens.logout_propagation import STALLED_AFTER
+from apps.tokens.models import BackchannelLogoutDelivery
 from tests.rp import REDIRECT_URI, Browser, RegisteredClient
 from tests.servers import (
     ROOT,
@@ -250,3 +255,37 @@ def logout_claims(token: str) -> dict[str, Any]:
         "verify_iss": False, "require": ["iss", "aud", "iat", "exp", "jti", "events", "sid"]},
     )  # fmt: skip
     return claims
+
+
+SWEEP = "apps.tokens.tasks.redeliver_stalled_backchannel_logouts"
+
+
+def log_out(url: str, signed: SignedIn) -> float:
+    """RP-Initiated Logout 1.0 §2 with the id_token_hint of this very session (no confirmation
+    page); returns how long the signed-out page took."""
+    started = time.monotonic()
+    answer = signed.browser.http.get(
+        f"{url}/oauth/logout", params={"id_token_hint": signed.tokens["id_token"]}, timeout=60
+    )
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.text[:500]
+    return elapsed
+
+
+def session_id(signed: SignedIn) -> str:
+    """The login session the tokens were issued in (the ID token's `sid`)."""
+    return str(jwt.decode(signed.tokens["id_token"], options={"verify_signature": False})["sid"])
+
+
+def delivery_of(sid: str) -> BackchannelLogoutDelivery:
+    return BackchannelLogoutDelivery.objects.get(session_id=sid)
+
+
+def ten_minutes_pass() -> int:
+    """What beat's sweep finds once STALLED_AFTER has passed: every pending delivery last
+    touched that long ago (returns how many)."""
+    stalled_at = timezone.now() - STALLED_AFTER - timedelta(seconds=1)
+    pending = BackchannelLogoutDelivery.objects.filter(
+        status=BackchannelLogoutDelivery.Status.PENDING
+    )
+    return pending.update(updated_at=stalled_at)
