@@ -989,7 +989,16 @@ CELERY_BROKER_URL, _broker_options = (
     else _celery_broker("REDIS_URL", REDIS_URL)
 )
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_broker_options)  # Sentinel: master_name
+# Sentinel: master_name. Bounded like the broker below: the process that sends a task first
+# subscribes to its result here (Celery's backend.on_task_call), so a broker down held a
+# logout through 20 reconnects a second apart (19 s, tests/faults/test_broker_down.py), and a
+# frozen one through 120 s reads (Celery's default redis_socket_timeout).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    **_broker_options,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+}
+CELERY_REDIS_SOCKET_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend command
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend connection
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

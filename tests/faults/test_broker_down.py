@@ -7,17 +7,24 @@ once: the task is queued after commit and a failure to queue never fails the req
 tasks.redeliver_stalled_backchannel_logouts) queues the delivery again and the worker
 delivers it.
 
+Two outages: the broker frozen (connections accepted, never answered) and the broker gone
+(connections refused). Each held the logout before idp/settings.py bounded the broker's and
+the result backend's commands (the sending process subscribes to the task's result before it
+publishes): frozen, past 60 s; gone, 19 s of result-backend reconnects.
+
 The broker is a Redis of the test's own; the web server and the worker use it, the suite's
 worker does not (tests/faults/conftest.py Worker).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from apps.accounts.services import user_create
 from apps.core.events import EventType
@@ -61,36 +68,50 @@ def test_a_logout_while_the_broker_is_down_is_recorded_at_once_and_delivered_whe
     workers.append(worker)
     log = tmp_path / "web.log"
     with web_server(env, log) as (process, url):
-        up, refused = (
-            sign_in_through(url, rp, email="ada@example.com", password=PASSWORD) for _ in range(2)
+        up, frozen, refused, later = (
+            sign_in_through(url, rp, email="ada@example.com", password=PASSWORD) for _ in range(4)
         )
         # With the broker up: delivered by the worker, for comparison.
         with_broker = log_out(url, up)
         [token] = logout_receiver.wait_for_tokens(1)
         assert logout_claims(token)["sid"] == session_id(up)
 
-        own_redis.stop(signal.SIGKILL)  # its queue lost with it: nothing was saved
+        # Frozen: connections are accepted (by the kernel) and never answered, as with a
+        # partition or a broker stuck on its disk: every command times out.
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
         stopped = time.monotonic()
+        with_frozen_broker = log_out(url, frozen)
+        session_recorded_and_pending(session_id(frozen))
+        # Killed (its queue lost with it: nothing was saved), then refused outright.
+        own_redis.stop(signal.SIGKILL)
         without_broker = log_out(url, refused)
         session_recorded_and_pending(session_id(refused))
         assert without_broker < with_broker + 1, (with_broker, without_broker)
+        # each broker and result-backend command bounded, one retry each (idp/settings.py)
+        assert with_frozen_broker < 6 * settings.HEALTH_CHECK_TIMEOUT, with_frozen_broker
 
         own_redis.start()  # same port, empty
         back = time.monotonic()
-        assert ten_minutes_pass() == 1
-        assert worker.broker.send(SWEEP).get(timeout=60) == 1
+        assert ten_minutes_pass() == 2
+        assert worker.broker.send(SWEEP).get(timeout=60) == 2
         pending = BackchannelLogoutDelivery.objects.filter(
             status=BackchannelLogoutDelivery.Status.PENDING
         )
         wait_for(lambda: not pending.exists(), 60, "the swept delivery did not arrive")
         delivered_after = time.monotonic() - back
-        tokens = logout_receiver.wait_for_tokens(2)
-        assert len(tokens) == 2  # one per session
-        assert logout_claims(tokens[1])["sid"] == session_id(refused)
-        assert delivery_of(session_id(refused)).attempts == 1
+        tokens = logout_receiver.wait_for_tokens(3)
+        assert len(tokens) == 3  # one per session
+        swept = {session_id(frozen), session_id(refused)}
+        assert {logout_claims(token)["sid"] for token in tokens[1:]} == swept
+        assert [delivery_of(sid).attempts for sid in swept] == [1, 1]
+        # The same web server queues again by itself, without a restart.
+        log_out(url, later)
+        assert logout_claims(logout_receiver.wait_for_tokens(4)[3])["sid"] == session_id(later)
         assert process.poll() is None
     print(
         f"broker_down_s={back - stopped:.2f} logout_with_broker_s={with_broker:.3f} "
+        f"logout_with_frozen_broker_s={with_frozen_broker:.3f} "
         f"logout_without_broker_s={without_broker:.3f} "
         f"delivered_after_broker_back_s={delivered_after:.2f}"
     )
