@@ -993,7 +993,16 @@ CELERY_BROKER_URL, _broker_options = (
     else _celery_broker("REDIS_URL", REDIS_URL)
 )
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_broker_options)  # Sentinel: master_name
+# Sentinel: master_name. Bounded like the broker below: the process that sends a task first
+# subscribes to its result here (Celery's backend.on_task_call), so a broker down held a
+# logout through 20 reconnects a second apart (19 s, tests/faults/test_broker_down.py), and a
+# frozen one through 120 s reads (Celery's default redis_socket_timeout).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    **_broker_options,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+}
+CELERY_REDIS_SOCKET_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend command
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend connection
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -1002,7 +1011,20 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log lines
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": HEALTH_CHECK_TIMEOUT,
+    # Each command too, as the app's Redis client (apps/core/redis.py): without it a broker
+    # that accepts but never answers (frozen, partitioned) held a logout's publish forever.
+    "socket_timeout": HEALTH_CHECK_TIMEOUT,
     **_broker_options,
+}
+# A task queued from a request (after commit) is tried twice, then left to its sweep (a lost
+# Back-Channel Logout is re-queued: apps/tokens/tasks.py): a frozen broker costs a request
+# about three IDP_HEALTH_CHECK_TIMEOUTs (6 s measured: tests/faults/test_broker_down.py), a
+# refused one nothing; Celery's default tried four times.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -1,0 +1,127 @@
+"""The Celery broker down during a logout (issue 20, "Faults"): the logout through the
+production web server still happens and is recorded — the session ended, its Back-Channel
+Logout delivery PENDING, the `logout` event in the outbox, all in the transaction that ended
+it (apps/sessions/services.py session_end) — and the person gets their signed-out page at
+once: the task is queued after commit and a failure to queue never fails the request
+(apps/core/commit.py). When the broker is back the sweep (beat, every 5 minutes:
+tasks.redeliver_stalled_backchannel_logouts) queues the delivery again and the worker
+delivers it.
+
+Two outages: the broker frozen (connections accepted, never answered) and the broker gone
+(connections refused). Each held the logout before idp/settings.py bounded the broker's and
+the result backend's commands (the sending process subscribes to the task's result before it
+publishes): frozen, past 60 s; gone, 19 s of result-backend reconnects.
+
+The broker is a Redis of the test's own; the web server and the worker use it, the suite's
+worker does not (tests/faults/conftest.py Worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from apps.accounts.services import user_create
+from apps.core.events import EventType
+from apps.core.models import SecurityEvent
+from apps.sessions.models import LoginSession
+from apps.tokens.models import BackchannelLogoutDelivery
+from apps.tokens.services import client_create
+from tests.faults.conftest import (
+    SWEEP,
+    LogoutReceiver,
+    Worker,
+    delivery_of,
+    log_out,
+    logout_claims,
+    session_id,
+    sign_in_through,
+    ten_minutes_pass,
+    web_server,
+)
+from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.servers import Redis, wait_for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_while_the_broker_is_down_is_recorded_at_once_and_delivered_when_it_returns(
+    own_redis: Redis,
+    test_database_env: dict[str, str],
+    workers: list[Worker],
+    logout_receiver: LogoutReceiver,
+    tmp_path: Path,
+) -> None:
+    client, secret = client_create(
+        name="RP", redirect_uris=[REDIRECT_URI], grant_types=["authorization_code"],
+        skip_consent=True, backchannel_logout_uri=logout_receiver.url,
+    )  # fmt: skip
+    rp = RegisteredClient(client.client_id, secret)
+    user_create(email="ada@example.com", password=PASSWORD)
+    broker = own_redis.url(0)
+    env = {**test_database_env, "CELERY_BROKER_URL": broker, "IDP_WEB_WORKERS": "1"}
+    worker = Worker(test_database_env, tmp_path / "worker.log", broker).start()
+    workers.append(worker)
+    log = tmp_path / "web.log"
+    with web_server(env, log) as (process, url):
+        up, frozen, refused, later = (
+            sign_in_through(url, rp, email="ada@example.com", password=PASSWORD) for _ in range(4)
+        )
+        # With the broker up: delivered by the worker, for comparison.
+        with_broker = log_out(url, up)
+        [token] = logout_receiver.wait_for_tokens(1)
+        assert logout_claims(token)["sid"] == session_id(up)
+
+        # Frozen: connections are accepted (by the kernel) and never answered, as with a
+        # partition or a broker stuck on its disk: every command times out.
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        with_frozen_broker = log_out(url, frozen)
+        session_recorded_and_pending(session_id(frozen))
+        # Killed (its queue lost with it: nothing was saved), then refused outright.
+        own_redis.stop(signal.SIGKILL)
+        without_broker = log_out(url, refused)
+        session_recorded_and_pending(session_id(refused))
+        assert without_broker < with_broker + 1, (with_broker, without_broker)
+        # each broker and result-backend command bounded, one retry each (idp/settings.py)
+        assert with_frozen_broker < 6 * settings.HEALTH_CHECK_TIMEOUT, with_frozen_broker
+
+        own_redis.start()  # same port, empty
+        back = time.monotonic()
+        assert ten_minutes_pass() == 2
+        assert worker.broker.send(SWEEP).get(timeout=60) == 2
+        pending = BackchannelLogoutDelivery.objects.filter(
+            status=BackchannelLogoutDelivery.Status.PENDING
+        )
+        wait_for(lambda: not pending.exists(), 60, "the swept delivery did not arrive")
+        delivered_after = time.monotonic() - back
+        tokens = logout_receiver.wait_for_tokens(3)
+        assert len(tokens) == 3  # one per session
+        swept = {session_id(frozen), session_id(refused)}
+        assert {logout_claims(token)["sid"] for token in tokens[1:]} == swept
+        assert [delivery_of(sid).attempts for sid in swept] == [1, 1]
+        # The same web server queues again by itself, without a restart.
+        log_out(url, later)
+        assert logout_claims(logout_receiver.wait_for_tokens(4)[3])["sid"] == session_id(later)
+        assert process.poll() is None
+    print(
+        f"broker_down_s={back - stopped:.2f} logout_with_broker_s={with_broker:.3f} "
+        f"logout_with_frozen_broker_s={with_frozen_broker:.3f} "
+        f"logout_without_broker_s={without_broker:.3f} "
+        f"delivered_after_broker_back_s={delivered_after:.2f}"
+    )
+
+
+def session_recorded_and_pending(sid: str) -> None:
+    """The session's end, its audit event (the outbox row) and its delivery, committed
+    together (apps/sessions/services.py session_end), the delivery not attempted yet."""
+    assert LoginSession.objects.get(pk=sid).ended_at is not None
+    assert SecurityEvent.objects.filter(event_type=EventType.LOGOUT, session_id=sid).exists()
+    delivery = delivery_of(sid)
+    assert delivery.status == BackchannelLogoutDelivery.Status.PENDING
+    assert delivery.attempts == 0
