@@ -144,6 +144,21 @@ def redis_start_again(servers: TestServers) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _celery_app_unchanged() -> Iterator[None]:
+    """A test that makes its own Celery app (a broker it owns) must not leave it the current
+    app: every later test's tasks would go to that broker, stopped by then, and fail far from
+    the cause (tests/redis_ha, tests/faults did). Fails the test that did it."""
+    from celery import current_app
+
+    from idp.celery import app
+
+    yield
+    assert current_app._get_current_object() is app, (
+        "this test left its own Celery app current: create it with set_as_current=False"
+    )
+
+
+@pytest.fixture(autouse=True)
 def _fresh_redis(servers: TestServers) -> None:
     """Each test starts with an empty application Redis (the broker's database is separate)."""
     if not servers.redis.running:  # a test that stopped Redis and failed before restarting it

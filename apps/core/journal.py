@@ -540,6 +540,7 @@ def _replay(path: Path) -> int:
     if fd is None:
         return 0
     segment = _Segment(path, fd, size=os.fstat(fd).st_size)
+    removed = False
     try:
         segment.drained = _move(segment.name, fd, known=0, end=segment.size)
         if segment.drained < segment.size:
@@ -547,10 +548,12 @@ def _replay(path: Path) -> int:
                 "audit journal %s: %d bytes of a torn last record dropped (its append failed "
                 "and its request was refused)", segment.name, segment.size - segment.drained,
             )  # fmt: skip
-        _remove(segment)
+        _remove(segment)  # unlinks, then closes fd (which releases the lock)
+        removed = True
     finally:
-        with suppress(OSError):
-            os.close(fd)  # releases the lock; the name is gone if _remove succeeded
+        if not removed:  # closed once only: a second close could hit a descriptor another
+            with suppress(OSError):  # thread has opened since under the same number
+                os.close(fd)
     log.info("audit journal %s of a process that died: replayed into the outbox", path.name)
     return 1
 

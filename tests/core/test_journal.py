@@ -462,3 +462,23 @@ def test_a_graceful_stop_drains_the_workers_journal_and_removes_it(child_env) ->
             event_type=EventType.TOKEN_ISSUED, request_id__in=issued
         ).count()
         assert arrived == len(issued)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_journal_closes_its_descriptor_once(tmp_path, monkeypatch) -> None:
+    # Closed twice, the second close shut whatever another thread had opened under the same
+    # number meanwhile: a worker starting after one was SIGKILLed failed to import a module
+    # (EBADF) while its drain thread replayed the dead journal (tests/faults found it).
+    dead = tmp_path / f"1234-dead{journal.SUFFIX}"
+    dead.write_bytes(b"")
+    closed: list[int] = []
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(journal.os, "close", close)
+    assert journal.replay_dead(tmp_path) == 1
+    assert not dead.exists()
+    assert len(closed) == 1, closed

@@ -97,7 +97,9 @@ class Broker:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.app = Celery("faults", backend=url)
+        # Not the current app: it would stay current after the test, and every later task of
+        # the suite would go to this broker, stopped by then (tests/redis_ha had this too).
+        self.app = Celery("faults", backend=url, set_as_current=False)
         self.app.conf.update(
             broker_read_url=url, broker_write_url=url, task_serializer="json",
             accept_content=["json"], result_serializer="json",
