@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -23,7 +24,10 @@ from apps.accounts.models import User
 from apps.threat.history import PREFIX
 from tests.audit.factories import outbox_insert
 from tests.faults.conftest import Worker
-from tests.servers import Redis, TestServers, wait_for
+from tests.servers import Redis, wait_for
+
+if TYPE_CHECKING:  # imported at run time, pytest would try to collect it as a test class
+    from tests.servers import TestServers
 from tests.threat.test_baselines import ADDRESSES, AGENTS, sign_in
 
 REBUILD = "apps.threat.tasks.rebuild_baselines"
