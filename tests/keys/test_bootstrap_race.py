@@ -16,12 +16,11 @@ from django.db import OperationalError, connection, transaction
 from apps.keys import keys
 from apps.keys.models import SigningKey
 
+# The suite runs on PostgreSQL (tests/servers.py), whose lock_timeout is the bound tested here.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_bootstrap_behind_uncommitted_keys_gives_up_then_reads_them(caplog) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the bound is PostgreSQL's lock_timeout")
     inserted, release = threading.Event(), threading.Event()
 
     def other_process() -> None:  # another server's request, bootstrapping first
@@ -68,8 +67,6 @@ def test_a_bootstrap_behind_uncommitted_keys_gives_up_then_reads_them(caplog) ->
 
 
 def test_the_bound_is_lifted_for_the_rest_of_the_request() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the bound is PostgreSQL's lock_timeout")
     keys.keys_cache_clear()
     with transaction.atomic():
         keys.jwks()  # bootstraps inside the transaction
