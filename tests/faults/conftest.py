@@ -31,10 +31,12 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from apps.accounts.services import user_create
 from apps.keys import keys
 from apps.tokens.logout_propagation import STALLED_AFTER
 from apps.tokens.models import BackchannelLogoutDelivery
-from tests.rp import REDIRECT_URI, Browser, RegisteredClient
+from apps.tokens.services import client_create
+from tests.rp import PASSWORD, REDIRECT_URI, Browser, RegisteredClient
 from tests.servers import (
     ROOT,
     Redis,
@@ -162,6 +164,16 @@ def workers(tmp_path: Path) -> Iterator[list[Worker]]:
     yield started
     for worker in started:
         worker.stop()
+
+
+def relying_party(*, grant_types: list[str], backchannel_logout_uri: str = "") -> RegisteredClient:
+    """A first-party client (no consent page) and Ada, who signs in to it with PASSWORD."""
+    client, secret = client_create(
+        name="RP", redirect_uris=[REDIRECT_URI], grant_types=grant_types,
+        skip_consent=True, backchannel_logout_uri=backchannel_logout_uri,
+    )  # fmt: skip
+    user_create(email="ada@example.com", password=PASSWORD)
+    return RegisteredClient(client.client_id, secret)
 
 
 @dataclass

@@ -23,9 +23,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from apps.accounts.services import user_create
 from apps.tokens.models import BackchannelLogoutDelivery
-from apps.tokens.services import client_create
 from tests.faults.conftest import (
     SWEEP,
     LogoutReceiver,
@@ -33,12 +31,13 @@ from tests.faults.conftest import (
     delivery_of,
     log_out,
     logout_claims,
+    relying_party,
     session_id,
     sign_in_through,
     ten_minutes_pass,
     web_server,
 )
-from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.rp import PASSWORD
 from tests.servers import Redis, wait_for
 
 
@@ -50,12 +49,9 @@ def test_a_worker_killed_mid_delivery_leaves_it_pending_and_the_sweep_delivers_i
     logout_receiver: LogoutReceiver,
     tmp_path: Path,
 ) -> None:
-    client, secret = client_create(
-        name="RP", redirect_uris=[REDIRECT_URI], grant_types=["authorization_code"],
-        skip_consent=True, backchannel_logout_uri=logout_receiver.url,
-    )  # fmt: skip
-    rp = RegisteredClient(client.client_id, secret)
-    user_create(email="ada@example.com", password=PASSWORD)
+    rp = relying_party(
+        grant_types=["authorization_code"], backchannel_logout_uri=logout_receiver.url
+    )
     broker_url = own_redis.url(0)
     broker = redis.Redis.from_url(broker_url)
     env = {**test_database_env, "CELERY_BROKER_URL": broker_url, "IDP_WEB_WORKERS": "1"}

@@ -26,12 +26,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.accounts.services import user_create
 from apps.core.events import EventType
 from apps.core.models import SecurityEvent
 from apps.sessions.models import LoginSession
 from apps.tokens.models import BackchannelLogoutDelivery
-from apps.tokens.services import client_create
 from tests.faults.conftest import (
     SWEEP,
     LogoutReceiver,
@@ -39,12 +37,13 @@ from tests.faults.conftest import (
     delivery_of,
     log_out,
     logout_claims,
+    relying_party,
     session_id,
     sign_in_through,
     ten_minutes_pass,
     web_server,
 )
-from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.rp import PASSWORD
 from tests.servers import Redis, wait_for
 
 
@@ -56,12 +55,9 @@ def test_a_logout_while_the_broker_is_down_is_recorded_at_once_and_delivered_whe
     logout_receiver: LogoutReceiver,
     tmp_path: Path,
 ) -> None:
-    client, secret = client_create(
-        name="RP", redirect_uris=[REDIRECT_URI], grant_types=["authorization_code"],
-        skip_consent=True, backchannel_logout_uri=logout_receiver.url,
-    )  # fmt: skip
-    rp = RegisteredClient(client.client_id, secret)
-    user_create(email="ada@example.com", password=PASSWORD)
+    rp = relying_party(
+        grant_types=["authorization_code"], backchannel_logout_uri=logout_receiver.url
+    )
     broker = own_redis.url(0)
     env = {**test_database_env, "CELERY_BROKER_URL": broker, "IDP_WEB_WORKERS": "1"}
     worker = Worker(test_database_env, tmp_path / "worker.log", broker).start()

@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from apps.accounts.services import user_create
-from apps.tokens.services import client_create
-from tests.faults.conftest import sign_in_through, web_server
-from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient
+from tests.faults.conftest import relying_party, sign_in_through, web_server
+from tests.rp import PASSWORD
 from tests.servers import Redis, wait_for
 
 
@@ -33,12 +31,7 @@ from tests.servers import Redis, wait_for
 def test_redis_killed_tokens_refused_limits_hold_and_service_resumes_without_restart(
     own_redis: Redis, test_database_env: dict[str, str], tmp_path: Path
 ) -> None:
-    client, secret = client_create(
-        name="RP", redirect_uris=[REDIRECT_URI],
-        grant_types=["authorization_code", "refresh_token"], skip_consent=True,
-    )  # fmt: skip
-    rp = RegisteredClient(client.client_id, secret)
-    user_create(email="ada@example.com", password=PASSWORD)
+    rp = relying_party(grant_types=["authorization_code", "refresh_token"])
     log = tmp_path / "web.log"
     env = {
         **test_database_env,
