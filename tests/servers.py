@@ -14,6 +14,7 @@ import ctypes
 import datetime
 import glob
 import ipaddress
+import logging
 import os
 import pwd
 import secrets
@@ -509,7 +510,15 @@ def pytest_load_initial_conftests(
         if name.startswith(_OWN_SETTINGS):
             del os.environ[name]
     servers = TestServers()
-    early_config.add_cleanup(servers.stop)
+
+    def stop() -> None:
+        # The suite is over: the in-process threads that follow Redis (the cache channel)
+        # would log its loss to a stream pytest has already closed ("--- Logging error ---"
+        # and a traceback after the summary, in every run).
+        logging.disable(logging.CRITICAL)
+        servers.stop()
+
+    early_config.add_cleanup(stop)
     servers.start()
     os.environ.update(servers.environ())
     early_config.stash[SERVERS] = servers
