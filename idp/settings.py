@@ -1004,6 +1004,11 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 CELERY_REDIS_SOCKET_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend command
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = HEALTH_CHECK_TIMEOUT  # each result-backend connection
 CELERY_RESULT_EXPIRES = 3600
+# Nothing in Tessera reads a task's result: stored, each task left a key in Redis for an hour
+# (10,000 of the 20,000 keys twelve minutes into the soak, benchmarks/soak.py) and made its
+# sender subscribe to the result first. A caller that waits for one asks for it
+# (`apply_async(ignore_result=False)`, as the tests do).
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

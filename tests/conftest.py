@@ -163,8 +163,8 @@ def redis_start_again(servers: TestServers) -> None:
     Left open, the pub/sub connection of Celery's result consumer (what AsyncResult.get()
     reads) sends its next SUBSCRIBE into the dead socket without an error; the task goes out,
     and a worker already back on the broker can publish the result before the consumer reads
-    the socket, reconnects and subscribes again. That result is lost, and a later test's
-    `.delay().get()` times out (2 of 40 restarts under CPU load). Closed, the connection is
+    the socket, reconnects and subscribes again. That result is lost, and a later test waiting
+    for a task's result times out (2 of 40 restarts under CPU load). Closed, the connection is
     opened again by the SUBSCRIBE itself, before the task is sent.
     """
     from idp.celery import app

@@ -218,7 +218,7 @@ def test_shipped_events_arrive_once_spread_over_both_shards_and_read_through_dis
     assert len(recorded) == 305
 
     # The shipper task, run by the real worker: one INSERT into the Distributed table.
-    shipped = ship_events.apply_async(queue=QUEUE).get(timeout=WAIT)
+    shipped = ship_events.apply_async(queue=QUEUE, ignore_result=False).get(timeout=WAIT)
 
     assert shipped == 305
     assert SecurityEvent.objects.count() == 0

@@ -75,7 +75,8 @@ def _readyz(live_server) -> requests.Response:
 
 
 def test_readyz_follows_redis_down_and_back_up(live_server, celery_worker, servers) -> None:
-    heartbeat.delay().get(timeout=30)  # the real worker leaves its heartbeat
+    # The real worker leaves its heartbeat.
+    heartbeat.apply_async(ignore_result=False).get(timeout=30)
 
     ready = _readyz(live_server)
     assert ready.status_code == 200, ready.text

@@ -46,7 +46,7 @@ def _context(**extra: Any) -> dict[str, Any]:
 def _queued(address: str, name: str = "") -> Any:
     """The notice for `address`, handed to the worker directly: (the task's AsyncResult)."""
     message = mail_render("security_notice", to=recipient(address, name), context=_context())
-    return mail_deliver.delay(asdict(message))
+    return mail_deliver.apply_async((asdict(message),), ignore_result=False)  # its state is read
 
 
 def _state_is(result: Any, state: str) -> bool:
@@ -193,7 +193,9 @@ def test_spent_retries_record_mail_failed_without_the_message(servers, celery_wo
     password = servers.smtp.password
     servers.smtp.password = "not-the-password"
     try:
-        result = mail_deliver.apply_async([asdict(message)], retries=settings.MAIL_RETRIES)
+        result = mail_deliver.apply_async(
+            [asdict(message)], retries=settings.MAIL_RETRIES, ignore_result=False
+        )
         wait_for(lambda: _state_is(result, "FAILURE"), 30, "the last try did not fail")
     finally:
         servers.smtp.password = password

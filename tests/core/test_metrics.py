@@ -350,7 +350,7 @@ def test_a_celery_workers_counters_are_in_the_web_servers_scrape(
     try:
         with production_web_server(env) as (_, url):
             SigningKey.objects.all().delete()  # the rotation must create keys
-            kids = rotate_signing_keys.apply_async(queue=queue).get(timeout=60)
+            kids = rotate_signing_keys.apply_async(queue=queue, ignore_result=False).get(timeout=60)
             assert kids
             rotated = SecurityEvent.objects.filter(event_type="key.rotated").count()
             assert rotated >= len(kids)

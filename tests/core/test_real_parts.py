@@ -29,7 +29,7 @@ def test_emitted_event_is_read_back_from_postgresql() -> None:
 def test_celery_task_round_trips_through_broker_and_worker(celery_worker, redis_client) -> None:
     before = time.time()
 
-    result = heartbeat.delay().get(timeout=30)
+    result = heartbeat.apply_async(ignore_result=False).get(timeout=30)
 
     assert result >= before
     assert float(redis_client.get(HEARTBEAT_KEY)) == pytest.approx(result)

@@ -11,7 +11,7 @@ from apps.core.tasks import heartbeat
 
 
 def test_chromium_opens_readyz(live_server, celery_worker, page) -> None:
-    heartbeat.delay().get(timeout=30)
+    heartbeat.apply_async(ignore_result=False).get(timeout=30)
 
     response = page.goto(f"{live_server.url}/readyz")
 

@@ -108,7 +108,7 @@ class Broker:
         )  # fmt: skip
 
     def send(self, name: str, *args: Any) -> AsyncResult[Any]:
-        return self.app.send_task(name, args=args)
+        return self.app.send_task(name, args=args, ignore_result=False)  # its answer is read
 
     def ping(self, hostname: str) -> bool:
         return bool(self.app.control.ping(destination=[hostname], timeout=0.5))

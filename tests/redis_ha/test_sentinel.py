@@ -177,7 +177,9 @@ def _heartbeat_ran(sender: Celery) -> bool:
     """apps.core.tasks.heartbeat sent through the broker, run by the worker (which writes
     through REDIS_URL), its result read back from the result backend."""
     try:
-        return bool(sender.send_task("apps.core.tasks.heartbeat").get(timeout=3))
+        return bool(
+            sender.send_task("apps.core.tasks.heartbeat", ignore_result=False).get(timeout=3)
+        )
     except (CeleryTimeout, OperationalError, RedisError, OSError):
         return False
 

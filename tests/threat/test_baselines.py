@@ -431,7 +431,7 @@ def test_a_celery_worker_rebuilds_from_clickhouse(celery_worker, empty_audit_sto
     outbox_insert(events)
     ship_all()
 
-    result = rebuild_baselines.delay().get(timeout=60)
+    result = rebuild_baselines.apply_async(ignore_result=False).get(timeout=60)
 
     assert result == {
         "people": 3,

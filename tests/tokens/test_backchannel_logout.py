@@ -116,7 +116,7 @@ def receiver() -> Iterator[Callable[..., LogoutReceiver]]:
 def worker_keys(celery_worker) -> None:
     """The worker bootstraps this test's signing keys, so its key snapshot (cached for
     keys.CACHE_MAX_AGE) is of this test's database, not of a flushed earlier one."""
-    rotate_signing_keys.delay().get(timeout=WAIT)
+    rotate_signing_keys.apply_async(ignore_result=False).get(timeout=WAIT)
 
 
 @pytest.fixture
@@ -362,12 +362,18 @@ def test_a_delivery_that_lost_its_task_is_queued_again_by_the_sweep(
     stalled_at = timezone.now() - STALLED_AFTER - timedelta(seconds=1)
     BackchannelLogoutDelivery.objects.filter(pk=delivery.pk).update(updated_at=stalled_at)
 
-    assert redeliver_stalled_backchannel_logouts.delay().get(timeout=WAIT) == 1
+    assert (
+        redeliver_stalled_backchannel_logouts.apply_async(ignore_result=False).get(timeout=WAIT)
+        == 1
+    )
 
     verified_logout_token(flow.http, endpoint.next_post().logout_token, flow.rp.client_id)
     [delivery] = finished_deliveries(session)
     assert delivery.status == BackchannelLogoutDelivery.Status.DELIVERED
-    assert redeliver_stalled_backchannel_logouts.delay().get(timeout=WAIT) == 0
+    assert (
+        redeliver_stalled_backchannel_logouts.apply_async(ignore_result=False).get(timeout=WAIT)
+        == 0
+    )
 
 
 def _session_with_a_backchannel_client(signed_in: HttpClient, register, person) -> LoginSession:
