@@ -183,6 +183,17 @@ def hosts(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def words(name: str) -> list[str]:
+    """A comma-separated list of words or phrases (none when unset), each 1 to 100 characters."""
+    value = _raw(name)
+    if value is None:
+        return []
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if any(len(item) > 100 or not item.isprintable() for item in items):
+        raise _bad(name, value, "a comma-separated list of words, each at most 100 characters")
+    return items
+
+
 def existing_file(name: str, *, resolve: bool = True) -> Path | None:
     """An optional path that must name a readable file when given; `resolve=False` keeps it
     as given (absolute, symlinks not followed), for a file whose link may be turned."""

@@ -685,12 +685,17 @@ PASSWORD_HASHERS = [
 # Length in characters (Unicode code points): at least 12 by default (800-63B: 8 at least,
 # the floor here), at most 128 by default (800-63B: at least 64 must be accepted; the sign-in
 # form reads up to 1024). No composition rules. Refused when on Django's list of common
-# passwords, too similar to the person's e-mail address or name, or on the operator's list.
+# passwords, too similar to the person's e-mail address or name, made of a context word and
+# little else, or on the operator's list.
 PASSWORD_MIN_LENGTH = env.integer("IDP_PASSWORD_MIN_LENGTH", 12, minimum=8, maximum=64)
 PASSWORD_MAX_LENGTH = env.integer("IDP_PASSWORD_MAX_LENGTH", 128, minimum=64, maximum=1024)
 # A file of breached or forbidden passwords, one a line, UTF-8, optionally gzip (e.g. a Have
 # I Been Pwned extract); read once per process, 8 bytes of memory per entry. Unset: none.
 PASSWORD_BLOCKLIST_FILE = env.existing_file("IDP_PASSWORD_BLOCKLIST_FILE")
+# ASVS 5.0 6.1.2 / 6.2.11: context-specific words a password may not be made of, besides the
+# product's name, IDP_SITE_NAME and the issuer's host name (apps/accounts/passwords.py
+# ContextWordsValidator): the organization's names, its products, the city. Comma-separated.
+PASSWORD_CONTEXT_WORDS = env.words("IDP_PASSWORD_CONTEXT_WORDS")
 AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = [
     {
         "NAME": "apps.accounts.passwords.MinimumLengthValidator",
@@ -702,6 +707,7 @@ AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = [
     },
     {"NAME": "apps.accounts.passwords.UserAttributeSimilarityValidator"},
     {"NAME": "apps.accounts.passwords.CommonPasswordValidator"},
+    {"NAME": "apps.accounts.passwords.ContextWordsValidator"},
 ]
 if PASSWORD_BLOCKLIST_FILE is not None:
     AUTH_PASSWORD_VALIDATORS.append(

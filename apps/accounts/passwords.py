@@ -15,6 +15,8 @@ password validators (settings.AUTH_PASSWORD_VALIDATORS, checked by validate_pass
   (PASSWORD_BLOCKLIST_FILE, e.g. a Have I Been Pwned extract).
 - Not too close to the person's e-mail address or name (800-63B: "context-specific words,
   such as the name of the service, the username"): Django's UserAttributeSimilarityValidator.
+- Not built on the name of the service or its organization (the same words of 800-63B;
+  ASVS 5.0 6.1.2 / 6.2.11 ask for the list to be documented): ContextWordsValidator.
 
 Each message says what to do instead (800-63B: "the verifier SHALL advise the subscriber
 that they need to select a different secret … and the reason").
@@ -31,13 +33,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import heapq
+import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 
@@ -102,6 +107,79 @@ class CommonPasswordValidator(password_validation.CommonPasswordValidator):
 
     def get_help_text(self) -> str:
         return "Not a commonly used password."
+
+
+# ASVS 5.0 6.1.2 / 6.2.11 (NIST SP 800-63B §5.1.1.2: "context-specific words, such as the
+# name of the service, the username, and derivatives thereof"): the documented list is the
+# product's name, IDP_SITE_NAME, the labels of the issuer's host name and
+# IDP_PASSWORD_CONTEXT_WORDS; each word of at least CONTEXT_WORD_MIN letters (shorter ones
+# would refuse too much by chance). A password is refused when, once every context word in it
+# is taken away (also written with look-alike digits and signs: "T3ss3r@"), fewer than
+# CONTEXT_REMAINDER_MIN letters are left: "Tessera2026!" is the word and a year, "tessera
+# mosaic garden" is a password of its own.
+PRODUCT_NAME = "Tessera"
+CONTEXT_WORD_MIN = 4
+CONTEXT_REMAINDER_MIN = 6
+# Look-alikes read as the letter they stand for; "1" and "|" as both i and l.
+_LOOKALIKES = (
+    str.maketrans("01!|34@5$7+89", "oiiieaasstt" + "bg"),
+    str.maketrans("01!|34@5$7+89", "oliieaasstt" + "bg"),
+)
+
+
+def context_words() -> list[str]:
+    """The documented context-specific words, lower case, letters only, longest first."""
+    phrases = [PRODUCT_NAME, settings.SITE_NAME, *settings.PASSWORD_CONTEXT_WORDS]
+    host = urlsplit(settings.ISSUER).hostname or ""
+    phrases += re.split(r"[.\-]", host)
+    found: set[str] = set()
+    for phrase in phrases:
+        runs = re.findall(r"[^\W\d_]+", phrase.casefold())
+        found.update(run for run in runs if len(run) >= CONTEXT_WORD_MIN)
+        joined = "".join(runs)  # "Acme Corp" is also "acmecorp"
+        if len(joined) >= CONTEXT_WORD_MIN:
+            found.add(joined)
+    return sorted(found, key=lambda word: (-len(word), word))
+
+
+def context_words_in(password: str) -> tuple[list[str], int]:
+    """The context words found in `password` and how many of its letters are not part of
+    one."""
+    folded = password.casefold()
+    if len(folded) != len(password):  # a case fold that changes length ("ß" → "ss")
+        folded = password.lower()
+    covered = [False] * len(folded)
+    hits: list[str] = []
+    for table in _LOOKALIKES:
+        text = folded.translate(table)
+        for word in context_words():
+            start = text.find(word)
+            while start != -1:
+                if word not in hits:
+                    hits.append(word)
+                for index in range(start, start + len(word)):
+                    covered[index] = True
+                start = text.find(word, start + len(word))
+    left = sum(1 for char, hit in zip(folded, covered, strict=True) if char.isalpha() and not hit)
+    return hits, left
+
+
+class ContextWordsValidator:
+    """A password made of a context word and little else (above)."""
+
+    def validate(self, password: str, user: Any = None) -> None:
+        hits, left = context_words_in(password)
+        if hits and left < CONTEXT_REMAINDER_MIN:
+            raise ValidationError(
+                "This password is built on “%(word)s”, a word that names this service or its "
+                "organization, and attackers try those first. Add words of your own (at least "
+                "%(more)d more letters) or choose another.",
+                code="password_context_word",
+                params={"word": hits[0], "more": CONTEXT_REMAINDER_MIN - left},
+            )
+
+    def get_help_text(self) -> str:
+        return "Not built on the name of this service or its organization."
 
 
 class BlocklistValidator:

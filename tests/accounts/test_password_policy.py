@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.test import override_settings
 
 from apps.accounts import passwords
@@ -122,3 +122,71 @@ def test_the_blocklist_validator_is_configured_by_path(blocklist: Path) -> None:
     validators = [{"NAME": "apps.accounts.passwords.BlocklistValidator", "OPTIONS": {"path": file}}]
     with override_settings(AUTH_PASSWORD_VALIDATORS=validators):
         assert refusal("a breached passphrase") == [passwords.KNOWN_MESSAGE]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Tessera2026!!",  # the product's name and a year
+        "T3ss3r@T3ss3r@",  # its derivative in look-alikes
+        "tessera tessera",
+        "my tessera 12345678",  # five letters of its own
+        "login.example.org!",  # the issuer's host (settings below)
+        "AcmeCorp#2026!",  # the operator's list: the phrase as one word
+        "Springfield1999",
+    ],
+)
+@override_settings(
+    ISSUER="https://login.example.org",
+    SITE_NAME="Acme Sign-in",
+    PASSWORD_CONTEXT_WORDS=["Acme Corp", "Springfield", "IBM"],
+)
+def test_a_password_built_on_a_context_word_is_refused_naming_the_word(password: str) -> None:
+    [message] = refusal(password)
+
+    assert message.startswith("This password is built on “")
+    assert "a word that names this service or its organization" in message
+    assert "Add words of your own" in message
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "tessera mosaic garden",  # the word, and fourteen letters of its own
+        "correct horse battery",  # no context word
+        "IBM-2026-06-01-ok!",  # "IBM" has fewer than four letters: not a context word
+        "acmeusement parks",  # "acme" inside words of its own: eleven more letters
+    ],
+)
+@override_settings(
+    ISSUER="https://login.example.org",
+    SITE_NAME="Acme Sign-in",
+    PASSWORD_CONTEXT_WORDS=["Acme Corp", "Springfield", "IBM"],
+)
+def test_a_context_word_with_enough_of_its_own_or_none_is_accepted(password: str) -> None:
+    validate_password(password, user=ADA)
+
+
+@override_settings(
+    ISSUER="https://login.example.org",
+    SITE_NAME="Acme Sign-in",
+    PASSWORD_CONTEXT_WORDS=["Acme Corp", "Springfield", "IBM"],
+)
+def test_the_documented_list_of_context_words() -> None:
+    # The product's name, the site's name ("Acme Sign-in": its words of four letters or more
+    # and the whole phrase), the issuer's host labels and the operator's words; longest first.
+    assert passwords.context_words() == [
+        "springfield", "acmesignin", "acmecorp", "example", "tessera", "login", "acme", "corp",
+        "sign",
+    ]  # fmt: skip
+
+
+def test_the_operators_context_words_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from idp import env
+
+    monkeypatch.setenv("IDP_PASSWORD_CONTEXT_WORDS", " Acme Corp , Springfield,, ")
+    assert env.words("IDP_PASSWORD_CONTEXT_WORDS") == ["Acme Corp", "Springfield"]
+
+    monkeypatch.setenv("IDP_PASSWORD_CONTEXT_WORDS", "x" * 101)
+    with pytest.raises(ImproperlyConfigured, match="IDP_PASSWORD_CONTEXT_WORDS"):
+        env.words("IDP_PASSWORD_CONTEXT_WORDS")
