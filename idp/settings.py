@@ -673,6 +673,8 @@ USER_OFFLINE_GRANTS_REVOKER = "apps.tokens.services.offline_grants_revoke_all"
 # recent security events.
 PERSON_APPLICATIONS = "apps.tokens.person.PersonApplications"
 PERSON_SECURITY_HISTORY = "apps.audit.selectors.person_security_history"
+# The security-notice mail (apps/core/notices.py port): mfa's factor notices go through it.
+SECURITY_NOTICE = "apps.signin.notices.security_notice"
 # Sign-in and token code reach threat scoring through this port (apps/core/risk.py).
 RISK_ASSESSOR = "apps.threat.port.ThreatAssessor"
 # OWASP Password Storage Cheat Sheet: argon2id first; older hashes upgrade at login.

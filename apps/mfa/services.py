@@ -1,4 +1,6 @@
 """Removing second factors: by the person (after a fresh authentication) and by an operator.
+The person's removals are announced by the security page (apps/mfa/views.py), the operator's
+reset here (apps/mfa/notices.py).
 
 Enrolment and verification live with each factor: apps.mfa.totp, apps.mfa.passkeys,
 apps.mfa.recovery.
@@ -21,6 +23,7 @@ from apps.mfa.models import (
     TotpDevice,
     WebAuthnCredential,
 )
+from apps.mfa.notices import factors_reset_notice
 
 # How recent the authentication that allows removing a factor must be (OWASP ASVS 4.0.3
 # V3.7.1: re-authentication before a sensitive account change).
@@ -79,7 +82,9 @@ def factor_remove(
 
 def mfa_reset(*, user: User, actor_id: object) -> dict[str, int]:
     """An operator removes every factor of the person (lost phone and codes); returns how
-    many of each kind went. Records mfa.reset, even when there was nothing to remove."""
+    many of each kind went. Records mfa.reset, even when there was nothing to remove, and
+    mails the person that an administrator did it (OWASP ASVS 5.0 6.3.7: a help desk talked
+    into a reset is how a second factor is taken over), once the reset has committed."""
     with transaction.atomic():
         removed = {
             FactorKind.TOTP.value: TotpDevice.objects.filter(user=user).delete()[0],
@@ -97,4 +102,5 @@ def mfa_reset(*, user: User, actor_id: object) -> dict[str, int]:
             resource_id=user.pk,
             metadata={"removed": removed},
         )
+    factors_reset_notice(user=user, removed=removed)
     return removed

@@ -5,6 +5,9 @@ Thin views over apps.mfa's services. The QR code is drawn here as inline SVG (se
 TOTP page needs no script and no image URL carrying the secret; the WebAuthn forms use the one
 external script apps/mfa/static/mfa/webauthn.js (no inline script or style: CSP-clean).
 Every change is a POST under CSRF protection; bad input is a form error (400), never a 500.
+Each factor added or removed and each new set of recovery codes mails the person a security
+notice once it has committed (apps/mfa/notices.py; OWASP ASVS 5.0 6.3.7); a refused change
+sends none.
 
 Sensitive changes need a recent authentication (OWASP ASVS 4.0.3 V3.7.1, NIST SP 800-63B
 §6.1.2.1 "binding an additional authenticator"): the sign-in itself (the login session's
@@ -41,7 +44,8 @@ from apps.mfa.errors import (
     ReauthenticationRequired,
     VerificationFailed,
 )
-from apps.mfa.models import TotpDevice
+from apps.mfa.models import FactorKind, TotpDevice
+from apps.mfa.notices import factor_added_notice, factor_removed_notice, recovery_codes_notice
 from apps.mfa.passkeys import (
     NAME_MAX,
     webauthn_registration_begin,
@@ -177,6 +181,9 @@ def totp(request: HttpRequest) -> HttpResponse:
             except MfaError:
                 form.add_error("code", "That code is not right. Wait for the next one and retry.")
             else:
+                factor_added_notice(
+                    request=request, user=user, kind=FactorKind.TOTP, name=device.name
+                )
                 return HttpResponseRedirect(reverse("mfa:factors"))
         status = 400
     secret = totp_secret(device)
@@ -221,17 +228,19 @@ def passkey_add(request: HttpRequest) -> HttpResponse:
     id comes back in the form and is bound to this person by the ceremony store."""
     if not recently_authenticated(request):
         return _confirm_first(request, reverse("mfa:factors") + "#passkeys")
+    user = _person(request)
     form = PasskeyNameForm(request.POST)
     name = form.cleaned_data["name"] if form.is_valid() else ""
     try:
         credential = webauthn_registration_finish(
-            user=_person(request),
+            user=user,
             ceremony_id=request.POST.get("ceremony", "")[:CEREMONY_MAX],
             response=request.POST.get("credential", ""),
             name=name or "Passkey",
         )
     except MfaError as error:
         return _page(request, status=400, passkey_error=_webauthn_message(error))
+    factor_added_notice(request=request, user=user, kind=FactorKind.WEBAUTHN, name=credential.name)
     messages.success(request, f"“{credential.name}” was added. You can sign in with it now.")
     return HttpResponseRedirect(reverse("mfa:factors") + "#factors")
 
@@ -265,6 +274,7 @@ def remove(request: HttpRequest, kind: str, factor_id: str) -> HttpResponse:
         return _confirm_first(request, request.path)
     except FactorNotFound:
         raise Http404("No such factor of yours.") from None
+    factor_removed_notice(request=request, user=user, kind=factor.kind, name=factor.name)
     messages.success(request, f"“{factor.name}” was removed.")
     return HttpResponseRedirect(reverse("mfa:factors") + "#factors")
 
@@ -277,5 +287,7 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     the old set stops working."""
     if not recently_authenticated(request):
         return _confirm_first(request, reverse("mfa:factors") + "#recovery")
-    codes = recovery_codes_generate(user=_person(request))
+    user = _person(request)
+    codes = recovery_codes_generate(user=user)
+    recovery_codes_notice(request=request, user=user)
     return render(request, "mfa/recovery_codes.html", {"codes": codes})
