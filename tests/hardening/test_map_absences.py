@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.apps import apps
+from django.conf import settings as django_settings
 from django.contrib.auth.hashers import check_password
 from django.contrib.staticfiles import finders
 from django.test import Client as HttpClient
@@ -468,3 +470,63 @@ def test_an_http_redirect_uri_is_refused_by_the_console_with_http_off(https_only
     assert answer.status_code == 400, answer.status_code
     assert HTTP_REDIRECT in answer.content.decode()
     assert not Client.objects.filter(name="Plain").exists()
+
+
+# --- ASVS 6.2.10, 6.3.2, 6.4.2: things that must not exist --------------------------------
+
+
+def test_an_old_password_still_signs_in_with_no_change_asked() -> None:
+    # ASVS 6.2.10 (NIST SP 800-63B §5.1.1.2): no periodic rotation; a password set years ago
+    # signs in like a new one, with no detour to a change page, and no setting could make it
+    # expire.
+    ada = new_ada()
+    User.objects.filter(pk=ada.pk).update(
+        date_joined=ada.date_joined.replace(year=ada.date_joined.year - 5)
+    )
+    http = HttpClient()
+    http.get("/login")
+
+    answer = http.post("/login", {"email": "ada@example.com", "password": PASSWORD})
+
+    assert answer.status_code == 302
+    assert urlsplit(answer["Location"]).path not in ("/account/", "/account/password")
+    assert "tessera_sid" in http.session
+    expiring = [
+        name for name in dir(django_settings) if "PASSWORD" in name and re.search("EXPIR|AGE", name)
+    ]
+    assert expiring == []
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("admin@example.com", "admin"), ("root@localhost", "root"), ("admin", "password")],
+)
+def test_a_fresh_database_has_no_account_and_no_default_credentials_sign_in(
+    email: str, password: str
+) -> None:
+    # ASVS 6.3.2: no default account: the migrations create no person (createuser makes the
+    # first one), so no well-known pair signs in.
+    assert not User.objects.exists()
+    http = HttpClient()
+    http.get("/login")
+
+    answer = http.post("/login", {"email": email, "password": password})
+
+    assert answer.status_code != 302
+    assert "tessera_sid" not in http.session
+
+
+def test_no_model_keeps_a_secret_question() -> None:
+    # ASVS 6.4.2: no knowledge-based authentication: no stored question or answer, and the
+    # recovery pages ask an address, not a question.
+    fields = [
+        f"{model._meta.label}.{field.name}"
+        for model in apps.get_models()
+        for field in model._meta.get_fields()
+        if re.search(r"question|answer|hint|kba", field.name)
+    ]
+    assert fields == []
+    for path in ("/password/forgot", "/login"):
+        page = parsed(HttpClient().get(path))
+        names = {field.get("name", "") for field in page.inputs}
+        assert not {name for name in names if re.search("question|answer", name)}, path
