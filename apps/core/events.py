@@ -90,6 +90,12 @@ class EventType(models.TextChoices):
         "A login met the per-user session limit and the oldest sessions were ended to make room "
         "(a login the limit refuses is login.failed with error_code session_limit).",
     )
+    SESSIONS_ENDED_ALL = (
+        "sessions.ended_all",
+        "An operator ended every live session of every person at once (incident response, "
+        "OWASP ASVS 7.4.5); actor_id says who, metadata.ended how many, metadata.kept the "
+        "operator's own session when it was kept.",
+    )
     TOKEN_ISSUED = "token.issued", "The token endpoint issued tokens to a client."
     TOKEN_REFRESHED = (
         "token.refreshed",
@@ -314,6 +320,7 @@ RULES: dict[EventType, Rule] = {
     EventType.SESSION_FLAGGED: _rule(M, M, SOC2),
     EventType.SESSION_COMPROMISED: _rule(C, C, SOC2),
     EventType.SESSION_LIMIT_REACHED: _rule(L, M, SOC2),
+    EventType.SESSIONS_ENDED_ALL: _rule(H, H, SOC2),
     EventType.TOKEN_ISSUED: _rule(L, M, SOC2),
     EventType.TOKEN_REFRESHED: _rule(L, M, SOC2),
     EventType.CONSENT_GRANTED: _rule(L, M, SOC2, GDPR),

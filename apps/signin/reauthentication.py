@@ -48,7 +48,8 @@ UNREADABLE_KEY = "Your browser sent an answer we cannot read. Try again."
 
 
 class PasswordForm(forms.Form):
-    password = forms.CharField(label="Your password", max_length=1024)
+    # strip=False: the password as typed, spaces at either end included (ASVS 6.2.8), as /login.
+    password = forms.CharField(label="Your password", max_length=1024, strip=False)
 
 
 class CodeForm(forms.Form):

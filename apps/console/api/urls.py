@@ -1,6 +1,15 @@
 from django.urls import path
 
-from apps.console.api import applications, directory, federation, mfa, staff, threats, views
+from apps.console.api import (
+    applications,
+    directory,
+    federation,
+    mfa,
+    sessions_all,
+    staff,
+    threats,
+    views,
+)
 
 app_name = "api"
 urlpatterns = [
@@ -64,6 +73,7 @@ urlpatterns = [
         name="offline_grant_revoke",
     ),
     path("sessions", views.sessions, name="sessions"),
+    path("sessions/revoke-all", sessions_all.sessions_revoke_all, name="sessions_revoke_all"),
     path("lockouts", views.lockouts, name="lockouts"),
     path("lockouts/unlock", views.lockout_unlock, name="lockout_unlock"),
     path("ratelimit/blocks", views.ratelimit_blocks, name="ratelimit_blocks"),
