@@ -18,7 +18,11 @@ from django.views.decorators.http import require_http_methods
 
 from apps.console.permissions import operator_required
 from apps.sessions.selectors import session_current
-from apps.sessions.services import sessions_end_everyone, sessions_live_count
+from apps.sessions.services import (
+    END_EVERYONE_REQUEST_SECONDS,
+    sessions_end_everyone,
+    sessions_live_count,
+)
 
 # What the operator types to confirm.
 PHRASE = "end all sessions"
@@ -49,10 +53,18 @@ def sessions_end_all(request: HttpRequest) -> HttpResponse:
         context = {"form": form, "count": sessions_live_count(exclude=kept), "kept": own}
         status = 400 if request.method == "POST" else 200
         return render(request, "console/sessions_end_all.html", context, status=status)
-    ended = sessions_end_everyone(reason="operator", actor_id=request.user.pk, keep=kept)
-    request.session.cycle_key()  # the kept session, under a key the store never held
-    messages.success(
-        request,
-        f"{ended} session{'s' * (ended != 1)} ended. Yours was kept, under a new key.",
+    run = sessions_end_everyone(
+        reason="operator", actor_id=request.user.pk, keep=kept, seconds=END_EVERYONE_REQUEST_SECONDS
     )
+    request.session.cycle_key()  # the kept session, under a key the store never held
+    ended = f"{run.ended} session{'s' * (run.ended != 1)} ended"
+    if run.remaining:
+        # One request works for END_EVERYONE_REQUEST_SECONDS: the same page again, to go on.
+        messages.warning(
+            request,
+            f"{ended}; {run.remaining} still live (one request ends what it can in "
+            f"{END_EVERYONE_REQUEST_SECONDS:.0f} seconds). Confirm again to end the rest.",
+        )
+        return redirect("console:sessions_end_all")
+    messages.success(request, f"{ended}. Yours was kept, under a new key.")
     return redirect("console:sessions")

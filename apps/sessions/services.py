@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,6 +220,18 @@ def session_end_all(*, user: User, reason: str, actor_id: object = None) -> int:
 # sessions, and a run cut short leaves every ended session fully ended (its sid listed, its
 # relying parties' deliveries recorded).
 END_EVERYONE_BATCH = 500
+# Seconds of work the console and the admin API give one request (sessions_end_everyone's
+# `seconds`): at the measured 100-130 sessions a second, a run over a few thousand sessions
+# would outlast a proxy's read timeout (deploy/'s nginx: 30 s) and answer 504 with no count.
+# A request stops after the batch that crosses it and says how many are left; calling again
+# goes on. manage.py end_all_sessions has no bound.
+END_EVERYONE_REQUEST_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class EndedEveryone:
+    ended: int  # by this call
+    remaining: int  # sessions begun before this call and still live (`keep` aside)
 
 
 def sessions_live_count(*, exclude: uuid.UUID | None = None) -> int:
@@ -239,7 +252,8 @@ def sessions_end_everyone(
     batch_size: int = END_EVERYONE_BATCH,
     progress: Callable[[int], None] | None = None,
     metadata: dict[str, Any] | None = None,
-) -> int:
+    seconds: float | None = None,
+) -> EndedEveryone:
     """Ends every session of every person that began before this call (OWASP ASVS 7.4.5:
     an administrator terminates the active sessions of all users; incident response, such
     as a suspected compromise of the session store), the session with id `keep` aside (the
@@ -248,9 +262,11 @@ def sessions_end_everyone(
     tokens stop working, its relying parties are told over the back channel, and its
     session.revoked event names `actor_id`. `batch_size` sessions a transaction; `progress`
     hears the running total after each batch. Sessions begun after the call (people signing
-    in again) are left alone, so the run ends even while sign-ins go on. Records one
-    sessions.ended_all event with the count; returns it."""
+    in again) are left alone, so the run ends even while sign-ins go on. With `seconds`, no
+    batch starts after that long (END_EVERYONE_REQUEST_SECONDS) and `remaining` says what is
+    left for another call. Records one sessions.ended_all event with the count."""
     started = timezone.now()
+    deadline = None if seconds is None else time.monotonic() + seconds
     live = LoginSession.objects.filter(ended_at__isnull=True, created_at__lte=started)
     if keep is not None:
         live = live.exclude(pk=keep)
@@ -265,6 +281,9 @@ def sessions_end_everyone(
             )
         if progress is not None:
             progress(ended)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    remaining = live.count()
     emit(
         EventType.SESSIONS_ENDED_ALL,
         actor_id=actor_id,
@@ -273,11 +292,12 @@ def sessions_end_everyone(
             **(metadata or {}),
             "reason": reason,
             "ended": ended,
+            "remaining": remaining,
             "kept": str(keep) if keep is not None else None,
             "seconds": round((timezone.now() - started).total_seconds(), 1),
         },
     )
-    return ended
+    return EndedEveryone(ended=ended, remaining=remaining)
 
 
 def session_mark_compromised(*, session: LoginSession, actor_id: object = None) -> None:

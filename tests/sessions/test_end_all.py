@@ -5,6 +5,7 @@ every session through session_end (apps/sessions/services.py)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import uuid
 from collections.abc import Callable
@@ -87,7 +88,7 @@ def test_api_ends_every_session_of_every_person_but_the_callers(
     answer = http.post(END_ALL_API, headers=bearer(token))
 
     assert answer.status_code == 200, answer.content
-    assert answer.json() == {"ended": 3, "kept": str(own.pk)}
+    assert answer.json() == {"ended": 3, "remaining": 0, "kept": str(own.pk)}
     assert live() == {own.pk}
     for session in [adas, *bobs]:
         assert sid_listed(redis_client, session.pk)  # JWT access tokens under it die
@@ -224,9 +225,9 @@ def test_sessions_begun_during_the_run_are_left_alone(person) -> None:
         totals.append(ended)
         during.append(add_session(person))
 
-    ended = sessions_end_everyone(reason="operator", batch_size=1, progress=progress)
+    run = sessions_end_everyone(reason="operator", batch_size=1, progress=progress)
 
-    assert ended == 3
+    assert (run.ended, run.remaining) == (3, 0)
     assert totals == [1, 2, 3]
     assert live() == {session.pk for session in during}
     assert not any(LoginSession.objects.get(pk=s.pk).ended_at is None for s in before)
@@ -255,3 +256,50 @@ def test_relying_parties_are_told_over_the_back_channel(
     claims = verified_logout_token(signed_in, post.logout_token, rp.client_id)
     assert claims["sid"] == str(session.pk)
     assert claims["sub"] == str(person.pk)
+
+
+def test_a_request_stops_after_its_time_and_says_how_many_are_left(person) -> None:
+    # One request of the console or the API works END_EVERYONE_REQUEST_SECONDS at most (a
+    # proxy's read timeout would otherwise answer 504 with no count); the next goes on.
+    sessions = [add_session(person) for _ in range(3)]
+
+    first = sessions_end_everyone(reason="operator", batch_size=1, seconds=0)
+    second = sessions_end_everyone(reason="operator", batch_size=2, seconds=0)
+
+    assert (first.ended, first.remaining) == (1, 2)
+    assert (second.ended, second.remaining) == (2, 0)
+    assert live() == set()
+    runs = sorted((e.metadata["ended"], e.metadata["remaining"]) for e in ended_all_events())
+    assert runs == [(1, 2), (2, 0)]
+    assert {s.pk for s in sessions} == set(
+        LoginSession.objects.filter(ended_at__isnull=False).values_list("pk", flat=True)
+    )
+
+
+def test_console_cut_short_says_what_is_left_and_confirming_again_ends_it(
+    staff: HttpClient,  # noqa: F811
+    operator,  # noqa: F811
+    person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from apps.console import sessions_all
+
+    monkeypatch.setattr(sessions_all, "END_EVERYONE_REQUEST_SECONDS", 0)
+    one_at_a_time = functools.partial(sessions_all.sessions_end_everyone, batch_size=1)
+    monkeypatch.setattr(sessions_all, "sessions_end_everyone", one_at_a_time)
+    for _ in range(2):
+        add_session(person)
+    [own] = LoginSession.objects.filter(user=operator, ended_at__isnull=True)
+    confirm = {"confirmation": "end all sessions"}
+    token = csrf_token(staff.get(END_ALL_PAGE).content)
+
+    cut = staff.post(END_ALL_PAGE, {"csrfmiddlewaretoken": token, **confirm})
+
+    assert (cut.status_code, cut["Location"]) == (302, END_ALL_PAGE)
+    page = staff.get(END_ALL_PAGE)
+    assert "1 session ended; 1 still live" in page.content.decode()
+    assert "Confirm again to end the rest." in page.content.decode()
+    assert "1 session will end." in page.content.decode()
+    done = staff.post(END_ALL_PAGE, {"csrfmiddlewaretoken": csrf_token(page.content), **confirm})
+    assert (done.status_code, done["Location"]) == (302, "/console/sessions/")
+    assert live() == {own.pk}

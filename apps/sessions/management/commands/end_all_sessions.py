@@ -67,7 +67,7 @@ class Command(BaseCommand):
             batch_size=batch_size,
             progress=progress if total > batch_size else None,
             metadata={"via": "manage.py end_all_sessions", "os_user": getpass.getuser()},
-        )
+        ).ended
         seconds = time.monotonic() - started
         self.stdout.write(f"ended={ended} seconds={seconds:.1f}")
 
