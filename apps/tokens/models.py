@@ -59,13 +59,13 @@ class Client(AbstractApplication):
     # Empty: none. client_create gives a new client what its registration implies
     # (scopes.default_allowed_scopes); migration 0012 gave each client that existed before what
     # it could be granted then, so no deployed relying party lost a scope.
-    allowed_scopes = models.TextField(blank=True, default="")
+    allowed_scopes = models.TextField(blank=True, default="", db_default="")
     # OWASP ASVS 9.2.4, RFC 8707 §2: the resources (absolute URIs, matched exactly) this
     # client may name as `resource`, space-separated, besides the default audience
     # (ACCESS_TOKEN_AUDIENCE), which it always may. Empty: the default audience only (a new
     # client's default); "*" alone: any absolute URI, as before 0012 (what that migration
     # gave existing clients, for an operator to narrow).
-    allowed_resources = models.TextField(blank=True, default="")
+    allowed_resources = models.TextField(blank=True, default="", db_default="")
 
     class AuthMethod(models.TextChoices):
         """How a confidential client authenticates at the token, introspection, revocation

@@ -9,7 +9,12 @@ deployed relying party breaks on upgrade:
 - allowed_resources: "*", any absolute URI as `resource`, as before.
 
 An operator narrows both on the client's page or through the admin API. New clients get the
-narrower defaults of client_create instead (scopes.default_allowed_scopes, no resource)."""
+narrower defaults of client_create instead (scopes.default_allowed_scopes, no resource).
+
+Expand-only (docs/operations.md, "Rolling upgrades"): both columns have a database default,
+so the previous release's INSERTs still work. A client that release registers after this ran
+gets "" (no scope, the default audience only: closed, not open) until an operator sets its
+lists; the backfill below covers every client that existed when it ran."""
 
 from typing import Any
 
@@ -47,12 +52,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="client",
             name="allowed_scopes",
-            field=models.TextField(blank=True, default=""),
+            field=models.TextField(blank=True, db_default="", default=""),
         ),
         migrations.AddField(
             model_name="client",
             name="allowed_resources",
-            field=models.TextField(blank=True, default=""),
+            field=models.TextField(blank=True, db_default="", default=""),
         ),
         migrations.RunPython(keep_what_existing_clients_had, migrations.RunPython.noop),
     ]
