@@ -19,9 +19,9 @@ On top of them, each client holds the list of scopes an operator assigned it
 (Client.allowed_scopes; OWASP ASVS 10.4.11: only the scopes it needs, RFC 7591 §2 `scope`). A
 scope the rules above would grant but that is not on the list is refused, not dropped
 (invalid_scope, RFC 6749 §4.1.2.1 / §5.2, naming the scope: ours, never raw input), so that a
-misregistered client fails where its developer looks instead of running on fewer scopes
-(node-oidc-provider and ory/hydra answer the same). A grant made before the list was narrowed
-keeps only what is still on it (client_scopes): a refresh never brings a scope back.
+misregistered client fails where its developer looks instead of running on fewer scopes. A
+grant made before the list was narrowed keeps only what is still on it (client_scopes): a
+refresh never brings a scope back, and the answer's `scope` says what is left.
 """
 
 from __future__ import annotations
