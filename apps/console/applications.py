@@ -24,6 +24,7 @@ from apps.console.permissions import administrator_required, staff_required
 from apps.keys.services import key_chains, keys_rotate_now, rotation_terms
 from apps.tokens import clients_admin, mtls
 from apps.tokens.models import Client
+from apps.tokens.scopes import default_allowed_scopes
 
 
 def _may_change(request: HttpRequest) -> bool:
@@ -69,7 +70,14 @@ def client_detail(request: HttpRequest, client_id: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def client_register(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        form = ClientRegisterForm(initial={"grant_types": ["authorization_code", "refresh_token"]})
+        grants = ["authorization_code", "refresh_token"]
+        form = ClientRegisterForm(
+            initial={
+                "grant_types": grants,
+                # what createclient gives such a client (ASVS 10.4.11), for the operator to edit
+                "allowed_scopes": default_allowed_scopes(grant_types=grants, first_party=False),
+            }
+        )
         return _form_page(request, form, client=None)
     form = ClientRegisterForm(request.POST)
     if form.is_valid():

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import QueryDict
@@ -434,6 +435,18 @@ class ClientForm(forms.Form):
         required=False,
         label="Certificate-bound tokens only: a token request without its certificate is "
         "refused (RFC 8705 section 3)",
+    )
+    # OWASP ASVS 10.4.11 / 9.2.4 (apps/tokens/scopes.py, apps/tokens/resources.py)
+    allowed_scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope} ({words})") for scope, words in settings.SCOPES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Scopes it may be granted (one off this list is refused with invalid_scope)",
+    )
+    allowed_resources = _UriLines(
+        required=False,
+        label="Resources it may ask tokens for (RFC 8707 resource, one a line, matched "
+        'exactly; none: the default audience only; "*": any)',
     )
 
 

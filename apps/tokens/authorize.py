@@ -1,10 +1,11 @@
 """The authorization endpoint (RFC 6749 §4.1, OIDC Core §3.1.2) as ordered, single-purpose
 checks, each either passing or answering the request (node-oidc-provider's shape).
 
-oauthlib validates the OAuth parameters (client, exact redirect URI, response type, scopes,
-PKCE presence); the checks here add what needs the browser session: login, prompt, max_age,
-id_token_hint, the authentication level (acr_values, the client's MFA requirement) and
-consent. Every response sent back to the client carries `iss` (RFC 9207).
+oauthlib validates the OAuth parameters (client, exact redirect URI, response type, scopes
+against the client's allowed_scopes, PKCE presence); the checks here add the resource (RFC
+8707) and what needs the browser session: login, prompt, max_age, id_token_hint, the
+authentication level (acr_values, the client's MFA requirement) and consent. Every response
+sent back to the client carries `iss` (RFC 9207).
 
 A pushed request (RFC 9126, apps/tokens/par.py) arrives as `client_id` + `request_uri`;
 check_pushed_request takes it (single use) and the checks run on the pushed parameters. The
@@ -51,6 +52,7 @@ from apps.tokens.pushed import (
     pushed_seal,
     pushed_take,
 )
+from apps.tokens.resources import resource_refusal
 from apps.tokens.scopes import OFFLINE_ACCESS
 from apps.tokens.selectors import consent_scopes
 from apps.tokens.services import code_issue, consent_grant
@@ -312,6 +314,17 @@ def check_no_request_object(request: HttpRequest, areq: AuthorizationRequest) ->
         raise error_to_client(areq, "request_not_supported", "Request objects are not supported.")
     if "request_uri" in areq.params:
         raise error_to_client(areq, "request_uri_not_supported", "request_uri is not supported.")
+
+
+def check_resource(request: HttpRequest, areq: AuthorizationRequest) -> None:
+    # RFC 8707 §2 / ASVS 9.2.4: a resource the client is not registered for is refused here
+    # already (invalid_target), pushed or not, rather than after the person signed in and
+    # consented; the token request names its resources again and is checked the same way.
+    assert areq.client is not None
+    resource = areq.params.get("resource")
+    refusal = resource_refusal(resource, client=areq.client) if resource is not None else ""
+    if refusal:
+        raise error_to_client(areq, "invalid_target", refusal)
 
 
 def check_response_mode(request: HttpRequest, areq: AuthorizationRequest) -> None:
@@ -633,6 +646,7 @@ REQUEST_CHECKS: list[Check] = [
     check_oauth_request,
     check_no_repeats,
     check_no_request_object,
+    check_resource,
     check_response_mode,
     check_pkce_s256,
     check_prompt,

@@ -47,6 +47,9 @@ EDITABLE = (
     *mtls.IDENTIFIERS,
     "jwks",
     "tls_client_certificate_bound_access_tokens",
+    # OWASP ASVS 10.4.11 / 9.2.4 (apps/tokens/scopes.py, resources.py)
+    "allowed_scopes",
+    "allowed_resources",
 )
 
 
@@ -99,6 +102,8 @@ def client_settings(client: Client) -> dict[str, Any]:
         "tls_client_certificate_bound_access_tokens": (
             client.tls_client_certificate_bound_access_tokens
         ),
+        "allowed_scopes": client.allowed_scopes.split(),
+        "allowed_resources": client.allowed_resources.split(),
     }
 
 

@@ -54,6 +54,18 @@ class Client(AbstractApplication):
     # Every authorization request for this client must be pushed (RFC 9126 §6,
     # require_pushed_authorization_requests): apps/tokens/authorize.py check_par_required.
     require_par = models.BooleanField(default=False)
+    # OWASP ASVS 10.4.11, RFC 7591 §2 `scope`: the scopes this client may be granted, space-
+    # separated; a defined scope not on it is refused with invalid_scope (apps/tokens/scopes.py).
+    # Empty: none. client_create gives a new client what its registration implies
+    # (scopes.default_allowed_scopes); migration 0012 gave each client that existed before what
+    # it could be granted then, so no deployed relying party lost a scope.
+    allowed_scopes = models.TextField(blank=True, default="", db_default="")
+    # OWASP ASVS 9.2.4, RFC 8707 §2: the resources (absolute URIs, matched exactly) this
+    # client may name as `resource`, space-separated, besides the default audience
+    # (ACCESS_TOKEN_AUDIENCE), which it always may. Empty: the default audience only (a new
+    # client's default); "*" alone: any absolute URI, as before 0012 (what that migration
+    # gave existing clients, for an operator to narrow).
+    allowed_resources = models.TextField(blank=True, default="", db_default="")
 
     class AuthMethod(models.TextChoices):
         """How a confidential client authenticates at the token, introspection, revocation
@@ -88,6 +100,14 @@ class Client(AbstractApplication):
     @property
     def grant_type_set(self) -> frozenset[str]:
         return frozenset(self.grant_types.split())
+
+    @property
+    def allowed_scope_set(self) -> frozenset[str]:
+        return frozenset(self.allowed_scopes.split())
+
+    @property
+    def allowed_resource_list(self) -> list[str]:
+        return self.allowed_resources.split()
 
     def allows_grant_type(self, *grant_types: Any) -> bool:
         """DOT asks with its own constants ("authorization-code"); we store wire names."""

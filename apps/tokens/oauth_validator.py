@@ -37,8 +37,9 @@ class TesseraValidator(OAuth2Validator):
         **k: Any,
     ) -> bool:
         # OIDC Core §3.1.2.1: scope values the server does not understand are ignored, and
-        # one this client may not have is dropped the same way (RFC 6749 §3.3: the token
-        # response's `scope` says what was granted); nothing left is invalid_scope.
+        # one the rules keep from this client is dropped the same way (RFC 6749 §3.3: the
+        # token response's `scope` says what was granted); one not on its allowed_scopes
+        # (ASVS 10.4.11), or nothing left, is invalid_scope (apps/tokens/scopes.py).
         try:
             request.scopes = granted_scopes(scopes, client=client)
         except ScopeRefused as refused:

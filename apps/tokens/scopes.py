@@ -10,15 +10,26 @@ grant): the scopes of settings.SCOPES, except
 - a client_credentials token acts for no person, so the scopes that mean "a person signed in"
   or release a person's claims (openid, profile, email, offline_access) are not for it.
 
-A scope a request asks for and may not have is dropped from the grant (OIDC Core §3.1.2.1:
-unknown scope values SHOULD be ignored; RFC 6749 §3.3: the `scope` of the token response says
-what was granted); a request left with no scope at all is refused with invalid_scope.
+A scope a request asks for and may not have by these rules is dropped from the grant (OIDC
+Core §3.1.2.1: unknown scope values SHOULD be ignored; RFC 6749 §3.3: the `scope` of the token
+response says what was granted); a request left with no scope at all is refused with
+invalid_scope.
+
+On top of them, each client holds the list of scopes an operator assigned it
+(Client.allowed_scopes; OWASP ASVS 10.4.11: only the scopes it needs, RFC 7591 §2 `scope`). A
+scope the rules above would grant but that is not on the list is refused, not dropped
+(invalid_scope, RFC 6749 §4.1.2.1 / §5.2, naming the scope: ours, never raw input), so that a
+misregistered client fails where its developer looks instead of running on fewer scopes. A
+grant made before the list was narrowed keeps only what is still on it (client_scopes): a
+refresh never brings a scope back, and the answer's `scope` says what is left.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from oauth2_provider.scopes import SettingsScopes, get_scopes_backend
 
 ADMIN_SCOPE = "admin"
@@ -40,20 +51,82 @@ class TesseraScopes(SettingsScopes):
 
 
 class ScopeRefused(Exception):
-    """Nothing asked for may be granted: invalid_scope, with a description that says why."""
+    """A scope asked for is not registered for the client, or nothing asked for may be
+    granted: invalid_scope, with a description that says why."""
+
+
+def _by_rules(client: Any, *, person: bool) -> set[str]:
+    available = set(get_scopes_backend().get_available_scopes(application=client))
+    return available if person else available - PERSON_SCOPES
+
+
+def client_scopes(client: Any, *, person: bool = True) -> frozenset[str]:
+    """What this client may be granted now: its allowed_scopes, within the rules above."""
+    return frozenset(_by_rules(client, person=person) & client.allowed_scope_set)
 
 
 def granted_scopes(requested: list[str], *, client: Any, person: bool = True) -> list[str]:
     """The scopes of `requested` this client may have, in the order asked, once each.
-    Raises ScopeRefused when none is left."""
-    available = set(get_scopes_backend().get_available_scopes(application=client))
-    if not person:
-        available -= PERSON_SCOPES
+    Raises ScopeRefused for a scope it is not registered for (ASVS 10.4.11), and when none
+    is left."""
+    available = _by_rules(client, person=person)
     asked = list(dict.fromkeys(requested))
+    registered = client.allowed_scope_set
+    for scope in asked:
+        if scope in available and scope not in registered:
+            # RFC 6749 §4.1.2.1 / §5.2 invalid_scope; `scope` is one of ours (available)
+            raise ScopeRefused(f"The scope {scope} is not registered for this client.")
     granted = [scope for scope in asked if scope in available]
     if asked and not granted:
         raise ScopeRefused(_refusal(asked))
     return granted
+
+
+# OIDC Core §5.4: the scopes a relying party that signs people in asks for.
+OIDC_BASICS = ("openid", "profile", "email")
+
+
+def default_allowed_scopes(*, grant_types: list[str], first_party: bool) -> list[str]:
+    """A new client's allowed_scopes when its registration names none: what its grants and
+    type imply, nothing more (ASVS 10.4.11; a scope added to settings.SCOPES later is given
+    to no client until an operator assigns it):
+
+    - authorization_code: the OpenID Connect basics (openid profile email);
+    - refresh_token with it: offline_access (OIDC Core §11: still only with consent to it);
+    - first-party (skip_consent): admin, the one road to an admin-API token README documents
+      (still only for an active staff member's token); take it off a first-party client that
+      does not administer;
+    - client_credentials alone: nothing but that (a service token carries no person scope).
+    """
+    scopes: list[str] = []
+    if "authorization_code" in grant_types:
+        scopes += OIDC_BASICS
+        if "refresh_token" in grant_types:
+            scopes.append(OFFLINE_ACCESS)
+    if first_party:
+        scopes.append(ADMIN_SCOPE)
+    return [scope for scope in scopes if scope in settings.SCOPES]
+
+
+def check_allowed_scopes(
+    scopes: list[str], *, grant_types: list[str], first_party: bool
+) -> list[str]:
+    """An operator's allowed_scopes, once each, in the order given. Raises ValidationError
+    keyed allowed_scopes for a scope this server does not define and for one the rules above
+    would never grant this client (the list says what it can get, nothing it cannot)."""
+    field = "allowed_scopes"
+    chosen = list(dict.fromkeys(scopes))
+    defined = list(settings.SCOPES)
+    if any(scope not in settings.SCOPES for scope in chosen):
+        # not repeated back: the list is what an operator may use
+        raise ValidationError({field: f"Unknown scope: use {', '.join(defined)}."})
+    if ADMIN_SCOPE in chosen and not first_party:
+        raise ValidationError({field: "admin is granted to first-party clients only."})
+    if OFFLINE_ACCESS in chosen and "refresh_token" not in grant_types:
+        raise ValidationError(
+            {field: "offline_access needs the refresh_token grant (OIDC Core section 11)."}
+        )
+    return chosen
 
 
 def _refusal(asked: list[str]) -> str:

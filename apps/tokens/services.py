@@ -34,6 +34,8 @@ from apps.tokens.models import (
     RefreshToken,
     offline_idle_since,
 )
+from apps.tokens.resources import check_allowed_resources
+from apps.tokens.scopes import check_allowed_scopes, default_allowed_scopes
 from apps.tokens.validation import InvalidToken, validate_access_token
 
 
@@ -388,6 +390,8 @@ def client_create(
     tls_client_auth_san_email: str = "",
     jwks: Any = None,
     tls_client_certificate_bound_access_tokens: bool = False,
+    allowed_scopes: list[str] | None = None,
+    allowed_resources: list[str] | None = None,
     actor_id: object = None,
 ) -> tuple[Client, str | None]:
     """Registers a client; returns it with its secret in clear (shown once, stored hashed).
@@ -398,7 +402,9 @@ def client_create(
     authorization needs the MFA level (apps/tokens/authorize.py check_acr); `require_par=True`:
     every authorization request must be pushed (RFC 9126 §6). A client registered for
     mutual-TLS authentication (token_endpoint_auth_method, RFC 8705 §2: mtls.registration_set)
-    gets no secret. Errors are keyed by the field at fault (ValidationError.message_dict), as
+    gets no secret. `allowed_scopes` None: what the grants and type imply
+    (scopes.default_allowed_scopes); `allowed_resources` None: the default audience only
+    (resources.py). Errors are keyed by the field at fault (ValidationError.message_dict), as
     client_configure raises them.
     """
     if client_secret is not None and (public or len(client_secret) < 32):
@@ -451,6 +457,8 @@ def client_create(
         tls_client_auth_san_email=tls_client_auth_san_email,
         jwks=jwks,
         tls_client_certificate_bound_access_tokens=tls_client_certificate_bound_access_tokens,
+        allowed_scopes=allowed_scopes,
+        allowed_resources=allowed_resources or [],
     )
     with transaction.atomic():
         if Client.objects.filter(client_id=client.client_id).exists():
@@ -474,6 +482,8 @@ def client_create(
                 "tls_client_certificate_bound_access_tokens": (
                     client.tls_client_certificate_bound_access_tokens
                 ),
+                "allowed_scopes": client.allowed_scopes.split(),
+                "allowed_resources": client.allowed_resources.split(),
             },
         )
     return client, secret
@@ -503,12 +513,16 @@ def client_configure(
     tls_client_auth_san_email: str = "",
     jwks: Any = None,
     tls_client_certificate_bound_access_tokens: bool = False,
+    allowed_scopes: list[str] | None = None,
+    allowed_resources: list[str] | None = None,
 ) -> list[str]:
     """Checks a client's registration and sets it on `client` (a new one, or one being
     edited: its client type stays), unsaved; returns its grant types. The one set of rules
     for `createclient`, the console and the admin API. Raises ValidationError keyed by the
     field at fault (the keyword argument's name). `require_mfa` / `require_par` None leaves it
-    as it is. The mutual-TLS metadata (RFC 8705) is mtls.registration_set's to check."""
+    as it is; `allowed_scopes` None gives the registration's defaults
+    (scopes.default_allowed_scopes), `allowed_resources` None leaves them as they are. The
+    mutual-TLS metadata (RFC 8705) is mtls.registration_set's to check."""
     public = client.client_type == Client.CLIENT_PUBLIC
     grants = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     unknown = set(grants) - set(GRANT_TYPES)
@@ -551,7 +565,17 @@ def client_configure(
         raise ValidationError(
             {"name": f"A client needs a name, of at most {CLIENT_NAME_MAX} characters."}
         )
+    # OWASP ASVS 10.4.11 / 9.2.4: what the client may be granted, checked against the
+    # grants and type just checked (an edit that drops refresh_token or first-party while
+    # the list still needs them is refused on allowed_scopes)
+    if allowed_scopes is None:
+        allowed_scopes = default_allowed_scopes(grant_types=grants, first_party=skip_consent)
+    scopes = check_allowed_scopes(allowed_scopes, grant_types=grants, first_party=skip_consent)
+    resources = None if allowed_resources is None else check_allowed_resources(allowed_resources)
     client.name = name
+    client.allowed_scopes = " ".join(scopes)
+    if resources is not None:
+        client.allowed_resources = " ".join(resources)
     client.authorization_grant_type = _DOT_PRIMARY_GRANT[primary]
     client.grant_types = " ".join(grants)
     client.redirect_uris = " ".join(redirect_uris)

@@ -365,12 +365,14 @@ def test_editing_in_the_console(staff: HttpClient, app_client: Client, operator)
             "grant_types": ["authorization_code"],
             "id_token_alg": "RS256",
             "require_pkce": "on",
+            # the boxes the page ticked, but offline_access: it needs refresh_token
+            "allowed_scopes": ["openid", "profile", "email"],
         },
         follow=True,
     )
 
     assert response.status_code == 200
-    assert b"name, grant_types changed" in response.content
+    assert b"name, grant_types, allowed_scopes changed" in response.content
     app_client.refresh_from_db()
     assert app_client.name == "Shop (new)"
     assert app_client.grant_types == "authorization_code"

@@ -398,10 +398,13 @@ def test_client_credentials_refuses_bad_parameters(
     assert_oauth_error(form_post(client, TOKEN, data, auth=machine), error)
 
 
-def test_client_credentials_resources_become_the_audience(
-    client: HttpClient, machine: RegisteredClient
-) -> None:
-    # RFC 8707 §2: the token is audience-restricted to the resources the client named
+def test_client_credentials_resources_become_the_audience(client: HttpClient, register) -> None:
+    # RFC 8707 §2: the token is audience-restricted to the resources the client named (among
+    # those it is registered for: tests/tokens/test_client_allowed_scopes.py)
+    machine = register(
+        grant_types=["client_credentials"], redirect_uris=[],
+        allowed_resources=["https://a.example/api", "https://b.example/"],
+    )  # fmt: skip
     data = [("grant_type", "client_credentials"), ("resource", "https://a.example/api"),
             ("resource", "https://b.example/")]  # fmt: skip
     token = form_post(client, TOKEN, data, auth=machine).json()["access_token"]

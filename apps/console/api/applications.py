@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
@@ -21,6 +22,7 @@ from apps.console.permissions import AdministratorWrites
 from apps.keys.services import key_chains, keys_rotate_now
 from apps.tokens import clients_admin, mtls
 from apps.tokens.models import Client
+from apps.tokens.resources import MAX_ALLOWED_RESOURCES, MAX_RESOURCE_LENGTH
 from apps.tokens.services import GRANT_TYPES
 
 # RFC 8705 client metadata (RFC 7591 §2 token_endpoint_auth_method and jwks; §2.1.2 subject
@@ -50,6 +52,8 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
     skip_consent = serializers.BooleanField(source="skip_authorization")
     id_token_alg = serializers.CharField(source="id_token_signed_response_alg")
     disabled = serializers.SerializerMethodField()
+    allowed_scopes = serializers.SerializerMethodField()
+    allowed_resources = serializers.SerializerMethodField()
 
     class Meta:
         model = Client
@@ -57,7 +61,8 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
             "client_id", "name", "client_type", "public", "grant_types", "redirect_uris",
             "post_logout_redirect_uris", "skip_consent", "id_token_alg", "require_pkce",
             "require_mfa", "require_par", "backchannel_logout_uri", "frontchannel_logout_uri",
-            "disabled", "disabled_at", "created", "updated", *MTLS_FIELDS,
+            "disabled", "disabled_at", "created", "updated", *MTLS_FIELDS, "allowed_scopes",
+            "allowed_resources",
         )  # fmt: skip
 
     def get_public(self, client: Client) -> bool:
@@ -75,11 +80,47 @@ class ClientSerializer(serializers.ModelSerializer[Client]):
     def get_disabled(self, client: Client) -> bool:
         return client.disabled_at is not None
 
+    def get_allowed_scopes(self, client: Client) -> list[str]:
+        return client.allowed_scopes.split()
+
+    def get_allowed_resources(self, client: Client) -> list[str]:
+        return client.allowed_resources.split()
+
 
 class ClientPageSerializer(serializers.Serializer[Any]):
     results = ClientSerializer(many=True)
     next = serializers.IntegerField(
         allow_null=True, help_text="Pass as `after` for the next page; null on the last page."
+    )
+
+
+_SCOPES_HELP = (
+    "The scopes the client may be granted (OWASP ASVS 10.4.11): a request for one off the list "
+    "is refused with invalid_scope. admin only for a first-party client, offline_access only "
+    "with the refresh_token grant."
+)
+_RESOURCES_HELP = (
+    "The absolute URIs the client may name as `resource` (RFC 8707), matched exactly; the "
+    'default audience is always allowed. Empty: the default audience only; ["*"]: any '
+    "absolute URI (what clients registered before the list were given)."
+)
+
+
+def _allowed_scopes(help_text: str = _SCOPES_HELP, **kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=list(settings.SCOPES)),
+        max_length=len(settings.SCOPES),
+        help_text=help_text,
+        **kwargs,
+    )
+
+
+def _allowed_resources(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=MAX_RESOURCE_LENGTH),
+        max_length=MAX_ALLOWED_RESOURCES,
+        help_text=_RESOURCES_HELP,
+        **kwargs,
     )
 
 
@@ -125,6 +166,8 @@ class ClientChangeSerializer(serializers.Serializer[Any]):
         help_text="Every access token is bound to the client's certificate: a token request "
         "without one is refused (RFC 8705 section 3)."
     )
+    allowed_scopes = _allowed_scopes()
+    allowed_resources = _allowed_resources()
 
 
 class ClientRegistrationSerializer(ClientChangeSerializer):
@@ -157,6 +200,13 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
     tls_client_auth_san_email = serializers.CharField(max_length=254, allow_blank=True, default="")
     jwks = serializers.JSONField(allow_null=True, default=None)
     tls_client_certificate_bound_access_tokens = StrictBoolean(default=False)
+    allowed_scopes = _allowed_scopes(
+        required=False,
+        help_text=f"{_SCOPES_HELP} Absent: what the registration implies (openid profile email "
+        "with authorization_code, offline_access with refresh_token too, admin when "
+        "first-party).",
+    )
+    allowed_resources = _allowed_resources(default=list)
     public = serializers.BooleanField(default=False, help_text="No secret; PKCE only.")
     client_id = serializers.CharField(
         required=False, max_length=100, help_text="Chosen id (migrations); generated if absent."

@@ -17,7 +17,7 @@ from apps.tokens import services
 from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
 from apps.tokens.grants.issue import Issuance, tokens_issue_claimed
 from apps.tokens.models import Grant
-from apps.tokens.scopes import OFFLINE_ACCESS
+from apps.tokens.scopes import OFFLINE_ACCESS, client_scopes
 
 GRANT_TYPE = "authorization_code"
 PUBLIC_CLIENTS = True  # RFC 6749 §4.1.3, with PKCE (RFC 9700 §2.1.1)
@@ -38,7 +38,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
     except Refused:
         _spend(grant)  # a failed exchange spends the code too: no second guess at the verifier
         raise
-    scopes = grant.scope.split()
+    scopes = _still_allowed(request, grant)
     issuance = Issuance(
         grant_type=GRANT_TYPE,
         client=request.client,
@@ -46,7 +46,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         session=grant.session,
         scopes=scopes,
         family=grant.token_family,
-        audience=audience(request.params),
+        audience=audience(request.params, request.client),
         # OIDC Core §11: the authorize checks granted the scope only where allowed.
         offline=OFFLINE_ACCESS in scopes,
         nonce=grant.nonce,
@@ -57,6 +57,22 @@ def issue(request: TokenRequest) -> dict[str, object]:
     if answer is None:
         _replayed(grant)
     return answer
+
+
+def _still_allowed(request: TokenRequest, grant: Grant) -> list[str]:
+    """The code's scopes the client is still registered for (ASVS 10.4.11: an operator may
+    have narrowed allowed_scopes since the authorization request; RFC 6749 §3.3: the
+    answer's `scope` says what was granted). Nothing left is invalid_scope (the code is
+    spent: a new authorization request is the way on)."""
+    allowed = client_scopes(request.client)
+    granted = grant.scope.split()
+    scopes = [scope for scope in granted if scope in allowed]
+    if granted and not scopes:
+        _spend(grant)
+        raise Refused(
+            "invalid_scope", "None of the scopes of this code is still allowed to this client."
+        )
+    return scopes
 
 
 def _requested_acr(claims: str) -> str:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from django.conf import settings
 from django.http import HttpRequest, QueryDict
-from oauth2_provider.oauth2_validators import is_valid_resource_uri
 
 from apps.ratelimit import services as ratelimit
 from apps.tokens import clients, mtls
 from apps.tokens.binding import UNBOUND, Binding
 from apps.tokens.errors import safe
 from apps.tokens.models import Client
+from apps.tokens.resources import TargetRefused, token_audience
 
 # RFC 6749 §3.2: request parameters MUST NOT be included more than once (resource may:
 # RFC 8707 §2 names one resource per parameter).
@@ -136,13 +135,11 @@ def authenticated_client(request: HttpRequest, params: QueryDict, *, public: boo
     return client
 
 
-def audience(params: QueryDict) -> list[str]:
-    """RFC 8707 §2: each resource an absolute URI without a fragment, else invalid_target;
-    the token's audience is the resources named, or the default audience."""
-    resources = params.getlist("resource")
-    for resource in resources:
-        if not is_valid_resource_uri(resource):
-            raise Refused(
-                "invalid_target", "resource must be an absolute URI without userinfo or fragment."
-            )
-    return list(dict.fromkeys(resources)) or [settings.ACCESS_TOKEN_AUDIENCE]
+def audience(params: QueryDict, client: Client) -> list[str]:
+    """RFC 8707 §2: each resource an absolute URI without a fragment that the client is
+    registered for (ASVS 9.2.4, apps/tokens/resources.py), else invalid_target; the token's
+    audience is the resources named, or the default audience."""
+    try:
+        return token_audience(params.getlist("resource"), client=client)
+    except TargetRefused as refused:
+        raise Refused("invalid_target", str(refused)) from None

@@ -27,7 +27,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         user=None,
         scopes=scopes,
         session=None,
-        audience=audience(request.params),
+        audience=audience(request.params, request.client),
         refreshed=False,
         cnf=request.binding.cnf(),
     )

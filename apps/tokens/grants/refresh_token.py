@@ -9,11 +9,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.core.precompiled import Precompiled
+from apps.sessions.services import session_is_live
 from apps.tokens import services
 from apps.tokens.binding import Binding, mismatch
 from apps.tokens.grants.base import Refused, TokenRequest, audience, invalid_grant
 from apps.tokens.grants.issue import Issuance, tokens_issue_claimed
 from apps.tokens.models import AccessToken, RefreshToken
+from apps.tokens.scopes import OFFLINE_ACCESS, client_scopes
 
 GRANT_TYPE = "refresh_token"
 PUBLIC_CLIENTS = True  # RFC 6749 §6; RFC 9700 §4.14.2: rotated
@@ -26,6 +28,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
     _check_client(request, token)
     _check_binding(request, token)
     _check_lifetimes(token)
+    _check_offline_still_allowed(request, token)
     scopes = _scopes(request, token)
     issuance = Issuance(
         grant_type=GRANT_TYPE,
@@ -34,7 +37,7 @@ def issue(request: TokenRequest) -> dict[str, object]:
         session=token.session,
         scopes=scopes,
         family=token.token_family,
-        audience=audience(request.params),
+        audience=audience(request.params, request.client),
         offline=token.offline,
         previous=token,
         binding=request.binding,
@@ -121,16 +124,40 @@ def _scopes(request: TokenRequest, token: RefreshToken) -> list[str]:
     access = token.access_token
     if access is None:  # the row of the token it came with is gone: its successor's scope
         access = AccessToken.objects.filter(source_refresh_token=token).first()
-    granted = access.scope.split() if access is not None else []
+    # ASVS 10.4.11: an operator may have narrowed the client's allowed_scopes since the grant
+    # was made; what it may no longer have is gone from every refresh (RFC 6749 §3.3: the
+    # answer's `scope` says so), and a refresh cannot bring it back.
+    allowed = client_scopes(request.client)
+    granted = [scope for scope in access.scope.split() if scope in allowed] if access else []
     asked = request.get("scope")
     if asked is None:
+        if access is not None and access.scope.split() and not granted:
+            raise Refused(
+                "invalid_scope",
+                "None of the scopes of this refresh token is still allowed to this client.",
+            )
         return granted
     kept = [scope for scope in dict.fromkeys(asked.split()) if scope in granted]
     if not kept:
         raise Refused(
-            "invalid_scope", "None of the scopes asked for was granted to this refresh token."
+            "invalid_scope",
+            "None of the scopes asked for was granted to this refresh token, or is still "
+            "allowed to this client.",
         )
     return kept
+
+
+def _check_offline_still_allowed(request: TokenRequest, token: RefreshToken) -> None:
+    """OIDC Core §11, ASVS 10.4.11: an offline grant outlives its sign-in only while its
+    client may still have offline_access; taken off its list, the chain is an ordinary one,
+    which ends with its sign-in."""
+    if not token.offline or OFFLINE_ACCESS in client_scopes(request.client):
+        return
+    if token.session is None or not session_is_live(token.session):
+        raise invalid_grant(
+            "This client may no longer have offline_access and the sign-in this refresh token "
+            "belongs to has ended; sign in again."
+        )
 
 
 def _rotate(token: RefreshToken) -> bool:

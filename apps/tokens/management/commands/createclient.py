@@ -77,6 +77,22 @@ class Command(BaseCommand):
             help="every access token is bound to the client's certificate: a token request "
             "without one is refused (tls_client_certificate_bound_access_tokens, RFC 8705 §3)",
         )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            dest="allowed_scopes",
+            help="a scope the client may be granted, once per scope (OWASP ASVS 10.4.11); "
+            "default: openid profile email with authorization_code, offline_access with "
+            "refresh_token too, admin when first-party",
+        )
+        parser.add_argument(
+            "--resource",
+            action="append",
+            default=[],
+            dest="allowed_resources",
+            help="an absolute URI the client may name as `resource` (RFC 8707), once per "
+            "resource; default: none, the default audience only",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -111,6 +127,8 @@ class Command(BaseCommand):
                 tls_client_auth_san_email=options["tls_san_email"],
                 jwks=jwks,
                 tls_client_certificate_bound_access_tokens=options["bound_tokens"],
+                allowed_scopes=options["allowed_scopes"],
+                allowed_resources=options["allowed_resources"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
