@@ -193,7 +193,9 @@ def password_forgot(request: HttpRequest) -> HttpResponse:
         recovery.password_reset_request(request, email=email)
     if unqueued:  # the broker did not take it: nothing will be sent, so promise nothing
         context["refusal"] = NOT_SENT
-        return render(request, "signin/forgot.html", context, status=503)
+        response = render(request, "signin/forgot.html", context, status=503)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # the WARNING line said it
+        return response
     return render(request, "signin/forgot_sent.html", {**context, "email": email})
 
 
