@@ -18,9 +18,11 @@ from apps.tokens.claims import access_token_claims, sign
 from apps.tokens.validation import RevocationStatusUnknown, validate_access_token
 from tests.conftest import redis_start_again
 from tests.servers import wait_for
-from tests.tokens.conftest import INTROSPECT, Flow, b64url, form_post, userinfo
+from tests.tokens.conftest import INTROSPECT, TOKEN, Flow, b64url, form_post, userinfo
 
 pytestmark = pytest.mark.django_db
+
+REVOKE = "/oauth/revoke"
 
 
 def _admin_token(person, client_id: str) -> str:
@@ -45,9 +47,12 @@ def _unavailable(answer) -> None:
 
 
 def test_an_unknown_revocation_status_is_503_with_retry_after_and_200_once_redis_returns(
-    flow: Flow, person, servers, settings
+    flow: Flow, person, servers, settings, register
 ) -> None:
     token = flow.tokens()["access_token"]
+    machine = register(grant_types=["client_credentials"])
+    issued = form_post(flow.http, TOKEN, {"grant_type": "client_credentials"}, auth=machine)
+    unstored = issued.json()["access_token"]  # no row: only its revocation listing ends it
     bearer = _admin_token(person, flow.rp.client_id)
     admin = HttpClient(headers={"Authorization": f"Bearer {bearer}"})
     users = "/api/v1/users?email=ada@example.com"
@@ -64,6 +69,9 @@ def test_an_unknown_revocation_status_is_503_with_retry_after_and_200_once_redis
         _unavailable(userinfo(flow.http, token))
         _unavailable(form_post(flow.http, INTROSPECT, {"token": token}, auth=flow.rp))
         _unavailable(admin.get(users))
+        # RFC 7009 §2.2.1: on a 503 "the client must assume the token still exists", which
+        # it does: a 200 here would say it was revoked while it was not.
+        _unavailable(form_post(flow.http, REVOKE, {"token": unstored}, auth=machine))
         # A token known bad is still said to be bad.
         assert userinfo(flow.http, forged).status_code == 401
         assert form_post(flow.http, INTROSPECT, {"token": forged}, auth=flow.rp).json() == {
