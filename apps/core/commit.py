@@ -60,9 +60,10 @@ class Publish:
 
     def __call__(self) -> None:
         try:
-            # ignore_result: nothing reads these results, and with one the sender first
-            # subscribes to the result backend (Celery's on_task_call), which logs an ERROR
-            # and a CRITICAL of its own when the broker is down.
+            # ignore_result: nothing reads these results (CELERY_TASK_IGNORE_RESULT), but a
+            # task sent by name does not read that setting, and with a result the sender
+            # first subscribes to the result backend (Celery's on_task_call), which logs an
+            # ERROR and a CRITICAL of its own when the broker is down.
             current_app.send_task(self.name, args=list(self.args), ignore_result=True)
         except PUBLISH_ERRORS as error:
             unqueued = _unqueued.get()
