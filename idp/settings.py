@@ -1030,7 +1030,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **_broker_options,
 }
 # A task queued from a request (after commit) is tried twice, then left to its sweep (a lost
-# Back-Channel Logout is re-queued: apps/tokens/tasks.py): a frozen broker costs a request
+# Back-Channel Logout is re-queued: apps/tokens/tasks.py) or lost, with one WARNING line
+# (apps/core/commit.py; docs/operations.md "The broker down"): a frozen broker costs a request
 # about three IDP_HEALTH_CHECK_TIMEOUTs (6 s measured: tests/faults/test_broker_down.py), a
 # refused one nothing; Celery's default tried four times.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

@@ -1,18 +1,23 @@
 """Errors more than one app speaks of; apps/core imports no other app, so they live here."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied
 
 
 class Unavailable(Exception):
     """What a request needs cannot be had for now (a dependency down, a key that does not
     open): the request is answered 503 temporarily_unavailable with Retry-After (RFC 6749
-    §5.2, RFC 9110 §15.6.4) and logged once at ERROR with this exception's message, which
-    tells the operator what to do — never a 500 (core.middleware.UnavailableMiddleware,
+    §5.2, RFC 9110 §15.6.4) and logged once at `log_level` with this exception's message,
+    which tells the operator what to do — never a 500 (core.middleware.UnavailableMiddleware,
     core.views.unavailable_response). A subclass says what the client reads and when to retry.
     """
 
     client_message = "The service is unavailable right now. Try again shortly."
     retry_after = 5  # seconds (RFC 9110 §10.2.3)
+    # WARNING for an outage already reported once elsewhere (each request is one line then,
+    # as for the database down); ERROR when this line is the operator's only word of it.
+    log_level = logging.ERROR
 
 
 class AuditUnavailable(Unavailable):

@@ -18,16 +18,16 @@ from email.headerregistry import Address
 from email.utils import formataddr
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 from django.core.validators import validate_email
-from django.db import transaction
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.functional import cached_property
+
+from apps.core.commit import queue_after_commit
 
 DELIVER_TASK = "apps.core.tasks.mail_deliver"
 # RFC 5322 §2.1.1: a line is at most 998 characters; a subject longer than this is cut.
@@ -92,7 +92,7 @@ def mail_send(template: str, *, to: str, context: dict[str, Any]) -> Message:
     commits (at once outside one). `to` comes from `recipient()`."""
     message = mail_render(template, to=to, context=context)
     # By name: apps/core/tasks.py imports this module (the worker's half of delivery).
-    transaction.on_commit(lambda: current_app.send_task(DELIVER_TASK, args=[asdict(message)]))
+    queue_after_commit(DELIVER_TASK, asdict(message))
     return message
 
 

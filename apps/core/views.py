@@ -129,7 +129,11 @@ def unavailable_response(request: HttpRequest, exception: object) -> HttpRespons
     dependency is down for now, logged once; None for any other exception. JSON on the
     protocol and API paths (RFC 6749 §5.2 temporarily_unavailable), the error page elsewhere."""
     if isinstance(exception, Unavailable):
-        level, message, retry_after = logging.ERROR, exception.client_message, exception.retry_after
+        level, message, retry_after = (
+            exception.log_level,
+            exception.client_message,
+            exception.retry_after,
+        )
     elif isinstance(exception, (OperationalError, InterfaceError)):
         level, message, retry_after = logging.WARNING, _DATABASE_DOWN, 5
     else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
@@ -33,6 +32,7 @@ from django.urls import reverse
 from redis.exceptions import RedisError
 
 from apps.accounts.models import User
+from apps.core.commit import queue_after_commit
 from apps.core.events import EventType, emit
 from apps.core.mail import mail_send, recipient
 from apps.core.request_context import client_ip
@@ -151,7 +151,7 @@ def password_reset_request(request: HttpRequest, *, email: str) -> None:
     )
     # By name: apps/signin/tasks.py imports this module (the worker's half).
     args = [str(user_id or NO_ACCOUNT), client_ip(request) or ""]
-    transaction.on_commit(lambda: current_app.send_task(RESET_MAIL_TASK, args=args))
+    queue_after_commit(RESET_MAIL_TASK, *args)
 
 
 def password_reset_mail(user: User, *, ip: str = "", by_operator: bool = False) -> str:

@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from apps.accounts.models import User
+from apps.core.commit import unqueued_tasks
 from apps.ratelimit import services as ratelimit
 from apps.signin import recovery
 from apps.signin.links import LinkInvalid
@@ -164,6 +165,12 @@ def _link_refused(request: HttpRequest, template: str, invalid: LinkInvalid) -> 
 
 # --- forgot and reset password --------------------------------------------------------------
 
+# The task that makes and mails the link could not be queued (the broker down: one WARNING
+# line, apps/core/commit.py). Nothing re-sends it later (docs/operations.md "The broker
+# down"), so the page says so, the same for any address (the same task is queued for an
+# address without an account).
+NOT_SENT = "We could not send the link just now. Nothing is on its way: ask again in a few minutes."
+
 
 @csrf_protect
 @never_cache
@@ -182,7 +189,13 @@ def password_forgot(request: HttpRequest) -> HttpResponse:
     if not decision.allowed:
         what = "Several links were asked for in a short time."
         return _refused(request, "signin/forgot.html", context, what, decision)
-    recovery.password_reset_request(request, email=email)
+    with unqueued_tasks() as unqueued:
+        recovery.password_reset_request(request, email=email)
+    if unqueued:  # the broker did not take it: nothing will be sent, so promise nothing
+        context["refusal"] = NOT_SENT
+        response = render(request, "signin/forgot.html", context, status=503)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # the WARNING line said it
+        return response
     return render(request, "signin/forgot_sent.html", {**context, "email": email})
 
 

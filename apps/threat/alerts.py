@@ -24,14 +24,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from apps.core.commit import after_commit
+from apps.core.commit import after_commit, queue_after_commit
 from apps.core.events import EventType, emit
 from apps.core.mail import mail_send, recipient
 from apps.core.redis import get_redis
@@ -174,17 +173,10 @@ def alert(
         ),
     }
     if "webhook" in sent_to:
-        after_commit(_queue_webhook, payload)
+        queue_after_commit(WEBHOOK_TASK, settings.THREAT_WEBHOOK_URL, payload)
     if "email" in sent_to:
         after_commit(_send_mails, payload)
     return event_id
-
-
-def _queue_webhook(payload: dict[str, Any]) -> None:
-    try:
-        current_app.send_task(WEBHOOK_TASK, args=[settings.THREAT_WEBHOOK_URL, payload])
-    except Exception as error:  # a broker outage must not fail the response
-        log.error("threat alert %s: webhook not queued: %s", payload["id"], error)
 
 
 def _send_mails(payload: dict[str, Any]) -> None:

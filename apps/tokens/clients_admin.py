@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.commit import after_commit
+from apps.core.commit import queue_after_commit
 from apps.core.events import EventType, emit
 from apps.tokens import mtls
 from apps.tokens.logout_propagation import DEPARTED_BATCH, departing_client
@@ -303,8 +303,8 @@ def client_delete(*, client: Client, actor_id: object) -> ClientDeleted:
             for start in range(0, len(departed.sessions), DEPARTED_BATCH):
                 batch = [list(s) for s in departed.sessions[start : start + DEPARTED_BATCH]]
                 # robust: a broker outage must not undo the deletion (as at logout)
-                after_commit(
-                    deliver_departed_client_logouts.delay,
+                queue_after_commit(
+                    deliver_departed_client_logouts,
                     departed.client_id,
                     departed.uri,
                     departed.alg,

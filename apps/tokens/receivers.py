@@ -26,7 +26,7 @@ from django.dispatch import receiver
 from apps.accounts.models import User
 from apps.accounts.signals import password_changed
 from apps.core.cache import publish_on_commit
-from apps.core.commit import after_commit
+from apps.core.commit import queue_after_commit
 from apps.sessions.models import LoginSession
 from apps.sessions.signals import session_ended
 from apps.tokens import clients
@@ -70,7 +70,7 @@ def tell_relying_parties(sender: Any, session: LoginSession, reason: str, **kwar
     if reason == "account_deleted":
         return  # the account's deletion cascades to its sessions and their deliveries
     for delivery in backchannel_deliveries_create(session=session):
-        after_commit(deliver_backchannel_logout.delay, delivery.pk)
+        queue_after_commit(deliver_backchannel_logout, delivery.pk)
 
 
 @receiver(session_ended, dispatch_uid="tessera.tokens.compromised_session")

@@ -277,7 +277,8 @@ def _revoke_unstored_access_token(*, token: str, client: Client) -> None:
 
 def token_introspect(*, token: str, token_type_hint: str | None) -> dict[str, Any] | None:
     """RFC 7662 §2.2: the claims of an active token, None (inactive) for anything else.
-    The hint only orders the search (§2.1: the server must look further when it is wrong)."""
+    The hint only orders the search (§2.1: the server must look further when it is wrong).
+    Raises RevocationStatusUnknown (503) for an access token whose revocation is unknown."""
     lookups = [_introspect_access, _introspect_refresh]
     if token_type_hint == "refresh_token":
         lookups.reverse()

@@ -1,6 +1,7 @@
 """The one access-token validation service: userinfo, introspection and any Python resource
 server call validate_access_token(). Checks run in order and the first failure wins; every
 malformed input ends as InvalidToken (401 invalid_token), never an exception of another kind.
+A token whose revocation status cannot be read is RevocationStatusUnknown (503).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import time
 import uuid
@@ -20,6 +22,7 @@ from django.db.models import QuerySet
 
 from apps.accounts.models import User
 from apps.core import revocation
+from apps.core.errors import Unavailable
 from apps.core.precompiled import Precompiled
 from apps.keys import jose, keys
 from apps.tokens import clients
@@ -133,12 +136,28 @@ def _check_claims(c: _Candidate, audience: str) -> None:
         raise InvalidToken("The token format is no longer accepted; get a new token.")
 
 
+class RevocationStatusUnknown(Unavailable):
+    """The token passed every other check, but this process's mirror of the revocation list
+    is not current (Redis unreachable), so whether it was revoked is unknown. Refused all the
+    same (fail closed, unless IDP_REVOCATION_FAIL_OPEN), but as 503 temporarily_unavailable
+    with Retry-After, not 401 invalid_token: RFC 6750 §3.1 invalid_token says the token is
+    bad, and a relying party's library then drops it and sends the person to sign in again.
+    RFC 7662 (introspection) and RFC 7009 §2.2.1 (revocation: "the client must assume the
+    token still exists") read it the same way. The outage is logged once by the cache bus and
+    shown by /readyz, so each refusal is a WARNING line."""
+
+    client_message = (
+        "Whether this token was revoked cannot be checked right now. Try again shortly."
+    )
+    log_level = logging.WARNING
+
+
 def _check_revocation(c: _Candidate, audience: str) -> None:
     sid = c.claims.get("sid")
     try:
         revoked = revocation.is_revoked(jti=str(c.claims["jti"]), sid=str(sid) if sid else None)
-    except revocation.RevocationUnavailable:
-        raise InvalidToken("Revocation status is unavailable; try again shortly.") from None
+    except revocation.RevocationUnavailable as unavailable:
+        raise RevocationStatusUnknown(f"revocation list not current: {unavailable}") from None
     if revoked:
         raise InvalidToken("The token has been revoked.")
 

@@ -294,7 +294,9 @@ def _bearer_token(request: HttpRequest) -> str | JsonResponse:
 def userinfo(request: HttpRequest) -> HttpResponse:
     """OIDC Core §5.3, with the token sent as RFC 6750 §2.1 or §2.2 allow, or as RFC 9449 §7.1
     (Authorization: DPoP with a DPoP proof); to a request with a DPoP proof, the current
-    DPoP-Nonce when nonces are required (§9)."""
+    DPoP-Nonce when nonces are required (§9). A token whose revocation status is unknown
+    (validation.RevocationStatusUnknown) is refused with 503 and Retry-After, not 401: it is
+    not known bad (core.middleware.UnavailableMiddleware answers it)."""
     response = _userinfo(request)
     nonce = possession.dpop_nonce_header(request)
     if nonce:
@@ -353,7 +355,12 @@ def _report_userinfo(user: Any, claims: dict[str, Any]) -> None:
 @_client_auth_challenge
 def introspect(request: HttpRequest) -> HttpResponse:
     """RFC 7662: confidential clients only (§2.1 requires the caller be authorized).
-    Inactive is {"active": false} and nothing else (§2.2)."""
+    Inactive is {"active": false} and nothing else (§2.2). A token whose revocation status
+    this process cannot read (validation.RevocationStatusUnknown) is neither: §2.2's `active`
+    says the token has not been revoked, which is unknown, and §4 lets the resource server
+    cache the answer, so a false "inactive" would outlive the outage. It is answered 503
+    temporarily_unavailable with Retry-After (core.views.unavailable_response), an error
+    (§2.3), not an answer about the token."""
     params = request.POST
     try:
         token, hint = _token_param(params)

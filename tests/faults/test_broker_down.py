@@ -12,18 +12,28 @@ Two outages: the broker frozen (connections accepted, never answered) and the br
 the result backend's commands (the sending process subscribes to the task's result before it
 publishes): frozen, past 60 s; gone, 19 s of result-backend reconnects.
 
+Each publish the broker does not take is one WARNING line naming the task, with the request
+id and the error, never an ERROR with a traceback (apps/core/commit.py): an outage is not a
+log storm. A password reset asked for meanwhile is not re-sent by anything, so its page says
+nothing is on its way (docs/operations.md "The broker down").
+
 The broker is a Redis of the test's own; the web server and the worker use it, the suite's
 worker does not (tests/faults/conftest.py Worker).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from django.conf import settings
 
 from apps.core.events import EventType
@@ -83,6 +93,22 @@ def test_a_logout_while_the_broker_is_down_is_recorded_at_once_and_delivered_whe
         own_redis.stop(signal.SIGKILL)
         without_broker = log_out(url, refused)
         session_recorded_and_pending(session_id(refused))
+        # A reset asked for now: no "check your mail" for a mail nothing will send.
+        forgot = ask_for_a_reset_link(url, "ada@example.com")
+        assert forgot.status_code == 503, forgot.text[:500]
+        assert "Nothing is on its way" in forgot.text
+        # One WARNING line per publish that failed: two logouts and the reset.
+        unqueued = wait_for_unqueued(log, 3)
+        assert [line["task"] for line in unqueued] == [
+            "apps.tokens.tasks.deliver_backchannel_logout",
+            "apps.tokens.tasks.deliver_backchannel_logout",
+            "apps.signin.tasks.password_reset_mail_task",
+        ]
+        assert {line["level"] for line in unqueued} == {"warning"}
+        assert all(line.get("request_id") and "exc" not in line for line in unqueued), unqueued
+        logged = log.read_text(errors="replace")
+        assert "Traceback" not in logged
+        assert not [line for line in json_lines(log) if line["level"] in ("error", "critical")]
         assert without_broker < with_broker + 1, (with_broker, without_broker)
         # each broker and result-backend command bounded, one retry each (idp/settings.py)
         assert with_frozen_broker < 6 * settings.HEALTH_CHECK_TIMEOUT, with_frozen_broker
@@ -111,6 +137,38 @@ def test_a_logout_while_the_broker_is_down_is_recorded_at_once_and_delivered_whe
         f"logout_without_broker_s={without_broker:.3f} "
         f"delivered_after_broker_back_s={delivered_after:.2f}"
     )
+
+
+def ask_for_a_reset_link(url: str, email: str) -> requests.Response:
+    """/password/forgot as a browser fills it (its CSRF cookie and token)."""
+    http = requests.Session()
+    page = http.get(f"{url}/password/forgot", timeout=30)
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert match, page.text[:500]
+    return http.post(
+        f"{url}/password/forgot", data={"csrfmiddlewaretoken": match.group(1), "email": email},
+        headers={"Referer": f"{url}/password/forgot"}, timeout=60,
+    )  # fmt: skip
+
+
+def json_lines(log: Path) -> list[dict[str, Any]]:
+    """The log's complete JSON lines (the last may be half written while we read)."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return [line for line in found if isinstance(line, dict)]
+
+
+def wait_for_unqueued(log: Path, count: int) -> list[dict[str, Any]]:
+    """The web server's `task … not queued` lines (apps/core/commit.py), once there are
+    `count` of them."""
+
+    def unqueued() -> list[dict[str, Any]]:
+        return [line for line in json_lines(log) if line.get("logger") == "tessera.tasks"]
+
+    wait_for(lambda: len(unqueued()) >= count, 30, f"fewer than {count} unqueued-task lines")
+    return unqueued()
 
 
 def session_recorded_and_pending(sid: str) -> None:

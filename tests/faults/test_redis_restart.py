@@ -2,8 +2,10 @@
 
 While Redis is down the revocation list is unknown, so every access token is refused (fail
 closed: README "Sessions", docs/operations.md `revocation` check, IDP_REVOCATION_FAIL_OPEN
-off): userinfo answers 401 invalid_token (RFC 6750 §3.1) and introspection says
-{"active": false} (RFC 7662 §2.2), never the token's claims and never a 500. The credential
+off): userinfo and introspection answer 503 temporarily_unavailable with Retry-After — not
+401 invalid_token (RFC 6750 §3.1: the token is not known bad, and a relying party would drop
+it and send the person to sign in again) nor {"active": false} (RFC 7662 §2.2, which a
+resource server may cache, §4) — never the token's claims and never a 500. The credential
 endpoints stay limited by the process's own stand-in (README "Rate limits": never unlimited).
 Once Redis is back on the same port the same server accepts the token again, without a
 restart (its subscriber reconnects and reloads the list: apps/core/revocation.py).
@@ -48,6 +50,10 @@ def test_redis_killed_tokens_refused_limits_hold_and_service_resumes_without_res
         answer = http.get(
             f"{url}/oauth/userinfo", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
+        if answer.status_code == 503:  # RFC 9110 §15.6.4: when to try again
+            assert answer.headers["Retry-After"] == "5", answer.headers
+            assert answer.json()["error"] == "temporarily_unavailable", answer.text
+            assert "WWW-Authenticate" not in answer.headers  # no challenge: not a bad token
         return answer.status_code
 
     def introspect(token: str) -> tuple[int, bool]:
@@ -55,6 +61,9 @@ def test_redis_killed_tokens_refused_limits_hold_and_service_resumes_without_res
             f"{url}/oauth/introspect", data={"token": token},
             auth=(rp.client_id, rp.client_secret or ""), timeout=30,
         )  # fmt: skip
+        if answer.status_code == 503:
+            assert answer.headers["Retry-After"] == "5", answer.headers
+            assert "active" not in answer.json(), answer.text
         return answer.status_code, answer.status_code == 200 and answer.json()["active"]
 
     def wrong_secret(client_id: str) -> int:
@@ -82,7 +91,7 @@ def test_redis_killed_tokens_refused_limits_hold_and_service_resumes_without_res
             status, active = introspect(token)
             down[f"introspect {status} active={active}"] += 1
             assert time.monotonic() - started < 2, "a refusal waited on Redis"
-        assert down == {"userinfo 401": 20, "introspect 200 active=False": 20}, down
+        assert down == {"userinfo 503": 20, "introspect 503 active=False": 20}, down
         # client secrets: never unlimited, the lockout is kept in this process
         guesses = [wrong_secret("ghost") for _ in range(12)]
         assert guesses == [401] * 5 + [429] * 7, guesses

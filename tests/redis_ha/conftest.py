@@ -70,12 +70,18 @@ def issue(url: str, client_id: str, secret: str) -> requests.Response:
     )  # fmt: skip
 
 
-def active(url: str, client_id: str, secret: str, token: str) -> bool:
-    """What the web process's introspection says (RFC 7662 §2.2): its revocation mirror."""
-    response = requests.post(
+def introspect(url: str, client_id: str, secret: str, token: str) -> requests.Response:
+    """The web process's introspection (RFC 7662 §2.2): its revocation mirror. 503 while the
+    mirror is not current (a failover): the token's status is unknown, not inactive."""
+    return requests.post(
         url + "/oauth/introspect", data={"token": token},
         headers=basic(client_id, secret), timeout=10,
     )  # fmt: skip
+
+
+def active(url: str, client_id: str, secret: str, token: str) -> bool:
+    """What the web process's introspection says of the token, its mirror current."""
+    response = introspect(url, client_id, secret, token)
     assert response.status_code == 200, response.text
     return bool(response.json()["active"])
 

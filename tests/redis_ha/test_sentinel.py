@@ -27,7 +27,7 @@ from apps.core.health import HEARTBEAT_KEY
 from apps.core.redis import kombu_broker
 from apps.core.revocation import revoke_jti
 from apps.tokens.services import client_create
-from tests.redis_ha.conftest import active, issue, jti, refused_after
+from tests.redis_ha.conftest import active, introspect, issue, jti, refused_after
 from tests.redis_ha.servers import SERVICE, SentinelSet
 from tests.servers import wait_for
 
@@ -39,11 +39,12 @@ LIMITED = {"IDP_RATELIMIT_ALLOW": "", "IDP_RATELIMIT_REVOKE_IP": "3/1h"}
 
 def _works_again(url: str, client_id: str, secret: str) -> bool:
     """A token is issued and the web process's revocation mirror is current (introspection
-    refuses every token while it is not)."""
+    answers 503 for every token while it is not)."""
     response = issue(url, client_id, secret)
     if response.status_code != 200:
         return False
-    return active(url, client_id, secret, response.json()["access_token"])
+    answer = introspect(url, client_id, secret, response.json()["access_token"])
+    return answer.status_code == 200 and bool(answer.json()["active"])
 
 
 def _revocation_reaches_the_web_process(

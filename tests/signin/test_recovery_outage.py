@@ -7,12 +7,15 @@ import signal
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.test import Client as HttpClient
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from apps.accounts.models import User
 from apps.accounts.services import user_create
 from apps.signin.links import link_make
 from apps.signin.recovery import RESET
+from apps.signin.recovery_views import NOT_SENT
 from tests.servers import Redis
 
 pytestmark = pytest.mark.django_db
@@ -41,3 +44,26 @@ def test_a_reset_with_redis_down_answers_a_page(own_redis: Any) -> None:
     assert response.status_code == 200
     assert "Your new password is set." in response.content.decode()
     assert User.objects.get(pk=ada.pk).check_password(new)
+
+
+@pytest.mark.django_db(transaction=True)  # the task is queued once the request's work commits
+def test_a_reset_asked_for_while_the_broker_refuses_says_nothing_is_coming(monkeypatch) -> None:
+    """The link's task cannot be queued and nothing queues it later (docs/operations.md "The
+    broker down"): the page says so rather than "check your mail", the same for an address
+    without an account (OWASP Forgot Password Cheat Sheet: one answer for every address).
+    tests/faults/test_broker_down.py does this against a real broker, killed."""
+    user_create(email="ada@example.com", password="a long correct passphrase")
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(current_app, "send_task", refused)
+    pages = [
+        HttpClient().post("/password/forgot", {"email": email})
+        for email in ("ada@example.com", "nobody@example.com")
+    ]
+
+    assert [page.status_code for page in pages] == [503, 503]
+    for page in pages:
+        assert NOT_SENT in page.content.decode()
+        assert "Check your mail" not in page.content.decode()

@@ -45,7 +45,9 @@ class AdminBearerAuthentication(BaseAuthentication):
     person. Tokens of client_credentials grants act for no one and are refused: an admin
     action is always recorded against the person who did it (OWASP ASVS 7.2.2). Whether that
     person is active staff with a role is the permissions' business (console.permissions), as
-    for sessions."""
+    for sessions. A token whose revocation status is unknown (validation.RevocationStatusUnknown)
+    is not caught here: DRF passes it on and core.middleware.UnavailableMiddleware answers 503
+    with Retry-After, not 401 (the token is not known bad)."""
 
     def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
