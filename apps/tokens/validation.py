@@ -193,8 +193,10 @@ CHECKS: list[Callable[[_Candidate, str], None]] = [
     _check_registered_claims,
     _check_claims,
     _check_binding,
-    _check_revocation,
     _check_client,
+    # Last: the one check whose answer can be "unknown" (503 while the list cannot be read),
+    # so a token every other check refuses is a 401 even then.
+    _check_revocation,
 ]
 
 

@@ -15,6 +15,8 @@ from django.test import Client as HttpClient
 from apps.core import revocation
 from apps.sessions.services import session_start
 from apps.tokens.claims import access_token_claims, sign
+from apps.tokens.clients_admin import client_disable
+from apps.tokens.models import Client
 from apps.tokens.validation import RevocationStatusUnknown, validate_access_token
 from tests.conftest import redis_start_again
 from tests.servers import wait_for
@@ -60,6 +62,11 @@ def test_an_unknown_revocation_status_is_503_with_retry_after_and_200_once_redis
     assert admin.get(users).status_code == 200
     header, payload, _ = token.split(".")
     forged = f"{header}.{payload}.{b64url(bytes(64))}"
+    retired = register(grant_types=["client_credentials"])
+    of_retired = form_post(
+        flow.http, TOKEN, {"grant_type": "client_credentials"}, auth=retired
+    ).json()["access_token"]
+    client_disable(client=Client.objects.get(client_id=retired.client_id), actor_id=None)
 
     servers.redis.stop()
     try:
@@ -74,6 +81,10 @@ def test_an_unknown_revocation_status_is_503_with_retry_after_and_200_once_redis
         _unavailable(form_post(flow.http, REVOKE, {"token": unstored}, auth=machine))
         # A token known bad is still said to be bad.
         assert userinfo(flow.http, forged).status_code == 401
+        # So is one of a disabled client: revocation is the last check, the only one that
+        # can answer "unknown".
+        refused = form_post(flow.http, INTROSPECT, {"token": of_retired}, auth=flow.rp)
+        assert refused.json() == {"active": False}
         assert form_post(flow.http, INTROSPECT, {"token": forged}, auth=flow.rp).json() == {
             "active": False
         }
