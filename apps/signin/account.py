@@ -29,6 +29,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.models import User
+from apps.core.commit import unqueued_tasks
 from apps.core.events import EventType, emit
 from apps.core.mail import mail_send, recipient
 from apps.core.people import HistoryEntry, HistoryUnavailable, person_applications
@@ -44,7 +45,7 @@ from apps.sessions.selectors import (
 from apps.sessions.services import session_end
 from apps.signin.account_forms import EmailChangeForm, NameForm, PasswordChangeForm
 from apps.signin.credentials import password_set
-from apps.signin.links import LinkInvalid, link_make, link_read
+from apps.signin.links import NOT_SENT, LinkInvalid, link_make, link_read
 from apps.signin.notices import security_notice
 from apps.signin.pipeline import Refusal
 
@@ -409,10 +410,14 @@ def email_update(request: HttpRequest) -> HttpResponse:
             response[name] = value
         return response
     try:
-        email_change_request(user=user, email=email, request=request)
+        with unqueued_tasks() as unqueued:
+            email_change_request(user=user, email=email, request=request)
     except ValidationError as error:
         form.add_error("email", error)
         return _page(request, email_form=form, status=400)
+    if unqueued:  # the broker did not take the mail: the address cannot change by it
+        form.add_error("email", f"{NOT_SENT} Your address stays {user.email}.")
+        return _page(request, email_form=form, status=503)
     return _back(
         request,
         f"We sent a link to {email}. Your address changes when you open it; until then it "

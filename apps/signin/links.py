@@ -27,6 +27,10 @@ from apps.core.secret_keys import secret_keys
 
 # A token longer than this is not one of ours (ours are about 150 characters).
 TOKEN_MAX = 1024
+# What a page says when the broker refused the mail's task (apps.core.commit.unqueued_tasks):
+# nothing queues it later (docs/operations.md "The broker down"), so the page promises nothing.
+# The same words whether the address has an account or not (one answer for every address).
+NOT_SENT = "We could not send the link just now. Nothing is on its way: ask again in a few minutes."
 
 
 class LinkInvalid(Exception):

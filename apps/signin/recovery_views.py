@@ -27,7 +27,7 @@ from apps.accounts.models import User
 from apps.core.commit import unqueued_tasks
 from apps.ratelimit import services as ratelimit
 from apps.signin import recovery
-from apps.signin.links import LinkInvalid
+from apps.signin.links import NOT_SENT, LinkInvalid
 
 # The form reads at most this many characters of a password (as the sign-in form does); the
 # policy's own maximum (PASSWORD_MAX_LENGTH) is lower and says so in its message.
@@ -115,7 +115,11 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
         if not decision.allowed:
             what = "You asked for several links in a short time."
             return _refused(request, "signin/verify_resend.html", context, what, decision)
-        if recovery.verification_send(user, request=request):
+        with unqueued_tasks() as unqueued:
+            sent = recovery.verification_send(user, request=request)
+        if unqueued:
+            messages.error(request, NOT_SENT)
+        elif sent:
             messages.success(
                 request,
                 f"We sent a new link to {user.email}. It works for "
@@ -169,7 +173,6 @@ def _link_refused(request: HttpRequest, template: str, invalid: LinkInvalid) -> 
 # line, apps/core/commit.py). Nothing re-sends it later (docs/operations.md "The broker
 # down"), so the page says so, the same for any address (the same task is queued for an
 # address without an account).
-NOT_SENT = "We could not send the link just now. Nothing is on its way: ask again in a few minutes."
 
 
 @csrf_protect

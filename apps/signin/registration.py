@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -50,10 +50,12 @@ from apps.accounts.invitations import (
 from apps.accounts.models import OrganizationInvitation, User
 from apps.accounts.selectors import user_id_for_email
 from apps.accounts.services import user_create
+from apps.core.commit import unqueued_tasks
 from apps.core.events import EventType, emit
 from apps.core.mail import mail_send, recipient
 from apps.core.redis import get_redis
 from apps.ratelimit import services as ratelimit
+from apps.signin.links import NOT_SENT
 from apps.signin.registration_forms import RegistrationForm
 
 REDIS_PREFIX = "tessera:registration:"
@@ -235,14 +237,23 @@ def _submit(
         except InvitationUnusable as error:
             form.add_error("email" if error.code == "address" else None, error.messages[0])
             return False
-    registration_request(
-        request=request,
-        email=email,
-        name=form.cleaned_data["name"],
-        password=form.cleaned_data["password1"],
-        invitation=invitation,
-    )
+    with unqueued_tasks() as unqueued:
+        registration_request(
+            request=request,
+            email=email,
+            name=form.cleaned_data["name"],
+            password=form.cleaned_data["password1"],
+            invitation=invitation,
+        )
+    if unqueued:  # the broker did not take the mail: no "check your mail" page
+        form.add_error(None, ValidationError(NOT_SENT, code="not_sent"))
+        return False
     return True
+
+
+def _status(form: RegistrationForm) -> int:
+    """400 for what the person typed; 503 when only the mail could not be sent."""
+    return 503 if form.has_error(NON_FIELD_ERRORS, code="not_sent") else 400
 
 
 def _sent(request: HttpRequest, email: str) -> HttpResponse:
@@ -268,7 +279,7 @@ def register(request: HttpRequest) -> HttpResponse:
         _limits(request, str(request.POST.get("email", "")))
         if _submit(request, form, None):
             return _sent(request, form.cleaned_data["email"])
-    status = 400 if form.is_bound else 200
+    status = _status(form) if form.is_bound else 200
     return render(request, "signin/register.html", {"form": form}, status=status)
 
 
@@ -316,7 +327,7 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
         "error": refused_message,
         "login_url": reverse("signin:login") + "?" + urlencode({"next": request.path}),
     }
-    status = 400 if request.method == "POST" else 200
+    status = (_status(form) if form.is_bound else 400) if request.method == "POST" else 200
     return render(request, "signin/invite.html", context, status=status)
 
 

@@ -17,6 +17,7 @@ from apps.signin.links import link_make
 from apps.signin.recovery import RESET
 from apps.signin.recovery_views import NOT_SENT
 from tests.servers import Redis
+from tests.signin.browser import force_sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +68,68 @@ def test_a_reset_asked_for_while_the_broker_refuses_says_nothing_is_coming(monke
     for page in pages:
         assert NOT_SENT in page.content.decode()
         assert "Check your mail" not in page.content.decode()
+
+
+@pytest.fixture
+def broker_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every publish refused as a broker that is down refuses it (kombu's error)."""
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(current_app, "send_task", refused)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registration_while_the_broker_refuses_says_nothing_is_coming(
+    broker_refuses: None, settings: Any
+) -> None:
+    # The same page for a new address and one with an account (no account enumeration).
+    settings.REGISTRATION = "open"
+    user_create(email="ada@example.com", password="a long correct passphrase")
+    new = "a long new passphrase"
+    form = {"name": "Ada", "password1": new, "password2": new}
+
+    pages = [
+        HttpClient().post("/register", {**form, "email": email})
+        for email in ("ada@example.com", "babbage@example.com")
+    ]
+
+    assert [page.status_code for page in pages] == [503, 503]
+    for page in pages:
+        assert NOT_SENT in page.content.decode()
+        assert "Check your" not in page.content.decode()
+    assert not User.objects.filter(email="babbage@example.com").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_address_change_while_the_broker_refuses_keeps_the_address_and_says_so(
+    broker_refuses: None,
+) -> None:
+    ada = user_create(email="ada@example.com", password="a long correct passphrase")
+    http = HttpClient()
+    force_sign_in(http, ada)
+
+    page = http.post(
+        "/account/email", {"email": "ada@new.example.com", "password": "a long correct passphrase"}
+    )
+
+    assert page.status_code == 503
+    assert NOT_SENT in page.content.decode()
+    assert "Your address stays ada@example.com." in page.content.decode()
+    assert "We sent a link" not in page.content.decode()
+    assert User.objects.get(pk=ada.pk).email == "ada@example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_verification_link_while_the_broker_refuses_is_not_promised(
+    broker_refuses: None,
+) -> None:
+    ada = user_create(email="ada@example.com", password="a long correct passphrase")
+    http = HttpClient()
+    force_sign_in(http, ada)
+
+    page = http.post("/account/verify", follow=True)
+
+    assert NOT_SENT in page.content.decode()
+    assert "We sent a new link" not in page.content.decode()
