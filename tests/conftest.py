@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -234,20 +234,31 @@ def empty_audit_store(
     return clickhouse_client
 
 
+def _ping_through_the_suites_app(hostname: str) -> bool:
+    from idp.celery import app
+
+    return bool(app.control.ping(destination=[hostname], timeout=0.5))
+
+
 class WorkerProcess:
     """A real `celery worker` process consuming from the suite's broker."""
 
     def __init__(
-        self, env: dict[str, str], log: Path, name: str = "tessera-test", queue: str = "celery"
+        self,
+        env: dict[str, str],
+        log: Path,
+        name: str = "tessera-test",
+        queue: str = "celery",
+        ping: Callable[[str], bool] = _ping_through_the_suites_app,
     ) -> None:
         """`name` and `queue`: a second worker beside the suite's (another configuration,
-        tests/audit/test_cluster.py) gets tasks sent to its own queue only."""
-        self.env, self.log, self.name, self.queue = env, log, name, queue
+        tests/audit/test_cluster.py) gets tasks sent to its own queue only. `ping`: how to
+        reach it by host name (a worker on another broker: through a client of that broker,
+        tests/faults)."""
+        self.env, self.log, self.name, self.queue, self.ping = env, log, name, queue, ping
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from idp.celery import app
-
         hostname = f"{self.name}-{os.getpid()}@localhost"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -263,11 +274,11 @@ class WorkerProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited:\n{self.log.read_text()[-2000:]}")
             try:
-                return bool(app.control.ping(destination=[hostname], timeout=0.5))
+                return self.ping(hostname)
             except (RedisError, KombuOperationalError):  # a broker just restarted: not yet
                 return False
 
-        wait_for(answers, 60, "the Celery worker did not answer a ping")
+        wait_for(answers, 90, "the Celery worker did not answer a ping")
 
     def kill(self) -> None:
         """SIGKILL: the worker dies mid-task, as in a crash or an OOM kill."""

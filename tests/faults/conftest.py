@@ -28,14 +28,13 @@ from celery import Celery
 from celery.result import AsyncResult
 from django.conf import settings
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from apps.accounts.services import user_create
 from apps.keys import keys
 from apps.tokens.logout_propagation import STALLED_AFTER
 from apps.tokens.models import BackchannelLogoutDelivery
 from apps.tokens.services import client_create
+from tests.conftest import WorkerProcess
 from tests.rp import PASSWORD, REDIRECT_URI, Browser, RegisteredClient
 from tests.servers import (
     ROOT,
@@ -114,47 +113,20 @@ class Broker:
         return bool(self.app.control.ping(destination=[hostname], timeout=0.5))
 
 
-class Worker:
-    """A real `celery worker` process (the suite's command line, tests/conftest.py
-    WorkerProcess) whose broker is `broker_url`: killing it leaves the suite's worker alone."""
+class Worker(WorkerProcess):
+    """The suite's worker process (tests/conftest.py) on a broker of its own, `broker_url`:
+    killing it leaves the suite's worker alone."""
 
     def __init__(self, env: dict[str, str], log: Path, broker_url: str) -> None:
-        self.env = {**env, "CELERY_BROKER_URL": broker_url}
-        self.log, self.broker = log, Broker(broker_url)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.broker = Broker(broker_url)
+        super().__init__(
+            {**env, "CELERY_BROKER_URL": broker_url}, log,
+            name=f"faults-{uuid.uuid4().hex[:8]}", ping=self.broker.ping,
+        )  # fmt: skip
 
     def start(self) -> Worker:
-        hostname = f"faults-{uuid.uuid4().hex[:8]}@localhost"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "idp", "worker", "--pool", "solo",
-                 "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", hostname],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-
-        def answers() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited:\n{self.log.read_text()[-2000:]}")
-            try:
-                return self.broker.ping(hostname)
-            except (RedisError, KombuOperationalError):
-                return False
-
-        wait_for(answers, 90, "the Celery worker did not answer a ping")
+        super().start()
         return self
-
-    def kill(self) -> None:
-        """SIGKILL: the worker dies mid-task, as in a crash or an OOM kill."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
 
 
 @pytest.fixture
