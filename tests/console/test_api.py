@@ -278,6 +278,7 @@ def test_schema_lists_every_path(staff: HttpClient) -> None:
         "/api/v1/audit/events.csv",
         "/api/v1/audit/events.jsonl",
         "/api/v1/sessions",
+        "/api/v1/sessions/revoke-all",
         "/api/v1/sessions/{session_id}",
         "/api/v1/sessions/{session_id}/revoke",
         "/api/v1/sessions/{session_id}/compromise",

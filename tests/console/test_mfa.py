@@ -377,6 +377,7 @@ def test_require_mfa_in_the_console_client_form(administrator: HttpClient, shop:
             "id_token_alg": "RS256",
             "require_pkce": "on",
             "require_mfa": "on",
+            "allowed_scopes": shop.allowed_scopes.split(),  # the boxes as the form checks them
         },
         follow=True,
     )
