@@ -174,6 +174,22 @@ def redis_start_again(servers: TestServers) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _cache_channel_current() -> Iterator[None]:
+    """A test that stopped or swapped Redis leaves this process's cache channel subscribed
+    again (apps.core.cache.bus: the revocation mirror and every cache's invalidations) before
+    the next test: otherwise a later test meets a revocation status it cannot know, far from
+    the cause. Waits for that state (it comes within the channel's 2 s backoff once Redis is
+    back); fails the test after which it does not come."""
+    from apps.core.cache import bus
+
+    yield
+    thread = bus._thread
+    if thread is None or not thread.is_alive() or bus.current.is_set():
+        return
+    wait_for(bus.current.is_set, 30, f"this test left the cache channel down: {bus.problem}")
+
+
+@pytest.fixture(autouse=True)
 def _celery_app_unchanged() -> Iterator[None]:
     """A test that makes its own Celery app (a broker it owns) must not leave it the current
     app: every later test's tasks would go to that broker, stopped by then, and fail far from
