@@ -25,16 +25,20 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client as HttpClient
 
-from apps.accounts.services import user_create
 from apps.sessions.services import session_end
 from apps.tokens import clients_admin
 from apps.tokens.models import Client, OfflineGrant
 from apps.tokens.resources import ANY_RESOURCE, MAX_ALLOWED_RESOURCES
 from apps.tokens.services import client_create, consent_grant
 from apps.tokens.validation import validate_access_token
-from tests.console.conftest import access_token, bearer, csrf_token
-from tests.rp import PASSWORD, REDIRECT_URI, RegisteredClient, new_verifier
-from tests.signin.browser import force_sign_in
+from tests.console.conftest import (
+    access_token,
+    bearer,
+    csrf_token,
+    operator,  # noqa: F401 - a fixture
+    staff,  # noqa: F401 - a fixture
+)
+from tests.rp import REDIRECT_URI, RegisteredClient, new_verifier
 from tests.tokens.conftest import (
     TOKEN,
     Flow,
@@ -354,20 +358,10 @@ def test_the_migration_keeps_every_existing_client_working_as_before(
 # --- operators: the console's form and the admin API -----------------------------------------
 
 
-@pytest.fixture
-def operator(db):
-    return user_create(email="ops@example.com", password=PASSWORD, staff_role="administrator")
-
-
-@pytest.fixture
-def staff(operator) -> HttpClient:
-    """The administrator's browser, signed in, CSRF checks on (tests/console/conftest.py)."""
-    http = HttpClient(enforce_csrf_checks=True)
-    force_sign_in(http, operator)
-    return http
-
-
-def test_the_console_form_sets_both_lists_and_names_the_field_at_fault(staff, register) -> None:
+def test_the_console_form_sets_both_lists_and_names_the_field_at_fault(
+    staff,  # noqa: F811 - the fixture
+    register,
+) -> None:
     rp = register()
     path = f"/console/clients/{rp.client_id}/edit/"
     page = staff.get(path)
@@ -394,7 +388,7 @@ def test_the_console_form_sets_both_lists_and_names_the_field_at_fault(staff, re
 
 
 @pytest.fixture
-def admin_api(operator) -> HttpClient:
+def admin_api(operator) -> HttpClient:  # noqa: F811 - the fixture
     """A script with an administrator's admin-scoped token (tests/console/conftest.py)."""
     return HttpClient(headers=bearer(access_token(operator, "openid admin")))
 
