@@ -9,10 +9,10 @@ import pytest
 from apps.accounts.services import user_create
 from apps.sessions.models import LoginSession
 from tests.console.conftest import add_session
+from tests.e2e.browser_steps import password_sign_in
+from tests.rp import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-OPS_PASSWORD = "another long passphrase"
 
 
 def test_an_operator_ends_every_session_from_the_console(
@@ -20,11 +20,8 @@ def test_an_operator_ends_every_session_from_the_console(
 ) -> None:
     for _ in range(3):
         add_session(person)
-    user_create(email="ops@example.com", password=OPS_PASSWORD, staff_role="operator")
-    page.goto(f"{live_server.url}/console/sessions/")
-    page.fill("#id_email", "ops@example.com")
-    page.fill("#id_password", OPS_PASSWORD)
-    page.click("button[type=submit]")
+    user_create(email="ops@example.com", password=PASSWORD, staff_role="operator")
+    password_sign_in(page, live_server, "ops@example.com", "/console/sessions/")
     page.wait_for_url(f"{live_server.url}/console/sessions/")
 
     page.get_by_role("link", name="End every session…").click()
