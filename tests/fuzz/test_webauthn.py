@@ -51,6 +51,17 @@ def _authenticator() -> SoftAuthenticator:
     return SoftAuthenticator(origin=ORIGIN, rp_id="id.example.com")
 
 
+def _registered_authenticator(user: Any) -> SoftAuthenticator:
+    """An authenticator whose key `user` has registered (a whole, valid ceremony)."""
+    authenticator = _authenticator()
+    ceremony = webauthn_registration_begin(user=user)
+    webauthn_registration_finish(
+        user=user, ceremony_id=ceremony.id,
+        response=json.dumps(authenticator.create(ceremony.options_json)), name="Key",
+    )  # fmt: skip
+    return authenticator
+
+
 @st.composite
 def bent_bytes(draw: st.DrawFn, data: bytes) -> bytes:
     """`data` with a few bytes changed, cut short, or grown."""
@@ -162,12 +173,7 @@ def test_assertion_of_any_shape_is_accepted_or_mfa_error(
     db: None, data: Any, passwordless: bool
 ) -> None:
     user = UserFactory()
-    authenticator = _authenticator()
-    ceremony = webauthn_registration_begin(user=user)
-    webauthn_registration_finish(
-        user=user, ceremony_id=ceremony.id,
-        response=json.dumps(authenticator.create(ceremony.options_json)), name="Key",
-    )  # fmt: skip
+    authenticator = _registered_authenticator(user)
     ceremony = webauthn_authentication_begin(user=None if passwordless else user)
     response = data.draw(bent_response(authenticator.get(ceremony.options_json)))
     try:
@@ -191,12 +197,7 @@ def test_passwordless_sign_in_with_any_response_is_a_sign_in_or_a_400_page(
     might send them, and the page never echoes what it was sent."""
     fresh_redis()
     user = UserFactory()
-    authenticator = _authenticator()
-    ceremony = webauthn_registration_begin(user=user)
-    webauthn_registration_finish(
-        user=user, ceremony_id=ceremony.id,
-        response=json.dumps(authenticator.create(ceremony.options_json)), name="Key",
-    )  # fmt: skip
+    authenticator = _registered_authenticator(user)
     http = HttpClient()
     options = http.post("/login/passkey/options", HTTP_ACCEPT="application/json").json()
     answer = data.draw(bent_response(authenticator.get(json.dumps(options["publicKey"]))))
