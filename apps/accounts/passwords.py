@@ -150,9 +150,10 @@ def context_words_in(password: str) -> tuple[list[str], int]:
         folded = password.lower()
     covered = [False] * len(folded)
     hits: list[str] = []
+    words = context_words()
     for table in _LOOKALIKES:
         text = folded.translate(table)
-        for word in context_words():
+        for word in words:
             start = text.find(word)
             while start != -1:
                 if word not in hits:
