@@ -26,6 +26,7 @@ refresh never brings a scope back, and the answer's `scope` says what is left.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -38,16 +39,29 @@ OFFLINE_ACCESS = "offline_access"
 PERSON_SCOPES = frozenset({"openid", "profile", "email", OFFLINE_ACCESS})
 
 
+def rule_refusal(scope: str, *, grant_types: Iterable[str], first_party: bool) -> str:
+    """Why the rules above never grant `scope` to such a client, or "" when they may: the one
+    statement of them, for the grants (TesseraScopes) and for an operator's list
+    (check_allowed_scopes)."""
+    if scope == ADMIN_SCOPE and not first_party:
+        return "admin is granted to first-party clients only."
+    if scope == OFFLINE_ACCESS and "refresh_token" not in grant_types:
+        return "offline_access needs the refresh_token grant (OIDC Core section 11)."
+    return ""
+
+
 class TesseraScopes(SettingsScopes):
     def get_available_scopes(
         self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
     ) -> list[str]:
         scopes: list[str] = super().get_available_scopes(application, request, *args, **kwargs)
-        if application is None or not application.skip_authorization:
-            scopes = [scope for scope in scopes if scope != ADMIN_SCOPE]
-        if application is None or "refresh_token" not in application.grant_type_set:
-            scopes = [scope for scope in scopes if scope != OFFLINE_ACCESS]
-        return scopes
+        grant_types = application.grant_type_set if application is not None else ()
+        first_party = application is not None and application.skip_authorization
+        return [
+            scope
+            for scope in scopes
+            if not rule_refusal(scope, grant_types=grant_types, first_party=first_party)
+        ]
 
 
 class ScopeRefused(Exception):
@@ -120,12 +134,10 @@ def check_allowed_scopes(
     if any(scope not in settings.SCOPES for scope in chosen):
         # not repeated back: the list is what an operator may use
         raise ValidationError({field: f"Unknown scope: use {', '.join(defined)}."})
-    if ADMIN_SCOPE in chosen and not first_party:
-        raise ValidationError({field: "admin is granted to first-party clients only."})
-    if OFFLINE_ACCESS in chosen and "refresh_token" not in grant_types:
-        raise ValidationError(
-            {field: "offline_access needs the refresh_token grant (OIDC Core section 11)."}
-        )
+    for scope in chosen:
+        refusal = rule_refusal(scope, grant_types=grant_types, first_party=first_party)
+        if refusal:
+            raise ValidationError({field: refusal})
     return chosen
 
 
